@@ -1,0 +1,83 @@
+//! Load-time constants handed to the programs as one read-only global.
+//!
+//! Rust eBPF gets no CO-RE relocations, so the loader resolves every kernel
+//! struct offset from `/sys/kernel/btf/vmlinux` and every classic tracepoint
+//! field offset from tracefs `format` files, then writes them here before the
+//! programs are loaded. Nothing in the programs assumes one kernel's layout.
+
+use crate::COMM_LEN;
+
+/// Offsets (bytes) and switches read by the programs. All fields are `u32` so
+/// the struct has no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    // --- struct task_struct
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_exit_code: u32,
+    pub task_exit_signal: u32,
+    pub task_start_time: u32,
+    pub task_signal: u32,
+    pub task_sighand: u32,
+    pub task_blocked: u32,
+    pub task_comm: u32,
+    // --- struct signal_struct: `live` is the count of threads not yet exited
+    pub signal_live: u32,
+    // --- struct sighand_struct / k_sigaction / sigaction
+    pub sighand_action: u32,
+    pub k_sigaction_size: u32,
+    pub sigaction_handler: u32,
+    pub sigaction_flags: u32,
+    // --- struct kernel_siginfo
+    pub siginfo_code: u32,
+    pub siginfo_pid: u32,
+    pub siginfo_status: u32,
+    /// 1 when the `sched_process_exit` BTF tracepoint passes `group_dead`
+    /// (kernel 6.16 and later); otherwise the probe reads `signal->live`.
+    pub exit_has_group_dead: u32,
+
+    // --- classic tracepoint field offsets (from tracefs `format` files)
+    pub exec_filename: u32,
+    pub exec_pid: u32,
+    pub exec_old_pid: u32,
+    pub wait_pid: u32,
+    pub deliver_sig: u32,
+    pub deliver_code: u32,
+    pub deliver_handler: u32,
+    pub deliver_flags: u32,
+    pub wait4_upid: u32,
+    pub wait4_stat_addr: u32,
+    pub wait4_options: u32,
+    pub waitid_which: u32,
+    pub waitid_upid: u32,
+    pub waitid_infop: u32,
+    pub waitid_options: u32,
+    pub sigaction_sig: u32,
+    pub sigaction_act: u32,
+    /// `ret` of every `sys_exit_*` tracepoint.
+    pub sys_exit_ret: u32,
+    /// `__syscall_nr` of every `sys_*` tracepoint.
+    pub sys_nr: u32,
+
+    // --- filtering
+    /// One of [`crate::filter`].
+    pub filter_mode: u32,
+    /// Processes whose comm equals this (NUL padded) are followed; empty: off.
+    pub comm: [u8; COMM_LEN],
+    pub comm_len: u32,
+    /// The loader's own tgid: its waits are always reported, because in
+    /// command mode it is the reaper of the traced tree.
+    pub self_tgid: u32,
+}
+
+/// Key of the per-process fork-failure counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ForkFailKey {
+    pub tgid: u32,
+    /// Positive errno.
+    pub errno: u32,
+}

@@ -1,0 +1,235 @@
+//! One record layout per hook. See `docs/abi.md` for the meaning of each field.
+
+use crate::{COMM_LEN, FILENAME_LEN};
+
+/// Record kinds. Explicit numbers, never reused.
+pub mod kind {
+    pub const FORK: u32 = 1;
+    pub const EXEC: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const SIGNAL_GENERATE: u32 = 4;
+    pub const SIGNAL_DELIVER: u32 = 5;
+    pub const PROCESS_WAIT: u32 = 6;
+    pub const WAIT_ENTER: u32 = 7;
+    pub const WAIT_EXIT: u32 = 8;
+    pub const FREE: u32 = 9;
+    pub const SIGACTION: u32 = 10;
+    pub const FORK_FAILED: u32 = 11;
+    /// One past the largest kind: the size of the per-kind loss counters.
+    pub const COUNT: u32 = 12;
+}
+
+/// Starts every record.
+///
+/// `tgid`/`tid` name the task the event happened in: the current task for
+/// every hook but `sched_process_free`, which runs in softirq context and
+/// names the freed task instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, the clock of `task->start_time`.
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+}
+
+/// `sched_process_fork`: a new task. The header names the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkRecord {
+    pub header: Header,
+    pub child_tgid: u32,
+    pub child_tid: u32,
+    pub child_start_ns: u64,
+    /// Start time of the parent's thread-group leader: with `header.tgid` it
+    /// identifies the parent process.
+    pub parent_start_ns: u64,
+    /// 1 when the child is a thread of the parent's process.
+    pub is_thread: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `sched_process_exec`: a successful exec. The header names the task after
+/// exec (a non-leader thread that execs takes the leader's pid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub header: Header,
+    pub pid: u32,
+    pub old_pid: u32,
+    pub process_start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+    /// NUL-terminated, truncated to `FILENAME_LEN - 1` bytes.
+    pub filename: [u8; FILENAME_LEN],
+}
+
+/// `sched_process_exit`: a thread finished `do_exit`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub header: Header,
+    /// `task->exit_code`: `status << 8` for exit(status), or the signal
+    /// number (| 0x80 with a core dump).
+    pub exit_code: i32,
+    /// `task->exit_signal`: what the parent will be sent (0: nothing).
+    pub exit_signal: i32,
+    pub real_parent_tgid: u32,
+    /// 1 when this was the last live thread of its process.
+    pub group_dead: u32,
+    /// Start time of the thread-group leader.
+    pub process_start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `signal_generate` for SIGCHLD and fatal signals. The header names the
+/// sender (the current task).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalGenerateRecord {
+    pub header: Header,
+    pub sig: i32,
+    /// `si_code` (CLD_EXITED, CLD_KILLED, ... for SIGCHLD).
+    pub code: i32,
+    /// 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 lose info.
+    pub result: i32,
+    /// 1 for a process-wide signal.
+    pub group: i32,
+    pub target_tgid: u32,
+    pub target_tid: u32,
+    /// `si_pid`/`si_status`: for SIGCHLD, the child and its status.
+    pub si_pid: i32,
+    pub si_status: i32,
+    /// The target's disposition for `sig` when it was generated.
+    pub target_handler: u64,
+    pub target_sa_flags: u64,
+    /// The target thread's blocked mask (bit n-1 for signal n).
+    pub target_blocked: u64,
+}
+
+/// `signal_deliver`: the target dequeued a signal in `get_signal`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalDeliverRecord {
+    pub header: Header,
+    pub sig: i32,
+    pub code: i32,
+    pub sa_handler: u64,
+    pub sa_flags: u64,
+}
+
+/// `sched_process_wait`: the start of `do_wait`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessWaitRecord {
+    pub header: Header,
+    /// The pid waited for (0 for any).
+    pub pid: i32,
+    pub _pad: u32,
+}
+
+/// `sys_enter_wait4` / `sys_enter_waitid`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitEnterRecord {
+    pub header: Header,
+    /// One of [`crate::wait_syscall`].
+    pub syscall: u32,
+    /// waitid's `which` (P_ALL 0, P_PID 1, P_PGID 2, P_PIDFD 3); 0 for wait4.
+    pub which: i32,
+    pub upid: i32,
+    pub options: i32,
+}
+
+/// `sys_exit_wait4` / `sys_exit_waitid`, with the arguments of the matching
+/// enter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitExitRecord {
+    pub header: Header,
+    pub syscall: u32,
+    pub which: i32,
+    pub upid: i32,
+    pub options: i32,
+    /// The syscall's return value.
+    pub ret: i64,
+    /// The reaped (or reported) pid: wait4's return, waitid's `infop->si_pid`.
+    /// 0 when nothing was ready.
+    pub reaped_pid: i32,
+    /// wait4: the status word; waitid: `infop->si_status`.
+    pub status: i32,
+    /// waitid: `infop->si_code`; 0 for wait4.
+    pub si_code: i32,
+    pub _pad: u32,
+    pub enter_ktime_ns: u64,
+}
+
+/// `sched_process_free`: the task struct is freed, after its reap. The header
+/// names the freed task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FreeRecord {
+    pub header: Header,
+    pub process_start_ns: u64,
+    pub start_ns: u64,
+    pub exit_code: i32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `sys_enter_rt_sigaction` for SIGCHLD with a new action.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigactionRecord {
+    pub header: Header,
+    pub sig: i32,
+    pub _pad: u32,
+    pub handler: u64,
+    pub flags: u64,
+    pub mask: u64,
+}
+
+/// `sys_exit_{clone,clone3,fork,vfork}` with a negative return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkFailedRecord {
+    pub header: Header,
+    pub syscall_nr: i32,
+    /// Positive errno.
+    pub errno: i32,
+}
+
+/// The size of each kind's record, or `None` for an unknown kind.
+pub const fn record_size(kind: u32) -> Option<usize> {
+    use core::mem::size_of;
+    Some(match kind {
+        kind::FORK => size_of::<ForkRecord>(),
+        kind::EXEC => size_of::<ExecRecord>(),
+        kind::EXIT => size_of::<ExitRecord>(),
+        kind::SIGNAL_GENERATE => size_of::<SignalGenerateRecord>(),
+        kind::SIGNAL_DELIVER => size_of::<SignalDeliverRecord>(),
+        kind::PROCESS_WAIT => size_of::<ProcessWaitRecord>(),
+        kind::WAIT_ENTER => size_of::<WaitEnterRecord>(),
+        kind::WAIT_EXIT => size_of::<WaitExitRecord>(),
+        kind::FREE => size_of::<FreeRecord>(),
+        kind::SIGACTION => size_of::<SigactionRecord>(),
+        kind::FORK_FAILED => size_of::<ForkFailedRecord>(),
+        _ => return None,
+    })
+}
+
+// Every record is a multiple of 8 bytes, so records packed back to back stay
+// aligned and the compiler adds no trailing padding we did not write.
+const _: () = {
+    let mut k = 1;
+    while k < kind::COUNT {
+        match record_size(k) {
+            Some(n) => assert!(n % 8 == 0),
+            None => panic!("every kind below COUNT has a layout"),
+        }
+        k += 1;
+    }
+};

@@ -1,0 +1,52 @@
+//! Reserving records in the ring buffer, and counting the ones that do not fit.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    maps::ring_buf::RingBufEntry,
+};
+use reaper_trace_common::Header;
+
+use crate::maps::{EVENTS, LOST};
+
+/// Reserves a record of type `T`; when the buffer is full, counts the loss
+/// against `kind` so that userspace can report it.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: u32) -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count_lost(kind);
+    }
+    entry
+}
+
+#[inline(always)]
+fn count_lost(kind: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(kind) {
+        // Per-CPU slot: no other writer can race this increment.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// A header for an event in the current task.
+#[inline(always)]
+pub fn current_header(kind: u32) -> Header {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    header(kind, (pid_tgid >> 32) as u32, pid_tgid as u32)
+}
+
+#[inline(always)]
+pub fn header(kind: u32, tgid: u32, tid: u32) -> Header {
+    Header {
+        kind,
+        flags: 0,
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        tgid,
+        tid,
+    }
+}
+
+/// The current task's tgid.
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}

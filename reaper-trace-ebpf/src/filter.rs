@@ -1,0 +1,53 @@
+//! Which processes are reported. In FOLLOW mode only the tgids in `FOLLOWED`
+//! are; the fork probe adds each new child of a followed process, so a whole
+//! tree is followed from the kernel side without racing userspace.
+
+use reaper_trace_common::{COMM_LEN, filter};
+
+use crate::{config::conf, maps::FOLLOWED};
+
+#[inline(always)]
+pub fn is_traced(tgid: u32) -> bool {
+    if conf!(filter_mode) != filter::FOLLOW {
+        return true;
+    }
+    unsafe { FOLLOWED.get(&tgid) }.is_some()
+}
+
+#[inline(always)]
+pub fn follow(tgid: u32) {
+    // A full map means the tree is larger than the map: the process is then
+    // not followed, which userspace notices as missing forks.
+    let _ = FOLLOWED.insert(&tgid, &1, 0);
+}
+
+#[inline(always)]
+pub fn unfollow(tgid: u32) {
+    let _ = FOLLOWED.remove(&tgid);
+}
+
+#[inline(always)]
+pub fn is_self(tgid: u32) -> bool {
+    conf!(self_tgid) == tgid
+}
+
+/// Whether `comm` is the name given with `--comm`.
+#[inline(always)]
+pub fn comm_matches(comm: &[u8; COMM_LEN]) -> bool {
+    let len = conf!(comm_len) as usize;
+    if len == 0 || len > COMM_LEN {
+        return false;
+    }
+    let want: [u8; COMM_LEN] = conf!(comm);
+    let mut i = 0;
+    while i < COMM_LEN {
+        if comm[i] != want[i] {
+            return false;
+        }
+        if comm[i] == 0 {
+            return true;
+        }
+        i += 1;
+    }
+    true
+}

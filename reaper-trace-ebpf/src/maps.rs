@@ -1,0 +1,40 @@
+//! Every map the programs share.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use reaper_trace_common::{ForkFailKey, kind};
+
+/// All records go here. The loader may resize it (`--ringbuf-size`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Records that could not be reserved in `EVENTS`, per kind.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+/// tgids of the processes being followed (filter mode FOLLOW).
+#[map]
+pub static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(131_072, 0);
+
+/// Arguments of a wait4/waitid in progress, keyed by tid, so that the exit
+/// record can say what was asked for.
+#[map]
+pub static WAIT_ARGS: HashMap<u32, WaitArgs> = HashMap::with_max_entries(16_384, 0);
+
+/// Failed fork/clone calls per (tgid, errno).
+#[map]
+pub static FORK_FAILS: HashMap<ForkFailKey, u64> = HashMap::with_max_entries(4_096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WaitArgs {
+    pub syscall: u32,
+    pub which: i32,
+    pub upid: i32,
+    pub options: i32,
+    /// wait4's `stat_addr` or waitid's `infop` (user pointers).
+    pub user_ptr: u64,
+    pub enter_ktime_ns: u64,
+}

@@ -1,0 +1,14 @@
+//! One module per hook. Every program has the same shape: a thin entry point
+//! that calls a `try_` function and ignores its error, because a tracing
+//! program has nothing useful to return to the kernel.
+
+mod exec;
+mod exit;
+mod fork;
+mod fork_failed;
+mod free;
+mod process_wait;
+mod sigaction;
+mod signal_deliver;
+mod signal_generate;
+mod wait_syscalls;

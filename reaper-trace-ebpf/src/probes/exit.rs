@@ -1,0 +1,46 @@
+//! `sched_process_exit` (BTF): a thread finished `do_exit`. Fires once per
+//! thread; `group_dead` tells the last one.
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use reaper_trace_common::{COMM_LEN, ExitRecord, kind};
+
+use crate::{config::conf, emit, filter, task};
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let exiting: task::Task = ctx.arg(0);
+    let tgid = task::tgid(exiting)?;
+    if !filter::is_traced(tgid) {
+        return Ok(());
+    }
+    let group_dead = if conf!(exit_has_group_dead) != 0 {
+        // 6.16+: TP_PROTO(struct task_struct *p, bool group_dead).
+        let dead: u64 = ctx.arg(1);
+        dead as u8 != 0
+    } else {
+        // Older kernels: do_exit has already decremented signal->live.
+        let signal: *const u8 = task::read(exiting, conf!(task_signal))?;
+        task::read::<i32>(signal, conf!(signal_live))? == 0
+    };
+    let Some(mut entry) = emit::reserve::<ExitRecord>(kind::EXIT) else {
+        return Ok(());
+    };
+    let mut comm = [0u8; COMM_LEN];
+    task::comm(exiting, &mut comm);
+    entry.write(ExitRecord {
+        header: emit::header(kind::EXIT, tgid, task::pid(exiting).unwrap_or(0)),
+        exit_code: task::read::<i32>(exiting, conf!(task_exit_code)).unwrap_or(0),
+        exit_signal: task::read::<i32>(exiting, conf!(task_exit_signal)).unwrap_or(0),
+        real_parent_tgid: task::real_parent_tgid(exiting).unwrap_or(0),
+        group_dead: group_dead as u32,
+        process_start_ns: task::process_start_ns(exiting).unwrap_or(0),
+        comm,
+    });
+    entry.submit(0);
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `sched_process_fork` (BTF): every new task, threads included.
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use reaper_trace_common::{ForkRecord, kind};
+
+use crate::{emit, filter, task};
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let parent: task::Task = ctx.arg(0);
+    let child: task::Task = ctx.arg(1);
+    let parent_tgid = task::tgid(parent)?;
+    let child_tgid = task::tgid(child)?;
+    let is_thread = child_tgid == parent_tgid;
+    if !filter::is_traced(parent_tgid) {
+        return Ok(());
+    }
+    if !is_thread {
+        // Follow the child before it can run, so nothing it does is missed.
+        filter::follow(child_tgid);
+    }
+    let Some(mut entry) = emit::reserve::<ForkRecord>(kind::FORK) else {
+        return Ok(());
+    };
+    let mut comm = [0u8; reaper_trace_common::COMM_LEN];
+    task::comm(child, &mut comm);
+    entry.write(ForkRecord {
+        header: emit::current_header(kind::FORK),
+        child_tgid,
+        child_tid: task::pid(child).unwrap_or(0),
+        child_start_ns: task::start_ns(child).unwrap_or(0),
+        parent_start_ns: task::process_start_ns(parent).unwrap_or(0),
+        is_thread: is_thread as u32,
+        _pad: 0,
+        comm,
+    });
+    entry.submit(0);
+    Ok(())
+}

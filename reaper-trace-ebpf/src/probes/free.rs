@@ -1,0 +1,43 @@
+//! `sched_process_free` (BTF): the task struct is released, after its reap.
+//! The one hook that sees every reap: by wait, by autoreap, by an adopting
+//! reaper, and of threads. Runs in softirq context, so `current` is unrelated
+//! and everything is read from the task argument.
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use reaper_trace_common::{COMM_LEN, FreeRecord, kind};
+
+use crate::{config::conf, emit, filter, task};
+
+#[btf_tracepoint(function = "sched_process_free")]
+pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_free(&ctx);
+    0
+}
+
+fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let freed: task::Task = ctx.arg(0);
+    let tgid = task::tgid(freed)?;
+    let tid = task::pid(freed)?;
+    if !filter::is_traced(tgid) {
+        return Ok(());
+    }
+    if tid == tgid {
+        // The leader goes last: the process is gone and its tgid may be reused.
+        filter::unfollow(tgid);
+    }
+    let Some(mut entry) = emit::reserve::<FreeRecord>(kind::FREE) else {
+        return Ok(());
+    };
+    let mut comm = [0u8; COMM_LEN];
+    task::comm(freed, &mut comm);
+    entry.write(FreeRecord {
+        header: emit::header(kind::FREE, tgid, tid),
+        process_start_ns: task::process_start_ns(freed).unwrap_or(0),
+        start_ns: task::start_ns(freed).unwrap_or(0),
+        exit_code: task::read::<i32>(freed, conf!(task_exit_code)).unwrap_or(0),
+        _pad: 0,
+        comm,
+    });
+    entry.submit(0);
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `syscalls/sys_enter_rt_sigaction` (classic) for SIGCHLD: a handler, SIG_IGN
+//! or SIG_DFL being installed while we trace.
+
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use reaper_trace_common::{SIGCHLD, SigactionRecord, kind};
+
+use crate::{config::conf, emit, filter};
+
+/// The kernel's `struct sigaction` as passed by rt_sigaction on x86_64:
+/// handler, flags, restorer, mask.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct UserSigaction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+#[tracepoint]
+pub fn sys_enter_rt_sigaction(ctx: TracePointContext) -> u32 {
+    let _ = try_sigaction(&ctx);
+    0
+}
+
+fn try_sigaction(ctx: &TracePointContext) -> Result<(), i64> {
+    let sig =
+        unsafe { ctx.read_at::<u64>(conf!(sigaction_sig) as usize) }.map_err(|e| e as i64)? as i32;
+    if sig != SIGCHLD {
+        return Ok(());
+    }
+    let act = unsafe { ctx.read_at::<u64>(conf!(sigaction_act) as usize) }.map_err(|e| e as i64)?;
+    if act == 0 || !filter::is_traced(emit::current_tgid()) {
+        return Ok(());
+    }
+    let action =
+        unsafe { bpf_probe_read_user(act as *const UserSigaction) }.map_err(|e| e as i64)?;
+    let Some(mut entry) = emit::reserve::<SigactionRecord>(kind::SIGACTION) else {
+        return Ok(());
+    };
+    entry.write(SigactionRecord {
+        header: emit::current_header(kind::SIGACTION),
+        sig,
+        _pad: 0,
+        handler: action.handler,
+        flags: action.flags,
+        mask: action.mask,
+    });
+    entry.submit(0);
+    Ok(())
+}

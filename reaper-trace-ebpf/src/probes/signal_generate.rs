@@ -1,0 +1,83 @@
+//! `signal_generate` (BTF): a signal was queued, or refused. Kept for SIGCHLD
+//! (how a parent hears of a child's exit) and for signals that kill.
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use reaper_trace_common::{SIGCHLD, SIGKILL, SignalGenerateRecord, kind};
+
+use crate::{config::conf, emit, filter, task};
+
+/// Signals 1..=31 whose default action terminates the process: all but
+/// SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG and SIGWINCH.
+const DEFAULT_KILLS: u32 = !((1 << 17)
+    | (1 << 18)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 23)
+    | (1 << 28))
+    & !1;
+
+/// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV` are not pointers.
+const SEND_SIG_PRIV: u64 = 1;
+const SI_USER: i32 = 0;
+const SI_KERNEL: i32 = 0x80;
+const SIG_DFL: u64 = 0;
+
+#[btf_tracepoint(function = "signal_generate")]
+pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_signal_generate(&ctx);
+    0
+}
+
+fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    // TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
+    //          int type, enum sig_generate_result result)
+    let sig = ctx.arg::<u64>(0) as i32;
+    if !(1..=31).contains(&sig) {
+        return Ok(());
+    }
+    let target: task::Task = ctx.arg(2);
+    let (handler, sa_flags) = task::sigaction(target, sig).unwrap_or((0, 0));
+    let fatal = sig == SIGKILL || (handler == SIG_DFL && DEFAULT_KILLS & (1 << sig) != 0);
+    if sig != SIGCHLD && !fatal {
+        return Ok(());
+    }
+    let target_tgid = task::tgid(target)?;
+    let sender_tgid = emit::current_tgid();
+    if !filter::is_traced(target_tgid) && !filter::is_traced(sender_tgid) {
+        return Ok(());
+    }
+    let info = ctx.arg::<u64>(1);
+    let (code, si_pid, si_status) = if info > SEND_SIG_PRIV {
+        let info = info as *const u8;
+        (
+            task::read::<i32>(info, conf!(siginfo_code)).unwrap_or(0),
+            task::read::<i32>(info, conf!(siginfo_pid)).unwrap_or(0),
+            task::read::<i32>(info, conf!(siginfo_status)).unwrap_or(0),
+        )
+    } else if info == SEND_SIG_PRIV {
+        (SI_KERNEL, 0, 0)
+    } else {
+        (SI_USER, 0, 0)
+    };
+    let Some(mut entry) = emit::reserve::<SignalGenerateRecord>(kind::SIGNAL_GENERATE) else {
+        return Ok(());
+    };
+    entry.write(SignalGenerateRecord {
+        header: emit::current_header(kind::SIGNAL_GENERATE),
+        sig,
+        code,
+        result: ctx.arg::<u64>(4) as i32,
+        group: ctx.arg::<u64>(3) as i32,
+        target_tgid,
+        target_tid: task::pid(target).unwrap_or(0),
+        si_pid,
+        si_status,
+        target_handler: handler,
+        target_sa_flags: sa_flags,
+        target_blocked: task::read::<u64>(target, conf!(task_blocked)).unwrap_or(0),
+    });
+    entry.submit(0);
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! `syscalls/sys_{enter,exit}_{wait4,waitid}` (classic): who waited for what,
+//! and what each call reaped. The enter probe keeps the arguments per thread
+//! so that the exit record is complete on its own.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use reaper_trace_common::{WaitEnterRecord, WaitExitRecord, kind, wait_syscall};
+
+use crate::{
+    config::conf,
+    emit, filter,
+    maps::{WAIT_ARGS, WaitArgs},
+};
+
+/// Offsets in the user-space `siginfo_t` (uapi: a 3-int preamble padded to
+/// 16 bytes on 64-bit, then `si_pid`, `si_uid`, `si_status`).
+const USER_SIGINFO_CODE: usize = 8;
+const USER_SIGINFO_PID: usize = 16;
+const USER_SIGINFO_STATUS: usize = 24;
+
+#[tracepoint]
+pub fn sys_enter_wait4(ctx: TracePointContext) -> u32 {
+    let _ = try_enter(&ctx, wait_syscall::WAIT4);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
+    let _ = try_enter(&ctx, wait_syscall::WAITID);
+    0
+}
+
+/// Attached to both `sys_exit_wait4` and `sys_exit_waitid`.
+#[tracepoint]
+pub fn sys_exit_wait(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn arg<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i64> {
+    unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
+}
+
+fn wanted() -> bool {
+    let tgid = emit::current_tgid();
+    filter::is_traced(tgid) || filter::is_self(tgid)
+}
+
+fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
+    if !wanted() {
+        return Ok(());
+    }
+    // Syscall arguments are 8-byte slots; the low half holds an int.
+    let args = if syscall == wait_syscall::WAIT4 {
+        WaitArgs {
+            syscall,
+            which: 0,
+            upid: arg::<u64>(ctx, conf!(wait4_upid))? as i32,
+            options: arg::<u64>(ctx, conf!(wait4_options))? as i32,
+            user_ptr: arg::<u64>(ctx, conf!(wait4_stat_addr))?,
+            enter_ktime_ns: unsafe { bpf_ktime_get_ns() },
+        }
+    } else {
+        WaitArgs {
+            syscall,
+            which: arg::<u64>(ctx, conf!(waitid_which))? as i32,
+            upid: arg::<u64>(ctx, conf!(waitid_upid))? as i32,
+            options: arg::<u64>(ctx, conf!(waitid_options))? as i32,
+            user_ptr: arg::<u64>(ctx, conf!(waitid_infop))?,
+            enter_ktime_ns: unsafe { bpf_ktime_get_ns() },
+        }
+    };
+    let header = emit::current_header(kind::WAIT_ENTER);
+    let _ = WAIT_ARGS.insert(&header.tid, &args, 0);
+    let Some(mut entry) = emit::reserve::<WaitEnterRecord>(kind::WAIT_ENTER) else {
+        return Ok(());
+    };
+    entry.write(WaitEnterRecord {
+        header,
+        syscall,
+        which: args.which,
+        upid: args.upid,
+        options: args.options,
+    });
+    entry.submit(0);
+    Ok(())
+}
+
+fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let header = emit::current_header(kind::WAIT_EXIT);
+    let Some(args) = (unsafe { WAIT_ARGS.get(&header.tid) }).copied() else {
+        return Ok(());
+    };
+    let _ = WAIT_ARGS.remove(&header.tid);
+    let ret: i64 = arg(ctx, conf!(sys_exit_ret))?;
+    let (reaped_pid, status, si_code) = if args.user_ptr == 0 {
+        (
+            if args.syscall == wait_syscall::WAIT4 && ret > 0 {
+                ret as i32
+            } else {
+                0
+            },
+            0,
+            0,
+        )
+    } else if args.syscall == wait_syscall::WAIT4 {
+        if ret > 0 {
+            let status = unsafe { bpf_probe_read_user(args.user_ptr as *const i32) }.unwrap_or(0);
+            (ret as i32, status, 0)
+        } else {
+            (0, 0, 0)
+        }
+    } else if ret == 0 {
+        let infop = args.user_ptr as *const u8;
+        let read =
+            |off: usize| unsafe { bpf_probe_read_user(infop.add(off).cast::<i32>()) }.unwrap_or(0);
+        (
+            read(USER_SIGINFO_PID),
+            read(USER_SIGINFO_STATUS),
+            read(USER_SIGINFO_CODE),
+        )
+    } else {
+        (0, 0, 0)
+    };
+    let Some(mut entry) = emit::reserve::<WaitExitRecord>(kind::WAIT_EXIT) else {
+        return Ok(());
+    };
+    entry.write(WaitExitRecord {
+        header,
+        syscall: args.syscall,
+        which: args.which,
+        upid: args.upid,
+        options: args.options,
+        ret,
+        reaped_pid,
+        status,
+        si_code,
+        _pad: 0,
+        enter_ktime_ns: args.enter_ktime_ns,
+    });
+    entry.submit(0);
+    Ok(())
+}

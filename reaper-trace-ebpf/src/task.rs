@@ -1,0 +1,66 @@
+//! Reading `task_struct` fields at the offsets the loader resolved from BTF.
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
+use reaper_trace_common::COMM_LEN;
+
+use crate::config::conf;
+
+pub type Task = *const u8;
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+pub fn read<T>(base: *const u8, offset: u32) -> Result<T, i64> {
+    unsafe { bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()) }.map_err(|e| e as i64)
+}
+
+#[inline(always)]
+pub fn tgid(task: Task) -> Result<u32, i64> {
+    read::<u32>(task, conf!(task_tgid))
+}
+
+#[inline(always)]
+pub fn pid(task: Task) -> Result<u32, i64> {
+    read::<u32>(task, conf!(task_pid))
+}
+
+#[inline(always)]
+pub fn start_ns(task: Task) -> Result<u64, i64> {
+    read::<u64>(task, conf!(task_start_time))
+}
+
+/// Start time of the task's thread-group leader: with the tgid, the identity
+/// of the process.
+#[inline(always)]
+pub fn process_start_ns(task: Task) -> Result<u64, i64> {
+    let leader: Task = read(task, conf!(task_group_leader))?;
+    start_ns(leader)
+}
+
+#[inline(always)]
+pub fn real_parent_tgid(task: Task) -> Result<u32, i64> {
+    let parent: Task = read(task, conf!(task_real_parent))?;
+    tgid(parent)
+}
+
+#[inline(always)]
+pub fn comm(task: Task, out: &mut [u8; COMM_LEN]) {
+    let src = unsafe { task.add(conf!(task_comm) as usize) };
+    if unsafe { bpf_probe_read_kernel_buf(src, out) }.is_err() {
+        *out = [0; COMM_LEN];
+    }
+}
+
+/// The task's action for signal `sig`: (handler, flags).
+#[inline(always)]
+pub fn sigaction(task: Task, sig: i32) -> Result<(u64, u64), i64> {
+    if !(1..=64).contains(&sig) {
+        return Err(-1);
+    }
+    let sighand: *const u8 = read(task, conf!(task_sighand))?;
+    let offset = conf!(sighand_action) + (sig as u32 - 1) * conf!(k_sigaction_size);
+    let action = unsafe { sighand.add(offset as usize) };
+    Ok((
+        read::<u64>(action, conf!(sigaction_handler))?,
+        read::<u64>(action, conf!(sigaction_flags))?,
+    ))
+}

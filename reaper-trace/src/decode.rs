@@ -1,0 +1,569 @@
+//! Ring-buffer records → [`Event`]s. Checks the length before reading
+//! anything, reads unaligned, and never panics on bad input.
+
+use reaper_trace_common::{self as abi, Header, kind, record_size, wait_syscall};
+
+use crate::{comm::Comm, event::*};
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than the common header.
+    #[error("record of {len} bytes is shorter than the {need}-byte header")]
+    Short { len: usize, need: usize },
+    /// A kind this build does not know (a newer program, or garbage).
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    /// Records are whole multiples of 8 bytes; this one is not.
+    #[error("record of {len} bytes is not a multiple of 8: framing is off")]
+    Misaligned { len: usize },
+    /// The length does not match the kind's layout.
+    #[error("record of kind {kind} has {len} bytes, its layout has {expected}")]
+    WrongSize {
+        kind: u32,
+        len: usize,
+        expected: usize,
+    },
+}
+
+/// A fixed-layout record of the ABI.
+pub trait Record: Copy + 'static {
+    const KIND: u32;
+}
+
+macro_rules! records {
+    ($($ty:ident = $kind:ident),* $(,)?) => {
+        $(impl Record for abi::$ty { const KIND: u32 = kind::$kind; })*
+    };
+}
+records!(
+    ForkRecord = FORK,
+    ExecRecord = EXEC,
+    ExitRecord = EXIT,
+    SignalGenerateRecord = SIGNAL_GENERATE,
+    SignalDeliverRecord = SIGNAL_DELIVER,
+    ProcessWaitRecord = PROCESS_WAIT,
+    WaitEnterRecord = WAIT_ENTER,
+    WaitExitRecord = WAIT_EXIT,
+    FreeRecord = FREE,
+    SigactionRecord = SIGACTION,
+    ForkFailedRecord = FORK_FAILED,
+);
+
+/// The bytes of a record, as the kernel writes them.
+pub fn record_bytes<T: Record>(record: &T) -> &[u8] {
+    // SAFETY: ABI records are repr(C) with explicit padding and only integer
+    // and byte-array fields, so every byte is initialised.
+    unsafe { std::slice::from_raw_parts((record as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// Reads a `T` from the front of `bytes`, which the caller has checked is
+/// long enough.
+fn read<T: Record>(bytes: &[u8]) -> T {
+    assert!(bytes.len() >= size_of::<T>());
+    // SAFETY: length checked above; unaligned read of a plain-old-data type.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+/// The kind of a record, after checking its framing.
+pub fn peek_kind(bytes: &[u8]) -> Result<u32, DecodeError> {
+    let need = size_of::<Header>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need,
+        });
+    }
+    if bytes.len() % 8 != 0 {
+        return Err(DecodeError::Misaligned { len: bytes.len() });
+    }
+    let kind = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let expected = record_size(kind).ok_or(DecodeError::UnknownKind(kind))?;
+    if bytes.len() != expected {
+        return Err(DecodeError::WrongSize {
+            kind,
+            len: bytes.len(),
+            expected,
+        });
+    }
+    Ok(kind)
+}
+
+/// Decodes one record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let kind = peek_kind(bytes)?;
+    let data = match kind {
+        kind::FORK => fork(read(bytes)),
+        kind::EXEC => exec(&read(bytes)),
+        kind::EXIT => exit(read(bytes)),
+        kind::SIGNAL_GENERATE => signal_generate(read(bytes)),
+        kind::SIGNAL_DELIVER => {
+            let r: abi::SignalDeliverRecord = read(bytes);
+            EventData::SignalDeliver(SignalDeliver {
+                sig: r.sig,
+                code: r.code,
+                disposition: Disposition::from_handler(r.sa_handler),
+                sa_handler: r.sa_handler,
+                sa_flags: r.sa_flags,
+            })
+        }
+        kind::PROCESS_WAIT => {
+            let r: abi::ProcessWaitRecord = read(bytes);
+            EventData::ProcessWait(ProcessWait { pid: r.pid })
+        }
+        kind::WAIT_ENTER => {
+            let r: abi::WaitEnterRecord = read(bytes);
+            EventData::WaitEnter(WaitEnter {
+                syscall: wait_kind(r.syscall),
+                which: r.which,
+                upid: r.upid,
+                options: r.options,
+            })
+        }
+        kind::WAIT_EXIT => wait_exit(read(bytes)),
+        kind::FREE => {
+            let r: abi::FreeRecord = read(bytes);
+            EventData::Free(Free {
+                process_start_ns: r.process_start_ns,
+                start_ns: r.start_ns,
+                exit_code: r.exit_code,
+                comm: Comm(r.comm),
+            })
+        }
+        kind::SIGACTION => {
+            let r: abi::SigactionRecord = read(bytes);
+            EventData::Sigaction(Sigaction {
+                sig: r.sig,
+                disposition: Disposition::from_handler(r.handler),
+                handler: r.handler,
+                flags: r.flags,
+                mask: r.mask,
+            })
+        }
+        kind::FORK_FAILED => {
+            let r: abi::ForkFailedRecord = read(bytes);
+            EventData::ForkFailed(ForkFailed {
+                syscall_nr: r.syscall_nr,
+                errno: r.errno,
+            })
+        }
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    let header: Header = {
+        // SAFETY: peek_kind checked the record holds at least a header.
+        unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Header>()) }
+    };
+    Ok(Event {
+        time_ns: header.ktime_ns,
+        tgid: header.tgid,
+        tid: header.tid,
+        data,
+    })
+}
+
+fn fork(r: abi::ForkRecord) -> EventData {
+    EventData::Fork(Fork {
+        child_tgid: r.child_tgid,
+        child_tid: r.child_tid,
+        child_start_ns: r.child_start_ns,
+        parent_start_ns: r.parent_start_ns,
+        is_thread: r.is_thread != 0,
+        comm: Comm(r.comm),
+    })
+}
+
+fn exec(r: &abi::ExecRecord) -> EventData {
+    let len = r
+        .filename
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(r.filename.len());
+    EventData::Exec(Exec {
+        pid: r.pid,
+        old_pid: r.old_pid,
+        process_start_ns: r.process_start_ns,
+        comm: Comm(r.comm),
+        filename: String::from_utf8_lossy(&r.filename[..len]).into_owned(),
+    })
+}
+
+/// Splits `task->exit_code` the way `wait` reports it: `status << 8` for an
+/// exit, the signal number (with 0x80 for a core dump) for a kill.
+pub fn split_exit_code(raw: i32) -> (Option<i32>, Option<i32>, bool) {
+    let signal = raw & 0x7f;
+    if signal == 0 {
+        (Some((raw >> 8) & 0xff), None, false)
+    } else {
+        (None, Some(signal), raw & 0x80 != 0)
+    }
+}
+
+fn exit(r: abi::ExitRecord) -> EventData {
+    let (exit_code, signal, core_dumped) = split_exit_code(r.exit_code);
+    EventData::Exit(Exit {
+        exit_code,
+        signal,
+        core_dumped,
+        raw_exit_code: r.exit_code,
+        exit_signal: r.exit_signal,
+        real_parent_tgid: r.real_parent_tgid,
+        group_dead: r.group_dead != 0,
+        is_thread: r.header.tid != r.header.tgid,
+        process_start_ns: r.process_start_ns,
+        comm: Comm(r.comm),
+    })
+}
+
+fn signal_generate(r: abi::SignalGenerateRecord) -> EventData {
+    let blocked = (1..=64).contains(&r.sig) && r.target_blocked & (1u64 << (r.sig - 1)) != 0;
+    EventData::SignalGenerate(SignalGenerate {
+        sig: r.sig,
+        code: r.code,
+        result: SignalResult::from_raw(r.result),
+        group: r.group != 0,
+        target_tgid: r.target_tgid,
+        target_tid: r.target_tid,
+        si_pid: r.si_pid,
+        si_status: r.si_status,
+        target_disposition: Disposition::from_handler(r.target_handler),
+        target_handler: r.target_handler,
+        target_sa_flags: r.target_sa_flags,
+        target_blocked: blocked,
+    })
+}
+
+fn wait_kind(raw: u32) -> WaitSyscall {
+    if raw == wait_syscall::WAITID {
+        WaitSyscall::Waitid
+    } else {
+        WaitSyscall::Wait4
+    }
+}
+
+fn wait_exit(r: abi::WaitExitRecord) -> EventData {
+    EventData::WaitExit(WaitExit {
+        syscall: wait_kind(r.syscall),
+        which: r.which,
+        upid: r.upid,
+        options: r.options,
+        ret: r.ret,
+        reaped_pid: r.reaped_pid,
+        status: r.status,
+        si_code: r.si_code,
+        enter_time_ns: r.enter_ktime_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use reaper_trace_common::{COMM_LEN, FILENAME_LEN};
+
+    use super::*;
+
+    fn header(kind: u32) -> Header {
+        Header {
+            kind,
+            flags: 0,
+            ktime_ns: 1_000 + kind as u64,
+            tgid: 100,
+            tid: 101,
+        }
+    }
+
+    fn comm(s: &str) -> [u8; COMM_LEN] {
+        Comm::from_str_lossy(s).0
+    }
+
+    fn roundtrip<T: Record>(record: T) -> Event {
+        let bytes = record_bytes(&record).to_vec();
+        let event = decode(&bytes).expect("decodes");
+        assert_eq!(event.time_ns, 1_000 + T::KIND as u64);
+        assert_eq!((event.tgid, event.tid), (100, 101));
+        event
+    }
+
+    #[test]
+    fn fork_roundtrips() {
+        let e = roundtrip(abi::ForkRecord {
+            header: header(kind::FORK),
+            child_tgid: 200,
+            child_tid: 200,
+            child_start_ns: 5,
+            parent_start_ns: 4,
+            is_thread: 0,
+            _pad: 0,
+            comm: comm("bash"),
+        });
+        assert_eq!(
+            e.data,
+            EventData::Fork(Fork {
+                child_tgid: 200,
+                child_tid: 200,
+                child_start_ns: 5,
+                parent_start_ns: 4,
+                is_thread: false,
+                comm: Comm::from_str_lossy("bash")
+            })
+        );
+    }
+
+    #[test]
+    fn exec_roundtrips() {
+        let mut filename = [0u8; FILENAME_LEN];
+        filename[..9].copy_from_slice(b"/bin/true");
+        let e = roundtrip(abi::ExecRecord {
+            header: header(kind::EXEC),
+            pid: 100,
+            old_pid: 101,
+            process_start_ns: 7,
+            comm: comm("true"),
+            filename,
+        });
+        let EventData::Exec(exec) = e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (exec.pid, exec.old_pid, exec.filename.as_str()),
+            (100, 101, "/bin/true")
+        );
+    }
+
+    #[test]
+    fn exit_roundtrips_and_splits_the_code() {
+        let base = abi::ExitRecord {
+            header: header(kind::EXIT),
+            exit_code: 42 << 8,
+            exit_signal: 17,
+            real_parent_tgid: 99,
+            group_dead: 1,
+            process_start_ns: 3,
+            comm: comm("child"),
+        };
+        let EventData::Exit(x) = roundtrip(base).data else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                x.exit_code,
+                x.signal,
+                x.core_dumped,
+                x.group_dead,
+                x.is_thread
+            ),
+            (Some(42), None, false, true, true)
+        );
+        let EventData::Exit(x) = roundtrip(abi::ExitRecord {
+            exit_code: 9,
+            ..base
+        })
+        .data
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (x.exit_code, x.signal, x.core_dumped),
+            (None, Some(9), false)
+        );
+        let EventData::Exit(x) = roundtrip(abi::ExitRecord {
+            exit_code: 0x80 | 11,
+            ..base
+        })
+        .data
+        else {
+            panic!()
+        };
+        assert_eq!((x.signal, x.core_dumped), (Some(11), true));
+    }
+
+    #[test]
+    fn signal_generate_roundtrips() {
+        let e = roundtrip(abi::SignalGenerateRecord {
+            header: header(kind::SIGNAL_GENERATE),
+            sig: 17,
+            code: 1,
+            result: 2,
+            group: 1,
+            target_tgid: 50,
+            target_tid: 51,
+            si_pid: 100,
+            si_status: 42,
+            target_handler: 0x4000,
+            target_sa_flags: 0,
+            target_blocked: 1 << 16,
+        });
+        let EventData::SignalGenerate(s) = e.data else {
+            panic!()
+        };
+        assert_eq!(s.result, SignalResult::AlreadyPending);
+        assert_eq!(s.target_disposition, Disposition::Handler);
+        assert!(s.target_blocked && s.group);
+        assert_eq!(
+            (s.target_tgid, s.target_tid, s.si_pid, s.si_status),
+            (50, 51, 100, 42)
+        );
+    }
+
+    #[test]
+    fn the_other_kinds_roundtrip() {
+        let e = roundtrip(abi::SignalDeliverRecord {
+            header: header(kind::SIGNAL_DELIVER),
+            sig: 17,
+            code: 1,
+            sa_handler: 1,
+            sa_flags: 2,
+        });
+        assert!(matches!(
+            e.data,
+            EventData::SignalDeliver(SignalDeliver {
+                sig: 17,
+                disposition: Disposition::Ignore,
+                sa_flags: 2,
+                ..
+            })
+        ));
+        let e = roundtrip(abi::ProcessWaitRecord {
+            header: header(kind::PROCESS_WAIT),
+            pid: 7,
+            _pad: 0,
+        });
+        assert_eq!(e.data, EventData::ProcessWait(ProcessWait { pid: 7 }));
+        let e = roundtrip(abi::WaitEnterRecord {
+            header: header(kind::WAIT_ENTER),
+            syscall: wait_syscall::WAITID,
+            which: 1,
+            upid: 7,
+            options: 4,
+        });
+        assert_eq!(
+            e.data,
+            EventData::WaitEnter(WaitEnter {
+                syscall: WaitSyscall::Waitid,
+                which: 1,
+                upid: 7,
+                options: 4
+            })
+        );
+        let e = roundtrip(abi::WaitExitRecord {
+            header: header(kind::WAIT_EXIT),
+            syscall: wait_syscall::WAIT4,
+            which: 0,
+            upid: -1,
+            options: 1,
+            ret: 7,
+            reaped_pid: 7,
+            status: 42 << 8,
+            si_code: 0,
+            _pad: 0,
+            enter_ktime_ns: 9,
+        });
+        assert!(matches!(
+            e.data,
+            EventData::WaitExit(WaitExit {
+                syscall: WaitSyscall::Wait4,
+                upid: -1,
+                ret: 7,
+                reaped_pid: 7,
+                enter_time_ns: 9,
+                ..
+            })
+        ));
+        let e = roundtrip(abi::FreeRecord {
+            header: header(kind::FREE),
+            process_start_ns: 1,
+            start_ns: 2,
+            exit_code: 0,
+            _pad: 0,
+            comm: comm("x"),
+        });
+        assert!(matches!(
+            e.data,
+            EventData::Free(Free {
+                process_start_ns: 1,
+                start_ns: 2,
+                ..
+            })
+        ));
+        let e = roundtrip(abi::SigactionRecord {
+            header: header(kind::SIGACTION),
+            sig: 17,
+            _pad: 0,
+            handler: 1,
+            flags: 2,
+            mask: 0,
+        });
+        assert!(matches!(
+            e.data,
+            EventData::Sigaction(Sigaction {
+                disposition: Disposition::Ignore,
+                flags: 2,
+                ..
+            })
+        ));
+        let e = roundtrip(abi::ForkFailedRecord {
+            header: header(kind::FORK_FAILED),
+            syscall_nr: 56,
+            errno: 12,
+        });
+        assert_eq!(
+            e.data,
+            EventData::ForkFailed(ForkFailed {
+                syscall_nr: 56,
+                errno: 12
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_short_unknown_and_misframed_records() {
+        assert_eq!(
+            decode(&[0; 8]),
+            Err(DecodeError::Short { len: 8, need: 24 })
+        );
+        let mut unknown = record_bytes(&abi::ProcessWaitRecord {
+            header: header(kind::PROCESS_WAIT),
+            pid: 1,
+            _pad: 0,
+        })
+        .to_vec();
+        unknown[0] = 200;
+        assert_eq!(decode(&unknown), Err(DecodeError::UnknownKind(200)));
+        let fork = abi::ForkRecord {
+            header: header(kind::FORK),
+            ..Default::default()
+        };
+        let bytes = record_bytes(&fork);
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 3]),
+            Err(DecodeError::Misaligned {
+                len: bytes.len() - 3
+            })
+        );
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 8]),
+            Err(DecodeError::WrongSize {
+                kind: kind::FORK,
+                len: bytes.len() - 8,
+                expected: bytes.len()
+            })
+        );
+        let mut long = bytes.to_vec();
+        long.extend_from_slice(&[0; 8]);
+        assert!(matches!(decode(&long), Err(DecodeError::WrongSize { .. })));
+    }
+
+    #[test]
+    fn decodes_from_an_unaligned_buffer() {
+        let fork = abi::ForkRecord {
+            header: header(kind::FORK),
+            child_tgid: 9,
+            ..Default::default()
+        };
+        let mut buf = vec![0u8; 1];
+        buf.extend_from_slice(record_bytes(&fork));
+        let e = decode(&buf[1..]).unwrap();
+        assert!(matches!(
+            e.data,
+            EventData::Fork(Fork { child_tgid: 9, .. })
+        ));
+    }
+}

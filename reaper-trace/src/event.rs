@@ -1,0 +1,236 @@
+//! Decoded events: the typed form of each ring-buffer record that the rest of
+//! the program (rendering, recording, lifecycle analysis) works with.
+
+use serde::Serialize;
+
+use crate::comm::Comm;
+
+/// One event from the kernel.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub time_ns: u64,
+    /// The task the event happened in (for `free`: the freed task).
+    pub tgid: u32,
+    pub tid: u32,
+    #[serde(flatten)]
+    pub data: EventData,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventData {
+    Fork(Fork),
+    Exec(Exec),
+    Exit(Exit),
+    SignalGenerate(SignalGenerate),
+    SignalDeliver(SignalDeliver),
+    ProcessWait(ProcessWait),
+    WaitEnter(WaitEnter),
+    WaitExit(WaitExit),
+    Free(Free),
+    Sigaction(Sigaction),
+    ForkFailed(ForkFailed),
+}
+
+impl EventData {
+    /// The stable name of the kind, as used in JSON and totals.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            EventData::Fork(_) => "fork",
+            EventData::Exec(_) => "exec",
+            EventData::Exit(_) => "exit",
+            EventData::SignalGenerate(_) => "signal_generate",
+            EventData::SignalDeliver(_) => "signal_deliver",
+            EventData::ProcessWait(_) => "process_wait",
+            EventData::WaitEnter(_) => "wait_enter",
+            EventData::WaitExit(_) => "wait_exit",
+            EventData::Free(_) => "free",
+            EventData::Sigaction(_) => "sigaction",
+            EventData::ForkFailed(_) => "fork_failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fork {
+    pub child_tgid: u32,
+    pub child_tid: u32,
+    pub child_start_ns: u64,
+    pub parent_start_ns: u64,
+    pub is_thread: bool,
+    pub comm: Comm,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Exec {
+    pub pid: u32,
+    pub old_pid: u32,
+    pub process_start_ns: u64,
+    pub comm: Comm,
+    pub filename: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Exit {
+    /// The exit status for a normal exit, `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    /// `task->exit_code` as the kernel holds it.
+    pub raw_exit_code: i32,
+    /// The signal the parent gets (0: none).
+    pub exit_signal: i32,
+    pub real_parent_tgid: u32,
+    /// This was the last thread of its process.
+    pub group_dead: bool,
+    /// A thread other than the leader.
+    pub is_thread: bool,
+    pub process_start_ns: u64,
+    pub comm: Comm,
+}
+
+/// What the kernel did with a generated signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalResult {
+    Delivered,
+    Ignored,
+    AlreadyPending,
+    Overflow,
+    LoseInfo,
+    Unknown,
+}
+
+impl SignalResult {
+    pub fn from_raw(raw: i32) -> Self {
+        match raw {
+            0 => SignalResult::Delivered,
+            1 => SignalResult::Ignored,
+            2 => SignalResult::AlreadyPending,
+            3 => SignalResult::Overflow,
+            4 => SignalResult::LoseInfo,
+            _ => SignalResult::Unknown,
+        }
+    }
+}
+
+/// A signal disposition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    Default,
+    Ignore,
+    Handler,
+}
+
+impl Disposition {
+    pub fn from_handler(handler: u64) -> Self {
+        match handler {
+            0 => Disposition::Default,
+            1 => Disposition::Ignore,
+            _ => Disposition::Handler,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SignalGenerate {
+    pub sig: i32,
+    pub code: i32,
+    pub result: SignalResult,
+    pub group: bool,
+    pub target_tgid: u32,
+    pub target_tid: u32,
+    pub si_pid: i32,
+    pub si_status: i32,
+    pub target_disposition: Disposition,
+    pub target_handler: u64,
+    pub target_sa_flags: u64,
+    /// The target thread had `sig` blocked.
+    pub target_blocked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SignalDeliver {
+    pub sig: i32,
+    pub code: i32,
+    pub disposition: Disposition,
+    pub sa_handler: u64,
+    pub sa_flags: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessWait {
+    pub pid: i32,
+}
+
+/// Which wait syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitSyscall {
+    Wait4,
+    Waitid,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WaitEnter {
+    pub syscall: WaitSyscall,
+    pub which: i32,
+    pub upid: i32,
+    pub options: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WaitExit {
+    pub syscall: WaitSyscall,
+    pub which: i32,
+    pub upid: i32,
+    pub options: i32,
+    pub ret: i64,
+    /// The pid reaped or reported; 0 when nothing was.
+    pub reaped_pid: i32,
+    pub status: i32,
+    pub si_code: i32,
+    pub enter_time_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Free {
+    pub process_start_ns: u64,
+    pub start_ns: u64,
+    pub exit_code: i32,
+    pub comm: Comm,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sigaction {
+    pub sig: i32,
+    pub disposition: Disposition,
+    pub handler: u64,
+    pub flags: u64,
+    pub mask: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ForkFailed {
+    pub syscall_nr: i32,
+    pub errno: i32,
+}
+
+/// `wait` options and `sa_flags` bits, for rendering.
+pub mod flags {
+    pub const WNOHANG: i32 = 1;
+    pub const WUNTRACED: i32 = 2;
+    pub const WEXITED: i32 = 4;
+    pub const WCONTINUED: i32 = 8;
+    pub const WNOWAIT: i32 = 0x0100_0000;
+    pub const WNOTHREAD: i32 = 0x2000_0000;
+    pub const WALL: i32 = 0x4000_0000;
+    pub const WCLONE: i32 = 0x8000_0000u32 as i32;
+    pub const SA_NOCLDSTOP: u64 = 1;
+    pub const SA_NOCLDWAIT: u64 = 2;
+    pub const SA_SIGINFO: u64 = 4;
+    pub const SA_RESTART: u64 = 0x1000_0000;
+}

@@ -1,0 +1,335 @@
+//! Loading the eBPF object with this kernel's offsets, attaching every
+//! program, and giving access to its maps.
+
+use std::os::fd::AsRawFd;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
+};
+use reaper_trace_common::{COMM_LEN, Config, ForkFailKey, filter, kind};
+
+use super::{
+    btf::{Btf, BtfError},
+    offsets::{self, OffsetError},
+    privileges,
+    tracefs::{self, Format, TracefsError},
+};
+
+/// The programs, built by build.rs.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reaper-trace"));
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why tracing could not start. Each message names the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Not root, or root without the capabilities.
+    #[error("missing capabilit{plural} {list}: loading eBPF tracing programs needs CAP_BPF and CAP_PERFMON; run as root, e.g. `sudo reaper-trace ...`", plural = if .0.len() == 1 { "y" } else { "ies" }, list = .0.join(", "))]
+    MissingCapabilities(Vec<&'static str>),
+    /// The kernel has no BTF.
+    #[error(
+        "no kernel BTF at {BTF_PATH} ({0}); reaper-trace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf(String),
+    /// The kernel's BTF could not be read.
+    #[error("reading {BTF_PATH}: {0}")]
+    Btf(#[from] BtfError),
+    /// An offset or a tracepoint is missing.
+    #[error(transparent)]
+    Offsets(#[from] OffsetError),
+    /// tracefs is unavailable.
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    /// The verifier refused a program.
+    #[error("the kernel's verifier rejected program {program}: {log_tail}")]
+    Verifier { program: String, log_tail: String },
+    /// The kernel refused to load a program without saying why.
+    #[error(
+        "the kernel refused to load program {program} ({error}); run as root with CAP_BPF and CAP_PERFMON, e.g. with sudo"
+    )]
+    LoadRefused { program: String, error: String },
+    /// A program could not be attached.
+    #[error("attaching {program} to {target}: {source}")]
+    Attach {
+        program: String,
+        target: String,
+        source: ProgramError,
+    },
+    /// The object itself could not be loaded.
+    #[error("loading the eBPF object: {0}")]
+    Object(#[from] aya::EbpfError),
+    /// A map is missing from the object or has the wrong type.
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+    /// `--pid` names no process.
+    #[error("no process with pid {0}; check the pid with `ps -p {0}`")]
+    NoSuchPid(u32),
+    /// `--comm` longer than the kernel keeps.
+    #[error(
+        "--comm {0:?} is longer than the 15 bytes the kernel keeps of a process name; give its first 15 bytes"
+    )]
+    CommTooLong(String),
+}
+
+/// Which processes to follow, when not the whole system.
+#[derive(Clone, Debug, Default)]
+pub struct FollowSpec {
+    /// These tgids (and, seeded by the caller, their descendants).
+    pub pids: Vec<u32>,
+    /// Processes with this comm, now and after any exec.
+    pub comm: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TracerOptions {
+    /// `None`: the whole system.
+    pub follow: Option<FollowSpec>,
+    pub ringbuf_bytes: u32,
+}
+
+/// Loaded and attached programs.
+pub struct Tracer {
+    ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    followed: BpfHashMap<MapData, u32, u32>,
+    /// `category/name` of every hook attached.
+    pub hooks: Vec<String>,
+}
+
+/// A classic tracepoint program and the tracepoints it is attached to.
+const CLASSIC: [(&str, &[&str]); 8] = [
+    ("sched_process_exec", &["sched/sched_process_exec"]),
+    ("sched_process_wait", &["sched/sched_process_wait"]),
+    ("signal_deliver", &["signal/signal_deliver"]),
+    ("sys_enter_wait4", &["syscalls/sys_enter_wait4"]),
+    ("sys_enter_waitid", &["syscalls/sys_enter_waitid"]),
+    (
+        "sys_exit_wait",
+        &["syscalls/sys_exit_wait4", "syscalls/sys_exit_waitid"],
+    ),
+    (
+        "sys_enter_rt_sigaction",
+        &["syscalls/sys_enter_rt_sigaction"],
+    ),
+    (
+        "sys_exit_fork",
+        &[
+            "syscalls/sys_exit_clone",
+            "syscalls/sys_exit_clone3",
+            "syscalls/sys_exit_fork",
+            "syscalls/sys_exit_vfork",
+        ],
+    ),
+];
+
+impl Tracer {
+    /// Checks privileges, resolves offsets, loads and attaches everything.
+    pub fn start(options: &TracerOptions) -> Result<Tracer, SetupError> {
+        if let Some(effective) = privileges::effective_capabilities() {
+            let missing = privileges::missing_capabilities(effective);
+            if !missing.is_empty() {
+                return Err(SetupError::MissingCapabilities(missing));
+            }
+        }
+        let btf_bytes = std::fs::read(BTF_PATH).map_err(|e| SetupError::NoBtf(e.to_string()))?;
+        let btf = Btf::parse(btf_bytes)?;
+        tracefs::ensure_mounted()?;
+
+        let mut config = Config::default();
+        offsets::kernel_struct_offsets(&btf, &mut config)?;
+        offsets::tracepoint_offsets(&mut config, Format::read)?;
+        config.self_tgid = std::process::id();
+        if let Some(follow) = &options.follow {
+            config.filter_mode = filter::FOLLOW;
+            if let Some(comm) = &follow.comm {
+                if comm.len() >= COMM_LEN {
+                    return Err(SetupError::CommTooLong(comm.clone()));
+                }
+                config.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+                config.comm_len = comm.len() as u32;
+            }
+        }
+
+        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| SetupError::NoBtf(e.to_string()))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", options.ringbuf_bytes)
+            .load(PROGRAMS)?;
+
+        let followed = take_map(&mut ebpf, "FOLLOWED", BpfHashMap::try_from)?;
+        let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+        let mut tracer = Tracer {
+            ebpf,
+            events,
+            followed,
+            hooks: Vec::new(),
+        };
+        if let Some(follow) = &options.follow {
+            for &pid in &follow.pids {
+                tracer.follow(pid)?;
+            }
+        }
+        tracer.attach_all(&aya_btf)?;
+        Ok(tracer)
+    }
+
+    fn attach_all(&mut self, btf: &aya::Btf) -> Result<(), SetupError> {
+        let mut hooks = Vec::new();
+        for (name, _) in offsets::BTF_TRACEPOINTS {
+            let program: &mut BtfTracePoint = self.program(name)?;
+            program.load(name, btf).map_err(|e| load_error(name, e))?;
+            program.attach().map_err(|source| SetupError::Attach {
+                program: name.into(),
+                target: format!("BTF tracepoint {name}"),
+                source,
+            })?;
+            hooks.push(format!("tp_btf/{name}"));
+        }
+        for (name, targets) in CLASSIC {
+            let program: &mut TracePoint = self.program(name)?;
+            program.load().map_err(|e| load_error(name, e))?;
+            for target in targets {
+                let (category, event) = target.split_once('/').expect("category/name");
+                program
+                    .attach(category, event)
+                    .map_err(|source| SetupError::Attach {
+                        program: name.into(),
+                        target: format!("tracepoint {target}"),
+                        source,
+                    })?;
+                hooks.push(format!("tracepoint/{target}"));
+            }
+        }
+        self.hooks = hooks;
+        Ok(())
+    }
+
+    fn program<'a, P>(&'a mut self, name: &str) -> Result<&'a mut P, SetupError>
+    where
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let program = self.ebpf.program_mut(name).ok_or_else(|| {
+            SetupError::Map("program", format!("{name} missing from the eBPF object"))
+        })?;
+        program
+            .try_into()
+            .map_err(|e: ProgramError| SetupError::Map("program", format!("{name}: {e}")))
+    }
+
+    /// Follows one more process (FOLLOW mode).
+    pub fn follow(&mut self, tgid: u32) -> Result<(), SetupError> {
+        self.followed
+            .insert(tgid, 1, 0)
+            .map_err(|e| SetupError::Map("FOLLOWED", e.to_string()))
+    }
+
+    /// Records the kernel could not queue, per kind.
+    pub fn lost(&self) -> [u64; kind::COUNT as usize] {
+        let mut lost = [0u64; kind::COUNT as usize];
+        if let Some(map) = self.ebpf.map("LOST")
+            && let Ok(array) = PerCpuArray::<_, u64>::try_from(map)
+        {
+            for (k, slot) in lost.iter_mut().enumerate() {
+                if let Ok(values) = array.get(&(k as u32), 0) {
+                    *slot = values.iter().sum();
+                }
+            }
+        }
+        lost
+    }
+
+    /// Failed forks per (tgid, errno) counted in the kernel.
+    pub fn fork_failures(&self) -> Vec<(ForkFailKey, u64)> {
+        let Some(map) = self.ebpf.map("FORK_FAILS") else {
+            return Vec::new();
+        };
+        let Ok(map) = BpfHashMap::<_, ForkFailKey, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        map.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The ring buffer's file descriptor, for readiness polling.
+    pub fn events_fd(&self) -> i32 {
+        self.events.as_raw_fd()
+    }
+}
+
+fn take_map<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> Result<T, SetupError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or(SetupError::Map(name, "missing from the eBPF object".into()))?;
+    convert(map).map_err(|e| SetupError::Map(name, e.to_string()))
+}
+
+/// Turns a program load failure into the verifier's last words, or a
+/// permission hint when the kernel said nothing.
+fn load_error(program: &str, error: ProgramError) -> SetupError {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail = verifier_log_tail(&log);
+            if tail.is_empty() {
+                SetupError::LoadRefused {
+                    program: program.into(),
+                    error: io_error.to_string(),
+                }
+            } else {
+                SetupError::Verifier {
+                    program: program.into(),
+                    log_tail: tail,
+                }
+            }
+        }
+        other => SetupError::LoadRefused {
+            program: program.into(),
+            error: other.to_string(),
+        },
+    }
+}
+
+/// The last few meaningful lines of a verifier log, on one line.
+pub fn verifier_log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_tail_is_one_line() {
+        let log =
+            "0: (b7) r0 = 0\n\n1: (95) exit\nR1 invalid mem access 'scalar'\nprocessed 2 insns\n";
+        assert_eq!(
+            verifier_log_tail(log),
+            "1: (95) exit | R1 invalid mem access 'scalar' | processed 2 insns"
+        );
+        assert_eq!(verifier_log_tail(""), "");
+    }
+
+    #[test]
+    fn capability_message_names_the_fix() {
+        let msg = SetupError::MissingCapabilities(vec!["CAP_BPF", "CAP_PERFMON"]).to_string();
+        assert!(
+            msg.starts_with("missing capabilities CAP_BPF, CAP_PERFMON:"),
+            "{msg}"
+        );
+        assert!(msg.contains("sudo"));
+    }
+}

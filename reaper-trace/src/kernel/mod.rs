@@ -1,0 +1,10 @@
+//! Everything that talks to the kernel: finding offsets, loading and
+//! attaching the programs, and reading their maps.
+
+pub mod btf;
+pub mod loader;
+pub mod offsets;
+pub mod privileges;
+pub mod tracefs;
+
+pub use loader::{FollowSpec, SetupError, Tracer, TracerOptions};

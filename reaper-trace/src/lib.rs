@@ -1,0 +1,16 @@
+//! reaper-trace: finds the children that never get reaped, and says why.
+//!
+//! The pure core (decoding, rendering) does no I/O and is unit-tested with
+//! made-up records; `kernel` and `live` do the talking to the kernel.
+
+pub mod clock;
+pub mod comm;
+pub mod command;
+pub mod decode;
+pub mod escape;
+pub mod event;
+pub mod kernel;
+pub mod live;
+pub mod procfs;
+pub mod render;
+pub mod totals;

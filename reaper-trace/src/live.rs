@@ -1,0 +1,252 @@
+//! `reaper-trace live`: stream decoded events as they happen.
+
+use std::{
+    collections::HashSet,
+    io::{BufWriter, Write},
+    os::fd::{AsRawFd, RawFd},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    time::Instant,
+};
+
+use crate::{
+    clock::ClockRef,
+    command::{self, ReaperEvent},
+    decode::decode,
+    event::{Event, EventData},
+    kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
+    procfs, render,
+    totals::Totals,
+};
+
+/// How long to wait, once the traced command's tree is gone, for the last
+/// `free` events (they trail the reap by an RCU grace period).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub json: bool,
+    pub pids: Vec<u32>,
+    pub comm: Option<String>,
+    pub command: Vec<String>,
+    pub ringbuf_bytes: u32,
+}
+
+/// The ring buffer's fd, owned by the `Tracer`, for `AsyncFd`.
+struct RingFd(RawFd);
+
+impl AsRawFd for RingFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Where events go.
+struct Output {
+    json: bool,
+    clock: ClockRef,
+    out: BufWriter<std::io::Stdout>,
+    totals: Totals,
+    /// Tasks that exited and have not been freed yet.
+    unfreed: HashSet<u32>,
+}
+
+impl Output {
+    fn record(&mut self, bytes: &[u8]) {
+        match decode(bytes) {
+            Ok(event) => self.event(&event),
+            Err(_) => self.totals.undecodable += 1,
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
+        self.totals.count(event.data.kind_name());
+        match &event.data {
+            EventData::Exit(_) => {
+                self.unfreed.insert(event.tid);
+            }
+            EventData::Free(_) => {
+                self.unfreed.remove(&event.tid);
+            }
+            _ => {}
+        }
+        let line = if self.json {
+            render::json_line(event)
+        } else {
+            render::text_line(event, &self.clock)
+        };
+        let _ = writeln!(self.out, "{line}");
+    }
+}
+
+/// Runs until Ctrl-C/SIGTERM or, with a command, until its tree is gone.
+/// Returns the process exit code.
+pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
+    let follow = follow_spec(&options)?;
+    let has_command = !options.command.is_empty();
+    if has_command {
+        command::become_subreaper().context("becoming a child subreaper")?;
+    }
+    let mut tracer = Tracer::start(&TracerOptions {
+        follow: follow.clone(),
+        ringbuf_bytes: options.ringbuf_bytes,
+    })?;
+    let clock = ClockRef::now();
+
+    let mut reaper = None;
+    let mut command_pid = None;
+    if has_command {
+        let mut child = command::spawn_gated(&options.command)?;
+        tracer.follow(child.pid)?;
+        reaper = Some(command::spawn_reaper());
+        child.release().context("starting the command")?;
+        command_pid = Some(child.pid);
+    }
+    let scope = match (&follow, command_pid) {
+        (None, _) => "the whole system".to_owned(),
+        (Some(_), Some(pid)) => format!(
+            "command {} (pid {pid}) and its descendants",
+            crate::escape::escape(&options.command.join(" "))
+        ),
+        (Some(f), None) => describe_follow(f),
+    };
+    eprintln!(
+        "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop",
+        tracer.hooks.len()
+    );
+
+    // SAFETY: the fd belongs to `tracer`, which outlives `ring` (declared
+    // later, dropped first) and never closes or replaces it meanwhile.
+    let ring = unsafe {
+        AsyncFd::register_with_interest(RingFd(tracer.events_fd()), tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut output = Output {
+        json: options.json,
+        clock,
+        out: BufWriter::new(std::io::stdout()),
+        totals: Totals::default(),
+        unfreed: HashSet::new(),
+    };
+    let mut command_status = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut reported_lost = 0;
+
+    loop {
+        tokio::select! {
+            guard = ring.readable() => {
+                let mut guard = guard.context("ring buffer")?;
+                while let Some(item) = tracer.events.next() {
+                    output.record(&item);
+                }
+                guard.clear_ready();
+                output.out.flush().ok();
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            event = recv(&mut reaper) => match event {
+                Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => command_status = Some(r.status),
+                Some(ReaperEvent::Reaped(_)) => {}
+                Some(ReaperEvent::Drained) | None => {
+                    reaper = None;
+                    drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+                }
+            },
+            _ = tick.tick() => {
+                while let Some(item) = tracer.events.next() {
+                    output.record(&item);
+                }
+                output.out.flush().ok();
+                let lost: u64 = tracer.lost().iter().sum();
+                if lost > reported_lost {
+                    eprintln!("reaper-trace: warning: {} events lost so far (ring buffer full); raise --ringbuf-size", lost);
+                    reported_lost = lost;
+                }
+                if let Some(deadline) = drain_deadline
+                    && (output.unfreed.is_empty() || Instant::now() >= deadline)
+                {
+                    break;
+                }
+            }
+        }
+    }
+
+    while let Some(item) = tracer.events.next() {
+        output.record(&item);
+    }
+    output.totals.set_lost(&tracer.lost());
+    let exit_code = command_status.map(command::exit_code).unwrap_or(0);
+    if options.json {
+        let mut totals = serde_json::to_value(&output.totals)?;
+        totals["type"] = "totals".into();
+        if let Some(status) = command_status {
+            totals["command_exit_code"] = command::exit_code(status).into();
+        }
+        writeln!(output.out, "{totals}")?;
+    } else {
+        write!(output.out, "{}", output.totals.text())?;
+        if let Some(status) = command_status {
+            writeln!(
+                output.out,
+                "command exit code: {}",
+                command::exit_code(status)
+            )?;
+        }
+    }
+    output.out.flush()?;
+    Ok(exit_code)
+}
+
+async fn recv(
+    reaper: &mut Option<tokio::sync::mpsc::UnboundedReceiver<ReaperEvent>>,
+) -> Option<ReaperEvent> {
+    match reaper {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The processes to follow: the named pids and comm, with the descendants
+/// they already have.
+fn follow_spec(options: &LiveOptions) -> Result<Option<FollowSpec>, SetupError> {
+    if options.pids.is_empty() && options.comm.is_none() && options.command.is_empty() {
+        return Ok(None);
+    }
+    let procs = procfs::snapshot();
+    let mut roots = Vec::new();
+    for &pid in &options.pids {
+        if !procs.iter().any(|p| p.pid == pid) {
+            return Err(SetupError::NoSuchPid(pid));
+        }
+        roots.push(pid);
+    }
+    if let Some(comm) = &options.comm {
+        roots.extend(procs.iter().filter(|p| &p.comm == comm).map(|p| p.pid));
+    }
+    Ok(Some(FollowSpec {
+        pids: procfs::with_descendants(&procs, &roots),
+        comm: options.comm.clone(),
+    }))
+}
+
+fn describe_follow(f: &FollowSpec) -> String {
+    let mut parts = Vec::new();
+    if !f.pids.is_empty() {
+        parts.push(format!(
+            "{} process(es) and their descendants",
+            f.pids.len()
+        ));
+    }
+    if let Some(comm) = &f.comm {
+        parts.push(format!("processes named {}", crate::escape::escape(comm)));
+    }
+    parts.join(" and ")
+}

@@ -1,0 +1,104 @@
+//! Reading processes from /proc: parsing is pure, `snapshot` does the I/O.
+
+use std::collections::{HashMap, HashSet};
+
+/// The fields of `/proc/<pid>/stat` reaper-trace uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    /// Field 22: start time in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// Parses one `/proc/<pid>/stat` line. The comm sits in parentheses and may
+/// itself hold spaces and parentheses, so the last `)` ends it.
+pub fn parse_stat(line: &str) -> Option<ProcStat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let pid = line[..open].trim().parse().ok()?;
+    let comm = line.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field n is rest[n - 3].
+    Some(ProcStat {
+        pid,
+        comm,
+        state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
+        start_ticks: rest.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process now (threads excluded). Processes that vanish while being
+/// read are skipped.
+pub fn snapshot() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|s| parse_stat(&s))
+        .collect()
+}
+
+/// `roots` and every process below them.
+pub fn with_descendants(procs: &[ProcStat], roots: &[u32]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut stack: Vec<u32> = roots.to_vec();
+    let mut out = Vec::new();
+    while let Some(pid) = stack.pop() {
+        if seen.insert(pid) {
+            out.push(pid);
+            stack.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hostile_comm() {
+        let line = "42 (a) b (c) Z 7 42 42 0 -1 4194316 0 0 0 0 0 0 0 0 20 0 1 0 123456 0 0";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(
+            (
+                stat.pid,
+                stat.comm.as_str(),
+                stat.state,
+                stat.ppid,
+                stat.start_ticks
+            ),
+            (42, "a) b (c", 'Z', 7, 123456)
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn walks_descendants() {
+        let p = |pid, ppid| ProcStat {
+            pid,
+            comm: String::new(),
+            state: 'S',
+            ppid,
+            start_ticks: 0,
+        };
+        let procs = [p(1, 0), p(10, 1), p(11, 10), p(12, 11), p(20, 1)];
+        let mut d = with_descendants(&procs, &[10]);
+        d.sort();
+        assert_eq!(d, vec![10, 11, 12]);
+    }
+}

@@ -1,0 +1,102 @@
+//! Counting events per kind, and the losses the kernel reported.
+
+use std::collections::BTreeMap;
+
+use reaper_trace_common::kind;
+use serde::Serialize;
+
+/// Kind names in ABI order (index = kind number).
+pub const KIND_NAMES: [&str; kind::COUNT as usize] = [
+    "unknown",
+    "fork",
+    "exec",
+    "exit",
+    "signal_generate",
+    "signal_deliver",
+    "process_wait",
+    "wait_enter",
+    "wait_exit",
+    "free",
+    "sigaction",
+    "fork_failed",
+];
+
+/// Events seen and lost, per kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub events: BTreeMap<&'static str, u64>,
+    pub lost: u64,
+    pub lost_by_kind: BTreeMap<&'static str, u64>,
+    /// Records that arrived but could not be decoded.
+    pub undecodable: u64,
+}
+
+impl Totals {
+    pub fn count(&mut self, kind_name: &'static str) {
+        *self.events.entry(kind_name).or_default() += 1;
+    }
+
+    /// Replaces the loss figures with the kernel's counters.
+    pub fn set_lost(&mut self, lost: &[u64; kind::COUNT as usize]) {
+        self.lost = lost.iter().sum();
+        self.lost_by_kind = KIND_NAMES
+            .iter()
+            .zip(lost)
+            .filter(|(_, n)| **n > 0)
+            .map(|(name, n)| (*name, *n))
+            .collect();
+    }
+
+    /// The totals as readable lines.
+    pub fn text(&self) -> String {
+        let counts: Vec<String> = self
+            .events
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let mut out = format!(
+            "totals: {}\n",
+            if counts.is_empty() {
+                "no events".into()
+            } else {
+                counts.join(", ")
+            }
+        );
+        if self.lost == 0 {
+            out.push_str("lost events: 0\n");
+        } else {
+            let by_kind: Vec<String> = self
+                .lost_by_kind
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "lost events: {} ({}): the ring buffer was full, so this trace is incomplete; raise --ringbuf-size\n",
+                self.lost,
+                by_kind.join(", ")
+            ));
+        }
+        if self.undecodable > 0 {
+            out.push_str(&format!("undecodable records: {}\n", self.undecodable));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_always_shows_loss() {
+        let mut t = Totals::default();
+        t.count("fork");
+        t.count("fork");
+        t.set_lost(&[0; kind::COUNT as usize]);
+        assert_eq!(t.text(), "totals: fork 2\nlost events: 0\n");
+        let mut lost = [0; kind::COUNT as usize];
+        lost[kind::EXIT as usize] = 3;
+        t.set_lost(&lost);
+        assert!(t.text().contains("lost events: 3 (exit 3)"));
+    }
+}

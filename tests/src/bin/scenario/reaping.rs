@@ -1,0 +1,123 @@
+//! Children that are reaped late, by someone else, or never (issue "lifecycle").
+
+use libc::pid_t;
+use serde_json::json;
+
+use crate::util::{
+    Args, close, drain_stdin, fork, fork_exit, getpid, is_zombie, mono_ns, os_fail, own_children,
+    pipe, poll_until, read_pid, reap_ok, set_sigchld, sleep_ms, spawn_child, truth, wait_all_gone,
+    wait_zombie, waitpid_raw, write_pid,
+};
+
+const DEFAULT_CHILDREN: usize = 5;
+
+fn fork_exiting(n: usize) -> Vec<pid_t> {
+    (0..n).map(|_| fork_exit(0)).collect()
+}
+
+pub fn noreap(args: &Args) {
+    let n = args.count(0, "N", DEFAULT_CHILDREN);
+    let children = fork_exiting(n);
+    let mut zombies = 0;
+    poll_until(&format!("all of {children:?} to become zombies"), || {
+        zombies = children.iter().filter(|&&p| is_zombie(p)).count();
+        zombies == n
+    });
+    truth(json!({ "parent": getpid(), "children": children, "zombies": zombies }));
+}
+
+/// Forks N children under an auto-reaping SIGCHLD disposition and waits for
+/// the kernel to reap them all; the scenario itself never calls wait.
+fn autoreap(args: &Args, handler: libc::sighandler_t, flags: i32) {
+    let n = args.count(0, "N", DEFAULT_CHILDREN);
+    set_sigchld(handler, flags);
+    let children = fork_exiting(n);
+    wait_all_gone(&children);
+    truth(json!({ "parent": getpid(), "children": children }));
+}
+
+pub fn sigign_many(args: &Args) {
+    autoreap(args, libc::SIG_IGN, 0);
+}
+
+pub fn nocldwait(args: &Args) {
+    autoreap(args, libc::SIG_DFL, libc::SA_NOCLDWAIT);
+}
+
+pub fn waitpid_other(args: &Args) {
+    let hold_ms = args.num(0, "HOLD_MS", 1000);
+    let a = fork_exit(0);
+    let b = spawn_child(|| {
+        sleep_ms(hold_ms);
+        0
+    });
+    wait_zombie(a);
+    // A blocking wait for B alone must leave the zombie A untouched.
+    if waitpid_raw(b, 0).0 != b {
+        os_fail(&format!("waitpid({b})"));
+    }
+    let a_zombie_after = is_zombie(a);
+    truth(json!({ "parent": getpid(), "a": a, "b": b, "a_zombie_after": a_zombie_after }));
+}
+
+pub fn zombie_hold(args: &Args) {
+    let hold_ms = args.opt_num(0, "HOLD_MS");
+    let zombie = fork_exit(0);
+    wait_zombie(zombie);
+    truth(json!({ "parent": getpid(), "zombie": zombie }));
+    match hold_ms {
+        Some(ms) => sleep_ms(ms),
+        None => drain_stdin(),
+    }
+}
+
+pub fn double_fork(_: &Args) {
+    const REPARENT_BOUND_NS: u64 = 10_000_000_000;
+    let (rd, wr) = pipe();
+    let child = fork();
+    if child == 0 {
+        close(rd);
+        // SAFETY: async-signal-safe calls only until `_exit`.
+        unsafe {
+            // Taken before forking: once this child has exited the grandchild
+            // could no longer learn it from getppid().
+            let me = libc::getpid();
+            let grandchild = libc::fork();
+            if grandchild == 0 {
+                let deadline = mono_ns() + REPARENT_BOUND_NS;
+                while libc::getppid() == me {
+                    if mono_ns() > deadline {
+                        libc::_exit(crate::util::EXIT_TIMEOUT);
+                    }
+                    sleep_ms(1);
+                }
+                libc::_exit(0);
+            }
+            let ok = grandchild > 0 && write_pid(wr, grandchild);
+            libc::_exit(if ok { 0 } else { 1 });
+        }
+    }
+    close(wr);
+    let grandchild = read_pid(rd);
+    close(rd);
+    reap_ok(child, "child");
+    truth(json!({ "parent": getpid(), "child": child, "grandchild": grandchild }));
+}
+
+pub fn popen(args: &Args) {
+    let k = args.count(0, "K", 3);
+    for _ in 0..k {
+        // SAFETY: both arguments are NUL-terminated strings.
+        let stream = unsafe { libc::popen(c"true".as_ptr(), c"r".as_ptr()) };
+        if stream.is_null() {
+            os_fail("popen");
+        }
+        // Leaked on purpose: pclose() would reap the child.
+    }
+    let mut children = Vec::new();
+    poll_until(&format!("{k} popen children to become zombies"), || {
+        children = own_children();
+        children.len() == k && children.iter().all(|&p| is_zombie(p))
+    });
+    truth(json!({ "parent": getpid(), "children": children }));
+}
