@@ -11,19 +11,19 @@ pub fn is_traced(tgid: u32) -> bool {
     if conf!(filter_mode) != filter::FOLLOW {
         return true;
     }
-    unsafe { FOLLOWED.get(&tgid) }.is_some()
+    unsafe { FOLLOWED.get(tgid) }.is_some()
 }
 
 #[inline(always)]
 pub fn follow(tgid: u32) {
     // A full map means the tree is larger than the map: the process is then
     // not followed, which userspace notices as missing forks.
-    let _ = FOLLOWED.insert(&tgid, &1, 0);
+    let _ = FOLLOWED.insert(tgid, 1, 0);
 }
 
 #[inline(always)]
 pub fn unfollow(tgid: u32) {
-    let _ = FOLLOWED.remove(&tgid);
+    let _ = FOLLOWED.remove(tgid);
 }
 
 #[inline(always)]

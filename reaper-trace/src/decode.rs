@@ -74,7 +74,7 @@ pub fn peek_kind(bytes: &[u8]) -> Result<u32, DecodeError> {
             need,
         });
     }
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(DecodeError::Misaligned { len: bytes.len() });
     }
     let kind = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);

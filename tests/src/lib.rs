@@ -1,1 +1,338 @@
+//! Harness for the kernel integration tests: runs `reaper-trace` on the
+//! scenario programs, collects its JSON events and the scenarios' ground
+//! truth (`TRUTH {json}` lines on stderr), and gives small query helpers.
+//!
+//! The test process makes itself a child subreaper, so orphans of the
+//! scenarios come to it and never depend on PID 1 reaping them.
 
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Upper bound for any one traced run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The `reaper-trace` binary: `$REAPER_TRACE_BIN`, or the one cargo built
+/// next to this test's own executable.
+pub fn tool() -> PathBuf {
+    built_binary("REAPER_TRACE_BIN", "reaper-trace")
+}
+
+/// The scenario programs.
+pub fn scenario_bin() -> PathBuf {
+    built_binary("SCENARIO_BIN", "scenario")
+}
+
+fn built_binary(override_var: &str, name: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(override_var) {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo xtask test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether kernel tests can run. Without root they fail, unless the caller
+/// opted out with REAPER_TRACE_SKIP_KERNEL_TESTS=1, in which case the skip
+/// is printed.
+pub fn kernel_tests_enabled(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        become_subreaper();
+        return true;
+    }
+    if std::env::var_os("REAPER_TRACE_SKIP_KERNEL_TESTS").is_some() {
+        eprintln!("SKIP {test}: kernel tests need root (REAPER_TRACE_SKIP_KERNEL_TESTS is set)");
+        return false;
+    }
+    panic!(
+        "{test}: kernel tests need root; run `sudo cargo xtask test`, or set REAPER_TRACE_SKIP_KERNEL_TESTS=1 to skip them"
+    );
+}
+
+fn become_subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: plain prctl.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER failed");
+    });
+}
+
+/// The outcome of one traced run.
+#[derive(Debug)]
+pub struct Trace {
+    pub events: Vec<Value>,
+    pub totals: Value,
+    pub truths: Vec<Value>,
+    pub stderr: String,
+    pub status: ExitStatus,
+}
+
+impl Trace {
+    /// Parses the tool's stdout (JSON lines) and stderr (with TRUTH lines).
+    pub fn parse(stdout: &str, stderr: String, status: ExitStatus) -> Trace {
+        let mut events = Vec::new();
+        let mut totals = Value::Null;
+        for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+            let value: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+            match value["type"].as_str() {
+                Some("event") => events.push(value),
+                Some("totals") => totals = value,
+                other => panic!("unexpected line type {other:?}: {line}"),
+            }
+        }
+        let truths = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("TRUTH "))
+            .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("bad TRUTH {j:?}: {e}")))
+            .collect();
+        Trace {
+            events,
+            totals,
+            truths,
+            stderr,
+            status,
+        }
+    }
+
+    /// The first TRUTH line that has `field`.
+    pub fn truth(&self, field: &str) -> &Value {
+        self.truths
+            .iter()
+            .find(|t| !t[field].is_null())
+            .unwrap_or_else(|| panic!("no TRUTH with {field}; stderr:\n{}", self.stderr))
+    }
+
+    /// Events of one kind that satisfy `pred`.
+    pub fn find<'a>(&'a self, kind: &str, pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+        self.events
+            .iter()
+            .filter(|e| e["kind"] == kind && pred(e))
+            .collect()
+    }
+
+    /// Exactly one event of `kind` matching `pred`.
+    pub fn one(&self, kind: &str, what: &str, pred: impl Fn(&Value) -> bool) -> &Value {
+        let found = self.find(kind, pred);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one {kind} event for {what}, got {found:#?}\nall events: {:#?}",
+            self.events
+        );
+        found[0]
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.totals["lost"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no totals: {:?}", self.totals))
+    }
+}
+
+/// `reaper-trace live --json -- scenario <args>`.
+pub fn trace_scenario(args: &[&str]) -> Trace {
+    let mut cmd = Command::new(tool());
+    cmd.args(["live", "--json", "--"])
+        .arg(scenario_bin())
+        .args(args);
+    run_to_end(cmd)
+}
+
+/// Runs a command with piped output to its end, within `RUN_TIMEOUT`.
+pub fn run_to_end(mut cmd: Command) -> Trace {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn reaper-trace");
+    let (stdout, stderr) = collect_output(&mut child);
+    let status = wait_bounded(&mut child);
+    Trace::parse(
+        &stdout.join().expect("stdout"),
+        stderr.join().expect("stderr"),
+        status,
+    )
+}
+
+type Reader = std::thread::JoinHandle<String>;
+
+fn collect_output(child: &mut Child) -> (Reader, Reader) {
+    let mut out = child.stdout.take().expect("stdout piped");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    (stdout, stderr)
+}
+
+/// Waits for `child`, killing it past `RUN_TIMEOUT`.
+pub fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run exceeded {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A tool run that traces while the test does other things: started, then
+/// waited for until it says it is tracing, then stopped with SIGINT.
+pub struct Background {
+    child: Child,
+    stdout: Reader,
+    stderr_lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Background {
+    /// Starts `reaper-trace <args>` and returns once it reports tracing.
+    pub fn start(args: &[String]) -> Background {
+        let mut child = Command::new(tool())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn reaper-trace");
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let bg = Background {
+            child,
+            stdout,
+            stderr_lines: rx,
+        };
+        let ready = bg
+            .stderr_lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("reaper-trace said nothing");
+        assert!(
+            ready.contains("tracing"),
+            "reaper-trace did not start: {ready}"
+        );
+        bg
+    }
+
+    /// Stops it with SIGINT and collects everything.
+    pub fn stop(mut self) -> Trace {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = wait_bounded(&mut self.child);
+        let stderr: Vec<String> = self.stderr_lines.try_iter().collect();
+        Trace::parse(
+            &self.stdout.join().expect("stdout"),
+            stderr.join("\n"),
+            status,
+        )
+    }
+}
+
+/// A scenario started directly by the test, with piped stdin and stderr.
+pub struct Scenario {
+    pub child: Child,
+    truths: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Scenario {
+    pub fn start(args: &[&str]) -> Scenario {
+        let mut child = Command::new(scenario_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn scenario");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(json) = line.strip_prefix("TRUTH ") {
+                    let _ = tx.send(serde_json::from_str(json).expect("TRUTH json"));
+                }
+            }
+        });
+        Scenario { child, truths: rx }
+    }
+
+    /// The next TRUTH line.
+    pub fn truth(&self) -> Value {
+        self.truths
+            .recv_timeout(Duration::from_secs(30))
+            .expect("scenario reported nothing")
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to scenario");
+    }
+}
+
+/// Runs a command as an unprivileged user (nobody) and returns its result.
+pub fn run_as_nobody(args: &[&str]) -> (ExitStatus, String) {
+    let mut cmd = Command::new(tool());
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    // SAFETY: setgroups/setgid/setuid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run as nobody");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A JSON number as i64.
+pub fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}

@@ -27,10 +27,10 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
         tgid: header.tgid,
         errno: errno as u32,
     };
-    match FORK_FAILS.get_ptr_mut(&key) {
+    match FORK_FAILS.get_ptr_mut(key) {
         Some(count) => unsafe { *count += 1 },
         None => {
-            let _ = FORK_FAILS.insert(&key, &1, 0);
+            let _ = FORK_FAILS.insert(key, 1, 0);
         }
     }
     let Some(mut entry) = emit::reserve::<ForkFailedRecord>(kind::FORK_FAILED) else {

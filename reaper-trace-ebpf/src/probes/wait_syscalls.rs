@@ -75,7 +75,7 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
         }
     };
     let header = emit::current_header(kind::WAIT_ENTER);
-    let _ = WAIT_ARGS.insert(&header.tid, &args, 0);
+    let _ = WAIT_ARGS.insert(header.tid, args, 0);
     let Some(mut entry) = emit::reserve::<WaitEnterRecord>(kind::WAIT_ENTER) else {
         return Ok(());
     };
@@ -92,10 +92,10 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
 
 fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let header = emit::current_header(kind::WAIT_EXIT);
-    let Some(args) = (unsafe { WAIT_ARGS.get(&header.tid) }).copied() else {
+    let Some(args) = (unsafe { WAIT_ARGS.get(header.tid) }).copied() else {
         return Ok(());
     };
-    let _ = WAIT_ARGS.remove(&header.tid);
+    let _ = WAIT_ARGS.remove(header.tid);
     let ret: i64 = arg(ctx, conf!(sys_exit_ret))?;
     let (reaped_pid, status, si_code) = if args.user_ptr == 0 {
         (

@@ -234,7 +234,7 @@ impl Btf {
             offset_bits += bits;
             id = self.resolve(member_type);
         }
-        if offset_bits % 8 != 0 {
+        if !offset_bits.is_multiple_of(8) {
             return Err(BtfError::MissingMember {
                 ty: ty.to_owned(),
                 member: format!("{path} (a bitfield)"),

@@ -55,11 +55,11 @@ pub enum SetupError {
     Attach {
         program: String,
         target: String,
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// The object itself could not be loaded.
     #[error("loading the eBPF object: {0}")]
-    Object(#[from] aya::EbpfError),
+    Object(Box<aya::EbpfError>),
     /// A map is missing from the object or has the wrong type.
     #[error("eBPF map {0}: {1}")]
     Map(&'static str, String),
@@ -157,7 +157,8 @@ impl Tracer {
             .btf(Some(&aya_btf))
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", options.ringbuf_bytes)
-            .load(PROGRAMS)?;
+            .load(PROGRAMS)
+            .map_err(|e| SetupError::Object(Box::new(e)))?;
 
         let followed = take_map(&mut ebpf, "FOLLOWED", BpfHashMap::try_from)?;
         let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
@@ -184,7 +185,7 @@ impl Tracer {
             program.attach().map_err(|source| SetupError::Attach {
                 program: name.into(),
                 target: format!("BTF tracepoint {name}"),
-                source,
+                source: Box::new(source),
             })?;
             hooks.push(format!("tp_btf/{name}"));
         }
@@ -198,7 +199,7 @@ impl Tracer {
                     .map_err(|source| SetupError::Attach {
                         program: name.into(),
                         target: format!("tracepoint {target}"),
-                        source,
+                        source: Box::new(source),
                     })?;
                 hooks.push(format!("tracepoint/{target}"));
             }

@@ -1,0 +1,220 @@
+//! Installs, idempotently, what building and testing need on a fresh
+//! machine: rust-src for nightly, bpf-linker built against nightly's own
+//! LLVM, and the Debian packages the tests and benchmarks use.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+/// bpf-linker release known to build against LLVM 22 here.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages: strace and tini for real-client scenarios, bpftrace as
+/// the peer the benchmark compares against, bpftool to inspect programs.
+const PACKAGES: &[&str] = &["strace", "tini", "bpftrace", "bpftool"];
+
+pub fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    nightly_rust_src()?;
+    bpf_linker()?;
+    packages()?;
+    eprintln!(
+        "xtask: set-up complete in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn status(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    if Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("xtask: installing the nightly toolchain");
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: adding rust-src to nightly (needed for -Z build-std=core)");
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
+}
+
+fn bpf_linker_works() -> bool {
+    let candidates = [
+        cargo_home().join("bin/bpf-linker"),
+        PathBuf::from("bpf-linker"),
+    ];
+    candidates.iter().any(|bin| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Builds bpf-linker from crates.io against the nightly toolchain's LLVM:
+/// its prebuilt releases are not reachable from these machines.
+fn bpf_linker() -> anyhow::Result<()> {
+    if bpf_linker_works() {
+        return Ok(());
+    }
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = Path::new(sysroot.trim()).join("lib");
+    let llvm = std::fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.<version> in {}", lib.display()))?;
+    let major = llvm_major(&llvm).with_context(|| format!("no LLVM major version in {llvm}"))?;
+    // A prefix whose lib/ looks like an LLVM install; bpf-linker keeps it as
+    // its runpath, so it lives outside the repository, in the user's cache.
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+        });
+    let prefix = cache.join("reaper-trace/llvm-prefix");
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib)?;
+    for link in [llvm.as_str(), "libLLVM.so"] {
+        let path = prefix_lib.join(link);
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink(lib.join(&llvm), &path)
+            .with_context(|| format!("linking {}", path.display()))?;
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (a few minutes, once)"
+    );
+    status(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+            ])
+            .arg(format!("llvm-{major}"))
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !bpf_linker_works() {
+        bail!("bpf-linker was installed but does not run");
+    }
+    Ok(())
+}
+
+/// `libLLVM.so.22.1-rust-1.97.0-nightly` → 22.
+fn llvm_major(file_name: &str) -> Option<u32> {
+    file_name
+        .strip_prefix("libLLVM.so.")?
+        .split(['.', '-'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if Command::new("apt-get").arg("--version").output().is_err() {
+        eprintln!(
+            "xtask: no apt-get; install {} by hand for the tests that use them",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages {}", missing.join(" "));
+    let install = |update: bool| -> anyhow::Result<()> {
+        if update {
+            status(Command::new("apt-get").args(["update", "-q"]))?;
+        }
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    // A stale package index fails the install: refresh it and retry once.
+    install(false).or_else(|_| install(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_llvm_major_from_the_library_name() {
+        assert_eq!(llvm_major("libLLVM.so.22.1-rust-1.97.0-nightly"), Some(22));
+        assert_eq!(llvm_major("libLLVM.so.19-rust-1.85.0-nightly"), Some(19));
+        assert_eq!(llvm_major("libLLVM-22-rust.so"), None);
+    }
+}
