@@ -11,6 +11,7 @@ pub mod escape;
 pub mod event;
 pub mod kernel;
 pub mod live;
+pub mod analysis;
 pub mod procfs;
 pub mod render;
 pub mod totals;

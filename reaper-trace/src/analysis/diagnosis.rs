@@ -1,0 +1,213 @@
+//! Why a child was not reaped (or was reaped late), from what the trace
+//! showed of its parent. Each item has a stable code and a sentence.
+
+use serde::Serialize;
+
+use super::{lifecycle::ExitFacts, parent::ParentFacts};
+use crate::{
+    event::{Disposition, flags::WNOHANG},
+    render::sa_flags,
+};
+
+/// One diagnosis item. `code` is stable (docs/findings.md); `text` is for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diag {
+    pub code: &'static str,
+    pub text: String,
+}
+
+fn diag(code: &'static str, text: String) -> Diag {
+    Diag { code, text }
+}
+
+pub struct DiagContext<'a> {
+    pub child_pid: u32,
+    pub exit: &'a ExitFacts,
+    pub parent_pid: u32,
+    pub parent: Option<&'a ParentFacts>,
+    pub lost_events: u64,
+}
+
+fn secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+/// When `t` happened relative to the child's exit.
+fn since_exit(exit: &ExitFacts, t: u64) -> String {
+    match exit.time_ns {
+        Some(e) if t >= e => format!("{} after the exit", secs(t - e)),
+        Some(e) => format!("{} before the exit", secs(e - t)),
+        None => "during the trace".into(),
+    }
+}
+
+fn errno_name(errno: i32) -> String {
+    match errno {
+        11 => "EAGAIN".into(),
+        12 => "ENOMEM".into(),
+        1 => "EPERM".into(),
+        28 => "ENOSPC".into(),
+        38 => "ENOSYS".into(),
+        22 => "EINVAL".into(),
+        other => format!("errno {other}"),
+    }
+}
+
+pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
+    let mut out = Vec::new();
+    let p = ctx.parent_pid;
+    let empty = ParentFacts::default();
+    let facts = ctx.parent.unwrap_or(&empty);
+    let exit = ctx.exit;
+    let exit_time = exit.time_ns.unwrap_or(0);
+
+    disposition(ctx, facts, &mut out);
+
+    if facts.sigchld_coalesced > 0 {
+        out.push(diag(
+            "sigchld_coalesced",
+            format!(
+                "{} children of {p} exited, {} SIGCHLD were generated, {} coalesced into one already pending, {} delivered to a handler: a handler that reaps one child per signal leaves the rest as zombies (loop on waitpid(-1, WNOHANG) instead)",
+                facts.children_exited, facts.sigchld_generated, facts.sigchld_coalesced, facts.sigchld_delivered
+            ),
+        ));
+    }
+
+    waits(ctx, facts, exit_time, &mut out);
+
+    if let Some(t) = facts.exited_ns.filter(|&t| t >= exit_time) {
+        let adopter = exit.adopted_by.map(|a| format!(" and {} took it over", a)).unwrap_or_default();
+        out.push(diag(
+            "parent_exited",
+            format!("parent {p} exited {} without reaping it{adopter}", since_exit(exit, t)),
+        ));
+    }
+    if let (Some(t), None) = (facts.leader_exited_ns, facts.exited_ns) {
+        out.push(diag(
+            "parent_leader_exited",
+            format!("parent {p}'s main thread exited {} while its other threads live on: ps shows it as Z, but it is not dead and gets no SIGCHLD of its own", since_exit(exit, t)),
+        ));
+    }
+    for change in &facts.disposition_history {
+        let to = match change.disposition {
+            Disposition::Default => "SIG_DFL".to_owned(),
+            Disposition::Ignore => "SIG_IGN".to_owned(),
+            Disposition::Handler => format!("a handler at {:#x}", change.handler),
+        };
+        out.push(diag(
+            "sigchld_disposition_change",
+            format!("thread {} of {p} set SIGCHLD to {to} with flags {} {}", change.tid, sa_flags(change.flags), since_exit(exit, change.time_ns)),
+        ));
+    }
+    if !facts.fork_failures.is_empty() {
+        let total: u64 = facts.fork_failures.values().sum();
+        let by: Vec<String> = facts.fork_failures.iter().map(|(e, n)| format!("{} {n}", errno_name(*e))).collect();
+        out.push(diag("fork_failures", format!("{total} of parent {p}'s forks failed during the trace ({})", by.join(", "))));
+    }
+    if let Some(probe) = &facts.probe {
+        let stuck: Vec<String> = probe.threads.iter().filter(|t| t.state == 'D').map(|t| format!("{} ({}) at {}", t.tid, crate::escape::escape(&t.comm), crate::escape::escape(&t.wchan))).collect();
+        if !stuck.is_empty() {
+            out.push(diag("parent_thread_uninterruptible", format!("parent {p} has threads in D state (uninterruptible sleep): {}", stuck.join(", "))));
+        }
+        let threads: Vec<String> = probe
+            .threads
+            .iter()
+            .take(8)
+            .map(|t| format!("{} {} {}", t.tid, t.state, if t.wchan.is_empty() { "-".into() } else { crate::escape::escape(&t.wchan) }))
+            .collect();
+        out.push(diag("parent_threads", format!("parent {p}'s threads (tid, state, wchan) when the finding was made: {}", threads.join("; "))));
+    }
+    if ctx.lost_events > 0 {
+        out.push(diag(
+            "events_lost",
+            format!("{} events were lost during the trace: the reap of {} may be among them, so this finding is not certain", ctx.lost_events, ctx.child_pid),
+        ));
+    }
+    out
+}
+
+fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
+    let p = ctx.parent_pid;
+    let exit = ctx.exit;
+    // The SIGCHLD sent to the parent itself (not a later one to an adopter).
+    let sent = exit.sigchld.iter().find(|s| s.target_tgid == p);
+    if exit.exit_signal == 0 {
+        out.push(diag(
+            "no_sigchld",
+            format!("{} was created with exit_signal 0 (clone): no SIGCHLD is sent, and only a wait with __WALL or __WCLONE reaps it", ctx.child_pid),
+        ));
+    }
+    let (disposition, handler, flags, blocked) = match (sent, facts.disposition) {
+        (Some(s), _) => (Some(s.disposition), s.handler, s.sa_flags, s.blocked),
+        (None, Some((d, f))) => (Some(d), 0, f, false),
+        (None, None) => (None, 0, 0, false),
+    };
+    let signalfd_seen = facts.probe.as_ref().is_some_and(|pr| pr.signalfd_sigchld);
+    if signalfd_seen {
+        out.push(diag(
+            "sigchld_signalfd",
+            format!("parent {p} blocks SIGCHLD and reads it through a signalfd: it reaps only when its event loop gets back to that fd, so anything slow in the loop delays every reap"),
+        ));
+    } else if blocked && facts.sigchld_delivered == 0 {
+        out.push(diag(
+            "sigchld_signalfd",
+            format!("SIGCHLD was blocked in parent {p} and never delivered to a handler: it is consumed through a signalfd (or sigwait), so the parent reaps only when its loop reads that fd"),
+        ));
+    } else if blocked {
+        out.push(diag("sigchld_blocked", format!("SIGCHLD was blocked in parent {p}'s thread when the child exited")));
+    }
+    match disposition {
+        Some(Disposition::Default) => out.push(diag(
+            "sigchld_default",
+            format!("parent {p} kept SIGCHLD at SIG_DFL (flags {}): the kernel discards the signal, so only an explicit wait() reaps", sa_flags(flags)),
+        )),
+        Some(Disposition::Handler) => out.push(diag(
+            "sigchld_handler",
+            format!("parent {p} has a SIGCHLD handler at {handler:#x} (flags {})", sa_flags(flags)),
+        )),
+        Some(Disposition::Ignore) => out.push(diag(
+            "sigchld_ignored",
+            format!("parent {p} ignores SIGCHLD (SIG_IGN): the kernel reaps its children at exit"),
+        )),
+        None => {}
+    }
+    if let Some(s) = sent {
+        let result = match s.result {
+            crate::event::SignalResult::Delivered => "queued",
+            crate::event::SignalResult::Ignored => "discarded as ignored",
+            crate::event::SignalResult::AlreadyPending => "merged into one already pending",
+            _ => "lost",
+        };
+        out.push(diag("sigchld_result", format!("the SIGCHLD for this exit was {result}")));
+    } else if exit.exit_signal != 0 && exit.time_ns.is_some() {
+        out.push(diag("sigchld_not_seen", format!("no SIGCHLD to parent {p} was seen for this exit")));
+    }
+}
+
+fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<Diag>) {
+    let p = ctx.parent_pid;
+    let child = ctx.child_pid as i32;
+    let after: Vec<_> = facts.waits.iter().filter(|w| w.time_ns >= exit_time).collect();
+    let others: std::collections::BTreeSet<i32> = after.iter().map(|w| w.pid).chain(facts.waiting.values().map(|w| w.0)).filter(|&pid| pid > 0 && pid != child).collect();
+    if after.is_empty() && facts.waiting.is_empty() {
+        let ever = if facts.waits.is_empty() { ", nor at any time during the trace" } else { "" };
+        out.push(diag("never_waited", format!("parent {p} made no wait call after the child exited{ever}")));
+    }
+    if !others.is_empty() {
+        let list: Vec<String> = others.iter().map(|o| o.to_string()).collect();
+        out.push(diag(
+            "waited_for_other",
+            format!("parent {p} waited for pid {} instead of {}", list.join(", "), ctx.child_pid),
+        ));
+    }
+    for (tid, (pid, options, since)) in &facts.waiting {
+        out.push(diag(
+            "blocked_in_wait",
+            format!("thread {tid} of {p} is blocked in a wait for {} (options {}) since {}", if *pid == -1 { "any child".into() } else { format!("pid {pid}") }, crate::render::wait_options(*options), since_exit(ctx.exit, *since)),
+        ));
+    }
+    let empty_polls = after.iter().filter(|w| w.options & WNOHANG != 0 && w.ret == 0).count();
+    if empty_polls > 0 {
+        out.push(diag("wnohang_empty", format!("{empty_polls} WNOHANG polls by parent {p} found nothing ready after the exit")));
+    }
+}

@@ -1,0 +1,128 @@
+//! What the analysis reports: findings, the per-parent table and the
+//! summary. The JSON names here are a documented, stable schema
+//! (docs/findings.md): add fields freely, never rename.
+
+use serde::Serialize;
+
+use super::diagnosis::Diag;
+use crate::comm::Comm;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// An exit its parent never reaped.
+    Unreaped,
+    /// Reaped by its parent, but later than the threshold.
+    LateReap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReapKind {
+    /// The parent's wait4/waitid.
+    Wait,
+    /// The parent ignores SIGCHLD or set SA_NOCLDWAIT: released at exit.
+    Autoreap,
+    /// Reparented to a subreaper or init and reaped there.
+    Adopted,
+    /// A non-leader thread, released at its exit.
+    Thread,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Still a zombie when the trace ended.
+    Zombie,
+    /// Its parent died first; a subreaper or init reaped it.
+    Adopted,
+    /// Its parent reaped it in the end (late reaps).
+    Reaped,
+}
+
+/// A reap: when, by whom, how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Reap {
+    pub time_ns: u64,
+    pub by_pid: Option<u32>,
+    pub kind: ReapKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub pid: u32,
+    pub comm: Comm,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    pub parent_pid: u32,
+    pub parent_comm: Comm,
+    /// `None` for a zombie that predates the trace.
+    pub exited_at_ns: Option<u64>,
+    pub reaped_at_ns: Option<u64>,
+    pub reaped_by_pid: Option<u32>,
+    pub reap_kind: Option<ReapKind>,
+    pub resolution: Option<Resolution>,
+    /// Exit to reap, or to the end of the trace while unresolved; a lower
+    /// bound when the zombie predates the trace.
+    pub latency_ns: Option<u64>,
+    pub diagnosis: Vec<Diag>,
+    /// The process was already a zombie when tracing started.
+    pub predates_trace: bool,
+    /// False when events were lost: the finding may be wrong.
+    pub certain: bool,
+    /// Process start time (CLOCK_MONOTONIC ns): with `pid`, its identity.
+    pub start_ns: u64,
+}
+
+/// What the analyzer tells its caller as the trace goes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    /// An exit has waited past the threshold, unreaped so far.
+    Pending(Finding),
+    /// A finding with its resolution.
+    Finding(Finding),
+    /// A process's thread-group leader exited while other threads live on
+    /// (`ps` shows it as Z, yet it is not dead).
+    LeaderExit { pid: u32, comm: Comm, time_ns: u64 },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub exits: u64,
+    pub reaped_by_parent: u64,
+    pub autoreaped: u64,
+    pub adopted: u64,
+    pub unreaped: u64,
+    pub late_reaps: u64,
+    pub lost_events: u64,
+    /// Non-leader threads released.
+    pub threads_reaped: u64,
+    /// Leaders that exited before the rest of their thread group.
+    pub leader_exits: u64,
+    /// Orphans adopted while still running (double forks): not findings.
+    pub adopted_while_running: u64,
+    /// Exits whose outcome the trace does not show (still running, or lost).
+    pub zombies_at_end: u64,
+}
+
+/// One row of the per-parent table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ParentRow {
+    pub parent_pid: u32,
+    pub parent_comm: Comm,
+    pub exits: u64,
+    pub unreaped: u64,
+    pub late: u64,
+    pub worst_latency_ns: u64,
+}
+
+/// The end-of-trace report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub summary: Summary,
+    pub parents: Vec<ParentRow>,
+}

@@ -1,0 +1,481 @@
+//! The lifecycle state machine: per process, fork → exec → exit → SIGCHLD →
+//! the parent's waits → reap, and the findings that fall out of it.
+//!
+//! A process is identified by (tgid, start time), never by pid alone: when
+//! a fork or exit names a tgid whose entry has another start time, the old
+//! entry is stale (its pid was reused) and is replaced. State is bounded:
+//! an entry leaves once its own lifecycle is finished and none of its
+//! exited children is still waiting for a verdict.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    diagnosis::{self, DiagContext},
+    findings::*,
+    parent::{DispositionChange, ParentFacts, ParentProbe, WaitCall},
+};
+use crate::{
+    comm::Comm,
+    event::{Disposition, Event, EventData, SignalResult, WaitSyscall, flags::WNOWAIT},
+};
+
+const SIGCHLD: i32 = 17;
+
+/// A process found in /proc when tracing started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: Comm,
+    pub zombie: bool,
+}
+
+/// A SIGCHLD caused by a child's exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigchldFacts {
+    pub time_ns: u64,
+    pub target_tgid: u32,
+    pub target_tid: u32,
+    pub result: SignalResult,
+    pub disposition: Disposition,
+    pub handler: u64,
+    pub sa_flags: u64,
+    pub blocked: bool,
+}
+
+/// A process's exit and what followed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitFacts {
+    /// `None` for a zombie found at start-up.
+    pub time_ns: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    pub exit_signal: i32,
+    /// The parent when it exited: the one expected to reap it.
+    pub parent: u32,
+    pub sigchld: Vec<SigchldFacts>,
+    /// Where it was reparented after its parent died, if seen.
+    pub adopted_by: Option<u32>,
+    pub reap: Option<Reap>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Proc {
+    /// 0 when unknown (found in /proc, or only seen as a parent).
+    start_ns: u64,
+    comm: Comm,
+    parent_at_fork: Option<u32>,
+    seeded: bool,
+    exit: Option<ExitFacts>,
+    announced: bool,
+    finished: bool,
+    facts: ParentFacts,
+    /// Exited children whose verdict is still open.
+    open_children: u32,
+}
+
+/// Rebuilds lifecycles from events and reports what was never reaped.
+pub struct Analyzer {
+    threshold_ns: u64,
+    procs: HashMap<u32, Proc>,
+    rows: BTreeMap<u32, ParentRow>,
+    findings: Vec<Finding>,
+    notices: Vec<Notice>,
+    summary: Summary,
+}
+
+impl Analyzer {
+    pub fn new(threshold_ns: u64) -> Analyzer {
+        Analyzer {
+            threshold_ns,
+            procs: HashMap::new(),
+            rows: BTreeMap::new(),
+            findings: Vec::new(),
+            notices: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// Processes (and zombies) that exist before tracing starts.
+    pub fn seed(&mut self, processes: &[SeedProcess]) {
+        for seed in processes {
+            let proc = self.procs.entry(seed.pid).or_default();
+            proc.comm = seed.comm;
+            proc.seeded = true;
+            if seed.zombie {
+                proc.exit = Some(ExitFacts {
+                    time_ns: None,
+                    exit_code: None,
+                    signal: None,
+                    core_dumped: false,
+                    exit_signal: SIGCHLD,
+                    parent: seed.ppid,
+                    sigchld: Vec::new(),
+                    adopted_by: None,
+                    reap: None,
+                });
+                self.procs.entry(seed.ppid).or_default().open_children += 1;
+                self.row(seed.ppid).exits += 1;
+            }
+        }
+    }
+
+    /// Losses reported by the kernel so far: findings then say they may be wrong.
+    pub fn set_lost(&mut self, lost: u64) {
+        self.summary.lost_events = lost;
+    }
+
+    /// Takes what was noticed since the last call.
+    pub fn drain_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Number of processes held: bounded by the live ones plus open verdicts.
+    pub fn tracked(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        match &event.data {
+            EventData::Fork(f) if !f.is_thread => {
+                let stale = self.procs.get(&f.child_tgid).is_some_and(|p| p.start_ns != 0 && p.start_ns != f.child_start_ns);
+                if stale {
+                    self.procs.remove(&f.child_tgid);
+                }
+                let parent_comm = f.comm;
+                let parent = self.procs.entry(event.tgid).or_default();
+                if parent.comm == Comm::default() {
+                    parent.comm = parent_comm;
+                }
+                if parent.start_ns == 0 {
+                    parent.start_ns = f.parent_start_ns;
+                }
+                let child = self.procs.entry(f.child_tgid).or_default();
+                child.start_ns = f.child_start_ns;
+                child.comm = f.comm;
+                child.parent_at_fork = Some(event.tgid);
+            }
+            EventData::Exec(x) => {
+                let proc = self.procs.entry(event.tgid).or_default();
+                proc.comm = x.comm;
+            }
+            EventData::Exit(x) => {
+                if x.group_dead {
+                    self.process_exit(event, x);
+                } else if !x.is_thread {
+                    let proc = self.procs.entry(event.tgid).or_default();
+                    proc.facts.leader_exited_ns = Some(event.time_ns);
+                    self.summary.leader_exits += 1;
+                    self.notices.push(Notice::LeaderExit { pid: event.tgid, comm: x.comm, time_ns: event.time_ns });
+                }
+            }
+            EventData::SignalGenerate(s) if s.sig == SIGCHLD => self.sigchld(event, s),
+            EventData::SignalDeliver(d) if d.sig == SIGCHLD => {
+                self.procs.entry(event.tgid).or_default().facts.sigchld_delivered += 1;
+            }
+            EventData::Sigaction(s) if s.sig == SIGCHLD => {
+                self.procs.entry(event.tgid).or_default().facts.record_disposition(DispositionChange {
+                    time_ns: event.time_ns,
+                    tid: event.tid,
+                    disposition: s.disposition,
+                    handler: s.handler,
+                    flags: s.flags,
+                });
+            }
+            EventData::WaitEnter(w) => {
+                let pid = wait_pid(w.syscall, w.which, w.upid);
+                self.procs.entry(event.tgid).or_default().facts.waiting.insert(event.tid, (pid, w.options, event.time_ns));
+            }
+            EventData::WaitExit(w) => self.wait_exit(event, w),
+            EventData::Free(_) => self.free(event),
+            EventData::ForkFailed(f) => {
+                *self.procs.entry(event.tgid).or_default().facts.fork_failures.entry(f.errno).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn process_exit(&mut self, event: &Event, x: &crate::event::Exit) {
+        let stale = self.procs.get(&event.tgid).is_some_and(|p| p.start_ns != 0 && p.start_ns != x.process_start_ns);
+        if stale {
+            self.procs.remove(&event.tgid);
+        }
+        let proc = self.procs.entry(event.tgid).or_default();
+        proc.start_ns = x.process_start_ns;
+        proc.comm = x.comm;
+        proc.facts.exited_ns = Some(event.time_ns);
+        proc.exit = Some(ExitFacts {
+            time_ns: Some(event.time_ns),
+            exit_code: x.exit_code,
+            signal: x.signal,
+            core_dumped: x.core_dumped,
+            exit_signal: x.exit_signal,
+            parent: x.real_parent_tgid,
+            sigchld: Vec::new(),
+            adopted_by: None,
+            reap: None,
+        });
+        if proc.parent_at_fork.is_some_and(|p| p != x.real_parent_tgid) {
+            self.summary.adopted_while_running += 1;
+        }
+        self.summary.exits += 1;
+        self.row(x.real_parent_tgid).exits += 1;
+        let parent = self.procs.entry(x.real_parent_tgid).or_default();
+        parent.facts.children_exited += 1;
+        parent.open_children += 1;
+    }
+
+    fn sigchld(&mut self, event: &Event, s: &crate::event::SignalGenerate) {
+        let target = self.procs.entry(s.target_tgid).or_default();
+        target.facts.sigchld_generated += 1;
+        if s.result == SignalResult::AlreadyPending {
+            target.facts.sigchld_coalesced += 1;
+        }
+        if s.target_blocked {
+            target.facts.sigchld_blocked_seen += 1;
+        }
+        if target.facts.disposition_history.is_empty() {
+            target.facts.disposition = Some((s.target_disposition, s.target_sa_flags));
+        }
+        let Ok(child_pid) = u32::try_from(s.si_pid) else { return };
+        let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else { return };
+        exit.sigchld.push(SigchldFacts {
+            time_ns: event.time_ns,
+            target_tgid: s.target_tgid,
+            target_tid: s.target_tid,
+            result: s.result,
+            disposition: s.target_disposition,
+            handler: s.target_handler,
+            sa_flags: s.target_sa_flags,
+            blocked: s.target_blocked,
+        });
+        if s.target_tgid != exit.parent {
+            // Sent while reparenting a zombie: the new parent is its reaper now.
+            exit.adopted_by = Some(s.target_tgid);
+        }
+    }
+
+    fn wait_exit(&mut self, event: &Event, w: &crate::event::WaitExit) {
+        let facts = &mut self.procs.entry(event.tgid).or_default().facts;
+        facts.waiting.remove(&event.tid);
+        let pid = wait_pid(w.syscall, w.which, w.upid);
+        facts.record_wait(WaitCall {
+            time_ns: event.time_ns,
+            tid: event.tid,
+            syscall: w.syscall,
+            pid,
+            options: w.options,
+            ret: w.ret,
+            reaped: w.reaped_pid,
+        });
+        let reaped_exit = match w.syscall {
+            // Low 7 bits 0x7f: stopped, not exited.
+            WaitSyscall::Wait4 => w.ret > 0 && w.status & 0x7f != 0x7f,
+            // CLD_EXITED, CLD_KILLED, CLD_DUMPED.
+            WaitSyscall::Waitid => w.ret == 0 && (1..=3).contains(&w.si_code),
+        };
+        if !reaped_exit || w.options & WNOWAIT != 0 || w.reaped_pid <= 0 {
+            return;
+        }
+        let child_pid = w.reaped_pid as u32;
+        let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else { return };
+        if exit.reap.is_some() {
+            return;
+        }
+        let kind = if event.tgid == exit.parent { ReapKind::Wait } else { ReapKind::Adopted };
+        exit.reap = Some(Reap { time_ns: event.time_ns, by_pid: Some(event.tgid), kind });
+        self.finish_child(child_pid, event.time_ns);
+    }
+
+    fn free(&mut self, event: &Event) {
+        if event.tid != event.tgid {
+            self.summary.threads_reaped += 1;
+            return;
+        }
+        let Some(proc) = self.procs.get(&event.tgid) else { return };
+        let Some(exit) = &proc.exit else {
+            // Its exit was never seen (lost, or before the trace): nothing to judge.
+            if proc.open_children == 0 {
+                self.procs.remove(&event.tgid);
+            }
+            return;
+        };
+        if exit.reap.is_some() {
+            return;
+        }
+        // Released without a wait we saw: either at exit (autoreap) or by
+        // the reaper it went to after its parent died.
+        let parent_died = self.procs.get(&exit.parent).and_then(|p| p.facts.exited_ns).is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e));
+        let reap = if exit.adopted_by.is_some() || parent_died {
+            Reap { time_ns: event.time_ns, by_pid: exit.adopted_by, kind: ReapKind::Adopted }
+        } else {
+            Reap { time_ns: exit.time_ns.unwrap_or(event.time_ns), by_pid: Some(exit.parent), kind: ReapKind::Autoreap }
+        };
+        if let Some(exit) = self.procs.get_mut(&event.tgid).and_then(|p| p.exit.as_mut()) {
+            exit.reap = Some(reap);
+        }
+        self.finish_child(event.tgid, event.time_ns);
+    }
+
+    /// A child's verdict, once it is reaped.
+    fn finish_child(&mut self, pid: u32, now_ns: u64) {
+        let Some(proc) = self.procs.get(&pid) else { return };
+        let Some(exit) = proc.exit.clone() else { return };
+        let Some(reap) = exit.reap else { return };
+        let latency = exit.time_ns.map(|t| reap.time_ns.saturating_sub(t));
+        match reap.kind {
+            ReapKind::Wait => {
+                self.summary.reaped_by_parent += 1;
+                let late = latency.is_none_or(|l| l > self.threshold_ns);
+                if late {
+                    self.summary.late_reaps += 1;
+                    let row = self.row(exit.parent);
+                    row.late += 1;
+                    row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
+                    let finding = self.finding(pid, FindingKind::LateReap, Some(Resolution::Reaped), now_ns);
+                    self.report(finding);
+                }
+            }
+            ReapKind::Autoreap => self.summary.autoreaped += 1,
+            ReapKind::Adopted => {
+                self.summary.adopted += 1;
+                self.summary.unreaped += 1;
+                let row = self.row(exit.parent);
+                row.unreaped += 1;
+                row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
+                let finding = self.finding(pid, FindingKind::Unreaped, Some(Resolution::Adopted), now_ns);
+                self.report(finding);
+            }
+            ReapKind::Thread => self.summary.threads_reaped += 1,
+        }
+        if let Some(proc) = self.procs.get_mut(&pid) {
+            proc.finished = true;
+        }
+        self.release(pid);
+        if let Some(parent) = self.procs.get_mut(&exit.parent) {
+            parent.open_children = parent.open_children.saturating_sub(1);
+        }
+        self.release(exit.parent);
+    }
+
+    /// Forgets a process once nothing more can be said about it.
+    fn release(&mut self, pid: u32) {
+        if self.procs.get(&pid).is_some_and(|p| p.finished && p.open_children == 0) {
+            self.procs.remove(&pid);
+        }
+    }
+
+    fn report(&mut self, finding: Finding) {
+        self.notices.push(Notice::Finding(finding.clone()));
+        self.findings.push(finding);
+    }
+
+    fn row(&mut self, parent: u32) -> &mut ParentRow {
+        let comm = self.procs.get(&parent).map(|p| p.comm).unwrap_or_default();
+        let row = self.rows.entry(parent).or_insert_with(|| ParentRow { parent_pid: parent, ..Default::default() });
+        if comm != Comm::default() {
+            row.parent_comm = comm;
+        }
+        row
+    }
+
+    fn finding(&self, pid: u32, kind: FindingKind, resolution: Option<Resolution>, now_ns: u64) -> Finding {
+        let proc = &self.procs[&pid];
+        let exit = proc.exit.as_ref().expect("findings are about exited processes");
+        let parent = self.procs.get(&exit.parent);
+        let reap = exit.reap;
+        let latency_ns = exit.time_ns.map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
+        let diagnosis = diagnosis::diagnose(&DiagContext {
+            child_pid: pid,
+            exit,
+            parent_pid: exit.parent,
+            parent: parent.map(|p| &p.facts),
+            lost_events: self.summary.lost_events,
+        });
+        Finding {
+            kind,
+            pid,
+            comm: proc.comm,
+            exit_code: exit.exit_code,
+            signal: exit.signal,
+            core_dumped: exit.core_dumped,
+            parent_pid: exit.parent,
+            parent_comm: parent.map(|p| p.comm).unwrap_or_default(),
+            exited_at_ns: exit.time_ns,
+            reaped_at_ns: reap.map(|r| r.time_ns),
+            reaped_by_pid: reap.and_then(|r| r.by_pid),
+            reap_kind: reap.map(|r| r.kind),
+            resolution,
+            latency_ns,
+            diagnosis,
+            predates_trace: exit.time_ns.is_none(),
+            certain: self.summary.lost_events == 0,
+            start_ns: proc.start_ns,
+        }
+    }
+
+    /// Announces exits that have waited past the threshold. `probe` reads
+    /// /proc facts about a live parent (live mode); replay passes one that
+    /// returns `None`.
+    pub fn tick(&mut self, now_ns: u64, probe: &mut dyn FnMut(u32) -> Option<ParentProbe>) {
+        let due: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.announced)
+            .filter_map(|(&pid, p)| {
+                let exit = p.exit.as_ref()?;
+                let overdue = exit.time_ns.is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
+                (exit.reap.is_none() && overdue).then_some(pid)
+            })
+            .collect();
+        for pid in due {
+            let parent = self.procs[&pid].exit.as_ref().map(|e| e.parent).unwrap_or(0);
+            let parent_alive = self.procs.get(&parent).is_none_or(|p| p.facts.exited_ns.is_none());
+            if parent_alive && let Some(facts) = probe(parent) {
+                self.procs.entry(parent).or_default().facts.probe = Some(facts);
+            }
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.announced = true;
+            }
+            let finding = self.finding(pid, FindingKind::Unreaped, None, now_ns);
+            self.notices.push(Notice::Pending(finding));
+        }
+    }
+
+    /// Ends the trace: every exit still unreaped is a zombie.
+    pub fn finish(mut self, now_ns: u64) -> Report {
+        let mut zombies: Vec<u32> =
+            self.procs.iter().filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none())).map(|(&pid, _)| pid).collect();
+        zombies.sort_unstable();
+        for pid in zombies {
+            let parent = self.procs[&pid].exit.as_ref().map(|e| e.parent).unwrap_or(0);
+            self.summary.unreaped += 1;
+            self.summary.zombies_at_end += 1;
+            let finding = self.finding(pid, FindingKind::Unreaped, Some(Resolution::Zombie), now_ns);
+            let row = self.row(parent);
+            row.unreaped += 1;
+            row.worst_latency_ns = row.worst_latency_ns.max(finding.latency_ns.unwrap_or(0));
+            self.findings.push(finding);
+        }
+        if self.summary.lost_events > 0 {
+            for f in &mut self.findings {
+                f.certain = false;
+            }
+        }
+        let mut parents: Vec<ParentRow> = self.rows.into_values().filter(|r| r.unreaped > 0 || r.late > 0).collect();
+        parents.sort_by(|a, b| (b.unreaped, b.late, b.worst_latency_ns).cmp(&(a.unreaped, a.late, a.worst_latency_ns)));
+        Report { findings: self.findings, summary: self.summary, parents }
+    }
+}
+
+/// The pid a wait asked for, in wait4's terms (-1: any child, -g: group g).
+fn wait_pid(syscall: WaitSyscall, which: i32, upid: i32) -> i32 {
+    match (syscall, which) {
+        (WaitSyscall::Wait4, _) => upid,
+        (WaitSyscall::Waitid, 0) => -1,
+        (WaitSyscall::Waitid, 1) => upid,
+        (WaitSyscall::Waitid, 2) => -upid,
+        (WaitSyscall::Waitid, _) => 0,
+    }
+}
