@@ -82,6 +82,10 @@ pub struct ExitRecord {
     pub group_dead: u32,
     /// Start time of the thread-group leader.
     pub process_start_ns: u64,
+    /// The real parent's SIGCHLD handler and flags at this exit: with SIG_IGN
+    /// or SA_NOCLDWAIT the kernel reaps the child itself in `exit_notify`.
+    pub parent_sigchld_handler: u64,
+    pub parent_sigchld_flags: u64,
     pub comm: [u8; COMM_LEN],
 }
 

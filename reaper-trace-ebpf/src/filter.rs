@@ -22,11 +22,6 @@ pub fn follow(tgid: u32) {
 }
 
 #[inline(always)]
-pub fn unfollow(tgid: u32) {
-    let _ = FOLLOWED.remove(tgid);
-}
-
-#[inline(always)]
 pub fn is_self(tgid: u32) -> bool {
     conf!(self_tgid) == tgid
 }

@@ -210,6 +210,8 @@ fn exit(r: abi::ExitRecord) -> EventData {
         group_dead: r.group_dead != 0,
         is_thread: r.header.tid != r.header.tgid,
         process_start_ns: r.process_start_ns,
+        parent_disposition: Disposition::from_handler(r.parent_sigchld_handler),
+        parent_sa_flags: r.parent_sigchld_flags,
         comm: Comm(r.comm),
     })
 }
@@ -337,8 +339,17 @@ mod tests {
             real_parent_tgid: 99,
             group_dead: 1,
             process_start_ns: 3,
+            parent_sigchld_handler: 1,
+            parent_sigchld_flags: 2,
             comm: comm("child"),
         };
+        let EventData::Exit(x) = roundtrip(base).data else {
+            panic!()
+        };
+        assert_eq!(
+            (x.parent_disposition, x.parent_sa_flags),
+            (Disposition::Ignore, 2)
+        );
         let EventData::Exit(x) = roundtrip(base).data else {
             panic!()
         };

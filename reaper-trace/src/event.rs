@@ -88,6 +88,9 @@ pub struct Exit {
     /// A thread other than the leader.
     pub is_thread: bool,
     pub process_start_ns: u64,
+    /// The parent's SIGCHLD disposition and flags at this exit (group exits).
+    pub parent_disposition: Disposition,
+    pub parent_sa_flags: u64,
     pub comm: Comm,
 }
 

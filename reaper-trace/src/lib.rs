@@ -3,6 +3,7 @@
 //! The pure core (decoding, rendering) does no I/O and is unit-tested with
 //! made-up records; `kernel` and `live` do the talking to the kernel.
 
+pub mod analysis;
 pub mod clock;
 pub mod comm;
 pub mod command;
@@ -11,7 +12,7 @@ pub mod escape;
 pub mod event;
 pub mod kernel;
 pub mod live;
-pub mod analysis;
 pub mod procfs;
 pub mod render;
+pub mod report;
 pub mod totals;

@@ -1,7 +1,7 @@
 //! `reaper-trace live`: stream decoded events as they happen.
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     io::{BufWriter, Write},
     os::fd::{AsRawFd, RawFd},
     time::Duration,
@@ -15,12 +15,14 @@ use tokio::{
 };
 
 use crate::{
-    clock::ClockRef,
+    analysis::{Analyzer, SeedProcess},
+    clock::{self, ClockRef},
+    comm::Comm,
     command::{self, ReaperEvent},
     decode::decode,
     event::{Event, EventData},
     kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
-    procfs, render,
+    procfs, render, report,
     totals::Totals,
 };
 
@@ -28,9 +30,17 @@ use crate::{
 /// `free` events (they trail the reap by an RCU grace period).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long after a followed process's last free its tgid stays in the
+/// kernel's follow map (RCU grace periods take ~10-20 ms here).
+const UNFOLLOW_DELAY_NS: u64 = 1_000_000_000;
+
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
     pub json: bool,
+    /// Print every event, not only findings.
+    pub show_events: bool,
+    /// An exit unreaped for longer than this is reported.
+    pub threshold_ns: u64,
     pub pids: Vec<u32>,
     pub comm: Option<String>,
     pub command: Vec<String>,
@@ -46,14 +56,19 @@ impl AsRawFd for RingFd {
     }
 }
 
-/// Where events go.
+/// Where events go: the analyzer, and stdout.
 struct Output {
     json: bool,
+    show_events: bool,
+    analyzer: Analyzer,
     clock: ClockRef,
     out: BufWriter<std::io::Stdout>,
     totals: Totals,
     /// Tasks that exited and have not been freed yet.
     unfreed: HashSet<u32>,
+    /// Followed processes that are gone, with when to stop following them.
+    /// Not at once: RCU may run a thread's free after its leader's.
+    to_unfollow: VecDeque<(u32, u64)>,
 }
 
 impl Output {
@@ -72,15 +87,47 @@ impl Output {
             }
             EventData::Free(_) => {
                 self.unfreed.remove(&event.tid);
+                if event.tid == event.tgid {
+                    self.to_unfollow
+                        .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
+                }
+            }
+            EventData::Fork(f) if !f.is_thread => {
+                // The pid was reused by a new followed process: keep it.
+                self.to_unfollow.retain(|(tgid, _)| *tgid != f.child_tgid);
             }
             _ => {}
         }
-        let line = if self.json {
-            render::json_line(event)
-        } else {
-            render::text_line(event, &self.clock)
-        };
-        let _ = writeln!(self.out, "{line}");
+        self.analyzer.on_event(event);
+        if self.show_events {
+            let line = if self.json {
+                render::json_line(event)
+            } else {
+                render::text_line(event, &self.clock)
+            };
+            let _ = writeln!(self.out, "{line}");
+        }
+    }
+
+    /// Prints what the analyzer noticed since last time.
+    fn notices(&mut self) {
+        for notice in self.analyzer.drain_notices() {
+            let line = if self.json {
+                report::notice_json(&notice)
+            } else {
+                report::notice_text(&notice)
+            };
+            let _ = writeln!(self.out, "{line}");
+        }
+    }
+
+    /// Reads every record the ring buffer holds, then flushes.
+    fn drain(&mut self, tracer: &mut Tracer) {
+        while let Some(item) = tracer.events.next() {
+            self.record(&item);
+        }
+        self.notices();
+        let _ = self.out.flush();
     }
 }
 
@@ -129,12 +176,17 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut analyzer = Analyzer::new(options.threshold_ns);
+    analyzer.seed(&seed_processes(follow.as_ref()));
     let mut output = Output {
         json: options.json,
+        show_events: options.show_events,
+        analyzer,
         clock,
         out: BufWriter::new(std::io::stdout()),
         totals: Totals::default(),
         unfreed: HashSet::new(),
+        to_unfollow: VecDeque::new(),
     };
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
@@ -144,11 +196,8 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
         tokio::select! {
             guard = ring.readable() => {
                 let mut guard = guard.context("ring buffer")?;
-                while let Some(item) = tracer.events.next() {
-                    output.record(&item);
-                }
+                output.drain(&mut tracer);
                 guard.clear_ready();
-                output.out.flush().ok();
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -161,11 +210,16 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
                 }
             },
             _ = tick.tick() => {
-                while let Some(item) = tracer.events.next() {
-                    output.record(&item);
+                output.drain(&mut tracer);
+                let now = clock::monotonic_ns();
+                while let Some(&(tgid, due)) = output.to_unfollow.front() && due <= now {
+                    tracer.unfollow(tgid);
+                    output.to_unfollow.pop_front();
                 }
-                output.out.flush().ok();
+                output.analyzer.tick(now, &mut procfs::probe_parent);
+                output.notices();
                 let lost: u64 = tracer.lost().iter().sum();
+                output.analyzer.set_lost(lost);
                 if lost > reported_lost {
                     eprintln!("reaper-trace: warning: {} events lost so far (ring buffer full); raise --ringbuf-size", lost);
                     reported_lost = lost;
@@ -179,10 +233,18 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
         }
     }
 
-    while let Some(item) = tracer.events.next() {
-        output.record(&item);
-    }
-    output.totals.set_lost(&tracer.lost());
+    output.drain(&mut tracer);
+    let lost = tracer.lost();
+    output.totals.set_lost(&lost);
+    let mut analyzer = std::mem::replace(&mut output.analyzer, Analyzer::new(0));
+    analyzer.set_lost(lost.iter().sum());
+    let report = analyzer.finish(clock::monotonic_ns());
+    let rendered = if options.json {
+        report::json(&report)
+    } else {
+        report::text(&report)
+    };
+    writeln!(output.out, "{}", rendered.trim_end())?;
     let exit_code = command_status.map(command::exit_code).unwrap_or(0);
     if options.json {
         let mut totals = serde_json::to_value(&output.totals)?;
@@ -249,4 +311,19 @@ fn describe_follow(f: &FollowSpec) -> String {
         parts.push(format!("processes named {}", crate::escape::escape(comm)));
     }
     parts.join(" and ")
+}
+
+/// The processes and zombies that exist now, for the analyzer: all of them,
+/// or only the followed ones.
+fn seed_processes(follow: Option<&FollowSpec>) -> Vec<SeedProcess> {
+    procfs::snapshot()
+        .into_iter()
+        .filter(|p| follow.is_none_or(|f| f.pids.contains(&p.pid)))
+        .map(|p| SeedProcess {
+            pid: p.pid,
+            ppid: p.ppid,
+            comm: Comm::from_str_lossy(&p.comm),
+            zombie: p.state == 'Z',
+        })
+        .collect()
 }

@@ -24,6 +24,12 @@ enum Command {
         /// Print JSON lines instead of readable text.
         #[arg(long)]
         json: bool,
+        /// Print only findings and the report, not every event.
+        #[arg(long)]
+        no_events: bool,
+        /// Report an exit left unreaped longer than this (e.g. 1s, 500ms, 2.5s).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+        threshold: u64,
         /// Follow this process and all its descendants (repeatable).
         #[arg(long = "pid", value_name = "PID")]
         pids: Vec<u32>,
@@ -37,6 +43,30 @@ enum Command {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+/// `1s`, `500ms`, `2.5s`, `100us`, `3m` → nanoseconds.
+fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 1s or 500ms"))?;
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" | "" => 1e9,
+        "m" => 60e9,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use ns, us, ms, s or m"
+            ));
+        }
+    };
+    Ok((value * scale) as u64)
 }
 
 fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
@@ -62,6 +92,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Live {
                 json,
+                no_events,
+                threshold,
                 pids,
                 comm,
                 ringbuf_size,
@@ -69,6 +101,8 @@ fn main() -> ExitCode {
             } => {
                 live::run(LiveOptions {
                     json,
+                    show_events: !no_events,
+                    threshold_ns: threshold,
                     pids,
                     comm,
                     command,

@@ -102,3 +102,79 @@ mod tests {
         assert_eq!(d, vec![10, 11, 12]);
     }
 }
+
+/// Whether a `/proc/<pid>/fdinfo/<fd>` text describes a signalfd whose mask
+/// holds `sig`.
+pub fn fdinfo_signalfd_has(fdinfo: &str, sig: u32) -> bool {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("sigmask:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// A signal's bit in a `/proc/<pid>/status` mask line (`SigBlk:` etc.).
+pub fn status_mask_has(status: &str, field: &str, sig: u32) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// What /proc says of a parent now: its threads' states and wait channels,
+/// its SIGCHLD masks, and whether it reads SIGCHLD through a signalfd.
+pub fn probe_parent(pid: u32) -> Option<crate::analysis::ParentProbe> {
+    const SIGCHLD: u32 = 17;
+    let base = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let status = std::fs::read_to_string(base.join("status")).ok()?;
+    let mut probe = crate::analysis::ParentProbe {
+        sigchld_blocked: status_mask_has(&status, "SigBlk:", SIGCHLD),
+        sigchld_ignored: status_mask_has(&status, "SigIgn:", SIGCHLD),
+        sigchld_caught: status_mask_has(&status, "SigCgt:", SIGCHLD),
+        ..Default::default()
+    };
+    if let Ok(tasks) = std::fs::read_dir(base.join("task")) {
+        let mut threads: Vec<crate::analysis::ThreadProbe> = tasks
+            .filter_map(Result::ok)
+            .filter_map(|t| {
+                let stat = parse_stat(&std::fs::read_to_string(t.path().join("stat")).ok()?)?;
+                let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                Some(crate::analysis::ThreadProbe {
+                    tid: stat.pid,
+                    comm: stat.comm,
+                    state: stat.state,
+                    wchan: if wchan == "0" { String::new() } else { wchan },
+                })
+            })
+            .collect();
+        threads.sort_by_key(|t| t.tid);
+        probe.threads = threads;
+    }
+    if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
+        probe.signalfd_sigchld = fds.filter_map(Result::ok).any(|fd| {
+            let is_signalfd = std::fs::read_link(fd.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("signalfd"));
+            is_signalfd
+                && std::fs::read_to_string(base.join("fdinfo").join(fd.file_name()))
+                    .is_ok_and(|info| fdinfo_signalfd_has(&info, SIGCHLD))
+        });
+    }
+    Some(probe)
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[test]
+    fn reads_signal_masks() {
+        let fdinfo =
+            "pos:\t0\nflags:\t02004002\nmnt_id:\t15\nino:\t1057\nsigmask:\t0000000000010000\n";
+        assert!(fdinfo_signalfd_has(fdinfo, 17));
+        assert!(!fdinfo_signalfd_has(fdinfo, 15));
+        let status = "SigBlk:\t0000000000010000\nSigIgn:\t0000000000000000\n";
+        assert!(status_mask_has(status, "SigBlk:", 17));
+        assert!(!status_mask_has(status, "SigIgn:", 17));
+    }
+}

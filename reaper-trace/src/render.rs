@@ -287,6 +287,8 @@ mod tests {
                 group_dead: true,
                 is_thread: false,
                 process_start_ns: 1,
+                parent_disposition: Disposition::Default,
+                parent_sa_flags: 0,
                 comm: Comm(c),
             }),
         }

@@ -76,10 +76,24 @@ fn become_subreaper() {
     });
 }
 
+/// Returns early from a test when kernel tests cannot run (see
+/// [`kernel_tests_enabled`]).
+#[macro_export]
+macro_rules! kernel_test {
+    () => {
+        if !$crate::kernel_tests_enabled(module_path!()) {
+            return;
+        }
+    };
+}
+
 /// The outcome of one traced run.
 #[derive(Debug)]
 pub struct Trace {
     pub events: Vec<Value>,
+    /// Pending findings, findings and notes, in the order printed.
+    pub notices: Vec<Value>,
+    pub report: Value,
     pub totals: Value,
     pub truths: Vec<Value>,
     pub stderr: String,
@@ -90,6 +104,8 @@ impl Trace {
     /// Parses the tool's stdout (JSON lines) and stderr (with TRUTH lines).
     pub fn parse(stdout: &str, stderr: String, status: ExitStatus) -> Trace {
         let mut events = Vec::new();
+        let mut notices = Vec::new();
+        let mut report = Value::Null;
         let mut totals = Value::Null;
         for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
             let value: Value = serde_json::from_str(line)
@@ -97,6 +113,8 @@ impl Trace {
             match value["type"].as_str() {
                 Some("event") => events.push(value),
                 Some("totals") => totals = value,
+                Some("report") => report = value,
+                Some("pending" | "finding" | "leader_exit") => notices.push(value),
                 other => panic!("unexpected line type {other:?}: {line}"),
             }
         }
@@ -107,6 +125,8 @@ impl Trace {
             .collect();
         Trace {
             events,
+            notices,
+            report,
             totals,
             truths,
             stderr,
@@ -142,6 +162,28 @@ impl Trace {
         found[0]
     }
 
+    /// Findings of the final report about one of `pids`.
+    pub fn findings_for(&self, pids: &[i64]) -> Vec<&Value> {
+        self.findings()
+            .into_iter()
+            .filter(|f| pids.contains(&int(&f["pid"])))
+            .collect()
+    }
+
+    /// Every finding of the final report.
+    pub fn findings(&self) -> Vec<&Value> {
+        self.report["findings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no report: {}", self.stderr))
+            .iter()
+            .collect()
+    }
+
+    /// A summary counter of the final report.
+    pub fn summary(&self, field: &str) -> i64 {
+        int(&self.report["summary"][field])
+    }
+
     pub fn lost(&self) -> u64 {
         self.totals["lost"]
             .as_u64()
@@ -151,11 +193,39 @@ impl Trace {
 
 /// `reaper-trace live --json -- scenario <args>`.
 pub fn trace_scenario(args: &[&str]) -> Trace {
+    trace_scenario_with(&[], args)
+}
+
+/// `reaper-trace live --json <options> -- scenario <args>`.
+pub fn trace_scenario_with(options: &[&str], args: &[&str]) -> Trace {
     let mut cmd = Command::new(tool());
-    cmd.args(["live", "--json", "--"])
+    cmd.args(["live", "--json"])
+        .args(options)
+        .arg("--")
         .arg(scenario_bin())
         .args(args);
     run_to_end(cmd)
+}
+
+/// A list of pids from a TRUTH field.
+pub fn pids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(int)
+        .collect()
+}
+
+/// The diagnosis codes of a finding.
+pub fn codes(finding: &Value) -> Vec<String> {
+    finding["diagnosis"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|i| i["code"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Runs a command with piped output to its end, within `RUN_TIMEOUT`.

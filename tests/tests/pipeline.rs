@@ -4,14 +4,6 @@
 
 use reaper_trace_tests::*;
 
-macro_rules! kernel_test {
-    () => {
-        if !kernel_tests_enabled(module_path!()) {
-            return;
-        }
-    };
-}
-
 fn assert_clean(trace: &Trace) {
     assert!(
         trace.status.success(),

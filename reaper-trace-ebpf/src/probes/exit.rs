@@ -2,7 +2,7 @@
 //! thread; `group_dead` tells the last one.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use reaper_trace_common::{COMM_LEN, ExitRecord, kind};
+use reaper_trace_common::{COMM_LEN, ExitRecord, SIGCHLD, kind};
 
 use crate::{config::conf, emit, filter, task};
 
@@ -32,6 +32,13 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     };
     let mut comm = [0u8; COMM_LEN];
     task::comm(exiting, &mut comm);
+    let parent: task::Task =
+        task::read(exiting, conf!(task_real_parent)).unwrap_or(core::ptr::null());
+    let (parent_handler, parent_flags) = if group_dead && !parent.is_null() {
+        task::sigaction(parent, SIGCHLD).unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
     entry.write(ExitRecord {
         header: emit::header(kind::EXIT, tgid, task::pid(exiting).unwrap_or(0)),
         exit_code: task::read::<i32>(exiting, conf!(task_exit_code)).unwrap_or(0),
@@ -39,6 +46,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         real_parent_tgid: task::real_parent_tgid(exiting).unwrap_or(0),
         group_dead: group_dead as u32,
         process_start_ns: task::process_start_ns(exiting).unwrap_or(0),
+        parent_sigchld_handler: parent_handler,
+        parent_sigchld_flags: parent_flags,
         comm,
     });
     entry.submit(0);

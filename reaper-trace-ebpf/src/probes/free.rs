@@ -21,10 +21,8 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !filter::is_traced(tgid) {
         return Ok(());
     }
-    if tid == tgid {
-        // The leader goes last: the process is gone and its tgid may be reused.
-        filter::unfollow(tgid);
-    }
+    // The tgid stays followed: RCU may run the frees of the process's other
+    // threads after the leader's. Userspace unfollows it a little later.
     let Some(mut entry) = emit::reserve::<FreeRecord>(kind::FREE) else {
         return Ok(());
     };

@@ -76,10 +76,16 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
     waits(ctx, facts, exit_time, &mut out);
 
     if let Some(t) = facts.exited_ns.filter(|&t| t >= exit_time) {
-        let adopter = exit.adopted_by.map(|a| format!(" and {} took it over", a)).unwrap_or_default();
+        let adopter = exit
+            .adopted_by
+            .map(|a| format!(" and {} took it over", a))
+            .unwrap_or_default();
         out.push(diag(
             "parent_exited",
-            format!("parent {p} exited {} without reaping it{adopter}", since_exit(exit, t)),
+            format!(
+                "parent {p} exited {} without reaping it{adopter}",
+                since_exit(exit, t)
+            ),
         ));
     }
     if let (Some(t), None) = (facts.leader_exited_ns, facts.exited_ns) {
@@ -96,26 +102,76 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
         };
         out.push(diag(
             "sigchld_disposition_change",
-            format!("thread {} of {p} set SIGCHLD to {to} with flags {} {}", change.tid, sa_flags(change.flags), since_exit(exit, change.time_ns)),
+            format!(
+                "thread {} of {p} set SIGCHLD to {to} with flags {} {}",
+                change.tid,
+                sa_flags(change.flags),
+                since_exit(exit, change.time_ns)
+            ),
         ));
     }
     if !facts.fork_failures.is_empty() {
         let total: u64 = facts.fork_failures.values().sum();
-        let by: Vec<String> = facts.fork_failures.iter().map(|(e, n)| format!("{} {n}", errno_name(*e))).collect();
-        out.push(diag("fork_failures", format!("{total} of parent {p}'s forks failed during the trace ({})", by.join(", "))));
+        let by: Vec<String> = facts
+            .fork_failures
+            .iter()
+            .map(|(e, n)| format!("{} {n}", errno_name(*e)))
+            .collect();
+        out.push(diag(
+            "fork_failures",
+            format!(
+                "{total} of parent {p}'s forks failed during the trace ({})",
+                by.join(", ")
+            ),
+        ));
     }
     if let Some(probe) = &facts.probe {
-        let stuck: Vec<String> = probe.threads.iter().filter(|t| t.state == 'D').map(|t| format!("{} ({}) at {}", t.tid, crate::escape::escape(&t.comm), crate::escape::escape(&t.wchan))).collect();
+        let stuck: Vec<String> = probe
+            .threads
+            .iter()
+            .filter(|t| t.state == 'D')
+            .map(|t| {
+                format!(
+                    "{} ({}) at {}",
+                    t.tid,
+                    crate::escape::escape(&t.comm),
+                    crate::escape::escape(&t.wchan)
+                )
+            })
+            .collect();
         if !stuck.is_empty() {
-            out.push(diag("parent_thread_uninterruptible", format!("parent {p} has threads in D state (uninterruptible sleep): {}", stuck.join(", "))));
+            out.push(diag(
+                "parent_thread_uninterruptible",
+                format!(
+                    "parent {p} has threads in D state (uninterruptible sleep): {}",
+                    stuck.join(", ")
+                ),
+            ));
         }
         let threads: Vec<String> = probe
             .threads
             .iter()
             .take(8)
-            .map(|t| format!("{} {} {}", t.tid, t.state, if t.wchan.is_empty() { "-".into() } else { crate::escape::escape(&t.wchan) }))
+            .map(|t| {
+                format!(
+                    "{} {} {}",
+                    t.tid,
+                    t.state,
+                    if t.wchan.is_empty() {
+                        "-".into()
+                    } else {
+                        crate::escape::escape(&t.wchan)
+                    }
+                )
+            })
             .collect();
-        out.push(diag("parent_threads", format!("parent {p}'s threads (tid, state, wchan) when the finding was made: {}", threads.join("; "))));
+        out.push(diag(
+            "parent_threads",
+            format!(
+                "parent {p}'s threads (tid, state, wchan) when the finding was made: {}",
+                threads.join("; ")
+            ),
+        ));
     }
     if ctx.lost_events > 0 {
         out.push(diag(
@@ -137,11 +193,12 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
             format!("{} was created with exit_signal 0 (clone): no SIGCHLD is sent, and only a wait with __WALL or __WCLONE reaps it", ctx.child_pid),
         ));
     }
-    let (disposition, handler, flags, blocked) = match (sent, facts.disposition) {
-        (Some(s), _) => (Some(s.disposition), s.handler, s.sa_flags, s.blocked),
-        (None, Some((d, f))) => (Some(d), 0, f, false),
-        (None, None) => (None, 0, 0, false),
-    };
+    let (disposition, handler, flags, blocked) =
+        match (sent, exit.parent_disposition.or(facts.disposition)) {
+            (Some(s), _) => (Some(s.disposition), s.handler, s.sa_flags, s.blocked),
+            (None, Some((d, f))) => (Some(d), 0, f, false),
+            (None, None) => (None, 0, 0, false),
+        };
     let signalfd_seen = facts.probe.as_ref().is_some_and(|pr| pr.signalfd_sigchld);
     if signalfd_seen {
         out.push(diag(
@@ -154,7 +211,10 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
             format!("SIGCHLD was blocked in parent {p} and never delivered to a handler: it is consumed through a signalfd (or sigwait), so the parent reaps only when its loop reads that fd"),
         ));
     } else if blocked {
-        out.push(diag("sigchld_blocked", format!("SIGCHLD was blocked in parent {p}'s thread when the child exited")));
+        out.push(diag(
+            "sigchld_blocked",
+            format!("SIGCHLD was blocked in parent {p}'s thread when the child exited"),
+        ));
     }
     match disposition {
         Some(Disposition::Default) => out.push(diag(
@@ -178,36 +238,77 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
             crate::event::SignalResult::AlreadyPending => "merged into one already pending",
             _ => "lost",
         };
-        out.push(diag("sigchld_result", format!("the SIGCHLD for this exit was {result}")));
+        out.push(diag(
+            "sigchld_result",
+            format!("the SIGCHLD for this exit was {result}"),
+        ));
     } else if exit.exit_signal != 0 && exit.time_ns.is_some() {
-        out.push(diag("sigchld_not_seen", format!("no SIGCHLD to parent {p} was seen for this exit")));
+        out.push(diag(
+            "sigchld_not_seen",
+            format!("no SIGCHLD to parent {p} was seen for this exit"),
+        ));
     }
 }
 
 fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<Diag>) {
     let p = ctx.parent_pid;
     let child = ctx.child_pid as i32;
-    let after: Vec<_> = facts.waits.iter().filter(|w| w.time_ns >= exit_time).collect();
-    let others: std::collections::BTreeSet<i32> = after.iter().map(|w| w.pid).chain(facts.waiting.values().map(|w| w.0)).filter(|&pid| pid > 0 && pid != child).collect();
+    let after: Vec<_> = facts
+        .waits
+        .iter()
+        .filter(|w| w.time_ns >= exit_time)
+        .collect();
+    let others: std::collections::BTreeSet<i32> = after
+        .iter()
+        .map(|w| w.pid)
+        .chain(facts.waiting.values().map(|w| w.0))
+        .filter(|&pid| pid > 0 && pid != child)
+        .collect();
     if after.is_empty() && facts.waiting.is_empty() {
-        let ever = if facts.waits.is_empty() { ", nor at any time during the trace" } else { "" };
-        out.push(diag("never_waited", format!("parent {p} made no wait call after the child exited{ever}")));
+        let ever = if facts.waits.is_empty() {
+            ", nor at any time during the trace"
+        } else {
+            ""
+        };
+        out.push(diag(
+            "never_waited",
+            format!("parent {p} made no wait call after the child exited{ever}"),
+        ));
     }
     if !others.is_empty() {
         let list: Vec<String> = others.iter().map(|o| o.to_string()).collect();
         out.push(diag(
             "waited_for_other",
-            format!("parent {p} waited for pid {} instead of {}", list.join(", "), ctx.child_pid),
+            format!(
+                "parent {p} waited for pid {} instead of {}",
+                list.join(", "),
+                ctx.child_pid
+            ),
         ));
     }
     for (tid, (pid, options, since)) in &facts.waiting {
         out.push(diag(
             "blocked_in_wait",
-            format!("thread {tid} of {p} is blocked in a wait for {} (options {}) since {}", if *pid == -1 { "any child".into() } else { format!("pid {pid}") }, crate::render::wait_options(*options), since_exit(ctx.exit, *since)),
+            format!(
+                "thread {tid} of {p} is blocked in a wait for {} (options {}) since {}",
+                if *pid == -1 {
+                    "any child".into()
+                } else {
+                    format!("pid {pid}")
+                },
+                crate::render::wait_options(*options),
+                since_exit(ctx.exit, *since)
+            ),
         ));
     }
-    let empty_polls = after.iter().filter(|w| w.options & WNOHANG != 0 && w.ret == 0).count();
+    let empty_polls = after
+        .iter()
+        .filter(|w| w.options & WNOHANG != 0 && w.ret == 0)
+        .count();
     if empty_polls > 0 {
-        out.push(diag("wnohang_empty", format!("{empty_polls} WNOHANG polls by parent {p} found nothing ready after the exit")));
+        out.push(diag(
+            "wnohang_empty",
+            format!("{empty_polls} WNOHANG polls by parent {p} found nothing ready after the exit"),
+        ));
     }
 }

@@ -16,7 +16,10 @@ use super::{
 };
 use crate::{
     comm::Comm,
-    event::{Disposition, Event, EventData, SignalResult, WaitSyscall, flags::WNOWAIT},
+    event::{
+        Disposition, Event, EventData, SignalResult, WaitSyscall,
+        flags::{SA_NOCLDWAIT, WNOWAIT},
+    },
 };
 
 const SIGCHLD: i32 = 17;
@@ -57,6 +60,8 @@ pub struct ExitFacts {
     pub sigchld: Vec<SigchldFacts>,
     /// Where it was reparented after its parent died, if seen.
     pub adopted_by: Option<u32>,
+    /// The parent's SIGCHLD disposition and flags when it exited.
+    pub parent_disposition: Option<(Disposition, u64)>,
     pub reap: Option<Reap>,
 }
 
@@ -113,6 +118,7 @@ impl Analyzer {
                     parent: seed.ppid,
                     sigchld: Vec::new(),
                     adopted_by: None,
+                    parent_disposition: None,
                     reap: None,
                 });
                 self.procs.entry(seed.ppid).or_default().open_children += 1;
@@ -139,7 +145,10 @@ impl Analyzer {
     pub fn on_event(&mut self, event: &Event) {
         match &event.data {
             EventData::Fork(f) if !f.is_thread => {
-                let stale = self.procs.get(&f.child_tgid).is_some_and(|p| p.start_ns != 0 && p.start_ns != f.child_start_ns);
+                let stale = self
+                    .procs
+                    .get(&f.child_tgid)
+                    .is_some_and(|p| p.start_ns != 0 && p.start_ns != f.child_start_ns);
                 if stale {
                     self.procs.remove(&f.child_tgid);
                 }
@@ -167,37 +176,64 @@ impl Analyzer {
                     let proc = self.procs.entry(event.tgid).or_default();
                     proc.facts.leader_exited_ns = Some(event.time_ns);
                     self.summary.leader_exits += 1;
-                    self.notices.push(Notice::LeaderExit { pid: event.tgid, comm: x.comm, time_ns: event.time_ns });
+                    self.notices.push(Notice::LeaderExit {
+                        pid: event.tgid,
+                        comm: x.comm,
+                        time_ns: event.time_ns,
+                    });
                 }
             }
             EventData::SignalGenerate(s) if s.sig == SIGCHLD => self.sigchld(event, s),
             EventData::SignalDeliver(d) if d.sig == SIGCHLD => {
-                self.procs.entry(event.tgid).or_default().facts.sigchld_delivered += 1;
+                self.procs
+                    .entry(event.tgid)
+                    .or_default()
+                    .facts
+                    .sigchld_delivered += 1;
             }
             EventData::Sigaction(s) if s.sig == SIGCHLD => {
-                self.procs.entry(event.tgid).or_default().facts.record_disposition(DispositionChange {
-                    time_ns: event.time_ns,
-                    tid: event.tid,
-                    disposition: s.disposition,
-                    handler: s.handler,
-                    flags: s.flags,
-                });
+                self.procs
+                    .entry(event.tgid)
+                    .or_default()
+                    .facts
+                    .record_disposition(DispositionChange {
+                        time_ns: event.time_ns,
+                        tid: event.tid,
+                        disposition: s.disposition,
+                        handler: s.handler,
+                        flags: s.flags,
+                    });
             }
             EventData::WaitEnter(w) => {
                 let pid = wait_pid(w.syscall, w.which, w.upid);
-                self.procs.entry(event.tgid).or_default().facts.waiting.insert(event.tid, (pid, w.options, event.time_ns));
+                self.procs
+                    .entry(event.tgid)
+                    .or_default()
+                    .facts
+                    .waiting
+                    .insert(event.tid, (pid, w.options, event.time_ns));
             }
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::Free(_) => self.free(event),
             EventData::ForkFailed(f) => {
-                *self.procs.entry(event.tgid).or_default().facts.fork_failures.entry(f.errno).or_default() += 1;
+                *self
+                    .procs
+                    .entry(event.tgid)
+                    .or_default()
+                    .facts
+                    .fork_failures
+                    .entry(f.errno)
+                    .or_default() += 1;
             }
             _ => {}
         }
     }
 
     fn process_exit(&mut self, event: &Event, x: &crate::event::Exit) {
-        let stale = self.procs.get(&event.tgid).is_some_and(|p| p.start_ns != 0 && p.start_ns != x.process_start_ns);
+        let stale = self
+            .procs
+            .get(&event.tgid)
+            .is_some_and(|p| p.start_ns != 0 && p.start_ns != x.process_start_ns);
         if stale {
             self.procs.remove(&event.tgid);
         }
@@ -214,6 +250,7 @@ impl Analyzer {
             parent: x.real_parent_tgid,
             sigchld: Vec::new(),
             adopted_by: None,
+            parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
         });
         if proc.parent_at_fork.is_some_and(|p| p != x.real_parent_tgid) {
@@ -238,8 +275,12 @@ impl Analyzer {
         if target.facts.disposition_history.is_empty() {
             target.facts.disposition = Some((s.target_disposition, s.target_sa_flags));
         }
-        let Ok(child_pid) = u32::try_from(s.si_pid) else { return };
-        let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else { return };
+        let Ok(child_pid) = u32::try_from(s.si_pid) else {
+            return;
+        };
+        let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else {
+            return;
+        };
         exit.sigchld.push(SigchldFacts {
             time_ns: event.time_ns,
             target_tgid: s.target_tgid,
@@ -279,12 +320,22 @@ impl Analyzer {
             return;
         }
         let child_pid = w.reaped_pid as u32;
-        let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else { return };
+        let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else {
+            return;
+        };
         if exit.reap.is_some() {
             return;
         }
-        let kind = if event.tgid == exit.parent { ReapKind::Wait } else { ReapKind::Adopted };
-        exit.reap = Some(Reap { time_ns: event.time_ns, by_pid: Some(event.tgid), kind });
+        let kind = if event.tgid == exit.parent {
+            ReapKind::Wait
+        } else {
+            ReapKind::Adopted
+        };
+        exit.reap = Some(Reap {
+            time_ns: event.time_ns,
+            by_pid: Some(event.tgid),
+            kind,
+        });
         self.finish_child(child_pid, event.time_ns);
     }
 
@@ -293,7 +344,9 @@ impl Analyzer {
             self.summary.threads_reaped += 1;
             return;
         }
-        let Some(proc) = self.procs.get(&event.tgid) else { return };
+        let Some(proc) = self.procs.get(&event.tgid) else {
+            return;
+        };
         let Some(exit) = &proc.exit else {
             // Its exit was never seen (lost, or before the trace): nothing to judge.
             if proc.open_children == 0 {
@@ -304,15 +357,35 @@ impl Analyzer {
         if exit.reap.is_some() {
             return;
         }
-        // Released without a wait we saw: either at exit (autoreap) or by
-        // the reaper it went to after its parent died.
-        let parent_died = self.procs.get(&exit.parent).and_then(|p| p.facts.exited_ns).is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e));
-        let reap = if exit.adopted_by.is_some() || parent_died {
-            Reap { time_ns: event.time_ns, by_pid: exit.adopted_by, kind: ReapKind::Adopted }
+        // Released without a wait we saw: at exit (autoreap: the parent
+        // ignored SIGCHLD or set SA_NOCLDWAIT when it exited), or by the
+        // reaper it went to after its parent died.
+        let autoreap = exit
+            .parent_disposition
+            .is_some_and(|(d, flags)| d == Disposition::Ignore || flags & SA_NOCLDWAIT != 0);
+        let parent_died = self
+            .procs
+            .get(&exit.parent)
+            .and_then(|p| p.facts.exited_ns)
+            .is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e));
+        let reap = if !autoreap && (exit.adopted_by.is_some() || parent_died) {
+            Reap {
+                time_ns: event.time_ns,
+                by_pid: exit.adopted_by,
+                kind: ReapKind::Adopted,
+            }
         } else {
-            Reap { time_ns: exit.time_ns.unwrap_or(event.time_ns), by_pid: Some(exit.parent), kind: ReapKind::Autoreap }
+            Reap {
+                time_ns: exit.time_ns.unwrap_or(event.time_ns),
+                by_pid: Some(exit.parent),
+                kind: ReapKind::Autoreap,
+            }
         };
-        if let Some(exit) = self.procs.get_mut(&event.tgid).and_then(|p| p.exit.as_mut()) {
+        if let Some(exit) = self
+            .procs
+            .get_mut(&event.tgid)
+            .and_then(|p| p.exit.as_mut())
+        {
             exit.reap = Some(reap);
         }
         self.finish_child(event.tgid, event.time_ns);
@@ -320,8 +393,12 @@ impl Analyzer {
 
     /// A child's verdict, once it is reaped.
     fn finish_child(&mut self, pid: u32, now_ns: u64) {
-        let Some(proc) = self.procs.get(&pid) else { return };
-        let Some(exit) = proc.exit.clone() else { return };
+        let Some(proc) = self.procs.get(&pid) else {
+            return;
+        };
+        let Some(exit) = proc.exit.clone() else {
+            return;
+        };
         let Some(reap) = exit.reap else { return };
         let latency = exit.time_ns.map(|t| reap.time_ns.saturating_sub(t));
         match reap.kind {
@@ -333,7 +410,8 @@ impl Analyzer {
                     let row = self.row(exit.parent);
                     row.late += 1;
                     row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
-                    let finding = self.finding(pid, FindingKind::LateReap, Some(Resolution::Reaped), now_ns);
+                    let finding =
+                        self.finding(pid, FindingKind::LateReap, Some(Resolution::Reaped), now_ns);
                     self.report(finding);
                 }
             }
@@ -344,7 +422,12 @@ impl Analyzer {
                 let row = self.row(exit.parent);
                 row.unreaped += 1;
                 row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
-                let finding = self.finding(pid, FindingKind::Unreaped, Some(Resolution::Adopted), now_ns);
+                let finding = self.finding(
+                    pid,
+                    FindingKind::Unreaped,
+                    Some(Resolution::Adopted),
+                    now_ns,
+                );
                 self.report(finding);
             }
             ReapKind::Thread => self.summary.threads_reaped += 1,
@@ -361,7 +444,11 @@ impl Analyzer {
 
     /// Forgets a process once nothing more can be said about it.
     fn release(&mut self, pid: u32) {
-        if self.procs.get(&pid).is_some_and(|p| p.finished && p.open_children == 0) {
+        if self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.finished && p.open_children == 0)
+        {
             self.procs.remove(&pid);
         }
     }
@@ -373,19 +460,33 @@ impl Analyzer {
 
     fn row(&mut self, parent: u32) -> &mut ParentRow {
         let comm = self.procs.get(&parent).map(|p| p.comm).unwrap_or_default();
-        let row = self.rows.entry(parent).or_insert_with(|| ParentRow { parent_pid: parent, ..Default::default() });
+        let row = self.rows.entry(parent).or_insert_with(|| ParentRow {
+            parent_pid: parent,
+            ..Default::default()
+        });
         if comm != Comm::default() {
             row.parent_comm = comm;
         }
         row
     }
 
-    fn finding(&self, pid: u32, kind: FindingKind, resolution: Option<Resolution>, now_ns: u64) -> Finding {
+    fn finding(
+        &self,
+        pid: u32,
+        kind: FindingKind,
+        resolution: Option<Resolution>,
+        now_ns: u64,
+    ) -> Finding {
         let proc = &self.procs[&pid];
-        let exit = proc.exit.as_ref().expect("findings are about exited processes");
+        let exit = proc
+            .exit
+            .as_ref()
+            .expect("findings are about exited processes");
         let parent = self.procs.get(&exit.parent);
         let reap = exit.reap;
-        let latency_ns = exit.time_ns.map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
+        let latency_ns = exit
+            .time_ns
+            .map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
         let diagnosis = diagnosis::diagnose(&DiagContext {
             child_pid: pid,
             exit,
@@ -425,13 +526,22 @@ impl Analyzer {
             .filter(|(_, p)| !p.announced)
             .filter_map(|(&pid, p)| {
                 let exit = p.exit.as_ref()?;
-                let overdue = exit.time_ns.is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
+                let overdue = exit
+                    .time_ns
+                    .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
                 (exit.reap.is_none() && overdue).then_some(pid)
             })
             .collect();
         for pid in due {
-            let parent = self.procs[&pid].exit.as_ref().map(|e| e.parent).unwrap_or(0);
-            let parent_alive = self.procs.get(&parent).is_none_or(|p| p.facts.exited_ns.is_none());
+            let parent = self.procs[&pid]
+                .exit
+                .as_ref()
+                .map(|e| e.parent)
+                .unwrap_or(0);
+            let parent_alive = self
+                .procs
+                .get(&parent)
+                .is_none_or(|p| p.facts.exited_ns.is_none());
             if parent_alive && let Some(facts) = probe(parent) {
                 self.procs.entry(parent).or_default().facts.probe = Some(facts);
             }
@@ -445,14 +555,23 @@ impl Analyzer {
 
     /// Ends the trace: every exit still unreaped is a zombie.
     pub fn finish(mut self, now_ns: u64) -> Report {
-        let mut zombies: Vec<u32> =
-            self.procs.iter().filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none())).map(|(&pid, _)| pid).collect();
+        let mut zombies: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none()))
+            .map(|(&pid, _)| pid)
+            .collect();
         zombies.sort_unstable();
         for pid in zombies {
-            let parent = self.procs[&pid].exit.as_ref().map(|e| e.parent).unwrap_or(0);
+            let parent = self.procs[&pid]
+                .exit
+                .as_ref()
+                .map(|e| e.parent)
+                .unwrap_or(0);
             self.summary.unreaped += 1;
             self.summary.zombies_at_end += 1;
-            let finding = self.finding(pid, FindingKind::Unreaped, Some(Resolution::Zombie), now_ns);
+            let finding =
+                self.finding(pid, FindingKind::Unreaped, Some(Resolution::Zombie), now_ns);
             let row = self.row(parent);
             row.unreaped += 1;
             row.worst_latency_ns = row.worst_latency_ns.max(finding.latency_ns.unwrap_or(0));
@@ -463,9 +582,19 @@ impl Analyzer {
                 f.certain = false;
             }
         }
-        let mut parents: Vec<ParentRow> = self.rows.into_values().filter(|r| r.unreaped > 0 || r.late > 0).collect();
-        parents.sort_by(|a, b| (b.unreaped, b.late, b.worst_latency_ns).cmp(&(a.unreaped, a.late, a.worst_latency_ns)));
-        Report { findings: self.findings, summary: self.summary, parents }
+        let mut parents: Vec<ParentRow> = self
+            .rows
+            .into_values()
+            .filter(|r| r.unreaped > 0 || r.late > 0)
+            .collect();
+        parents.sort_by(|a, b| {
+            (b.unreaped, b.late, b.worst_latency_ns).cmp(&(a.unreaped, a.late, a.worst_latency_ns))
+        });
+        Report {
+            findings: self.findings,
+            summary: self.summary,
+            parents,
+        }
     }
 }
 

@@ -7,7 +7,9 @@ pub mod findings;
 pub mod lifecycle;
 pub mod parent;
 
-pub use findings::{Finding, FindingKind, Notice, ParentRow, Reap, ReapKind, Report, Resolution, Summary};
+pub use findings::{
+    Finding, FindingKind, Notice, ParentRow, Reap, ReapKind, Report, Resolution, Summary,
+};
 pub use lifecycle::{Analyzer, SeedProcess};
 pub use parent::{ParentProbe, ThreadProbe};
 

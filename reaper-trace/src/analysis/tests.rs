@@ -1,32 +1,66 @@
 //! Made-up event sequences through the analyzer.
 
 use super::*;
-use crate::{
-    comm::Comm,
-    event::*,
-};
+use crate::{comm::Comm, event::*};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;
 
 /// Builds events at given times.
-struct Seq(Vec<Event>);
+struct Seq(Vec<Event>, Disposition);
 
 impl Seq {
     fn new() -> Seq {
-        Seq(Vec::new())
+        Seq(Vec::new(), Disposition::Default)
     }
     fn push(&mut self, t: u64, tgid: u32, tid: u32, data: EventData) -> &mut Self {
-        self.0.push(Event { time_ns: t, tgid, tid, data });
+        self.0.push(Event {
+            time_ns: t,
+            tgid,
+            tid,
+            data,
+        });
         self
     }
     fn fork(&mut self, t: u64, parent: u32, child: u32) -> &mut Self {
-        self.push(t, parent, parent, EventData::Fork(Fork { child_tgid: child, child_tid: child, child_start_ns: t, parent_start_ns: 1, is_thread: false, comm: Comm::from_str_lossy("p") }))
+        self.push(
+            t,
+            parent,
+            parent,
+            EventData::Fork(Fork {
+                child_tgid: child,
+                child_tid: child,
+                child_start_ns: t,
+                parent_start_ns: 1,
+                is_thread: false,
+                comm: Comm::from_str_lossy("p"),
+            }),
+        )
     }
     fn thread(&mut self, t: u64, pid: u32, tid: u32) -> &mut Self {
-        self.push(t, pid, pid, EventData::Fork(Fork { child_tgid: pid, child_tid: tid, child_start_ns: t, parent_start_ns: 1, is_thread: true, comm: Comm::from_str_lossy("p") }))
+        self.push(
+            t,
+            pid,
+            pid,
+            EventData::Fork(Fork {
+                child_tgid: pid,
+                child_tid: tid,
+                child_start_ns: t,
+                parent_start_ns: 1,
+                is_thread: true,
+                comm: Comm::from_str_lossy("p"),
+            }),
+        )
     }
-    fn exit(&mut self, t: u64, pid: u32, tid: u32, parent: u32, group_dead: bool, start: u64) -> &mut Self {
+    fn exit(
+        &mut self,
+        t: u64,
+        pid: u32,
+        tid: u32,
+        parent: u32,
+        group_dead: bool,
+        start: u64,
+    ) -> &mut Self {
         self.push(
             t,
             pid,
@@ -41,11 +75,21 @@ impl Seq {
                 group_dead,
                 is_thread: pid != tid,
                 process_start_ns: start,
+                parent_disposition: self.1,
+                parent_sa_flags: 0,
                 comm: Comm::from_str_lossy("c"),
             }),
         )
     }
-    fn sigchld(&mut self, t: u64, child: u32, parent: u32, result: SignalResult, disposition: Disposition, blocked: bool) -> &mut Self {
+    fn sigchld(
+        &mut self,
+        t: u64,
+        child: u32,
+        parent: u32,
+        result: SignalResult,
+        disposition: Disposition,
+        blocked: bool,
+    ) -> &mut Self {
         self.push(
             t,
             child,
@@ -60,23 +104,57 @@ impl Seq {
                 si_pid: child as i32,
                 si_status: 0,
                 target_disposition: disposition,
-                target_handler: if disposition == Disposition::Handler { 0x1234 } else { 0 },
+                target_handler: if disposition == Disposition::Handler {
+                    0x1234
+                } else {
+                    0
+                },
                 target_sa_flags: 0,
                 target_blocked: blocked,
             }),
         )
     }
     fn wait(&mut self, t: u64, parent: u32, upid: i32, options: i32, reaped: i32) -> &mut Self {
-        self.push(t, parent, parent, EventData::WaitEnter(WaitEnter { syscall: WaitSyscall::Wait4, which: 0, upid, options }));
         self.push(
             t,
             parent,
             parent,
-            EventData::WaitExit(WaitExit { syscall: WaitSyscall::Wait4, which: 0, upid, options, ret: reaped as i64, reaped_pid: reaped, status: 0, si_code: 0, enter_time_ns: t }),
+            EventData::WaitEnter(WaitEnter {
+                syscall: WaitSyscall::Wait4,
+                which: 0,
+                upid,
+                options,
+            }),
+        );
+        self.push(
+            t,
+            parent,
+            parent,
+            EventData::WaitExit(WaitExit {
+                syscall: WaitSyscall::Wait4,
+                which: 0,
+                upid,
+                options,
+                ret: reaped as i64,
+                reaped_pid: reaped,
+                status: 0,
+                si_code: 0,
+                enter_time_ns: t,
+            }),
         )
     }
     fn free(&mut self, t: u64, pid: u32, tid: u32) -> &mut Self {
-        self.push(t, pid, tid, EventData::Free(Free { process_start_ns: 0, start_ns: 0, exit_code: 0, comm: Comm::from_str_lossy("c") }))
+        self.push(
+            t,
+            pid,
+            tid,
+            EventData::Free(Free {
+                process_start_ns: 0,
+                start_ns: 0,
+                exit_code: 0,
+                comm: Comm::from_str_lossy("c"),
+            }),
+        )
     }
     fn run(&self, threshold: u64, end: u64) -> Report {
         let mut a = Analyzer::new(threshold);
@@ -93,41 +171,116 @@ fn codes(f: &Finding) -> Vec<&'static str> {
 
 #[test]
 fn prompt_wait_is_no_finding() {
-    let r = Seq::new().fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).sigchld(MS, 11, 10, SignalResult::Ignored, Disposition::Default, false).wait(2 * MS, 10, 11, 0, 11).free(20 * MS, 11, 11).run(S, 5 * S);
+    let r = Seq::new()
+        .fork(0, 10, 11)
+        .exit(MS, 11, 11, 10, true, 0)
+        .sigchld(
+            MS,
+            11,
+            10,
+            SignalResult::Ignored,
+            Disposition::Default,
+            false,
+        )
+        .wait(2 * MS, 10, 11, 0, 11)
+        .free(20 * MS, 11, 11)
+        .run(S, 5 * S);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
-    assert_eq!((r.summary.exits, r.summary.reaped_by_parent, r.summary.unreaped), (1, 1, 0));
+    assert_eq!(
+        (
+            r.summary.exits,
+            r.summary.reaped_by_parent,
+            r.summary.unreaped
+        ),
+        (1, 1, 0)
+    );
 }
 
 #[test]
 fn never_waited_then_parent_exits_is_unreaped_adopted() {
     let mut s = Seq::new();
-    s.fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).sigchld(MS, 11, 10, SignalResult::Ignored, Disposition::Default, false);
+    s.fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).sigchld(
+        MS,
+        11,
+        10,
+        SignalResult::Ignored,
+        Disposition::Default,
+        false,
+    );
     // The parent exits; its zombie goes to subreaper 5, which reaps it.
-    s.exit(2 * MS, 10, 10, 1, true, 1).sigchld(2 * MS, 11, 5, SignalResult::Ignored, Disposition::Default, false).wait(3 * MS, 5, -1, 0, 11).free(20 * MS, 11, 11);
+    s.exit(2 * MS, 10, 10, 1, true, 1)
+        .sigchld(
+            2 * MS,
+            11,
+            5,
+            SignalResult::Ignored,
+            Disposition::Default,
+            false,
+        )
+        .wait(3 * MS, 5, -1, 0, 11)
+        .free(20 * MS, 11, 11);
     s.wait(4 * MS, 1, -1, 0, 10).free(21 * MS, 10, 10);
     let r = s.run(S, 5 * S);
     assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
     let f = &r.findings[0];
-    assert_eq!((f.kind, f.resolution, f.reap_kind, f.reaped_by_pid), (FindingKind::Unreaped, Some(Resolution::Adopted), Some(ReapKind::Adopted), Some(5)));
+    assert_eq!(
+        (f.kind, f.resolution, f.reap_kind, f.reaped_by_pid),
+        (
+            FindingKind::Unreaped,
+            Some(Resolution::Adopted),
+            Some(ReapKind::Adopted),
+            Some(5)
+        )
+    );
     let c = codes(f);
-    assert!(c.contains(&"sigchld_default") && c.contains(&"never_waited") && c.contains(&"parent_exited"), "{c:?}");
+    assert!(
+        c.contains(&"sigchld_default")
+            && c.contains(&"never_waited")
+            && c.contains(&"parent_exited"),
+        "{c:?}"
+    );
     assert_eq!((r.summary.unreaped, r.summary.adopted), (1, 1));
     assert_eq!(r.parents[0].parent_pid, 10);
 }
 
 #[test]
 fn autoreap_under_sig_ign_has_no_sigchld_and_no_finding() {
-    let r = Seq::new().fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).free(15 * MS, 11, 11).run(S, 5 * S);
-    assert!(r.findings.is_empty());
+    let mut s = Seq::new();
+    s.1 = Disposition::Ignore;
+    // The parent exits before the RCU-delayed free arrives: still an autoreap.
+    let r = s
+        .fork(0, 10, 11)
+        .exit(MS, 11, 11, 10, true, 0)
+        .exit(2 * MS, 10, 10, 1, true, 0)
+        .free(15 * MS, 11, 11)
+        .wait(16 * MS, 1, -1, 0, 10)
+        .run(S, 5 * S);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert_eq!(r.summary.autoreaped, 1);
 }
 
 #[test]
 fn late_reap_over_threshold() {
-    let r = Seq::new().fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).sigchld(MS, 11, 10, SignalResult::Delivered, Disposition::Default, true).wait(2500 * MS, 10, -1, WNOHANG_, 11).free(2520 * MS, 11, 11).run(S, 5 * S);
+    let r = Seq::new()
+        .fork(0, 10, 11)
+        .exit(MS, 11, 11, 10, true, 0)
+        .sigchld(
+            MS,
+            11,
+            10,
+            SignalResult::Delivered,
+            Disposition::Default,
+            true,
+        )
+        .wait(2500 * MS, 10, -1, WNOHANG_, 11)
+        .free(2520 * MS, 11, 11)
+        .run(S, 5 * S);
     assert_eq!(r.findings.len(), 1);
     let f = &r.findings[0];
-    assert_eq!((f.kind, f.resolution), (FindingKind::LateReap, Some(Resolution::Reaped)));
+    assert_eq!(
+        (f.kind, f.resolution),
+        (FindingKind::LateReap, Some(Resolution::Reaped))
+    );
     assert_eq!(f.latency_ns, Some(2499 * MS));
     assert!(codes(f).contains(&"sigchld_signalfd"), "{:?}", f.diagnosis);
     assert_eq!(r.summary.late_reaps, 1);
@@ -140,10 +293,42 @@ fn coalesced_sigchld_is_named() {
     for c in 11..14 {
         s.fork(0, 10, c);
     }
-    s.exit(MS, 11, 11, 10, true, 0).sigchld(MS, 11, 10, SignalResult::Delivered, Disposition::Handler, true);
-    s.exit(MS, 12, 12, 10, true, 0).sigchld(MS, 12, 10, SignalResult::AlreadyPending, Disposition::Handler, true);
-    s.exit(MS, 13, 13, 10, true, 0).sigchld(MS, 13, 10, SignalResult::AlreadyPending, Disposition::Handler, true);
-    s.push(2 * MS, 10, 10, EventData::SignalDeliver(SignalDeliver { sig: 17, code: 1, disposition: Disposition::Handler, sa_handler: 0x1234, sa_flags: 0 }));
+    s.exit(MS, 11, 11, 10, true, 0).sigchld(
+        MS,
+        11,
+        10,
+        SignalResult::Delivered,
+        Disposition::Handler,
+        true,
+    );
+    s.exit(MS, 12, 12, 10, true, 0).sigchld(
+        MS,
+        12,
+        10,
+        SignalResult::AlreadyPending,
+        Disposition::Handler,
+        true,
+    );
+    s.exit(MS, 13, 13, 10, true, 0).sigchld(
+        MS,
+        13,
+        10,
+        SignalResult::AlreadyPending,
+        Disposition::Handler,
+        true,
+    );
+    s.push(
+        2 * MS,
+        10,
+        10,
+        EventData::SignalDeliver(SignalDeliver {
+            sig: 17,
+            code: 1,
+            disposition: Disposition::Handler,
+            sa_handler: 0x1234,
+            sa_flags: 0,
+        }),
+    );
     s.wait(2 * MS, 10, -1, 0, 11).free(20 * MS, 11, 11);
     let r = s.run(S, 5 * S);
     assert_eq!(r.findings.len(), 2);
@@ -156,12 +341,28 @@ fn coalesced_sigchld_is_named() {
 #[test]
 fn waiting_for_another_child_is_named() {
     let mut s = Seq::new();
-    s.fork(0, 10, 11).fork(0, 10, 12).exit(MS, 11, 11, 10, true, 0);
-    s.push(2 * MS, 10, 10, EventData::WaitEnter(WaitEnter { syscall: WaitSyscall::Wait4, which: 0, upid: 12, options: 0 }));
+    s.fork(0, 10, 11)
+        .fork(0, 10, 12)
+        .exit(MS, 11, 11, 10, true, 0);
+    s.push(
+        2 * MS,
+        10,
+        10,
+        EventData::WaitEnter(WaitEnter {
+            syscall: WaitSyscall::Wait4,
+            which: 0,
+            upid: 12,
+            options: 0,
+        }),
+    );
     let r = s.run(S, 5 * S);
     let f = &r.findings[0];
     assert_eq!(f.pid, 11);
-    assert!(codes(f).contains(&"waited_for_other") && codes(f).contains(&"blocked_in_wait"), "{:?}", f.diagnosis);
+    assert!(
+        codes(f).contains(&"waited_for_other") && codes(f).contains(&"blocked_in_wait"),
+        "{:?}",
+        f.diagnosis
+    );
     assert!(f.diagnosis.iter().any(|d| d.text.contains("pid 12")));
 }
 
@@ -170,17 +371,31 @@ fn threads_and_early_leader_exit_are_not_findings() {
     let mut s = Seq::new();
     s.fork(0, 10, 11).thread(MS, 11, 12);
     s.exit(2 * MS, 11, 11, 10, false, 0); // the leader goes first
-    s.exit(3 * MS, 11, 12, 10, true, 0).free(4 * MS, 11, 12).wait(5 * MS, 10, 11, 0, 11).free(20 * MS, 11, 11);
+    s.exit(3 * MS, 11, 12, 10, true, 0)
+        .free(4 * MS, 11, 12)
+        .wait(5 * MS, 10, 11, 0, 11)
+        .free(20 * MS, 11, 11);
     let r = s.run(S, 5 * S);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
-    assert_eq!((r.summary.leader_exits, r.summary.threads_reaped, r.summary.reaped_by_parent), (1, 1, 1));
+    assert_eq!(
+        (
+            r.summary.leader_exits,
+            r.summary.threads_reaped,
+            r.summary.reaped_by_parent
+        ),
+        (1, 1, 1)
+    );
 }
 
 #[test]
 fn reused_pid_gives_two_lifecycles() {
     let mut s = Seq::new();
-    s.fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).wait(2 * MS, 10, 11, 0, 11).free(20 * MS, 11, 11);
-    s.fork(30 * MS, 10, 11).exit(31 * MS, 11, 11, 10, true, 30 * MS);
+    s.fork(0, 10, 11)
+        .exit(MS, 11, 11, 10, true, 0)
+        .wait(2 * MS, 10, 11, 0, 11)
+        .free(20 * MS, 11, 11);
+    s.fork(30 * MS, 10, 11)
+        .exit(31 * MS, 11, 11, 10, true, 30 * MS);
     let r = s.run(S, 5 * S);
     assert_eq!(r.findings.len(), 1);
     assert_eq!((r.findings[0].pid, r.findings[0].start_ns), (11, 30 * MS));
@@ -190,9 +405,15 @@ fn reused_pid_gives_two_lifecycles() {
 #[test]
 fn double_fork_orphan_is_not_a_finding() {
     let mut s = Seq::new();
-    s.fork(0, 10, 11).fork(MS, 11, 12).exit(2 * MS, 11, 11, 10, true, 0).wait(3 * MS, 10, 11, 0, 11).free(20 * MS, 11, 11);
+    s.fork(0, 10, 11)
+        .fork(MS, 11, 12)
+        .exit(2 * MS, 11, 11, 10, true, 0)
+        .wait(3 * MS, 10, 11, 0, 11)
+        .free(20 * MS, 11, 11);
     // 12 now belongs to subreaper 5, which reaps it promptly.
-    s.exit(30 * MS, 12, 12, 5, true, MS).wait(31 * MS, 5, -1, 0, 12).free(50 * MS, 12, 12);
+    s.exit(30 * MS, 12, 12, 5, true, MS)
+        .wait(31 * MS, 5, -1, 0, 12)
+        .free(50 * MS, 12, 12);
     let r = s.run(S, 5 * S);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.summary.adopted_while_running, 1);
@@ -201,14 +422,31 @@ fn double_fork_orphan_is_not_a_finding() {
 #[test]
 fn predating_zombie_is_reported_and_pending_fires_once() {
     let mut a = Analyzer::new(S);
-    a.seed(&[SeedProcess { pid: 20, ppid: 10, comm: Comm::from_str_lossy("z"), zombie: true }, SeedProcess { pid: 10, ppid: 1, comm: Comm::from_str_lossy("p"), zombie: false }]);
+    a.seed(&[
+        SeedProcess {
+            pid: 20,
+            ppid: 10,
+            comm: Comm::from_str_lossy("z"),
+            zombie: true,
+        },
+        SeedProcess {
+            pid: 10,
+            ppid: 1,
+            comm: Comm::from_str_lossy("p"),
+            zombie: false,
+        },
+    ]);
     let mut probes = 0;
     a.tick(S, &mut |_| {
         probes += 1;
         Some(ParentProbe::default())
     });
     a.tick(2 * S, &mut |_| None);
-    let pending: Vec<_> = a.drain_notices().into_iter().filter(|n| matches!(n, Notice::Pending(_))).collect();
+    let pending: Vec<_> = a
+        .drain_notices()
+        .into_iter()
+        .filter(|n| matches!(n, Notice::Pending(_)))
+        .collect();
     assert_eq!((pending.len(), probes), (1, 1));
     let r = a.finish(3 * S);
     assert_eq!(r.findings.len(), 1);
@@ -236,7 +474,10 @@ fn state_is_released_once_verdicts_are_in() {
     for i in 0..1000u32 {
         let c = 100 + i;
         let t = i as u64 * MS;
-        s.fork(t, 10, c).exit(t + 1, c, c, 10, true, t).wait(t + 2, 10, c as i32, 0, c as i32).free(t + 3, c, c);
+        s.fork(t, 10, c)
+            .exit(t + 1, c, c, 10, true, t)
+            .wait(t + 2, 10, c as i32, 0, c as i32)
+            .free(t + 3, c, c);
     }
     for e in &s.0 {
         a.on_event(e);

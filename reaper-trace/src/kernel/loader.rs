@@ -227,6 +227,11 @@ impl Tracer {
             .map_err(|e| SetupError::Map("FOLLOWED", e.to_string()))
     }
 
+    /// Stops following a process that is gone.
+    pub fn unfollow(&mut self, tgid: u32) {
+        let _ = self.followed.remove(&tgid);
+    }
+
     /// Records the kernel could not queue, per kind.
     pub fn lost(&self) -> [u64; kind::COUNT as usize] {
         let mut lost = [0u64; kind::COUNT as usize];

@@ -135,7 +135,14 @@ mod tests {
         let mut config = Config::default();
         kernel_struct_offsets(&btf, &mut config).expect("offsets resolve");
         // The user-space ABI fixes these: the kernel copies siginfo as is.
-        assert_eq!((config.siginfo_code, config.siginfo_pid, config.siginfo_status), (8, 16, 24));
+        assert_eq!(
+            (
+                config.siginfo_code,
+                config.siginfo_pid,
+                config.siginfo_status
+            ),
+            (8, 16, 24)
+        );
         assert_ne!(config.task_tgid, config.task_pid);
         assert!(config.k_sigaction_size >= 24);
     }
@@ -144,23 +151,49 @@ mod tests {
     fn tracepoint_fields_come_from_formats() {
         let format = |category: &str, name: &str| -> Result<Format, TracefsError> {
             let text = match name {
-                "sched_process_exec" => "field:__data_loc char[] filename;\toffset:8;\tsize:4;\nfield:pid_t pid;\toffset:12;\tsize:4;\nfield:pid_t old_pid;\toffset:16;\tsize:4;",
+                "sched_process_exec" => {
+                    "field:__data_loc char[] filename;\toffset:8;\tsize:4;\nfield:pid_t pid;\toffset:12;\tsize:4;\nfield:pid_t old_pid;\toffset:16;\tsize:4;"
+                }
                 "sched_process_wait" => "field:pid_t pid;\toffset:12;\tsize:4;",
-                "signal_deliver" => "field:int sig;\toffset:8;\tsize:4;\nfield:int code;\toffset:16;\tsize:4;\nfield:unsigned long sa_handler;\toffset:24;\tsize:8;\nfield:unsigned long sa_flags;\toffset:32;\tsize:8;",
-                "sys_enter_wait4" => "field:int __syscall_nr;\toffset:8;\tsize:4;\nfield:pid_t upid;\toffset:16;\tsize:8;\nfield:int * stat_addr;\toffset:24;\tsize:8;\nfield:int options;\toffset:32;\tsize:8;",
-                "sys_enter_waitid" => "field:int which;\toffset:16;\tsize:8;\nfield:pid_t upid;\toffset:24;\tsize:8;\nfield:struct siginfo * infop;\toffset:32;\tsize:8;\nfield:int options;\toffset:40;\tsize:8;",
-                "sys_enter_rt_sigaction" => "field:int sig;\toffset:16;\tsize:8;\nfield:const struct sigaction * act;\toffset:24;\tsize:8;",
-                _ => "field:int __syscall_nr;\toffset:8;\tsize:4;\nfield:long ret;\toffset:16;\tsize:8;",
+                "signal_deliver" => {
+                    "field:int sig;\toffset:8;\tsize:4;\nfield:int code;\toffset:16;\tsize:4;\nfield:unsigned long sa_handler;\toffset:24;\tsize:8;\nfield:unsigned long sa_flags;\toffset:32;\tsize:8;"
+                }
+                "sys_enter_wait4" => {
+                    "field:int __syscall_nr;\toffset:8;\tsize:4;\nfield:pid_t upid;\toffset:16;\tsize:8;\nfield:int * stat_addr;\toffset:24;\tsize:8;\nfield:int options;\toffset:32;\tsize:8;"
+                }
+                "sys_enter_waitid" => {
+                    "field:int which;\toffset:16;\tsize:8;\nfield:pid_t upid;\toffset:24;\tsize:8;\nfield:struct siginfo * infop;\toffset:32;\tsize:8;\nfield:int options;\toffset:40;\tsize:8;"
+                }
+                "sys_enter_rt_sigaction" => {
+                    "field:int sig;\toffset:16;\tsize:8;\nfield:const struct sigaction * act;\toffset:24;\tsize:8;"
+                }
+                _ => {
+                    "field:int __syscall_nr;\toffset:8;\tsize:4;\nfield:long ret;\toffset:16;\tsize:8;"
+                }
             };
             Ok(Format::parse(&format!("{category}/{name}"), text))
         };
         let mut config = Config::default();
         tracepoint_offsets(&mut config, format).unwrap();
-        assert_eq!((config.exec_filename, config.exec_pid, config.exec_old_pid), (8, 12, 16));
-        assert_eq!((config.waitid_infop, config.sys_exit_ret, config.sys_nr), (32, 16, 8));
+        assert_eq!(
+            (config.exec_filename, config.exec_pid, config.exec_old_pid),
+            (8, 12, 16)
+        );
+        assert_eq!(
+            (config.waitid_infop, config.sys_exit_ret, config.sys_nr),
+            (32, 16, 8)
+        );
 
-        let missing = |c: &str, n: &str| if n == "signal_deliver" { Ok(Format::parse("signal/signal_deliver", "")) } else { format(c, n) };
-        let err = tracepoint_offsets(&mut Config::default(), missing).unwrap_err().to_string();
+        let missing = |c: &str, n: &str| {
+            if n == "signal_deliver" {
+                Ok(Format::parse("signal/signal_deliver", ""))
+            } else {
+                format(c, n)
+            }
+        };
+        let err = tracepoint_offsets(&mut Config::default(), missing)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "tracepoint signal/signal_deliver has no field sig");
     }
 }

@@ -1,0 +1,229 @@
+//! Rendering findings and the end-of-trace report. Pure: returns strings.
+
+use std::fmt::Write as _;
+
+use crate::{
+    analysis::{Finding, FindingKind, Notice, Report, Resolution},
+    render::signal_name,
+};
+
+fn secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+fn how_it_ended(f: &Finding) -> String {
+    match (f.exit_code, f.signal) {
+        (Some(code), _) => format!("exited {code}"),
+        (_, Some(sig)) => format!(
+            "killed by {}{}",
+            signal_name(sig),
+            if f.core_dumped { " (core dumped)" } else { "" }
+        ),
+        _ => "was already a zombie when tracing started".into(),
+    }
+}
+
+/// One line for a finding: what, who, the outcome, then the diagnosis.
+pub fn finding_line(f: &Finding) -> String {
+    let mut line = String::new();
+    let kind = match f.kind {
+        FindingKind::Unreaped => "unreaped",
+        FindingKind::LateReap => "late_reap",
+    };
+    let _ = write!(
+        line,
+        "{kind} {} ({}) {}; parent {} ({})",
+        f.pid,
+        f.comm,
+        how_it_ended(f),
+        f.parent_pid,
+        f.parent_comm
+    );
+    let latency = f.latency_ns.map(secs).unwrap_or_else(|| "?".into());
+    let bound = if f.predates_trace { "at least " } else { "" };
+    let _ = match f.resolution {
+        None => write!(line, ": unreaped for {bound}{latency} so far"),
+        Some(Resolution::Zombie) => write!(line, ": still a zombie after {bound}{latency}"),
+        Some(Resolution::Adopted) => write!(
+            line,
+            ": its parent never reaped it; adopted and reaped by {} after {bound}{latency}",
+            f.reaped_by_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "its new parent".into())
+        ),
+        Some(Resolution::Reaped) => write!(line, ": reaped by its parent after {bound}{latency}"),
+    };
+    if !f.certain {
+        line.push_str(" [uncertain: events were lost]");
+    }
+    for d in &f.diagnosis {
+        let _ = write!(line, "\n    [{}] {}", d.code, d.text);
+    }
+    line
+}
+
+/// A notice as it is printed in live text mode.
+pub fn notice_text(notice: &Notice) -> String {
+    match notice {
+        Notice::Pending(f) => format!("!! pending {}", finding_line(f)),
+        Notice::Finding(f) => format!("!! finding {}", finding_line(f)),
+        Notice::LeaderExit { pid, comm, .. } => {
+            format!(
+                "!! note: the main thread of {pid} ({comm}) exited while other threads live on; ps shows it as Z, but the process is not dead"
+            )
+        }
+    }
+}
+
+/// A notice as one JSON line.
+pub fn notice_json(notice: &Notice) -> String {
+    serde_json::to_string(notice).unwrap_or_default()
+}
+
+/// The report as readable text: findings, a table per parent, the summary.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "== reaper-trace report ==");
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "no findings: every exit was reaped in time");
+    }
+    for f in &report.findings {
+        let _ = writeln!(out, "{}", finding_line(f));
+    }
+    if !report.parents.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:>8}  {:<16} {:>6} {:>9} {:>5} {:>14}",
+            "parent", "comm", "exits", "unreaped", "late", "worst latency"
+        );
+        for row in &report.parents {
+            let _ = writeln!(
+                out,
+                "{:>8}  {:<16} {:>6} {:>9} {:>5} {:>14}",
+                row.parent_pid,
+                row.parent_comm.to_string(),
+                row.exits,
+                row.unreaped,
+                row.late,
+                secs(row.worst_latency_ns)
+            );
+        }
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "\nexits {}, reaped by parent {}, autoreaped {}, adopted {}, unreaped {}, late reaps {}, threads reaped {}, lost events {}",
+        s.exits,
+        s.reaped_by_parent,
+        s.autoreaped,
+        s.adopted,
+        s.unreaped,
+        s.late_reaps,
+        s.threads_reaped,
+        s.lost_events
+    );
+    if s.lost_events > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} events were lost; findings are marked uncertain",
+            s.lost_events
+        );
+    }
+    out
+}
+
+/// The report as one JSON line with `"type": "report"`.
+pub fn json(report: &Report) -> String {
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    value["type"] = "report".into();
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        analysis::{Summary, diagnosis::Diag},
+        comm::Comm,
+    };
+
+    fn finding() -> Finding {
+        Finding {
+            kind: FindingKind::Unreaped,
+            pid: 11,
+            comm: Comm::from_str_lossy("child\x1b"),
+            exit_code: Some(0),
+            signal: None,
+            core_dumped: false,
+            parent_pid: 10,
+            parent_comm: Comm::from_str_lossy("parent"),
+            exited_at_ns: Some(1),
+            reaped_at_ns: Some(3_000_000_001),
+            reaped_by_pid: Some(1),
+            reap_kind: Some(crate::analysis::ReapKind::Adopted),
+            resolution: Some(Resolution::Adopted),
+            latency_ns: Some(3_000_000_000),
+            diagnosis: vec![Diag {
+                code: "never_waited",
+                text: "parent 10 made no wait call".into(),
+            }],
+            predates_trace: false,
+            certain: true,
+            start_ns: 1,
+        }
+    }
+
+    #[test]
+    fn finding_line_is_escaped_and_complete() {
+        let line = finding_line(&finding());
+        assert!(line.starts_with("unreaped 11 (child\\x1b) exited 0; parent 10 (parent): its parent never reaped it; adopted and reaped by 1 after 3.000s"), "{line}");
+        assert!(line.contains("[never_waited] parent 10 made no wait call"));
+    }
+
+    #[test]
+    fn json_report_keeps_the_schema_names() {
+        let report = Report {
+            findings: vec![finding()],
+            summary: Summary {
+                exits: 1,
+                unreaped: 1,
+                adopted: 1,
+                ..Default::default()
+            },
+            parents: vec![],
+        };
+        let v: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
+        let f = &v["findings"][0];
+        for key in [
+            "kind",
+            "pid",
+            "comm",
+            "exit_code",
+            "signal",
+            "parent_pid",
+            "parent_comm",
+            "exited_at_ns",
+            "reaped_at_ns",
+            "reaped_by_pid",
+            "reap_kind",
+            "resolution",
+            "latency_ns",
+            "diagnosis",
+        ] {
+            assert!(f.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(f["diagnosis"][0]["code"], "never_waited");
+        for key in [
+            "exits",
+            "reaped_by_parent",
+            "autoreaped",
+            "adopted",
+            "unreaped",
+            "late_reaps",
+            "lost_events",
+        ] {
+            assert!(v["summary"].get(key).is_some(), "missing summary.{key}");
+        }
+        assert_eq!(v["type"], "report");
+    }
+}

@@ -1,0 +1,318 @@
+//! Kernel tests of the lifecycle analysis: each scenario runs under
+//! `reaper-trace live --json` on the real kernel, and the verdicts are
+//! compared with what the scenario itself observed (its TRUTH lines: pids
+//! from fork, counts it kept, /proc checks it made).
+
+use reaper_trace_tests::*;
+
+fn assert_clean(t: &Trace) {
+    assert!(
+        t.status.success(),
+        "reaper-trace failed: {:?}\n{}",
+        t.status,
+        t.stderr
+    );
+    assert_eq!(t.lost(), 0, "events lost: {}", t.totals);
+    assert_eq!(t.summary("lost_events"), 0);
+}
+
+fn no_findings(t: &Trace) {
+    let findings = t.findings();
+    assert!(findings.is_empty(), "unexpected findings: {findings:#?}");
+}
+
+#[test]
+fn never_waiting_parent_leaves_adopted_zombies() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["noreap", "5"]);
+    assert_clean(&t);
+    let truth = t.truth("children");
+    let children = pids(&truth["children"]);
+    assert_eq!(int(&truth["zombies"]), 5, "the scenario saw its 5 zombies");
+    let findings = t.findings_for(&children);
+    assert_eq!(findings.len(), 5, "{findings:#?}");
+    for f in &findings {
+        assert_eq!(f["kind"], "unreaped");
+        assert_eq!(f["resolution"], "adopted");
+        assert_eq!(f["reap_kind"], "adopted");
+        assert_eq!(f["parent_pid"], truth["parent"]);
+        let c = codes(f);
+        assert!(
+            c.contains(&"never_waited".into()) && c.contains(&"parent_exited".into()),
+            "{c:?}"
+        );
+    }
+    assert_eq!(t.summary("unreaped"), 5);
+    assert_eq!(t.summary("adopted"), 5);
+}
+
+#[test]
+fn sig_ign_autoreaps_without_sigchld() {
+    kernel_test!();
+    let t = trace_scenario(&["sigign_many", "5"]);
+    assert_clean(&t);
+    let children = pids(&t.truth("children")["children"]);
+    assert_eq!(children.len(), 5);
+    no_findings(&t);
+    assert_eq!(t.summary("autoreaped"), 5);
+    let sigchld = t.find("signal_generate", |e| {
+        e["sig"] == 17 && children.contains(&int(&e["si_pid"]))
+    });
+    assert!(
+        sigchld.is_empty(),
+        "SIG_IGN generates no SIGCHLD: {sigchld:#?}"
+    );
+}
+
+#[test]
+fn sa_nocldwait_autoreaps_with_sigchld() {
+    kernel_test!();
+    let t = trace_scenario(&["nocldwait", "5"]);
+    assert_clean(&t);
+    let children = pids(&t.truth("children")["children"]);
+    no_findings(&t);
+    assert_eq!(t.summary("autoreaped"), 5);
+    for child in &children {
+        let s = t.one("signal_generate", "the child's SIGCHLD", |e| {
+            e["sig"] == 17 && int(&e["si_pid"]) == *child
+        });
+        assert_eq!(s["result"], "ignored");
+    }
+}
+
+#[test]
+fn one_wait_per_signal_handler_leaves_coalesced_zombies() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["handler_once", "5"]);
+    assert_clean(&t);
+    let truth = t.truth("zombies_left");
+    let left = int(&truth["zombies_left"]);
+    assert!(left > 0, "the scenario must leave zombies: {truth}");
+    let findings = t.findings_for(&pids(&truth["children"]));
+    assert_eq!(findings.len() as i64, left, "{findings:#?}");
+    assert_eq!(t.summary("unreaped"), left);
+    for f in findings {
+        assert!(
+            codes(f).contains(&"sigchld_coalesced".into()),
+            "{:?}",
+            f["diagnosis"]
+        );
+    }
+}
+
+#[test]
+fn looping_waitpid_handler_leaves_nothing() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["handler_loop", "5"]);
+    assert_clean(&t);
+    assert_eq!(int(&t.truth("reaped")["reaped"]), 5);
+    no_findings(&t);
+    assert_eq!(
+        t.summary("reaped_by_parent"),
+        6,
+        "5 children and the scenario itself"
+    );
+}
+
+#[test]
+fn stalled_signalfd_loop_reaps_late() {
+    kernel_test!();
+    let t = trace_scenario_with(
+        &["--no-events", "--threshold", "1s"],
+        &["signalfd_stall", "5", "2500"],
+    );
+    assert_clean(&t);
+    let truth = t.truth("stall_ms");
+    assert!(int(&truth["stall_ms"]) >= 2500);
+    let children = pids(&truth["children"]);
+    let findings = t.findings_for(&children);
+    assert_eq!(findings.len(), 5, "{findings:#?}");
+    for f in &findings {
+        assert_eq!(f["kind"], "late_reap");
+        assert_eq!(f["resolution"], "reaped");
+        assert!(int(&f["latency_ns"]) >= 2_000_000_000, "{f}");
+        assert!(
+            codes(f).contains(&"sigchld_signalfd".into()),
+            "{:?}",
+            f["diagnosis"]
+        );
+        assert!(f["diagnosis"].to_string().contains("signalfd"));
+    }
+    assert_eq!(t.summary("late_reaps"), 5);
+    let pending = t
+        .notices
+        .iter()
+        .filter(|n| n["type"] == "pending" && children.contains(&int(&n["pid"])))
+        .count();
+    assert_eq!(
+        pending, 5,
+        "each late exit is announced once, before its reap"
+    );
+}
+
+#[test]
+fn early_leader_exit_is_noted_not_flagged() {
+    kernel_test!();
+    let t = trace_scenario(&["leader_exit", "2000"]);
+    assert_clean(&t);
+    let pid = int(&t.truth("worker_tid")["pid"]);
+    no_findings(&t);
+    assert_eq!(t.summary("leader_exits"), 1);
+    let note = t
+        .notices
+        .iter()
+        .find(|n| n["type"] == "leader_exit")
+        .expect("a leader_exit note");
+    assert_eq!(int(&note["pid"]), pid);
+    let leader = t.one("exit", "the leader", |e| int(&e["tid"]) == pid);
+    assert_eq!(leader["group_dead"], false);
+}
+
+#[test]
+fn popen_without_pclose_is_one_finding_per_popen() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["popen", "3"]);
+    assert_clean(&t);
+    let children = pids(&t.truth("children")["children"]);
+    assert_eq!(children.len(), 3);
+    let findings = t.findings_for(&children);
+    assert_eq!(findings.len(), 3, "{findings:#?}");
+    assert!(findings.iter().all(|f| f["kind"] == "unreaped"));
+    assert_eq!(t.summary("unreaped"), 3);
+}
+
+#[test]
+fn waiting_for_another_child_is_named() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["waitpid_other", "1000"]);
+    assert_clean(&t);
+    let truth = t.truth("a_zombie_after");
+    assert_eq!(truth["a_zombie_after"], true);
+    let (a, b) = (int(&truth["a"]), int(&truth["b"]));
+    let findings = t.findings_for(&[a]);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["kind"], "unreaped");
+    let waited = findings[0]["diagnosis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "waited_for_other")
+        .expect("waited_for_other");
+    assert!(
+        waited["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {b}")),
+        "{waited}"
+    );
+    assert!(t.findings_for(&[b]).is_empty(), "B was reaped promptly");
+}
+
+#[test]
+fn reused_pid_is_two_lifecycles() {
+    kernel_test!();
+    let t = trace_scenario(&["pid_reuse"]);
+    assert_clean(&t);
+    if let Some(skip) = t.truths.iter().find_map(|v| v["skip"].as_str()) {
+        eprintln!("SKIP reused_pid_is_two_lifecycles: {skip}");
+        return;
+    }
+    let truth = t.truth("second_pid");
+    let pid = int(&truth["pid"]);
+    assert_eq!(int(&truth["second_pid"]), pid);
+    let exits = t.find("exit", |e| int(&e["tgid"]) == pid);
+    assert_eq!(exits.len(), 2, "two processes had pid {pid}");
+    let second_start = exits[1]["process_start_ns"].clone();
+    assert_ne!(exits[0]["process_start_ns"], second_start);
+    let findings = t.findings_for(&[pid]);
+    assert_eq!(
+        findings.len(),
+        1,
+        "only the second is flagged: {findings:#?}"
+    );
+    assert_eq!(findings[0]["start_ns"], second_start);
+}
+
+#[test]
+fn thread_exits_are_not_findings() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["threads", "100"]);
+    assert_clean(&t);
+    assert_eq!(int(&t.truth("threads")["threads"]), 100);
+    no_findings(&t);
+    assert_eq!(t.summary("threads_reaped"), 100);
+}
+
+#[test]
+fn exit_signal_zero_child_is_reaped_without_sigchld() {
+    kernel_test!();
+    let t = trace_scenario(&["exit_signal0"]);
+    assert_clean(&t);
+    let truth = t.truth("wait_ret");
+    let child = int(&truth["child"]);
+    assert_eq!(int(&truth["wait_ret"]), child);
+    no_findings(&t);
+    assert!(
+        t.find("signal_generate", |e| int(&e["si_pid"]) == child)
+            .is_empty()
+    );
+    assert_eq!(
+        t.one("exit", "the child", |e| int(&e["tgid"]) == child)["exit_signal"],
+        0
+    );
+    assert_eq!(
+        t.summary("reaped_by_parent"),
+        2,
+        "the child and the scenario"
+    );
+}
+
+#[test]
+fn fork_storm_is_fully_reaped_and_nothing_lost() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["storm", "5000"]);
+    assert_clean(&t);
+    assert_eq!(int(&t.truth("reaped")["reaped"]), 5000);
+    no_findings(&t);
+    assert_eq!(t.summary("exits"), 5001);
+    assert_eq!(t.summary("reaped_by_parent"), 5001);
+}
+
+#[test]
+fn double_fork_orphan_is_not_a_finding() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["double_fork"]);
+    assert_clean(&t);
+    no_findings(&t);
+    assert_eq!(t.summary("adopted_while_running"), 1);
+    assert_eq!(t.summary("unreaped"), 0);
+}
+
+#[test]
+fn zombie_older_than_the_trace_is_reported() {
+    kernel_test!();
+    let mut holder = Scenario::start(&["zombie_hold"]);
+    let truth = holder.truth();
+    let (parent, zombie) = (int(&truth["parent"]), int(&truth["zombie"]));
+    let tracer = Background::start(&[
+        "live".into(),
+        "--json".into(),
+        "--no-events".into(),
+        "--pid".into(),
+        parent.to_string(),
+    ]);
+    let t = tracer.stop();
+    // Let the holder go; its zombie comes to us (the subreaper): reap both.
+    drop(holder.child.stdin.take());
+    assert!(wait_bounded(&mut holder.child).success());
+    // SAFETY: reaping our adopted orphan.
+    let reaped = unsafe { libc::waitpid(zombie as i32, std::ptr::null_mut(), 0) };
+    assert_eq!(reaped as i64, zombie);
+
+    assert!(t.status.success(), "{}", t.stderr);
+    let findings = t.findings_for(&[zombie]);
+    assert_eq!(findings.len(), 1, "{:#?}", t.report);
+    assert_eq!(findings[0]["predates_trace"], true);
+    assert_eq!(findings[0]["resolution"], "zombie");
+    assert_eq!(int(&findings[0]["parent_pid"]), parent);
+}
