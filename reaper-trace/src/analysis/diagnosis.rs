@@ -168,7 +168,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
         out.push(diag(
             "parent_threads",
             format!(
-                "parent {p}'s threads (tid, state, wchan) when the finding was made: {}",
+                "parent {p}'s threads (tid, state, wchan) when the exit passed the threshold: {}",
                 threads.join("; ")
             ),
         ));
@@ -299,6 +299,12 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
                 crate::render::wait_options(*options),
                 since_exit(ctx.exit, *since)
             ),
+        ));
+    }
+    if let (Some(first), Some(exited)) = (after.first(), ctx.exit.time_ns) {
+        out.push(diag(
+            "first_wait_after",
+            format!("parent {p}'s first wait call after the exit came {} later (pid {}, options {})", secs(first.time_ns - exited), first.pid, crate::render::wait_options(first.options)),
         ));
     }
     let empty_polls = after
