@@ -42,6 +42,9 @@ pub mod filter {
 pub mod wait_syscall {
     pub const WAIT4: u32 = 4;
     pub const WAITID: u32 = 247;
+    /// Set when the call began before tracing: its arguments are unknown and
+    /// the low bits hold the raw `__syscall_nr` instead.
+    pub const UNKNOWN_ARGS: u32 = 0x8000_0000;
 }
 
 #[cfg(feature = "user")]

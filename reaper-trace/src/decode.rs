@@ -235,6 +235,13 @@ fn signal_generate(r: abi::SignalGenerateRecord) -> EventData {
 }
 
 fn wait_kind(raw: u32) -> WaitSyscall {
+    if raw & wait_syscall::UNKNOWN_ARGS != 0 {
+        return if (raw & !wait_syscall::UNKNOWN_ARGS) as i64 == libc::SYS_waitid {
+            WaitSyscall::Waitid
+        } else {
+            WaitSyscall::Wait4
+        };
+    }
     if raw == wait_syscall::WAITID {
         WaitSyscall::Waitid
     } else {
@@ -243,16 +250,25 @@ fn wait_kind(raw: u32) -> WaitSyscall {
 }
 
 fn wait_exit(r: abi::WaitExitRecord) -> EventData {
+    let syscall = wait_kind(r.syscall);
+    let args_known = r.syscall & wait_syscall::UNKNOWN_ARGS == 0;
+    // A wait begun before tracing: wait4's return is the reaped pid.
+    let reaped_pid = if !args_known && syscall == WaitSyscall::Wait4 && r.ret > 0 {
+        r.ret as i32
+    } else {
+        r.reaped_pid
+    };
     EventData::WaitExit(WaitExit {
-        syscall: wait_kind(r.syscall),
+        syscall,
         which: r.which,
         upid: r.upid,
         options: r.options,
         ret: r.ret,
-        reaped_pid: r.reaped_pid,
+        reaped_pid,
         status: r.status,
         si_code: r.si_code,
         enter_time_ns: r.enter_ktime_ns,
+        args_known,
     })
 }
 
@@ -560,6 +576,32 @@ mod tests {
         let mut long = bytes.to_vec();
         long.extend_from_slice(&[0; 8]);
         assert!(matches!(decode(&long), Err(DecodeError::WrongSize { .. })));
+    }
+
+    #[test]
+    fn a_wait_begun_before_tracing_reaps_its_return() {
+        let record = abi::WaitExitRecord {
+            header: header(kind::WAIT_EXIT),
+            syscall: wait_syscall::UNKNOWN_ARGS | libc::SYS_wait4 as u32,
+            ret: 77,
+            ..Default::default()
+        };
+        let EventData::WaitExit(w) = roundtrip(record).data else {
+            panic!()
+        };
+        assert_eq!(
+            (w.syscall, w.reaped_pid, w.args_known),
+            (WaitSyscall::Wait4, 77, false)
+        );
+        let record = abi::WaitExitRecord {
+            syscall: wait_syscall::UNKNOWN_ARGS | libc::SYS_waitid as u32,
+            ret: 0,
+            ..record
+        };
+        let EventData::WaitExit(w) = roundtrip(record).data else {
+            panic!()
+        };
+        assert_eq!((w.syscall, w.reaped_pid), (WaitSyscall::Waitid, 0));
     }
 
     #[test]

@@ -197,6 +197,9 @@ pub struct WaitExit {
     pub status: i32,
     pub si_code: i32,
     pub enter_time_ns: u64,
+    /// False for a wait that began before tracing: `upid`, `options` and
+    /// `status` are then unknown (zero).
+    pub args_known: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

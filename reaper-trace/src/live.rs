@@ -23,7 +23,7 @@ use crate::{
     event::{Event, EventData},
     kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
     procfs, render, report,
-    totals::Totals,
+    totals::{ForkFailures, Totals},
 };
 
 /// How long to wait, once the traced command's tree is gone, for the last
@@ -236,6 +236,15 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
     output.drain(&mut tracer);
     let lost = tracer.lost();
     output.totals.set_lost(&lost);
+    output.totals.fork_failures = tracer
+        .fork_failures()
+        .into_iter()
+        .map(|(key, count)| ForkFailures {
+            tgid: key.tgid,
+            errno: key.errno,
+            count,
+        })
+        .collect();
     let mut analyzer = std::mem::replace(&mut output.analyzer, Analyzer::new(0));
     analyzer.set_lost(lost.iter().sum());
     let report = analyzer.finish(clock::monotonic_ns());

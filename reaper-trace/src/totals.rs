@@ -29,6 +29,15 @@ pub struct Totals {
     pub lost_by_kind: BTreeMap<&'static str, u64>,
     /// Records that arrived but could not be decoded.
     pub undecodable: u64,
+    /// Failed forks counted in the kernel, per process and errno.
+    pub fork_failures: Vec<ForkFailures>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ForkFailures {
+    pub tgid: u32,
+    pub errno: u32,
+    pub count: u64,
 }
 
 impl Totals {
@@ -74,6 +83,12 @@ impl Totals {
                 "lost events: {} ({}): the ring buffer was full, so this trace is incomplete; raise --ringbuf-size\n",
                 self.lost,
                 by_kind.join(", ")
+            ));
+        }
+        for f in &self.fork_failures {
+            out.push_str(&format!(
+                "fork failures: process {} errno {} x{}\n",
+                f.tgid, f.errno, f.count
             ));
         }
         if self.undecodable > 0 {

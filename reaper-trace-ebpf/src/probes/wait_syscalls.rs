@@ -51,9 +51,9 @@ fn wanted() -> bool {
 }
 
 fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
-    if !wanted() {
-        return Ok(());
-    }
+    // The arguments are kept even for a caller that is not traced: it may
+    // reap a traced child, and that reap must be reported.
+    let wanted = wanted();
     // Syscall arguments are 8-byte slots; the low half holds an int.
     let args = if syscall == wait_syscall::WAIT4 {
         WaitArgs {
@@ -76,6 +76,9 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
     };
     let header = emit::current_header(kind::WAIT_ENTER);
     let _ = WAIT_ARGS.insert(header.tid, args, 0);
+    if !wanted {
+        return Ok(());
+    }
     let Some(mut entry) = emit::reserve::<WaitEnterRecord>(kind::WAIT_ENTER) else {
         return Ok(());
     };
@@ -92,8 +95,17 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
 
 fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let header = emit::current_header(kind::WAIT_EXIT);
-    let Some(args) = (unsafe { WAIT_ARGS.get(header.tid) }).copied() else {
-        return Ok(());
+    let args = match unsafe { WAIT_ARGS.get(header.tid) }.copied() {
+        Some(args) => args,
+        // A wait that began before tracing: only the return is known.
+        None => WaitArgs {
+            syscall: wait_syscall::UNKNOWN_ARGS | arg::<i32>(ctx, conf!(sys_nr))? as u32,
+            which: 0,
+            upid: 0,
+            options: 0,
+            user_ptr: 0,
+            enter_ktime_ns: 0,
+        },
     };
     let _ = WAIT_ARGS.remove(header.tid);
     let ret: i64 = arg(ctx, conf!(sys_exit_ret))?;
@@ -126,6 +138,16 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         (0, 0, 0)
     };
+    // Without arguments, a positive return is wait4's reaped pid (waitid
+    // returns 0); userspace tells the two apart by syscall number.
+    let reaped_or_ret = if args.syscall & wait_syscall::UNKNOWN_ARGS != 0 {
+        ret as i32
+    } else {
+        reaped_pid
+    };
+    if !wanted() && (reaped_or_ret <= 0 || !filter::is_traced(reaped_or_ret as u32)) {
+        return Ok(());
+    }
     let Some(mut entry) = emit::reserve::<WaitExitRecord>(kind::WAIT_EXIT) else {
         return Ok(());
     };

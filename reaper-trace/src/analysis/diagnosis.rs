@@ -304,7 +304,12 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
     if let (Some(first), Some(exited)) = (after.first(), ctx.exit.time_ns) {
         out.push(diag(
             "first_wait_after",
-            format!("parent {p}'s first wait call after the exit came {} later (pid {}, options {})", secs(first.time_ns - exited), first.pid, crate::render::wait_options(first.options)),
+            format!(
+                "parent {p}'s first wait call after the exit came {} later (pid {}, options {})",
+                secs(first.time_ns - exited),
+                first.pid,
+                crate::render::wait_options(first.options)
+            ),
         ));
     }
     let empty_polls = after

@@ -311,8 +311,9 @@ impl Analyzer {
             reaped: w.reaped_pid,
         });
         let reaped_exit = match w.syscall {
-            // Low 7 bits 0x7f: stopped, not exited.
-            WaitSyscall::Wait4 => w.ret > 0 && w.status & 0x7f != 0x7f,
+            // Low 7 bits 0x7f: stopped, not exited. A wait begun before
+            // tracing has no status: take it as a reap, as most are.
+            WaitSyscall::Wait4 => w.ret > 0 && (!w.args_known || w.status & 0x7f != 0x7f),
             // CLD_EXITED, CLD_KILLED, CLD_DUMPED.
             WaitSyscall::Waitid => w.ret == 0 && (1..=3).contains(&w.si_code),
         };
@@ -368,17 +369,25 @@ impl Analyzer {
             .get(&exit.parent)
             .and_then(|p| p.facts.exited_ns)
             .is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e));
-        let reap = if !autoreap && (exit.adopted_by.is_some() || parent_died) {
+        let reap = if autoreap {
+            Reap {
+                time_ns: exit.time_ns.unwrap_or(event.time_ns),
+                by_pid: Some(exit.parent),
+                kind: ReapKind::Autoreap,
+            }
+        } else if exit.adopted_by.is_some() || parent_died {
             Reap {
                 time_ns: event.time_ns,
                 by_pid: exit.adopted_by,
                 kind: ReapKind::Adopted,
             }
         } else {
+            // The parent reaped it with a wait the trace did not show (a
+            // waitid begun before tracing): no later than this free.
             Reap {
-                time_ns: exit.time_ns.unwrap_or(event.time_ns),
+                time_ns: event.time_ns,
                 by_pid: Some(exit.parent),
-                kind: ReapKind::Autoreap,
+                kind: ReapKind::Wait,
             }
         };
         if let Some(exit) = self

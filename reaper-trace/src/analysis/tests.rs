@@ -140,6 +140,7 @@ impl Seq {
                 status: 0,
                 si_code: 0,
                 enter_time_ns: t,
+                args_known: true,
             }),
         )
     }
