@@ -1,9 +1,11 @@
-//! `reaper-trace live`: stream decoded events as they happen.
+//! `reaper-trace live` and `record`: trace, analyse as events arrive, and
+//! optionally write a recording that `report` reads later.
 
 use std::{
     collections::{HashSet, VecDeque},
     io::{BufWriter, Write},
     os::fd::{AsRawFd, RawFd},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -22,8 +24,15 @@ use crate::{
     decode::decode,
     event::{Event, EventData},
     kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
-    procfs, render, report,
-    totals::{ForkFailures, Totals},
+    procfs,
+    recording::{
+        Meta, SeedEntry, Trailer,
+        file::{Recorder, machine_meta},
+        format::user_kind,
+        writer::user_record,
+    },
+    render, report,
+    totals::{ForkFailures, KIND_NAMES, Totals},
 };
 
 /// How long to wait, once the traced command's tree is gone, for the last
@@ -34,17 +43,31 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// kernel's follow map (RCU grace periods take ~10-20 ms here).
 const UNFOLLOW_DELAY_NS: u64 = 1_000_000_000;
 
+/// What goes to stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// Events, findings and the report.
+    Everything,
+    /// Findings and the report.
+    Findings,
+    /// Nothing but the report (`record`).
+    ReportOnly,
+}
+
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
     pub json: bool,
-    /// Print every event, not only findings.
-    pub show_events: bool,
+    pub display: Display,
     /// An exit unreaped for longer than this is reported.
     pub threshold_ns: u64,
     pub pids: Vec<u32>,
     pub comm: Option<String>,
     pub command: Vec<String>,
     pub ringbuf_bytes: u32,
+    /// Write a recording here.
+    pub record: Option<PathBuf>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
 }
 
 /// The ring buffer's fd, owned by the `Tracer`, for `AsyncFd`.
@@ -56,11 +79,12 @@ impl AsRawFd for RingFd {
     }
 }
 
-/// Where events go: the analyzer, and stdout.
-struct Output {
+/// Where each record goes: the recording, the analyzer, and stdout.
+struct Sink {
     json: bool,
-    show_events: bool,
+    display: Display,
     analyzer: Analyzer,
+    recorder: Option<Recorder>,
     clock: ClockRef,
     out: BufWriter<std::io::Stdout>,
     totals: Totals,
@@ -69,14 +93,19 @@ struct Output {
     /// Followed processes that are gone, with when to stop following them.
     /// Not at once: RCU may run a thread's free after its leader's.
     to_unfollow: VecDeque<(u32, u64)>,
+    lost: u64,
 }
 
-impl Output {
-    fn record(&mut self, bytes: &[u8]) {
+impl Sink {
+    fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(bytes)?;
+        }
         match decode(bytes) {
             Ok(event) => self.event(&event),
             Err(_) => self.totals.undecodable += 1,
         }
+        Ok(())
     }
 
     fn event(&mut self, event: &Event) {
@@ -99,7 +128,7 @@ impl Output {
             _ => {}
         }
         self.analyzer.on_event(event);
-        if self.show_events {
+        if self.display == Display::Everything {
             let line = if self.json {
                 render::json_line(event)
             } else {
@@ -112,6 +141,9 @@ impl Output {
     /// Prints what the analyzer noticed since last time.
     fn notices(&mut self) {
         for notice in self.analyzer.drain_notices() {
+            if self.display == Display::ReportOnly {
+                continue;
+            }
             let line = if self.json {
                 report::notice_json(&notice)
             } else {
@@ -122,17 +154,62 @@ impl Output {
     }
 
     /// Reads every record the ring buffer holds, then flushes.
-    fn drain(&mut self, tracer: &mut Tracer) {
+    fn drain(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
         while let Some(item) = tracer.events.next() {
-            self.record(&item);
+            self.record(&item)?;
         }
         self.notices();
         let _ = self.out.flush();
+        Ok(())
+    }
+
+    /// Once a tick: losses, unfollowing, overdue exits, the recording's flush.
+    fn tick(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
+        let now = clock::monotonic_ns();
+        while let Some(&(tgid, due)) = self.to_unfollow.front()
+            && due <= now
+        {
+            tracer.unfollow(tgid);
+            self.to_unfollow.pop_front();
+        }
+        let lost: u64 = tracer.lost().iter().sum();
+        if lost != self.lost {
+            eprintln!(
+                "reaper-trace: warning: {lost} events lost so far (ring buffer full); raise --ringbuf-size"
+            );
+            self.lost = lost;
+            self.analyzer.set_lost(lost);
+            if let Some(recorder) = &mut self.recorder {
+                recorder.push(&user_record(user_kind::LOST, now, 0, &lost.to_le_bytes()))?;
+            }
+        }
+        let Sink {
+            analyzer, recorder, ..
+        } = self;
+        let mut write_error = None;
+        analyzer.tick(now, &mut |pid| {
+            let probe = procfs::probe_parent(pid)?;
+            if let Some(recorder) = recorder.as_mut() {
+                let json = serde_json::to_vec(&probe).unwrap_or_default();
+                if let Err(e) = recorder.push(&user_record(user_kind::PROBE, now, pid, &json)) {
+                    write_error = Some(e);
+                }
+            }
+            Some(probe)
+        });
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
+        self.notices();
+        if let Some(recorder) = &mut self.recorder {
+            recorder.tick()?;
+        }
+        Ok(())
     }
 }
 
-/// Runs until Ctrl-C/SIGTERM or, with a command, until its tree is gone.
-/// Returns the process exit code.
+/// Runs until Ctrl-C/SIGTERM, `--duration`, or, with a command, until its
+/// tree is gone. Returns the process exit code.
 pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
     let follow = follow_spec(&options)?;
     let has_command = !options.command.is_empty();
@@ -144,24 +221,57 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
         ringbuf_bytes: options.ringbuf_bytes,
     })?;
     let clock = ClockRef::now();
+    let seed = seed_processes(follow.as_ref());
 
     let mut reaper = None;
     let mut command_pid = None;
+    let mut gated = None;
     if has_command {
-        let mut child = command::spawn_gated(&options.command)?;
+        let child = command::spawn_gated(&options.command)?;
         tracer.follow(child.pid)?;
-        reaper = Some(command::spawn_reaper());
-        child.release().context("starting the command")?;
         command_pid = Some(child.pid);
+        gated = Some(child);
     }
     let scope = match (&follow, command_pid) {
         (None, _) => "the whole system".to_owned(),
-        (Some(_), Some(pid)) => format!(
-            "command {} (pid {pid}) and its descendants",
-            crate::escape::escape(&options.command.join(" "))
-        ),
+        (Some(_), Some(pid)) => {
+            format!(
+                "command {} (pid {pid}) and its descendants",
+                crate::escape::escape(&options.command.join(" "))
+            )
+        }
         (Some(f), None) => describe_follow(f),
     };
+    let recorder = match &options.record {
+        Some(path) => {
+            let (kernel_release, boot_id, hostname) = machine_meta();
+            let meta = Meta {
+                abi_version: reaper_trace_common::ABI_VERSION,
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+                kernel_release,
+                boot_id,
+                hostname,
+                clock,
+                hooks: tracer.hooks.clone(),
+                scope: scope.clone(),
+                seed: seed
+                    .iter()
+                    .map(|s| SeedEntry {
+                        pid: s.pid,
+                        ppid: s.ppid,
+                        comm: String::from_utf8_lossy(s.comm.as_bytes()).into_owned(),
+                        zombie: s.zombie,
+                    })
+                    .collect(),
+            };
+            Some(Recorder::create(path, &meta)?)
+        }
+        None => None,
+    };
+    if let Some(mut child) = gated {
+        reaper = Some(command::spawn_reaper());
+        child.release().context("starting the command")?;
+    }
     eprintln!(
         "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop",
         tracer.hooks.len()
@@ -177,26 +287,28 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut analyzer = Analyzer::new(options.threshold_ns);
-    analyzer.seed(&seed_processes(follow.as_ref()));
-    let mut output = Output {
+    analyzer.seed(&seed);
+    let mut sink = Sink {
         json: options.json,
-        show_events: options.show_events,
+        display: options.display,
         analyzer,
+        recorder,
         clock,
         out: BufWriter::new(std::io::stdout()),
         totals: Totals::default(),
         unfreed: HashSet::new(),
         to_unfollow: VecDeque::new(),
+        lost: 0,
     };
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
-    let mut reported_lost = 0;
+    let stop_at = options.duration.map(|d| Instant::now() + d);
 
     loop {
         tokio::select! {
             guard = ring.readable() => {
                 let mut guard = guard.context("ring buffer")?;
-                output.drain(&mut tracer);
+                sink.drain(&mut tracer)?;
                 guard.clear_ready();
             }
             _ = sigint.recv() => break,
@@ -210,33 +322,24 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
                 }
             },
             _ = tick.tick() => {
-                output.drain(&mut tracer);
-                let now = clock::monotonic_ns();
-                while let Some(&(tgid, due)) = output.to_unfollow.front() && due <= now {
-                    tracer.unfollow(tgid);
-                    output.to_unfollow.pop_front();
-                }
-                output.analyzer.tick(now, &mut procfs::probe_parent);
-                output.notices();
-                let lost: u64 = tracer.lost().iter().sum();
-                output.analyzer.set_lost(lost);
-                if lost > reported_lost {
-                    eprintln!("reaper-trace: warning: {} events lost so far (ring buffer full); raise --ringbuf-size", lost);
-                    reported_lost = lost;
-                }
+                sink.drain(&mut tracer)?;
+                sink.tick(&mut tracer)?;
                 if let Some(deadline) = drain_deadline
-                    && (output.unfreed.is_empty() || Instant::now() >= deadline)
+                    && (sink.unfreed.is_empty() || Instant::now() >= deadline)
                 {
+                    break;
+                }
+                if stop_at.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
             }
         }
     }
 
-    output.drain(&mut tracer);
+    sink.drain(&mut tracer)?;
     let lost = tracer.lost();
-    output.totals.set_lost(&lost);
-    output.totals.fork_failures = tracer
+    sink.totals.set_lost(&lost);
+    sink.totals.fork_failures = tracer
         .fork_failures()
         .into_iter()
         .map(|(key, count)| ForkFailures {
@@ -245,34 +348,52 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
             count,
         })
         .collect();
-    let mut analyzer = std::mem::replace(&mut output.analyzer, Analyzer::new(0));
-    analyzer.set_lost(lost.iter().sum());
-    let report = analyzer.finish(clock::monotonic_ns());
+    let end_ns = clock::monotonic_ns();
+    let mut analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
+    analyzer.set_lost(sink.totals.lost);
+    let report = analyzer.finish(end_ns);
+    if let Some(recorder) = sink.recorder.take() {
+        let lost_by_kind = KIND_NAMES
+            .iter()
+            .zip(lost)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| ((*k).to_owned(), n))
+            .collect();
+        recorder.finish(Trailer {
+            ended_ns: end_ns,
+            lost: sink.totals.lost,
+            lost_by_kind,
+            ..Default::default()
+        })?;
+    }
     let rendered = if options.json {
         report::json(&report)
     } else {
         report::text(&report)
     };
-    writeln!(output.out, "{}", rendered.trim_end())?;
+    writeln!(sink.out, "{}", rendered.trim_end())?;
     let exit_code = command_status.map(command::exit_code).unwrap_or(0);
     if options.json {
-        let mut totals = serde_json::to_value(&output.totals)?;
+        let mut totals = serde_json::to_value(&sink.totals)?;
         totals["type"] = "totals".into();
         if let Some(status) = command_status {
             totals["command_exit_code"] = command::exit_code(status).into();
         }
-        writeln!(output.out, "{totals}")?;
+        writeln!(sink.out, "{totals}")?;
     } else {
-        write!(output.out, "{}", output.totals.text())?;
+        write!(sink.out, "{}", sink.totals.text())?;
         if let Some(status) = command_status {
             writeln!(
-                output.out,
+                sink.out,
                 "command exit code: {}",
                 command::exit_code(status)
             )?;
         }
     }
-    output.out.flush()?;
+    sink.out.flush()?;
+    if let Some(path) = &options.record {
+        eprintln!("reaper-trace: recorded to {}", path.display());
+    }
     Ok(exit_code)
 }
 

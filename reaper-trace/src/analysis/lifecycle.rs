@@ -132,6 +132,11 @@ impl Analyzer {
         self.summary.lost_events = lost;
     }
 
+    /// /proc facts about a parent, read (live) or replayed (from a recording).
+    pub fn attach_probe(&mut self, parent: u32, probe: ParentProbe) {
+        self.procs.entry(parent).or_default().facts.probe = Some(probe);
+    }
+
     /// Takes what was noticed since the last call.
     pub fn drain_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Disposition, WaitSyscall};
 
@@ -35,7 +35,7 @@ pub struct WaitCall {
 }
 
 /// One thread of a parent, as /proc showed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadProbe {
     pub tid: u32,
     pub comm: String,
@@ -44,7 +44,7 @@ pub struct ThreadProbe {
 }
 
 /// /proc facts about a parent, read when a finding is made (live only).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentProbe {
     pub threads: Vec<ThreadProbe>,
     /// A signalfd whose mask holds SIGCHLD.

@@ -1,0 +1,12 @@
+//! The recording format: capture on one machine, analyse later or elsewhere.
+//! See docs/recording.md. Encoding and decoding are pure (`writer`,
+//! `reader`); `file` does the I/O of recording.
+
+pub mod file;
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+pub use format::{Meta, RecordingError, SeedEntry, Trailer};
+pub use reader::{Item, Reader};
+pub use writer::BlockBuilder;
