@@ -97,10 +97,10 @@ pub fn export(input: impl Read, out: impl Write) -> Result<Option<u64>, Timeline
         if let (Some(exit), None) = (span.exit_us, span.reaped_us) {
             running(&mut w, pid, &span, exit)?;
             w.emit(json!({"ph": "X", "name": "ZOMBIE (never reaped)", "cat": "zombie", "cname": "terrible", "pid": pid, "tid": pid, "ts": exit, "dur": last_us - exit, "args": {"comm": span.comm}}))?;
-        } else if span.exit_us.is_none() {
-            if let Some(start) = span.start_us {
-                w.emit(json!({"ph": "X", "name": "running", "cat": "lifecycle", "cname": "good", "pid": pid, "tid": pid, "ts": start, "dur": last_us - start, "args": {"comm": span.comm}}))?;
-            }
+        } else if span.exit_us.is_none()
+            && let Some(start) = span.start_us
+        {
+            w.emit(json!({"ph": "X", "name": "running", "cat": "lifecycle", "cname": "good", "pid": pid, "tid": pid, "ts": start, "dur": last_us - start, "args": {"comm": span.comm}}))?;
         }
     }
     w.out.write_all(b"\n]}\n")?;
