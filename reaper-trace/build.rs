@@ -4,6 +4,10 @@
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
+    // Without the `kernel` feature (the pure core alone) there is nothing to embed.
+    if std::env::var_os("CARGO_FEATURE_KERNEL").is_none() {
+        return Ok(());
+    }
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -6,12 +6,15 @@
 pub mod analysis;
 pub mod clock;
 pub mod comm;
+#[cfg(feature = "kernel")]
 pub mod command;
 pub mod decode;
 pub mod escape;
 pub mod event;
 pub mod follow;
+#[cfg(feature = "kernel")]
 pub mod kernel;
+#[cfg(feature = "kernel")]
 pub mod live;
 pub mod procfs;
 pub mod recording;

@@ -391,6 +391,8 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
         }
     }
     sink.out.flush()?;
+    let seen: u64 = sink.totals.events.values().sum();
+    eprintln!("reaper-trace: {seen} events, {} lost", sink.totals.lost);
     if let Some(path) = &options.record {
         eprintln!("reaper-trace: recorded to {}", path.display());
     }

@@ -3,6 +3,7 @@
 //! Both `demo` and `test` run `setup` first. Set-up installs what a fresh
 //! machine lacks and is quick when everything is there already.
 
+mod bench;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -26,6 +27,24 @@ enum Task {
         /// Print JSON lines instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Benchmarks (release build, root): overhead against untraced runs and
+    /// bpftrace, loss, memory, recording size and report throughput.
+    Bench {
+        /// Interleaved rounds per comparison.
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// Processes per fork storm.
+        #[arg(long, default_value_t = 20_000)]
+        storm: u32,
+        /// Only one part: overhead, parallel, filtered, recording, memory.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Fuzz the recording reader for a bounded time (cargo-fuzz, nightly).
+    Fuzz {
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
     },
     /// Build, then run every test: unit tests and the kernel tests (root).
     Test {
@@ -69,6 +88,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let status = cmd.status().context("running reaper-trace")?;
             if !status.success() {
                 bail!("reaper-trace exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Bench { rounds, storm, only } => {
+            setup::run()?;
+            cargo(&["build", "--release", "-p", "reaper-trace", "-p", "reaper-trace-tests", "--bins", "--examples"])?;
+            bench::run(bench::Options { rounds, storm, only })
+        }
+        Task::Fuzz { seconds } => {
+            setup::run()?;
+            setup::cargo_fuzz()?;
+            let fuzz_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz");
+            let status = Command::new("cargo")
+                .current_dir(fuzz_dir)
+                .args(["+nightly", "fuzz", "run", "read_recording", "corpus/read_recording", "--"])
+                .arg(format!("-max_total_time={seconds}"))
+                .args(["-rss_limit_mb=2048", "-print_final_stats=1"])
+                .status()
+                .context("running cargo fuzz")?;
+            if !status.success() {
+                bail!("the fuzzer found a crash: see fuzz/artifacts/read_recording/ and add it as a regression test");
             }
             Ok(())
         }

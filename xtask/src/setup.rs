@@ -160,6 +160,15 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// cargo-fuzz, for `cargo xtask fuzz` only.
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    if Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz");
+    status(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+}
+
 /// `libLLVM.so.22.1-rust-1.97.0-nightly` → 22.
 fn llvm_major(file_name: &str) -> Option<u32> {
     file_name

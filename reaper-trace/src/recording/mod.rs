@@ -2,6 +2,7 @@
 //! See docs/recording.md. Encoding and decoding are pure (`writer`,
 //! `reader`); `file` does the I/O of recording.
 
+#[cfg(feature = "kernel")]
 pub mod file;
 pub mod format;
 pub mod reader;

@@ -77,8 +77,8 @@ impl<R: Read> Reader<R> {
                 max: MAX_META,
             });
         }
-        let mut json = vec![0u8; meta_len as usize];
-        if let Fill::Short(n) = reader.fill(&mut json)? {
+        let mut json = Vec::new();
+        if let Fill::Short(n) = reader.fill_vec(&mut json, meta_len)? {
             return Err(RecordingError::ShortHeader {
                 len: HEADER_LEN + n,
                 need: HEADER_LEN + meta_len as usize,
@@ -125,6 +125,20 @@ impl<R: Read> Reader<R> {
         Ok(Fill::Full)
     }
 
+    /// Reads `len` bytes into `buf`, which grows only as data arrives: a
+    /// length field that lies costs no more memory than the file holds.
+    fn fill_vec(&mut self, buf: &mut Vec<u8>, len: u32) -> Result<Fill, RecordingError> {
+        buf.clear();
+        let start = self.offset;
+        let result = (&mut self.input).take(len as u64).read_to_end(buf);
+        self.offset += buf.len() as u64;
+        match result {
+            Ok(n) if n == len as usize => Ok(Fill::Full),
+            Ok(n) => Ok(Fill::Short(n)),
+            Err(source) => Err(RecordingError::Io { offset: start + buf.len() as u64, source }),
+        }
+    }
+
     /// Reads the next block or the trailer. After `Trailer` or `Truncated`
     /// there is nothing more.
     pub fn next_item(&mut self) -> Result<Option<Item>, RecordingError> {
@@ -165,9 +179,8 @@ impl<R: Read> Reader<R> {
                 });
             }
         }
-        self.compressed.resize(compressed_len as usize, 0);
         let mut compressed = std::mem::take(&mut self.compressed);
-        let filled = self.fill(&mut compressed);
+        let filled = self.fill_vec(&mut compressed, compressed_len);
         self.compressed = compressed;
         if let Fill::Short(_) = filled? {
             return Ok(self.truncated(start));
@@ -213,8 +226,8 @@ impl<R: Read> Reader<R> {
                 max: MAX_TRAILER,
             });
         }
-        let mut json = vec![0u8; len as usize];
-        if let Fill::Short(_) = self.fill(&mut json)? {
+        let mut json = Vec::new();
+        if let Fill::Short(_) = self.fill_vec(&mut json, len)? {
             return Ok(Item::Truncated { at: start });
         }
         if crc32fast::hash(&json) != u32_at(head, 8) {

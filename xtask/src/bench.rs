@@ -1,0 +1,335 @@
+//! `cargo xtask bench`: the benchmarks of the README, as interleaved runs on
+//! this machine, reported as a table and written as JSON
+//! (target/bench/latest.json). Ratios, not absolute times: these 2-core
+//! machines are noisy, so every traced run is compared with an untraced run
+//! of the same round.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+pub struct Options {
+    pub rounds: usize,
+    pub storm: u32,
+    pub only: Option<String>,
+}
+
+/// Wall and CPU seconds of one run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cost {
+    wall: f64,
+    cpu: f64,
+}
+
+fn bins() -> (PathBuf, PathBuf, PathBuf) {
+    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    (release.join("reaper-trace"), release.join("scenario"), release.join("examples/synth_recording"))
+}
+
+fn rusage_secs(ru: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs a command to its end: its wall time, and the CPU time of it and of
+/// every child it reaped (from wait4's rusage). Also the peak RSS (KiB).
+fn measured(cmd: &mut Command) -> anyhow::Result<(Cost, i64)> {
+    let start = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let mut status = 0;
+    // SAFETY: zeroed rusage out-parameter, our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    if pid <= 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{cmd:?} failed (status {status:#x})");
+    }
+    Ok((Cost { wall: start.elapsed().as_secs_f64(), cpu: rusage_secs(&ru) }, ru.ru_maxrss))
+}
+
+/// CPU seconds a live process has used so far.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (get(11) + get(12)) / ticks
+}
+
+/// Peak RSS (VmHWM, KiB) of a live process.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A tracer running in the background.
+struct Background {
+    child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    cpu_at_start: f64,
+}
+
+impl Background {
+    /// Starts `cmd` and waits for a line containing `ready` on stderr (or in
+    /// `ready_file`, for bpftrace which prints it on stdout).
+    fn start(cmd: &mut Command, ready: &str, ready_file: Option<&Path>) -> anyhow::Result<Background> {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        loop {
+            if let Some(file) = ready_file
+                && std::fs::read_to_string(file).is_ok_and(|s| s.contains(ready))
+            {
+                break;
+            }
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
+                let found = line.contains(ready);
+                lines.push(line);
+                if found && ready_file.is_none() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("{cmd:?} never became ready: {lines:?}");
+            }
+        }
+        let cpu_at_start = cpu_of(child.id());
+        Ok(Background { child, stderr: rx, cpu_at_start })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU used since it became ready, and its peak RSS; then SIGINT and wait.
+    fn stop(mut self) -> anyhow::Result<(f64, u64, Vec<String>)> {
+        let cpu = cpu_of(self.pid()) - self.cpu_at_start;
+        let rss = peak_rss_kb(self.pid());
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
+        self.child.wait()?;
+        Ok((cpu, rss, self.stderr.try_iter().collect()))
+    }
+}
+
+/// `reaper-trace: N events, M lost` from the tool's stderr.
+fn events_and_lost(lines: &[String]) -> (u64, u64) {
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("reaper-trace: ")
+            && let Some((events, lost)) = rest.split_once(" events, ")
+            && let (Ok(e), Some(Ok(l))) = (events.parse(), lost.strip_suffix(" lost").map(str::parse))
+        {
+            return (e, l);
+        }
+    }
+    (0, 0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+const BPFTRACE_SCRIPT: &str = r#"
+tracepoint:sched:sched_process_fork { printf("fork %d %d\n", args->parent_pid, args->child_pid); }
+tracepoint:sched:sched_process_exec { printf("exec %d\n", args->pid); }
+tracepoint:sched:sched_process_exit { printf("exit %d\n", args->pid); }
+tracepoint:signal:signal_generate /args->sig == 17/ { printf("sigchld %d %d\n", args->pid, args->result); }
+tracepoint:syscalls:sys_exit_wait4 { printf("wait4 %d %d\n", pid, args->ret); }
+tracepoint:sched:sched_process_free { printf("free %d\n", args->pid); }
+"#;
+
+pub fn run(options: Options) -> anyhow::Result<()> {
+    let (tool, scenario, synth) = bins();
+    let want = |name: &str| options.only.as_deref().is_none_or(|o| o == name);
+    let mut results = serde_json::Map::new();
+    let storm = options.storm.to_string();
+    let storm_cmd = || {
+        let mut c = Command::new(&scenario);
+        c.args(["storm", &storm]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    let bpftrace = which("bpftrace");
+    let shm = Path::new("/dev/shm");
+
+    if want("overhead") {
+        let mut modes: Vec<&str> = vec!["live", "live --record"];
+        if bpftrace.is_some() {
+            modes.push("bpftrace");
+        }
+        let mut wall: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        let mut cpu: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        let mut lost: std::collections::BTreeMap<&str, u64> = Default::default();
+        for round in 0..options.rounds {
+            eprintln!("xtask bench: overhead round {}/{}", round + 1, options.rounds);
+            let (base, _) = measured(&mut storm_cmd())?;
+            for mode in &modes {
+                let (tracer_cpu, run_cost, run_lost) = match *mode {
+                    "bpftrace" => {
+                        let out = shm.join("reaper-trace-bench-bpftrace.txt");
+                        let file = std::fs::File::create(&out)?;
+                        let bg = Background::start(Command::new(bpftrace.as_ref().expect("checked")).args(["-e", BPFTRACE_SCRIPT]).stdout(file), "Attaching", Some(&out))?;
+                        let (cost, _) = measured(&mut storm_cmd())?;
+                        let (tcpu, _, lines) = bg.stop()?;
+                        let text = std::fs::read_to_string(&out).unwrap_or_default();
+                        let lost: u64 = text.lines().chain(lines.iter().map(String::as_str)).filter_map(|l| l.strip_prefix("Lost ")).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum();
+                        let _ = std::fs::remove_file(&out);
+                        (tcpu, cost, lost)
+                    }
+                    _ => {
+                        let mut cmd = Command::new(&tool);
+                        cmd.arg("live").stdout(Stdio::null());
+                        if *mode == "live --record" {
+                            cmd.args(["--record", shm.join("reaper-trace-bench.rtrace").to_str().expect("utf-8")]);
+                        }
+                        let bg = Background::start(&mut cmd, "tracing", None)?;
+                        let (cost, _) = measured(&mut storm_cmd())?;
+                        let (tcpu, _, lines) = bg.stop()?;
+                        (tcpu, cost, events_and_lost(&lines).1)
+                    }
+                };
+                wall.entry(mode).or_default().push(run_cost.wall / base.wall);
+                cpu.entry(mode).or_default().push((run_cost.cpu + tracer_cpu) / base.cpu);
+                *lost.entry(mode).or_default() += run_lost;
+            }
+        }
+        let mut table = serde_json::Map::new();
+        for mode in &modes {
+            table.insert(
+                (*mode).into(),
+                json!({"wall_ratio": median(wall[mode].clone()), "cpu_ratio": median(cpu[mode].clone()), "lost": lost[mode], "rounds": options.rounds}),
+            );
+        }
+        results.insert("fork_storm_overhead".into(), Value::Object(table));
+        let _ = std::fs::remove_file(shm.join("reaper-trace-bench.rtrace"));
+    }
+
+    if want("parallel") {
+        eprintln!("xtask bench: parallel storm");
+        let bg = Background::start(Command::new(&tool).arg("live").stdout(Stdio::null()), "tracing", None)?;
+        let start = Instant::now();
+        let mut a = storm_cmd().spawn()?;
+        let mut b = storm_cmd().spawn()?;
+        a.wait()?;
+        b.wait()?;
+        let wall = start.elapsed().as_secs_f64();
+        let (tcpu, rss, lines) = bg.stop()?;
+        let (events, lost) = events_and_lost(&lines);
+        results.insert(
+            "parallel_storm".into(),
+            json!({"processes": 2 * options.storm, "wall_s": wall, "events": events, "events_per_s": events as f64 / wall, "lost": lost,
+                   "tool_cpu_s_per_million_events": tcpu / (events as f64 / 1e6), "tool_peak_rss_kb": rss}),
+        );
+    }
+
+    if want("filtered") {
+        let mut ratios = Vec::new();
+        for round in 0..options.rounds {
+            eprintln!("xtask bench: filtered round {}/{}", round + 1, options.rounds);
+            let (base, _) = measured(&mut storm_cmd())?;
+            let mut target = Command::new("sleep").arg("600").spawn()?;
+            let bg = Background::start(Command::new(&tool).args(["live", "--pid", &target.id().to_string()]).stdout(Stdio::null()), "tracing", None)?;
+            let (cost, _) = measured(&mut storm_cmd())?;
+            bg.stop()?;
+            let _ = target.kill();
+            let _ = target.wait();
+            ratios.push(cost.wall / base.wall);
+        }
+        results.insert("filtered_unrelated_storm".into(), json!({"wall_ratio": median(ratios), "rounds": options.rounds}));
+    }
+
+    if want("recording") {
+        eprintln!("xtask bench: recording size and report throughput");
+        let file = shm.join("reaper-trace-bench-storm.rtrace");
+        let out = Command::new(&tool)
+            .args(["record", "--json", "-o", file.to_str().expect("utf-8"), "--"])
+            .arg(&scenario)
+            .args(["storm", &storm])
+            .stderr(Stdio::null())
+            .output()?;
+        let totals: Value = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).find(|v: &Value| v["type"] == "totals").unwrap_or_default();
+        let events: u64 = totals["events"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+        let bytes = std::fs::metadata(&file)?.len();
+        let _ = std::fs::remove_file(&file);
+        let synth_file = shm.join("reaper-trace-bench-10m.rtrace");
+        measured(Command::new(&synth).arg(&synth_file).arg("10000000").stderr(Stdio::null()))?;
+        let mut runs = Vec::new();
+        let mut rss = 0;
+        for _ in 0..3 {
+            let (cost, maxrss) = measured(Command::new("taskset").args(["-c", "1"]).arg(&tool).args(["report", "--format", "json"]).arg(&synth_file).stdout(Stdio::null()))?;
+            runs.push(cost.wall);
+            rss = rss.max(maxrss);
+        }
+        let _ = std::fs::remove_file(&synth_file);
+        let wall = median(runs);
+        results.insert(
+            "recording".into(),
+            json!({"storm_processes": options.storm, "storm_events": events, "file_bytes": bytes, "bytes_per_event": bytes as f64 / events.max(1) as f64,
+                   "report_events": 10_000_000, "report_wall_s": wall, "report_events_per_s": 1e7 / wall, "report_peak_rss_kb": rss}),
+        );
+    }
+
+    if want("memory") {
+        eprintln!("xtask bench: memory after 1 million lifecycles");
+        let file = shm.join("reaper-trace-bench-1m.rtrace");
+        measured(Command::new(&synth).arg(&file).arg("7000000").stderr(Stdio::null()))?;
+        let (_, rss) = measured(Command::new(&tool).args(["report", "--format", "json"]).arg(&file).stdout(Stdio::null()))?;
+        let _ = std::fs::remove_file(&file);
+        results.insert("memory".into(), json!({"lifecycles": 1_000_000, "report_peak_rss_kb": rss}));
+    }
+
+    let results = Value::Object(results);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("latest.json"), serde_json::to_string_pretty(&results)?)?;
+    print_table(&results);
+    eprintln!("xtask bench: wrote target/bench/latest.json");
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn print_table(r: &Value) {
+    if let Some(modes) = r["fork_storm_overhead"].as_object() {
+        println!("fork storm ({} rounds, interleaved), median ratio to untraced:", modes.values().next().map(|m| m["rounds"].clone()).unwrap_or_default());
+        println!("  {:<16} {:>10} {:>10} {:>8}", "tracer", "wall", "cpu", "lost");
+        for (mode, m) in modes {
+            println!("  {:<16} {:>9.3}x {:>9.3}x {:>8}", mode, m["wall_ratio"].as_f64().unwrap_or(f64::NAN), m["cpu_ratio"].as_f64().unwrap_or(f64::NAN), m["lost"]);
+        }
+    }
+    if let Some(p) = r.get("parallel_storm") {
+        println!("parallel storm: {} events in {:.2}s = {:.0} events/s, lost {}, tool CPU {:.3}s per million events, tool peak RSS {} KiB",
+            p["events"], p["wall_s"].as_f64().unwrap_or(0.0), p["events_per_s"].as_f64().unwrap_or(0.0), p["lost"],
+            p["tool_cpu_s_per_million_events"].as_f64().unwrap_or(0.0), p["tool_peak_rss_kb"]);
+    }
+    if let Some(f) = r.get("filtered_unrelated_storm") {
+        println!("filtered (--pid of an idle process), unrelated storm: median wall ratio {:.3}x", f["wall_ratio"].as_f64().unwrap_or(f64::NAN));
+    }
+    if let Some(rec) = r.get("recording") {
+        println!("recording: {:.1} bytes/event on a {}-process storm; report: {:.2}M events/s on one core, peak RSS {} KiB",
+            rec["bytes_per_event"].as_f64().unwrap_or(0.0), rec["storm_processes"], rec["report_events_per_s"].as_f64().unwrap_or(0.0) / 1e6, rec["report_peak_rss_kb"]);
+    }
+    if let Some(m) = r.get("memory") {
+        println!("memory: report over 1,000,000 lifecycles peaks at {} KiB RSS", m["report_peak_rss_kb"]);
+    }
+}
