@@ -82,7 +82,7 @@ fn resolve(program: &str) -> io::Result<PathBuf> {
 ///
 /// Not `std::process::Command`: its `spawn` waits for the exec to happen,
 /// which here only happens after the caller has followed the pid.
-pub fn spawn_gated(argv: &[String]) -> io::Result<GatedChild> {
+pub fn spawn_gated(argv: &[String], run_as: Option<(u32, u32)>) -> io::Result<GatedChild> {
     let (program, _) = argv
         .split_first()
         .ok_or_else(|| io::Error::other("empty command"))?;
@@ -97,6 +97,7 @@ pub fn spawn_gated(argv: &[String]) -> io::Result<GatedChild> {
         "reaper-trace: cannot exec {}\n",
         crate::escape::escape(program)
     );
+    let drop_failure = "reaper-trace: cannot drop privileges for the command\n";
 
     let mut fds = [0i32; 2];
     // SAFETY: valid out array; close-on-exec so the command never sees them.
@@ -129,6 +130,14 @@ pub fn spawn_gated(argv: &[String]) -> io::Result<GatedChild> {
                 if n == 1 {
                     break;
                 }
+            }
+            if let Some((uid, gid)) = run_as
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0)
+            {
+                libc::write(2, drop_failure.as_ptr().cast(), drop_failure.len());
+                libc::_exit(126);
             }
             libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
             libc::write(2, failure.as_ptr().cast(), failure.len());

@@ -4,6 +4,7 @@
 //! made-up records; `kernel` and `live` do the talking to the kernel.
 
 pub mod analysis;
+pub mod check;
 pub mod clock;
 pub mod comm;
 #[cfg(feature = "kernel")]
@@ -12,8 +13,10 @@ pub mod decode;
 pub mod escape;
 pub mod event;
 pub mod follow;
+pub mod junit;
 #[cfg(feature = "kernel")]
 pub mod kernel;
+pub mod kernel_suite;
 #[cfg(feature = "kernel")]
 pub mod live;
 pub mod procfs;
@@ -23,3 +26,6 @@ pub mod replay;
 pub mod report;
 pub mod timeline;
 pub mod totals;
+#[cfg(feature = "kernel")]
+pub mod verify;
+pub mod workloads;

@@ -50,8 +50,21 @@ pub enum Display {
     Everything,
     /// Findings and the report.
     Findings,
-    /// Nothing but the report (`record`).
+    /// Nothing but the report (`record`, `check`).
     ReportOnly,
+    /// Nothing at all: the caller uses the returned outcome.
+    Silent,
+}
+
+/// What a run produced, for callers that decide the exit status themselves.
+pub struct Outcome {
+    /// The command's pid and wait status, when one was run (and reaped).
+    pub command_pid: Option<u32>,
+    pub command_status: Option<i32>,
+    pub report: crate::analysis::Report,
+    pub totals: Totals,
+    /// Every event, when `capture` was asked for.
+    pub events: Vec<Event>,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +81,13 @@ pub struct LiveOptions {
     pub record: Option<PathBuf>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// Once the command has exited, how long to wait for the rest of its
+    /// tree before reporting.
+    pub drain_timeout: Duration,
+    /// Run the command as this (uid, gid), supplementary groups dropped.
+    pub run_as: Option<(u32, u32)>,
+    /// Keep every event in the outcome.
+    pub capture: bool,
 }
 
 /// The ring buffer's fd, owned by the `Tracer`, for `AsyncFd`.
@@ -94,6 +114,7 @@ struct Sink {
     /// Not at once: RCU may run a thread's free after its leader's.
     to_unfollow: VecDeque<(u32, u64)>,
     lost: u64,
+    captured: Option<Vec<Event>>,
 }
 
 impl Sink {
@@ -128,6 +149,9 @@ impl Sink {
             _ => {}
         }
         self.analyzer.on_event(event);
+        if let Some(captured) = &mut self.captured {
+            captured.push(event.clone());
+        }
         if self.display == Display::Everything {
             let line = if self.json {
                 render::json_line(event)
@@ -141,7 +165,7 @@ impl Sink {
     /// Prints what the analyzer noticed since last time.
     fn notices(&mut self) {
         for notice in self.analyzer.drain_notices() {
-            if self.display == Display::ReportOnly {
+            if matches!(self.display, Display::ReportOnly | Display::Silent) {
                 continue;
             }
             let line = if self.json {
@@ -210,7 +234,7 @@ impl Sink {
 
 /// Runs until Ctrl-C/SIGTERM, `--duration`, or, with a command, until its
 /// tree is gone. Returns the process exit code.
-pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
+pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     let follow = follow_spec(&options)?;
     let has_command = !options.command.is_empty();
     if has_command {
@@ -227,7 +251,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
     let mut command_pid = None;
     let mut gated = None;
     if has_command {
-        let child = command::spawn_gated(&options.command)?;
+        let child = command::spawn_gated(&options.command, options.run_as)?;
         tracer.follow(child.pid)?;
         command_pid = Some(child.pid);
         gated = Some(child);
@@ -272,10 +296,12 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
         reaper = Some(command::spawn_reaper());
         child.release().context("starting the command")?;
     }
-    eprintln!(
-        "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop",
-        tracer.hooks.len()
-    );
+    if !options.capture {
+        eprintln!(
+            "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop",
+            tracer.hooks.len()
+        );
+    }
 
     // SAFETY: the fd belongs to `tracer`, which outlives `ring` (declared
     // later, dropped first) and never closes or replaces it meanwhile.
@@ -299,6 +325,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
         unfreed: HashSet::new(),
         to_unfollow: VecDeque::new(),
         lost: 0,
+        captured: options.capture.then(Vec::new),
     };
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
@@ -314,18 +341,23 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             event = recv(&mut reaper) => match event {
-                Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => command_status = Some(r.status),
+                Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => {
+                    command_status = Some(r.status);
+                    // The rest of the tree gets a bounded time to finish.
+                    drain_deadline.get_or_insert(Instant::now() + options.drain_timeout);
+                }
                 Some(ReaperEvent::Reaped(_)) => {}
                 Some(ReaperEvent::Drained) | None => {
                     reaper = None;
-                    drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+                    let grace = Instant::now() + DRAIN_GRACE;
+                    drain_deadline = Some(drain_deadline.map_or(grace, |d| d.min(grace)));
                 }
             },
             _ = tick.tick() => {
                 sink.drain(&mut tracer)?;
                 sink.tick(&mut tracer)?;
                 if let Some(deadline) = drain_deadline
-                    && (sink.unfreed.is_empty() || Instant::now() >= deadline)
+                    && ((reaper.is_none() && sink.unfreed.is_empty()) || Instant::now() >= deadline)
                 {
                     break;
                 }
@@ -366,37 +398,46 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<i32> {
             ..Default::default()
         })?;
     }
-    let rendered = if options.json {
-        report::json(&report)
-    } else {
-        report::text(&report)
-    };
-    writeln!(sink.out, "{}", rendered.trim_end())?;
-    let exit_code = command_status.map(command::exit_code).unwrap_or(0);
-    if options.json {
-        let mut totals = serde_json::to_value(&sink.totals)?;
-        totals["type"] = "totals".into();
-        if let Some(status) = command_status {
-            totals["command_exit_code"] = command::exit_code(status).into();
-        }
-        writeln!(sink.out, "{totals}")?;
-    } else {
-        write!(sink.out, "{}", sink.totals.text())?;
-        if let Some(status) = command_status {
-            writeln!(
-                sink.out,
-                "command exit code: {}",
-                command::exit_code(status)
-            )?;
+    if !matches!(options.display, Display::Silent) {
+        let rendered = if options.json {
+            report::json(&report)
+        } else {
+            report::text(&report)
+        };
+        writeln!(sink.out, "{}", rendered.trim_end())?;
+        if options.json {
+            let mut totals = serde_json::to_value(&sink.totals)?;
+            totals["type"] = "totals".into();
+            if let Some(status) = command_status {
+                totals["command_exit_code"] = command::exit_code(status).into();
+            }
+            writeln!(sink.out, "{totals}")?;
+        } else {
+            write!(sink.out, "{}", sink.totals.text())?;
+            if let Some(status) = command_status {
+                writeln!(
+                    sink.out,
+                    "command exit code: {}",
+                    command::exit_code(status)
+                )?;
+            }
         }
     }
     sink.out.flush()?;
     let seen: u64 = sink.totals.events.values().sum();
-    eprintln!("reaper-trace: {seen} events, {} lost", sink.totals.lost);
+    if !options.capture {
+        eprintln!("reaper-trace: {seen} events, {} lost", sink.totals.lost);
+    }
     if let Some(path) = &options.record {
         eprintln!("reaper-trace: recorded to {}", path.display());
     }
-    Ok(exit_code)
+    Ok(Outcome {
+        command_pid,
+        command_status,
+        report,
+        events: sink.captured.take().unwrap_or_default(),
+        totals: sink.totals,
+    })
 }
 
 async fn recv(

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reaper_trace::{
+    check, command,
     live::{self, Display, LiveOptions},
     replay::{self, ReplayOptions},
     report, timeline,
@@ -71,6 +72,46 @@ enum Command {
         #[command(flatten)]
         trace: Trace,
     },
+    /// Run a command under tracing and fail (exit 1) when it leaves children
+    /// unreaped or reaps them late. Exit 0 clean, 1 findings, 2 usage or
+    /// set-up error, 3 the command itself failed.
+    Check {
+        /// Report an exit left unreaped longer than this.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+        threshold: u64,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Also write JUnit XML here: one failing case per finding.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Also write a recording here.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Once the command exits, wait this long for the rest of its tree.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
+        drain_timeout: u64,
+        /// Under sudo, keep root for the command (default: run it as the invoking user).
+        #[arg(long)]
+        as_root: bool,
+        /// Ring buffer size in bytes (a power of two, at least a page).
+        #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = parse_ringbuf_size)]
+        ringbuf_size: u32,
+        /// The command to run.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Check the reaping semantics reaper-trace relies on, on this kernel,
+    /// with its own tracing. Exit 1 when a behaviour differs.
+    VerifyKernel {
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Also write JUnit XML here: one case per behaviour.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// (internal) A workload of verify-kernel.
+    #[command(name = "__workload", hide = true)]
+    Workload { name: String },
     /// Analyse a recording: the same findings as the live run that made it.
     Report {
         /// The recording.
@@ -87,6 +128,12 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         comm: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -147,6 +194,9 @@ fn live_options(
         ringbuf_bytes: trace.ringbuf_size,
         record,
         duration: trace.duration.map(Duration::from_nanos),
+        drain_timeout: Duration::from_secs(10),
+        run_as: None,
+        capture: false,
     }
 }
 
@@ -171,6 +221,29 @@ fn main() -> ExitCode {
             json,
             trace,
         } => run_live(live_options(trace, json, Display::ReportOnly, Some(output))),
+        Command::Check {
+            threshold,
+            format,
+            junit,
+            output,
+            drain_timeout,
+            as_root,
+            ringbuf_size,
+            command,
+        } => run_check(
+            threshold,
+            format,
+            junit,
+            output,
+            drain_timeout,
+            as_root,
+            ringbuf_size,
+            command,
+        ),
+        Command::VerifyKernel { format, junit } => run_verify(format, junit),
+        Command::Workload { name } => {
+            ExitCode::from(reaper_trace::workloads::run(&name).clamp(0, 255) as u8)
+        }
         Command::Report {
             file,
             format,
@@ -189,18 +262,147 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_live(options: LiveOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&anyhow::anyhow!("starting the runtime: {e}")),
-    };
-    match runtime.block_on(live::run(options)) {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+}
+
+fn run_live(options: LiveOptions) -> ExitCode {
+    let outcome = runtime().and_then(|rt| rt.block_on(live::run(options)));
+    match outcome {
+        Ok(o) => ExitCode::from(
+            o.command_status
+                .map(command::exit_code)
+                .unwrap_or(0)
+                .clamp(0, 255) as u8,
+        ),
         Err(e) => fail(&e),
     }
+}
+
+/// The user to run the command as: the one who invoked sudo, unless
+/// `--as-root` (or not under sudo).
+fn sudo_user(as_root: bool) -> Option<(u32, u32)> {
+    if as_root {
+        return None;
+    }
+    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+    Some((uid, gid))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_check(
+    threshold: u64,
+    format: CheckFormat,
+    junit: Option<PathBuf>,
+    output: Option<PathBuf>,
+    drain_timeout: u64,
+    as_root: bool,
+    ringbuf_size: u32,
+    command: Vec<String>,
+) -> ExitCode {
+    let shown = reaper_trace::escape::escape(&command.join(" "));
+    let options = LiveOptions {
+        json: format == CheckFormat::Json,
+        display: Display::Silent,
+        threshold_ns: threshold,
+        pids: Vec::new(),
+        comm: None,
+        command,
+        ringbuf_bytes: ringbuf_size,
+        record: output,
+        duration: None,
+        drain_timeout: Duration::from_nanos(drain_timeout),
+        run_as: sudo_user(as_root),
+        capture: false,
+    };
+    let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let status = check::exit_status(outcome.command_status, &outcome.report);
+    if let Some(path) = &junit
+        && let Err(e) = std::fs::write(
+            path,
+            check::junit(&shown, outcome.command_status, &outcome.report),
+        )
+    {
+        return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
+    }
+    match format {
+        CheckFormat::Json => {
+            let mut value: serde_json::Value =
+                serde_json::from_str(&report::json(&outcome.report)).unwrap_or_default();
+            value["command_exit_code"] = outcome.command_status.map(command::exit_code).into();
+            value["exit_status"] = status.into();
+            println!("{value}");
+        }
+        CheckFormat::Text => {
+            println!("{}", report::text(&outcome.report).trim_end());
+            let verdict = match status {
+                check::exit::CLEAN => {
+                    "clean: the command succeeded and every child was reaped in time".to_owned()
+                }
+                check::exit::FINDINGS => {
+                    format!("FAILED: {} finding(s)", outcome.report.findings.len())
+                }
+                _ => format!(
+                    "the command failed (exit code {}); no findings",
+                    outcome.command_status.map(command::exit_code).unwrap_or(-1)
+                ),
+            };
+            println!("reaper-trace check: {verdict} (exit {status})");
+        }
+    }
+    ExitCode::from(status)
+}
+
+fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
+    let rows = match runtime().and_then(|rt| rt.block_on(reaper_trace::verify::run())) {
+        Ok(rows) => rows,
+        Err(e) => return fail(&e),
+    };
+    let ok = rows.iter().all(|r| r.ok);
+    if let Some(path) = &junit {
+        let cases: Vec<reaper_trace::junit::Case> = rows
+            .iter()
+            .map(|r| reaper_trace::junit::Case {
+                name: r.behaviour.clone(),
+                classname: "reaper-trace.kernel".into(),
+                failure: (!r.ok).then(|| {
+                    (
+                        format!("expected {}, saw {}", r.expected, r.seen),
+                        format!("expected: {}\nseen: {}", r.expected, r.seen),
+                    )
+                }),
+            })
+            .collect();
+        if let Err(e) = std::fs::write(
+            path,
+            reaper_trace::junit::document("reaper-trace verify-kernel", &cases),
+        ) {
+            return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
+        }
+    }
+    match format {
+        CheckFormat::Json => println!("{}", serde_json::json!({"ok": ok, "behaviours": rows})),
+        CheckFormat::Text => {
+            println!("{:<48} {:<44} {:<44} ok", "behaviour", "expected", "seen");
+            for r in &rows {
+                println!(
+                    "{:<48} {:<44} {:<44} {}",
+                    r.behaviour,
+                    r.expected,
+                    r.seen,
+                    if r.ok { "yes" } else { "NO" }
+                );
+            }
+        }
+    }
+    ExitCode::from(if ok { 0 } else { 1 })
 }
 
 fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions) -> ExitCode {

@@ -29,7 +29,11 @@ struct Cost {
 
 fn bins() -> (PathBuf, PathBuf, PathBuf) {
     let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    (release.join("reaper-trace"), release.join("scenario"), release.join("examples/synth_recording"))
+    (
+        release.join("reaper-trace"),
+        release.join("scenario"),
+        release.join("examples/synth_recording"),
+    )
 }
 
 fn rusage_secs(ru: &libc::rusage) -> f64 {
@@ -49,16 +53,32 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(Cost, i64)> {
     if pid <= 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed (status {status:#x})");
     }
-    Ok((Cost { wall: start.elapsed().as_secs_f64(), cpu: rusage_secs(&ru) }, ru.ru_maxrss))
+    Ok((
+        Cost {
+            wall: start.elapsed().as_secs_f64(),
+            cpu: rusage_secs(&ru),
+        },
+        ru.ru_maxrss,
+    ))
 }
 
 /// CPU seconds a live process has used so far.
 fn cpu_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (get(11) + get(12)) / ticks
 }
 
@@ -82,8 +102,15 @@ struct Background {
 impl Background {
     /// Starts `cmd` and waits for a line containing `ready` on stderr (or in
     /// `ready_file`, for bpftrace which prints it on stdout).
-    fn start(cmd: &mut Command, ready: &str, ready_file: Option<&Path>) -> anyhow::Result<Background> {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    fn start(
+        cmd: &mut Command,
+        ready: &str,
+        ready_file: Option<&Path>,
+    ) -> anyhow::Result<Background> {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {cmd:?}"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().expect("piped");
         std::thread::spawn(move || {
@@ -112,7 +139,11 @@ impl Background {
             }
         }
         let cpu_at_start = cpu_of(child.id());
-        Ok(Background { child, stderr: rx, cpu_at_start })
+        Ok(Background {
+            child,
+            stderr: rx,
+            cpu_at_start,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -135,7 +166,8 @@ fn events_and_lost(lines: &[String]) -> (u64, u64) {
     for line in lines {
         if let Some(rest) = line.strip_prefix("reaper-trace: ")
             && let Some((events, lost)) = rest.split_once(" events, ")
-            && let (Ok(e), Some(Ok(l))) = (events.parse(), lost.strip_suffix(" lost").map(str::parse))
+            && let (Ok(e), Some(Ok(l))) =
+                (events.parse(), lost.strip_suffix(" lost").map(str::parse))
         {
             return (e, l);
         }
@@ -145,7 +177,11 @@ fn events_and_lost(lines: &[String]) -> (u64, u64) {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 const BPFTRACE_SCRIPT: &str = r#"
@@ -164,7 +200,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let storm = options.storm.to_string();
     let storm_cmd = || {
         let mut c = Command::new(&scenario);
-        c.args(["storm", &storm]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        c.args(["storm", &storm])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         c
     };
     let bpftrace = which("bpftrace");
@@ -179,18 +218,33 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         let mut cpu: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
         let mut lost: std::collections::BTreeMap<&str, u64> = Default::default();
         for round in 0..options.rounds {
-            eprintln!("xtask bench: overhead round {}/{}", round + 1, options.rounds);
+            eprintln!(
+                "xtask bench: overhead round {}/{}",
+                round + 1,
+                options.rounds
+            );
             let (base, _) = measured(&mut storm_cmd())?;
             for mode in &modes {
                 let (tracer_cpu, run_cost, run_lost) = match *mode {
                     "bpftrace" => {
                         let out = shm.join("reaper-trace-bench-bpftrace.txt");
                         let file = std::fs::File::create(&out)?;
-                        let bg = Background::start(Command::new(bpftrace.as_ref().expect("checked")).args(["-e", BPFTRACE_SCRIPT]).stdout(file), "Attaching", Some(&out))?;
+                        let bg = Background::start(
+                            Command::new(bpftrace.as_ref().expect("checked"))
+                                .args(["-e", BPFTRACE_SCRIPT])
+                                .stdout(file),
+                            "Attaching",
+                            Some(&out),
+                        )?;
                         let (cost, _) = measured(&mut storm_cmd())?;
                         let (tcpu, _, lines) = bg.stop()?;
                         let text = std::fs::read_to_string(&out).unwrap_or_default();
-                        let lost: u64 = text.lines().chain(lines.iter().map(String::as_str)).filter_map(|l| l.strip_prefix("Lost ")).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum();
+                        let lost: u64 = text
+                            .lines()
+                            .chain(lines.iter().map(String::as_str))
+                            .filter_map(|l| l.strip_prefix("Lost "))
+                            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                            .sum();
                         let _ = std::fs::remove_file(&out);
                         (tcpu, cost, lost)
                     }
@@ -198,7 +252,12 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                         let mut cmd = Command::new(&tool);
                         cmd.arg("live").stdout(Stdio::null());
                         if *mode == "live --record" {
-                            cmd.args(["--record", shm.join("reaper-trace-bench.rtrace").to_str().expect("utf-8")]);
+                            cmd.args([
+                                "--record",
+                                shm.join("reaper-trace-bench.rtrace")
+                                    .to_str()
+                                    .expect("utf-8"),
+                            ]);
                         }
                         let bg = Background::start(&mut cmd, "tracing", None)?;
                         let (cost, _) = measured(&mut storm_cmd())?;
@@ -206,8 +265,12 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                         (tcpu, cost, events_and_lost(&lines).1)
                     }
                 };
-                wall.entry(mode).or_default().push(run_cost.wall / base.wall);
-                cpu.entry(mode).or_default().push((run_cost.cpu + tracer_cpu) / base.cpu);
+                wall.entry(mode)
+                    .or_default()
+                    .push(run_cost.wall / base.wall);
+                cpu.entry(mode)
+                    .or_default()
+                    .push((run_cost.cpu + tracer_cpu) / base.cpu);
                 *lost.entry(mode).or_default() += run_lost;
             }
         }
@@ -224,7 +287,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
     if want("parallel") {
         eprintln!("xtask bench: parallel storm");
-        let bg = Background::start(Command::new(&tool).arg("live").stdout(Stdio::null()), "tracing", None)?;
+        let bg = Background::start(
+            Command::new(&tool).arg("live").stdout(Stdio::null()),
+            "tracing",
+            None,
+        )?;
         let start = Instant::now();
         let mut a = storm_cmd().spawn()?;
         let mut b = storm_cmd().spawn()?;
@@ -243,38 +310,76 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     if want("filtered") {
         let mut ratios = Vec::new();
         for round in 0..options.rounds {
-            eprintln!("xtask bench: filtered round {}/{}", round + 1, options.rounds);
+            eprintln!(
+                "xtask bench: filtered round {}/{}",
+                round + 1,
+                options.rounds
+            );
             let (base, _) = measured(&mut storm_cmd())?;
             let mut target = Command::new("sleep").arg("600").spawn()?;
-            let bg = Background::start(Command::new(&tool).args(["live", "--pid", &target.id().to_string()]).stdout(Stdio::null()), "tracing", None)?;
+            let bg = Background::start(
+                Command::new(&tool)
+                    .args(["live", "--pid", &target.id().to_string()])
+                    .stdout(Stdio::null()),
+                "tracing",
+                None,
+            )?;
             let (cost, _) = measured(&mut storm_cmd())?;
             bg.stop()?;
             let _ = target.kill();
             let _ = target.wait();
             ratios.push(cost.wall / base.wall);
         }
-        results.insert("filtered_unrelated_storm".into(), json!({"wall_ratio": median(ratios), "rounds": options.rounds}));
+        results.insert(
+            "filtered_unrelated_storm".into(),
+            json!({"wall_ratio": median(ratios), "rounds": options.rounds}),
+        );
     }
 
     if want("recording") {
         eprintln!("xtask bench: recording size and report throughput");
         let file = shm.join("reaper-trace-bench-storm.rtrace");
         let out = Command::new(&tool)
-            .args(["record", "--json", "-o", file.to_str().expect("utf-8"), "--"])
+            .args([
+                "record",
+                "--json",
+                "-o",
+                file.to_str().expect("utf-8"),
+                "--",
+            ])
             .arg(&scenario)
             .args(["storm", &storm])
             .stderr(Stdio::null())
             .output()?;
-        let totals: Value = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).find(|v: &Value| v["type"] == "totals").unwrap_or_default();
-        let events: u64 = totals["events"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+        let totals: Value = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|v: &Value| v["type"] == "totals")
+            .unwrap_or_default();
+        let events: u64 = totals["events"]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
         let bytes = std::fs::metadata(&file)?.len();
         let _ = std::fs::remove_file(&file);
         let synth_file = shm.join("reaper-trace-bench-10m.rtrace");
-        measured(Command::new(&synth).arg(&synth_file).arg("10000000").stderr(Stdio::null()))?;
+        measured(
+            Command::new(&synth)
+                .arg(&synth_file)
+                .arg("10000000")
+                .stderr(Stdio::null()),
+        )?;
         let mut runs = Vec::new();
         let mut rss = 0;
         for _ in 0..3 {
-            let (cost, maxrss) = measured(Command::new("taskset").args(["-c", "1"]).arg(&tool).args(["report", "--format", "json"]).arg(&synth_file).stdout(Stdio::null()))?;
+            let (cost, maxrss) = measured(
+                Command::new("taskset")
+                    .args(["-c", "1"])
+                    .arg(&tool)
+                    .args(["report", "--format", "json"])
+                    .arg(&synth_file)
+                    .stdout(Stdio::null()),
+            )?;
             runs.push(cost.wall);
             rss = rss.max(maxrss);
         }
@@ -290,46 +395,97 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     if want("memory") {
         eprintln!("xtask bench: memory after 1 million lifecycles");
         let file = shm.join("reaper-trace-bench-1m.rtrace");
-        measured(Command::new(&synth).arg(&file).arg("7000000").stderr(Stdio::null()))?;
-        let (_, rss) = measured(Command::new(&tool).args(["report", "--format", "json"]).arg(&file).stdout(Stdio::null()))?;
+        measured(
+            Command::new(&synth)
+                .arg(&file)
+                .arg("7000000")
+                .stderr(Stdio::null()),
+        )?;
+        let (_, rss) = measured(
+            Command::new(&tool)
+                .args(["report", "--format", "json"])
+                .arg(&file)
+                .stdout(Stdio::null()),
+        )?;
         let _ = std::fs::remove_file(&file);
-        results.insert("memory".into(), json!({"lifecycles": 1_000_000, "report_peak_rss_kb": rss}));
+        results.insert(
+            "memory".into(),
+            json!({"lifecycles": 1_000_000, "report_peak_rss_kb": rss}),
+        );
     }
 
     let results = Value::Object(results);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("latest.json"), serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(
+        dir.join("latest.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
     print_table(&results);
     eprintln!("xtask bench: wrote target/bench/latest.json");
     Ok(())
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn print_table(r: &Value) {
     if let Some(modes) = r["fork_storm_overhead"].as_object() {
-        println!("fork storm ({} rounds, interleaved), median ratio to untraced:", modes.values().next().map(|m| m["rounds"].clone()).unwrap_or_default());
-        println!("  {:<16} {:>10} {:>10} {:>8}", "tracer", "wall", "cpu", "lost");
+        println!(
+            "fork storm ({} rounds, interleaved), median ratio to untraced:",
+            modes
+                .values()
+                .next()
+                .map(|m| m["rounds"].clone())
+                .unwrap_or_default()
+        );
+        println!(
+            "  {:<16} {:>10} {:>10} {:>8}",
+            "tracer", "wall", "cpu", "lost"
+        );
         for (mode, m) in modes {
-            println!("  {:<16} {:>9.3}x {:>9.3}x {:>8}", mode, m["wall_ratio"].as_f64().unwrap_or(f64::NAN), m["cpu_ratio"].as_f64().unwrap_or(f64::NAN), m["lost"]);
+            println!(
+                "  {:<16} {:>9.3}x {:>9.3}x {:>8}",
+                mode,
+                m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
+                m["cpu_ratio"].as_f64().unwrap_or(f64::NAN),
+                m["lost"]
+            );
         }
     }
     if let Some(p) = r.get("parallel_storm") {
-        println!("parallel storm: {} events in {:.2}s = {:.0} events/s, lost {}, tool CPU {:.3}s per million events, tool peak RSS {} KiB",
-            p["events"], p["wall_s"].as_f64().unwrap_or(0.0), p["events_per_s"].as_f64().unwrap_or(0.0), p["lost"],
-            p["tool_cpu_s_per_million_events"].as_f64().unwrap_or(0.0), p["tool_peak_rss_kb"]);
+        println!(
+            "parallel storm: {} events in {:.2}s = {:.0} events/s, lost {}, tool CPU {:.3}s per million events, tool peak RSS {} KiB",
+            p["events"],
+            p["wall_s"].as_f64().unwrap_or(0.0),
+            p["events_per_s"].as_f64().unwrap_or(0.0),
+            p["lost"],
+            p["tool_cpu_s_per_million_events"].as_f64().unwrap_or(0.0),
+            p["tool_peak_rss_kb"]
+        );
     }
     if let Some(f) = r.get("filtered_unrelated_storm") {
-        println!("filtered (--pid of an idle process), unrelated storm: median wall ratio {:.3}x", f["wall_ratio"].as_f64().unwrap_or(f64::NAN));
+        println!(
+            "filtered (--pid of an idle process), unrelated storm: median wall ratio {:.3}x",
+            f["wall_ratio"].as_f64().unwrap_or(f64::NAN)
+        );
     }
     if let Some(rec) = r.get("recording") {
-        println!("recording: {:.1} bytes/event on a {}-process storm; report: {:.2}M events/s on one core, peak RSS {} KiB",
-            rec["bytes_per_event"].as_f64().unwrap_or(0.0), rec["storm_processes"], rec["report_events_per_s"].as_f64().unwrap_or(0.0) / 1e6, rec["report_peak_rss_kb"]);
+        println!(
+            "recording: {:.1} bytes/event on a {}-process storm; report: {:.2}M events/s on one core, peak RSS {} KiB",
+            rec["bytes_per_event"].as_f64().unwrap_or(0.0),
+            rec["storm_processes"],
+            rec["report_events_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+            rec["report_peak_rss_kb"]
+        );
     }
     if let Some(m) = r.get("memory") {
-        println!("memory: report over 1,000,000 lifecycles peaks at {} KiB RSS", m["report_peak_rss_kb"]);
+        println!(
+            "memory: report over 1,000,000 lifecycles peaks at {} KiB RSS",
+            m["report_peak_rss_kb"]
+        );
     }
 }

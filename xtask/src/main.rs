@@ -91,10 +91,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Bench { rounds, storm, only } => {
+        Task::Bench {
+            rounds,
+            storm,
+            only,
+        } => {
             setup::run()?;
-            cargo(&["build", "--release", "-p", "reaper-trace", "-p", "reaper-trace-tests", "--bins", "--examples"])?;
-            bench::run(bench::Options { rounds, storm, only })
+            cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "reaper-trace",
+                "-p",
+                "reaper-trace-tests",
+                "--bins",
+                "--examples",
+            ])?;
+            bench::run(bench::Options {
+                rounds,
+                storm,
+                only,
+            })
         }
         Task::Fuzz { seconds } => {
             setup::run()?;
@@ -102,13 +119,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let fuzz_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz");
             let status = Command::new("cargo")
                 .current_dir(fuzz_dir)
-                .args(["+nightly", "fuzz", "run", "read_recording", "corpus/read_recording", "--"])
+                .args([
+                    "+nightly",
+                    "fuzz",
+                    "run",
+                    "read_recording",
+                    "corpus/read_recording",
+                    "--",
+                ])
                 .arg(format!("-max_total_time={seconds}"))
                 .args(["-rss_limit_mb=2048", "-print_final_stats=1"])
                 .status()
                 .context("running cargo fuzz")?;
             if !status.success() {
-                bail!("the fuzzer found a crash: see fuzz/artifacts/read_recording/ and add it as a regression test");
+                bail!(
+                    "the fuzzer found a crash: see fuzz/artifacts/read_recording/ and add it as a regression test"
+                );
             }
             Ok(())
         }

@@ -162,7 +162,11 @@ fn bpf_linker() -> anyhow::Result<()> {
 
 /// cargo-fuzz, for `cargo xtask fuzz` only.
 pub fn cargo_fuzz() -> anyhow::Result<()> {
-    if Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return Ok(());
     }
     eprintln!("xtask: installing cargo-fuzz");

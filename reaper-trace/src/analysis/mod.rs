@@ -15,3 +15,36 @@ pub use parent::{ParentProbe, ThreadProbe};
 
 #[cfg(test)]
 mod tests;
+
+/// A made-up finding for other modules' tests.
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+    use crate::comm::Comm;
+
+    pub fn finding() -> Finding {
+        Finding {
+            kind: FindingKind::Unreaped,
+            pid: 11,
+            comm: Comm::from_str_lossy("child"),
+            exit_code: Some(0),
+            signal: None,
+            core_dumped: false,
+            parent_pid: 10,
+            parent_comm: Comm::from_str_lossy("parent"),
+            exited_at_ns: Some(1),
+            reaped_at_ns: None,
+            reaped_by_pid: None,
+            reap_kind: None,
+            resolution: Some(Resolution::Zombie),
+            latency_ns: Some(5),
+            diagnosis: vec![diagnosis::Diag {
+                code: "never_waited",
+                text: "parent 10 made no wait call".into(),
+            }],
+            predates_trace: false,
+            certain: true,
+            start_ns: 1,
+        }
+    }
+}

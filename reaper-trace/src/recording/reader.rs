@@ -135,7 +135,10 @@ impl<R: Read> Reader<R> {
         match result {
             Ok(n) if n == len as usize => Ok(Fill::Full),
             Ok(n) => Ok(Fill::Short(n)),
-            Err(source) => Err(RecordingError::Io { offset: start + buf.len() as u64, source }),
+            Err(source) => Err(RecordingError::Io {
+                offset: start + buf.len() as u64,
+                source,
+            }),
         }
     }
 

@@ -1,0 +1,108 @@
+//! `reaper-trace check`: the verdict for CI. Pure: exit codes and JUnit
+//! test cases from a report.
+
+use crate::{
+    analysis::{Finding, FindingKind, Report},
+    junit::{self, Case},
+    report::finding_line,
+};
+
+/// Exit statuses of `check` (documented in the README).
+pub mod exit {
+    /// The command succeeded and no child was left unreaped or reaped late.
+    pub const CLEAN: u8 = 0;
+    /// Findings (whatever the command's own status).
+    pub const FINDINGS: u8 = 1;
+    /// Usage or set-up error (not root, no BTF, bad arguments...).
+    pub const SETUP: u8 = 2;
+    /// The command failed (non-zero exit or killed), with no findings.
+    pub const COMMAND_FAILED: u8 = 3;
+}
+
+/// The exit status for a command's wait status and a report.
+pub fn exit_status(command_status: Option<i32>, report: &Report) -> u8 {
+    if !report.findings.is_empty() {
+        return exit::FINDINGS;
+    }
+    match command_status {
+        Some(status) if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => exit::CLEAN,
+        _ => exit::COMMAND_FAILED,
+    }
+}
+
+fn case_name(f: &Finding) -> String {
+    let kind = match f.kind {
+        FindingKind::Unreaped => "unreaped",
+        FindingKind::LateReap => "late_reap",
+    };
+    format!(
+        "{kind} pid {} ({}) of parent {} ({})",
+        f.pid, f.comm, f.parent_pid, f.parent_comm
+    )
+}
+
+/// JUnit: one failing case per finding, carrying its diagnosis; a passing
+/// case when there is none; and the command's own result.
+pub fn junit(command: &str, command_status: Option<i32>, report: &Report) -> String {
+    let mut cases: Vec<Case> = report
+        .findings
+        .iter()
+        .map(|f| Case {
+            name: case_name(f),
+            classname: "reaper-trace.findings".into(),
+            failure: Some((
+                f.diagnosis
+                    .first()
+                    .map(|d| d.text.clone())
+                    .unwrap_or_else(|| "unreaped child".into()),
+                finding_line(f),
+            )),
+        })
+        .collect();
+    if cases.is_empty() {
+        cases.push(Case {
+            name: "every child was reaped in time".into(),
+            classname: "reaper-trace.findings".into(),
+            failure: None,
+        });
+    }
+    let command_ok =
+        command_status.is_some_and(|s| libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0);
+    cases.push(Case {
+        name: format!("command: {command}"),
+        classname: "reaper-trace.command".into(),
+        failure: (!command_ok).then(|| {
+            (
+                "the command failed".into(),
+                format!("wait status {:?}", command_status),
+            )
+        }),
+    });
+    junit::document("reaper-trace check", &cases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_tell_findings_from_command_failures() {
+        let clean = Report::default();
+        assert_eq!(exit_status(Some(0), &clean), exit::CLEAN);
+        assert_eq!(exit_status(Some(3 << 8), &clean), exit::COMMAND_FAILED);
+        assert_eq!(
+            exit_status(Some(9), &clean),
+            exit::COMMAND_FAILED,
+            "killed by a signal"
+        );
+        assert_eq!(exit_status(None, &clean), exit::COMMAND_FAILED);
+        let mut leaking = Report::default();
+        leaking
+            .findings
+            .push(crate::analysis::tests_support::finding());
+        assert_eq!(exit_status(Some(0), &leaking), exit::FINDINGS);
+        assert_eq!(exit_status(Some(1 << 8), &leaking), exit::FINDINGS);
+        let xml = junit("make test", Some(0), &leaking);
+        assert!(xml.contains("<failure message=") && xml.contains("unreaped pid 11"));
+    }
+}

@@ -1,0 +1,91 @@
+//! Runs the kernel-behaviour suite: each workload traced by reaper-trace
+//! itself, judged by `kernel_suite`.
+
+use std::time::Duration;
+
+use crate::{
+    kernel::btf::Btf,
+    kernel_suite::{self, Behaviour, Row},
+    live::{self, Display, LiveOptions},
+    recording::file::machine_meta,
+};
+
+/// Every row, in order: availability, then each behaviour.
+pub async fn run() -> anyhow::Result<Vec<Row>> {
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let mut rows = Vec::new();
+    let (release, _, _) = machine_meta();
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux")
+        .ok()
+        .and_then(|b| Btf::parse(b).ok());
+    let has_group_dead = btf
+        .as_ref()
+        .and_then(|b| b.tracepoint_arg_count("sched_process_exit").ok())
+        .is_some_and(|n| n >= 2);
+    rows.push(kernel_suite::judge_group_dead(
+        kernel_suite::kernel_version(&release),
+        has_group_dead,
+    ));
+    for behaviour in Behaviour::ALL {
+        let options = LiveOptions {
+            json: false,
+            display: Display::Silent,
+            threshold_ns: 1_000_000_000,
+            pids: Vec::new(),
+            comm: None,
+            command: vec![
+                exe.clone(),
+                "__workload".into(),
+                behaviour.workload().into(),
+            ],
+            ringbuf_bytes: 1 << 20,
+            record: None,
+            duration: None,
+            drain_timeout: Duration::from_secs(10),
+            run_as: None,
+            capture: true,
+        };
+        let outcome = live::run(options).await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                // Tracing itself does not work: that is the first row's verdict.
+                rows.insert(
+                    0,
+                    Row {
+                        behaviour: "tp_btf programs and a ring buffer".into(),
+                        expected: "available".into(),
+                        seen: format!("{e:#}"),
+                        ok: false,
+                    },
+                );
+                return Ok(rows);
+            }
+        };
+        if rows
+            .first()
+            .is_none_or(|r| !r.behaviour.starts_with("tp_btf"))
+        {
+            rows.insert(
+                0,
+                Row {
+                    behaviour: "tp_btf programs and a ring buffer".into(),
+                    expected: "available".into(),
+                    seen: "available".into(),
+                    ok: true,
+                },
+            );
+        }
+        let root = outcome.command_pid.unwrap_or(0);
+        let mut row = kernel_suite::judge(behaviour, root, &outcome.events);
+        if outcome.totals.lost > 0 {
+            row.ok = false;
+            row.seen.push_str(&format!(
+                " ({} events lost: inconclusive)",
+                outcome.totals.lost
+            ));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
