@@ -71,6 +71,9 @@ pub struct Config {
     /// The loader's own tgid: its waits are always reported, because in
     /// command mode it is the reaper of the traced tree.
     pub self_tgid: u32,
+    /// Wake the reader only once this many bytes wait in the ring buffer
+    /// (it also polls on a timer); 0 wakes it for every record.
+    pub wakeup_bytes: u32,
 }
 
 /// Key of the per-process fork-failure counters.

@@ -6,7 +6,10 @@ use aya_ebpf::{
 };
 use reaper_trace_common::Header;
 
-use crate::maps::{EVENTS, LOST};
+use crate::{
+    config::conf,
+    maps::{EVENTS, LOST},
+};
 
 /// Reserves a record of type `T`; when the buffer is full, counts the loss
 /// against `kind` so that userspace can report it.
@@ -25,6 +28,23 @@ fn count_lost(kind: u32) {
         // Per-CPU slot: no other writer can race this increment.
         unsafe { *counter += 1 };
     }
+}
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Flags for submitting a record. Waking the reader costs the traced task
+/// an interrupt (a VM exit on a virtual machine: tens of microseconds, more
+/// than everything else a probe does), so the reader is woken only when a
+/// batch has built up; between batches it polls on a timer.
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    let threshold = conf!(wakeup_bytes) as u64;
+    if threshold == 0 {
+        return 0;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
 }
 
 /// A header for an event in the current task.

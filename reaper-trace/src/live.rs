@@ -243,6 +243,9 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     let mut tracer = Tracer::start(&TracerOptions {
         follow: follow.clone(),
         ringbuf_bytes: options.ringbuf_bytes,
+        // A sixteenth of the buffer: woken well before it fills, rarely
+        // otherwise; the tick below reads whatever is there meanwhile.
+        wakeup_bytes: options.ringbuf_bytes / 16,
     })?;
     let clock = ClockRef::now();
     let seed = seed_processes(follow.as_ref());
@@ -311,7 +314,8 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Reads the ring at least this often: the probes wake us only for batches.
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut analyzer = Analyzer::new(options.threshold_ns);
     analyzer.seed(&seed);
     let mut sink = Sink {

@@ -50,6 +50,6 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
             filename[0] = 0;
         }
     }
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

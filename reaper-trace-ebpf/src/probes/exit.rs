@@ -50,6 +50,6 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         parent_sigchld_flags: parent_flags,
         comm,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

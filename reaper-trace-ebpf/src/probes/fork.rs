@@ -39,6 +39,6 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         _pad: 0,
         comm,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

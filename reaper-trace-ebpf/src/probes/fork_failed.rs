@@ -41,6 +41,6 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
         syscall_nr: unsafe { ctx.read_at::<i32>(conf!(sys_nr) as usize) }.unwrap_or(-1),
         errno,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

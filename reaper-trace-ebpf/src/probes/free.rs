@@ -36,6 +36,6 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
         _pad: 0,
         comm,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

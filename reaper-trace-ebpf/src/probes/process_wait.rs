@@ -25,6 +25,6 @@ fn try_process_wait(ctx: &TracePointContext) -> Result<(), i64> {
         pid: unsafe { ctx.read_at::<i32>(conf!(wait_pid) as usize) }.unwrap_or(0),
         _pad: 0,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

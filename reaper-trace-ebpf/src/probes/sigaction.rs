@@ -46,6 +46,6 @@ fn try_sigaction(ctx: &TracePointContext) -> Result<(), i64> {
         flags: action.flags,
         mask: action.mask,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

@@ -30,6 +30,6 @@ fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), i64> {
         sa_handler: unsafe { ctx.read_at::<u64>(conf!(deliver_handler) as usize) }.unwrap_or(0),
         sa_flags: unsafe { ctx.read_at::<u64>(conf!(deliver_flags) as usize) }.unwrap_or(0),
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

@@ -78,6 +78,6 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         target_sa_flags: sa_flags,
         target_blocked: task::read::<u64>(target, conf!(task_blocked)).unwrap_or(0),
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

@@ -89,7 +89,7 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
         upid: args.upid,
         options: args.options,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }
 
@@ -164,6 +164,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         _pad: 0,
         enter_ktime_ns: args.enter_ktime_ns,
     });
-    entry.submit(0);
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

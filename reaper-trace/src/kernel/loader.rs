@@ -87,6 +87,8 @@ pub struct TracerOptions {
     /// `None`: the whole system.
     pub follow: Option<FollowSpec>,
     pub ringbuf_bytes: u32,
+    /// See `Config::wakeup_bytes`.
+    pub wakeup_bytes: u32,
 }
 
 /// Loaded and attached programs.
@@ -141,6 +143,7 @@ impl Tracer {
         offsets::kernel_struct_offsets(&btf, &mut config)?;
         offsets::tracepoint_offsets(&mut config, Format::read)?;
         config.self_tgid = std::process::id();
+        config.wakeup_bytes = options.wakeup_bytes;
         if let Some(follow) = &options.follow {
             config.filter_mode = filter::FOLLOW;
             if let Some(comm) = &follow.comm {
