@@ -74,6 +74,9 @@ pub struct Config {
     /// Wake the reader only once this many bytes wait in the ring buffer
     /// (it also polls on a timer); 0 wakes it for every record.
     pub wakeup_bytes: u32,
+    /// 1: also send per-thread events the analysis does not need (thread
+    /// forks, exits of threads that leave their group alive, thread frees).
+    pub thread_events: u32,
 }
 
 /// Key of the per-process fork-failure counters.

@@ -88,6 +88,8 @@ pub struct LiveOptions {
     pub run_as: Option<(u32, u32)>,
     /// Keep every event in the outcome.
     pub capture: bool,
+    /// Also trace per-thread events (thread forks, exits and frees).
+    pub thread_events: bool,
 }
 
 /// The ring buffer's fd, owned by the `Tracer`, for `AsyncFd`.
@@ -108,7 +110,7 @@ struct Sink {
     clock: ClockRef,
     out: BufWriter<std::io::Stdout>,
     totals: Totals,
-    /// Tasks that exited and have not been freed yet.
+    /// Processes that exited and have not been freed yet.
     unfreed: HashSet<u32>,
     /// Followed processes that are gone, with when to stop following them.
     /// Not at once: RCU may run a thread's free after its leader's.
@@ -132,11 +134,11 @@ impl Sink {
     fn event(&mut self, event: &Event) {
         self.totals.count(event.data.kind_name());
         match &event.data {
-            EventData::Exit(_) => {
-                self.unfreed.insert(event.tid);
+            EventData::Exit(x) if x.group_dead => {
+                self.unfreed.insert(event.tgid);
             }
-            EventData::Free(_) => {
-                self.unfreed.remove(&event.tid);
+            EventData::Free(_) if event.tid == event.tgid => {
+                self.unfreed.remove(&event.tgid);
                 if event.tid == event.tgid {
                     self.to_unfollow
                         .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
@@ -246,6 +248,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         // A sixteenth of the buffer: woken well before it fills, rarely
         // otherwise; the tick below reads whatever is there meanwhile.
         wakeup_bytes: options.ringbuf_bytes / 16,
+        thread_events: options.thread_events,
     })?;
     let clock = ClockRef::now();
     let seed = seed_processes(follow.as_ref());

@@ -40,6 +40,11 @@ struct Trace {
     /// Ring buffer size in bytes (a power of two, at least a page).
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = parse_ringbuf_size)]
     ringbuf_size: u32,
+    /// Also trace per-thread events: thread creation, exits of threads that
+    /// leave their process alive, and thread frees (dropped in the kernel by
+    /// default: the analysis does not need them).
+    #[arg(long)]
+    threads: bool,
     /// Run this command and trace its tree; ends when the tree is gone.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -197,6 +202,7 @@ fn live_options(
         drain_timeout: Duration::from_secs(10),
         run_as: None,
         capture: false,
+        thread_events: trace.threads,
     }
 }
 
@@ -318,6 +324,7 @@ fn run_check(
         drain_timeout: Duration::from_nanos(drain_timeout),
         run_as: sudo_user(as_root),
         capture: false,
+        thread_events: false,
     };
     let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
         Ok(o) => o,

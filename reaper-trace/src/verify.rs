@@ -44,6 +44,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
             drain_timeout: Duration::from_secs(10),
             run_as: None,
             capture: true,
+            thread_events: false,
         };
         let outcome = live::run(options).await;
         let outcome = match outcome {

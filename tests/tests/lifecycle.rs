@@ -236,7 +236,7 @@ fn reused_pid_is_two_lifecycles() {
 #[test]
 fn thread_exits_are_not_findings() {
     kernel_test!();
-    let t = trace_scenario_with(&["--no-events"], &["threads", "100"]);
+    let t = trace_scenario_with(&["--no-events", "--threads"], &["threads", "100"]);
     assert_clean(&t);
     assert_eq!(int(&t.truth("threads")["threads"]), 100);
     no_findings(&t);

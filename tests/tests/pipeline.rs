@@ -137,7 +137,7 @@ fn waitid_reaped_pid_comes_from_infop() {
 #[test]
 fn thread_exit_is_not_a_process_exit() {
     kernel_test!();
-    let t = trace_scenario(&["thread_exit"]);
+    let t = trace_scenario_with(&["--threads"], &["thread_exit"]);
     assert_clean(&t);
     let truth = t.truth("thread_tid");
     let (pid, tid) = (int(&truth["pid"]), int(&truth["thread_tid"]));
@@ -163,7 +163,7 @@ fn thread_exit_is_not_a_process_exit() {
 #[test]
 fn exec_from_a_non_leader_thread_reports_the_old_pid() {
     kernel_test!();
-    let t = trace_scenario(&["thread_exec"]);
+    let t = trace_scenario_with(&["--threads"], &["thread_exec"]);
     assert_clean(&t);
     let truth = t.truth("thread_tid");
     let (pid, tid) = (int(&truth["pid"]), int(&truth["thread_tid"]));
@@ -171,6 +171,30 @@ fn exec_from_a_non_leader_thread_reports_the_old_pid() {
     assert_eq!(int(&exec["pid"]), pid);
     assert_ne!(exec["pid"], exec["old_pid"]);
     assert_eq!(int(&exec["tgid"]), pid);
+}
+
+#[test]
+fn thread_events_are_dropped_in_the_kernel_unless_asked_for() {
+    kernel_test!();
+    let t = trace_scenario(&["thread_exit"]);
+    assert_clean(&t);
+    let truth = t.truth("thread_tid");
+    let (pid, tid) = (int(&truth["pid"]), int(&truth["thread_tid"]));
+    assert!(
+        t.find("fork", |e| int(&e["child_tid"]) == tid).is_empty(),
+        "no thread fork"
+    );
+    assert!(
+        t.find("exit", |e| int(&e["tid"]) == tid).is_empty(),
+        "no thread exit"
+    );
+    assert!(
+        t.find("free", |e| int(&e["tid"]) == tid).is_empty(),
+        "no thread free"
+    );
+    t.one("exit", "the process", |e| {
+        int(&e["tid"]) == pid && e["group_dead"] == true
+    });
 }
 
 #[test]

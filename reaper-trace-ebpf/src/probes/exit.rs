@@ -27,6 +27,11 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         let signal: *const u8 = task::read(exiting, conf!(task_signal))?;
         task::read::<i32>(signal, conf!(signal_live))? == 0
     };
+    let tid = task::pid(exiting).unwrap_or(0);
+    if tid != tgid && !group_dead && conf!(thread_events) == 0 {
+        // A thread leaving a live group: nothing the analysis needs.
+        return Ok(());
+    }
     let Some(mut entry) = emit::reserve::<ExitRecord>(kind::EXIT) else {
         return Ok(());
     };
@@ -40,7 +45,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         (0, 0)
     };
     entry.write(ExitRecord {
-        header: emit::header(kind::EXIT, tgid, task::pid(exiting).unwrap_or(0)),
+        header: emit::header(kind::EXIT, tgid, tid),
         exit_code: task::read::<i32>(exiting, conf!(task_exit_code)).unwrap_or(0),
         exit_signal: task::read::<i32>(exiting, conf!(task_exit_signal)).unwrap_or(0),
         real_parent_tgid: task::real_parent_tgid(exiting).unwrap_or(0),

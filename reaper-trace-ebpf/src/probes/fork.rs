@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use reaper_trace_common::{ForkRecord, kind};
 
-use crate::{emit, filter, task};
+use crate::{config::conf, emit, filter, task};
 
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
@@ -23,6 +23,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !is_thread {
         // Follow the child before it can run, so nothing it does is missed.
         filter::follow(child_tgid);
+    } else if conf!(thread_events) == 0 {
+        return Ok(());
     }
     let Some(mut entry) = emit::reserve::<ForkRecord>(kind::FORK) else {
         return Ok(());

@@ -18,7 +18,7 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let freed: task::Task = ctx.arg(0);
     let tgid = task::tgid(freed)?;
     let tid = task::pid(freed)?;
-    if !filter::is_traced(tgid) {
+    if !filter::is_traced(tgid) || (tid != tgid && conf!(thread_events) == 0) {
         return Ok(());
     }
     // The tgid stays followed: RCU may run the frees of the process's other

@@ -89,6 +89,8 @@ pub struct TracerOptions {
     pub ringbuf_bytes: u32,
     /// See `Config::wakeup_bytes`.
     pub wakeup_bytes: u32,
+    /// Send per-thread events too (`--threads`).
+    pub thread_events: bool,
 }
 
 /// Loaded and attached programs.
@@ -144,6 +146,7 @@ impl Tracer {
         offsets::tracepoint_offsets(&mut config, Format::read)?;
         config.self_tgid = std::process::id();
         config.wakeup_bytes = options.wakeup_bytes;
+        config.thread_events = options.thread_events as u32;
         if let Some(follow) = &options.follow {
             config.filter_mode = filter::FOLLOW;
             if let Some(comm) = &follow.comm {
