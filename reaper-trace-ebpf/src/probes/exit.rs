@@ -14,7 +14,8 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
 
 fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let exiting: task::Task = ctx.arg(0);
-    let tgid = task::tgid(exiting)?;
+    // The exiting task is the current one: no memory read before filtering.
+    let tgid = emit::current_tgid();
     if !filter::is_traced(tgid) {
         return Ok(());
     }

@@ -14,12 +14,13 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
 fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let parent: task::Task = ctx.arg(0);
     let child: task::Task = ctx.arg(1);
-    let parent_tgid = task::tgid(parent)?;
-    let child_tgid = task::tgid(child)?;
-    let is_thread = child_tgid == parent_tgid;
+    // The parent is the current task: filter before reading any memory.
+    let parent_tgid = emit::current_tgid();
     if !filter::is_traced(parent_tgid) {
         return Ok(());
     }
+    let child_tgid = task::tgid(child)?;
+    let is_thread = child_tgid == parent_tgid;
     if !is_thread {
         // Follow the child before it can run, so nothing it does is missed.
         filter::follow(child_tgid);

@@ -37,15 +37,18 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !(1..=31).contains(&sig) {
         return Ok(());
     }
+    // Cheapest tests first: most signals are not ours, most processes unfollowed.
+    if sig != SIGCHLD && DEFAULT_KILLS & (1 << sig) == 0 {
+        return Ok(());
+    }
     let target: task::Task = ctx.arg(2);
+    let target_tgid = task::tgid(target)?;
+    if !filter::is_traced(target_tgid) && !filter::is_traced(emit::current_tgid()) {
+        return Ok(());
+    }
     let (handler, sa_flags) = task::sigaction(target, sig).unwrap_or((0, 0));
     let fatal = sig == SIGKILL || (handler == SIG_DFL && DEFAULT_KILLS & (1 << sig) != 0);
     if sig != SIGCHLD && !fatal {
-        return Ok(());
-    }
-    let target_tgid = task::tgid(target)?;
-    let sender_tgid = emit::current_tgid();
-    if !filter::is_traced(target_tgid) && !filter::is_traced(sender_tgid) {
         return Ok(());
     }
     let info = ctx.arg::<u64>(1);

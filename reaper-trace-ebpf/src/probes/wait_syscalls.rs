@@ -51,9 +51,11 @@ fn wanted() -> bool {
 }
 
 fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
-    // The arguments are kept even for a caller that is not traced: it may
-    // reap a traced child, and that reap must be reported.
-    let wanted = wanted();
+    // Untraced callers cost nothing here: if one reaps a traced child, the
+    // exit probe still sees it through wait4's return value.
+    if !wanted() {
+        return Ok(());
+    }
     // Syscall arguments are 8-byte slots; the low half holds an int.
     let args = if syscall == wait_syscall::WAIT4 {
         WaitArgs {
@@ -76,9 +78,6 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
     };
     let header = emit::current_header(kind::WAIT_ENTER);
     let _ = WAIT_ARGS.insert(header.tid, args, 0);
-    if !wanted {
-        return Ok(());
-    }
     let Some(mut entry) = emit::reserve::<WaitEnterRecord>(kind::WAIT_ENTER) else {
         return Ok(());
     };

@@ -137,12 +137,16 @@ impl Tracer {
                 return Err(SetupError::MissingCapabilities(missing));
             }
         }
-        let btf_bytes = std::fs::read(BTF_PATH).map_err(|e| SetupError::NoBtf(e.to_string()))?;
-        let btf = Btf::parse(btf_bytes)?;
-        tracefs::ensure_mounted()?;
-
         let mut config = Config::default();
-        offsets::kernel_struct_offsets(&btf, &mut config)?;
+        {
+            // Dropped before aya parses BTF again: holding both doubles the
+            // start-up memory peak.
+            let btf_bytes =
+                std::fs::read(BTF_PATH).map_err(|e| SetupError::NoBtf(e.to_string()))?;
+            let btf = Btf::parse(btf_bytes)?;
+            offsets::kernel_struct_offsets(&btf, &mut config)?;
+        }
+        tracefs::ensure_mounted()?;
         offsets::tracepoint_offsets(&mut config, Format::read)?;
         config.self_tgid = std::process::id();
         config.wakeup_bytes = options.wakeup_bytes;
