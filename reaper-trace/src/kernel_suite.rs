@@ -268,99 +268,22 @@ pub fn kernel_version(release: &str) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{comm::Comm, event::*};
+    use crate::{event::Disposition, event_builders as b};
 
-    fn ev(tgid: u32, tid: u32, data: EventData) -> Event {
-        Event {
-            time_ns: 0,
-            tgid,
-            tid,
-            data,
-        }
-    }
     fn fork(parent: u32, child: u32) -> Event {
-        ev(
-            parent,
-            parent,
-            EventData::Fork(Fork {
-                child_tgid: child,
-                child_tid: child,
-                child_start_ns: 0,
-                parent_start_ns: 0,
-                is_thread: false,
-                comm: Comm::default(),
-            }),
-        )
+        b::fork(0, parent, child, false)
     }
     fn sigchld(child: u32, parent: u32, result: SignalResult) -> Event {
-        ev(
-            child,
-            child,
-            EventData::SignalGenerate(SignalGenerate {
-                sig: 17,
-                code: 1,
-                result,
-                group: true,
-                target_tgid: parent,
-                target_tid: parent,
-                si_pid: child as i32,
-                si_status: 0,
-                target_disposition: Disposition::Default,
-                target_handler: 0,
-                target_sa_flags: 0,
-                target_blocked: false,
-            }),
-        )
+        b::sigchld(0, child, parent, result, Disposition::Default, false)
     }
     fn wait(parent: u32, child: u32) -> Event {
-        ev(
-            parent,
-            parent,
-            EventData::WaitExit(WaitExit {
-                syscall: WaitSyscall::Wait4,
-                which: 0,
-                upid: -1,
-                options: 0,
-                ret: child as i64,
-                reaped_pid: child as i32,
-                status: 0,
-                si_code: 0,
-                enter_time_ns: 0,
-                args_known: true,
-            }),
-        )
+        b::wait_exit(0, parent, -1, 0, child as i32)
     }
     fn free(pid: u32) -> Event {
-        ev(
-            pid,
-            pid,
-            EventData::Free(Free {
-                process_start_ns: 0,
-                start_ns: 0,
-                exit_code: 0,
-                comm: Comm::default(),
-            }),
-        )
+        b::free(0, pid, pid)
     }
     fn exit(pid: u32, tid: u32, parent: u32, group_dead: bool) -> Event {
-        ev(
-            pid,
-            tid,
-            EventData::Exit(Exit {
-                exit_code: Some(0),
-                signal: None,
-                core_dumped: false,
-                raw_exit_code: 0,
-                exit_signal: 17,
-                real_parent_tgid: parent,
-                group_dead,
-                is_thread: pid != tid,
-                process_start_ns: 0,
-                parent_disposition: Disposition::Default,
-                parent_sa_flags: 0,
-                comm: Comm::default(),
-            }),
-        )
+        b::exit(0, pid, tid, parent, group_dead, 0, Disposition::Default)
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod command;
 pub mod decode;
 pub mod escape;
 pub mod event;
+#[cfg(test)]
+pub mod event_builders;
 pub mod follow;
 pub mod junit;
 #[cfg(feature = "kernel")]

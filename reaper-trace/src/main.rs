@@ -22,6 +22,34 @@ struct Cli {
     command: Command,
 }
 
+/// `reaper-trace check`.
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Report an exit left unreaped longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+    threshold: u64,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    format: CheckFormat,
+    /// Also write JUnit XML here: one failing case per finding.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write a recording here.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Once the command exits, wait this long for the rest of its tree.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
+    drain_timeout: u64,
+    /// Under sudo, keep root for the command (default: run it as the invoking user).
+    #[arg(long)]
+    as_root: bool,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = parse_ringbuf_size)]
+    ringbuf_size: u32,
+    /// The command to run.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
 /// What to trace, shared by `live` and `record`.
 #[derive(Args, Debug)]
 struct Trace {
@@ -80,31 +108,7 @@ enum Command {
     /// Run a command under tracing and fail (exit 1) when it leaves children
     /// unreaped or reaps them late. Exit 0 clean, 1 findings, 2 usage or
     /// set-up error, 3 the command itself failed.
-    Check {
-        /// Report an exit left unreaped longer than this.
-        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
-        threshold: u64,
-        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
-        format: CheckFormat,
-        /// Also write JUnit XML here: one failing case per finding.
-        #[arg(long, value_name = "FILE")]
-        junit: Option<PathBuf>,
-        /// Also write a recording here.
-        #[arg(short = 'o', long = "output", value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Once the command exits, wait this long for the rest of its tree.
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
-        drain_timeout: u64,
-        /// Under sudo, keep root for the command (default: run it as the invoking user).
-        #[arg(long)]
-        as_root: bool,
-        /// Ring buffer size in bytes (a power of two, at least a page).
-        #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = parse_ringbuf_size)]
-        ringbuf_size: u32,
-        /// The command to run.
-        #[arg(last = true, required = true, value_name = "CMD")]
-        command: Vec<String>,
-    },
+    Check(CheckArgs),
     /// Check the reaping semantics reaper-trace relies on, on this kernel,
     /// with its own tracing. Exit 1 when a behaviour differs.
     VerifyKernel {
@@ -227,25 +231,7 @@ fn main() -> ExitCode {
             json,
             trace,
         } => run_live(live_options(trace, json, Display::ReportOnly, Some(output))),
-        Command::Check {
-            threshold,
-            format,
-            junit,
-            output,
-            drain_timeout,
-            as_root,
-            ringbuf_size,
-            command,
-        } => run_check(
-            threshold,
-            format,
-            junit,
-            output,
-            drain_timeout,
-            as_root,
-            ringbuf_size,
-            command,
-        ),
+        Command::Check(args) => run_check(args),
         Command::VerifyKernel { format, junit } => run_verify(format, junit),
         Command::Workload { name } => {
             ExitCode::from(reaper_trace::workloads::run(&name).clamp(0, 255) as u8)
@@ -299,17 +285,17 @@ fn sudo_user(as_root: bool) -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_check(
-    threshold: u64,
-    format: CheckFormat,
-    junit: Option<PathBuf>,
-    output: Option<PathBuf>,
-    drain_timeout: u64,
-    as_root: bool,
-    ringbuf_size: u32,
-    command: Vec<String>,
-) -> ExitCode {
+fn run_check(args: CheckArgs) -> ExitCode {
+    let CheckArgs {
+        threshold,
+        format,
+        junit,
+        output,
+        drain_timeout,
+        as_root,
+        ringbuf_size,
+        command,
+    } = args;
     let shown = reaper_trace::escape::escape(&command.join(" "));
     let options = LiveOptions {
         json: format == CheckFormat::Json,

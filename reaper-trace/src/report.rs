@@ -142,34 +142,17 @@ pub fn json(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        analysis::{Summary, diagnosis::Diag},
-        comm::Comm,
-    };
+    use crate::{analysis::Summary, comm::Comm};
 
     fn finding() -> Finding {
         Finding {
-            kind: FindingKind::Unreaped,
-            pid: 11,
             comm: Comm::from_str_lossy("child\x1b"),
-            exit_code: Some(0),
-            signal: None,
-            core_dumped: false,
-            parent_pid: 10,
-            parent_comm: Comm::from_str_lossy("parent"),
-            exited_at_ns: Some(1),
             reaped_at_ns: Some(3_000_000_001),
             reaped_by_pid: Some(1),
             reap_kind: Some(crate::analysis::ReapKind::Adopted),
             resolution: Some(Resolution::Adopted),
             latency_ns: Some(3_000_000_000),
-            diagnosis: vec![Diag {
-                code: "never_waited",
-                text: "parent 10 made no wait call".into(),
-            }],
-            predates_trace: false,
-            certain: true,
-            start_ns: 1,
+            ..crate::analysis::tests_support::finding()
         }
     }
 

@@ -198,12 +198,31 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let want = |name: &str| options.only.as_deref().is_none_or(|o| o == name);
     let mut results = serde_json::Map::new();
     let storm = options.storm.to_string();
+    // The storm runs on CPU 0 and every tracer's userspace on CPU 1, so that
+    // run-to-run noise from the scheduler moving them around stays out of
+    // the ratios; the probes themselves run in the storm, on CPU 0. The
+    // parallel storm is not pinned: it uses both CPUs.
+    let pinned_storm = || {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"])
+            .arg(&scenario)
+            .args(["storm", &storm])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
     let storm_cmd = || {
         let mut c = Command::new(&scenario);
         c.args(["storm", &storm])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        c
+    };
+    let on_cpu1 = |program: &Path| {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(program);
         c
     };
     let bpftrace = which("bpftrace");
@@ -223,20 +242,20 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 round + 1,
                 options.rounds
             );
-            let (base, _) = measured(&mut storm_cmd())?;
+            let (base, _) = measured(&mut pinned_storm())?;
             for mode in &modes {
                 let (tracer_cpu, run_cost, run_lost) = match *mode {
                     "bpftrace" => {
                         let out = shm.join("reaper-trace-bench-bpftrace.txt");
                         let file = std::fs::File::create(&out)?;
                         let bg = Background::start(
-                            Command::new(bpftrace.as_ref().expect("checked"))
+                            on_cpu1(bpftrace.as_ref().expect("checked"))
                                 .args(["-e", BPFTRACE_SCRIPT])
                                 .stdout(file),
                             "Attaching",
                             Some(&out),
                         )?;
-                        let (cost, _) = measured(&mut storm_cmd())?;
+                        let (cost, _) = measured(&mut pinned_storm())?;
                         let (tcpu, _, lines) = bg.stop()?;
                         let text = std::fs::read_to_string(&out).unwrap_or_default();
                         let lost: u64 = text
@@ -249,7 +268,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                         (tcpu, cost, lost)
                     }
                     _ => {
-                        let mut cmd = Command::new(&tool);
+                        let mut cmd = on_cpu1(&tool);
                         cmd.arg("live").stdout(Stdio::null());
                         if *mode == "live --record" {
                             cmd.args([
@@ -260,7 +279,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                             ]);
                         }
                         let bg = Background::start(&mut cmd, "tracing", None)?;
-                        let (cost, _) = measured(&mut storm_cmd())?;
+                        let (cost, _) = measured(&mut pinned_storm())?;
                         let (tcpu, _, lines) = bg.stop()?;
                         (tcpu, cost, events_and_lost(&lines).1)
                     }
@@ -315,16 +334,16 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 round + 1,
                 options.rounds
             );
-            let (base, _) = measured(&mut storm_cmd())?;
+            let (base, _) = measured(&mut pinned_storm())?;
             let mut target = Command::new("sleep").arg("600").spawn()?;
             let bg = Background::start(
-                Command::new(&tool)
+                on_cpu1(&tool)
                     .args(["live", "--pid", &target.id().to_string()])
                     .stdout(Stdio::null()),
                 "tracing",
                 None,
             )?;
-            let (cost, _) = measured(&mut storm_cmd())?;
+            let (cost, _) = measured(&mut pinned_storm())?;
             bg.stop()?;
             let _ = target.kill();
             let _ = target.wait();

@@ -69,14 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Setup => setup::run(),
         Task::Demo { json } => {
             setup::run()?;
-            cargo(&[
-                "build",
-                "-p",
-                "reaper-trace",
-                "-p",
-                "reaper-trace-tests",
-                "--bins",
-            ])?;
+            build_debug_bins()?;
             let target = target_dir();
             let mut cmd = Command::new(format!("{target}/debug/reaper-trace"));
             cmd.arg("live");
@@ -141,14 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::run()?;
             // The kernel tests drive the binaries: build them first.
-            cargo(&[
-                "build",
-                "-p",
-                "reaper-trace",
-                "-p",
-                "reaper-trace-tests",
-                "--bins",
-            ])?;
+            build_debug_bins()?;
             let mut test = vec!["test", "--workspace", "--exclude", "reaper-trace-ebpf"];
             if !args.is_empty() {
                 test.push("--");
@@ -157,6 +143,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cargo(&test)
         }
     }
+}
+
+/// The tool and the scenario programs the demo and the kernel tests run.
+fn build_debug_bins() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "-p",
+        "reaper-trace",
+        "-p",
+        "reaper-trace-tests",
+        "--bins",
+    ])
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! Made-up event sequences through the analyzer.
 
 use super::*;
-use crate::{comm::Comm, event::*};
+use crate::{comm::Comm, event::*, event_builders as b};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;
@@ -22,35 +22,15 @@ impl Seq {
         });
         self
     }
+    fn add(&mut self, event: Event) -> &mut Self {
+        self.0.push(event);
+        self
+    }
     fn fork(&mut self, t: u64, parent: u32, child: u32) -> &mut Self {
-        self.push(
-            t,
-            parent,
-            parent,
-            EventData::Fork(Fork {
-                child_tgid: child,
-                child_tid: child,
-                child_start_ns: t,
-                parent_start_ns: 1,
-                is_thread: false,
-                comm: Comm::from_str_lossy("p"),
-            }),
-        )
+        self.add(b::fork(t, parent, child, false))
     }
     fn thread(&mut self, t: u64, pid: u32, tid: u32) -> &mut Self {
-        self.push(
-            t,
-            pid,
-            pid,
-            EventData::Fork(Fork {
-                child_tgid: pid,
-                child_tid: tid,
-                child_start_ns: t,
-                parent_start_ns: 1,
-                is_thread: true,
-                comm: Comm::from_str_lossy("p"),
-            }),
-        )
+        self.add(b::fork(t, pid, tid, true))
     }
     fn exit(
         &mut self,
@@ -61,25 +41,8 @@ impl Seq {
         group_dead: bool,
         start: u64,
     ) -> &mut Self {
-        self.push(
-            t,
-            pid,
-            tid,
-            EventData::Exit(Exit {
-                exit_code: Some(0),
-                signal: None,
-                core_dumped: false,
-                raw_exit_code: 0,
-                exit_signal: 17,
-                real_parent_tgid: parent,
-                group_dead,
-                is_thread: pid != tid,
-                process_start_ns: start,
-                parent_disposition: self.1,
-                parent_sa_flags: 0,
-                comm: Comm::from_str_lossy("c"),
-            }),
-        )
+        let disposition = self.1;
+        self.add(b::exit(t, pid, tid, parent, group_dead, start, disposition))
     }
     fn sigchld(
         &mut self,
@@ -90,72 +53,14 @@ impl Seq {
         disposition: Disposition,
         blocked: bool,
     ) -> &mut Self {
-        self.push(
-            t,
-            child,
-            child,
-            EventData::SignalGenerate(SignalGenerate {
-                sig: 17,
-                code: 1,
-                result,
-                group: true,
-                target_tgid: parent,
-                target_tid: parent,
-                si_pid: child as i32,
-                si_status: 0,
-                target_disposition: disposition,
-                target_handler: if disposition == Disposition::Handler {
-                    0x1234
-                } else {
-                    0
-                },
-                target_sa_flags: 0,
-                target_blocked: blocked,
-            }),
-        )
+        self.add(b::sigchld(t, child, parent, result, disposition, blocked))
     }
     fn wait(&mut self, t: u64, parent: u32, upid: i32, options: i32, reaped: i32) -> &mut Self {
-        self.push(
-            t,
-            parent,
-            parent,
-            EventData::WaitEnter(WaitEnter {
-                syscall: WaitSyscall::Wait4,
-                which: 0,
-                upid,
-                options,
-            }),
-        );
-        self.push(
-            t,
-            parent,
-            parent,
-            EventData::WaitExit(WaitExit {
-                syscall: WaitSyscall::Wait4,
-                which: 0,
-                upid,
-                options,
-                ret: reaped as i64,
-                reaped_pid: reaped,
-                status: 0,
-                si_code: 0,
-                enter_time_ns: t,
-                args_known: true,
-            }),
-        )
+        self.add(b::wait_enter(t, parent, upid, options));
+        self.add(b::wait_exit(t, parent, upid, options, reaped))
     }
     fn free(&mut self, t: u64, pid: u32, tid: u32) -> &mut Self {
-        self.push(
-            t,
-            pid,
-            tid,
-            EventData::Free(Free {
-                process_start_ns: 0,
-                start_ns: 0,
-                exit_code: 0,
-                comm: Comm::from_str_lossy("c"),
-            }),
-        )
+        self.add(b::free(t, pid, tid))
     }
     fn run(&self, threshold: u64, end: u64) -> Report {
         let mut a = Analyzer::new(threshold);

@@ -1,0 +1,140 @@
+//! Made-up events for unit tests of the analysis and the kernel suite.
+
+use crate::{comm::Comm, event::*};
+
+pub fn at(time_ns: u64, tgid: u32, tid: u32, data: EventData) -> Event {
+    Event {
+        time_ns,
+        tgid,
+        tid,
+        data,
+    }
+}
+
+pub fn fork(t: u64, parent: u32, child: u32, is_thread: bool) -> Event {
+    let child_tgid = if is_thread { parent } else { child };
+    at(
+        t,
+        parent,
+        parent,
+        EventData::Fork(Fork {
+            child_tgid,
+            child_tid: child,
+            child_start_ns: t,
+            parent_start_ns: 1,
+            is_thread,
+            comm: Comm::from_str_lossy("p"),
+        }),
+    )
+}
+
+pub fn exit(
+    t: u64,
+    pid: u32,
+    tid: u32,
+    parent: u32,
+    group_dead: bool,
+    start: u64,
+    parent_disposition: Disposition,
+) -> Event {
+    at(
+        t,
+        pid,
+        tid,
+        EventData::Exit(Exit {
+            exit_code: Some(0),
+            signal: None,
+            core_dumped: false,
+            raw_exit_code: 0,
+            exit_signal: 17,
+            real_parent_tgid: parent,
+            group_dead,
+            is_thread: pid != tid,
+            process_start_ns: start,
+            parent_disposition,
+            parent_sa_flags: 0,
+            comm: Comm::from_str_lossy("c"),
+        }),
+    )
+}
+
+pub fn sigchld(
+    t: u64,
+    child: u32,
+    parent: u32,
+    result: SignalResult,
+    disposition: Disposition,
+    blocked: bool,
+) -> Event {
+    at(
+        t,
+        child,
+        child,
+        EventData::SignalGenerate(SignalGenerate {
+            sig: 17,
+            code: 1,
+            result,
+            group: true,
+            target_tgid: parent,
+            target_tid: parent,
+            si_pid: child as i32,
+            si_status: 0,
+            target_disposition: disposition,
+            target_handler: if disposition == Disposition::Handler {
+                0x1234
+            } else {
+                0
+            },
+            target_sa_flags: 0,
+            target_blocked: blocked,
+        }),
+    )
+}
+
+pub fn wait_enter(t: u64, parent: u32, upid: i32, options: i32) -> Event {
+    at(
+        t,
+        parent,
+        parent,
+        EventData::WaitEnter(WaitEnter {
+            syscall: WaitSyscall::Wait4,
+            which: 0,
+            upid,
+            options,
+        }),
+    )
+}
+
+pub fn wait_exit(t: u64, parent: u32, upid: i32, options: i32, reaped: i32) -> Event {
+    at(
+        t,
+        parent,
+        parent,
+        EventData::WaitExit(WaitExit {
+            syscall: WaitSyscall::Wait4,
+            which: 0,
+            upid,
+            options,
+            ret: reaped as i64,
+            reaped_pid: reaped,
+            status: 0,
+            si_code: 0,
+            enter_time_ns: t,
+            args_known: true,
+        }),
+    )
+}
+
+pub fn free(t: u64, pid: u32, tid: u32) -> Event {
+    at(
+        t,
+        pid,
+        tid,
+        EventData::Free(Free {
+            process_start_ns: 0,
+            start_ns: 0,
+            exit_code: 0,
+            comm: Comm::from_str_lossy("c"),
+        }),
+    )
+}
