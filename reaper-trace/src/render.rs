@@ -258,11 +258,19 @@ pub fn text_line(event: &Event, clock: &ClockRef) -> String {
 
 /// One JSON object for an event (no trailing newline).
 pub fn json_line(event: &Event) -> String {
-    let mut value = serde_json::to_value(event).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("type".into(), "event".into());
+    /// Serialised straight to text: no intermediate `serde_json::Value`.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        line_type: &'static str,
+        #[serde(flatten)]
+        event: &'a Event,
     }
-    value.to_string()
+    serde_json::to_string(&Line {
+        line_type: "event",
+        event,
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
