@@ -184,6 +184,17 @@ impl Trace {
         int(&self.report["summary"][field])
     }
 
+    /// The tool succeeded and lost nothing.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.status.success(),
+            "reaper-trace failed: {:?}\n{}",
+            self.status,
+            self.stderr
+        );
+        assert_eq!(self.lost(), 0, "events lost: {}", self.totals);
+    }
+
     pub fn lost(&self) -> u64 {
         self.totals["lost"]
             .as_u64()

@@ -5,14 +5,9 @@
 
 use reaper_trace_tests::*;
 
+/// A clean run whose report also counts no loss.
 fn assert_clean(t: &Trace) {
-    assert!(
-        t.status.success(),
-        "reaper-trace failed: {:?}\n{}",
-        t.status,
-        t.stderr
-    );
-    assert_eq!(t.lost(), 0, "events lost: {}", t.totals);
+    t.assert_clean();
     assert_eq!(t.summary("lost_events"), 0);
 }
 

@@ -5,13 +5,7 @@
 use reaper_trace_tests::*;
 
 fn assert_clean(trace: &Trace) {
-    assert!(
-        trace.status.success(),
-        "reaper-trace failed: {:?}\n{}",
-        trace.status,
-        trace.stderr
-    );
-    assert_eq!(trace.lost(), 0, "events lost: {}", trace.totals);
+    trace.assert_clean();
 }
 
 #[test]
