@@ -23,11 +23,23 @@ impl ClockRef {
 
     /// `HH:MM:SS.uuuuuu` (UTC) of a monotonic timestamp.
     pub fn format_time_of_day(&self, monotonic_ns: u64) -> String {
+        let mut out = String::with_capacity(15);
+        let _ = self.write_time_of_day(&mut out, monotonic_ns);
+        out
+    }
+
+    /// `format_time_of_day` into a writer, without allocating.
+    pub fn write_time_of_day(
+        &self,
+        out: &mut impl std::fmt::Write,
+        monotonic_ns: u64,
+    ) -> std::fmt::Result {
         let wall = self.wall_ns(monotonic_ns);
         let secs = wall / 1_000_000_000;
         let micros = (wall % 1_000_000_000) / 1_000;
         let day = secs % 86_400;
-        format!(
+        write!(
+            out,
             "{:02}:{:02}:{:02}.{:06}",
             day / 3600,
             day % 3600 / 60,

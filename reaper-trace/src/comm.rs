@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::escape::escape_bytes;
+use crate::escape::{escape_bytes, write_escaped};
 
 /// A task's `comm`: kept as raw bytes (no allocation per event); rendered
 /// escaped, because a process can name itself with terminal escapes.
@@ -29,7 +29,11 @@ impl Comm {
 impl fmt::Display for Comm {
     /// Escaped for a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&escape_bytes(self.as_bytes()))
+        if f.width().is_some() {
+            // Padding needs the final text: build it.
+            return f.pad(&escape_bytes(self.as_bytes()));
+        }
+        write_escaped(f, self.as_bytes())
     }
 }
 

@@ -2,29 +2,36 @@
 //! before it reaches a terminal: a process can name itself with escape
 //! sequences that would rewrite the operator's screen.
 
-/// Returns `bytes` as text with every control character, invalid UTF-8 byte
-/// and backslash escaped (`\x1b`, `\xff`, `\\`).
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+/// Writes `bytes` as text with every control character, invalid UTF-8 byte
+/// and backslash escaped (`\x1b`, `\xff`, `\\`), without allocating.
+pub fn write_escaped(out: &mut impl std::fmt::Write, bytes: &[u8]) -> std::fmt::Result {
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let code = c as u32;
-                    if code <= 0xff {
-                        out.push_str(&format!("\\x{code:02x}"));
-                    } else {
-                        out.push_str(&format!("\\u{{{code:x}}}"));
-                    }
+        let valid = chunk.valid();
+        // Runs of plain text go out whole; only what needs escaping is split.
+        let mut plain_from = 0;
+        for (at, c) in valid.char_indices() {
+            if c == '\\' || c.is_control() {
+                out.write_str(&valid[plain_from..at])?;
+                plain_from = at + c.len_utf8();
+                match c {
+                    '\\' => out.write_str("\\\\")?,
+                    c if (c as u32) <= 0xff => write!(out, "\\x{:02x}", c as u32)?,
+                    c => write!(out, "\\u{{{:x}}}", c as u32)?,
                 }
-                c => out.push(c),
             }
         }
+        out.write_str(&valid[plain_from..])?;
         for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
+            write!(out, "\\x{b:02x}")?;
         }
     }
+    Ok(())
+}
+
+/// Returns `bytes` as escaped text (see [`write_escaped`]).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let _ = write_escaped(&mut out, bytes);
     out
 }
 

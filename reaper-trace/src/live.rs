@@ -117,6 +117,8 @@ struct Sink {
     to_unfollow: VecDeque<(u32, u64)>,
     lost: u64,
     captured: Option<Vec<Event>>,
+    /// Reused for every rendered line.
+    line: String,
 }
 
 impl Sink {
@@ -155,12 +157,14 @@ impl Sink {
             captured.push(event.clone());
         }
         if self.display == Display::Everything {
-            let line = if self.json {
-                render::json_line(event)
+            self.line.clear();
+            if self.json {
+                self.line.push_str(&render::json_line(event));
             } else {
-                render::text_line(event, &self.clock)
-            };
-            let _ = writeln!(self.out, "{line}");
+                render::write_text_line(&mut self.line, event, &self.clock);
+            }
+            self.line.push('\n');
+            let _ = self.out.write_all(self.line.as_bytes());
         }
     }
 
@@ -333,6 +337,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         to_unfollow: VecDeque::new(),
         lost: 0,
         captured: options.capture.then(Vec::new),
+        line: String::with_capacity(256),
     };
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;

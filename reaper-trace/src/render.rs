@@ -127,9 +127,18 @@ fn wait_status(status: i32) -> String {
 /// One readable line for an event (no trailing newline). Text from the
 /// traced system is escaped.
 pub fn text_line(event: &Event, clock: &ClockRef) -> String {
-    let mut line = format!(
-        "{} {:<15} {:>7}/{:<7} ",
-        clock.format_time_of_day(event.time_ns),
+    let mut line = String::with_capacity(160);
+    write_text_line(&mut line, event, clock);
+    line
+}
+
+/// `text_line` appended to a reused buffer: the live path renders every
+/// event, so the common kinds avoid allocating.
+pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
+    let _ = clock.write_time_of_day(line, event.time_ns);
+    let _ = write!(
+        line,
+        " {:<15} {:>7}/{:<7} ",
         event.data.kind_name(),
         event.tgid,
         event.tid
@@ -253,7 +262,6 @@ pub fn text_line(event: &Event, clock: &ClockRef) -> String {
             f.errno, f.syscall_nr
         ),
     };
-    line
 }
 
 /// One JSON object for an event (no trailing newline).
