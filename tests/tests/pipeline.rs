@@ -251,3 +251,55 @@ fn non_root_gets_a_clear_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn comm_filter_follows_a_process_from_its_exec() {
+    kernel_test!();
+    // A copy of the scenario program under a name nothing else has.
+    let dir = std::env::temp_dir().join(format!("reaper-trace-comm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("rtc{}", std::process::id() % 100_000);
+    let renamed = dir.join(&name);
+    std::fs::copy(scenario_bin(), &renamed).unwrap();
+    let tracer = Background::start(&[
+        "live".into(),
+        "--json".into(),
+        "--comm".into(),
+        name.clone(),
+    ]);
+    let named = std::process::Command::new(&renamed)
+        .arg("exit42")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(named.status.success());
+    let truth: serde_json::Value = String::from_utf8_lossy(&named.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("TRUTH "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .expect("truth");
+    let other = Scenario::start(&["exit42"]);
+    let other_truth = other.truth();
+    let mut other = other;
+    assert!(wait_bounded(&mut other.child).success());
+    let t = tracer.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+    let (parent, child) = (int(&truth["parent"]), int(&truth["child"]));
+    let exec = t.one("exec", "the renamed program's exec", |e| {
+        int(&e["tgid"]) == parent
+    });
+    assert_eq!(exec["comm"], name.as_str());
+    t.one("fork", "its child, followed from the exec on", |e| {
+        int(&e["child_tgid"]) == child
+    });
+    t.one("exit", "its child", |e| {
+        int(&e["tgid"]) == child && e["exit_code"] == 42
+    });
+    let strangers = [int(&other_truth["parent"]), int(&other_truth["child"])];
+    assert!(
+        t.events
+            .iter()
+            .all(|e| !strangers.contains(&int(&e["tgid"]))),
+        "an unrelated process leaked in"
+    );
+}
