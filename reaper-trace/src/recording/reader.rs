@@ -182,6 +182,17 @@ impl<R: Read> Reader<R> {
                 });
             }
         }
+        // LZ4 expands at most ~255x: a larger claim is corruption, and
+        // refusing it keeps the output buffer proportional to the input.
+        if raw_len as u64 > compressed_len as u64 * 255 + 16 {
+            return Err(RecordingError::Malformed {
+                what: "the block",
+                offset: start + 8,
+                reason: format!(
+                    "{raw_len} raw bytes cannot come from {compressed_len} compressed ones"
+                ),
+            });
+        }
         let mut compressed = std::mem::take(&mut self.compressed);
         let filled = self.fill_vec(&mut compressed, compressed_len);
         self.compressed = compressed;
@@ -419,6 +430,12 @@ mod tests {
         assert!(matches!(
             read_all(&huge),
             Err(RecordingError::AbsurdLength { .. })
+        ));
+        let mut inflated = good.clone();
+        inflated[block_at + 8..block_at + 12].copy_from_slice(&(8u32 << 20).to_le_bytes());
+        assert!(matches!(
+            read_all(&inflated),
+            Err(RecordingError::Malformed { .. })
         ));
         let mut meta_flip = good;
         meta_flip[HEADER_LEN + 2] ^= 1;
