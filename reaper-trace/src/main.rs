@@ -327,8 +327,7 @@ fn run_check(args: CheckArgs) -> ExitCode {
     }
     match format {
         CheckFormat::Json => {
-            let mut value: serde_json::Value =
-                serde_json::from_str(&report::json(&outcome.report)).unwrap_or_default();
+            let mut value = report::json_value(&outcome.report);
             value["command_exit_code"] = outcome.command_status.map(command::exit_code).into();
             value["exit_status"] = status.into();
             println!("{value}");
@@ -400,37 +399,27 @@ fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
 
 fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions) -> ExitCode {
     let name = path.display();
-    if format_is_perfetto(format) {
-        let result = std::fs::File::open(path)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))
-            .and_then(|f| {
-                timeline::export(
-                    std::io::BufReader::with_capacity(1 << 20, f),
-                    std::io::stdout().lock(),
-                )
-                .map_err(|e| anyhow::anyhow!("{name}: {e}"))
-            });
-        return match result {
+    let input = match std::fs::File::open(path) {
+        Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
+        Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
+    };
+    if matches!(format, Format::Perfetto) {
+        return match timeline::export(input, std::io::stdout().lock()) {
             Ok(truncated) => {
                 warn_truncated(path, truncated);
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e),
+            Err(e) => fail(&anyhow::anyhow!("{name}: {e}")),
         };
     }
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
-    };
-    let replay = match replay::replay(std::io::BufReader::with_capacity(1 << 20, file), &options) {
+    let replay = match replay::replay(input, &options) {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
     warn_truncated(path, replay.truncated_at);
     let rendered = match format {
         Format::Json => {
-            let mut value: serde_json::Value =
-                serde_json::from_str(&report::json(&replay.report)).unwrap_or_default();
+            let mut value = report::json_value(&replay.report);
             value["truncated_at"] = replay.truncated_at.into();
             value["records"] = replay.records.into();
             value["kernel_release"] = replay.meta.kernel_release.clone().into();
@@ -441,10 +430,6 @@ fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions) ->
     };
     println!("{}", rendered.trim_end());
     ExitCode::SUCCESS
-}
-
-fn format_is_perfetto(format: Format) -> bool {
-    matches!(format, Format::Perfetto)
 }
 
 fn warn_truncated(path: &std::path::Path, at: Option<u64>) {

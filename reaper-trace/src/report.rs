@@ -134,9 +134,15 @@ pub fn text(report: &Report) -> String {
 
 /// The report as one JSON line with `"type": "report"`.
 pub fn json(report: &Report) -> String {
+    json_value(report).to_string()
+}
+
+/// The report as a JSON object with `"type": "report"`, for callers that
+/// add fields of their own before printing it.
+pub fn json_value(report: &Report) -> serde_json::Value {
     let mut value = serde_json::to_value(report).unwrap_or_default();
     value["type"] = "report".into();
-    value.to_string()
+    value
 }
 
 #[cfg(test)]
