@@ -103,23 +103,17 @@ mod tests {
     }
 }
 
-/// Whether a `/proc/<pid>/fdinfo/<fd>` text describes a signalfd whose mask
-/// holds `sig`.
-pub fn fdinfo_signalfd_has(fdinfo: &str, sig: u32) -> bool {
-    fdinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("sigmask:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
-}
-
-/// A signal's bit in a `/proc/<pid>/status` mask line (`SigBlk:` etc.).
-pub fn status_mask_has(status: &str, field: &str, sig: u32) -> bool {
-    status
-        .lines()
+/// The hexadecimal value of a `Field:` line in /proc text: the signal and
+/// capability masks of `status`, the `sigmask:` of a signalfd's `fdinfo`.
+pub fn hex_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// Whether signal `sig`'s bit is set in the mask of a `Field:` line.
+pub fn mask_has(text: &str, field: &str, sig: u32) -> bool {
+    hex_field(text, field).is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
 }
 
 /// What /proc says of a parent now: its threads' states and wait channels,
@@ -129,9 +123,9 @@ pub fn probe_parent(pid: u32) -> Option<crate::analysis::ParentProbe> {
     let base = std::path::PathBuf::from(format!("/proc/{pid}"));
     let status = std::fs::read_to_string(base.join("status")).ok()?;
     let mut probe = crate::analysis::ParentProbe {
-        sigchld_blocked: status_mask_has(&status, "SigBlk:", SIGCHLD),
-        sigchld_ignored: status_mask_has(&status, "SigIgn:", SIGCHLD),
-        sigchld_caught: status_mask_has(&status, "SigCgt:", SIGCHLD),
+        sigchld_blocked: mask_has(&status, "SigBlk:", SIGCHLD),
+        sigchld_ignored: mask_has(&status, "SigIgn:", SIGCHLD),
+        sigchld_caught: mask_has(&status, "SigCgt:", SIGCHLD),
         ..Default::default()
     };
     if let Ok(tasks) = std::fs::read_dir(base.join("task")) {
@@ -157,7 +151,7 @@ pub fn probe_parent(pid: u32) -> Option<crate::analysis::ParentProbe> {
                 .is_ok_and(|l| l.to_string_lossy().contains("signalfd"));
             is_signalfd
                 && std::fs::read_to_string(base.join("fdinfo").join(fd.file_name()))
-                    .is_ok_and(|info| fdinfo_signalfd_has(&info, SIGCHLD))
+                    .is_ok_and(|info| mask_has(&info, "sigmask:", SIGCHLD))
         });
     }
     Some(probe)
@@ -171,10 +165,10 @@ mod probe_tests {
     fn reads_signal_masks() {
         let fdinfo =
             "pos:\t0\nflags:\t02004002\nmnt_id:\t15\nino:\t1057\nsigmask:\t0000000000010000\n";
-        assert!(fdinfo_signalfd_has(fdinfo, 17));
-        assert!(!fdinfo_signalfd_has(fdinfo, 15));
+        assert!(mask_has(fdinfo, "sigmask:", 17));
+        assert!(!mask_has(fdinfo, "sigmask:", 15));
         let status = "SigBlk:\t0000000000010000\nSigIgn:\t0000000000000000\n";
-        assert!(status_mask_has(status, "SigBlk:", 17));
-        assert!(!status_mask_has(status, "SigIgn:", 17));
+        assert!(mask_has(status, "SigBlk:", 17));
+        assert!(!mask_has(status, "SigIgn:", 17));
     }
 }

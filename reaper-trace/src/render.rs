@@ -8,6 +8,11 @@ use crate::{
     event::{flags::*, *},
 };
 
+/// A duration as `1.234s`.
+pub fn seconds(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
 /// A signal's name, for the ones reaper-trace reports.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {

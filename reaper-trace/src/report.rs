@@ -4,12 +4,8 @@ use std::fmt::Write as _;
 
 use crate::{
     analysis::{Finding, FindingKind, Notice, Report, Resolution},
-    render::signal_name,
+    render::{seconds, signal_name},
 };
-
-fn secs(ns: u64) -> String {
-    format!("{:.3}s", ns as f64 / 1e9)
-}
 
 fn how_it_ended(f: &Finding) -> String {
     match (f.exit_code, f.signal) {
@@ -39,7 +35,7 @@ pub fn finding_line(f: &Finding) -> String {
         f.parent_pid,
         f.parent_comm
     );
-    let latency = f.latency_ns.map(secs).unwrap_or_else(|| "?".into());
+    let latency = f.latency_ns.map(seconds).unwrap_or_else(|| "?".into());
     let bound = if f.predates_trace { "at least " } else { "" };
     let _ = match f.resolution {
         None => write!(line, ": unreaped for {bound}{latency} so far"),
@@ -105,7 +101,7 @@ pub fn text(report: &Report) -> String {
                 row.exits,
                 row.unreaped,
                 row.late,
-                secs(row.worst_latency_ns)
+                seconds(row.worst_latency_ns)
             );
         }
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{lifecycle::ExitFacts, parent::ParentFacts};
 use crate::{
     event::{Disposition, flags::WNOHANG},
-    render::sa_flags,
+    render::{sa_flags, seconds},
 };
 
 /// One diagnosis item. `code` is stable (docs/findings.md); `text` is for people.
@@ -28,15 +28,11 @@ pub struct DiagContext<'a> {
     pub lost_events: u64,
 }
 
-fn secs(ns: u64) -> String {
-    format!("{:.3}s", ns as f64 / 1e9)
-}
-
 /// When `t` happened relative to the child's exit.
 fn since_exit(exit: &ExitFacts, t: u64) -> String {
     match exit.time_ns {
-        Some(e) if t >= e => format!("{} after the exit", secs(t - e)),
-        Some(e) => format!("{} before the exit", secs(e - t)),
+        Some(e) if t >= e => format!("{} after the exit", seconds(t - e)),
+        Some(e) => format!("{} before the exit", seconds(e - t)),
         None => "during the trace".into(),
     }
 }
@@ -306,7 +302,7 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
             "first_wait_after",
             format!(
                 "parent {p}'s first wait call after the exit came {} later (pid {}, options {})",
-                secs(first.time_ns - exited),
+                seconds(first.time_ns - exited),
                 first.pid,
                 crate::render::wait_options(first.options)
             ),

@@ -29,10 +29,7 @@ pub fn missing_capabilities(effective: u64) -> Vec<&'static str> {
 
 /// The effective capability set from `/proc/self/status` text.
 pub fn parse_effective(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    crate::procfs::hex_field(status, "CapEff:")
 }
 
 /// Reads this process's effective capabilities.
