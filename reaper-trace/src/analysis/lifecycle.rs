@@ -71,7 +71,6 @@ struct Proc {
     start_ns: u64,
     comm: Comm,
     parent_at_fork: Option<u32>,
-    seeded: bool,
     exit: Option<ExitFacts>,
     announced: bool,
     finished: bool,
@@ -107,7 +106,6 @@ impl Analyzer {
         for seed in processes {
             let proc = self.procs.entry(seed.pid).or_default();
             proc.comm = seed.comm;
-            proc.seeded = true;
             if seed.zombie {
                 proc.exit = Some(ExitFacts {
                     time_ns: None,
