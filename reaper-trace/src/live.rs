@@ -92,6 +92,33 @@ pub struct LiveOptions {
     pub thread_events: bool,
 }
 
+/// The default ring buffer: room for about 100k records.
+pub const DEFAULT_RINGBUF_BYTES: u32 = 8 << 20;
+
+/// How long `-- CMD` runs wait for the rest of the tree once CMD exits.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for LiveOptions {
+    /// The whole system, every event as text, the command line's defaults.
+    fn default() -> Self {
+        LiveOptions {
+            json: false,
+            display: Display::Everything,
+            threshold_ns: 1_000_000_000,
+            pids: Vec::new(),
+            comm: None,
+            command: Vec::new(),
+            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+            record: None,
+            duration: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            run_as: None,
+            capture: false,
+            thread_events: false,
+        }
+    }
+}
+
 /// The ring buffer's fd, owned by the `Tracer`, for `AsyncFd`.
 struct RingFd(RawFd);
 

@@ -43,7 +43,7 @@ struct CheckArgs {
     #[arg(long)]
     as_root: bool,
     /// Ring buffer size in bytes (a power of two, at least a page).
-    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = parse_ringbuf_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
     ringbuf_size: u32,
     /// The command to run.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -66,7 +66,7 @@ struct Trace {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
     duration: Option<u64>,
     /// Ring buffer size in bytes (a power of two, at least a page).
-    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = parse_ringbuf_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
     ringbuf_size: u32,
     /// Also trace per-thread events: thread creation, exits of threads that
     /// leave their process alive, and thread frees (dropped in the kernel by
@@ -203,10 +203,8 @@ fn live_options(
         ringbuf_bytes: trace.ringbuf_size,
         record,
         duration: trace.duration.map(Duration::from_nanos),
-        drain_timeout: Duration::from_secs(10),
-        run_as: None,
-        capture: false,
         thread_events: trace.threads,
+        ..LiveOptions::default()
     }
 }
 
@@ -301,16 +299,12 @@ fn run_check(args: CheckArgs) -> ExitCode {
         json: format == CheckFormat::Json,
         display: Display::Silent,
         threshold_ns: threshold,
-        pids: Vec::new(),
-        comm: None,
         command,
         ringbuf_bytes: ringbuf_size,
         record: output,
-        duration: None,
         drain_timeout: Duration::from_nanos(drain_timeout),
         run_as: sudo_user(as_root),
-        capture: false,
-        thread_events: false,
+        ..LiveOptions::default()
     };
     let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
         Ok(o) => o,

@@ -1,8 +1,6 @@
 //! Runs the kernel-behaviour suite: each workload traced by reaper-trace
 //! itself, judged by `kernel_suite`.
 
-use std::time::Duration;
-
 use crate::{
     kernel::btf::Btf,
     kernel_suite::{self, Behaviour, Row},
@@ -28,23 +26,15 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     ));
     for behaviour in Behaviour::ALL {
         let options = LiveOptions {
-            json: false,
             display: Display::Silent,
-            threshold_ns: 1_000_000_000,
-            pids: Vec::new(),
-            comm: None,
             command: vec![
                 exe.clone(),
                 "__workload".into(),
                 behaviour.workload().into(),
             ],
             ringbuf_bytes: 1 << 20,
-            record: None,
-            duration: None,
-            drain_timeout: Duration::from_secs(10),
-            run_as: None,
             capture: true,
-            thread_events: false,
+            ..LiveOptions::default()
         };
         let outcome = live::run(options).await;
         let outcome = match outcome {
