@@ -37,12 +37,6 @@ pub fn process_start_ns(task: Task) -> Result<u64, i64> {
 }
 
 #[inline(always)]
-pub fn real_parent_tgid(task: Task) -> Result<u32, i64> {
-    let parent: Task = read(task, conf!(task_real_parent))?;
-    tgid(parent)
-}
-
-#[inline(always)]
 pub fn comm(task: Task, out: &mut [u8; COMM_LEN]) {
     let src = unsafe { task.add(conf!(task_comm) as usize) };
     if unsafe { bpf_probe_read_kernel_buf(src, out) }.is_err() {

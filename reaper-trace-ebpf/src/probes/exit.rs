@@ -49,7 +49,11 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         header: emit::header(kind::EXIT, tgid, tid),
         exit_code: task::read::<i32>(exiting, conf!(task_exit_code)).unwrap_or(0),
         exit_signal: task::read::<i32>(exiting, conf!(task_exit_signal)).unwrap_or(0),
-        real_parent_tgid: task::real_parent_tgid(exiting).unwrap_or(0),
+        real_parent_tgid: if parent.is_null() {
+            0
+        } else {
+            task::tgid(parent).unwrap_or(0)
+        },
         group_dead: group_dead as u32,
         process_start_ns: task::process_start_ns(exiting).unwrap_or(0),
         parent_sigchld_handler: parent_handler,
