@@ -39,16 +39,31 @@ fn report_json(file: &Path) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// Where the first block starts: after the 20-byte fixed header and the
+/// metadata whose length it holds at byte 12. `None` while the fixed header
+/// is incomplete.
+fn first_block_offset(bytes: &[u8]) -> Option<usize> {
+    let meta_len = u32::from_le_bytes(bytes.get(12..16)?.try_into().unwrap()) as usize;
+    (bytes.len() >= 20).then_some(20 + meta_len)
+}
+
+/// `live --no-events --record FILE -- scenario <args>`, into a fresh file.
+fn record_scenario(name: &str, scenario: &[&str]) -> (PathBuf, Trace) {
+    let file = temp_path(name);
+    let t = trace_scenario_with(
+        &["--no-events", "--record", file.to_str().unwrap()],
+        scenario,
+    );
+    (file, t)
+}
+
 /// Waits (bounded) until `file` holds more than its header: a block was written.
 fn wait_for_a_block(file: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let bytes = std::fs::read(file).unwrap_or_default();
-        if bytes.len() > 20 {
-            let meta_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-            if bytes.len() > 20 + meta_len + 24 {
-                return;
-            }
+        if first_block_offset(&bytes).is_some_and(|block| bytes.len() > block + 24) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -60,11 +75,7 @@ fn wait_for_a_block(file: &Path) {
 }
 
 fn live_then_report_agree(scenario: &[&str]) {
-    let file = temp_path(scenario[0]);
-    let t = trace_scenario_with(
-        &["--no-events", "--record", file.to_str().unwrap()],
-        scenario,
-    );
+    let (file, t) = record_scenario(scenario[0], scenario);
     assert!(t.status.success(), "{}", t.stderr);
     let replayed = report_json(&file);
     assert_eq!(
@@ -256,15 +267,10 @@ fn unwritable_path_is_a_clear_error() {
 #[test]
 fn bad_files_give_one_line_errors_with_offsets() {
     kernel_test!();
-    let good = temp_path("good");
-    let t = trace_scenario_with(
-        &["--no-events", "--record", good.to_str().unwrap()],
-        &["exit42"],
-    );
+    let (good, t) = record_scenario("good", &["exit42"]);
     assert!(t.status.success());
     let bytes = std::fs::read(&good).unwrap();
-    let meta_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let block = 20 + meta_len;
+    let block = first_block_offset(&bytes).expect("a header");
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "at byte 0"),
         (
@@ -320,11 +326,7 @@ fn bad_files_give_one_line_errors_with_offsets() {
 #[test]
 fn perfetto_timeline_has_spans_instants_and_flows() {
     kernel_test!();
-    let file = temp_path("perfetto");
-    let t = trace_scenario_with(
-        &["--no-events", "--record", file.to_str().unwrap()],
-        &["demo"],
-    );
+    let (file, t) = record_scenario("perfetto", &["demo"]);
     assert!(t.status.success());
     let truth = t.truth("leaked");
     let (code, stdout, stderr) = report(&file, &["--format", "perfetto"]);
