@@ -282,6 +282,9 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         thread_events: options.thread_events,
     })?;
     let clock = ClockRef::now();
+    // Read /proc again now that the probes run (follow_spec read it before,
+    // to know what to follow): a zombie reaped in between must not be
+    // seeded, and one that appears from here on is traced anyway.
     let seed = seed_processes(follow.as_ref());
 
     let mut reaper = None;
