@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use reaper_trace::{
-    replay::{ReplayOptions, replay},
-    timeline,
+    output::timeline,
+    recording::replay::{ReplayOptions, replay},
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -6,9 +6,8 @@
 use std::io::Write;
 
 use reaper_trace::{
-    comm::Comm,
-    decode::record_bytes,
     recording::{Meta, Trailer, writer},
+    trace::{comm::Comm, decode::record_bytes},
 };
 use reaper_trace_common::{self as abi, Header, kind, wait_syscall};
 

@@ -1,33 +1,33 @@
 //! reaper-trace: finds the children that never get reaped, and says why.
 //!
-//! The pure core (decoding, rendering) does no I/O and is unit-tested with
-//! made-up records; `kernel` and `live` do the talking to the kernel.
+//! The folders follow the pipeline, and data flows one way through them:
+//!
+//! ```text
+//! kernel/ ─records─▶ trace/ ─events─▶ analysis/ ─findings─▶ output/
+//!   host/ ─/proc facts─▶┘                 ▲
+//! recording/ ─replayed records────────────┘
+//! ```
+//!
+//! - [`trace`]: what the kernel (and /proc) tell us, typed: decoding the
+//!   ring-buffer records, events, comm and escaping, signal names, totals,
+//!   the `--pid`/`--comm` follow rule.
+//! - [`analysis`]: the pure lifecycle state machine, the one home of the reap
+//!   rules, diagnosis and findings.
+//! - [`output`]: rendering events, reports, the Perfetto timeline, JUnit.
+//! - [`recording`]: the file format, its writer and reader, and replay.
+//! - [`kernel`], [`host`], [`live`], [`verify`]: the parts that do I/O
+//!   (behind the `kernel` feature, except the pure judging of `verify`).
+//!
+//! Everything but `kernel`, `host::command`, `live` and `verify::run` is pure
+//! and builds without the `kernel` feature (fuzzing, tests without root).
 
 pub mod analysis;
-pub mod check;
-pub mod clock;
-pub mod comm;
-#[cfg(feature = "kernel")]
-pub mod command;
-pub mod decode;
-pub mod escape;
-pub mod event;
-#[cfg(test)]
-pub mod event_builders;
-pub mod follow;
-pub mod junit;
+pub mod host;
 #[cfg(feature = "kernel")]
 pub mod kernel;
-pub mod kernel_suite;
 #[cfg(feature = "kernel")]
 pub mod live;
-pub mod procfs;
+pub mod output;
 pub mod recording;
-pub mod render;
-pub mod replay;
-pub mod report;
-pub mod timeline;
-pub mod totals;
-#[cfg(feature = "kernel")]
+pub mod trace;
 pub mod verify;
-pub mod workloads;

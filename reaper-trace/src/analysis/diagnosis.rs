@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::{lifecycle::ExitFacts, parent::ParentFacts};
 use crate::{
-    event::{Disposition, flags::WNOHANG},
-    render::{sa_flags, seconds},
+    output::events::{sa_flags, seconds},
+    trace::event::{Disposition, flags::WNOHANG},
 };
 
 /// One diagnosis item. `code` is stable (docs/findings.md); `text` is for people.
@@ -130,8 +130,8 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
                 format!(
                     "{} ({}) at {}",
                     t.tid,
-                    crate::escape::escape(&t.comm),
-                    crate::escape::escape(&t.wchan)
+                    crate::trace::escape::escape(&t.comm),
+                    crate::trace::escape::escape(&t.wchan)
                 )
             })
             .collect();
@@ -156,7 +156,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
                     if t.wchan.is_empty() {
                         "-".into()
                     } else {
-                        crate::escape::escape(&t.wchan)
+                        crate::trace::escape::escape(&t.wchan)
                     }
                 )
             })
@@ -229,9 +229,9 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
     }
     if let Some(s) = sent {
         let result = match s.result {
-            crate::event::SignalResult::Delivered => "queued",
-            crate::event::SignalResult::Ignored => "discarded as ignored",
-            crate::event::SignalResult::AlreadyPending => "merged into one already pending",
+            crate::trace::event::SignalResult::Delivered => "queued",
+            crate::trace::event::SignalResult::Ignored => "discarded as ignored",
+            crate::trace::event::SignalResult::AlreadyPending => "merged into one already pending",
             _ => "lost",
         };
         out.push(diag(
@@ -292,7 +292,7 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
                 } else {
                     format!("pid {pid}")
                 },
-                crate::render::wait_options(*options),
+                crate::output::events::wait_options(*options),
                 since_exit(ctx.exit, *since)
             ),
         ));
@@ -304,7 +304,7 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
                 "parent {p}'s first wait call after the exit came {} later (pid {}, options {})",
                 seconds(first.time_ns - exited),
                 first.pid,
-                crate::render::wait_options(first.options)
+                crate::output::events::wait_options(first.options)
             ),
         ));
     }

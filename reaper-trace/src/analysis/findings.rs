@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::diagnosis::Diag;
-use crate::comm::Comm;
+use crate::trace::comm::Comm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

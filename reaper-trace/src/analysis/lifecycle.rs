@@ -15,8 +15,8 @@ use super::{
     parent::{DispositionChange, ParentFacts, ParentProbe, WaitCall},
 };
 use crate::{
-    comm::Comm,
-    event::{
+    trace::comm::Comm,
+    trace::event::{
         Disposition, Event, EventData, SignalResult, WaitSyscall,
         flags::{SA_NOCLDWAIT, WNOWAIT},
     },
@@ -232,7 +232,7 @@ impl Analyzer {
         }
     }
 
-    fn process_exit(&mut self, event: &Event, x: &crate::event::Exit) {
+    fn process_exit(&mut self, event: &Event, x: &crate::trace::event::Exit) {
         let stale = self
             .procs
             .get(&event.tgid)
@@ -266,7 +266,7 @@ impl Analyzer {
         parent.open_children += 1;
     }
 
-    fn sigchld(&mut self, event: &Event, s: &crate::event::SignalGenerate) {
+    fn sigchld(&mut self, event: &Event, s: &crate::trace::event::SignalGenerate) {
         let target = self.procs.entry(s.target_tgid).or_default();
         target.facts.sigchld_generated += 1;
         if s.result == SignalResult::AlreadyPending {
@@ -300,7 +300,7 @@ impl Analyzer {
         }
     }
 
-    fn wait_exit(&mut self, event: &Event, w: &crate::event::WaitExit) {
+    fn wait_exit(&mut self, event: &Event, w: &crate::trace::event::WaitExit) {
         let facts = &mut self.procs.entry(event.tgid).or_default().facts;
         facts.waiting.remove(&event.tid);
         let pid = wait_pid(w.syscall, w.which, w.upid);

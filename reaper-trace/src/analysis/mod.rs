@@ -20,7 +20,7 @@ mod tests;
 #[cfg(test)]
 pub mod tests_support {
     use super::*;
-    use crate::comm::Comm;
+    use crate::trace::comm::Comm;
 
     pub fn finding() -> Finding {
         Finding {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Disposition, WaitSyscall};
+use crate::trace::event::{Disposition, WaitSyscall};
 
 /// How many recent waits to keep per parent.
 const WAIT_HISTORY: usize = 32;

@@ -1,7 +1,7 @@
 //! Made-up event sequences through the analyzer.
 
 use super::*;
-use crate::{comm::Comm, event::*, event_builders as b};
+use crate::{trace::comm::Comm, trace::event::*, trace::test_events as b};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;

@@ -29,7 +29,7 @@ pub fn missing_capabilities(effective: u64) -> Vec<&'static str> {
 
 /// The effective capability set from `/proc/self/status` text.
 pub fn parse_effective(status: &str) -> Option<u64> {
-    crate::procfs::hex_field(status, "CapEff:")
+    crate::host::procfs::hex_field(status, "CapEff:")
 }
 
 /// Reads this process's effective capabilities.

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::ClockRef;
+use crate::trace::clock::ClockRef;
 
 pub const MAGIC: &[u8; 8] = b"RPTRACE\0";
 pub const VERSION: u16 = 1;

@@ -6,6 +6,7 @@
 pub mod file;
 pub mod format;
 pub mod reader;
+pub mod replay;
 pub mod writer;
 
 pub use format::{Meta, RecordingError, SeedEntry, Trailer};

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::event::{Event, EventData, SignalResult};
+use crate::trace::event::{Event, EventData, SignalResult};
 
 /// One behaviour, its workload, and what the kernel should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,7 +268,7 @@ pub fn kernel_version(release: &str) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{event::Disposition, event_builders as b};
+    use crate::{trace::event::Disposition, trace::test_events as b};
 
     fn fork(parent: u32, child: u32) -> Event {
         b::fork(0, parent, child, false)

@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::{
-    clock::ClockRef,
-    escape::escape,
-    event::{flags::*, *},
+    trace::clock::ClockRef,
+    trace::escape::escape,
+    trace::event::{flags::*, *},
 };
 
 /// A duration as `1.234s`.
@@ -117,7 +117,7 @@ fn disposition(d: Disposition, handler: u64) -> String {
 }
 
 fn wait_status(status: i32) -> String {
-    let (code, signal, core) = crate::decode::split_exit_code(status);
+    let (code, signal, core) = crate::trace::decode::split_exit_code(status);
     match (code, signal) {
         (Some(code), _) => format!("exited {code}"),
         (_, Some(sig)) => format!(
@@ -289,7 +289,7 @@ pub fn json_line(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comm::Comm;
+    use crate::trace::comm::Comm;
 
     fn exit_event(comm: &[u8]) -> Event {
         let mut c = [0u8; 16];

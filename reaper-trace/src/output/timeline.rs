@@ -14,10 +14,10 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    decode::decode,
-    event::{Disposition, Event, EventData, flags::SA_NOCLDWAIT},
+    output::events::signal_name,
     recording::{Item, Reader, RecordingError},
-    render::signal_name,
+    trace::decode::decode,
+    trace::event::{Disposition, Event, EventData, flags::SA_NOCLDWAIT},
 };
 
 /// Errors of the export: reading the recording, or writing the output.

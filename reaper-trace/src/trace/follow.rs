@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::event::{Event, EventData};
+use crate::trace::event::{Event, EventData};
 
 pub struct Follow {
     pids: HashSet<u32>,

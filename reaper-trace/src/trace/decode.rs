@@ -3,7 +3,7 @@
 
 use reaper_trace_common::{self as abi, Header, kind, record_size, wait_syscall};
 
-use crate::{comm::Comm, event::*};
+use crate::{trace::comm::Comm, trace::event::*};
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Made-up events for unit tests of the analysis and the kernel suite.
 
-use crate::{comm::Comm, event::*};
+use crate::{trace::comm::Comm, trace::event::*};
 
 pub fn at(time_ns: u64, tgid: u32, tid: u32, data: EventData) -> Event {
     Event {

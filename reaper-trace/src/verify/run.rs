@@ -3,9 +3,9 @@
 
 use crate::{
     kernel::btf::Btf,
-    kernel_suite::{self, Behaviour, Row},
     live::{self, Display, LiveOptions},
     recording::file::machine_meta,
+    verify::suite::{self, Behaviour, Row},
 };
 
 /// Every row, in order: availability, then each behaviour.
@@ -20,8 +20,8 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
         .as_ref()
         .and_then(|b| b.tracepoint_arg_count("sched_process_exit").ok())
         .is_some_and(|n| n >= 2);
-    rows.push(kernel_suite::judge_group_dead(
-        kernel_suite::kernel_version(&release),
+    rows.push(suite::judge_group_dead(
+        suite::kernel_version(&release),
         has_group_dead,
     ));
     for behaviour in Behaviour::ALL {
@@ -68,7 +68,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
             );
         }
         let root = outcome.command_pid.unwrap_or(0);
-        let mut row = kernel_suite::judge(behaviour, root, &outcome.events);
+        let mut row = suite::judge(behaviour, root, &outcome.events);
         if outcome.totals.lost > 0 {
             row.ok = false;
             row.seen.push_str(&format!(

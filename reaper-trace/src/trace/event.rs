@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::comm::Comm;
+use crate::trace::comm::Comm;
 
 /// One event from the kernel.
 #[derive(Clone, Debug, PartialEq, Serialize)]

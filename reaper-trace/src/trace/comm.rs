@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::escape::{escape_bytes, write_escaped};
+use crate::trace::escape::{escape_bytes, write_escaped};
 
 /// A task's `comm`: kept as raw bytes (no allocation per event); rendered
 /// escaped, because a process can name itself with terminal escapes.

@@ -4,11 +4,11 @@ use std::io::Read;
 
 use crate::{
     analysis::{Analyzer, ParentProbe, Report, SeedProcess},
-    comm::Comm,
-    decode::{decode, peek_kind},
-    follow::Follow,
-    procfs,
+    host::procfs,
     recording::{Item, Meta, Reader, RecordingError, Trailer, format::user_kind},
+    trace::comm::Comm,
+    trace::decode::{decode, peek_kind},
+    trace::follow::Follow,
 };
 
 /// What a replay found besides the report.

@@ -95,7 +95,7 @@ pub fn spawn_gated(argv: &[String], run_as: Option<(u32, u32)>) -> io::Result<Ga
     arg_ptrs.push(std::ptr::null());
     let failure = format!(
         "reaper-trace: cannot exec {}\n",
-        crate::escape::escape(program)
+        crate::trace::escape::escape(program)
     );
     let drop_failure = "reaper-trace: cannot drop privileges for the command\n";
 

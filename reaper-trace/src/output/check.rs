@@ -3,8 +3,8 @@
 
 use crate::{
     analysis::{Finding, FindingKind, Report},
-    junit::{self, Case},
-    report::finding_line,
+    output::junit::{self, Case},
+    output::report::finding_line,
 };
 
 /// Exit statuses of `check` (documented in the README).

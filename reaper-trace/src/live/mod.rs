@@ -18,21 +18,22 @@ use tokio::{
 
 use crate::{
     analysis::{Analyzer, SeedProcess},
-    clock::{self, ClockRef},
-    comm::Comm,
-    command::{self, ReaperEvent},
-    decode::decode,
-    event::{Event, EventData},
+    host::command::{self, ReaperEvent},
+    host::procfs,
     kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
-    procfs,
+    output::events,
+    output::report,
     recording::{
         Meta, SeedEntry, Trailer,
         file::{Recorder, machine_meta},
         format::user_kind,
         writer::user_record,
     },
-    render, report,
-    totals::{ForkFailures, KIND_NAMES, Totals},
+    trace::clock::{self, ClockRef},
+    trace::comm::Comm,
+    trace::decode::decode,
+    trace::event::{Event, EventData},
+    trace::totals::{ForkFailures, KIND_NAMES, Totals},
 };
 
 /// How long to wait, once the traced command's tree is gone, for the last
@@ -186,9 +187,9 @@ impl Sink {
         if self.display == Display::Everything {
             self.line.clear();
             if self.json {
-                self.line.push_str(&render::json_line(event));
+                self.line.push_str(&events::json_line(event));
             } else {
-                render::write_text_line(&mut self.line, event, &self.clock);
+                events::write_text_line(&mut self.line, event, &self.clock);
             }
             self.line.push('\n');
             let _ = self.out.write_all(self.line.as_bytes());
@@ -301,7 +302,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         (Some(_), Some(pid)) => {
             format!(
                 "command {} (pid {pid}) and its descendants",
-                crate::escape::escape(&options.command.join(" "))
+                crate::trace::escape::escape(&options.command.join(" "))
             )
         }
         (Some(f), None) => describe_follow(f),
@@ -523,7 +524,10 @@ fn describe_follow(f: &FollowSpec) -> String {
         ));
     }
     if let Some(comm) = &f.comm {
-        parts.push(format!("processes named {}", crate::escape::escape(comm)));
+        parts.push(format!(
+            "processes named {}",
+            crate::trace::escape::escape(comm)
+        ));
     }
     parts.join(" and ")
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::{
     analysis::{Finding, FindingKind, Notice, Report, Resolution},
-    render::{seconds, signal_name},
+    output::events::{seconds, signal_name},
 };
 
 fn how_it_ended(f: &Finding) -> String {
@@ -144,7 +144,7 @@ pub fn json_value(report: &Report) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{analysis::Summary, comm::Comm};
+    use crate::{analysis::Summary, trace::comm::Comm};
 
     fn finding() -> Finding {
         Finding {

@@ -1,0 +1,204 @@
+//! The command line's shape: subcommands, their arguments, and the parsers
+//! of durations and sizes. What each subcommand does is in `commands`.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reaper_trace::live::{self, Display, LiveOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "reaper-trace",
+    version,
+    about = "Finds the children that never get reaped, and says why"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `reaper-trace check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Report an exit left unreaped longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+    pub threshold: u64,
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Also write JUnit XML here: one failing case per finding.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write a recording here.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Once the command exits, wait this long for the rest of its tree.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
+    pub drain_timeout: u64,
+    /// Under sudo, keep root for the command (default: run it as the invoking user).
+    #[arg(long)]
+    pub as_root: bool,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
+    pub ringbuf_size: u32,
+    /// The command to run.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// What to trace, shared by `live` and `record`.
+#[derive(Args, Debug)]
+pub struct Trace {
+    /// Follow this process and all its descendants (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Follow processes with this name, and their descendants.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Report an exit left unreaped longer than this (e.g. 1s, 500ms, 2.5s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+    pub threshold: u64,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
+    pub duration: Option<u64>,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
+    pub ringbuf_size: u32,
+    /// Also trace per-thread events: thread creation, exits of threads that
+    /// leave their process alive, and thread frees (dropped in the kernel by
+    /// default: the analysis does not need them).
+    #[arg(long)]
+    pub threads: bool,
+    /// Run this command and trace its tree; ends when the tree is gone.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Stream process lifecycle events and findings as they happen.
+    Live {
+        /// Print JSON lines instead of readable text.
+        #[arg(long)]
+        json: bool,
+        /// Print only findings and the report, not every event.
+        #[arg(long)]
+        no_events: bool,
+        /// Also write a recording to this file.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        #[command(flatten)]
+        trace: Trace,
+    },
+    /// Record to a file for `report` later; prints the report at the end.
+    Record {
+        /// The recording to write (mode 0600).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Print the final report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        trace: Trace,
+    },
+    /// Run a command under tracing and fail (exit 1) when it leaves children
+    /// unreaped or reaps them late. Exit 0 clean, 1 findings, 2 usage or
+    /// set-up error, 3 the command itself failed.
+    Check(CheckArgs),
+    /// Check the reaping semantics reaper-trace relies on, on this kernel,
+    /// with its own tracing. Exit 1 when a behaviour differs.
+    VerifyKernel {
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Also write JUnit XML here: one case per behaviour.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// (internal) A workload of verify-kernel.
+    #[command(name = "__workload", hide = true)]
+    Workload { name: String },
+    /// Analyse a recording: the same findings as the live run that made it.
+    Report {
+        /// The recording.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Report an exit left unreaped longer than this.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+        threshold: u64,
+        /// Only this process and its descendants (repeatable).
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
+        /// Only processes with this name, and their descendants.
+        #[arg(long, value_name = "NAME")]
+        comm: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    /// Chrome trace-event JSON for ui.perfetto.dev.
+    Perfetto,
+}
+
+/// `1s`, `500ms`, `2.5s`, `100us`, `3m` → nanoseconds.
+fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 1s or 500ms"))?;
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" | "" => 1e9,
+        "m" => 60e9,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use ns, us, ms, s or m"
+            ));
+        }
+    };
+    Ok((value * scale) as u64)
+}
+
+fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} must be a power of two of at least 4096"));
+    }
+    Ok(n)
+}
+
+pub fn live_options(
+    trace: Trace,
+    json: bool,
+    display: Display,
+    record: Option<PathBuf>,
+) -> LiveOptions {
+    LiveOptions {
+        json,
+        display,
+        threshold_ns: trace.threshold,
+        pids: trace.pids,
+        comm: trace.comm,
+        command: trace.command,
+        ringbuf_bytes: trace.ringbuf_size,
+        record,
+        duration: trace.duration.map(Duration::from_nanos),
+        thread_events: trace.threads,
+        ..LiveOptions::default()
+    }
+}

@@ -1,0 +1,177 @@
+//! What each subcommand does: run the tracer or read a recording, then
+//! print through `output` and choose the exit status. Every failure ends as
+//! one line on stderr and exit status 2.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use reaper_trace::{
+    host::command,
+    live::{self, Display, LiveOptions},
+    output::{check, report, timeline, verify},
+    recording::replay::{self, ReplayOptions},
+};
+
+use crate::cli::{CheckArgs, CheckFormat, Format};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+}
+
+pub fn run_live(options: LiveOptions) -> ExitCode {
+    let outcome = runtime().and_then(|rt| rt.block_on(live::run(options)));
+    match outcome {
+        Ok(o) => ExitCode::from(
+            o.command_status
+                .map(command::exit_code)
+                .unwrap_or(0)
+                .clamp(0, 255) as u8,
+        ),
+        Err(e) => fail(&e),
+    }
+}
+
+/// The user to run the command as: the one who invoked sudo, unless
+/// `--as-root` (or not under sudo).
+pub fn sudo_user(as_root: bool) -> Option<(u32, u32)> {
+    if as_root {
+        return None;
+    }
+    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+    Some((uid, gid))
+}
+
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    let CheckArgs {
+        threshold,
+        format,
+        junit,
+        output,
+        drain_timeout,
+        as_root,
+        ringbuf_size,
+        command,
+    } = args;
+    let shown = reaper_trace::trace::escape::escape(&command.join(" "));
+    let options = LiveOptions {
+        json: format == CheckFormat::Json,
+        display: Display::Silent,
+        threshold_ns: threshold,
+        command,
+        ringbuf_bytes: ringbuf_size,
+        record: output,
+        drain_timeout: Duration::from_nanos(drain_timeout),
+        run_as: sudo_user(as_root),
+        ..LiveOptions::default()
+    };
+    let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let status = check::exit_status(outcome.command_status, &outcome.report);
+    if let Some(path) = &junit
+        && let Err(e) = std::fs::write(
+            path,
+            check::junit(&shown, outcome.command_status, &outcome.report),
+        )
+    {
+        return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
+    }
+    match format {
+        CheckFormat::Json => {
+            let mut value = report::json_value(&outcome.report);
+            value["command_exit_code"] = outcome.command_status.map(command::exit_code).into();
+            value["exit_status"] = status.into();
+            println!("{value}");
+        }
+        CheckFormat::Text => {
+            println!("{}", report::text(&outcome.report).trim_end());
+            let verdict = match status {
+                check::exit::CLEAN => {
+                    "clean: the command succeeded and every child was reaped in time".to_owned()
+                }
+                check::exit::FINDINGS => {
+                    format!("FAILED: {} finding(s)", outcome.report.findings.len())
+                }
+                _ => format!(
+                    "the command failed (exit code {}); no findings",
+                    outcome.command_status.map(command::exit_code).unwrap_or(-1)
+                ),
+            };
+            println!("reaper-trace check: {verdict} (exit {status})");
+        }
+    }
+    ExitCode::from(status)
+}
+
+pub fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
+    let rows = match runtime().and_then(|rt| rt.block_on(reaper_trace::verify::run())) {
+        Ok(rows) => rows,
+        Err(e) => return fail(&e),
+    };
+    let ok = rows.iter().all(|r| r.ok);
+    if let Some(path) = &junit
+        && let Err(e) = std::fs::write(path, verify::junit(&rows))
+    {
+        return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
+    }
+    match format {
+        CheckFormat::Json => println!("{}", verify::json(&rows)),
+        CheckFormat::Text => print!("{}", verify::table(&rows)),
+    }
+    ExitCode::from(if ok { 0 } else { 1 })
+}
+
+pub fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions) -> ExitCode {
+    let name = path.display();
+    let input = match std::fs::File::open(path) {
+        Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
+        Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
+    };
+    if matches!(format, Format::Perfetto) {
+        return match timeline::export(input, std::io::stdout().lock()) {
+            Ok(truncated) => {
+                warn_truncated(path, truncated);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&anyhow::anyhow!("{name}: {e}")),
+        };
+    }
+    let replay = match replay::replay(input, &options) {
+        Ok(r) => r,
+        Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
+    };
+    warn_truncated(path, replay.truncated_at);
+    let rendered = match format {
+        Format::Json => {
+            let mut value = report::json_value(&replay.report);
+            value["truncated_at"] = replay.truncated_at.into();
+            value["records"] = replay.records.into();
+            value["kernel_release"] = replay.meta.kernel_release.clone().into();
+            value["hostname"] = replay.meta.hostname.clone().into();
+            value.to_string()
+        }
+        _ => report::text(&replay.report),
+    };
+    println!("{}", rendered.trim_end());
+    ExitCode::SUCCESS
+}
+
+pub fn warn_truncated(path: &std::path::Path, at: Option<u64>) {
+    if let Some(at) = at {
+        eprintln!(
+            "reaper-trace: warning: {} is truncated at byte {at} (no trailer: the recorder did not stop cleanly); everything before it was read",
+            path.display()
+        );
+    }
+}
+
+/// One line: the error and its causes, without newlines.
+pub fn fail(error: &anyhow::Error) -> ExitCode {
+    let message = format!("{error:#}").replace('\n', " | ");
+    eprintln!("reaper-trace: {message}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,5 @@
+//! The host around the tracer: /proc, and the command it runs.
+
+#[cfg(feature = "kernel")]
+pub mod command;
+pub mod procfs;

@@ -1,0 +1,10 @@
+//! Everything people and tools read: event lines, findings and reports,
+//! the Perfetto timeline, JUnit. Renders what the analysis concluded;
+//! decides nothing itself.
+
+pub mod check;
+pub mod events;
+pub mod junit;
+pub mod report;
+pub mod timeline;
+pub mod verify;

@@ -1,0 +1,12 @@
+//! What the kernel and /proc tell us, typed: ring-buffer records decoded
+//! into events, and the vocabulary every later stage shares.
+
+pub mod clock;
+pub mod comm;
+pub mod decode;
+pub mod escape;
+pub mod event;
+pub mod follow;
+#[cfg(test)]
+pub mod test_events;
+pub mod totals;
