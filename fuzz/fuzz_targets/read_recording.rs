@@ -12,5 +12,5 @@ use reaper_trace::{
 fuzz_target!(|data: &[u8]| {
     let options = ReplayOptions { threshold_ns: 1_000_000_000, pids: Vec::new(), comm: None };
     let _ = replay(data, &options);
-    let _ = timeline::export(data, std::io::sink());
+    let _ = timeline::export(data, std::io::sink(), &options);
 });

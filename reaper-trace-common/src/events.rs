@@ -17,6 +17,23 @@ pub mod kind {
     pub const FORK_FAILED: u32 = 11;
     /// One past the largest kind: the size of the per-kind loss counters.
     pub const COUNT: u32 = 12;
+
+    /// Each kind's stable name (index = kind number), as JSON, totals and
+    /// loss counts print it.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "unknown",
+        "fork",
+        "exec",
+        "exit",
+        "signal_generate",
+        "signal_deliver",
+        "process_wait",
+        "wait_enter",
+        "wait_exit",
+        "free",
+        "sigaction",
+        "fork_failed",
+    ];
 }
 
 /// Starts every record.

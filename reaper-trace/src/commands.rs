@@ -132,7 +132,7 @@ pub fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
     if matches!(format, Format::Perfetto) {
-        return match timeline::export(input, std::io::stdout().lock()) {
+        return match timeline::export(input, std::io::stdout().lock(), &options) {
             Ok(truncated) => {
                 warn_truncated(path, truncated);
                 ExitCode::SUCCESS

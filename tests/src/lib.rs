@@ -207,15 +207,123 @@ pub fn trace_scenario(args: &[&str]) -> Trace {
     trace_scenario_with(&[], args)
 }
 
-/// `reaper-trace live --json <options> -- scenario <args>`.
+/// `reaper-trace live --json <options> -- scenario <args>`. The run is also
+/// recorded, and the recording's timeline is checked against its report
+/// ([`assert_timeline_agrees`]), so every scenario the kernel tests run
+/// proves the two outputs draw the same reaps.
 pub fn trace_scenario_with(options: &[&str], args: &[&str]) -> Trace {
+    let recording = temp_path(&format!("scenario-{}", args.join("-")));
+    let trace = trace_scenario_recorded(options, args, &recording);
+    let _ = std::fs::remove_file(&recording);
+    trace
+}
+
+/// [`trace_scenario_with`], keeping the recording at `recording`.
+pub fn trace_scenario_recorded(
+    options: &[&str],
+    args: &[&str],
+    recording: &std::path::Path,
+) -> Trace {
     let mut cmd = Command::new(tool());
     cmd.args(["live", "--json"])
         .args(options)
+        .arg("--record")
+        .arg(recording)
         .arg("--")
         .arg(scenario_bin())
         .args(args);
-    run_to_end(cmd)
+    let trace = run_to_end(cmd);
+    if trace.status.success() {
+        assert_timeline_agrees(recording);
+    }
+    trace
+}
+
+/// A fresh path under the temp directory, unique to this test process.
+pub fn temp_path(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir().join(format!(
+        "reaper-trace-test-{}-{n}-{safe}.rtrace",
+        std::process::id()
+    ))
+}
+
+/// `reaper-trace report FILE <args>`: stdout, with a successful exit.
+pub fn report_output(file: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(tool())
+        .arg("report")
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run reaper-trace report");
+    assert!(
+        out.status.success(),
+        "report {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 report")
+}
+
+/// The timeline (`report --format perfetto`) draws exactly the reaps the
+/// report states: every finding about an exit seen in the trace has a
+/// ZOMBIE slice on its process's track, starting at the exit and lasting
+/// its latency; and every ZOMBIE slice longer than the threshold (1 s) is a
+/// finding. Returns the timeline's events.
+pub fn assert_timeline_agrees(recording: &std::path::Path) -> Vec<Value> {
+    let report: Value =
+        serde_json::from_str(&report_output(recording, &["--format", "json"])).expect("JSON");
+    let timeline: Value =
+        serde_json::from_str(&report_output(recording, &["--format", "perfetto"]))
+            .expect("timeline JSON");
+    let events = timeline["traceEvents"]
+        .as_array()
+        .expect("traceEvents")
+        .clone();
+    let zombies: Vec<(i64, f64, f64)> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"].as_str().is_some_and(|n| n.starts_with("ZOMBIE")))
+        .map(|e| {
+            (
+                int(&e["pid"]),
+                e["ts"].as_f64().expect("ts"),
+                e["dur"].as_f64().expect("dur"),
+            )
+        })
+        .collect();
+    let findings = report["findings"].as_array().expect("findings");
+    // Within a microsecond: the timeline is in µs, the report in ns.
+    let close = |us: f64, ns: i64| (us * 1000.0 - ns as f64).abs() <= 1000.0;
+    for f in findings.iter().filter(|f| !f["exited_at_ns"].is_null()) {
+        let (pid, exited, latency) = (
+            int(&f["pid"]),
+            int(&f["exited_at_ns"]),
+            int(&f["latency_ns"]),
+        );
+        let slice = zombies
+            .iter()
+            .find(|(p, ts, _)| *p == pid && close(*ts, exited));
+        let Some((_, _, dur)) = slice else {
+            panic!("finding {f} has no ZOMBIE slice; slices: {zombies:?}")
+        };
+        assert!(
+            close(*dur, latency),
+            "finding for {pid}: the report says {latency} ns, the timeline {dur} µs"
+        );
+    }
+    for (pid, ts, dur) in zombies.iter().filter(|(_, _, dur)| *dur > 1e6) {
+        assert!(
+            findings.iter().any(|f| int(&f["pid"]) == *pid
+                && !f["exited_at_ns"].is_null()
+                && close(*ts, int(&f["exited_at_ns"]))),
+            "a {dur} µs ZOMBIE slice of {pid} at {ts} that the report does not list: {findings:#?}"
+        );
+    }
+    events
 }
 
 /// A list of pids from a TRUTH field.

@@ -311,3 +311,94 @@ fn zombie_older_than_the_trace_is_reported() {
     assert_eq!(findings[0]["resolution"], "zombie");
     assert_eq!(int(&findings[0]["parent_pid"]), parent);
 }
+
+#[test]
+fn wnowait_peek_is_not_a_reap_in_the_report_nor_the_timeline() {
+    kernel_test!();
+    let file = temp_path("peek");
+    let t = trace_scenario_recorded(&[], &["peek", "1500"], &file);
+    assert_clean(&t);
+    let truth = t.truth("child");
+    let child = int(&truth["child"]);
+    assert_eq!(int(&truth["peeked"]), child);
+    assert_eq!(truth["zombie_after_peek"], true, "WNOWAIT left the zombie");
+    let peek = t.one("wait_exit", "the WNOWAIT peek", |e| {
+        int(&e["reaped_pid"]) == child && int(&e["options"]) & i64::from(libc::WNOWAIT) != 0
+    });
+    assert_eq!(peek["syscall"], "waitid");
+    let findings = t.findings_for(&[child]);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = findings[0];
+    assert_eq!(
+        (&f["kind"], &f["resolution"]),
+        (&"unreaped".into(), &"adopted".into())
+    );
+    assert!(int(&f["latency_ns"]) >= 1_500_000_000, "{f}");
+    assert_ne!(f["reaped_by_pid"], truth["parent"]);
+
+    // The timeline agrees with the report (checked by the harness), and
+    // draws the peek as a peek, never as a reap by the parent.
+    let timeline = assert_timeline_agrees(&file);
+    let _ = std::fs::remove_file(&file);
+    let parent = int(&truth["parent"]);
+    let names: Vec<&str> = timeline
+        .iter()
+        .filter(|e| e["ph"] == "i" && int(&e["pid"]) == parent)
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("waitid(") && n.contains("WNOWAIT: not reaped")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains(&format!("reaps {child}"))),
+        "{names:?}"
+    );
+    let zombie = timeline
+        .iter()
+        .find(|e| e["ph"] == "X" && e["name"] == "ZOMBIE" && int(&e["pid"]) == child)
+        .expect("a ZOMBIE slice for the peeked child");
+    assert!(zombie["dur"].as_f64().unwrap() >= 1.5e6, "{zombie}");
+    assert_eq!(zombie["args"]["reap_kind"], "adopted");
+}
+
+#[test]
+fn a_stopped_childs_wait_is_not_a_reap() {
+    kernel_test!();
+    let out = std::process::Command::new(tool())
+        .args(["live", "--"])
+        .arg(scenario_bin())
+        .args(["stopped", "1200"])
+        .output()
+        .expect("run reaper-trace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let truth: serde_json::Value = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("TRUTH "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .expect("TRUTH");
+    let child = int(&truth["child"]);
+    assert_eq!(int(&truth["reaped"]), child);
+    let stop =
+        format!("Wait4 pid {child} options WUNTRACED -> {child} stopped by SIGSTOP: not reaped");
+    let reap = format!("Wait4 pid {child} options 0 -> reaps {child} (exited 0)");
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(&stop)).count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(&reap)).count(),
+        1,
+        "{stdout}"
+    );
+    // Reaped 1.2 s after its exit: late, by its parent.
+    assert!(
+        stdout.contains(&format!("!! finding late_reap {child} (scenario) exited 0")),
+        "{stdout}"
+    );
+}

@@ -12,12 +12,6 @@ use reaper_trace_tests::*;
 use serde_json::Value;
 
 /// A fresh path in a directory of this test's own.
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("reaper-trace-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{name}.rtrace"))
-}
-
 /// `reaper-trace report FILE <args>`: (exit code, stdout, stderr).
 fn report(file: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(tool())
@@ -50,10 +44,7 @@ fn first_block_offset(bytes: &[u8]) -> Option<usize> {
 /// `live --no-events --record FILE -- scenario <args>`, into a fresh file.
 fn record_scenario(name: &str, scenario: &[&str]) -> (PathBuf, Trace) {
     let file = temp_path(name);
-    let t = trace_scenario_with(
-        &["--no-events", "--record", file.to_str().unwrap()],
-        scenario,
-    );
+    let t = trace_scenario_recorded(&["--no-events"], scenario, &file);
     (file, t)
 }
 

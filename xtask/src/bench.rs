@@ -62,33 +62,20 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(Cost, i64)> {
     ))
 }
 
-/// CPU seconds a live process has used so far.
+/// CPU seconds a live process has used so far (utime + stime).
 fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let Ok(stat) = procfs::process::Process::new(pid as i32).and_then(|p| p.stat()) else {
+        return 0.0;
     };
-    (get(11) + get(12)) / ticks
+    (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
 }
 
 /// Peak RSS (VmHWM, KiB) of a live process.
 fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.vmhwm)
         .unwrap_or(0)
 }
 

@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 
-use super::{lifecycle::ExitFacts, parent::ParentFacts};
-use crate::{
-    output::events::{sa_flags, seconds},
-    trace::event::{Disposition, flags::WNOHANG},
+use super::{facts::ExitFacts, parent::ParentFacts};
+use crate::trace::{
+    escape::escape,
+    event::{Disposition, SignalResult},
+    names::{errno_name, sa_flags, seconds, wait_options},
 };
 
 /// One diagnosis item. `code` is stable (docs/findings.md); `text` is for people.
@@ -34,18 +35,6 @@ fn since_exit(exit: &ExitFacts, t: u64) -> String {
         Some(e) if t >= e => format!("{} after the exit", seconds(t - e)),
         Some(e) => format!("{} before the exit", seconds(e - t)),
         None => "during the trace".into(),
-    }
-}
-
-fn errno_name(errno: i32) -> String {
-    match errno {
-        11 => "EAGAIN".into(),
-        12 => "ENOMEM".into(),
-        1 => "EPERM".into(),
-        28 => "ENOSPC".into(),
-        38 => "ENOSYS".into(),
-        22 => "EINVAL".into(),
-        other => format!("errno {other}"),
     }
 }
 
@@ -82,6 +71,12 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
                 "parent {p} exited {} without reaping it{adopter}",
                 since_exit(exit, t)
             ),
+        ));
+    }
+    if let Some(tracer) = exit.collected_by_tracer {
+        out.push(diag(
+            "collected_by_tracer",
+            format!("its tracer {tracer} (ptrace) collected the exit with its own wait, which does not reap: the child went back to parent {p} to be reaped"),
         ));
     }
     if let (Some(t), None) = (facts.leader_exited_ns, facts.exited_ns) {
@@ -126,14 +121,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             .threads
             .iter()
             .filter(|t| t.state == 'D')
-            .map(|t| {
-                format!(
-                    "{} ({}) at {}",
-                    t.tid,
-                    crate::trace::escape::escape(&t.comm),
-                    crate::trace::escape::escape(&t.wchan)
-                )
-            })
+            .map(|t| format!("{} ({}) at {}", t.tid, escape(&t.comm), escape(&t.wchan)))
             .collect();
         if !stuck.is_empty() {
             out.push(diag(
@@ -156,7 +144,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
                     if t.wchan.is_empty() {
                         "-".into()
                     } else {
-                        crate::trace::escape::escape(&t.wchan)
+                        escape(&t.wchan)
                     }
                 )
             })
@@ -229,9 +217,9 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
     }
     if let Some(s) = sent {
         let result = match s.result {
-            crate::trace::event::SignalResult::Delivered => "queued",
-            crate::trace::event::SignalResult::Ignored => "discarded as ignored",
-            crate::trace::event::SignalResult::AlreadyPending => "merged into one already pending",
+            SignalResult::Delivered => "queued",
+            SignalResult::Ignored => "discarded as ignored",
+            SignalResult::AlreadyPending => "merged into one already pending",
             _ => "lost",
         };
         out.push(diag(
@@ -292,7 +280,7 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
                 } else {
                     format!("pid {pid}")
                 },
-                crate::output::events::wait_options(*options),
+                wait_options(*options),
                 since_exit(ctx.exit, *since)
             ),
         ));
@@ -304,13 +292,13 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
                 "parent {p}'s first wait call after the exit came {} later (pid {}, options {})",
                 seconds(first.time_ns - exited),
                 first.pid,
-                crate::output::events::wait_options(first.options)
+                wait_options(first.options)
             ),
         ));
     }
     let empty_polls = after
         .iter()
-        .filter(|w| w.options & WNOHANG != 0 && w.ret == 0)
+        .filter(|w| w.options & libc::WNOHANG != 0 && w.ret == 0)
         .count();
     if empty_polls > 0 {
         out.push(diag(

@@ -48,6 +48,18 @@ pub struct Reap {
     pub kind: ReapKind,
 }
 
+/// How one exited process's lifecycle ended: the analyzer's conclusion,
+/// which the timeline draws rather than deciding again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub pid: u32,
+    /// With `pid`, the process's identity (0 when unknown).
+    pub start_ns: u64,
+    /// `None` for a zombie that predates the trace.
+    pub exited_at_ns: Option<u64>,
+    pub reap: Reap,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
     pub kind: FindingKind,

@@ -11,59 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{
     diagnosis::{self, DiagContext},
+    facts::{ExitFacts, SigchldFacts},
     findings::*,
-    parent::{DispositionChange, ParentFacts, ParentProbe, WaitCall},
+    parent::{DispositionChange, ParentFacts, WaitCall},
+    reap::{self, Collector, Release, WaitResult},
 };
-use crate::{
-    trace::comm::Comm,
-    trace::event::{
-        Disposition, Event, EventData, SignalResult, WaitSyscall,
-        flags::{SA_NOCLDWAIT, WNOWAIT},
-    },
+use crate::trace::{
+    comm::Comm,
+    event::{Event, EventData, SignalResult, WaitSyscall},
+    host_facts::{ParentProbe, SeedProcess},
 };
-
-const SIGCHLD: i32 = 17;
-
-/// A process found in /proc when tracing started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SeedProcess {
-    pub pid: u32,
-    pub ppid: u32,
-    pub comm: Comm,
-    pub zombie: bool,
-}
-
-/// A SIGCHLD caused by a child's exit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SigchldFacts {
-    pub time_ns: u64,
-    pub target_tgid: u32,
-    pub target_tid: u32,
-    pub result: SignalResult,
-    pub disposition: Disposition,
-    pub handler: u64,
-    pub sa_flags: u64,
-    pub blocked: bool,
-}
-
-/// A process's exit and what followed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitFacts {
-    /// `None` for a zombie found at start-up.
-    pub time_ns: Option<u64>,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub core_dumped: bool,
-    pub exit_signal: i32,
-    /// The parent when it exited: the one expected to reap it.
-    pub parent: u32,
-    pub sigchld: Vec<SigchldFacts>,
-    /// Where it was reparented after its parent died, if seen.
-    pub adopted_by: Option<u32>,
-    /// The parent's SIGCHLD disposition and flags when it exited.
-    pub parent_disposition: Option<(Disposition, u64)>,
-    pub reap: Option<Reap>,
-}
 
 #[derive(Clone, Debug, Default)]
 struct Proc {
@@ -87,6 +44,9 @@ pub struct Analyzer {
     findings: Vec<Finding>,
     notices: Vec<Notice>,
     summary: Summary,
+    /// Every lifecycle's end, for outputs that draw them all (the timeline);
+    /// `None` unless asked for.
+    verdicts: Option<Vec<Verdict>>,
 }
 
 impl Analyzer {
@@ -98,7 +58,23 @@ impl Analyzer {
             findings: Vec::new(),
             notices: Vec::new(),
             summary: Summary::default(),
+            verdicts: None,
         }
+    }
+
+    /// Also keep a [`Verdict`] for every reaped process, taken with
+    /// [`Analyzer::drain_verdicts`].
+    pub fn with_verdicts(mut self) -> Analyzer {
+        self.verdicts = Some(Vec::new());
+        self
+    }
+
+    /// Takes the verdicts reached since the last call.
+    pub fn drain_verdicts(&mut self) -> Vec<Verdict> {
+        self.verdicts
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Processes (and zombies) that exist before tracing starts.
@@ -107,18 +83,7 @@ impl Analyzer {
             let proc = self.procs.entry(seed.pid).or_default();
             proc.comm = seed.comm;
             if seed.zombie {
-                proc.exit = Some(ExitFacts {
-                    time_ns: None,
-                    exit_code: None,
-                    signal: None,
-                    core_dumped: false,
-                    exit_signal: SIGCHLD,
-                    parent: seed.ppid,
-                    sigchld: Vec::new(),
-                    adopted_by: None,
-                    parent_disposition: None,
-                    reap: None,
-                });
+                proc.exit = Some(ExitFacts::predating(seed.ppid));
                 self.procs.entry(seed.ppid).or_default().open_children += 1;
                 self.row(seed.ppid).exits += 1;
             }
@@ -186,15 +151,17 @@ impl Analyzer {
                     });
                 }
             }
-            EventData::SignalGenerate(s) if s.sig == SIGCHLD => self.sigchld(event, s),
-            EventData::SignalDeliver(d) if d.sig == SIGCHLD => {
+            EventData::SignalGenerate(s) if s.sig == reaper_trace_common::SIGCHLD => {
+                self.sigchld(event, s)
+            }
+            EventData::SignalDeliver(d) if d.sig == reaper_trace_common::SIGCHLD => {
                 self.procs
                     .entry(event.tgid)
                     .or_default()
                     .facts
                     .sigchld_delivered += 1;
             }
-            EventData::Sigaction(s) if s.sig == SIGCHLD => {
+            EventData::Sigaction(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 self.procs
                     .entry(event.tgid)
                     .or_default()
@@ -253,6 +220,7 @@ impl Analyzer {
             parent: x.real_parent_tgid,
             sigchld: Vec::new(),
             adopted_by: None,
+            collected_by_tracer: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
         });
@@ -281,6 +249,15 @@ impl Analyzer {
         let Ok(child_pid) = u32::try_from(s.si_pid) else {
             return;
         };
+        let Some(parent) = self
+            .procs
+            .get(&child_pid)
+            .and_then(|c| c.exit.as_ref())
+            .map(|e| e.parent)
+        else {
+            return;
+        };
+        let parent_gone = self.parent_gone(child_pid);
         let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else {
             return;
         };
@@ -294,9 +271,8 @@ impl Analyzer {
             sa_flags: s.target_sa_flags,
             blocked: s.target_blocked,
         });
-        if s.target_tgid != exit.parent {
-            // Sent while reparenting a zombie: the new parent is its reaper now.
-            exit.adopted_by = Some(s.target_tgid);
+        if let Some(adopter) = reap::adopted_by_signal(s.target_tgid, parent, parent_gone) {
+            exit.adopted_by = Some(adopter);
         }
     }
 
@@ -313,27 +289,24 @@ impl Analyzer {
             ret: w.ret,
             reaped: w.reaped_pid,
         });
-        let reaped_exit = match w.syscall {
-            // Low 7 bits 0x7f: stopped, not exited. A wait begun before
-            // tracing has no status: take it as a reap, as most are.
-            WaitSyscall::Wait4 => w.ret > 0 && (!w.args_known || w.status & 0x7f != 0x7f),
-            // CLD_EXITED, CLD_KILLED, CLD_DUMPED.
-            WaitSyscall::Waitid => w.ret == 0 && (1..=3).contains(&w.si_code),
-        };
-        if !reaped_exit || w.options & WNOWAIT != 0 || w.reaped_pid <= 0 {
+        let Some(child_pid) = WaitResult::of(w).collected_exit() else {
             return;
-        }
-        let child_pid = w.reaped_pid as u32;
+        };
+        let child_pid = child_pid as u32;
+        let parent_gone = self.parent_gone(child_pid);
         let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else {
             return;
         };
         if exit.reap.is_some() {
             return;
         }
-        let kind = if event.tgid == exit.parent {
-            ReapKind::Wait
-        } else {
-            ReapKind::Adopted
+        let kind = match reap::collector(event.tgid, exit.parent, exit.adopted_by, parent_gone) {
+            Collector::Parent => ReapKind::Wait,
+            Collector::Adopter => ReapKind::Adopted,
+            Collector::Tracer => {
+                exit.collected_by_tracer = Some(event.tgid);
+                return;
+            }
         };
         exit.reap = Some(Reap {
             time_ns: event.time_ns,
@@ -361,37 +334,31 @@ impl Analyzer {
         if exit.reap.is_some() {
             return;
         }
-        // Released without a wait we saw: at exit (autoreap: the parent
-        // ignored SIGCHLD or set SA_NOCLDWAIT when it exited), or by the
-        // reaper it went to after its parent died.
         let autoreap = exit
             .parent_disposition
-            .is_some_and(|(d, flags)| d == Disposition::Ignore || flags & SA_NOCLDWAIT != 0);
-        let parent_died = self
-            .procs
-            .get(&exit.parent)
-            .and_then(|p| p.facts.exited_ns)
-            .is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e));
-        let reap = if autoreap {
-            Reap {
+            .is_some_and(|(d, flags)| reap::autoreaps(d, flags));
+        let release = reap::release_without_wait(
+            autoreap,
+            exit.adopted_by.is_some(),
+            self.parent_gone(event.tgid),
+        );
+        let reap = match release {
+            Release::Autoreap => Reap {
                 time_ns: exit.time_ns.unwrap_or(event.time_ns),
                 by_pid: Some(exit.parent),
                 kind: ReapKind::Autoreap,
-            }
-        } else if exit.adopted_by.is_some() || parent_died {
-            Reap {
+            },
+            Release::Adopted => Reap {
                 time_ns: event.time_ns,
                 by_pid: exit.adopted_by,
                 kind: ReapKind::Adopted,
-            }
-        } else {
-            // The parent reaped it with a wait the trace did not show (a
-            // waitid begun before tracing): no later than this free.
-            Reap {
+            },
+            // No later than this free.
+            Release::UnseenWait => Reap {
                 time_ns: event.time_ns,
                 by_pid: Some(exit.parent),
                 kind: ReapKind::Wait,
-            }
+            },
         };
         if let Some(exit) = self
             .procs
@@ -412,6 +379,14 @@ impl Analyzer {
             return;
         };
         let Some(reap) = exit.reap else { return };
+        if let Some(verdicts) = &mut self.verdicts {
+            verdicts.push(Verdict {
+                pid,
+                start_ns: proc.start_ns,
+                exited_at_ns: exit.time_ns,
+                reap,
+            });
+        }
         let latency = exit.time_ns.map(|t| reap.time_ns.saturating_sub(t));
         match reap.kind {
             ReapKind::Wait => {
@@ -528,35 +503,55 @@ impl Analyzer {
         }
     }
 
-    /// Announces exits that have waited past the threshold. `probe` reads
-    /// /proc facts about a live parent (live mode); replay passes one that
-    /// returns `None`.
-    pub fn tick(&mut self, now_ns: u64, probe: &mut dyn FnMut(u32) -> Option<ParentProbe>) {
-        let due: Vec<u32> = self
-            .procs
+    /// Whether the parent `pid` had at its exit has died since.
+    fn parent_gone(&self, pid: u32) -> bool {
+        let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
+            return false;
+        };
+        self.procs
+            .get(&exit.parent)
+            .and_then(|p| p.facts.exited_ns)
+            .is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e))
+    }
+
+    /// Exits unreaped past the threshold and not yet announced.
+    fn overdue(&self, now_ns: u64) -> impl Iterator<Item = (u32, &ExitFacts)> {
+        self.procs
             .iter()
             .filter(|(_, p)| !p.announced)
-            .filter_map(|(&pid, p)| {
+            .filter_map(move |(&pid, p)| {
                 let exit = p.exit.as_ref()?;
                 let overdue = exit
                     .time_ns
                     .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
-                (exit.reap.is_none() && overdue).then_some(pid)
+                (exit.reap.is_none() && overdue).then_some((pid, exit))
+            })
+    }
+
+    /// The live parents whose /proc state is worth reading now: those with an
+    /// exit about to be announced as overdue. The caller reads /proc (live)
+    /// and hands the answers to [`Analyzer::attach_probe`] before
+    /// [`Analyzer::announce_overdue`].
+    pub fn due_probes(&self, now_ns: u64) -> Vec<u32> {
+        let mut parents: Vec<u32> = self
+            .overdue(now_ns)
+            .map(|(_, exit)| exit.parent)
+            .filter(|parent| {
+                self.procs
+                    .get(parent)
+                    .is_none_or(|p| p.facts.exited_ns.is_none())
             })
             .collect();
+        parents.sort_unstable();
+        parents.dedup();
+        parents
+    }
+
+    /// Announces exits that have waited past the threshold (`Pending`
+    /// notices), each once.
+    pub fn announce_overdue(&mut self, now_ns: u64) {
+        let due: Vec<u32> = self.overdue(now_ns).map(|(pid, _)| pid).collect();
         for pid in due {
-            let parent = self.procs[&pid]
-                .exit
-                .as_ref()
-                .map(|e| e.parent)
-                .unwrap_or(0);
-            let parent_alive = self
-                .procs
-                .get(&parent)
-                .is_none_or(|p| p.facts.exited_ns.is_none());
-            if parent_alive && let Some(facts) = probe(parent) {
-                self.procs.entry(parent).or_default().facts.probe = Some(facts);
-            }
             if let Some(p) = self.procs.get_mut(&pid) {
                 p.announced = true;
             }

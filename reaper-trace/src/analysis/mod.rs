@@ -3,15 +3,16 @@
 //! feed the same code.
 
 pub mod diagnosis;
+pub mod facts;
 pub mod findings;
 pub mod lifecycle;
 pub mod parent;
+pub mod reap;
 
 pub use findings::{
-    Finding, FindingKind, Notice, ParentRow, Reap, ReapKind, Report, Resolution, Summary,
+    Finding, FindingKind, Notice, ParentRow, Reap, ReapKind, Report, Resolution, Summary, Verdict,
 };
-pub use lifecycle::{Analyzer, SeedProcess};
-pub use parent::{ParentProbe, ThreadProbe};
+pub use lifecycle::Analyzer;
 
 #[cfg(test)]
 mod tests;

@@ -4,9 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::trace::event::{Disposition, WaitSyscall};
+use crate::trace::{
+    event::{Disposition, WaitSyscall},
+    host_facts::ParentProbe,
+};
 
 /// How many recent waits to keep per parent.
 const WAIT_HISTORY: usize = 32;
@@ -32,27 +35,6 @@ pub struct WaitCall {
     pub options: i32,
     pub ret: i64,
     pub reaped: i32,
-}
-
-/// One thread of a parent, as /proc showed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ThreadProbe {
-    pub tid: u32,
-    pub comm: String,
-    pub state: char,
-    pub wchan: String,
-}
-
-/// /proc facts about a parent, read when a finding is made (live only).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParentProbe {
-    pub threads: Vec<ThreadProbe>,
-    /// A signalfd whose mask holds SIGCHLD.
-    pub signalfd_sigchld: bool,
-    /// SIGCHLD in the process's blocked/ignored/caught sets.
-    pub sigchld_blocked: bool,
-    pub sigchld_ignored: bool,
-    pub sigchld_caught: bool,
 }
 
 #[derive(Clone, Debug, Default)]

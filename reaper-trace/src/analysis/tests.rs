@@ -1,7 +1,12 @@
 //! Made-up event sequences through the analyzer.
 
 use super::*;
-use crate::{trace::comm::Comm, trace::event::*, trace::test_events as b};
+use crate::trace::{
+    comm::Comm,
+    event::*,
+    host_facts::{ParentProbe, SeedProcess},
+    test_events as b,
+};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;
@@ -342,12 +347,13 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
             zombie: false,
         },
     ]);
-    let mut probes = 0;
-    a.tick(S, &mut |_| {
-        probes += 1;
-        Some(ParentProbe::default())
-    });
-    a.tick(2 * S, &mut |_| None);
+    assert_eq!(a.due_probes(S), vec![10]);
+    a.attach_probe(10, ParentProbe::default());
+    a.announce_overdue(S);
+    // Announced once: nothing is due any more.
+    assert!(a.due_probes(2 * S).is_empty());
+    a.announce_overdue(2 * S);
+    let probes = 1;
     let pending: Vec<_> = a
         .drain_notices()
         .into_iter()

@@ -1,9 +1,11 @@
 //! `reaper-trace live` and `record`: trace, analyse as events arrive, and
 //! optionally write a recording that `report` reads later.
 
+mod setup;
+mod sink;
+
 use std::{
-    collections::{HashSet, VecDeque},
-    io::{BufWriter, Write},
+    io::Write,
     os::fd::{AsRawFd, RawFd},
     path::PathBuf,
     time::Duration,
@@ -17,32 +19,20 @@ use tokio::{
 };
 
 use crate::{
-    analysis::{Analyzer, SeedProcess},
+    analysis::{Analyzer, Report},
     host::command::{self, ReaperEvent},
-    host::procfs,
-    kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
-    output::events,
     output::report,
-    recording::{
-        Meta, SeedEntry, Trailer,
-        file::{Recorder, machine_meta},
-        format::user_kind,
-        writer::user_record,
+    recording::Trailer,
+    trace::{
+        clock,
+        event::Event,
+        totals::{ForkFailures, Totals},
     },
-    trace::clock::{self, ClockRef},
-    trace::comm::Comm,
-    trace::decode::decode,
-    trace::event::{Event, EventData},
-    trace::totals::{ForkFailures, KIND_NAMES, Totals},
 };
 
 /// How long to wait, once the traced command's tree is gone, for the last
 /// `free` events (they trail the reap by an RCU grace period).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
-/// How long after a followed process's last free its tgid stays in the
-/// kernel's follow map (RCU grace periods take ~10-20 ms here).
-const UNFOLLOW_DELAY_NS: u64 = 1_000_000_000;
 
 /// What goes to stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +52,7 @@ pub struct Outcome {
     /// The command's pid and wait status, when one was run (and reaped).
     pub command_pid: Option<u32>,
     pub command_status: Option<i32>,
-    pub report: crate::analysis::Report,
+    pub report: Report,
     pub totals: Totals,
     /// Every event, when `capture` was asked for.
     pub events: Vec<Event>,
@@ -129,210 +119,19 @@ impl AsRawFd for RingFd {
     }
 }
 
-/// Where each record goes: the recording, the analyzer, and stdout.
-struct Sink {
-    json: bool,
-    display: Display,
-    analyzer: Analyzer,
-    recorder: Option<Recorder>,
-    clock: ClockRef,
-    out: BufWriter<std::io::Stdout>,
-    totals: Totals,
-    /// Processes that exited and have not been freed yet.
-    unfreed: HashSet<u32>,
-    /// Followed processes that are gone, with when to stop following them.
-    /// Not at once: RCU may run a thread's free after its leader's.
-    to_unfollow: VecDeque<(u32, u64)>,
-    lost: u64,
-    captured: Option<Vec<Event>>,
-    /// Reused for every rendered line.
-    line: String,
-}
-
-impl Sink {
-    fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        if let Some(recorder) = &mut self.recorder {
-            recorder.push(bytes)?;
-        }
-        match decode(bytes) {
-            Ok(event) => self.event(&event),
-            Err(_) => self.totals.undecodable += 1,
-        }
-        Ok(())
-    }
-
-    fn event(&mut self, event: &Event) {
-        self.totals.count(event.data.kind_name());
-        match &event.data {
-            EventData::Exit(x) if x.group_dead => {
-                self.unfreed.insert(event.tgid);
-            }
-            EventData::Free(_) if event.tid == event.tgid => {
-                self.unfreed.remove(&event.tgid);
-                if event.tid == event.tgid {
-                    self.to_unfollow
-                        .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
-                }
-            }
-            EventData::Fork(f) if !f.is_thread => {
-                // The pid was reused by a new followed process: keep it.
-                self.to_unfollow.retain(|(tgid, _)| *tgid != f.child_tgid);
-            }
-            _ => {}
-        }
-        self.analyzer.on_event(event);
-        if let Some(captured) = &mut self.captured {
-            captured.push(event.clone());
-        }
-        if self.display == Display::Everything {
-            self.line.clear();
-            if self.json {
-                self.line.push_str(&events::json_line(event));
-            } else {
-                events::write_text_line(&mut self.line, event, &self.clock);
-            }
-            self.line.push('\n');
-            let _ = self.out.write_all(self.line.as_bytes());
-        }
-    }
-
-    /// Prints what the analyzer noticed since last time.
-    fn notices(&mut self) {
-        for notice in self.analyzer.drain_notices() {
-            if matches!(self.display, Display::ReportOnly | Display::Silent) {
-                continue;
-            }
-            let line = if self.json {
-                report::notice_json(&notice)
-            } else {
-                report::notice_text(&notice)
-            };
-            let _ = writeln!(self.out, "{line}");
-        }
-    }
-
-    /// Reads every record the ring buffer holds, then flushes.
-    fn drain(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
-        while let Some(item) = tracer.events.next() {
-            self.record(&item)?;
-        }
-        self.notices();
-        let _ = self.out.flush();
-        Ok(())
-    }
-
-    /// Once a tick: losses, unfollowing, overdue exits, the recording's flush.
-    fn tick(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
-        let now = clock::monotonic_ns();
-        while let Some(&(tgid, due)) = self.to_unfollow.front()
-            && due <= now
-        {
-            tracer.unfollow(tgid);
-            self.to_unfollow.pop_front();
-        }
-        let lost: u64 = tracer.lost().iter().sum();
-        if lost != self.lost {
-            eprintln!(
-                "reaper-trace: warning: {lost} events lost so far (ring buffer full); raise --ringbuf-size"
-            );
-            self.lost = lost;
-            self.analyzer.set_lost(lost);
-            if let Some(recorder) = &mut self.recorder {
-                recorder.push(&user_record(user_kind::LOST, now, 0, &lost.to_le_bytes()))?;
-            }
-        }
-        let Sink {
-            analyzer, recorder, ..
-        } = self;
-        let mut write_error = None;
-        analyzer.tick(now, &mut |pid| {
-            let probe = procfs::probe_parent(pid)?;
-            if let Some(recorder) = recorder.as_mut() {
-                let json = serde_json::to_vec(&probe).unwrap_or_default();
-                if let Err(e) = recorder.push(&user_record(user_kind::PROBE, now, pid, &json)) {
-                    write_error = Some(e);
-                }
-            }
-            Some(probe)
-        });
-        if let Some(e) = write_error {
-            return Err(e.into());
-        }
-        self.notices();
-        if let Some(recorder) = &mut self.recorder {
-            recorder.tick()?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs until Ctrl-C/SIGTERM, `--duration`, or, with a command, until its
 /// tree is gone. Returns the process exit code.
 pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
-    let follow = follow_spec(&options)?;
-    let has_command = !options.command.is_empty();
-    if has_command {
-        command::become_subreaper().context("becoming a child subreaper")?;
-    }
-    let mut tracer = Tracer::start(&TracerOptions {
-        follow: follow.clone(),
-        ringbuf_bytes: options.ringbuf_bytes,
-        // A sixteenth of the buffer: woken well before it fills, rarely
-        // otherwise; the tick below reads whatever is there meanwhile.
-        wakeup_bytes: options.ringbuf_bytes / 16,
-        thread_events: options.thread_events,
-    })?;
-    let clock = ClockRef::now();
-    // Read /proc again now that the probes run (follow_spec read it before,
-    // to know what to follow): a zombie reaped in between must not be
-    // seeded, and one that appears from here on is traced anyway.
-    let seed = seed_processes(follow.as_ref());
-
+    let setup::Started {
+        mut tracer,
+        clock,
+        seed,
+        scope,
+        recorder,
+        command: gated,
+    } = setup::start(&options)?;
+    let command_pid = gated.as_ref().map(|c| c.pid);
     let mut reaper = None;
-    let mut command_pid = None;
-    let mut gated = None;
-    if has_command {
-        let child = command::spawn_gated(&options.command, options.run_as)?;
-        tracer.follow(child.pid)?;
-        command_pid = Some(child.pid);
-        gated = Some(child);
-    }
-    let scope = match (&follow, command_pid) {
-        (None, _) => "the whole system".to_owned(),
-        (Some(_), Some(pid)) => {
-            format!(
-                "command {} (pid {pid}) and its descendants",
-                crate::trace::escape::escape(&options.command.join(" "))
-            )
-        }
-        (Some(f), None) => describe_follow(f),
-    };
-    let recorder = match &options.record {
-        Some(path) => {
-            let (kernel_release, boot_id, hostname) = machine_meta();
-            let meta = Meta {
-                abi_version: reaper_trace_common::ABI_VERSION,
-                tool_version: env!("CARGO_PKG_VERSION").into(),
-                kernel_release,
-                boot_id,
-                hostname,
-                clock,
-                hooks: tracer.hooks.clone(),
-                scope: scope.clone(),
-                seed: seed
-                    .iter()
-                    .map(|s| SeedEntry {
-                        pid: s.pid,
-                        ppid: s.ppid,
-                        comm: String::from_utf8_lossy(s.comm.as_bytes()).into_owned(),
-                        zombie: s.zombie,
-                    })
-                    .collect(),
-            };
-            Some(Recorder::create(path, &meta)?)
-        }
-        None => None,
-    };
     if let Some(mut child) = gated {
         reaper = Some(command::spawn_reaper());
         child.release().context("starting the command")?;
@@ -356,20 +155,14 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut analyzer = Analyzer::new(options.threshold_ns);
     analyzer.seed(&seed);
-    let mut sink = Sink {
-        json: options.json,
-        display: options.display,
+    let mut sink = sink::Sink::new(
+        options.json,
+        options.display,
         analyzer,
         recorder,
         clock,
-        out: BufWriter::new(std::io::stdout()),
-        totals: Totals::default(),
-        unfreed: HashSet::new(),
-        to_unfollow: VecDeque::new(),
-        lost: 0,
-        captured: options.capture.then(Vec::new),
-        line: String::with_capacity(256),
-    };
+        options.capture,
+    );
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
     let stop_at = options.duration.map(|d| Instant::now() + d);
@@ -428,11 +221,11 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     analyzer.set_lost(sink.totals.lost);
     let report = analyzer.finish(end_ns);
     if let Some(recorder) = sink.recorder.take() {
-        let lost_by_kind = KIND_NAMES
+        let lost_by_kind = sink
+            .totals
+            .lost_by_kind
             .iter()
-            .zip(lost)
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| ((*k).to_owned(), n))
+            .map(|(kind, n)| ((*kind).to_owned(), *n))
             .collect();
         recorder.finish(Trailer {
             ended_ns: end_ns,
@@ -490,59 +283,4 @@ async fn recv(
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// The processes to follow: the named pids and comm, with the descendants
-/// they already have.
-fn follow_spec(options: &LiveOptions) -> Result<Option<FollowSpec>, SetupError> {
-    if options.pids.is_empty() && options.comm.is_none() && options.command.is_empty() {
-        return Ok(None);
-    }
-    let procs = procfs::snapshot();
-    let mut roots = Vec::new();
-    for &pid in &options.pids {
-        if !procs.iter().any(|p| p.pid == pid) {
-            return Err(SetupError::NoSuchPid(pid));
-        }
-        roots.push(pid);
-    }
-    if let Some(comm) = &options.comm {
-        roots.extend(procs.iter().filter(|p| &p.comm == comm).map(|p| p.pid));
-    }
-    Ok(Some(FollowSpec {
-        pids: procfs::with_descendants(&procs, &roots),
-        comm: options.comm.clone(),
-    }))
-}
-
-fn describe_follow(f: &FollowSpec) -> String {
-    let mut parts = Vec::new();
-    if !f.pids.is_empty() {
-        parts.push(format!(
-            "{} process(es) and their descendants",
-            f.pids.len()
-        ));
-    }
-    if let Some(comm) = &f.comm {
-        parts.push(format!(
-            "processes named {}",
-            crate::trace::escape::escape(comm)
-        ));
-    }
-    parts.join(" and ")
-}
-
-/// The processes and zombies that exist now, for the analyzer: all of them,
-/// or only the followed ones.
-fn seed_processes(follow: Option<&FollowSpec>) -> Vec<SeedProcess> {
-    procfs::snapshot()
-        .into_iter()
-        .filter(|p| follow.is_none_or(|f| f.pids.contains(&p.pid)))
-        .map(|p| SeedProcess {
-            pid: p.pid,
-            ppid: p.ppid,
-            comm: Comm::from_str_lossy(&p.comm),
-            zombie: p.state == 'Z',
-        })
-        .collect()
 }

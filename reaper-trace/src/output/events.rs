@@ -3,110 +3,14 @@
 use std::fmt::Write as _;
 
 use crate::{
-    trace::clock::ClockRef,
-    trace::escape::escape,
-    trace::event::{flags::*, *},
+    analysis::reap::{ChildStatus, WaitResult},
+    trace::{
+        clock::ClockRef,
+        escape::escape,
+        event::*,
+        names::{cld_code, errno_name, sa_flags, signal_name, wait_options},
+    },
 };
-
-/// A duration as `1.234s`.
-pub fn seconds(ns: u64) -> String {
-    format!("{:.3}s", ns as f64 / 1e9)
-}
-
-/// A signal's name, for the ones reaper-trace reports.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        16 => "SIGSTKFLT",
-        17 => "SIGCHLD",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        26 => "SIGVTALRM",
-        27 => "SIGPROF",
-        29 => "SIGIO",
-        30 => "SIGPWR",
-        31 => "SIGSYS",
-        _ => return format!("SIG{sig}"),
-    };
-    name.to_owned()
-}
-
-/// SIGCHLD's `si_code` names.
-fn cld_code(code: i32) -> String {
-    match code {
-        1 => "CLD_EXITED".into(),
-        2 => "CLD_KILLED".into(),
-        3 => "CLD_DUMPED".into(),
-        4 => "CLD_TRAPPED".into(),
-        5 => "CLD_STOPPED".into(),
-        6 => "CLD_CONTINUED".into(),
-        0 => "SI_USER".into(),
-        0x80 => "SI_KERNEL".into(),
-        other => format!("code {other}"),
-    }
-}
-
-/// `WNOHANG|WEXITED` style names of wait options.
-pub fn wait_options(options: i32) -> String {
-    let names = [
-        (WNOHANG, "WNOHANG"),
-        (WUNTRACED, "WUNTRACED"),
-        (WEXITED, "WEXITED"),
-        (WCONTINUED, "WCONTINUED"),
-        (WNOWAIT, "WNOWAIT"),
-        (WNOTHREAD, "__WNOTHREAD"),
-        (WALL, "__WALL"),
-        (WCLONE, "__WCLONE"),
-    ];
-    let mut out: Vec<String> = names
-        .iter()
-        .filter(|(bit, _)| options & bit != 0)
-        .map(|(_, n)| (*n).to_owned())
-        .collect();
-    let known = names.iter().fold(0, |acc, (bit, _)| acc | bit);
-    if options & !known != 0 {
-        out.push(format!("{:#x}", options & !known));
-    }
-    if out.is_empty() {
-        "0".into()
-    } else {
-        out.join("|")
-    }
-}
-
-/// `SA_NOCLDWAIT|SA_RESTART` style names of sigaction flags.
-pub fn sa_flags(flags: u64) -> String {
-    let names = [
-        (SA_NOCLDSTOP, "SA_NOCLDSTOP"),
-        (SA_NOCLDWAIT, "SA_NOCLDWAIT"),
-        (SA_SIGINFO, "SA_SIGINFO"),
-        (SA_RESTART, "SA_RESTART"),
-    ];
-    let out: Vec<&str> = names
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if out.is_empty() {
-        "0".into()
-    } else {
-        out.join("|")
-    }
-}
 
 fn disposition(d: Disposition, handler: u64) -> String {
     match d {
@@ -116,16 +20,46 @@ fn disposition(d: Disposition, handler: u64) -> String {
     }
 }
 
-fn wait_status(status: i32) -> String {
-    let (code, signal, core) = crate::trace::decode::split_exit_code(status);
-    match (code, signal) {
-        (Some(code), _) => format!("exited {code}"),
-        (_, Some(sig)) => format!(
+fn child_status(status: ChildStatus) -> String {
+    match status {
+        ChildStatus::Exited(code) => format!("exited {code}"),
+        ChildStatus::Killed {
+            signal,
+            core_dumped,
+        } => format!(
             "killed by {}{}",
-            signal_name(sig),
-            if core { " (core dumped)" } else { "" }
+            signal_name(signal),
+            if core_dumped { " (core dumped)" } else { "" }
         ),
-        _ => format!("status {status:#x}"),
+        ChildStatus::Stopped(signal) => format!("stopped by {}", signal_name(signal)),
+        ChildStatus::Trapped { signal, event } => {
+            format!("ptrace stop: {}, event {event}", signal_name(signal))
+        }
+        ChildStatus::Continued => "continued".into(),
+        ChildStatus::Unknown => "status unknown: the wait began before tracing".into(),
+    }
+}
+
+/// What a wait returned, in the terms of the reap rules: `reaps 12 (exited
+/// 0)` only for an exit collected without `WNOWAIT`; a peek, a stop, a
+/// ptrace trap or a continue says what it was.
+pub fn wait_outcome(w: &WaitExit) -> String {
+    let result = WaitResult::of(w);
+    match result {
+        WaitResult::Error(ret) => format!("error {}", errno_name((-ret) as i32)),
+        WaitResult::Nothing => "nothing ready".into(),
+        WaitResult::Child { pid, status, peek } => {
+            if result.collected_exit().is_some() {
+                format!("reaps {pid} ({})", child_status(status))
+            } else if peek && status.is_exit() {
+                format!(
+                    "reports {pid} ({}), WNOWAIT: not reaped",
+                    child_status(status)
+                )
+            } else {
+                format!("{pid} {}: not reaped", child_status(status))
+            }
+        }
     }
 }
 
@@ -224,35 +158,14 @@ pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
             w.upid,
             wait_options(w.options)
         ),
-        EventData::WaitExit(w) => {
-            let outcome = if w.ret < 0 {
-                format!("error {}", -w.ret)
-            } else if w.reaped_pid == 0 {
-                "nothing ready".into()
-            } else {
-                let reaps = if w.options & WNOWAIT != 0 {
-                    "reports"
-                } else {
-                    "reaps"
-                };
-                format!(
-                    "{reaps} {} ({})",
-                    w.reaped_pid,
-                    wait_status(if w.syscall == WaitSyscall::Wait4 {
-                        w.status
-                    } else {
-                        w.status << 8
-                    })
-                )
-            };
-            write!(
-                line,
-                "{:?} pid {} options {} -> {outcome}",
-                w.syscall,
-                w.upid,
-                wait_options(w.options)
-            )
-        }
+        EventData::WaitExit(w) => write!(
+            line,
+            "{:?} pid {} options {} -> {}",
+            w.syscall,
+            w.upid,
+            wait_options(w.options),
+            wait_outcome(w)
+        ),
         EventData::Free(f) => write!(line, "{} reaped (task freed)", f.comm),
         EventData::Sigaction(s) => write!(
             line,
@@ -263,8 +176,9 @@ pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
         ),
         EventData::ForkFailed(f) => write!(
             line,
-            "fork failed: errno {} (syscall {})",
-            f.errno, f.syscall_nr
+            "fork failed: {} (syscall {})",
+            errno_name(f.errno),
+            f.syscall_nr
         ),
     };
 }
@@ -340,8 +254,37 @@ mod tests {
     }
 
     #[test]
-    fn names_wait_options() {
-        assert_eq!(wait_options(WNOHANG | WALL), "WNOHANG|__WALL");
-        assert_eq!(wait_options(0), "0");
+    fn wait_lines_say_what_the_reap_rules_say() {
+        let mut w = WaitExit {
+            syscall: WaitSyscall::Wait4,
+            which: 0,
+            upid: 15892,
+            options: 0,
+            ret: 15892,
+            reaped_pid: 15892,
+            status: 0x7f,
+            si_code: 0,
+            enter_time_ns: 0,
+            args_known: true,
+        };
+        // A stopped child (0x7f low byte), once read as "killed by SIG127".
+        assert_eq!(wait_outcome(&w), "15892 stopped by SIG0: not reaped");
+        w.status = 0x137f;
+        assert_eq!(wait_outcome(&w), "15892 stopped by SIGSTOP: not reaped");
+        w.status = 0xffff;
+        assert_eq!(wait_outcome(&w), "15892 continued: not reaped");
+        w.status = 9;
+        assert_eq!(wait_outcome(&w), "reaps 15892 (killed by SIGKILL)");
+        w.syscall = WaitSyscall::Waitid;
+        w.ret = 0;
+        w.options = libc::WEXITED | libc::WNOWAIT;
+        w.si_code = libc::CLD_EXITED;
+        w.status = 3;
+        assert_eq!(
+            wait_outcome(&w),
+            "reports 15892 (exited 3), WNOWAIT: not reaped"
+        );
+        w.ret = -10;
+        assert_eq!(wait_outcome(&w), "error ECHILD");
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::{
     analysis::{Finding, FindingKind, Notice, Report, Resolution},
-    output::events::{seconds, signal_name},
+    trace::names::{seconds, signal_name},
 };
 
 fn how_it_ended(f: &Finding) -> String {

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::trace::clock::ClockRef;
+use crate::trace::{clock::ClockRef, host_facts::SeedProcess};
 
 pub const MAGIC: &[u8; 8] = b"RPTRACE\0";
 pub const VERSION: u16 = 1;
@@ -32,24 +32,6 @@ pub const MAX_META: u32 = 64 << 20;
 pub const MAX_BLOCK: u32 = 16 << 20;
 pub const MAX_TRAILER: u32 = 16 << 20;
 
-/// Userspace record kinds, beside the kernel's (`reaper_trace_common::kind`).
-pub mod user_kind {
-    /// What /proc said of a parent when a finding was announced (JSON after
-    /// the 24-byte header).
-    pub const PROBE: u32 = 0x1000;
-    /// The kernel's loss counter changed: u64 total after the header.
-    pub const LOST: u32 = 0x1001;
-}
-
-/// A process found in /proc when recording started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeedEntry {
-    pub pid: u32,
-    pub ppid: u32,
-    pub comm: String,
-    pub zombie: bool,
-}
-
 /// The file header's metadata.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -63,7 +45,7 @@ pub struct Meta {
     pub hooks: Vec<String>,
     /// What was traced: "the whole system", "command ...".
     pub scope: String,
-    pub seed: Vec<SeedEntry>,
+    pub seed: Vec<SeedProcess>,
 }
 
 /// Written when recording ends cleanly.

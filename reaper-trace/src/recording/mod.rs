@@ -7,8 +7,9 @@ pub mod file;
 pub mod format;
 pub mod reader;
 pub mod replay;
+pub mod user_record;
 pub mod writer;
 
-pub use format::{Meta, RecordingError, SeedEntry, Trailer};
+pub use format::{Meta, RecordingError, Trailer};
 pub use reader::{Item, Reader};
 pub use writer::BlockBuilder;

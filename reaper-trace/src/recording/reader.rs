@@ -327,7 +327,7 @@ mod tests {
     }
 
     fn file(blocks: &[&[&[u8]]], with_trailer: bool) -> Vec<u8> {
-        let mut out = writer::header(&meta());
+        let mut out = writer::header(&meta()).to_vec();
         for block in blocks {
             let mut b = writer::BlockBuilder::default();
             for r in *block {

@@ -1,14 +1,19 @@
-//! `reaper-trace report`: a recording through the same analysis as live.
+//! Reading a recording back through the same analysis as live: `report`,
+//! and the outputs that draw every lifecycle (the timeline) as visitors.
 
 use std::io::Read;
 
 use crate::{
-    analysis::{Analyzer, ParentProbe, Report, SeedProcess},
-    host::procfs,
-    recording::{Item, Meta, Reader, RecordingError, Trailer, format::user_kind},
-    trace::comm::Comm,
-    trace::decode::{decode, peek_kind},
-    trace::follow::Follow,
+    analysis::{Analyzer, Report, Verdict},
+    recording::{
+        Item, Meta, Reader, RecordingError, Trailer,
+        user_record::{self, UserRecord},
+    },
+    trace::{
+        decode::decode,
+        event::Event,
+        follow::{Follow, initial_pids},
+    },
 };
 
 /// What a replay found besides the report.
@@ -22,6 +27,9 @@ pub struct Replay {
     pub records: u64,
     /// Records this build could not decode (a newer kind, say).
     pub skipped: u64,
+    /// CLOCK_MONOTONIC ns when the trace ended (the trailer's, or the last
+    /// record's in a truncated file).
+    pub end_ns: u64,
 }
 
 pub struct ReplayOptions {
@@ -30,23 +38,55 @@ pub struct ReplayOptions {
     pub comm: Option<String>,
 }
 
+/// Why a replay stopped: the recording, or the output a visitor writes.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// An output fed as the replay goes: each admitted event, then each
+/// lifecycle's verdict as the analyzer reaches it.
+pub trait Visitor {
+    fn start(&mut self, _meta: &Meta) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn event(&mut self, _event: &Event) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn verdict(&mut self, _verdict: &Verdict) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Only the report.
+struct ReportOnly;
+impl Visitor for ReportOnly {}
+
 /// Reads a whole recording through the analyzer. Memory is bounded by one
 /// block plus the lifecycles in flight.
-pub fn replay(input: impl Read, options: &ReplayOptions) -> Result<Replay, RecordingError> {
+pub fn replay(input: impl Read, options: &ReplayOptions) -> Result<Replay, ReplayError> {
+    replay_with(input, options, &mut ReportOnly)
+}
+
+/// [`replay`], feeding `visitor` the events and verdicts.
+pub fn replay_with(
+    input: impl Read,
+    options: &ReplayOptions,
+    visitor: &mut dyn Visitor,
+) -> Result<Replay, ReplayError> {
     let (mut reader, meta) = Reader::open(input)?;
-    let mut follow = follow(&meta, options);
-    let mut analyzer = Analyzer::new(options.threshold_ns);
-    let seeded: Vec<SeedProcess> = meta
-        .seed
-        .iter()
-        .map(|s| SeedProcess {
-            pid: s.pid,
-            ppid: s.ppid,
-            comm: Comm::from_str_lossy(&s.comm),
-            zombie: s.zombie,
-        })
-        .collect();
-    analyzer.seed(&seeded);
+    visitor.start(&meta)?;
+    let mut follow = (!options.pids.is_empty() || options.comm.is_some()).then(|| {
+        Follow::new(
+            initial_pids(&meta.seed, &options.pids, options.comm.as_deref()),
+            options.comm.clone(),
+        )
+    });
+    let mut analyzer = Analyzer::new(options.threshold_ns).with_verdicts();
+    analyzer.seed(&meta.seed);
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
     let (mut trailer, mut truncated_at) = (None, None);
     while let Some(item) = reader.next_item()? {
@@ -54,23 +94,21 @@ pub fn replay(input: impl Read, options: &ReplayOptions) -> Result<Replay, Recor
             Item::Block => {
                 for record in reader.records() {
                     records += 1;
-                    match user_record(record) {
-                        Some((user_kind::PROBE, tgid, payload)) => {
-                            if let Ok(probe) = serde_json::from_slice::<ParentProbe>(payload) {
-                                analyzer.attach_probe(tgid, probe);
-                            }
+                    match user_record::parse(record) {
+                        Some(UserRecord::Probe { tgid, probe }) => {
+                            analyzer.attach_probe(tgid, probe)
                         }
-                        Some((user_kind::LOST, _, payload)) if payload.len() >= 8 => {
-                            analyzer.set_lost(u64::from_le_bytes(
-                                payload[..8].try_into().expect("8 bytes"),
-                            ));
-                        }
-                        Some(_) => skipped += 1,
+                        Some(UserRecord::Lost(total)) => analyzer.set_lost(total),
+                        Some(UserRecord::Unknown(_)) => skipped += 1,
                         None => match decode(record) {
                             Ok(event) => {
                                 last_ns = last_ns.max(event.time_ns);
                                 if follow.as_mut().is_none_or(|f| f.admit(&event)) {
                                     analyzer.on_event(&event);
+                                    visitor.event(&event)?;
+                                    for verdict in analyzer.drain_verdicts() {
+                                        visitor.verdict(&verdict)?;
+                                    }
                                 }
                             }
                             Err(_) => skipped += 1,
@@ -98,46 +136,6 @@ pub fn replay(input: impl Read, options: &ReplayOptions) -> Result<Replay, Recor
         truncated_at,
         records,
         skipped,
+        end_ns,
     })
-}
-
-/// A userspace record's (kind, tgid, payload), or `None` for a kernel one.
-fn user_record(record: &[u8]) -> Option<(u32, u32, &[u8])> {
-    if record.len() < 24 || peek_kind(record).is_ok() {
-        return None;
-    }
-    let word = |at: usize| {
-        u32::from_le_bytes([record[at], record[at + 1], record[at + 2], record[at + 3]])
-    };
-    let kind = word(0);
-    if kind < user_kind::PROBE {
-        return None;
-    }
-    let len = (word(4) as usize).min(record.len() - 24);
-    Some((kind, word(16), &record[24..24 + len]))
-}
-
-fn follow(meta: &Meta, options: &ReplayOptions) -> Option<Follow> {
-    if options.pids.is_empty() && options.comm.is_none() {
-        return None;
-    }
-    let procs: Vec<procfs::ProcStat> = meta
-        .seed
-        .iter()
-        .map(|s| procfs::ProcStat {
-            pid: s.pid,
-            comm: s.comm.clone(),
-            state: if s.zombie { 'Z' } else { 'S' },
-            ppid: s.ppid,
-            start_ticks: 0,
-        })
-        .collect();
-    let mut roots = options.pids.clone();
-    if let Some(comm) = &options.comm {
-        roots.extend(procs.iter().filter(|p| &p.comm == comm).map(|p| p.pid));
-    }
-    Some(Follow::new(
-        procfs::with_descendants(&procs, &roots),
-        options.comm.clone(),
-    ))
 }

@@ -1,11 +1,13 @@
 //! Building the bytes of a recording. Pure: callers write them out.
 
+use bytes::{BufMut, Bytes, BytesMut};
+
 use super::format::*;
 
 /// Records accumulated for the next block.
 #[derive(Default)]
 pub struct BlockBuilder {
-    raw: Vec<u8>,
+    raw: BytesMut,
     records: u32,
 }
 
@@ -16,8 +18,8 @@ impl BlockBuilder {
     /// Adds one record (at most 64 KiB; the kernel's are a few hundred bytes).
     pub fn push(&mut self, record: &[u8]) {
         let len = u16::try_from(record.len()).expect("records are far smaller than 64 KiB");
-        self.raw.extend_from_slice(&len.to_le_bytes());
-        self.raw.extend_from_slice(record);
+        self.raw.put_u16_le(len);
+        self.raw.put_slice(record);
         self.records += 1;
     }
 
@@ -34,59 +36,43 @@ impl BlockBuilder {
     }
 
     /// The framed, compressed block, and the builder emptied for the next.
-    pub fn take_block(&mut self) -> Vec<u8> {
+    pub fn take_block(&mut self) -> Bytes {
         let compressed = lz4_flex::block::compress(&self.raw);
-        let mut out = Vec::with_capacity(BLOCK_HEADER_LEN + compressed.len());
-        out.extend_from_slice(BLOCK_MAGIC);
-        out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(self.raw.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.records.to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&compressed);
+        let mut out = BytesMut::with_capacity(BLOCK_HEADER_LEN + compressed.len());
+        out.put_slice(BLOCK_MAGIC);
+        out.put_u32_le(compressed.len() as u32);
+        out.put_u32_le(self.raw.len() as u32);
+        out.put_u32_le(self.records);
+        out.put_u32_le(crc32fast::hash(&compressed));
+        out.put_u32_le(0);
+        out.put_slice(&compressed);
         self.raw.clear();
         self.records = 0;
-        out
+        out.freeze()
     }
 }
 
 /// The file header.
-pub fn header(meta: &Meta) -> Vec<u8> {
+pub fn header(meta: &Meta) -> Bytes {
     let json = serde_json::to_vec(meta).expect("metadata serialises");
-    let mut out = Vec::with_capacity(HEADER_LEN + json.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-    out.extend_from_slice(&json);
-    out
+    let mut out = BytesMut::with_capacity(HEADER_LEN + json.len());
+    out.put_slice(MAGIC);
+    out.put_u16_le(VERSION);
+    out.put_u16_le(0);
+    out.put_u32_le(json.len() as u32);
+    out.put_u32_le(crc32fast::hash(&json));
+    out.put_slice(&json);
+    out.freeze()
 }
 
 /// The trailer.
-pub fn trailer(trailer: &Trailer) -> Vec<u8> {
+pub fn trailer(trailer: &Trailer) -> Bytes {
     let json = serde_json::to_vec(trailer).expect("trailer serialises");
-    let mut out = Vec::with_capacity(TRAILER_HEADER_LEN + json.len());
-    out.extend_from_slice(TRAILER_MAGIC);
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&json);
-    out
-}
-
-/// A userspace record: the common 24-byte header, then `payload`, padded
-/// to a multiple of 8.
-pub fn user_record(kind: u32, time_ns: u64, tgid: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + payload.len() + 8);
-    out.extend_from_slice(&kind.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&time_ns.to_le_bytes());
-    out.extend_from_slice(&tgid.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(payload);
-    while out.len() % 8 != 0 {
-        out.push(0);
-    }
-    out
+    let mut out = BytesMut::with_capacity(TRAILER_HEADER_LEN + json.len());
+    out.put_slice(TRAILER_MAGIC);
+    out.put_u32_le(json.len() as u32);
+    out.put_u32_le(crc32fast::hash(&json));
+    out.put_u32_le(0);
+    out.put_slice(&json);
+    out.freeze()
 }

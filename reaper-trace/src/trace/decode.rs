@@ -297,6 +297,10 @@ mod tests {
         let event = decode(&bytes).expect("decodes");
         assert_eq!(event.time_ns, 1_000 + T::KIND as u64);
         assert_eq!((event.tgid, event.tid), (100, 101));
+        // One table of kind names: the ABI number, the name, and the JSON tag agree.
+        assert_eq!(event.data.kind(), T::KIND);
+        let json = serde_json::to_value(&event).expect("serialises");
+        assert_eq!(json["kind"], event.data.kind_name());
         event
     }
 

@@ -1,6 +1,7 @@
 //! Decoded events: the typed form of each ring-buffer record that the rest of
 //! the program (rendering, recording, lifecycle analysis) works with.
 
+use reaper_trace_common::kind;
 use serde::Serialize;
 
 use crate::trace::comm::Comm;
@@ -34,21 +35,26 @@ pub enum EventData {
 }
 
 impl EventData {
-    /// The stable name of the kind, as used in JSON and totals.
-    pub fn kind_name(&self) -> &'static str {
+    /// The ABI kind number this event was decoded from.
+    pub fn kind(&self) -> u32 {
         match self {
-            EventData::Fork(_) => "fork",
-            EventData::Exec(_) => "exec",
-            EventData::Exit(_) => "exit",
-            EventData::SignalGenerate(_) => "signal_generate",
-            EventData::SignalDeliver(_) => "signal_deliver",
-            EventData::ProcessWait(_) => "process_wait",
-            EventData::WaitEnter(_) => "wait_enter",
-            EventData::WaitExit(_) => "wait_exit",
-            EventData::Free(_) => "free",
-            EventData::Sigaction(_) => "sigaction",
-            EventData::ForkFailed(_) => "fork_failed",
+            EventData::Fork(_) => kind::FORK,
+            EventData::Exec(_) => kind::EXEC,
+            EventData::Exit(_) => kind::EXIT,
+            EventData::SignalGenerate(_) => kind::SIGNAL_GENERATE,
+            EventData::SignalDeliver(_) => kind::SIGNAL_DELIVER,
+            EventData::ProcessWait(_) => kind::PROCESS_WAIT,
+            EventData::WaitEnter(_) => kind::WAIT_ENTER,
+            EventData::WaitExit(_) => kind::WAIT_EXIT,
+            EventData::Free(_) => kind::FREE,
+            EventData::Sigaction(_) => kind::SIGACTION,
+            EventData::ForkFailed(_) => kind::FORK_FAILED,
         }
+    }
+
+    /// The stable name of the kind (`kind::NAMES`), as used in JSON and totals.
+    pub fn kind_name(&self) -> &'static str {
+        kind::NAMES[self.kind() as usize]
     }
 }
 
@@ -223,20 +229,4 @@ pub struct Sigaction {
 pub struct ForkFailed {
     pub syscall_nr: i32,
     pub errno: i32,
-}
-
-/// `wait` options and `sa_flags` bits, for rendering.
-pub mod flags {
-    pub const WNOHANG: i32 = 1;
-    pub const WUNTRACED: i32 = 2;
-    pub const WEXITED: i32 = 4;
-    pub const WCONTINUED: i32 = 8;
-    pub const WNOWAIT: i32 = 0x0100_0000;
-    pub const WNOTHREAD: i32 = 0x2000_0000;
-    pub const WALL: i32 = 0x4000_0000;
-    pub const WCLONE: i32 = 0x8000_0000u32 as i32;
-    pub const SA_NOCLDSTOP: u64 = 1;
-    pub const SA_NOCLDWAIT: u64 = 2;
-    pub const SA_SIGINFO: u64 = 4;
-    pub const SA_RESTART: u64 = 0x1000_0000;
 }

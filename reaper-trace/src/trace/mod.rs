@@ -7,6 +7,8 @@ pub mod decode;
 pub mod escape;
 pub mod event;
 pub mod follow;
+pub mod host_facts;
+pub mod names;
 #[cfg(test)]
 pub mod test_events;
 pub mod totals;

@@ -5,22 +5,6 @@ use std::collections::BTreeMap;
 use reaper_trace_common::kind;
 use serde::Serialize;
 
-/// Kind names in ABI order (index = kind number).
-pub const KIND_NAMES: [&str; kind::COUNT as usize] = [
-    "unknown",
-    "fork",
-    "exec",
-    "exit",
-    "signal_generate",
-    "signal_deliver",
-    "process_wait",
-    "wait_enter",
-    "wait_exit",
-    "free",
-    "sigaction",
-    "fork_failed",
-];
-
 /// Events seen and lost, per kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -48,7 +32,7 @@ impl Totals {
     /// Replaces the loss figures with the kernel's counters.
     pub fn set_lost(&mut self, lost: &[u64; kind::COUNT as usize]) {
         self.lost = lost.iter().sum();
-        self.lost_by_kind = KIND_NAMES
+        self.lost_by_kind = kind::NAMES
             .iter()
             .zip(lost)
             .filter(|(_, n)| **n > 0)

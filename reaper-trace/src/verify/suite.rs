@@ -4,7 +4,12 @@
 
 use serde::Serialize;
 
-use crate::trace::event::{Event, EventData, SignalResult};
+use reaper_trace_common::SIGCHLD;
+
+use crate::{
+    analysis::reap::WaitResult,
+    trace::event::{Event, EventData, SignalResult},
+};
 
 /// One behaviour, its workload, and what the kernel should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +90,7 @@ fn sigchlds(events: &[Event], child: u32) -> Vec<SignalResult> {
     events
         .iter()
         .filter_map(|e| match &e.data {
-            EventData::SignalGenerate(s) if s.sig == 17 && s.si_pid == child as i32 => {
+            EventData::SignalGenerate(s) if s.sig == SIGCHLD && s.si_pid == child as i32 => {
                 Some(s.result)
             }
             _ => None,
@@ -93,9 +98,13 @@ fn sigchlds(events: &[Event], child: u32) -> Vec<SignalResult> {
         .collect()
 }
 
+/// Who collected `child`'s exit with a wait that released it (the reap
+/// rules: no WNOWAIT, no stop or continue).
 fn reaped_by(events: &[Event], child: u32) -> Option<u32> {
     events.iter().find_map(|e| match &e.data {
-        EventData::WaitExit(w) if w.reaped_pid == child as i32 => Some(e.tgid),
+        EventData::WaitExit(w) if WaitResult::of(w).collected_exit() == Some(child as i32) => {
+            Some(e.tgid)
+        }
         _ => None,
     })
 }

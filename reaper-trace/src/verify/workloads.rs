@@ -24,15 +24,7 @@ fn gone(pid: i32) -> bool {
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                .map(|st| st == "Z")
-        })
-        .unwrap_or(false)
+    crate::host::procfs::is_zombie(pid as u32)
 }
 
 /// Forks a child that exits at once; returns its pid.

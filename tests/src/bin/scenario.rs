@@ -66,6 +66,8 @@ const SCENARIOS: &[Scenario] = &[
     scenario("double_fork", &[], reaping::double_fork),
     scenario("zombie_hold", &["HOLD_MS"], reaping::zombie_hold),
     scenario("demo", &[], workload::demo),
+    scenario("peek", &["HOLD_MS"], reaping::peek),
+    scenario("stopped", &["LATE_MS"], reaping::stopped),
 ];
 
 fn usage() -> String {

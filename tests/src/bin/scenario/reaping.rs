@@ -121,3 +121,61 @@ pub fn popen(args: &Args) {
     });
     truth(json!({ "parent": getpid(), "children": children }));
 }
+
+/// Peeks at a child's exit with `waitid(P_PID, WEXITED | WNOWAIT)`, which
+/// leaves it a zombie, holds it for HOLD_MS, then exits without reaping it:
+/// the tracer (the subreaper) adopts and reaps it.
+pub fn peek(args: &Args) {
+    let hold_ms = args.num(0, "HOLD_MS", 1500);
+    let child = fork_exit(3);
+    // SAFETY: a zeroed siginfo for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid siginfo pointer.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            child as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        os_fail("waitid(WNOWAIT)");
+    }
+    // SAFETY: waitid filled the siginfo of a child.
+    let (peeked, status) = unsafe { (info.si_pid(), info.si_status()) };
+    let still_zombie = is_zombie(child);
+    sleep_ms(hold_ms);
+    truth(json!({
+        "parent": getpid(), "child": child, "peeked": peeked, "status": status,
+        "zombie_after_peek": still_zombie,
+    }));
+}
+
+/// A child that stops itself with SIGSTOP: the parent's `wait4(WUNTRACED)`
+/// collects the stop (no reap), it resumes the child with SIGCONT, the child
+/// exits 0, and the parent reaps it after LATE_MS.
+pub fn stopped(args: &Args) {
+    let late_ms = args.num(0, "LATE_MS", 0);
+    let child = spawn_child(|| {
+        // SAFETY: stopping ourselves.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        0
+    });
+    let (pid, stop_status) = waitpid_raw(child, libc::WUNTRACED);
+    if pid != child || !libc::WIFSTOPPED(stop_status) {
+        os_fail(&format!(
+            "waitpid({child}, WUNTRACED) -> {pid} status {stop_status:#x}"
+        ));
+    }
+    // SAFETY: resuming our own child.
+    unsafe { libc::kill(child, libc::SIGCONT) };
+    wait_zombie(child);
+    let exited_ns = mono_ns();
+    sleep_ms(late_ms);
+    let (reaped, status) = waitpid_raw(child, 0);
+    truth(json!({
+        "parent": getpid(), "child": child, "stop_status": stop_status,
+        "reaped": reaped, "status": status, "zombie_seen_ns": exited_ns,
+    }));
+}

@@ -157,12 +157,10 @@ pub fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The state letter of `/proc/<pid>/stat` (field 3), `None` once the pid is gone.
+/// The state letter of `/proc/<pid>/stat`, `None` once the pid is gone.
 pub fn proc_state(pid: pid_t) -> Option<u8> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    // comm (field 2) may contain spaces and parentheses; the state follows the last ')'.
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    stat.get(close + 2).copied()
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    u8::try_from(stat.state).ok()
 }
 
 pub fn is_zombie(pid: pid_t) -> bool {
@@ -368,9 +366,7 @@ pub fn own_children() -> Vec<pid_t> {
     kids
 }
 
-/// The ppid (field 4) of `/proc/<pid>/stat`.
+/// The ppid of `/proc/<pid>/stat`.
 fn parent_of(pid: pid_t) -> Option<pid_t> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(1)?.parse().ok()
+    Some(procfs::process::Process::new(pid).ok()?.stat().ok()?.ppid)
 }

@@ -1,0 +1,132 @@
+//! Before the loop: what to follow, attaching the programs, the /proc seed,
+//! the command held at its gate, and the recording's header.
+
+use anyhow::Context as _;
+
+use super::LiveOptions;
+use crate::{
+    host::{
+        command::{self, GatedChild},
+        procfs,
+    },
+    kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
+    recording::{
+        Meta,
+        file::{Recorder, machine_meta},
+    },
+    trace::{clock::ClockRef, escape::escape, follow::initial_pids, host_facts::SeedProcess},
+};
+
+/// Everything the loop starts with.
+pub struct Started {
+    pub tracer: Tracer,
+    pub clock: ClockRef,
+    /// The processes (and zombies) that exist now: all, or the followed ones.
+    pub seed: Vec<SeedProcess>,
+    /// What is traced, for people: "the whole system", "command ... (pid N)".
+    pub scope: String,
+    pub recorder: Option<Recorder>,
+    /// The command, attached and followed but not yet running.
+    pub command: Option<GatedChild>,
+}
+
+/// Attaches the programs and prepares the rest; the command, if any, is
+/// spawned but held until [`GatedChild::release`].
+pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
+    let follow = follow_spec(options)?;
+    let has_command = !options.command.is_empty();
+    if has_command {
+        command::become_subreaper().context("becoming a child subreaper")?;
+    }
+    let mut tracer = Tracer::start(&TracerOptions {
+        follow: follow.clone(),
+        ringbuf_bytes: options.ringbuf_bytes,
+        // A sixteenth of the buffer: woken well before it fills, rarely
+        // otherwise; the loop's tick reads whatever is there meanwhile.
+        wakeup_bytes: options.ringbuf_bytes / 16,
+        thread_events: options.thread_events,
+    })?;
+    let clock = ClockRef::now();
+    // Read /proc again now that the probes run (follow_spec read it before,
+    // to know what to follow): a zombie reaped in between must not be
+    // seeded, and one that appears from here on is traced anyway.
+    let seed: Vec<SeedProcess> = procfs::snapshot()
+        .into_iter()
+        .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
+        .collect();
+    let mut gated = None;
+    if has_command {
+        let child = command::spawn_gated(&options.command, options.run_as)?;
+        tracer.follow(child.pid)?;
+        gated = Some(child);
+    }
+    let scope = match (&follow, &gated) {
+        (None, _) => "the whole system".to_owned(),
+        (Some(_), Some(child)) => format!(
+            "command {} (pid {}) and its descendants",
+            escape(&options.command.join(" ")),
+            child.pid
+        ),
+        (Some(f), None) => describe_follow(f),
+    };
+    let recorder = match &options.record {
+        Some(path) => {
+            let (kernel_release, boot_id, hostname) = machine_meta();
+            let meta = Meta {
+                abi_version: reaper_trace_common::ABI_VERSION,
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+                kernel_release,
+                boot_id,
+                hostname,
+                clock,
+                hooks: tracer.hooks.clone(),
+                scope: scope.clone(),
+                seed: seed.clone(),
+            };
+            Some(Recorder::create(path, &meta)?)
+        }
+        None => None,
+    };
+    Ok(Started {
+        tracer,
+        clock,
+        seed,
+        scope,
+        recorder,
+        command: gated,
+    })
+}
+
+/// The processes to follow: the named pids and comm, with the descendants
+/// they already have.
+fn follow_spec(options: &LiveOptions) -> Result<Option<FollowSpec>, SetupError> {
+    if options.pids.is_empty() && options.comm.is_none() && options.command.is_empty() {
+        return Ok(None);
+    }
+    let processes = procfs::snapshot();
+    if let Some(&missing) = options
+        .pids
+        .iter()
+        .find(|&&pid| !processes.iter().any(|p| p.pid == pid))
+    {
+        return Err(SetupError::NoSuchPid(missing));
+    }
+    Ok(Some(FollowSpec {
+        pids: initial_pids(&processes, &options.pids, options.comm.as_deref()),
+        comm: options.comm.clone(),
+    }))
+}
+
+fn describe_follow(f: &FollowSpec) -> String {
+    let mut parts = Vec::new();
+    if !f.pids.is_empty() {
+        parts.push(format!(
+            "{} process(es) and their descendants",
+            f.pids.len()
+        ));
+    }
+    if let Some(comm) = &f.comm {
+        parts.push(format!("processes named {}", escape(comm)));
+    }
+    parts.join(" and ")
+}

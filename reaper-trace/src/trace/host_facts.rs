@@ -1,0 +1,61 @@
+//! What /proc tells the tracer, as plain data: the processes that exist when
+//! tracing starts (the seed) and what a parent's threads were doing when one
+//! of its exits became overdue (a probe). `host::procfs` reads them live, a
+//! recording stores them, and the analysis consumes them either way.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::trace::comm::Comm;
+
+/// A process found in /proc when tracing started. Stored as is in the
+/// recording's header (docs/recording.md: `seed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    #[serde(deserialize_with = "comm_from_text")]
+    pub comm: Comm,
+    /// Already a zombie (state Z) when tracing started.
+    pub zombie: bool,
+}
+
+fn comm_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(Comm::from_str_lossy(&text))
+}
+
+/// One thread of a parent, as /proc showed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadProbe {
+    pub tid: u32,
+    pub comm: String,
+    pub state: char,
+    pub wchan: String,
+}
+
+/// /proc facts about a parent, read when one of its exits passes the
+/// threshold (live), or replayed from the recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentProbe {
+    pub threads: Vec<ThreadProbe>,
+    /// A signalfd whose mask holds SIGCHLD.
+    pub signalfd_sigchld: bool,
+    /// SIGCHLD in the process's blocked/ignored/caught sets.
+    pub sigchld_blocked: bool,
+    pub sigchld_ignored: bool,
+    pub sigchld_caught: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_reads_the_recorded_json() {
+        let seed: SeedProcess =
+            serde_json::from_str(r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#).unwrap();
+        assert_eq!(seed.comm, Comm::from_str_lossy("sleep"));
+        let back = serde_json::to_string(&seed).unwrap();
+        assert_eq!(back, r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#);
+    }
+}
