@@ -1,7 +1,7 @@
 //! What the trace showed of one exit and what followed it: the facts the
 //! lifecycle state machine gathers and the diagnosis reads.
 
-use super::findings::Reap;
+use super::reap::Reap;
 use crate::trace::event::{Disposition, SignalResult};
 
 /// A SIGCHLD caused by a child's exit.

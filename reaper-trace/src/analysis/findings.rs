@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::diagnosis::Diag;
+pub use super::reap::{Reap, ReapKind};
 use crate::trace::comm::Comm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -18,19 +19,6 @@ pub enum FindingKind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReapKind {
-    /// The parent's wait4/waitid.
-    Wait,
-    /// The parent ignores SIGCHLD or set SA_NOCLDWAIT: released at exit.
-    Autoreap,
-    /// Reparented to a subreaper or init and reaped there.
-    Adopted,
-    /// A non-leader thread, released at its exit.
-    Thread,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Resolution {
     /// Still a zombie when the trace ended.
     Zombie,
@@ -38,14 +26,6 @@ pub enum Resolution {
     Adopted,
     /// Its parent reaped it in the end (late reaps).
     Reaped,
-}
-
-/// A reap: when, by whom, how.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Reap {
-    pub time_ns: u64,
-    pub by_pid: Option<u32>,
-    pub kind: ReapKind,
 }
 
 /// How one exited process's lifecycle ended: the analyzer's conclusion,

@@ -14,7 +14,30 @@
 //! - When a parent dies, its children go to a subreaper or the namespace's
 //!   init; a zombie among them is announced to its new parent with a SIGCHLD.
 
+use serde::Serialize;
+
 use crate::trace::event::{Disposition, WaitExit, WaitSyscall};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReapKind {
+    /// The parent's wait4/waitid.
+    Wait,
+    /// The parent ignores SIGCHLD or set SA_NOCLDWAIT: released at exit.
+    Autoreap,
+    /// Reparented to a subreaper or init and reaped there.
+    Adopted,
+    /// A non-leader thread, released at its exit.
+    Thread,
+}
+
+/// A reap: when, by whom, how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Reap {
+    pub time_ns: u64,
+    pub by_pid: Option<u32>,
+    pub kind: ReapKind,
+}
 
 /// What a child's status said, as a wait returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
