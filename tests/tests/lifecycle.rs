@@ -51,7 +51,7 @@ fn sig_ign_autoreaps_without_sigchld() {
     no_findings(&t);
     assert_eq!(t.summary("autoreaped"), 5);
     let sigchld = t.find("signal_generate", |e| {
-        e["sig"] == 17 && children.contains(&int(&e["si_pid"]))
+        e["sig"] == libc::SIGCHLD && children.contains(&int(&e["si_pid"]))
     });
     assert!(
         sigchld.is_empty(),
@@ -69,7 +69,7 @@ fn sa_nocldwait_autoreaps_with_sigchld() {
     assert_eq!(t.summary("autoreaped"), 5);
     for child in &children {
         let s = t.one("signal_generate", "the child's SIGCHLD", |e| {
-            e["sig"] == 17 && int(&e["si_pid"]) == *child
+            e["sig"] == libc::SIGCHLD && int(&e["si_pid"]) == *child
         });
         assert_eq!(s["result"], "ignored");
     }

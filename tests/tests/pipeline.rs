@@ -28,7 +28,7 @@ fn exit_code_sigchld_wait_and_free() {
     assert_eq!(int(&exit["real_parent_tgid"]), parent);
 
     let sigchld = t.one("signal_generate", "the child's SIGCHLD", |e| {
-        e["sig"] == 17 && int(&e["si_pid"]) == child
+        e["sig"] == libc::SIGCHLD && int(&e["si_pid"]) == child
     });
     assert_eq!(int(&sigchld["target_tgid"]), parent);
     assert_eq!(int(&sigchld["target_tid"]), parent_tid);
@@ -76,7 +76,7 @@ fn sigkill_is_told_apart_from_an_exit() {
     assert!(exit["exit_code"].is_null());
     assert_eq!(exit["core_dumped"], false);
     let sigchld = t.one("signal_generate", "the child's SIGCHLD", |e| {
-        e["sig"] == 17 && int(&e["si_pid"]) == child
+        e["sig"] == libc::SIGCHLD && int(&e["si_pid"]) == child
     });
     assert_eq!(sigchld["code"], 2, "CLD_KILLED");
     assert_eq!(sigchld["si_status"], 9);
@@ -95,7 +95,7 @@ fn sig_ign_parent_gets_no_sigchld_and_child_is_freed_without_wait() {
     let sigaction = t.one("sigaction", "SIG_IGN", |e| int(&e["tgid"]) == parent);
     assert_eq!(sigaction["disposition"], "ignore");
     assert!(
-        t.find("signal_generate", |e| e["sig"] == 17
+        t.find("signal_generate", |e| e["sig"] == libc::SIGCHLD
             && int(&e["si_pid"]) == child)
             .is_empty(),
         "no SIGCHLD under SIG_IGN"

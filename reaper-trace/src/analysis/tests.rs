@@ -7,6 +7,7 @@ use crate::trace::{
     host_facts::{ParentProbe, SeedProcess},
     test_events as b,
 };
+use reaper_trace_common::SIGCHLD;
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;
@@ -233,7 +234,7 @@ fn coalesced_sigchld_is_named() {
         10,
         10,
         EventData::SignalDeliver(SignalDeliver {
-            sig: 17,
+            sig: SIGCHLD,
             code: 1,
             disposition: Disposition::Handler,
             sa_handler: 0x1234,

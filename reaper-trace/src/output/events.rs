@@ -203,6 +203,8 @@ pub fn json_line(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reaper_trace_common::SIGCHLD;
+
     use crate::trace::comm::Comm;
 
     fn exit_event(comm: &[u8]) -> Event {
@@ -217,7 +219,7 @@ mod tests {
                 signal: None,
                 core_dumped: false,
                 raw_exit_code: 42 << 8,
-                exit_signal: 17,
+                exit_signal: SIGCHLD,
                 real_parent_tgid: 9,
                 group_dead: true,
                 is_thread: false,

@@ -274,7 +274,7 @@ fn wait_exit(r: abi::WaitExitRecord) -> EventData {
 
 #[cfg(test)]
 mod tests {
-    use reaper_trace_common::{COMM_LEN, FILENAME_LEN};
+    use reaper_trace_common::{COMM_LEN, FILENAME_LEN, SIGCHLD};
 
     use super::*;
 
@@ -355,7 +355,7 @@ mod tests {
         let base = abi::ExitRecord {
             header: header(kind::EXIT),
             exit_code: 42 << 8,
-            exit_signal: 17,
+            exit_signal: SIGCHLD,
             real_parent_tgid: 99,
             group_dead: 1,
             process_start_ns: 3,
@@ -410,7 +410,7 @@ mod tests {
     fn signal_generate_roundtrips() {
         let e = roundtrip(abi::SignalGenerateRecord {
             header: header(kind::SIGNAL_GENERATE),
-            sig: 17,
+            sig: SIGCHLD,
             code: 1,
             result: 2,
             group: 1,
@@ -438,7 +438,7 @@ mod tests {
     fn the_other_kinds_roundtrip() {
         let e = roundtrip(abi::SignalDeliverRecord {
             header: header(kind::SIGNAL_DELIVER),
-            sig: 17,
+            sig: SIGCHLD,
             code: 1,
             sa_handler: 1,
             sa_flags: 2,
@@ -446,7 +446,7 @@ mod tests {
         assert!(matches!(
             e.data,
             EventData::SignalDeliver(SignalDeliver {
-                sig: 17,
+                sig: SIGCHLD,
                 disposition: Disposition::Ignore,
                 sa_flags: 2,
                 ..
@@ -516,7 +516,7 @@ mod tests {
         ));
         let e = roundtrip(abi::SigactionRecord {
             header: header(kind::SIGACTION),
-            sig: 17,
+            sig: SIGCHLD,
             _pad: 0,
             handler: 1,
             flags: 2,

@@ -1,6 +1,7 @@
 //! Made-up events for unit tests of the analysis and the kernel suite.
 
 use crate::{trace::comm::Comm, trace::event::*};
+use reaper_trace_common::SIGCHLD;
 
 pub fn at(time_ns: u64, tgid: u32, tid: u32, data: EventData) -> Event {
     Event {
@@ -46,7 +47,7 @@ pub fn exit(
             signal: None,
             core_dumped: false,
             raw_exit_code: 0,
-            exit_signal: 17,
+            exit_signal: SIGCHLD,
             real_parent_tgid: parent,
             group_dead,
             is_thread: pid != tid,
@@ -71,7 +72,7 @@ pub fn sigchld(
         child,
         child,
         EventData::SignalGenerate(SignalGenerate {
-            sig: 17,
+            sig: SIGCHLD,
             code: 1,
             result,
             group: true,
