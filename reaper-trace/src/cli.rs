@@ -4,7 +4,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use reaper_trace::live::{self, Display, LiveOptions};
+use reaper_trace::{
+    analysis::FindingKind,
+    live::{self, Display, LiveOptions},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +43,11 @@ pub struct CheckArgs {
     /// Ring buffer size in bytes (a power of two, at least a page).
     #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
     pub ringbuf_size: u32,
+    /// Also fail on these kinds of finding (repeatable, or comma separated);
+    /// unreaped children and late reaps always fail, orphans only when
+    /// listed here.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
+    pub fail_on: Vec<FailOn>,
     /// The command to run.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -132,6 +140,24 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         comm: Option<String>,
     },
+}
+
+/// A kind of finding, as `--fail-on` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Unreaped,
+    LateReap,
+    Orphaned,
+}
+
+impl From<FailOn> for FindingKind {
+    fn from(kind: FailOn) -> FindingKind {
+        match kind {
+            FailOn::Unreaped => FindingKind::Unreaped,
+            FailOn::LateReap => FindingKind::LateReap,
+            FailOn::Orphaned => FindingKind::Orphaned,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use reaper_trace::{
+    analysis::FindingKind,
     host::command,
     live::{self, Display, LiveOptions},
     output::{check, report, timeline, verify},
@@ -53,8 +54,11 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         drain_timeout,
         as_root,
         ringbuf_size,
+        fail_on: fail_on_also,
         command,
     } = args;
+    let mut fail_on: Vec<FindingKind> = FindingKind::FAIL_BY_DEFAULT.to_vec();
+    fail_on.extend(fail_on_also.into_iter().map(FindingKind::from));
     let shown = reaper_trace::trace::escape::escape(&command.join(" "));
     let options = LiveOptions {
         json: format == CheckFormat::Json,
@@ -71,11 +75,11 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
-    let status = check::exit_status(outcome.command_status, &outcome.report);
+    let status = check::exit_status(outcome.command_status, &outcome.report, &fail_on);
     if let Some(path) = &junit
         && let Err(e) = std::fs::write(
             path,
-            check::junit(&shown, outcome.command_status, &outcome.report),
+            check::junit(&shown, outcome.command_status, &outcome.report, &fail_on),
         )
     {
         return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
@@ -93,9 +97,10 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
                 check::exit::CLEAN => {
                     "clean: the command succeeded and every child was reaped in time".to_owned()
                 }
-                check::exit::FINDINGS => {
-                    format!("FAILED: {} finding(s)", outcome.report.findings.len())
-                }
+                check::exit::FINDINGS => format!(
+                    "FAILED: {} finding(s)",
+                    check::failures(&outcome.report, &fail_on).len()
+                ),
                 _ => format!(
                     "the command failed (exit code {}); no findings",
                     outcome.command_status.map(command::exit_code).unwrap_or(-1)

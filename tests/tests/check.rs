@@ -53,7 +53,6 @@ fn exit_status_follows_the_verdict_on_every_lifecycle_scenario() {
         &["threads", "20"],
         &["exit_signal0"],
         &["storm", "500"],
-        &["double_fork"],
     ];
     for args in leaking {
         let (code, report, stderr) = check_scenario(args);
@@ -70,6 +69,21 @@ fn exit_status_follows_the_verdict_on_every_lifecycle_scenario() {
         assert_eq!(code, Some(0), "{args:?} is clean: {report}\n{stderr}");
         assert_eq!(report["findings"], Value::Array(vec![]), "{args:?}");
     }
+}
+
+#[test]
+fn an_orphan_is_information_unless_fail_on_asks() {
+    kernel_test!();
+    let bin = scenario_bin();
+    let cmd = [bin.to_str().unwrap(), "double_fork"];
+    let (code, report, stderr) = check(&[], &cmd);
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["kind"], "orphaned");
+    let (code, report, stderr) = check(&["--fail-on", "orphaned"], &cmd);
+    assert_eq!(code, Some(1), "{report}\n{stderr}");
+    assert_eq!(report["exit_status"], 1);
 }
 
 #[test]

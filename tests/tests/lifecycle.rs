@@ -4,6 +4,7 @@
 //! from fork, counts it kept, /proc checks it made).
 
 use reaper_trace_tests::*;
+use serde_json::Value;
 
 /// A clean run whose report also counts no loss.
 fn assert_clean(t: &Trace) {
@@ -274,11 +275,25 @@ fn fork_storm_is_fully_reaped_and_nothing_lost() {
 }
 
 #[test]
-fn double_fork_orphan_is_not_a_finding() {
+fn double_fork_orphan_is_information_not_a_leak() {
     kernel_test!();
     let t = trace_scenario_with(&["--no-events"], &["double_fork"]);
     assert_clean(&t);
-    no_findings(&t);
+    let truth = t.truth("grandchild");
+    let (child, grandchild) = (int(&truth["child"]), int(&truth["grandchild"]));
+    let findings = t.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = findings[0];
+    assert_eq!(f["kind"], "orphaned");
+    assert_eq!((int(&f["pid"]), int(&f["parent_pid"])), (grandchild, child));
+    // Adopted by the tracer itself: the subreaper of the traced command.
+    assert_ne!(f["adopted_by_pid"], Value::Null);
+    assert_eq!(f["parent_end"]["exit_code"], 0);
+    assert_eq!(
+        f["hint"],
+        Value::Null,
+        "a deliberate double fork needs no fix"
+    );
     assert_eq!(t.summary("adopted_while_running"), 1);
     assert_eq!(t.summary("unreaped"), 0);
 }

@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use super::{facts::ExitFacts, parent::ParentFacts};
+use super::{
+    facts::{ExitFacts, ProcessEnd},
+    parent::ParentFacts,
+};
 use crate::trace::{
     escape::escape,
     event::{Disposition, SignalResult},
@@ -46,6 +49,22 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
     let exit = ctx.exit;
     let exit_time = exit.time_ns.unwrap_or(0);
 
+    if let Some(p) = exit.predates {
+        let age = p
+            .started_ns
+            .filter(|&started| started <= p.trace_start_ns)
+            .map(|started| {
+                format!(
+                    ", {} after the process started",
+                    seconds(p.trace_start_ns - started)
+                )
+            })
+            .unwrap_or_default();
+        out.push(diag(
+            "predates_trace",
+            format!("it was already a zombie when tracing started{age}"),
+        ));
+    }
     disposition(ctx, facts, &mut out);
 
     if facts.sigchld_coalesced > 0 {
@@ -65,10 +84,15 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             .adopted_by
             .map(|a| format!(" and {} took it over", a))
             .unwrap_or_default();
+        let how = facts
+            .end
+            .as_ref()
+            .map(|end| format!(" ({})", end.describe()))
+            .unwrap_or_default();
         out.push(diag(
             "parent_exited",
             format!(
-                "parent {p} exited {} without reaping it{adopter}",
+                "parent {p} ended {}{how} without reaping it{adopter}",
                 since_exit(exit, t)
             ),
         ));
@@ -91,13 +115,22 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             Disposition::Ignore => "SIG_IGN".to_owned(),
             Disposition::Handler => format!("a handler at {:#x}", change.handler),
         };
+        let when = if change.times > 1 {
+            format!(
+                "×{} between {} and {}",
+                change.times,
+                since_exit(exit, change.time_ns),
+                since_exit(exit, change.last_ns)
+            )
+        } else {
+            since_exit(exit, change.time_ns)
+        };
         out.push(diag(
             "sigchld_disposition_change",
             format!(
-                "thread {} of {p} set SIGCHLD to {to} with flags {} {}",
+                "thread {} of {p} set SIGCHLD to {to} with flags {} {when}",
                 change.tid,
                 sa_flags(change.flags),
-                since_exit(exit, change.time_ns)
             ),
         ));
     }
@@ -158,12 +191,43 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
         ));
     }
     if ctx.lost_events > 0 {
-        out.push(diag(
-            "events_lost",
-            format!("{} events were lost during the trace: the reap of {} may be among them, so this finding is not certain", ctx.lost_events, ctx.child_pid),
-        ));
+        out.push(events_lost(ctx.lost_events, ctx.child_pid));
     }
     out
+}
+
+pub fn events_lost(lost: u64, pid: u32) -> Diag {
+    diag(
+        "events_lost",
+        format!(
+            "{lost} events were lost during the trace: what happened to {pid} may be among them, so this finding is not certain"
+        ),
+    )
+}
+
+/// An orphan: its parent died while it ran, and it was adopted.
+pub fn orphaned(
+    pid: u32,
+    parent: u32,
+    parent_end: Option<&ProcessEnd>,
+    adopter: Option<u32>,
+    exited_ns: Option<u64>,
+) -> Diag {
+    let how = parent_end
+        .map(|e| format!(" ({})", e.describe()))
+        .unwrap_or_default();
+    let fate = match (adopter, exited_ns, parent_end) {
+        (Some(a), Some(t), Some(end)) => format!(
+            "adopted by {a}, it exited {} later",
+            seconds(t.saturating_sub(end.time_ns))
+        ),
+        (Some(a), _, _) => format!("adopted by {a}"),
+        (None, _, _) => "it was still running when the trace ended".into(),
+    };
+    diag(
+        "orphaned",
+        format!("parent {parent} died{how} while {pid} was still running; {fate}"),
+    )
 }
 
 fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {

@@ -1,8 +1,14 @@
 //! What the trace showed of one exit and what followed it: the facts the
 //! lifecycle state machine gathers and the diagnosis reads.
 
+use serde::Serialize;
+
 use super::reap::Reap;
-use crate::trace::event::{Disposition, SignalResult};
+use crate::trace::{
+    comm::Comm,
+    event::{Disposition, SignalResult},
+    names::{seconds, signal_name},
+};
 
 /// A SIGCHLD caused by a child's exit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,11 +43,22 @@ pub struct ExitFacts {
     /// The parent's SIGCHLD disposition and flags when it exited.
     pub parent_disposition: Option<(Disposition, u64)>,
     pub reap: Option<Reap>,
+    /// For a zombie found when tracing started: when that was.
+    pub predates: Option<Predates>,
+}
+
+/// A zombie older than the trace: its exit time is unknown, but it has been
+/// a zombie at least since tracing started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Predates {
+    pub trace_start_ns: u64,
+    /// When the process started, if /proc said.
+    pub started_ns: Option<u64>,
 }
 
 impl ExitFacts {
     /// A zombie that was already there when tracing started.
-    pub fn predating(parent: u32) -> ExitFacts {
+    pub fn predating(parent: u32, predates: Predates) -> ExitFacts {
         ExitFacts {
             time_ns: None,
             exit_code: None,
@@ -54,6 +71,74 @@ impl ExitFacts {
             collected_by_tracer: None,
             parent_disposition: None,
             reap: None,
+            predates: Some(predates),
         }
     }
+
+    /// Since when it has been a zombie, as far as the trace knows: its exit,
+    /// or the start of the trace for one older than that.
+    pub fn zombie_since_ns(&self) -> Option<u64> {
+        self.time_ns.or(self.predates.map(|p| p.trace_start_ns))
+    }
+}
+
+/// A signal sent to a process (not SIGCHLD): kept for saying how a parent
+/// ended, e.g. killed by SIGSEGV just after a SIGTERM from systemd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SignalSent {
+    pub time_ns: u64,
+    pub sig: i32,
+    pub from_pid: u32,
+    /// Empty when the sender is not known to the trace.
+    pub from_comm: Comm,
+}
+
+/// How a process ended, and the other signal that came just before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessEnd {
+    pub time_ns: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    pub after_signal: Option<SignalSent>,
+}
+
+impl ProcessEnd {
+    /// `exited 0`, `killed by SIGSEGV 0.002s after SIGTERM from 4411 (systemd)`.
+    pub fn describe(&self) -> String {
+        let mut text = match (self.exit_code, self.signal) {
+            (Some(code), _) => format!("exited {code}"),
+            (_, Some(sig)) => format!(
+                "killed by {}{}",
+                signal_name(sig),
+                if self.core_dumped {
+                    " (core dumped)"
+                } else {
+                    ""
+                }
+            ),
+            _ => "ended".into(),
+        };
+        if let Some(s) = &self.after_signal {
+            let from = if s.from_comm == Comm::default() {
+                s.from_pid.to_string()
+            } else {
+                format!("{} ({})", s.from_pid, s.from_comm)
+            };
+            text.push_str(&format!(
+                " {} after {} from {from}",
+                seconds(self.time_ns.saturating_sub(s.time_ns)),
+                signal_name(s.sig)
+            ));
+        }
+        text
+    }
+}
+
+/// A child whose parent died while it was still running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Orphaning {
+    pub parent: u32,
+    pub parent_comm: Comm,
+    pub parent_end: ProcessEnd,
 }

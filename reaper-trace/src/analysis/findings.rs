@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::diagnosis::Diag;
 pub use super::reap::{Reap, ReapKind};
+use super::{diagnosis::Diag, facts::ProcessEnd};
 use crate::trace::comm::Comm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -15,6 +15,9 @@ pub enum FindingKind {
     Unreaped,
     /// Reaped by its parent, but later than the threshold.
     LateReap,
+    /// Still running when its parent died, and adopted: information, not a
+    /// failure (`check` fails on it only with `--fail-on orphaned`).
+    Orphaned,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -66,6 +69,35 @@ pub struct Finding {
     pub certain: bool,
     /// Process start time (CLOCK_MONOTONIC ns): with `pid`, its identity.
     pub start_ns: u64,
+    /// How the parent ended, when it died during the trace.
+    pub parent_end: Option<ProcessEnd>,
+    /// Orphaned: the process it was reparented to, once known.
+    pub adopted_by_pid: Option<u32>,
+    /// A short, specific remediation derived from the diagnosis.
+    pub hint: Option<String>,
+}
+
+impl FindingKind {
+    /// The stable name (as in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::Unreaped => "unreaped",
+            FindingKind::LateReap => "late_reap",
+            FindingKind::Orphaned => "orphaned",
+        }
+    }
+
+    /// What `check` fails on unless told otherwise: children left unreaped
+    /// or reaped late. Orphans are information.
+    pub const FAIL_BY_DEFAULT: [FindingKind; 2] = [FindingKind::Unreaped, FindingKind::LateReap];
+}
+
+impl Finding {
+    /// The finding with its remediation hint filled in.
+    pub fn with_hint(mut self) -> Finding {
+        self.hint = super::hints::hint(&self);
+        self
+    }
 }
 
 /// What the analyzer tells its caller as the trace goes.
@@ -94,7 +126,8 @@ pub struct Summary {
     pub threads_reaped: u64,
     /// Leaders that exited before the rest of their thread group.
     pub leader_exits: u64,
-    /// Orphans adopted while still running (double forks): not findings.
+    /// Orphans adopted while still running (double forks, a parent that
+    /// crashed): each is an `orphaned` finding.
     pub adopted_while_running: u64,
     /// Exits whose outcome the trace does not show (still running, or lost).
     pub zombies_at_end: u64,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{
     diagnosis::{self, DiagContext},
-    facts::{ExitFacts, SigchldFacts},
+    facts::{ExitFacts, Orphaning, Predates, SigchldFacts, SignalSent},
     findings::*,
     parent::{DispositionChange, ParentFacts, WaitCall},
     reap::{self, Collector, Release, WaitResult},
@@ -34,6 +34,10 @@ struct Proc {
     facts: ParentFacts,
     /// Exited children whose verdict is still open.
     open_children: u32,
+    /// Children forked during the trace that have not exited yet.
+    running_children: Vec<u32>,
+    /// Set when its parent died while it was running.
+    orphaning: Option<Orphaning>,
 }
 
 /// Rebuilds lifecycles from events and reports what was never reaped.
@@ -77,13 +81,19 @@ impl Analyzer {
             .unwrap_or_default()
     }
 
-    /// Processes (and zombies) that exist before tracing starts.
-    pub fn seed(&mut self, processes: &[SeedProcess]) {
+    /// Processes (and zombies) that exist when tracing starts, at `now_ns`.
+    pub fn seed(&mut self, processes: &[SeedProcess], now_ns: u64) {
         for seed in processes {
             let proc = self.procs.entry(seed.pid).or_default();
             proc.comm = seed.comm;
             if seed.zombie {
-                proc.exit = Some(ExitFacts::predating(seed.ppid));
+                proc.exit = Some(ExitFacts::predating(
+                    seed.ppid,
+                    Predates {
+                        trace_start_ns: now_ns,
+                        started_ns: seed.started_ns,
+                    },
+                ));
                 self.procs.entry(seed.ppid).or_default().open_children += 1;
                 self.row(seed.ppid).exits += 1;
             }
@@ -128,6 +138,7 @@ impl Analyzer {
                 if parent.start_ns == 0 {
                     parent.start_ns = f.parent_start_ns;
                 }
+                parent.running_children.push(f.child_tgid);
                 let child = self.procs.entry(f.child_tgid).or_default();
                 child.start_ns = f.child_start_ns;
                 child.comm = f.comm;
@@ -136,6 +147,7 @@ impl Analyzer {
             EventData::Exec(x) => {
                 let proc = self.procs.entry(event.tgid).or_default();
                 proc.comm = x.comm;
+                proc.facts.exec_reset();
             }
             EventData::Exit(x) => {
                 if x.group_dead {
@@ -153,6 +165,23 @@ impl Analyzer {
             }
             EventData::SignalGenerate(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 self.sigchld(event, s)
+            }
+            EventData::SignalGenerate(s) => {
+                let from_comm = self
+                    .procs
+                    .get(&event.tgid)
+                    .map(|p| p.comm)
+                    .unwrap_or_default();
+                self.procs
+                    .entry(s.target_tgid)
+                    .or_default()
+                    .facts
+                    .record_signal(SignalSent {
+                        time_ns: event.time_ns,
+                        sig: s.sig,
+                        from_pid: event.tgid,
+                        from_comm,
+                    });
             }
             EventData::SignalDeliver(d) if d.sig == reaper_trace_common::SIGCHLD => {
                 self.procs
@@ -172,6 +201,8 @@ impl Analyzer {
                         disposition: s.disposition,
                         handler: s.handler,
                         flags: s.flags,
+                        times: 1,
+                        last_ns: event.time_ns,
                     });
             }
             EventData::WaitEnter(w) => {
@@ -184,7 +215,7 @@ impl Analyzer {
                     .insert(event.tid, (pid, w.options, event.time_ns));
             }
             EventData::WaitExit(w) => self.wait_exit(event, w),
-            EventData::Free(_) => self.free(event),
+            EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
                 *self
                     .procs
@@ -223,9 +254,38 @@ impl Analyzer {
             collected_by_tracer: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
+            predates: None,
         });
-        if proc.parent_at_fork.is_some_and(|p| p != x.real_parent_tgid) {
+        let parent_end = proc.facts.record_end(event.time_ns, x);
+        let orphaned_from = proc.parent_at_fork.filter(|&p| p != x.real_parent_tgid);
+        let orphans = std::mem::take(&mut proc.running_children);
+        if let Some(at_fork) = proc.parent_at_fork
+            && let Some(parent) = self.procs.get_mut(&at_fork)
+            && let Some(i) = parent
+                .running_children
+                .iter()
+                .position(|&c| c == event.tgid)
+        {
+            parent.running_children.swap_remove(i);
+        }
+        // Its children still running are orphans now, adopted by a subreaper
+        // or init: say so when each of them ends.
+        let comm = x.comm;
+        for child in orphans {
+            if let Some(c) = self.procs.get_mut(&child)
+                && c.exit.is_none()
+            {
+                c.orphaning = Some(Orphaning {
+                    parent: event.tgid,
+                    parent_comm: comm,
+                    parent_end: parent_end.clone(),
+                });
+            }
+        }
+        if orphaned_from.is_some() {
             self.summary.adopted_while_running += 1;
+            let finding = self.orphan_finding(event.tgid, Some(x.real_parent_tgid));
+            self.report(finding);
         }
         self.summary.exits += 1;
         self.row(x.real_parent_tgid).exits += 1;
@@ -316,7 +376,7 @@ impl Analyzer {
         self.finish_child(child_pid, event.time_ns);
     }
 
-    fn free(&mut self, event: &Event) {
+    fn free(&mut self, event: &Event, f: &crate::trace::event::Free) {
         if event.tid != event.tgid {
             self.summary.threads_reaped += 1;
             return;
@@ -324,6 +384,11 @@ impl Analyzer {
         let Some(proc) = self.procs.get(&event.tgid) else {
             return;
         };
+        // The free trails the release by an RCU grace period: by now the pid
+        // may belong to a new process. Only its own lifecycle's free counts.
+        if proc.start_ns != 0 && f.process_start_ns != 0 && proc.start_ns != f.process_start_ns {
+            return;
+        }
         let Some(exit) = &proc.exit else {
             // Its exit was never seen (lost, or before the trace): nothing to judge.
             if proc.open_children == 0 {
@@ -387,11 +452,13 @@ impl Analyzer {
                 reap,
             });
         }
-        let latency = exit.time_ns.map(|t| reap.time_ns.saturating_sub(t));
+        let latency = exit
+            .zombie_since_ns()
+            .map(|t| reap.time_ns.saturating_sub(t));
         match reap.kind {
             ReapKind::Wait => {
                 self.summary.reaped_by_parent += 1;
-                let late = latency.is_none_or(|l| l > self.threshold_ns);
+                let late = exit.predates.is_some() || latency.is_none_or(|l| l > self.threshold_ns);
                 if late {
                     self.summary.late_reaps += 1;
                     let row = self.row(exit.parent);
@@ -472,7 +539,7 @@ impl Analyzer {
         let parent = self.procs.get(&exit.parent);
         let reap = exit.reap;
         let latency_ns = exit
-            .time_ns
+            .zombie_since_ns()
             .map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
         let diagnosis = diagnosis::diagnose(&DiagContext {
             child_pid: pid,
@@ -500,7 +567,11 @@ impl Analyzer {
             predates_trace: exit.time_ns.is_none(),
             certain: self.summary.lost_events == 0,
             start_ns: proc.start_ns,
+            parent_end: parent.and_then(|p| p.facts.end.clone()),
+            adopted_by_pid: None,
+            hint: None,
         }
+        .with_hint()
     }
 
     /// Whether the parent `pid` had at its exit has died since.
@@ -560,8 +631,70 @@ impl Analyzer {
         }
     }
 
+    /// An `orphaned` finding about `pid`, adopted by `adopter` (`None` while
+    /// it still runs at the end of the trace).
+    fn orphan_finding(&self, pid: u32, adopter: Option<u32>) -> Finding {
+        let proc = &self.procs[&pid];
+        let orphaning = proc.orphaning.as_ref();
+        let parent = orphaning
+            .map(|o| o.parent)
+            .or(proc.parent_at_fork)
+            .unwrap_or(0);
+        let exit = proc.exit.as_ref();
+        let parent_end = orphaning.map(|o| o.parent_end.clone());
+        let mut diagnosis = vec![diagnosis::orphaned(
+            pid,
+            parent,
+            parent_end.as_ref(),
+            adopter,
+            exit.and_then(|e| e.time_ns),
+        )];
+        if self.summary.lost_events > 0 {
+            diagnosis.push(diagnosis::events_lost(self.summary.lost_events, pid));
+        }
+        Finding {
+            kind: FindingKind::Orphaned,
+            pid,
+            comm: proc.comm,
+            exit_code: exit.and_then(|e| e.exit_code),
+            signal: exit.and_then(|e| e.signal),
+            core_dumped: exit.is_some_and(|e| e.core_dumped),
+            parent_pid: parent,
+            parent_comm: orphaning
+                .map(|o| o.parent_comm)
+                .or_else(|| self.procs.get(&parent).map(|p| p.comm))
+                .unwrap_or_default(),
+            exited_at_ns: exit.and_then(|e| e.time_ns),
+            reaped_at_ns: None,
+            reaped_by_pid: None,
+            reap_kind: None,
+            resolution: None,
+            latency_ns: None,
+            diagnosis,
+            predates_trace: false,
+            certain: self.summary.lost_events == 0,
+            start_ns: proc.start_ns,
+            parent_end,
+            adopted_by_pid: adopter,
+            hint: None,
+        }
+        .with_hint()
+    }
+
     /// Ends the trace: every exit still unreaped is a zombie.
     pub fn finish(mut self, now_ns: u64) -> Report {
+        let mut running_orphans: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.orphaning.is_some() && p.exit.is_none())
+            .map(|(&pid, _)| pid)
+            .collect();
+        running_orphans.sort_unstable();
+        for pid in running_orphans {
+            self.summary.adopted_while_running += 1;
+            let finding = self.orphan_finding(pid, None);
+            self.findings.push(finding);
+        }
         let mut zombies: Vec<u32> = self
             .procs
             .iter()

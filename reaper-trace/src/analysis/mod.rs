@@ -5,6 +5,7 @@
 pub mod diagnosis;
 pub mod facts;
 pub mod findings;
+pub mod hints;
 pub mod lifecycle;
 pub mod parent;
 pub mod reap;
@@ -46,6 +47,9 @@ pub mod tests_support {
             predates_trace: false,
             certain: true,
             start_ns: 1,
+            parent_end: None,
+            adopted_by_pid: None,
+            hint: None,
         }
     }
 }

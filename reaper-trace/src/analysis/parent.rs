@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
+use super::facts::{ProcessEnd, SignalSent};
 use crate::trace::{
     event::{Disposition, WaitSyscall},
     host_facts::ParentProbe,
@@ -15,6 +16,8 @@ use crate::trace::{
 const WAIT_HISTORY: usize = 32;
 /// How many SIGCHLD disposition changes to keep per parent.
 const DISPOSITION_HISTORY: usize = 16;
+/// How many other signals to keep per process.
+const SIGNAL_HISTORY: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DispositionChange {
@@ -23,6 +26,10 @@ pub struct DispositionChange {
     pub disposition: Disposition,
     pub handler: u64,
     pub flags: u64,
+    /// The same change made this many times in a row (1: once), the last
+    /// of them at `last_ns`.
+    pub times: u32,
+    pub last_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +62,10 @@ pub struct ParentFacts {
     pub exited_ns: Option<u64>,
     pub leader_exited_ns: Option<u64>,
     pub probe: Option<ParentProbe>,
+    /// The last few other signals sent to it (newest last).
+    pub signals: VecDeque<SignalSent>,
+    /// How it ended, once it has.
+    pub end: Option<ProcessEnd>,
 }
 
 impl ParentFacts {
@@ -68,11 +79,59 @@ impl ParentFacts {
         self.waits.push_back(call);
     }
 
+    /// A SIGCHLD disposition change; a repeat of the previous one (same
+    /// thread, same action) is counted, not listed again.
     pub fn record_disposition(&mut self, change: DispositionChange) {
         self.disposition = Some((change.disposition, change.flags));
+        if let Some(last) = self.disposition_history.back_mut()
+            && (last.tid, last.disposition, last.handler, last.flags)
+                == (change.tid, change.disposition, change.handler, change.flags)
+        {
+            last.times += 1;
+            last.last_ns = change.time_ns;
+            return;
+        }
         if self.disposition_history.len() == DISPOSITION_HISTORY {
             self.disposition_history.pop_front();
         }
         self.disposition_history.push_back(change);
+    }
+
+    pub fn record_signal(&mut self, signal: SignalSent) {
+        if self.signals.len() == SIGNAL_HISTORY {
+            self.signals.pop_front();
+        }
+        self.signals.push_back(signal);
+    }
+
+    /// How the process ended: its exit, and the latest other signal sent to
+    /// it before (a SIGTERM before the SIGSEGV of a crash during shutdown).
+    pub fn record_end(&mut self, time_ns: u64, x: &crate::trace::event::Exit) -> ProcessEnd {
+        let after_signal = self
+            .signals
+            .iter()
+            .rev()
+            .find(|s| Some(s.sig) != x.signal && s.time_ns <= time_ns)
+            .cloned();
+        let end = ProcessEnd {
+            time_ns,
+            exit_code: x.exit_code,
+            signal: x.signal,
+            core_dumped: x.core_dumped,
+            after_signal,
+        };
+        self.end = Some(end.clone());
+        end
+    }
+
+    /// A new program image: exec resets a handled SIGCHLD to SIG_DFL (an
+    /// ignored one stays ignored) and clears the flags, so the changes the
+    /// previous program made no longer say anything about this one.
+    pub fn exec_reset(&mut self) {
+        self.disposition = Some(match self.disposition {
+            Some((Disposition::Ignore, _)) => (Disposition::Ignore, 0),
+            _ => (Disposition::Default, 0),
+        });
+        self.disposition_history.clear();
     }
 }

@@ -315,11 +315,12 @@ fn reused_pid_gives_two_lifecycles() {
 }
 
 #[test]
-fn double_fork_orphan_is_not_a_finding() {
+fn double_fork_orphan_is_information_not_a_leak() {
     let mut s = Seq::new();
+    // (b::fork gives every parent start time 1.)
     s.fork(0, 10, 11)
         .fork(MS, 11, 12)
-        .exit(2 * MS, 11, 11, 10, true, 0)
+        .exit(2 * MS, 11, 11, 10, true, 1)
         .wait(3 * MS, 10, 11, 0, 11)
         .free(20 * MS, 11, 11);
     // 12 now belongs to subreaper 5, which reaps it promptly.
@@ -327,33 +328,48 @@ fn double_fork_orphan_is_not_a_finding() {
         .wait(31 * MS, 5, -1, 0, 12)
         .free(50 * MS, 12, 12);
     let r = s.run(S, 5 * S);
-    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    // Not a leak: one orphan, adopted and reaped, as information.
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    let f = &r.findings[0];
+    assert_eq!(f.kind, FindingKind::Orphaned);
+    assert_eq!((f.pid, f.parent_pid, f.adopted_by_pid), (12, 11, Some(5)));
+    assert_eq!(f.parent_end.as_ref().map(|e| e.exit_code), Some(Some(0)));
+    assert_eq!(
+        f.diagnosis[0].text,
+        "parent 11 died (exited 0) while 12 was still running; adopted by 5, it exited 0.028s later"
+    );
     assert_eq!(r.summary.adopted_while_running, 1);
+    assert_eq!(r.summary.unreaped, 0);
 }
 
 #[test]
 fn predating_zombie_is_reported_and_pending_fires_once() {
     let mut a = Analyzer::new(S);
-    a.seed(&[
-        SeedProcess {
-            pid: 20,
-            ppid: 10,
-            comm: Comm::from_str_lossy("z"),
-            zombie: true,
-        },
-        SeedProcess {
-            pid: 10,
-            ppid: 1,
-            comm: Comm::from_str_lossy("p"),
-            zombie: false,
-        },
-    ]);
-    assert_eq!(a.due_probes(S), vec![10]);
+    a.seed(
+        &[
+            SeedProcess {
+                pid: 20,
+                ppid: 10,
+                comm: Comm::from_str_lossy("z"),
+                zombie: true,
+                started_ns: Some(S / 2),
+            },
+            SeedProcess {
+                pid: 10,
+                ppid: 1,
+                comm: Comm::from_str_lossy("p"),
+                zombie: false,
+                started_ns: None,
+            },
+        ],
+        41 * S,
+    );
+    assert_eq!(a.due_probes(42 * S), vec![10]);
     a.attach_probe(10, ParentProbe::default());
-    a.announce_overdue(S);
+    a.announce_overdue(42 * S);
     // Announced once: nothing is due any more.
-    assert!(a.due_probes(2 * S).is_empty());
-    a.announce_overdue(2 * S);
+    assert!(a.due_probes(43 * S).is_empty());
+    a.announce_overdue(43 * S);
     let probes = 1;
     let pending: Vec<_> = a
         .drain_notices()
@@ -361,10 +377,23 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
         .filter(|n| matches!(n, Notice::Pending(_)))
         .collect();
     assert_eq!((pending.len(), probes), (1, 1));
-    let r = a.finish(3 * S);
+    let r = a.finish(44 * S);
     assert_eq!(r.findings.len(), 1);
-    assert!(r.findings[0].predates_trace);
-    assert_eq!(r.findings[0].resolution, Some(Resolution::Zombie));
+    let f = &r.findings[0];
+    assert!(f.predates_trace);
+    assert_eq!(f.resolution, Some(Resolution::Zombie));
+    // A lower bound, never unknown: a zombie at least since the trace began.
+    assert_eq!(f.latency_ns, Some(3 * S));
+    assert_eq!(r.parents[0].worst_latency_ns, 3 * S);
+    let predates = f
+        .diagnosis
+        .iter()
+        .find(|d| d.code == "predates_trace")
+        .unwrap();
+    assert_eq!(
+        predates.text,
+        "it was already a zombie when tracing started, 40.500s after the process started"
+    );
 }
 
 #[test]
@@ -396,4 +425,62 @@ fn state_is_released_once_verdicts_are_in() {
         a.on_event(e);
     }
     assert_eq!(a.tracked(), 1, "only the parent stays");
+}
+
+#[test]
+fn a_late_free_does_not_close_the_lifecycle_of_a_reused_pid() {
+    let mut a = Analyzer::new(S);
+    let events = [
+        b::fork(5, 10, 11, false),
+        b::exit(6, 11, 11, 10, true, 5, Disposition::Default),
+        b::wait_exit(7, 10, -1, 0, 11),
+        // The pid comes back before the first process's free (RCU delay).
+        b::fork(8, 10, 11, false),
+        b::exit(9, 11, 11, 10, true, 8, Disposition::Default),
+        b::free_of(20, 11, 5),
+    ];
+    for e in &events {
+        a.on_event(e);
+    }
+    let r = a.finish(5 * S);
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    let f = &r.findings[0];
+    assert_eq!((f.pid, f.start_ns), (11, 8));
+    assert_eq!(f.resolution, Some(Resolution::Zombie));
+    assert_eq!(r.summary.reaped_by_parent, 1);
+}
+
+#[test]
+fn exec_scopes_the_disposition_history_and_repeats_collapse() {
+    let mut a = Analyzer::new(S);
+    let mut events = Vec::new();
+    // A shell sets SIGCHLD fifteen times, then execs the real program.
+    for i in 0..15 {
+        events.push(b::sigaction(i, 10, 10, Disposition::Handler, 0x4000));
+    }
+    events.push(b::exec(20, 10, "python3", "/usr/bin/python3"));
+    // The program sets its own handler seven times, then leaks a child.
+    for i in 0..7 {
+        events.push(b::sigaction(30 + i, 10, 12, Disposition::Handler, 0x5000));
+    }
+    events.push(b::fork(40, 10, 11, false));
+    events.push(b::exit(MS, 11, 11, 10, true, 40, Disposition::Handler));
+    for e in &events {
+        a.on_event(e);
+    }
+    let r = a.finish(5 * S);
+    let changes: Vec<&str> = r.findings[0]
+        .diagnosis
+        .iter()
+        .filter(|d| d.code == "sigchld_disposition_change")
+        .map(|d| d.text.as_str())
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert!(
+        changes[0].starts_with(
+            "thread 12 of 10 set SIGCHLD to a handler at 0x5000 with flags 0 ×7 between"
+        ),
+        "{}",
+        changes[0]
+    );
 }

@@ -5,7 +5,10 @@
 
 use procfs::process::{ProcState, Process};
 
-use crate::trace::host_facts::{ParentProbe, SeedProcess, ThreadProbe};
+use crate::trace::{
+    clock,
+    host_facts::{ParentProbe, SeedProcess, ThreadProbe},
+};
 
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
@@ -15,6 +18,10 @@ pub fn snapshot() -> Vec<SeedProcess> {
     let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
+    let ticks = procfs::ticks_per_second().max(1);
+    // /proc counts start times on the boot clock; the trace, on the
+    // monotonic one. They differ by the time spent suspended.
+    let suspended = clock::boottime_ns().saturating_sub(clock::monotonic_ns());
     all.filter_map(Result::ok)
         .filter_map(|p| p.stat().ok())
         .filter_map(|stat| {
@@ -23,6 +30,7 @@ pub fn snapshot() -> Vec<SeedProcess> {
                 ppid: u32::try_from(stat.ppid).unwrap_or(0),
                 comm: crate::trace::comm::Comm::from_str_lossy(&stat.comm),
                 zombie: stat.state().is_ok_and(|s| s == ProcState::Zombie),
+                started_ns: (stat.starttime * 1_000_000_000 / ticks).checked_sub(suspended),
             })
         })
         .collect()
@@ -105,7 +113,15 @@ mod tests {
         let me = std::process::id();
         let probe = probe_parent(me).expect("this process is in /proc");
         assert!(probe.threads.iter().any(|t| t.tid == me));
-        assert!(snapshot().iter().any(|p| p.pid == me && !p.zombie));
+        let seeded = snapshot();
+        let mine = seeded.iter().find(|p| p.pid == me).expect("this process");
+        assert!(!mine.zombie);
+        let started = mine.started_ns.expect("a start time");
+        let now = crate::trace::clock::monotonic_ns();
+        assert!(
+            started <= now && now - started < 3_600_000_000_000,
+            "{started} {now}"
+        );
         assert!(!is_zombie(me));
     }
 }

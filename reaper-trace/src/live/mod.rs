@@ -154,7 +154,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     // Reads the ring at least this often: the probes wake us only for batches.
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut analyzer = Analyzer::new(options.threshold_ns);
-    analyzer.seed(&seed);
+    analyzer.seed(&seed, clock.monotonic_ns);
     let mut sink = sink::Sink::new(
         options.json,
         options.display,

@@ -3,7 +3,7 @@
 //! /proc say beside the records (losses, the parents worth probing).
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     io::{BufWriter, Write},
 };
 
@@ -39,6 +39,9 @@ pub struct Sink {
     /// Followed processes that are gone, with when to stop following them.
     /// Not at once: RCU may run a thread's free after its leader's.
     to_unfollow: VecDeque<(u32, u64)>,
+    /// Start times of the processes forked while tracing, so that a free
+    /// arriving after the pid was reused is matched to its own process.
+    starts: HashMap<u32, u64>,
     lost: u64,
     pub captured: Option<Vec<Event>>,
     /// Reused for every rendered line.
@@ -64,6 +67,7 @@ impl Sink {
             totals: Totals::default(),
             unfreed: HashSet::new(),
             to_unfollow: VecDeque::new(),
+            starts: HashMap::new(),
             lost: 0,
             captured: capture.then(Vec::new),
             line: String::with_capacity(256),
@@ -87,12 +91,17 @@ impl Sink {
             EventData::Exit(x) if x.group_dead => {
                 self.unfreed.insert(event.tgid);
             }
-            EventData::Free(_) if event.tid == event.tgid => {
-                self.unfreed.remove(&event.tgid);
-                self.to_unfollow
-                    .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
+            EventData::Free(f) if event.tid == event.tgid => {
+                let current = self.starts.get(&event.tgid).copied();
+                if current.is_none_or(|start| start == f.process_start_ns) {
+                    self.starts.remove(&event.tgid);
+                    self.unfreed.remove(&event.tgid);
+                    self.to_unfollow
+                        .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
+                }
             }
             EventData::Fork(f) if !f.is_thread => {
+                self.starts.insert(f.child_tgid, f.child_start_ns);
                 // The pid was reused by a new followed process: keep it.
                 self.to_unfollow.retain(|(tgid, _)| *tgid != f.child_tgid);
             }

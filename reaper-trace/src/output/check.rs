@@ -19,9 +19,18 @@ pub mod exit {
     pub const COMMAND_FAILED: u8 = 3;
 }
 
+/// The findings `check` fails on: those of the kinds in `fail_on`.
+pub fn failures<'a>(report: &'a Report, fail_on: &[FindingKind]) -> Vec<&'a Finding> {
+    report
+        .findings
+        .iter()
+        .filter(|f| fail_on.contains(&f.kind))
+        .collect()
+}
+
 /// The exit status for a command's wait status and a report.
-pub fn exit_status(command_status: Option<i32>, report: &Report) -> u8 {
-    if !report.findings.is_empty() {
+pub fn exit_status(command_status: Option<i32>, report: &Report, fail_on: &[FindingKind]) -> u8 {
+    if !failures(report, fail_on).is_empty() {
         return exit::FINDINGS;
     }
     match command_status {
@@ -31,35 +40,47 @@ pub fn exit_status(command_status: Option<i32>, report: &Report) -> u8 {
 }
 
 fn case_name(f: &Finding) -> String {
-    let kind = match f.kind {
-        FindingKind::Unreaped => "unreaped",
-        FindingKind::LateReap => "late_reap",
-    };
     format!(
-        "{kind} pid {} ({}) of parent {} ({})",
-        f.pid, f.comm, f.parent_pid, f.parent_comm
+        "{} pid {} ({}) of parent {} ({})",
+        f.kind.name(),
+        f.pid,
+        f.comm,
+        f.parent_pid,
+        f.parent_comm
     )
 }
 
-/// JUnit: one failing case per finding, carrying its diagnosis; a passing
-/// case when there is none; and the command's own result.
-pub fn junit(command: &str, command_status: Option<i32>, report: &Report) -> String {
+/// JUnit: one case per finding, failing for the kinds in `fail_on` (its
+/// message the first diagnosis and the fix), passing for the others (an
+/// orphan is information); a passing case when there is no failure; and the
+/// command's own result.
+pub fn junit(
+    command: &str,
+    command_status: Option<i32>,
+    report: &Report,
+    fail_on: &[FindingKind],
+) -> String {
     let mut cases: Vec<Case> = report
         .findings
         .iter()
         .map(|f| Case {
             name: case_name(f),
-            classname: "reaper-trace.findings".into(),
-            failure: Some((
-                f.diagnosis
+            classname: format!("reaper-trace.{}", f.kind.name()),
+            failure: fail_on.contains(&f.kind).then(|| {
+                let mut message = f
+                    .diagnosis
                     .first()
                     .map(|d| d.text.clone())
-                    .unwrap_or_else(|| "unreaped child".into()),
-                finding_line(f),
-            )),
+                    .unwrap_or_else(|| "unreaped child".into());
+                if let Some(hint) = &f.hint {
+                    message.push_str("; fix: ");
+                    message.push_str(hint);
+                }
+                (message, finding_line(f))
+            }),
         })
         .collect();
-    if cases.is_empty() {
+    if failures(report, fail_on).is_empty() {
         cases.push(Case {
             name: "every child was reaped in time".into(),
             classname: "reaper-trace.findings".into(),
@@ -88,21 +109,50 @@ mod tests {
     #[test]
     fn exit_statuses_tell_findings_from_command_failures() {
         let clean = Report::default();
-        assert_eq!(exit_status(Some(0), &clean), exit::CLEAN);
-        assert_eq!(exit_status(Some(3 << 8), &clean), exit::COMMAND_FAILED);
         assert_eq!(
-            exit_status(Some(9), &clean),
+            exit_status(Some(0), &clean, &FindingKind::FAIL_BY_DEFAULT),
+            exit::CLEAN
+        );
+        assert_eq!(
+            exit_status(Some(3 << 8), &clean, &FindingKind::FAIL_BY_DEFAULT),
+            exit::COMMAND_FAILED
+        );
+        assert_eq!(
+            exit_status(Some(9), &clean, &FindingKind::FAIL_BY_DEFAULT),
             exit::COMMAND_FAILED,
             "killed by a signal"
         );
-        assert_eq!(exit_status(None, &clean), exit::COMMAND_FAILED);
+        assert_eq!(
+            exit_status(None, &clean, &FindingKind::FAIL_BY_DEFAULT),
+            exit::COMMAND_FAILED
+        );
         let mut leaking = Report::default();
         leaking
             .findings
             .push(crate::analysis::tests_support::finding());
-        assert_eq!(exit_status(Some(0), &leaking), exit::FINDINGS);
-        assert_eq!(exit_status(Some(1 << 8), &leaking), exit::FINDINGS);
-        let xml = junit("make test", Some(0), &leaking);
+        let fail_on = FindingKind::FAIL_BY_DEFAULT;
+        assert_eq!(exit_status(Some(0), &leaking, &fail_on), exit::FINDINGS);
+        assert_eq!(
+            exit_status(Some(1 << 8), &leaking, &fail_on),
+            exit::FINDINGS
+        );
+        let xml = junit("make test", Some(0), &leaking, &fail_on);
         assert!(xml.contains("<failure message=") && xml.contains("unreaped pid 11"));
+    }
+
+    #[test]
+    fn orphans_fail_only_when_asked() {
+        let mut orphaned = crate::analysis::tests_support::finding();
+        orphaned.kind = FindingKind::Orphaned;
+        let report = Report {
+            findings: vec![orphaned],
+            ..Default::default()
+        };
+        let default = FindingKind::FAIL_BY_DEFAULT;
+        assert_eq!(exit_status(Some(0), &report, &default), exit::CLEAN);
+        assert!(!junit("x", Some(0), &report, &default).contains("<failure"));
+        let strict = [FindingKind::Orphaned];
+        assert_eq!(exit_status(Some(0), &report, &strict), exit::FINDINGS);
+        assert!(junit("x", Some(0), &report, &strict).contains("<failure"));
     }
 }

@@ -19,13 +19,11 @@ fn how_it_ended(f: &Finding) -> String {
     }
 }
 
-/// One line for a finding: what, who, the outcome, then the diagnosis.
+/// One line for a finding: what, who, the outcome, then the diagnosis and
+/// the hint.
 pub fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
-    let kind = match f.kind {
-        FindingKind::Unreaped => "unreaped",
-        FindingKind::LateReap => "late_reap",
-    };
+    let kind = f.kind.name();
     let _ = write!(
         line,
         "{kind} {} ({}) {}; parent {} ({})",
@@ -36,24 +34,41 @@ pub fn finding_line(f: &Finding) -> String {
         f.parent_comm
     );
     let latency = f.latency_ns.map(seconds).unwrap_or_else(|| "?".into());
-    let bound = if f.predates_trace { "at least " } else { "" };
-    let _ = match f.resolution {
-        None => write!(line, ": unreaped for {bound}{latency} so far"),
-        Some(Resolution::Zombie) => write!(line, ": still a zombie after {bound}{latency}"),
-        Some(Resolution::Adopted) => write!(
+    let bound = if f.predates_trace { "more than " } else { "" };
+    let _ = match (f.kind, f.resolution) {
+        (FindingKind::Orphaned, _) => {
+            let how = f
+                .parent_end
+                .as_ref()
+                .map(|e| format!(" ({})", e.describe()))
+                .unwrap_or_default();
+            let adopter = f
+                .adopted_by_pid
+                .map(|a| format!("adopted by {a}"))
+                .unwrap_or_else(|| "still running when the trace ended".into());
+            write!(line, ": its parent died{how} while it ran; {adopter}")
+        }
+        (_, None) => write!(line, ": unreaped for {bound}{latency} so far"),
+        (_, Some(Resolution::Zombie)) => write!(line, ": still a zombie after {bound}{latency}"),
+        (_, Some(Resolution::Adopted)) => write!(
             line,
             ": its parent never reaped it; adopted and reaped by {} after {bound}{latency}",
             f.reaped_by_pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "its new parent".into())
         ),
-        Some(Resolution::Reaped) => write!(line, ": reaped by its parent after {bound}{latency}"),
+        (_, Some(Resolution::Reaped)) => {
+            write!(line, ": reaped by its parent after {bound}{latency}")
+        }
     };
     if !f.certain {
         line.push_str(" [uncertain: events were lost]");
     }
     for d in &f.diagnosis {
         let _ = write!(line, "\n    [{}] {}", d.code, d.text);
+    }
+    if let Some(hint) = &f.hint {
+        let _ = write!(line, "\n    fix: {hint}");
     }
     line
 }

@@ -86,7 +86,7 @@ pub fn replay_with(
         )
     });
     let mut analyzer = Analyzer::new(options.threshold_ns).with_verdicts();
-    analyzer.seed(&meta.seed);
+    analyzer.seed(&meta.seed, meta.clock.monotonic_ns);
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
     let (mut trailer, mut truncated_at) = (None, None);
     while let Some(item) = reader.next_item()? {

@@ -64,6 +64,12 @@ pub fn monotonic_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC)
 }
 
+/// CLOCK_BOOTTIME now, in nanoseconds: the monotonic clock plus the time
+/// spent suspended (the clock of /proc's start times).
+pub fn boottime_ns() -> u64 {
+    read(libc::CLOCK_BOOTTIME)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

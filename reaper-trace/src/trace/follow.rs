@@ -91,6 +91,7 @@ mod tests {
             ppid,
             comm: Comm::from_str_lossy(comm),
             zombie: false,
+            started_ns: None,
         }
     }
 

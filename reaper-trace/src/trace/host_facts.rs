@@ -17,6 +17,10 @@ pub struct SeedProcess {
     pub comm: Comm,
     /// Already a zombie (state Z) when tracing started.
     pub zombie: bool,
+    /// When it started (CLOCK_MONOTONIC ns, to /proc's clock-tick
+    /// precision); absent in recordings made before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ns: Option<u64>,
 }
 
 fn comm_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {
@@ -55,6 +59,7 @@ mod tests {
         let seed: SeedProcess =
             serde_json::from_str(r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#).unwrap();
         assert_eq!(seed.comm, Comm::from_str_lossy("sleep"));
+        assert_eq!(seed.started_ns, None);
         let back = serde_json::to_string(&seed).unwrap();
         assert_eq!(back, r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#);
     }

@@ -139,3 +139,45 @@ pub fn free(t: u64, pid: u32, tid: u32) -> Event {
         }),
     )
 }
+
+/// The free of the process `pid` that started at `start`.
+pub fn free_of(t: u64, pid: u32, start: u64) -> Event {
+    let mut event = free(t, pid, pid);
+    if let EventData::Free(f) = &mut event.data {
+        f.process_start_ns = start;
+        f.start_ns = start;
+    }
+    event
+}
+
+/// Thread `tid` of `pid` sets SIGCHLD's action.
+pub fn sigaction(t: u64, pid: u32, tid: u32, disposition: Disposition, handler: u64) -> Event {
+    at(
+        t,
+        pid,
+        tid,
+        EventData::Sigaction(Sigaction {
+            sig: SIGCHLD,
+            disposition,
+            handler,
+            flags: 0,
+            mask: 0,
+        }),
+    )
+}
+
+/// `pid` execs `filename`, becoming `comm`.
+pub fn exec(t: u64, pid: u32, comm: &str, filename: &str) -> Event {
+    at(
+        t,
+        pid,
+        pid,
+        EventData::Exec(Exec {
+            pid,
+            old_pid: pid,
+            process_start_ns: 0,
+            comm: Comm::from_str_lossy(comm),
+            filename: filename.into(),
+        }),
+    )
+}

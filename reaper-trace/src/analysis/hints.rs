@@ -1,0 +1,116 @@
+//! One short, specific remediation per finding, derived from its diagnosis:
+//! what the person who owns the parent's code should change. The most
+//! specific cause wins.
+
+use super::findings::{Finding, FindingKind};
+
+/// The hint for a finding, if its diagnosis points at a fix.
+pub fn hint(f: &Finding) -> Option<String> {
+    let has = |code: &str| f.diagnosis.iter().any(|d| d.code == code);
+    let text = |code: &str| {
+        f.diagnosis
+            .iter()
+            .find(|d| d.code == code)
+            .map(|d| d.text.as_str())
+    };
+    let hint = match f.kind {
+        // A parent that exits on purpose may leave children behind (a double
+        // fork); one that was killed did not mean to.
+        FindingKind::Orphaned if f.parent_end.as_ref().is_some_and(|e| e.signal.is_some()) => {
+            "the parent was killed while its children ran: on SIGTERM, stop and reap the children before exiting, and keep the shutdown path free of crashes"
+                .to_owned()
+        }
+        FindingKind::Orphaned => return None,
+        _ if has("collected_by_tracer") => {
+            "a tracer collected this exit first; the parent must still call wait() for it".into()
+        }
+        _ if has("no_sigchld") => {
+            "children made with exit_signal 0 send no SIGCHLD: reap them with waitpid(pid, __WALL) (or __WCLONE)".into()
+        }
+        _ if has("sigchld_coalesced") => {
+            "SIGCHLD does not queue: loop waitpid(-1, WNOHANG) in the handler until it returns 0".into()
+        }
+        _ if has("sigchld_signalfd") => {
+            "read the signalfd before any slow work in the event loop, and loop waitpid(-1, WNOHANG) until it returns 0 each time".into()
+        }
+        _ if has("parent_thread_uninterruptible") => {
+            "the parent is stuck in uninterruptible sleep: fix what it waits on (I/O, a hung mount); it cannot reap until then".into()
+        }
+        _ if has("parent_leader_exited") => {
+            "the main thread exited while other threads run: join the threads before main returns, or reap from a thread that lives".into()
+        }
+        _ if f.comm.as_bytes() == b"sh" && has("never_waited") => {
+            "a shell child never waited for: pclose() every popen(), and waitpid() every child of system()-like calls".into()
+        }
+        _ if has("waited_for_other") => {
+            "the parent waits for specific pids only: also reap the rest with waitpid(-1, WNOHANG) (or one wait per spawned child)".into()
+        }
+        _ if has("blocked_in_wait") => {
+            "a thread blocks in a wait for another child: use waitpid(-1, …) or WNOHANG polling so one slow child does not hold up the rest".into()
+        }
+        _ if has("parent_exited") && has("never_waited") => {
+            "the parent exited without waiting for its children: wait for them before exiting".into()
+        }
+        _ if has("sigchld_disposition_change")
+            && text("sigchld_disposition_change").is_some_and(|t| !t.starts_with(&format!("thread {} ", f.parent_pid))) =>
+        {
+            format!(
+                "SIGCHLD was changed by another thread of {} — a library changed it behind the main loop: {}",
+                f.parent_pid,
+                text("sigchld_disposition_change").unwrap_or_default()
+            )
+        }
+        _ if has("never_waited") => {
+            "call waitpid() for every child (or set SIGCHLD to SIG_IGN if their exit statuses are not needed)".into()
+        }
+        _ if f.kind == FindingKind::LateReap => {
+            "reap promptly: a SIGCHLD handler (or signalfd) that loops waitpid(-1, WNOHANG), instead of waiting later".into()
+        }
+        _ => return None,
+    };
+    Some(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        analysis::{diagnosis::Diag, tests_support::finding},
+        trace::comm::Comm,
+    };
+
+    fn with(codes: &[&'static str]) -> Finding {
+        let mut f = finding();
+        f.diagnosis = codes
+            .iter()
+            .map(|&code| Diag {
+                code,
+                text: format!("thread 10 of 10 {code}"),
+            })
+            .collect();
+        f
+    }
+
+    #[test]
+    fn the_most_specific_cause_wins() {
+        let coalesced = hint(&with(&[
+            "sigchld_handler",
+            "sigchld_coalesced",
+            "never_waited",
+        ]));
+        assert!(coalesced.unwrap().contains("loop waitpid(-1, WNOHANG)"));
+        let mut popen = with(&["sigchld_default", "never_waited"]);
+        popen.comm = Comm::from_str_lossy("sh");
+        assert!(hint(&popen).unwrap().contains("pclose() every popen()"));
+        let plain = hint(&with(&["sigchld_default", "never_waited"])).unwrap();
+        assert!(plain.starts_with("call waitpid()"), "{plain}");
+        assert_eq!(hint(&with(&["sigchld_default"])), None);
+        let mut other_thread = with(&["sigchld_disposition_change"]);
+        other_thread.diagnosis[0].text = "thread 812 of 10 set SIGCHLD to SIG_IGN".into();
+        assert!(
+            hint(&other_thread)
+                .unwrap()
+                .contains("thread 812 of 10 set SIGCHLD to SIG_IGN")
+        );
+    }
+}
