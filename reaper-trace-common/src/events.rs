@@ -15,8 +15,9 @@ pub mod kind {
     pub const FREE: u32 = 9;
     pub const SIGACTION: u32 = 10;
     pub const FORK_FAILED: u32 = 11;
+    pub const NS_PIDS: u32 = 12;
     /// One past the largest kind: the size of the per-kind loss counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
 
     /// Each kind's stable name (index = kind number), as JSON, totals and
     /// loss counts print it.
@@ -33,6 +34,7 @@ pub mod kind {
         "free",
         "sigaction",
         "fork_failed",
+        "ns_pids",
     ];
 }
 
@@ -223,6 +225,27 @@ pub struct ForkFailedRecord {
     pub errno: i32,
 }
 
+/// How many pid-namespace levels an [`NsPidsRecord`] carries.
+pub const NS_LEVELS: usize = 4;
+
+/// After `sched_process_fork`, for a child outside the initial pid
+/// namespace (containers): its pid as each namespace sees it. Wait results
+/// and SIGCHLD's `si_pid` are in the waiter's namespace; these let userspace
+/// map them back to global pids. The header names the parent, as for fork.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsPidsRecord {
+    pub header: Header,
+    pub child_tgid: u32,
+    /// Depth of the child's pid namespace: 0 is the initial one.
+    pub level: u32,
+    /// `nr[i]`: its pid in the namespace at level `i`, for `i <= level` and
+    /// `i < NS_LEVELS` (`nr[0]` is the global pid).
+    pub nr: [u32; NS_LEVELS],
+    /// `ns[i]`: that namespace's inode number (as `/proc/PID/ns/pid` shows).
+    pub ns: [u32; NS_LEVELS],
+}
+
 /// The size of each kind's record, or `None` for an unknown kind.
 pub const fn record_size(kind: u32) -> Option<usize> {
     use core::mem::size_of;
@@ -238,6 +261,7 @@ pub const fn record_size(kind: u32) -> Option<usize> {
         kind::FREE => size_of::<FreeRecord>(),
         kind::SIGACTION => size_of::<SigactionRecord>(),
         kind::FORK_FAILED => size_of::<ForkFailedRecord>(),
+        kind::NS_PIDS => size_of::<NsPidsRecord>(),
         _ => return None,
     })
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 pub use super::reap::{Reap, ReapKind};
 use super::{diagnosis::Diag, facts::ProcessEnd};
-use crate::trace::comm::Comm;
+use crate::trace::{comm::Comm, event::NsPid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,6 +75,14 @@ pub struct Finding {
     pub adopted_by_pid: Option<u32>,
     /// A short, specific remediation derived from the diagnosis.
     pub hint: Option<String>,
+    /// Outside the initial pid namespace: the pid (and namespace) the
+    /// process, its parent and its reaper have in their own namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<NsPid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_ns_pid: Option<NsPid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reaped_by_ns_pid: Option<NsPid>,
 }
 
 impl FindingKind {

@@ -21,6 +21,11 @@ pub fn hint(f: &Finding) -> Option<String> {
                 .to_owned()
         }
         FindingKind::Orphaned => return None,
+        _ if f.parent_ns_pid.is_some_and(|p| p.pid == 1)
+            && (has("never_waited") || has("waited_for_other")) =>
+        {
+            "this parent is PID 1 of its pid namespace (a container's init) and does not reap: run it under an init (tini, docker --init)".into()
+        }
         _ if has("collected_by_tracer") => {
             "a tracer collected this exit first; the parent must still call wait() for it".into()
         }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::trace::{
     comm::Comm,
-    event::{Event, EventData, SignalResult, WaitSyscall},
+    event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
     host_facts::{ParentProbe, SeedProcess},
 };
 
@@ -38,6 +38,8 @@ struct Proc {
     running_children: Vec<u32>,
     /// Set when its parent died while it was running.
     orphaning: Option<Orphaning>,
+    /// Its pid in its own pid namespace, outside the initial one.
+    ns_pid: Option<NsPid>,
 }
 
 /// Rebuilds lifecycles from events and reports what was never reaped.
@@ -86,6 +88,9 @@ impl Analyzer {
         for seed in processes {
             let proc = self.procs.entry(seed.pid).or_default();
             proc.comm = seed.comm;
+            if seed.ns_pids.len() > 1 {
+                proc.ns_pid = seed.ns_pids.last().copied();
+            }
             if seed.zombie {
                 proc.exit = Some(ExitFacts::predating(
                     seed.ppid,
@@ -143,6 +148,9 @@ impl Analyzer {
                 child.start_ns = f.child_start_ns;
                 child.comm = f.comm;
                 child.parent_at_fork = Some(event.tgid);
+            }
+            EventData::NsPids(n) => {
+                self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
             }
             EventData::Exec(x) => {
                 let proc = self.procs.entry(event.tgid).or_default();
@@ -570,6 +578,12 @@ impl Analyzer {
             parent_end: parent.and_then(|p| p.facts.end.clone()),
             adopted_by_pid: None,
             hint: None,
+            ns_pid: proc.ns_pid,
+            parent_ns_pid: parent.and_then(|p| p.ns_pid),
+            reaped_by_ns_pid: reap
+                .and_then(|r| r.by_pid)
+                .and_then(|by| self.procs.get(&by))
+                .and_then(|p| p.ns_pid),
         }
         .with_hint()
     }
@@ -677,6 +691,9 @@ impl Analyzer {
             parent_end,
             adopted_by_pid: adopter,
             hint: None,
+            ns_pid: proc.ns_pid,
+            parent_ns_pid: self.procs.get(&parent).and_then(|p| p.ns_pid),
+            reaped_by_ns_pid: None,
         }
         .with_hint()
     }

@@ -50,6 +50,9 @@ pub mod tests_support {
             parent_end: None,
             adopted_by_pid: None,
             hint: None,
+            ns_pid: None,
+            parent_ns_pid: None,
+            reaped_by_ns_pid: None,
         }
     }
 }

@@ -236,6 +236,8 @@ mod tests {
             si_code: 0,
             enter_time_ns: 0,
             args_known: true,
+            upid_ns: None,
+            reaped_ns_pid: None,
         }
     }
 
@@ -295,6 +297,8 @@ mod tests {
     fn a_wait_begun_before_tracing_counts_as_a_reap() {
         let early = WaitExit {
             args_known: false,
+            upid_ns: None,
+            reaped_ns_pid: None,
             ..wait4(0, 0)
         };
         assert_eq!(WaitResult::of(&early).collected_exit(), Some(12));

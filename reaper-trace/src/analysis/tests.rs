@@ -265,6 +265,7 @@ fn waiting_for_another_child_is_named() {
             which: 0,
             upid: 12,
             options: 0,
+            upid_ns: None,
         }),
     );
     let r = s.run(S, 5 * S);
@@ -353,6 +354,7 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
                 comm: Comm::from_str_lossy("z"),
                 zombie: true,
                 started_ns: Some(S / 2),
+                ns_pids: Vec::new(),
             },
             SeedProcess {
                 pid: 10,
@@ -360,6 +362,7 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
                 comm: Comm::from_str_lossy("p"),
                 zombie: false,
                 started_ns: None,
+                ns_pids: Vec::new(),
             },
         ],
         41 * S,

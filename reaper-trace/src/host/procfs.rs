@@ -5,15 +5,19 @@
 
 use procfs::process::{ProcState, Process};
 
+use std::collections::HashMap;
+
 use crate::trace::{
     clock,
+    event::NsPid,
     host_facts::{ParentProbe, SeedProcess, ThreadProbe},
 };
 
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
-/// Every process now (threads excluded). Processes that vanish while being
-/// read are skipped.
+/// Every process now (threads excluded), with its pids per namespace level
+/// when it lives outside the initial pid namespace. Processes that vanish
+/// while being read are skipped.
 pub fn snapshot() -> Vec<SeedProcess> {
     let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
@@ -22,18 +26,81 @@ pub fn snapshot() -> Vec<SeedProcess> {
     // /proc counts start times on the boot clock; the trace, on the
     // monotonic one. They differ by the time spent suspended.
     let suspended = clock::boottime_ns().saturating_sub(clock::monotonic_ns());
-    all.filter_map(Result::ok)
-        .filter_map(|p| p.stat().ok())
-        .filter_map(|stat| {
+    let root_ns = pid_ns_inode("self");
+    let mut innermost: HashMap<u32, u32> = HashMap::new();
+    let mut processes: Vec<SeedProcess> = all
+        .filter_map(Result::ok)
+        .filter_map(|process| {
+            let stat = process.stat().ok()?;
+            let pid = u32::try_from(stat.pid).ok()?;
+            let ns = pid_ns_inode(&pid.to_string());
+            let mut ns_pids = Vec::new();
+            if let Some(ns) = ns.filter(|&ns| Some(ns) != root_ns) {
+                innermost.insert(pid, ns);
+                // NSpid: the pid at each level, outermost first.
+                let nspid = process
+                    .status()
+                    .ok()
+                    .and_then(|s| s.nspid)
+                    .unwrap_or_default();
+                ns_pids = nspid
+                    .iter()
+                    .map(|&nr| NsPid {
+                        pid: nr as u32,
+                        ns: 0,
+                    })
+                    .collect();
+                if let Some(last) = ns_pids.last_mut() {
+                    last.ns = ns;
+                }
+                if let (Some(first), Some(root)) = (ns_pids.first_mut(), root_ns) {
+                    first.ns = root;
+                }
+            }
             Some(SeedProcess {
-                pid: u32::try_from(stat.pid).ok()?,
+                pid,
                 ppid: u32::try_from(stat.ppid).unwrap_or(0),
                 comm: crate::trace::comm::Comm::from_str_lossy(&stat.comm),
                 zombie: stat.state().is_ok_and(|s| s == ProcState::Zombie),
                 started_ns: (stat.starttime * 1_000_000_000 / ticks).checked_sub(suspended),
+                ns_pids,
             })
         })
-        .collect()
+        .collect();
+    fill_middle_levels(&mut processes, &innermost);
+    processes
+}
+
+/// The namespaces between the outermost and the innermost of a nested
+/// process are its ancestors' innermost ones: walk up until the depth fits.
+fn fill_middle_levels(processes: &mut [SeedProcess], innermost: &HashMap<u32, u32>) {
+    let parent: HashMap<u32, (u32, usize)> = processes
+        .iter()
+        .map(|p| (p.pid, (p.ppid, p.ns_pids.len())))
+        .collect();
+    for p in processes.iter_mut().filter(|p| p.ns_pids.len() > 2) {
+        let depth = p.ns_pids.len();
+        for level in 1..depth - 1 {
+            let mut at = p.ppid;
+            for _ in 0..64 {
+                match parent.get(&at) {
+                    Some(&(_, len)) if len == level + 1 => {
+                        p.ns_pids[level].ns = innermost.get(&at).copied().unwrap_or(0);
+                        break;
+                    }
+                    Some(&(up, _)) => at = up,
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+/// The inode number of `/proc/<pid>/ns/pid` (`pid:[4026531836]`).
+fn pid_ns_inode(pid: &str) -> Option<u32> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Whether `pid` is a zombie now (`false` once it is gone).

@@ -163,6 +163,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         clock,
         options.capture,
     );
+    sink.pidns.seed(&seed);
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
     let stop_at = options.duration.map(|d| Instant::now() + d);

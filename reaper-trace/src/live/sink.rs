@@ -18,6 +18,7 @@ use crate::{
         clock::{self, ClockRef},
         decode::decode,
         event::{Event, EventData},
+        pidns::PidNamespaces,
         totals::Totals,
     },
 };
@@ -44,6 +45,9 @@ pub struct Sink {
     starts: HashMap<u32, u64>,
     lost: u64,
     pub captured: Option<Vec<Event>>,
+    /// Turns namespace-relative pids into global ones before anything else
+    /// sees the events.
+    pub pidns: PidNamespaces,
     /// Reused for every rendered line.
     line: String,
 }
@@ -70,6 +74,7 @@ impl Sink {
             starts: HashMap::new(),
             lost: 0,
             captured: capture.then(Vec::new),
+            pidns: PidNamespaces::default(),
             line: String::with_capacity(256),
         }
     }
@@ -79,7 +84,10 @@ impl Sink {
             recorder.push(bytes)?;
         }
         match decode(bytes) {
-            Ok(event) => self.event(&event),
+            Ok(mut event) => {
+                self.pidns.apply(&mut event);
+                self.event(&event)
+            }
             Err(_) => self.totals.undecodable += 1,
         }
         Ok(())

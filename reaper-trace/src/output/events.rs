@@ -40,6 +40,14 @@ fn child_status(status: ChildStatus) -> String {
     }
 }
 
+/// `16132 (ns pid 3)` when the namespace numbers it differently.
+fn with_ns_pid(pid: i32, ns_pid: Option<i32>) -> String {
+    match ns_pid {
+        Some(local) => format!("{pid} (ns pid {local})"),
+        None => pid.to_string(),
+    }
+}
+
 /// What a wait returned, in the terms of the reap rules: `reaps 12 (exited
 /// 0)` only for an exit collected without `WNOWAIT`; a peek, a stop, a
 /// ptrace trap or a continue says what it was.
@@ -49,6 +57,7 @@ pub fn wait_outcome(w: &WaitExit) -> String {
         WaitResult::Error(ret) => format!("error {}", errno_name((-ret) as i32)),
         WaitResult::Nothing => "nothing ready".into(),
         WaitResult::Child { pid, status, peek } => {
+            let pid = with_ns_pid(pid, w.reaped_ns_pid);
             if result.collected_exit().is_some() {
                 format!("reaps {pid} ({})", child_status(status))
             } else if peek && status.is_exit() {
@@ -128,7 +137,7 @@ pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
             s.target_tid,
             if s.group { "group" } else { "thread" },
             cld_code(s.code),
-            s.si_pid,
+            with_ns_pid(s.si_pid, s.si_ns_pid),
             s.si_status,
             s.result,
             disposition(s.target_disposition, s.target_handler),
@@ -155,17 +164,25 @@ pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
             line,
             "{:?} pid {} options {}",
             w.syscall,
-            w.upid,
+            with_ns_pid(w.upid, w.upid_ns),
             wait_options(w.options)
         ),
         EventData::WaitExit(w) => write!(
             line,
             "{:?} pid {} options {} -> {}",
             w.syscall,
-            w.upid,
+            with_ns_pid(w.upid, w.upid_ns),
             wait_options(w.options),
             wait_outcome(w)
         ),
+        EventData::NsPids(n) => {
+            let levels: Vec<String> = n
+                .levels
+                .iter()
+                .map(|l| format!("{} in pid:[{}]", l.pid, l.ns))
+                .collect();
+            write!(line, "process {} is {}", n.child_tgid, levels.join(", "))
+        }
         EventData::Free(f) => write!(line, "{} reaped (task freed)", f.comm),
         EventData::Sigaction(s) => write!(
             line,
@@ -268,6 +285,8 @@ mod tests {
             si_code: 0,
             enter_time_ns: 0,
             args_known: true,
+            upid_ns: None,
+            reaped_ns_pid: None,
         };
         // A stopped child (0x7f low byte), once read as "killed by SIG127".
         assert_eq!(wait_outcome(&w), "15892 stopped by SIG0: not reaped");

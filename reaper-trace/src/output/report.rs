@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 use crate::{
     analysis::{Finding, FindingKind, Notice, Report, Resolution},
-    trace::names::{seconds, signal_name},
+    trace::{
+        event::NsPid,
+        names::{seconds, signal_name},
+    },
 };
 
 fn how_it_ended(f: &Finding) -> String {
@@ -19,6 +22,14 @@ fn how_it_ended(f: &Finding) -> String {
     }
 }
 
+/// `16132 (ns pid 3)` for a process in a pid namespace of its own.
+fn pid_text(pid: u32, ns_pid: Option<NsPid>) -> String {
+    match ns_pid {
+        Some(ns) => format!("{pid} (ns pid {})", ns.pid),
+        None => pid.to_string(),
+    }
+}
+
 /// One line for a finding: what, who, the outcome, then the diagnosis and
 /// the hint.
 pub fn finding_line(f: &Finding) -> String {
@@ -27,10 +38,10 @@ pub fn finding_line(f: &Finding) -> String {
     let _ = write!(
         line,
         "{kind} {} ({}) {}; parent {} ({})",
-        f.pid,
+        pid_text(f.pid, f.ns_pid),
         f.comm,
         how_it_ended(f),
-        f.parent_pid,
+        pid_text(f.parent_pid, f.parent_ns_pid),
         f.parent_comm
     );
     let latency = f.latency_ns.map(seconds).unwrap_or_else(|| "?".into());
@@ -54,7 +65,7 @@ pub fn finding_line(f: &Finding) -> String {
             line,
             ": its parent never reaped it; adopted and reaped by {} after {bound}{latency}",
             f.reaped_by_pid
-                .map(|p| p.to_string())
+                .map(|p| pid_text(p, f.reaped_by_ns_pid))
                 .unwrap_or_else(|| "its new parent".into())
         ),
         (_, Some(Resolution::Reaped)) => {

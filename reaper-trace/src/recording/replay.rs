@@ -13,6 +13,7 @@ use crate::{
         decode::decode,
         event::Event,
         follow::{Follow, initial_pids},
+        pidns::PidNamespaces,
     },
 };
 
@@ -87,6 +88,8 @@ pub fn replay_with(
     });
     let mut analyzer = Analyzer::new(options.threshold_ns).with_verdicts();
     analyzer.seed(&meta.seed, meta.clock.monotonic_ns);
+    let mut pidns = PidNamespaces::default();
+    pidns.seed(&meta.seed);
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
     let (mut trailer, mut truncated_at) = (None, None);
     while let Some(item) = reader.next_item()? {
@@ -101,7 +104,8 @@ pub fn replay_with(
                         Some(UserRecord::Lost(total)) => analyzer.set_lost(total),
                         Some(UserRecord::Unknown(_)) => skipped += 1,
                         None => match decode(record) {
-                            Ok(event) => {
+                            Ok(mut event) => {
+                                pidns.apply(&mut event);
                                 last_ns = last_ns.max(event.time_ns);
                                 if follow.as_mut().is_none_or(|f| f.admit(&event)) {
                                     analyzer.on_event(&event);

@@ -48,6 +48,7 @@ records!(
     FreeRecord = FREE,
     SigactionRecord = SIGACTION,
     ForkFailedRecord = FORK_FAILED,
+    NsPidsRecord = NS_PIDS,
 );
 
 /// The bytes of a record, as the kernel writes them.
@@ -118,6 +119,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 which: r.which,
                 upid: r.upid,
                 options: r.options,
+                upid_ns: None,
             })
         }
         kind::WAIT_EXIT => wait_exit(read(bytes)),
@@ -145,6 +147,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             EventData::ForkFailed(ForkFailed {
                 syscall_nr: r.syscall_nr,
                 errno: r.errno,
+            })
+        }
+        kind::NS_PIDS => {
+            let r: abi::NsPidsRecord = read(bytes);
+            let known = (r.level as usize + 1).min(abi::NS_LEVELS);
+            EventData::NsPids(NsPids {
+                child_tgid: r.child_tgid,
+                levels: (0..known)
+                    .map(|i| NsPid {
+                        pid: r.nr[i],
+                        ns: r.ns[i],
+                    })
+                    .collect(),
             })
         }
         other => return Err(DecodeError::UnknownKind(other)),
@@ -231,6 +246,7 @@ fn signal_generate(r: abi::SignalGenerateRecord) -> EventData {
         target_handler: r.target_handler,
         target_sa_flags: r.target_sa_flags,
         target_blocked: blocked,
+        si_ns_pid: None,
     })
 }
 
@@ -269,6 +285,8 @@ fn wait_exit(r: abi::WaitExitRecord) -> EventData {
         si_code: r.si_code,
         enter_time_ns: r.enter_ktime_ns,
         args_known,
+        upid_ns: None,
+        reaped_ns_pid: None,
     })
 }
 
@@ -471,7 +489,8 @@ mod tests {
                 syscall: WaitSyscall::Waitid,
                 which: 1,
                 upid: 7,
-                options: 4
+                options: 4,
+                upid_ns: None,
             })
         );
         let e = roundtrip(abi::WaitExitRecord {

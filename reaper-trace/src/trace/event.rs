@@ -32,6 +32,7 @@ pub enum EventData {
     Free(Free),
     Sigaction(Sigaction),
     ForkFailed(ForkFailed),
+    NsPids(NsPids),
 }
 
 impl EventData {
@@ -49,6 +50,7 @@ impl EventData {
             EventData::Free(_) => kind::FREE,
             EventData::Sigaction(_) => kind::SIGACTION,
             EventData::ForkFailed(_) => kind::FORK_FAILED,
+            EventData::NsPids(_) => kind::NS_PIDS,
         }
     }
 
@@ -159,6 +161,10 @@ pub struct SignalGenerate {
     pub target_sa_flags: u64,
     /// The target thread had `sig` blocked.
     pub target_blocked: bool,
+    /// `si_pid` as the target's pid namespace numbers it, when that differs
+    /// from the global `si_pid` (set by `trace::pidns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub si_ns_pid: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -189,6 +195,10 @@ pub struct WaitEnter {
     pub which: i32,
     pub upid: i32,
     pub options: i32,
+    /// `upid` as the waiter wrote it, in its pid namespace, when that
+    /// differs from the global `upid` (set by `trace::pidns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upid_ns: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -206,6 +216,12 @@ pub struct WaitExit {
     /// False for a wait that began before tracing: `upid`, `options` and
     /// `status` are then unknown (zero).
     pub args_known: bool,
+    /// `upid` and `reaped_pid` as the waiter's pid namespace numbers them,
+    /// when that differs from the global ones (set by `trace::pidns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upid_ns: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reaped_ns_pid: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -223,6 +239,22 @@ pub struct Sigaction {
     pub handler: u64,
     pub flags: u64,
     pub mask: u64,
+}
+
+/// A pid as one pid namespace sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NsPid {
+    pub pid: u32,
+    /// The namespace's inode number (`/proc/PID/ns/pid`).
+    pub ns: u32,
+}
+
+/// A new process outside the initial pid namespace: its pid at each level,
+/// outermost (global) first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NsPids {
+    pub child_tgid: u32,
+    pub levels: Vec<NsPid>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

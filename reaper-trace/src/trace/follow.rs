@@ -92,6 +92,7 @@ mod tests {
             comm: Comm::from_str_lossy(comm),
             zombie: false,
             started_ns: None,
+            ns_pids: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::trace::comm::Comm;
+use crate::trace::{comm::Comm, event::NsPid};
 
 /// A process found in /proc when tracing started. Stored as is in the
 /// recording's header (docs/recording.md: `seed`).
@@ -21,6 +21,10 @@ pub struct SeedProcess {
     /// precision); absent in recordings made before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ns: Option<u64>,
+    /// Outside the initial pid namespace: its pid at each level, outermost
+    /// (global) first, from /proc's `NSpid`; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ns_pids: Vec<NsPid>,
 }
 
 fn comm_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {

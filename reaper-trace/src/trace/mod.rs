@@ -9,6 +9,7 @@ pub mod event;
 pub mod follow;
 pub mod host_facts;
 pub mod names;
+pub mod pidns;
 #[cfg(test)]
 pub mod test_events;
 pub mod totals;

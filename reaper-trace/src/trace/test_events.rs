@@ -88,6 +88,7 @@ pub fn sigchld(
             },
             target_sa_flags: 0,
             target_blocked: blocked,
+            si_ns_pid: None,
         }),
     )
 }
@@ -102,6 +103,7 @@ pub fn wait_enter(t: u64, parent: u32, upid: i32, options: i32) -> Event {
             which: 0,
             upid,
             options,
+            upid_ns: None,
         }),
     )
 }
@@ -122,6 +124,8 @@ pub fn wait_exit(t: u64, parent: u32, upid: i32, options: i32, reaped: i32) -> E
             si_code: 0,
             enter_time_ns: t,
             args_known: true,
+            upid_ns: None,
+            reaped_ns_pid: None,
         }),
     )
 }
