@@ -24,6 +24,16 @@ pub struct Config {
     pub task_sighand: u32,
     pub task_blocked: u32,
     pub task_comm: u32,
+    /// `task_struct.thread_pid`: the task's `struct pid`.
+    pub task_thread_pid: u32,
+    // --- struct pid / upid / pid_namespace: a pid at each namespace level
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    /// `pid_namespace.ns.inum`: the namespace's inode number.
+    pub pid_ns_inum: u32,
     // --- struct signal_struct: `live` is the count of threads not yet exited
     pub signal_live: u32,
     // --- struct sighand_struct / k_sigaction / sigaction

@@ -1,7 +1,7 @@
 //! Reading `task_struct` fields at the offsets the loader resolved from BTF.
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf};
-use reaper_trace_common::COMM_LEN;
+use reaper_trace_common::{COMM_LEN, NS_LEVELS};
 
 use crate::config::conf;
 
@@ -42,6 +42,35 @@ pub fn comm(task: Task, out: &mut [u8; COMM_LEN]) {
     if unsafe { bpf_probe_read_kernel_buf(src, out) }.is_err() {
         *out = [0; COMM_LEN];
     }
+}
+
+/// A task's namespace depth, its pid at each level (outermost first) and
+/// each level's namespace inode number.
+pub type NsPids = (u32, [u32; NS_LEVELS], [u32; NS_LEVELS]);
+
+/// The task's [`NsPids`]; `None` in the initial namespace (level 0), where
+/// the global pid says it all.
+#[inline(always)]
+pub fn ns_pids(task: Task) -> Result<Option<NsPids>, i64> {
+    let pid: *const u8 = read(task, conf!(task_thread_pid))?;
+    let level = read::<u32>(pid, conf!(pid_level))?;
+    if level == 0 {
+        return Ok(None);
+    }
+    let mut nr = [0u32; NS_LEVELS];
+    let mut ns = [0u32; NS_LEVELS];
+    let numbers = unsafe { pid.add(conf!(pid_numbers) as usize) };
+    let size = conf!(upid_size) as usize;
+    for i in 0..NS_LEVELS {
+        if i as u32 > level {
+            break;
+        }
+        let upid = unsafe { numbers.add(i * size) };
+        nr[i] = read::<u32>(upid, conf!(upid_nr))?;
+        let namespace: *const u8 = read(upid, conf!(upid_ns))?;
+        ns[i] = read::<u32>(namespace, conf!(pid_ns_inum))?;
+    }
+    Ok(Some((level, nr, ns)))
 }
 
 /// The task's action for signal `sig`: (handler, flags).

@@ -224,14 +224,32 @@ pub fn trace_scenario_recorded(
     args: &[&str],
     recording: &std::path::Path,
 ) -> Trace {
+    let mut command = vec![scenario_bin().to_string_lossy().into_owned()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    trace_command_recorded(options, &command, recording)
+}
+
+/// `reaper-trace live --json <options> -- <command>` (a tracer, a shell,
+/// `unshare` around a scenario), recorded and checked like a scenario.
+pub fn trace_command(options: &[&str], command: &[String]) -> Trace {
+    let recording = temp_path(&format!("command-{}", command.len()));
+    let trace = trace_command_recorded(options, command, &recording);
+    let _ = std::fs::remove_file(&recording);
+    trace
+}
+
+fn trace_command_recorded(
+    options: &[&str],
+    command: &[String],
+    recording: &std::path::Path,
+) -> Trace {
     let mut cmd = Command::new(tool());
     cmd.args(["live", "--json"])
         .args(options)
         .arg("--record")
         .arg(recording)
         .arg("--")
-        .arg(scenario_bin())
-        .args(args);
+        .args(command);
     let trace = run_to_end(cmd);
     if trace.status.success() {
         assert_timeline_agrees(recording);
@@ -526,6 +544,15 @@ pub fn run_as_nobody(args: &[&str]) -> (ExitStatus, String) {
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The full path of `program` on PATH, if it is installed.
+pub fn which(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// A JSON number as i64.

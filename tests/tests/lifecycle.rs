@@ -207,7 +207,9 @@ fn waiting_for_another_child_is_named() {
 #[test]
 fn reused_pid_is_two_lifecycles() {
     kernel_test!();
-    let t = trace_scenario(&["pid_reuse"]);
+    // The second child holds the pid for 200 ms: well past the first one's
+    // free, which must not end the second lifecycle.
+    let t = trace_scenario(&["pid_reuse", "200"]);
     assert_clean(&t);
     if let Some(skip) = t.truths.iter().find_map(|v| v["skip"].as_str()) {
         eprintln!("SKIP reused_pid_is_two_lifecycles: {skip}");
@@ -227,6 +229,8 @@ fn reused_pid_is_two_lifecycles() {
         "only the second is flagged: {findings:#?}"
     );
     assert_eq!(findings[0]["start_ns"], second_start);
+    assert_eq!(findings[0]["resolution"], "adopted", "{:#?}", findings[0]);
+    assert!(int(&findings[0]["latency_ns"]) >= 200_000_000);
 }
 
 #[test]
@@ -416,4 +420,84 @@ fn a_stopped_childs_wait_is_not_a_reap() {
         stdout.contains(&format!("!! finding late_reap {child} (scenario) exited 0")),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_wrappers_sigchld_changes_do_not_follow_the_program_it_execs() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["exec_after_sigchld", "15"]);
+    assert_clean(&t);
+    let wrapper = t.truth("wrapper");
+    assert_eq!(int(&wrapper["changes"]), 15);
+    let leaked = t.truth("children");
+    // exec keeps the pid: the wrapper became the leaking program.
+    assert_eq!(leaked["parent"], wrapper["wrapper"]);
+    let children = pids(&leaked["children"]);
+    let findings = t.findings_for(&children);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let c = codes(findings[0]);
+    assert!(
+        !c.contains(&"sigchld_disposition_change".to_owned()),
+        "the wrapper's changes leaked into the program's finding: {c:?}"
+    );
+    assert!(c.contains(&"sigchld_default".to_owned()), "{c:?}");
+}
+
+#[test]
+fn a_tracers_waits_are_not_reaps() {
+    kernel_test!();
+    let Some(strace) = which("strace") else {
+        eprintln!(
+            "SKIP a_tracers_waits_are_not_reaps: strace is not installed (cargo xtask setup installs it)"
+        );
+        return;
+    };
+    // strace -f collects every exit of the tree first; the real parents
+    // still reap their own children, promptly.
+    let command: Vec<String> = [&strace, "-f", "-qq", "-o", "/dev/null"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([scenario_bin().to_string_lossy().into_owned()])
+        .chain(["handler_loop".to_owned(), "3".to_owned()])
+        .collect();
+    let t = trace_command(&["--no-events"], &command);
+    assert_clean(&t);
+    let findings = t.findings();
+    assert!(
+        findings.is_empty(),
+        "a tracer's wait was taken for a reap: {findings:#?}"
+    );
+    assert!(t.summary("reaped_by_parent") >= 3, "{}", t.report);
+}
+
+#[test]
+fn a_daemon_that_crashes_in_shutdown_leaves_named_orphans() {
+    kernel_test!();
+    let t = trace_scenario_with(&["--no-events"], &["crash_shutdown", "200"]);
+    assert_clean(&t);
+    let truth = t.truth("workers");
+    let (supervisor, daemon) = (int(&truth["supervisor"]), int(&truth["daemon"]));
+    assert_eq!(int(&truth["daemon_signal"]), i64::from(libc::SIGSEGV));
+    let workers = pids(&truth["workers"]);
+    let findings = t.findings_for(&workers);
+    assert_eq!(findings.len(), 2, "{:#?}", t.findings());
+    for f in findings {
+        assert_eq!(f["kind"], "orphaned");
+        assert_eq!(int(&f["parent_pid"]), daemon);
+        let end = &f["parent_end"];
+        assert_eq!(int(&end["signal"]), i64::from(libc::SIGSEGV));
+        assert_eq!(int(&end["after_signal"]["sig"]), i64::from(libc::SIGTERM));
+        assert_eq!(int(&end["after_signal"]["from_pid"]), supervisor);
+        assert_eq!(f["exit_code"], 0, "each worker's own fate");
+        assert_ne!(f["adopted_by_pid"], Value::Null);
+        let text = &f["diagnosis"][0]["text"];
+        assert!(
+            text.as_str().unwrap().contains("killed by SIGSEGV")
+                && text.as_str().unwrap().contains("after SIGTERM from"),
+            "{text}"
+        );
+        assert!(f["hint"].as_str().unwrap().contains("on SIGTERM"), "{f}");
+    }
+    // The daemon itself was reaped by its supervisor at once: no finding.
+    assert!(t.findings_for(&[daemon]).is_empty());
 }

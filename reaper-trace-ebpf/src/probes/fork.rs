@@ -1,7 +1,7 @@
 //! `sched_process_fork` (BTF): every new task, threads included.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use reaper_trace_common::{ForkRecord, kind};
+use reaper_trace_common::{ForkRecord, NsPidsRecord, kind};
 
 use crate::{config::conf, emit, filter, task};
 
@@ -41,6 +41,30 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         is_thread: is_thread as u32,
         _pad: 0,
         comm,
+    });
+    entry.submit(emit::wakeup_flags());
+    if !is_thread {
+        ns_pids(child, child_tgid)?;
+    }
+    Ok(())
+}
+
+/// For a child outside the initial pid namespace, its pid at each level:
+/// what turns its waits' and SIGCHLD's namespace pids back into global ones.
+#[inline(always)]
+fn ns_pids(child: task::Task, child_tgid: u32) -> Result<(), i64> {
+    let Some((level, nr, ns)) = task::ns_pids(child)? else {
+        return Ok(());
+    };
+    let Some(mut entry) = emit::reserve::<NsPidsRecord>(kind::NS_PIDS) else {
+        return Ok(());
+    };
+    entry.write(NsPidsRecord {
+        header: emit::current_header(kind::NS_PIDS),
+        child_tgid,
+        level,
+        nr,
+        ns,
     });
     entry.submit(emit::wakeup_flags());
     Ok(())

@@ -1,8 +1,9 @@
 //! `signal_generate` (BTF): a signal was queued, or refused. Kept for SIGCHLD
-//! (how a parent hears of a child's exit) and for signals that kill.
+//! (how a parent hears of a child's exit) and for signals whose default action
+//! terminates, handled or not (how a parent ended, and who asked it to).
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use reaper_trace_common::{SIGCHLD, SIGKILL, SignalGenerateRecord, kind};
+use reaper_trace_common::{SIGCHLD, SignalGenerateRecord, kind};
 
 use crate::{config::conf, emit, filter, task};
 
@@ -22,7 +23,6 @@ const DEFAULT_KILLS: u32 = !((1 << 17)
 const SEND_SIG_PRIV: u64 = 1;
 const SI_USER: i32 = 0;
 const SI_KERNEL: i32 = 0x80;
-const SIG_DFL: u64 = 0;
 
 #[btf_tracepoint(function = "signal_generate")]
 pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
@@ -46,11 +46,10 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !filter::is_traced(target_tgid) && !filter::is_traced(emit::current_tgid()) {
         return Ok(());
     }
+    // Signals whose default is to terminate are kept even when the target
+    // handles them: a SIGTERM caught by a daemon that then crashes says how
+    // that daemon ended.
     let (handler, sa_flags) = task::sigaction(target, sig).unwrap_or((0, 0));
-    let fatal = sig == SIGKILL || (handler == SIG_DFL && DEFAULT_KILLS & (1 << sig) != 0);
-    if sig != SIGCHLD && !fatal {
-        return Ok(());
-    }
     let info = ctx.arg::<u64>(1);
     let (code, si_pid, si_status) = if info > SEND_SIG_PRIV {
         let info = info as *const u8;

@@ -30,6 +30,8 @@ pub struct DiagContext<'a> {
     pub parent_pid: u32,
     pub parent: Option<&'a ParentFacts>,
     pub lost_events: u64,
+    /// The parent is PID 1 of a pid namespace of its own.
+    pub parent_ns_init: bool,
 }
 
 /// When `t` happened relative to the child's exit.
@@ -95,6 +97,12 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
                 "parent {p} ended {}{how} without reaping it{adopter}",
                 since_exit(exit, t)
             ),
+        ));
+    }
+    if ctx.parent_ns_init && facts.exited_ns.is_some() {
+        out.push(diag(
+            "namespace_ended",
+            format!("parent {p} is PID 1 of its pid namespace: when it exited, the kernel killed the namespace and the dying init reaped what was left"),
         ));
     }
     if let Some(tracer) = exit.collected_by_tracer {

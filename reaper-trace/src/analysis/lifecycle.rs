@@ -410,6 +410,11 @@ impl Analyzer {
         let autoreap = exit
             .parent_disposition
             .is_some_and(|(d, flags)| reap::autoreaps(d, flags));
+        let parent_is_ns_init = self
+            .procs
+            .get(&exit.parent)
+            .and_then(|p| p.ns_pid)
+            .is_some_and(|ns| ns.pid == 1);
         let release = reap::release_without_wait(
             autoreap,
             exit.adopted_by.is_some(),
@@ -421,9 +426,12 @@ impl Analyzer {
                 by_pid: Some(exit.parent),
                 kind: ReapKind::Autoreap,
             },
+            // A pid namespace's init has no one to hand its orphans to: when
+            // it exits, the kernel kills the namespace and the dying init
+            // reaps what is left.
             Release::Adopted => Reap {
                 time_ns: event.time_ns,
-                by_pid: exit.adopted_by,
+                by_pid: exit.adopted_by.or(parent_is_ns_init.then_some(exit.parent)),
                 kind: ReapKind::Adopted,
             },
             // No later than this free.
@@ -555,6 +563,7 @@ impl Analyzer {
             parent_pid: exit.parent,
             parent: parent.map(|p| &p.facts),
             lost_events: self.summary.lost_events,
+            parent_ns_init: parent.and_then(|p| p.ns_pid).is_some_and(|ns| ns.pid == 1),
         });
         Finding {
             kind,

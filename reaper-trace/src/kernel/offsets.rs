@@ -46,6 +46,13 @@ pub fn kernel_struct_offsets(btf: &Btf, config: &mut Config) -> Result<(), Offse
     config.task_sighand = task("sighand")?;
     config.task_blocked = task("blocked")?;
     config.task_comm = task("comm")?;
+    config.task_thread_pid = task("thread_pid")?;
+    config.pid_level = btf.member_offset("pid", "level")?;
+    config.pid_numbers = btf.member_offset("pid", "numbers")?;
+    config.upid_size = btf.struct_size("upid")?;
+    config.upid_nr = btf.member_offset("upid", "nr")?;
+    config.upid_ns = btf.member_offset("upid", "ns")?;
+    config.pid_ns_inum = btf.member_offset("pid_namespace", "ns.inum")?;
     config.signal_live = btf.member_offset("signal_struct", "live")?;
     config.sighand_action = btf.member_offset("sighand_struct", "action")?;
     config.k_sigaction_size = btf.struct_size("k_sigaction")?;

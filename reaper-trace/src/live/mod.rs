@@ -136,6 +136,9 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         reaper = Some(command::spawn_reaper());
         child.release().context("starting the command")?;
     }
+    // Before saying we trace: a Ctrl-C from then on must stop us cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     if !options.capture {
         eprintln!(
             "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop",
@@ -149,8 +152,6 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         AsyncFd::register_with_interest(RingFd(tracer.events_fd()), tokio::io::Interest::READABLE)
     }
     .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     // Reads the ring at least this often: the probes wake us only for batches.
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut analyzer = Analyzer::new(options.threshold_ns);

@@ -17,6 +17,8 @@ mod clone;
 mod handlers;
 #[path = "scenario/reaping.rs"]
 mod reaping;
+#[path = "scenario/shutdown.rs"]
+mod shutdown;
 #[path = "scenario/threads.rs"]
 mod threads;
 #[path = "scenario/util.rs"]
@@ -59,7 +61,7 @@ const SCENARIOS: &[Scenario] = &[
     scenario("leader_exit", &["WORKER_MS"], threads::leader_exit),
     scenario("popen", &["K"], reaping::popen),
     scenario("waitpid_other", &["HOLD_MS"], reaping::waitpid_other),
-    scenario("pid_reuse", &[], clone::pid_reuse),
+    scenario("pid_reuse", &["HOLD_MS"], clone::pid_reuse),
     scenario("threads", &["N"], threads::threads),
     scenario("exit_signal0", &[], clone::exit_signal0),
     scenario("storm", &["N"], workload::storm),
@@ -68,6 +70,8 @@ const SCENARIOS: &[Scenario] = &[
     scenario("demo", &[], workload::demo),
     scenario("peek", &["HOLD_MS"], reaping::peek),
     scenario("stopped", &["LATE_MS"], reaping::stopped),
+    scenario("crash_shutdown", &["LINGER_MS"], shutdown::crash_shutdown),
+    scenario("exec_after_sigchld", &["N"], shutdown::exec_after_sigchld),
 ];
 
 fn usage() -> String {

@@ -4,7 +4,9 @@
 use libc::pid_t;
 use serde_json::json;
 
-use crate::util::{Args, errno, fork_exit, getpid, os_fail, truth, wait_zombie, waitpid_raw};
+use crate::util::{
+    Args, errno, fork_exit, getpid, os_fail, sleep_ms, truth, wait_zombie, waitpid_raw,
+};
 
 /// Tries in a row before giving up on getting the freed pid back.
 const PID_REUSE_ATTEMPTS: u32 = 5;
@@ -32,7 +34,11 @@ fn clone3(exit_signal: libc::c_int, set_tid: Option<&[pid_t]>) -> pid_t {
     ret as pid_t
 }
 
-pub fn pid_reuse(_: &Args) {
+/// Reaps a child, then gives its pid at once (inside the RCU window before
+/// the first one's `sched_process_free`) to a new child that stays a zombie
+/// for HOLD_MS, longer than that window.
+pub fn pid_reuse(args: &Args) {
+    let hold_ms = args.num(0, "HOLD_MS", 200);
     for _ in 0..PID_REUSE_ATTEMPTS {
         let pid = fork_exit(0);
         let first_reaped = waitpid_raw(pid, 0).0 == pid;
@@ -46,6 +52,7 @@ pub fn pid_reuse(_: &Args) {
         }
         if second > 0 {
             wait_zombie(second);
+            sleep_ms(hold_ms);
             truth(json!({
                 "parent": getpid(),
                 "pid": pid,
