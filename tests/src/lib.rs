@@ -253,8 +253,21 @@ fn trace_command_recorded(
     let trace = run_to_end(cmd);
     if trace.status.success() {
         assert_timeline_agrees(recording);
+        assert_report_agrees(recording, &trace);
     }
     trace
+}
+
+/// `report` on the recording reaches the findings the live run printed.
+pub fn assert_report_agrees(recording: &std::path::Path, live: &Trace) {
+    let replayed: Value =
+        serde_json::from_str(&report_output(recording, &["--format", "json"])).expect("JSON");
+    for part in ["findings", "summary", "parents"] {
+        assert_eq!(
+            replayed[part], live.report[part],
+            "{part} differ between live and report"
+        );
+    }
 }
 
 /// A fresh path under the temp directory, unique to this test process.
