@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    diagnosis::{self, DiagContext},
     facts::{ExitFacts, Orphaning, Predates, SigchldFacts, SignalSent},
     findings::*,
     parent::{DispositionChange, ParentFacts, WaitCall},
@@ -23,36 +22,36 @@ use crate::trace::{
 };
 
 #[derive(Clone, Debug, Default)]
-struct Proc {
+pub(super) struct Proc {
     /// 0 when unknown (found in /proc, or only seen as a parent).
-    start_ns: u64,
-    comm: Comm,
-    parent_at_fork: Option<u32>,
-    exit: Option<ExitFacts>,
-    announced: bool,
-    finished: bool,
-    facts: ParentFacts,
+    pub(super) start_ns: u64,
+    pub(super) comm: Comm,
+    pub(super) parent_at_fork: Option<u32>,
+    pub(super) exit: Option<ExitFacts>,
+    pub(super) announced: bool,
+    pub(super) finished: bool,
+    pub(super) facts: ParentFacts,
     /// Exited children whose verdict is still open.
-    open_children: u32,
+    pub(super) open_children: u32,
     /// Children forked during the trace that have not exited yet.
-    running_children: Vec<u32>,
+    pub(super) running_children: Vec<u32>,
     /// Set when its parent died while it was running.
-    orphaning: Option<Orphaning>,
+    pub(super) orphaning: Option<Orphaning>,
     /// Its pid in its own pid namespace, outside the initial one.
-    ns_pid: Option<NsPid>,
+    pub(super) ns_pid: Option<NsPid>,
 }
 
 /// Rebuilds lifecycles from events and reports what was never reaped.
 pub struct Analyzer {
-    threshold_ns: u64,
-    procs: HashMap<u32, Proc>,
-    rows: BTreeMap<u32, ParentRow>,
-    findings: Vec<Finding>,
-    notices: Vec<Notice>,
-    summary: Summary,
+    pub(super) threshold_ns: u64,
+    pub(super) procs: HashMap<u32, Proc>,
+    pub(super) rows: BTreeMap<u32, ParentRow>,
+    pub(super) findings: Vec<Finding>,
+    pub(super) notices: Vec<Notice>,
+    pub(super) summary: Summary,
     /// Every lifecycle's end, for outputs that draw them all (the timeline);
     /// `None` unless asked for.
-    verdicts: Option<Vec<Verdict>>,
+    pub(super) verdicts: Option<Vec<Verdict>>,
 }
 
 impl Analyzer {
@@ -451,154 +450,8 @@ impl Analyzer {
         self.finish_child(event.tgid, event.time_ns);
     }
 
-    /// A child's verdict, once it is reaped.
-    fn finish_child(&mut self, pid: u32, now_ns: u64) {
-        let Some(proc) = self.procs.get(&pid) else {
-            return;
-        };
-        let Some(exit) = proc.exit.clone() else {
-            return;
-        };
-        let Some(reap) = exit.reap else { return };
-        if let Some(verdicts) = &mut self.verdicts {
-            verdicts.push(Verdict {
-                pid,
-                start_ns: proc.start_ns,
-                exited_at_ns: exit.time_ns,
-                reap,
-            });
-        }
-        let latency = exit
-            .zombie_since_ns()
-            .map(|t| reap.time_ns.saturating_sub(t));
-        match reap.kind {
-            ReapKind::Wait => {
-                self.summary.reaped_by_parent += 1;
-                let late = exit.predates.is_some() || latency.is_none_or(|l| l > self.threshold_ns);
-                if late {
-                    self.summary.late_reaps += 1;
-                    let row = self.row(exit.parent);
-                    row.late += 1;
-                    row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
-                    let finding =
-                        self.finding(pid, FindingKind::LateReap, Some(Resolution::Reaped), now_ns);
-                    self.report(finding);
-                }
-            }
-            ReapKind::Autoreap => self.summary.autoreaped += 1,
-            ReapKind::Adopted => {
-                self.summary.adopted += 1;
-                self.summary.unreaped += 1;
-                let row = self.row(exit.parent);
-                row.unreaped += 1;
-                row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
-                let finding = self.finding(
-                    pid,
-                    FindingKind::Unreaped,
-                    Some(Resolution::Adopted),
-                    now_ns,
-                );
-                self.report(finding);
-            }
-            ReapKind::Thread => self.summary.threads_reaped += 1,
-        }
-        if let Some(proc) = self.procs.get_mut(&pid) {
-            proc.finished = true;
-        }
-        self.release(pid);
-        if let Some(parent) = self.procs.get_mut(&exit.parent) {
-            parent.open_children = parent.open_children.saturating_sub(1);
-        }
-        self.release(exit.parent);
-    }
-
-    /// Forgets a process once nothing more can be said about it.
-    fn release(&mut self, pid: u32) {
-        if self
-            .procs
-            .get(&pid)
-            .is_some_and(|p| p.finished && p.open_children == 0)
-        {
-            self.procs.remove(&pid);
-        }
-    }
-
-    fn report(&mut self, finding: Finding) {
-        self.notices.push(Notice::Finding(finding.clone()));
-        self.findings.push(finding);
-    }
-
-    fn row(&mut self, parent: u32) -> &mut ParentRow {
-        let comm = self.procs.get(&parent).map(|p| p.comm).unwrap_or_default();
-        let row = self.rows.entry(parent).or_insert_with(|| ParentRow {
-            parent_pid: parent,
-            ..Default::default()
-        });
-        if comm != Comm::default() {
-            row.parent_comm = comm;
-        }
-        row
-    }
-
-    fn finding(
-        &self,
-        pid: u32,
-        kind: FindingKind,
-        resolution: Option<Resolution>,
-        now_ns: u64,
-    ) -> Finding {
-        let proc = &self.procs[&pid];
-        let exit = proc
-            .exit
-            .as_ref()
-            .expect("findings are about exited processes");
-        let parent = self.procs.get(&exit.parent);
-        let reap = exit.reap;
-        let latency_ns = exit
-            .zombie_since_ns()
-            .map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
-        let diagnosis = diagnosis::diagnose(&DiagContext {
-            child_pid: pid,
-            exit,
-            parent_pid: exit.parent,
-            parent: parent.map(|p| &p.facts),
-            lost_events: self.summary.lost_events,
-            parent_ns_init: parent.and_then(|p| p.ns_pid).is_some_and(|ns| ns.pid == 1),
-        });
-        Finding {
-            kind,
-            pid,
-            comm: proc.comm,
-            exit_code: exit.exit_code,
-            signal: exit.signal,
-            core_dumped: exit.core_dumped,
-            parent_pid: exit.parent,
-            parent_comm: parent.map(|p| p.comm).unwrap_or_default(),
-            exited_at_ns: exit.time_ns,
-            reaped_at_ns: reap.map(|r| r.time_ns),
-            reaped_by_pid: reap.and_then(|r| r.by_pid),
-            reap_kind: reap.map(|r| r.kind),
-            resolution,
-            latency_ns,
-            diagnosis,
-            predates_trace: exit.time_ns.is_none(),
-            certain: self.summary.lost_events == 0,
-            start_ns: proc.start_ns,
-            parent_end: parent.and_then(|p| p.facts.end.clone()),
-            adopted_by_pid: None,
-            hint: None,
-            ns_pid: proc.ns_pid,
-            parent_ns_pid: parent.and_then(|p| p.ns_pid),
-            reaped_by_ns_pid: reap
-                .and_then(|r| r.by_pid)
-                .and_then(|by| self.procs.get(&by))
-                .and_then(|p| p.ns_pid),
-        }
-        .with_hint()
-    }
-
     /// Whether the parent `pid` had at its exit has died since.
-    fn parent_gone(&self, pid: u32) -> bool {
+    pub(super) fn parent_gone(&self, pid: u32) -> bool {
         let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
             return false;
         };
@@ -606,161 +459,6 @@ impl Analyzer {
             .get(&exit.parent)
             .and_then(|p| p.facts.exited_ns)
             .is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e))
-    }
-
-    /// Exits unreaped past the threshold and not yet announced.
-    fn overdue(&self, now_ns: u64) -> impl Iterator<Item = (u32, &ExitFacts)> {
-        self.procs
-            .iter()
-            .filter(|(_, p)| !p.announced)
-            .filter_map(move |(&pid, p)| {
-                let exit = p.exit.as_ref()?;
-                let overdue = exit
-                    .time_ns
-                    .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
-                (exit.reap.is_none() && overdue).then_some((pid, exit))
-            })
-    }
-
-    /// The live parents whose /proc state is worth reading now: those with an
-    /// exit about to be announced as overdue. The caller reads /proc (live)
-    /// and hands the answers to [`Analyzer::attach_probe`] before
-    /// [`Analyzer::announce_overdue`].
-    pub fn due_probes(&self, now_ns: u64) -> Vec<u32> {
-        let mut parents: Vec<u32> = self
-            .overdue(now_ns)
-            .map(|(_, exit)| exit.parent)
-            .filter(|parent| {
-                self.procs
-                    .get(parent)
-                    .is_none_or(|p| p.facts.exited_ns.is_none())
-            })
-            .collect();
-        parents.sort_unstable();
-        parents.dedup();
-        parents
-    }
-
-    /// Announces exits that have waited past the threshold (`Pending`
-    /// notices), each once.
-    pub fn announce_overdue(&mut self, now_ns: u64) {
-        let due: Vec<u32> = self.overdue(now_ns).map(|(pid, _)| pid).collect();
-        for pid in due {
-            if let Some(p) = self.procs.get_mut(&pid) {
-                p.announced = true;
-            }
-            let finding = self.finding(pid, FindingKind::Unreaped, None, now_ns);
-            self.notices.push(Notice::Pending(finding));
-        }
-    }
-
-    /// An `orphaned` finding about `pid`, adopted by `adopter` (`None` while
-    /// it still runs at the end of the trace).
-    fn orphan_finding(&self, pid: u32, adopter: Option<u32>) -> Finding {
-        let proc = &self.procs[&pid];
-        let orphaning = proc.orphaning.as_ref();
-        let parent = orphaning
-            .map(|o| o.parent)
-            .or(proc.parent_at_fork)
-            .unwrap_or(0);
-        let exit = proc.exit.as_ref();
-        let parent_end = orphaning.map(|o| o.parent_end.clone());
-        let mut diagnosis = vec![diagnosis::orphaned(
-            pid,
-            parent,
-            parent_end.as_ref(),
-            adopter,
-            exit.and_then(|e| e.time_ns),
-        )];
-        if self.summary.lost_events > 0 {
-            diagnosis.push(diagnosis::events_lost(self.summary.lost_events, pid));
-        }
-        Finding {
-            kind: FindingKind::Orphaned,
-            pid,
-            comm: proc.comm,
-            exit_code: exit.and_then(|e| e.exit_code),
-            signal: exit.and_then(|e| e.signal),
-            core_dumped: exit.is_some_and(|e| e.core_dumped),
-            parent_pid: parent,
-            parent_comm: orphaning
-                .map(|o| o.parent_comm)
-                .or_else(|| self.procs.get(&parent).map(|p| p.comm))
-                .unwrap_or_default(),
-            exited_at_ns: exit.and_then(|e| e.time_ns),
-            reaped_at_ns: None,
-            reaped_by_pid: None,
-            reap_kind: None,
-            resolution: None,
-            latency_ns: None,
-            diagnosis,
-            predates_trace: false,
-            certain: self.summary.lost_events == 0,
-            start_ns: proc.start_ns,
-            parent_end,
-            adopted_by_pid: adopter,
-            hint: None,
-            ns_pid: proc.ns_pid,
-            parent_ns_pid: self.procs.get(&parent).and_then(|p| p.ns_pid),
-            reaped_by_ns_pid: None,
-        }
-        .with_hint()
-    }
-
-    /// Ends the trace: every exit still unreaped is a zombie.
-    pub fn finish(mut self, now_ns: u64) -> Report {
-        let mut running_orphans: Vec<u32> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| p.orphaning.is_some() && p.exit.is_none())
-            .map(|(&pid, _)| pid)
-            .collect();
-        running_orphans.sort_unstable();
-        for pid in running_orphans {
-            self.summary.adopted_while_running += 1;
-            let finding = self.orphan_finding(pid, None);
-            self.findings.push(finding);
-        }
-        let mut zombies: Vec<u32> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none()))
-            .map(|(&pid, _)| pid)
-            .collect();
-        zombies.sort_unstable();
-        for pid in zombies {
-            let parent = self.procs[&pid]
-                .exit
-                .as_ref()
-                .map(|e| e.parent)
-                .unwrap_or(0);
-            self.summary.unreaped += 1;
-            self.summary.zombies_at_end += 1;
-            let finding =
-                self.finding(pid, FindingKind::Unreaped, Some(Resolution::Zombie), now_ns);
-            let row = self.row(parent);
-            row.unreaped += 1;
-            row.worst_latency_ns = row.worst_latency_ns.max(finding.latency_ns.unwrap_or(0));
-            self.findings.push(finding);
-        }
-        if self.summary.lost_events > 0 {
-            for f in &mut self.findings {
-                f.certain = false;
-            }
-        }
-        let mut parents: Vec<ParentRow> = self
-            .rows
-            .into_values()
-            .filter(|r| r.unreaped > 0 || r.late > 0)
-            .collect();
-        parents.sort_by(|a, b| {
-            (b.unreaped, b.late, b.worst_latency_ns).cmp(&(a.unreaped, a.late, a.worst_latency_ns))
-        });
-        Report {
-            findings: self.findings,
-            summary: self.summary,
-            parents,
-        }
     }
 }
 

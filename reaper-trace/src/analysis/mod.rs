@@ -7,8 +7,10 @@ pub mod facts;
 pub mod findings;
 pub mod hints;
 pub mod lifecycle;
+mod overdue;
 pub mod parent;
 pub mod reap;
+mod verdicts;
 
 pub use findings::{
     Finding, FindingKind, Notice, ParentRow, Reap, ReapKind, Report, Resolution, Summary, Verdict,

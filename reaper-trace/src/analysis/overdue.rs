@@ -1,0 +1,53 @@
+//! Exits that wait past the threshold: which parents to look at in /proc
+//! now, and the `pending` notices. The caller does the looking (live reads
+//! /proc and records the answer; replay finds it in the recording).
+
+use super::{facts::ExitFacts, findings::*, lifecycle::Analyzer};
+
+impl Analyzer {
+    /// Exits unreaped past the threshold and not yet announced.
+    fn overdue(&self, now_ns: u64) -> impl Iterator<Item = (u32, &ExitFacts)> {
+        self.procs
+            .iter()
+            .filter(|(_, p)| !p.announced)
+            .filter_map(move |(&pid, p)| {
+                let exit = p.exit.as_ref()?;
+                let overdue = exit
+                    .time_ns
+                    .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
+                (exit.reap.is_none() && overdue).then_some((pid, exit))
+            })
+    }
+
+    /// The live parents whose /proc state is worth reading now: those with an
+    /// exit about to be announced as overdue. The caller reads /proc (live)
+    /// and hands the answers to [`Analyzer::attach_probe`] before
+    /// [`Analyzer::announce_overdue`].
+    pub fn due_probes(&self, now_ns: u64) -> Vec<u32> {
+        let mut parents: Vec<u32> = self
+            .overdue(now_ns)
+            .map(|(_, exit)| exit.parent)
+            .filter(|parent| {
+                self.procs
+                    .get(parent)
+                    .is_none_or(|p| p.facts.exited_ns.is_none())
+            })
+            .collect();
+        parents.sort_unstable();
+        parents.dedup();
+        parents
+    }
+
+    /// Announces exits that have waited past the threshold (`Pending`
+    /// notices), each once.
+    pub fn announce_overdue(&mut self, now_ns: u64) {
+        let due: Vec<u32> = self.overdue(now_ns).map(|(pid, _)| pid).collect();
+        for pid in due {
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.announced = true;
+            }
+            let finding = self.finding(pid, FindingKind::Unreaped, None, now_ns);
+            self.notices.push(Notice::Pending(finding));
+        }
+    }
+}

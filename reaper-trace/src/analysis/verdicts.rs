@@ -1,0 +1,267 @@
+//! How lifecycles end: a reaped child's verdict (and its finding when it was
+//! reaped late or by someone else), orphans, and what is still open when the
+//! trace ends.
+
+use super::{
+    diagnosis::{self, DiagContext},
+    findings::*,
+    lifecycle::Analyzer,
+};
+use crate::trace::comm::Comm;
+
+impl Analyzer {
+    /// A child's verdict, once it is reaped.
+    pub(super) fn finish_child(&mut self, pid: u32, now_ns: u64) {
+        let Some(proc) = self.procs.get(&pid) else {
+            return;
+        };
+        let Some(exit) = proc.exit.clone() else {
+            return;
+        };
+        let Some(reap) = exit.reap else { return };
+        if let Some(verdicts) = &mut self.verdicts {
+            verdicts.push(Verdict {
+                pid,
+                start_ns: proc.start_ns,
+                exited_at_ns: exit.time_ns,
+                reap,
+            });
+        }
+        let latency = exit
+            .zombie_since_ns()
+            .map(|t| reap.time_ns.saturating_sub(t));
+        match reap.kind {
+            ReapKind::Wait => {
+                self.summary.reaped_by_parent += 1;
+                let late = exit.predates.is_some() || latency.is_none_or(|l| l > self.threshold_ns);
+                if late {
+                    self.summary.late_reaps += 1;
+                    let row = self.row(exit.parent);
+                    row.late += 1;
+                    row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
+                    let finding =
+                        self.finding(pid, FindingKind::LateReap, Some(Resolution::Reaped), now_ns);
+                    self.report(finding);
+                }
+            }
+            ReapKind::Autoreap => self.summary.autoreaped += 1,
+            ReapKind::Adopted => {
+                self.summary.adopted += 1;
+                self.summary.unreaped += 1;
+                let row = self.row(exit.parent);
+                row.unreaped += 1;
+                row.worst_latency_ns = row.worst_latency_ns.max(latency.unwrap_or(0));
+                let finding = self.finding(
+                    pid,
+                    FindingKind::Unreaped,
+                    Some(Resolution::Adopted),
+                    now_ns,
+                );
+                self.report(finding);
+            }
+            ReapKind::Thread => self.summary.threads_reaped += 1,
+        }
+        if let Some(proc) = self.procs.get_mut(&pid) {
+            proc.finished = true;
+        }
+        self.release(pid);
+        if let Some(parent) = self.procs.get_mut(&exit.parent) {
+            parent.open_children = parent.open_children.saturating_sub(1);
+        }
+        self.release(exit.parent);
+    }
+
+    /// Forgets a process once nothing more can be said about it.
+    pub(super) fn release(&mut self, pid: u32) {
+        if self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.finished && p.open_children == 0)
+        {
+            self.procs.remove(&pid);
+        }
+    }
+
+    pub(super) fn report(&mut self, finding: Finding) {
+        self.notices.push(Notice::Finding(finding.clone()));
+        self.findings.push(finding);
+    }
+
+    pub(super) fn row(&mut self, parent: u32) -> &mut ParentRow {
+        let comm = self.procs.get(&parent).map(|p| p.comm).unwrap_or_default();
+        let row = self.rows.entry(parent).or_insert_with(|| ParentRow {
+            parent_pid: parent,
+            ..Default::default()
+        });
+        if comm != Comm::default() {
+            row.parent_comm = comm;
+        }
+        row
+    }
+
+    pub(super) fn finding(
+        &self,
+        pid: u32,
+        kind: FindingKind,
+        resolution: Option<Resolution>,
+        now_ns: u64,
+    ) -> Finding {
+        let proc = &self.procs[&pid];
+        let exit = proc
+            .exit
+            .as_ref()
+            .expect("findings are about exited processes");
+        let parent = self.procs.get(&exit.parent);
+        let reap = exit.reap;
+        let latency_ns = exit
+            .zombie_since_ns()
+            .map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
+        let diagnosis = diagnosis::diagnose(&DiagContext {
+            child_pid: pid,
+            exit,
+            parent_pid: exit.parent,
+            parent: parent.map(|p| &p.facts),
+            lost_events: self.summary.lost_events,
+            parent_ns_init: parent.and_then(|p| p.ns_pid).is_some_and(|ns| ns.pid == 1),
+        });
+        Finding {
+            kind,
+            pid,
+            comm: proc.comm,
+            exit_code: exit.exit_code,
+            signal: exit.signal,
+            core_dumped: exit.core_dumped,
+            parent_pid: exit.parent,
+            parent_comm: parent.map(|p| p.comm).unwrap_or_default(),
+            exited_at_ns: exit.time_ns,
+            reaped_at_ns: reap.map(|r| r.time_ns),
+            reaped_by_pid: reap.and_then(|r| r.by_pid),
+            reap_kind: reap.map(|r| r.kind),
+            resolution,
+            latency_ns,
+            diagnosis,
+            predates_trace: exit.time_ns.is_none(),
+            certain: self.summary.lost_events == 0,
+            start_ns: proc.start_ns,
+            parent_end: parent.and_then(|p| p.facts.end.clone()),
+            adopted_by_pid: None,
+            hint: None,
+            ns_pid: proc.ns_pid,
+            parent_ns_pid: parent.and_then(|p| p.ns_pid),
+            reaped_by_ns_pid: reap
+                .and_then(|r| r.by_pid)
+                .and_then(|by| self.procs.get(&by))
+                .and_then(|p| p.ns_pid),
+        }
+        .with_hint()
+    }
+
+    /// An `orphaned` finding about `pid`, adopted by `adopter` (`None` while
+    /// it still runs at the end of the trace).
+    pub(super) fn orphan_finding(&self, pid: u32, adopter: Option<u32>) -> Finding {
+        let proc = &self.procs[&pid];
+        let orphaning = proc.orphaning.as_ref();
+        let parent = orphaning
+            .map(|o| o.parent)
+            .or(proc.parent_at_fork)
+            .unwrap_or(0);
+        let exit = proc.exit.as_ref();
+        let parent_end = orphaning.map(|o| o.parent_end.clone());
+        let mut diagnosis = vec![diagnosis::orphaned(
+            pid,
+            parent,
+            parent_end.as_ref(),
+            adopter,
+            exit.and_then(|e| e.time_ns),
+        )];
+        if self.summary.lost_events > 0 {
+            diagnosis.push(diagnosis::events_lost(self.summary.lost_events, pid));
+        }
+        Finding {
+            kind: FindingKind::Orphaned,
+            pid,
+            comm: proc.comm,
+            exit_code: exit.and_then(|e| e.exit_code),
+            signal: exit.and_then(|e| e.signal),
+            core_dumped: exit.is_some_and(|e| e.core_dumped),
+            parent_pid: parent,
+            parent_comm: orphaning
+                .map(|o| o.parent_comm)
+                .or_else(|| self.procs.get(&parent).map(|p| p.comm))
+                .unwrap_or_default(),
+            exited_at_ns: exit.and_then(|e| e.time_ns),
+            reaped_at_ns: None,
+            reaped_by_pid: None,
+            reap_kind: None,
+            resolution: None,
+            latency_ns: None,
+            diagnosis,
+            predates_trace: false,
+            certain: self.summary.lost_events == 0,
+            start_ns: proc.start_ns,
+            parent_end,
+            adopted_by_pid: adopter,
+            hint: None,
+            ns_pid: proc.ns_pid,
+            parent_ns_pid: self.procs.get(&parent).and_then(|p| p.ns_pid),
+            reaped_by_ns_pid: None,
+        }
+        .with_hint()
+    }
+
+    /// Ends the trace: every exit still unreaped is a zombie.
+    pub fn finish(mut self, now_ns: u64) -> Report {
+        let mut running_orphans: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.orphaning.is_some() && p.exit.is_none())
+            .map(|(&pid, _)| pid)
+            .collect();
+        running_orphans.sort_unstable();
+        for pid in running_orphans {
+            self.summary.adopted_while_running += 1;
+            let finding = self.orphan_finding(pid, None);
+            self.findings.push(finding);
+        }
+        let mut zombies: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none()))
+            .map(|(&pid, _)| pid)
+            .collect();
+        zombies.sort_unstable();
+        for pid in zombies {
+            let parent = self.procs[&pid]
+                .exit
+                .as_ref()
+                .map(|e| e.parent)
+                .unwrap_or(0);
+            self.summary.unreaped += 1;
+            self.summary.zombies_at_end += 1;
+            let finding =
+                self.finding(pid, FindingKind::Unreaped, Some(Resolution::Zombie), now_ns);
+            let row = self.row(parent);
+            row.unreaped += 1;
+            row.worst_latency_ns = row.worst_latency_ns.max(finding.latency_ns.unwrap_or(0));
+            self.findings.push(finding);
+        }
+        if self.summary.lost_events > 0 {
+            for f in &mut self.findings {
+                f.certain = false;
+            }
+        }
+        let mut parents: Vec<ParentRow> = self
+            .rows
+            .into_values()
+            .filter(|r| r.unreaped > 0 || r.late > 0)
+            .collect();
+        parents.sort_by(|a, b| {
+            (b.unreaped, b.late, b.worst_latency_ns).cmp(&(a.unreaped, a.late, a.worst_latency_ns))
+        });
+        Report {
+            findings: self.findings,
+            summary: self.summary,
+            parents,
+        }
+    }
+}
