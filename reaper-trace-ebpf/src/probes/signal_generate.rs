@@ -4,7 +4,9 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use reaper_trace_common::{SIGCHLD, SIGKILL, SignalGenerateRecord, kind};
 
-use crate::{config::conf, emit, filter, task};
+use crate::{config::conf, emit, filter, log::OrLog, task};
+
+const PROBE: &str = "signal_generate";
 
 /// Signals 1..=31 whose default action terminates the process: all but
 /// SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG and SIGWINCH.
@@ -46,7 +48,9 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !filter::is_traced(target_tgid) && !filter::is_traced(emit::current_tgid()) {
         return Ok(());
     }
-    let (handler, sa_flags) = task::sigaction(target, sig).unwrap_or((0, 0));
+    let (handler, sa_flags) = task::sigaction(target, sig)
+        .or_log(PROBE, "reading the target's action")
+        .unwrap_or((0, 0));
     let fatal = sig == SIGKILL || (handler == SIG_DFL && DEFAULT_KILLS & (1 << sig) != 0);
     if sig != SIGCHLD && !fatal {
         return Ok(());
