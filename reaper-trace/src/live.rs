@@ -280,6 +280,8 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         // otherwise; the tick below reads whatever is there meanwhile.
         wakeup_bytes: options.ringbuf_bytes / 16,
         thread_events: options.thread_events,
+        // Until `--probe-log` is wired to `LiveOptions`.
+        probe_log: false,
     })?;
     let clock = ClockRef::now();
     // Read /proc again now that the probes run (follow_spec read it before,
