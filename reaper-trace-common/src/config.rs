@@ -87,6 +87,11 @@ pub struct Config {
     /// 1: also send per-thread events the analysis does not need (thread
     /// forks, exits of threads that leave their group alive, thread frees).
     pub thread_events: u32,
+    /// 1: the programs log their rare paths (a failed kernel or user read,
+    /// a full map) through aya-log (`--probe-log`). 0: they do not, and since
+    /// this global is read-only and frozen, the verifier removes the logging
+    /// code: the probes then cost what they cost without it.
+    pub probe_log: u32,
 }
 
 /// Key of the per-process fork-failure counters.

@@ -4,7 +4,7 @@
 
 use reaper_trace_common::{COMM_LEN, filter};
 
-use crate::{config::conf, maps::FOLLOWED};
+use crate::{config::conf, log, maps::FOLLOWED};
 
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
@@ -14,11 +14,14 @@ pub fn is_traced(tgid: u32) -> bool {
     unsafe { FOLLOWED.get(tgid) }.is_some()
 }
 
+/// Follows `tgid`; `probe` names the calling program in the log.
 #[inline(always)]
-pub fn follow(tgid: u32) {
+pub fn follow(probe: &'static str, tgid: u32) {
     // A full map means the tree is larger than the map: the process is then
     // not followed, which userspace notices as missing forks.
-    let _ = FOLLOWED.insert(tgid, 1, 0);
+    if let Err(errno) = FOLLOWED.insert(tgid, 1, 0) {
+        log::failed(probe, "adding a process to FOLLOWED", i64::from(errno));
+    }
 }
 
 #[inline(always)]

@@ -6,6 +6,7 @@
 mod config;
 mod emit;
 mod filter;
+mod log;
 mod maps;
 mod probes;
 mod task;

@@ -7,6 +7,8 @@ use crate::config::conf;
 
 pub type Task = *const u8;
 
+const EINVAL: i64 = 22;
+
 /// Reads a `T` at `base + offset` in kernel memory.
 #[inline(always)]
 pub fn read<T>(base: *const u8, offset: u32) -> Result<T, i64> {
@@ -77,7 +79,8 @@ pub fn ns_pids(task: Task) -> Result<Option<NsPids>, i64> {
 #[inline(always)]
 pub fn sigaction(task: Task, sig: i32) -> Result<(u64, u64), i64> {
     if !(1..=64).contains(&sig) {
-        return Err(-1);
+        // Cannot happen: every caller passes a valid signal number.
+        return Err(-EINVAL);
     }
     let sighand: *const u8 = read(task, conf!(task_sighand))?;
     let offset = conf!(sighand_action) + (sig as u32 - 1) * conf!(k_sigaction_size);

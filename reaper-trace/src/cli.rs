@@ -76,6 +76,10 @@ pub struct Trace {
     /// default: the analysis does not need them).
     #[arg(long)]
     pub threads: bool,
+    /// Print the probes' own logs of their rare paths (a failed kernel or
+    /// user-memory read, a full map) on stderr; off by default.
+    #[arg(long)]
+    pub probe_log: bool,
     /// Run this command and trace its tree; ends when the tree is gone.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -225,6 +229,7 @@ pub fn live_options(
         record,
         duration: trace.duration.map(Duration::from_nanos),
         thread_events: trace.threads,
+        probe_log: trace.probe_log,
         ..LiveOptions::default()
     }
 }

@@ -9,7 +9,9 @@ use aya_ebpf::{
 };
 use reaper_trace_common::{COMM_LEN, ExecRecord, kind};
 
-use crate::{config::conf, emit, filter, task};
+use crate::{config::conf, emit, filter, log::OrLog, task};
+
+const PROBE: &str = "sched_process_exec";
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -21,7 +23,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let header = emit::current_header(kind::EXEC);
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     if filter::comm_matches(&comm) {
-        filter::follow(header.tgid);
+        filter::follow(PROBE, header.tgid);
     }
     if !filter::is_traced(header.tgid) {
         return Ok(());
@@ -38,7 +40,9 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         (*record).old_pid = ctx
             .read_at::<u32>(conf!(exec_old_pid) as usize)
             .unwrap_or(0);
-        (*record).process_start_ns = task::process_start_ns(current).unwrap_or(0);
+        (*record).process_start_ns = task::process_start_ns(current)
+            .or_log(PROBE, "reading the process start time")
+            .unwrap_or(0);
         (*record).comm = comm;
         // `__data_loc char[]`: the low 16 bits locate the string in the record.
         let loc = ctx

@@ -4,7 +4,9 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use reaper_trace_common::{COMM_LEN, ExitRecord, SIGCHLD, kind};
 
-use crate::{config::conf, emit, filter, task};
+use crate::{config::conf, emit, filter, log::OrLog, task};
+
+const PROBE: &str = "sched_process_exit";
 
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
@@ -26,7 +28,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     } else {
         // Older kernels: do_exit has already decremented signal->live.
         let signal: *const u8 = task::read(exiting, conf!(task_signal))?;
-        task::read::<i32>(signal, conf!(signal_live))? == 0
+        task::read::<i32>(signal, conf!(signal_live)).or_log(PROBE, "reading signal->live")? == 0
     };
     let tid = task::pid(exiting).unwrap_or(0);
     if tid != tgid && !group_dead && conf!(thread_events) == 0 {
@@ -41,7 +43,9 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let parent: task::Task =
         task::read(exiting, conf!(task_real_parent)).unwrap_or(core::ptr::null());
     let (parent_handler, parent_flags) = if group_dead && !parent.is_null() {
-        task::sigaction(parent, SIGCHLD).unwrap_or((0, 0))
+        task::sigaction(parent, SIGCHLD)
+            .or_log(PROBE, "reading the parent's SIGCHLD action")
+            .unwrap_or((0, 0))
     } else {
         (0, 0)
     };
@@ -52,10 +56,14 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         real_parent_tgid: if parent.is_null() {
             0
         } else {
-            task::tgid(parent).unwrap_or(0)
+            task::tgid(parent)
+                .or_log(PROBE, "reading the parent's tgid")
+                .unwrap_or(0)
         },
         group_dead: group_dead as u32,
-        process_start_ns: task::process_start_ns(exiting).unwrap_or(0),
+        process_start_ns: task::process_start_ns(exiting)
+            .or_log(PROBE, "reading the process start time")
+            .unwrap_or(0),
         parent_sigchld_handler: parent_handler,
         parent_sigchld_flags: parent_flags,
         comm,

@@ -3,7 +3,9 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use reaper_trace_common::{ForkRecord, NsPidsRecord, kind};
 
-use crate::{config::conf, emit, filter, task};
+use crate::{config::conf, emit, filter, log::OrLog, task};
+
+const PROBE: &str = "sched_process_fork";
 
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
@@ -23,7 +25,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let is_thread = child_tgid == parent_tgid;
     if !is_thread {
         // Follow the child before it can run, so nothing it does is missed.
-        filter::follow(child_tgid);
+        filter::follow(PROBE, child_tgid);
     } else if conf!(thread_events) == 0 {
         return Ok(());
     }
@@ -37,7 +39,9 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         child_tgid,
         child_tid: task::pid(child).unwrap_or(0),
         child_start_ns: task::start_ns(child).unwrap_or(0),
-        parent_start_ns: task::process_start_ns(parent).unwrap_or(0),
+        parent_start_ns: task::process_start_ns(parent)
+            .or_log(PROBE, "reading the parent's start time")
+            .unwrap_or(0),
         is_thread: is_thread as u32,
         _pad: 0,
         comm,
@@ -53,7 +57,10 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
 /// what turns its waits' and SIGCHLD's namespace pids back into global ones.
 #[inline(always)]
 fn ns_pids(child: task::Task, child_tgid: u32) -> Result<(), i64> {
-    let Some((level, nr, ns)) = task::ns_pids(child)? else {
+    // Read through the child's struct pid: where a wrong offset would show.
+    let Some((level, nr, ns)) =
+        task::ns_pids(child).or_log(PROBE, "reading the child's namespace pids")?
+    else {
         return Ok(());
     };
     let Some(mut entry) = emit::reserve::<NsPidsRecord>(kind::NS_PIDS) else {

@@ -5,7 +5,9 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use reaper_trace_common::{ForkFailKey, ForkFailedRecord, kind};
 
-use crate::{config::conf, emit, filter, maps::FORK_FAILS};
+use crate::{config::conf, emit, filter, log, maps::FORK_FAILS};
+
+const PROBE: &str = "sys_exit_fork";
 
 #[tracepoint]
 pub fn sys_exit_fork(ctx: TracePointContext) -> u32 {
@@ -30,7 +32,9 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     match FORK_FAILS.get_ptr_mut(key) {
         Some(count) => unsafe { *count += 1 },
         None => {
-            let _ = FORK_FAILS.insert(key, 1, 0);
+            if let Err(e) = FORK_FAILS.insert(key, 1, 0) {
+                log::failed(PROBE, "adding a count to FORK_FAILS", i64::from(e));
+            }
         }
     }
     let Some(mut entry) = emit::reserve::<ForkFailedRecord>(kind::FORK_FAILED) else {

@@ -6,7 +6,9 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use reaper_trace_common::{COMM_LEN, FreeRecord, kind};
 
-use crate::{config::conf, emit, filter, task};
+use crate::{config::conf, emit, filter, log::OrLog, task};
+
+const PROBE: &str = "sched_process_free";
 
 #[btf_tracepoint(function = "sched_process_free")]
 pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
@@ -21,6 +23,9 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !filter::is_traced(tgid) || (tid != tgid && conf!(thread_events) == 0) {
         return Ok(());
     }
+    let process_start_ns = task::process_start_ns(freed)
+        .or_log(PROBE, "reading the process start time")
+        .unwrap_or(0);
     // The tgid stays followed: RCU may run the frees of the process's other
     // threads after the leader's. Userspace unfollows it a little later.
     let Some(mut entry) = emit::reserve::<FreeRecord>(kind::FREE) else {
@@ -30,7 +35,7 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
     task::comm(freed, &mut comm);
     entry.write(FreeRecord {
         header: emit::header(kind::FREE, tgid, tid),
-        process_start_ns: task::process_start_ns(freed).unwrap_or(0),
+        process_start_ns,
         start_ns: task::start_ns(freed).unwrap_or(0),
         exit_code: task::read::<i32>(freed, conf!(task_exit_code)).unwrap_or(0),
         _pad: 0,

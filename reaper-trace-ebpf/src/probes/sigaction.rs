@@ -4,7 +4,9 @@
 use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
 use reaper_trace_common::{SIGCHLD, SigactionRecord, kind};
 
-use crate::{config::conf, emit, filter};
+use crate::{config::conf, emit, filter, log};
+
+const PROBE: &str = "sys_enter_rt_sigaction";
 
 /// The kernel's `struct sigaction` as passed by rt_sigaction on x86_64:
 /// handler, flags, restorer, mask.
@@ -33,8 +35,19 @@ fn try_sigaction(ctx: &TracePointContext) -> Result<(), i64> {
     if act == 0 || !filter::is_traced(emit::current_tgid()) {
         return Ok(());
     }
-    let action =
-        unsafe { bpf_probe_read_user(act as *const UserSigaction) }.map_err(|e| e as i64)?;
+    // Fails when the caller passed a bad pointer (the syscall then fails
+    // with EFAULT too) or one to a page not yet faulted in.
+    let action = match unsafe { bpf_probe_read_user(act as *const UserSigaction) } {
+        Ok(action) => action,
+        Err(errno) => {
+            log::failed_at(
+                PROBE,
+                "reading the new SIGCHLD action from user memory",
+                act,
+            );
+            return Err(errno as i64);
+        }
+    };
     let Some(mut entry) = emit::reserve::<SigactionRecord>(kind::SIGACTION) else {
         return Ok(());
     };

@@ -5,7 +5,9 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use reaper_trace_common::{SIGCHLD, SignalGenerateRecord, kind};
 
-use crate::{config::conf, emit, filter, task};
+use crate::{config::conf, emit, filter, log::OrLog, task};
+
+const PROBE: &str = "signal_generate";
 
 /// Signals 1..=31 whose default action terminates the process: all but
 /// SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG and SIGWINCH.
@@ -49,7 +51,9 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     // Signals whose default is to terminate are kept even when the target
     // handles them: a SIGTERM caught by a daemon that then crashes says how
     // that daemon ended.
-    let (handler, sa_flags) = task::sigaction(target, sig).unwrap_or((0, 0));
+    let (handler, sa_flags) = task::sigaction(target, sig)
+        .or_log(PROBE, "reading the target's action")
+        .unwrap_or((0, 0));
     let info = ctx.arg::<u64>(1);
     let (code, si_pid, si_status) = if info > SEND_SIG_PRIV {
         let info = info as *const u8;

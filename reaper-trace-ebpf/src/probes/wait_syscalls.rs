@@ -11,9 +11,11 @@ use reaper_trace_common::{WaitEnterRecord, WaitExitRecord, kind, wait_syscall};
 
 use crate::{
     config::conf,
-    emit, filter,
+    emit, filter, log,
     maps::{WAIT_ARGS, WaitArgs},
 };
+
+const EXIT_PROBE: &str = "sys_exit_wait";
 
 /// Offsets in the user-space `siginfo_t` (uapi: a 3-int preamble padded to
 /// 16 bytes on 64-bit, then `si_pid`, `si_uid`, `si_status`).
@@ -23,13 +25,13 @@ const USER_SIGINFO_STATUS: usize = 24;
 
 #[tracepoint]
 pub fn sys_enter_wait4(ctx: TracePointContext) -> u32 {
-    let _ = try_enter(&ctx, wait_syscall::WAIT4);
+    let _ = try_enter(&ctx, wait_syscall::WAIT4, "sys_enter_wait4");
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
-    let _ = try_enter(&ctx, wait_syscall::WAITID);
+    let _ = try_enter(&ctx, wait_syscall::WAITID, "sys_enter_waitid");
     0
 }
 
@@ -45,12 +47,25 @@ fn arg<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
 }
 
+/// Reads an `i32` the kernel has just written to user memory, 0 when that
+/// fails (a page already gone, or one the read cannot fault in).
+#[inline(always)]
+fn user_i32(addr: *const i32, what: &'static str) -> i32 {
+    match unsafe { bpf_probe_read_user(addr) } {
+        Ok(value) => value,
+        Err(_) => {
+            log::failed_at(EXIT_PROBE, what, addr as u64);
+            0
+        }
+    }
+}
+
 fn wanted() -> bool {
     let tgid = emit::current_tgid();
     filter::is_traced(tgid) || filter::is_self(tgid)
 }
 
-fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
+fn try_enter(ctx: &TracePointContext, syscall: u32, probe: &'static str) -> Result<(), i64> {
     // Untraced callers cost nothing here: if one reaps a traced child, the
     // exit probe still sees it through wait4's return value.
     if !wanted() {
@@ -77,7 +92,14 @@ fn try_enter(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
         }
     };
     let header = emit::current_header(kind::WAIT_ENTER);
-    let _ = WAIT_ARGS.insert(header.tid, args, 0);
+    if let Err(errno) = WAIT_ARGS.insert(header.tid, args, 0) {
+        // The exit record then says the arguments are unknown.
+        log::failed(
+            probe,
+            "adding the call's arguments to WAIT_ARGS",
+            i64::from(errno),
+        );
+    }
     let Some(mut entry) = emit::reserve::<WaitEnterRecord>(kind::WAIT_ENTER) else {
         return Ok(());
     };
@@ -120,19 +142,30 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         )
     } else if args.syscall == wait_syscall::WAIT4 {
         if ret > 0 {
-            let status = unsafe { bpf_probe_read_user(args.user_ptr as *const i32) }.unwrap_or(0);
+            let status = user_i32(
+                args.user_ptr as *const i32,
+                "reading wait4's status from user memory",
+            );
             (ret as i32, status, 0)
         } else {
             (0, 0, 0)
         }
     } else if ret == 0 {
         let infop = args.user_ptr as *const u8;
-        let read =
-            |off: usize| unsafe { bpf_probe_read_user(infop.add(off).cast::<i32>()) }.unwrap_or(0);
+        let at = |off: usize| unsafe { infop.add(off) }.cast::<i32>();
         (
-            read(USER_SIGINFO_PID),
-            read(USER_SIGINFO_STATUS),
-            read(USER_SIGINFO_CODE),
+            user_i32(
+                at(USER_SIGINFO_PID),
+                "reading waitid's si_pid from user memory",
+            ),
+            user_i32(
+                at(USER_SIGINFO_STATUS),
+                "reading waitid's si_status from user memory",
+            ),
+            user_i32(
+                at(USER_SIGINFO_CODE),
+                "reading waitid's si_code from user memory",
+            ),
         )
     } else {
         (0, 0, 0)

@@ -14,6 +14,7 @@ use super::{
     btf::{Btf, BtfError},
     offsets::{self, OffsetError},
     privileges,
+    probe_log::ProbeLog,
     tracefs::{self, Format, TracefsError},
 };
 
@@ -71,6 +72,9 @@ pub enum SetupError {
         "--comm {0:?} is longer than the 15 bytes the kernel keeps of a process name; give its first 15 bytes"
     )]
     CommTooLong(String),
+    /// The programs' log could not be read (`--probe-log`).
+    #[error("--probe-log: {0}")]
+    ProbeLog(String),
 }
 
 /// Which processes to follow, when not the whole system.
@@ -91,6 +95,10 @@ pub struct TracerOptions {
     pub wakeup_bytes: u32,
     /// Send per-thread events too (`--threads`).
     pub thread_events: bool,
+    /// Print the programs' messages about their rare paths (a failed read,
+    /// a full map) on stderr (`--probe-log`). Off, their logging code is
+    /// removed at load and costs nothing.
+    pub probe_log: bool,
 }
 
 /// Loaded and attached programs.
@@ -100,6 +108,9 @@ pub struct Tracer {
     followed: BpfHashMap<MapData, u32, u32>,
     /// `category/name` of every hook attached.
     pub hooks: Vec<String>,
+    /// Declared after `ebpf`, so dropped after the programs are: its last
+    /// read finds everything they logged.
+    _probe_log: Option<ProbeLog>,
 }
 
 /// A classic tracepoint program and the tracepoints it is attached to.
@@ -151,6 +162,7 @@ impl Tracer {
         config.self_tgid = std::process::id();
         config.wakeup_bytes = options.wakeup_bytes;
         config.thread_events = options.thread_events as u32;
+        config.probe_log = options.probe_log as u32;
         if let Some(follow) = &options.follow {
             config.filter_mode = filter::FOLLOW;
             if let Some(comm) = &follow.comm {
@@ -163,20 +175,33 @@ impl Tracer {
         }
 
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| SetupError::NoBtf(e.to_string()))?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(&aya_btf))
             .override_global("CONFIG", &config, true)
-            .map_max_entries("EVENTS", options.ringbuf_bytes)
+            .map_max_entries("EVENTS", options.ringbuf_bytes);
+        if !options.probe_log {
+            // Nothing writes to the log buffer: its smallest size will do.
+            loader.map_max_entries("AYA_LOGS", page_size());
+        }
+        let mut ebpf = loader
             .load(PROGRAMS)
             .map_err(|e| SetupError::Object(Box::new(e)))?;
 
         let followed = take_map(&mut ebpf, "FOLLOWED", BpfHashMap::try_from)?;
         let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+        // Before the programs load: they refer to the log buffer.
+        let probe_log = if options.probe_log {
+            Some(ProbeLog::start(&mut ebpf).map_err(SetupError::ProbeLog)?)
+        } else {
+            None
+        };
         let mut tracer = Tracer {
             ebpf,
             events,
             followed,
             hooks: Vec::new(),
+            _probe_log: probe_log,
         };
         if let Some(follow) = &options.follow {
             for &pid in &follow.pids {
@@ -272,6 +297,13 @@ impl Tracer {
     pub fn events_fd(&self) -> i32 {
         self.events.as_raw_fd()
     }
+}
+
+/// The page size: the smallest size of a ring buffer.
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
 }
 
 fn take_map<T>(

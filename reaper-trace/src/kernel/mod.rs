@@ -5,6 +5,7 @@ pub mod btf;
 pub mod loader;
 pub mod offsets;
 pub mod privileges;
+pub mod probe_log;
 pub mod tracefs;
 
 pub use loader::{FollowSpec, SetupError, Tracer, TracerOptions};

@@ -81,6 +81,9 @@ pub struct LiveOptions {
     pub capture: bool,
     /// Also trace per-thread events (thread forks, exits and frees).
     pub thread_events: bool,
+    /// Print the probes' rare-path logs (failed kernel or user reads, full
+    /// maps) on stderr.
+    pub probe_log: bool,
 }
 
 /// The default ring buffer: room for about 100k records.
@@ -106,6 +109,7 @@ impl Default for LiveOptions {
             run_as: None,
             capture: false,
             thread_events: false,
+            probe_log: false,
         }
     }
 }

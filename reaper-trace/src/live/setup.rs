@@ -45,6 +45,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         // otherwise; the loop's tick reads whatever is there meanwhile.
         wakeup_bytes: options.ringbuf_bytes / 16,
         thread_events: options.thread_events,
+        probe_log: options.probe_log,
     })?;
     let clock = ClockRef::now();
     // Read /proc again now that the probes run (follow_spec read it before,

@@ -53,6 +53,7 @@ const SCENARIOS: &[Scenario] = &[
     scenario("nocldwait", &["N"], reaping::nocldwait),
     scenario("handler_once", &["N"], handlers::handler_once),
     scenario("handler_loop", &["N"], handlers::handler_loop),
+    scenario("efault_sigaction", &[], handlers::efault_sigaction),
     scenario(
         "signalfd_stall",
         &["N", "STALL_MS"],
