@@ -559,6 +559,26 @@ pub fn run_as_nobody(args: &[&str]) -> (ExitStatus, String) {
     )
 }
 
+/// Below `vm.mmap_min_addr`: nothing can be mapped there.
+pub const UNMAPPED: usize = 0x1000;
+
+/// `rt_sigaction(SIGCHLD)` with an unmapped new action: the call fails with
+/// EFAULT, and so does the sigaction probe's read of the action (a rare path
+/// it reports with `--probe-log`). Returns the call's result and errno.
+pub fn rt_sigaction_unmapped() -> (i64, Option<i32>) {
+    // SAFETY: the kernel checks the pointer; nothing is installed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::SIGCHLD,
+            UNMAPPED,
+            0usize,
+            8usize,
+        )
+    };
+    (ret, std::io::Error::last_os_error().raw_os_error())
+}
+
 /// The full path of `program` on PATH, if it is installed.
 pub fn which(program: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;

@@ -17,9 +17,6 @@ use reaper_trace_tests::*;
 /// Set in the child copy: the value of `probe_log` it traces itself with.
 const CHILD_ENV: &str = "REAPER_TRACE_PROBE_LOG_CHILD";
 
-/// Below `vm.mmap_min_addr`: nothing can be mapped there.
-const UNMAPPED: usize = 0x1000;
-
 const LINE: &str = "reaper-trace: probe: sys_enter_rt_sigaction: warning: \
     reading the new SIGCHLD action from user memory at 0x1000 failed";
 
@@ -39,18 +36,7 @@ fn traced_bad_sigaction(test: &str, probe_log: bool) -> Option<String> {
             probe_log: value == "1",
         })
         .expect("starting the tracer");
-        // SAFETY: the kernel checks the pointer; nothing is installed.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                libc::SIGCHLD,
-                UNMAPPED,
-                0usize,
-                8usize,
-            )
-        };
-        let err = std::io::Error::last_os_error().raw_os_error();
-        assert_eq!((ret, err), (-1, Some(libc::EFAULT)));
+        assert_eq!(rt_sigaction_unmapped(), (-1, Some(libc::EFAULT)));
         drop(tracer);
         return None;
     }

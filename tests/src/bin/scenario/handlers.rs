@@ -177,23 +177,12 @@ fn drain_signalfd(sfd: libc::c_int) {
     }
 }
 
-/// An address below `vm.mmap_min_addr`: nothing can be mapped there.
-const UNMAPPED: usize = 0x1000;
-
 /// `rt_sigaction(SIGCHLD)` with an unmapped new action: the call fails with
 /// EFAULT, and so does the sigaction probe's read of the action, a rare path
 /// it reports with `--probe-log`.
 pub fn efault_sigaction(_: &Args) {
-    // SAFETY: the kernel checks the pointer; nothing is installed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            libc::SIGCHLD,
-            UNMAPPED,
-            0usize,
-            8usize,
-        )
-    };
-    let err = errno();
-    truth(json!({ "pid": getpid(), "ret": ret, "errno": err, "act": UNMAPPED }));
+    let (ret, err) = reaper_trace_tests::rt_sigaction_unmapped();
+    truth(
+        json!({ "pid": getpid(), "ret": ret, "errno": err, "act": reaper_trace_tests::UNMAPPED }),
+    );
 }
