@@ -120,3 +120,41 @@ fn an_init_that_never_reaps_is_named_as_the_containers_pid_1() {
         );
     }
 }
+
+#[test]
+fn check_fails_on_a_containers_leak_and_says_how_to_fix_it() {
+    kernel_test!();
+    let (Some(unshare), Some(tini)) = (which("unshare"), which("tini")) else {
+        eprintln!("SKIP {}: unshare or tini is not installed", module_path!());
+        return;
+    };
+    let junit = temp_path("container-junit");
+    let out = std::process::Command::new(tool())
+        .args(["check", "--format", "json", "--junit"])
+        .arg(&junit)
+        .args(["--", &unshare, "-fp", "--mount-proc", &tini, "--"])
+        .arg(scenario_bin())
+        .args(["popen", "2"])
+        .output()
+        .expect("run check");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    for f in findings {
+        assert_eq!(ns_pid(&f["reaped_by_ns_pid"]), 1, "{f}");
+        assert_eq!(ns_pid(&f["parent_ns_pid"]), 2, "{f}");
+    }
+    let xml = std::fs::read_to_string(&junit).expect("JUnit written");
+    let _ = std::fs::remove_file(&junit);
+    assert_eq!(xml.matches("<failure message=").count(), 2, "{xml}");
+    assert!(
+        xml.contains("fix: a shell child never waited for: pclose() every popen()"),
+        "{xml}"
+    );
+}

@@ -69,7 +69,16 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
     }
     disposition(ctx, facts, &mut out);
 
-    if facts.sigchld_coalesced > 0 {
+    // Coalescing only loses reaps when a handler reaps once per signal.
+    let handled = exit
+        .sigchld
+        .iter()
+        .any(|s| s.disposition == Disposition::Handler)
+        || exit
+            .parent_disposition
+            .or(facts.disposition)
+            .is_some_and(|(d, _)| d == Disposition::Handler);
+    if facts.sigchld_coalesced > 0 && handled {
         out.push(diag(
             "sigchld_coalesced",
             format!(

@@ -32,7 +32,10 @@ pub fn hint(f: &Finding) -> Option<String> {
         _ if has("no_sigchld") => {
             "children made with exit_signal 0 send no SIGCHLD: reap them with waitpid(pid, __WALL) (or __WCLONE)".into()
         }
-        _ if has("sigchld_coalesced") => {
+        _ if f.comm.as_bytes() == b"sh" && has("never_waited") => {
+            "a shell child never waited for: pclose() every popen(), and waitpid() every child of system()-like calls".into()
+        }
+        _ if has("sigchld_coalesced") && has("sigchld_handler") => {
             "SIGCHLD does not queue: loop waitpid(-1, WNOHANG) in the handler until it returns 0".into()
         }
         _ if has("sigchld_signalfd") => {
@@ -43,9 +46,6 @@ pub fn hint(f: &Finding) -> Option<String> {
         }
         _ if has("parent_leader_exited") => {
             "the main thread exited while other threads run: join the threads before main returns, or reap from a thread that lives".into()
-        }
-        _ if f.comm.as_bytes() == b"sh" && has("never_waited") => {
-            "a shell child never waited for: pclose() every popen(), and waitpid() every child of system()-like calls".into()
         }
         _ if has("waited_for_other") => {
             "the parent waits for specific pids only: also reap the rest with waitpid(-1, WNOHANG) (or one wait per spawned child)".into()

@@ -153,15 +153,25 @@ pub fn peek(args: &Args) {
 }
 
 /// A child that stops itself with SIGSTOP: the parent's `wait4(WUNTRACED)`
-/// collects the stop (no reap), it resumes the child with SIGCONT, the child
-/// exits 0, and the parent reaps it after LATE_MS.
+/// collects the stop (no reap); it resumes the child with SIGCONT and its
+/// `wait4(WCONTINUED)` collects the continue (no reap either; the child
+/// waits on a pipe meanwhile, so that is what the wait sees); then the child
+/// exits 0 and the parent reaps it after LATE_MS.
 pub fn stopped(args: &Args) {
     let late_ms = args.num(0, "LATE_MS", 0);
+    let (rd, wr) = pipe();
     let child = spawn_child(|| {
-        // SAFETY: stopping ourselves.
-        unsafe { libc::raise(libc::SIGSTOP) };
+        close(wr);
+        // SAFETY: stopping ourselves, then blocking until the parent closes
+        // its end of the pipe.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+            let mut byte = 0u8;
+            libc::read(rd, (&raw mut byte).cast(), 1);
+        }
         0
     });
+    close(rd);
     let (pid, stop_status) = waitpid_raw(child, libc::WUNTRACED);
     if pid != child || !libc::WIFSTOPPED(stop_status) {
         os_fail(&format!(
@@ -170,12 +180,18 @@ pub fn stopped(args: &Args) {
     }
     // SAFETY: resuming our own child.
     unsafe { libc::kill(child, libc::SIGCONT) };
+    let (pid, cont_status) = waitpid_raw(child, libc::WCONTINUED);
+    if pid != child || !libc::WIFCONTINUED(cont_status) {
+        os_fail(&format!(
+            "waitpid({child}, WCONTINUED) -> {pid} status {cont_status:#x}"
+        ));
+    }
+    close(wr);
     wait_zombie(child);
-    let exited_ns = mono_ns();
     sleep_ms(late_ms);
     let (reaped, status) = waitpid_raw(child, 0);
     truth(json!({
         "parent": getpid(), "child": child, "stop_status": stop_status,
-        "reaped": reaped, "status": status, "zombie_seen_ns": exited_ns,
+        "cont_status": cont_status, "reaped": reaped, "status": status,
     }));
 }
