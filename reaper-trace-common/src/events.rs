@@ -68,7 +68,10 @@ pub struct ForkRecord {
     pub parent_start_ns: u64,
     /// 1 when the child is a thread of the parent's process.
     pub is_thread: u32,
-    pub _pad: u32,
+    /// The child's real parent: the forker, except with `CLONE_PARENT`
+    /// (and threads), where it is the forker's own parent. 0 when unknown
+    /// (recordings made before it was filled in: this was padding).
+    pub real_parent_tgid: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -239,8 +242,9 @@ pub struct NsPidsRecord {
     pub child_tgid: u32,
     /// Depth of the child's pid namespace: 0 is the initial one.
     pub level: u32,
-    /// `nr[i]`: its pid in the namespace at level `i`, for `i <= level` and
-    /// `i < NS_LEVELS` (`nr[0]` is the global pid).
+    /// Its pid in the namespaces at levels `0..=level`, outermost first
+    /// (`nr[0]` is the global pid); deeper than `NS_LEVELS`, the innermost
+    /// `NS_LEVELS` levels, so that the last one is always its own.
     pub nr: [u32; NS_LEVELS],
     /// `ns[i]`: that namespace's inode number (as `/proc/PID/ns/pid` shows).
     pub ns: [u32; NS_LEVELS],

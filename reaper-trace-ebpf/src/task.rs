@@ -30,6 +30,13 @@ pub fn start_ns(task: Task) -> Result<u64, i64> {
     read::<u64>(task, conf!(task_start_time))
 }
 
+/// The tgid of the task's real parent (not its tracer).
+#[inline(always)]
+pub fn real_parent_tgid(task: Task) -> Result<u32, i64> {
+    let parent: Task = read(task, conf!(task_real_parent))?;
+    tgid(parent)
+}
+
 /// Start time of the task's thread-group leader: with the tgid, the identity
 /// of the process.
 #[inline(always)]
@@ -46,8 +53,8 @@ pub fn comm(task: Task, out: &mut [u8; COMM_LEN]) {
     }
 }
 
-/// A task's namespace depth, its pid at each level (outermost first) and
-/// each level's namespace inode number.
+/// A task's namespace depth, its pid at each level (outermost first; the
+/// innermost NS_LEVELS when it is deeper) and each level's namespace inode.
 pub type NsPids = (u32, [u32; NS_LEVELS], [u32; NS_LEVELS]);
 
 /// The task's [`NsPids`]; `None` in the initial namespace (level 0), where
@@ -63,11 +70,15 @@ pub fn ns_pids(task: Task) -> Result<Option<NsPids>, i64> {
     let mut ns = [0u32; NS_LEVELS];
     let numbers = unsafe { pid.add(conf!(pid_numbers) as usize) };
     let size = conf!(upid_size) as usize;
+    // The innermost levels: past NS_LEVELS deep, the outermost are dropped
+    // (the global pid is the record's child_tgid anyway).
+    let first = (level as usize + 1).saturating_sub(NS_LEVELS);
     for i in 0..NS_LEVELS {
-        if i as u32 > level {
+        let at = first + i;
+        if at > level as usize {
             break;
         }
-        let upid = unsafe { numbers.add(i * size) };
+        let upid = unsafe { numbers.add(at * size) };
         nr[i] = read::<u32>(upid, conf!(upid_nr))?;
         let namespace: *const u8 = read(upid, conf!(upid_ns))?;
         ns[i] = read::<u32>(namespace, conf!(pid_ns_inum))?;

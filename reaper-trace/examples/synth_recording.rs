@@ -51,7 +51,7 @@ fn main() -> std::io::Result<()> {
             child_start_ns: t,
             parent_start_ns: 1,
             is_thread: 0,
-            _pad: 0,
+            real_parent_tgid: 0,
             comm,
         };
         let exit = abi::ExitRecord {

@@ -43,7 +43,9 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
             .or_log(PROBE, "reading the parent's start time")
             .unwrap_or(0),
         is_thread: is_thread as u32,
-        _pad: 0,
+        real_parent_tgid: task::real_parent_tgid(child)
+            .or_log(PROBE, "reading the child's real parent")
+            .unwrap_or(0),
         comm,
     });
     entry.submit(emit::wakeup_flags());

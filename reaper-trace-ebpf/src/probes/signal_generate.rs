@@ -24,6 +24,9 @@ const DEFAULT_KILLS: u32 = !((1 << 17)
 /// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV` are not pointers.
 const SEND_SIG_PRIV: u64 = 1;
 const SI_USER: i32 = 0;
+const SI_QUEUE: i32 = -1;
+const SI_TKILL: i32 = -6;
+const SIG_DFL: u64 = 0;
 const SI_KERNEL: i32 = 0x80;
 
 #[btf_tracepoint(function = "signal_generate")]
@@ -48,9 +51,6 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !filter::is_traced(target_tgid) && !filter::is_traced(emit::current_tgid()) {
         return Ok(());
     }
-    // Signals whose default is to terminate are kept even when the target
-    // handles them: a SIGTERM caught by a daemon that then crashes says how
-    // that daemon ended.
     let (handler, sa_flags) = task::sigaction(target, sig)
         .or_log(PROBE, "reading the target's action")
         .unwrap_or((0, 0));
@@ -67,6 +67,15 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     } else {
         (SI_USER, 0, 0)
     };
+    // A signal whose default is to terminate is kept when it will kill, and
+    // also, though handled, when a process sent it (kill, tkill, sigqueue):
+    // a SIGTERM caught by a daemon that then crashes says how it ended and
+    // who asked. The kernel's own handled signals (timers, profilers) are not.
+    let kills = handler == SIG_DFL;
+    let sent = matches!(code, SI_USER | SI_QUEUE | SI_TKILL);
+    if sig != SIGCHLD && !kills && !sent {
+        return Ok(());
+    }
     let Some(mut entry) = emit::reserve::<SignalGenerateRecord>(kind::SIGNAL_GENERATE) else {
         return Ok(());
     };

@@ -56,8 +56,11 @@ pub fn hint(f: &Finding) -> Option<String> {
         _ if has("parent_exited") && has("never_waited") => {
             "the parent exited without waiting for its children: wait for them before exiting".into()
         }
-        _ if has("sigchld_disposition_change")
-            && text("sigchld_disposition_change").is_some_and(|t| !t.starts_with(&format!("thread {} ", f.parent_pid))) =>
+        _ if text("sigchld_disposition_change").is_some_and(|t| {
+            // Another thread took reaping away: SIG_IGN or SIG_DFL.
+            !t.starts_with(&format!("thread {} ", f.parent_pid))
+                && (t.contains("to SIG_IGN") || t.contains("to SIG_DFL"))
+        }) =>
         {
             format!(
                 "SIGCHLD was changed by another thread of {} — a library changed it behind the main loop: {}",

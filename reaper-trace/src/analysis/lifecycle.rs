@@ -127,28 +127,30 @@ impl Analyzer {
     pub fn on_event(&mut self, event: &Event) {
         match &event.data {
             EventData::Fork(f) if !f.is_thread => {
-                let stale = self
-                    .procs
-                    .get(&f.child_tgid)
-                    .is_some_and(|p| p.start_ns != 0 && p.start_ns != f.child_start_ns);
-                if stale {
-                    self.procs.remove(&f.child_tgid);
-                }
+                // A fork reusing a pid proves the old process was released,
+                // whether or not its reap reached us.
+                self.settle_stale(f.child_tgid, f.child_start_ns, event.time_ns);
                 let parent_comm = f.comm;
-                let parent = self.procs.entry(event.tgid).or_default();
-                if parent.comm == Comm::default() {
-                    parent.comm = parent_comm;
+                let forker = self.procs.entry(event.tgid).or_default();
+                if forker.comm == Comm::default() {
+                    forker.comm = parent_comm;
                 }
-                if parent.start_ns == 0 {
-                    parent.start_ns = f.parent_start_ns;
+                if forker.start_ns == 0 {
+                    forker.start_ns = f.parent_start_ns;
                 }
-                parent.running_children.push(f.child_tgid);
+                // With CLONE_PARENT the child's parent is the forker's parent.
+                let parent = f.real_parent_tgid.unwrap_or(event.tgid);
+                self.procs
+                    .entry(parent)
+                    .or_default()
+                    .running_children
+                    .push(f.child_tgid);
                 let child = self.procs.entry(f.child_tgid).or_default();
                 child.start_ns = f.child_start_ns;
                 child.comm = f.comm;
-                child.parent_at_fork = Some(event.tgid);
+                child.parent_at_fork = Some(parent);
             }
-            EventData::NsPids(n) => {
+            EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
             }
             EventData::Exec(x) => {
@@ -173,7 +175,11 @@ impl Analyzer {
             EventData::SignalGenerate(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 self.sigchld(event, s)
             }
-            EventData::SignalGenerate(s) => {
+            // Signals a process sent (kill, tkill, sigqueue), not the
+            // kernel's own (faults, timers): who asked a process to end.
+            EventData::SignalGenerate(s)
+                if matches!(s.code, libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL) =>
+            {
                 let from_comm = self
                     .procs
                     .get(&event.tgid)
@@ -238,13 +244,16 @@ impl Analyzer {
     }
 
     fn process_exit(&mut self, event: &Event, x: &crate::trace::event::Exit) {
-        let stale = self
-            .procs
-            .get(&event.tgid)
-            .is_some_and(|p| p.start_ns != 0 && p.start_ns != x.process_start_ns);
-        if stale {
-            self.procs.remove(&event.tgid);
+        // Before 6.16 the probe infers group_dead, and under exit_group
+        // several threads may each report it: one exit per process.
+        let repeated = self.procs.get(&event.tgid).is_some_and(|p| {
+            p.exit.as_ref().is_some_and(|e| e.time_ns.is_some())
+                && (p.start_ns == x.process_start_ns || x.process_start_ns == 0)
+        });
+        if repeated {
+            return;
         }
+        self.settle_stale(event.tgid, x.process_start_ns, event.time_ns);
         let proc = self.procs.entry(event.tgid).or_default();
         proc.start_ns = x.process_start_ns;
         proc.comm = x.comm;
@@ -266,15 +275,7 @@ impl Analyzer {
         let parent_end = proc.facts.record_end(event.time_ns, x);
         let orphaned_from = proc.parent_at_fork.filter(|&p| p != x.real_parent_tgid);
         let orphans = std::mem::take(&mut proc.running_children);
-        if let Some(at_fork) = proc.parent_at_fork
-            && let Some(parent) = self.procs.get_mut(&at_fork)
-            && let Some(i) = parent
-                .running_children
-                .iter()
-                .position(|&c| c == event.tgid)
-        {
-            parent.running_children.swap_remove(i);
-        }
+        self.forget_running(event.tgid);
         // Its children still running are orphans now, adopted by a subreaper
         // or init: say so when each of them ends.
         let comm = x.comm;
@@ -291,8 +292,10 @@ impl Analyzer {
         }
         if orphaned_from.is_some() {
             self.summary.adopted_while_running += 1;
-            let finding = self.orphan_finding(event.tgid, Some(x.real_parent_tgid));
-            self.report(finding);
+            if self.orphans_listed() {
+                let finding = self.orphan_finding(event.tgid, Some(x.real_parent_tgid));
+                self.report(finding);
+            }
         }
         self.summary.exits += 1;
         self.row(x.real_parent_tgid).exits += 1;
@@ -396,11 +399,53 @@ impl Analyzer {
         if proc.start_ns != 0 && f.process_start_ns != 0 && proc.start_ns != f.process_start_ns {
             return;
         }
-        let Some(exit) = &proc.exit else {
+        if proc.exit.is_none() {
             // Its exit was never seen (lost, or before the trace): nothing to judge.
-            if proc.open_children == 0 {
+            self.forget_running(event.tgid);
+            if self
+                .procs
+                .get(&event.tgid)
+                .is_some_and(|p| p.open_children == 0)
+            {
                 self.procs.remove(&event.tgid);
             }
+            return;
+        }
+        self.release_unseen(event.tgid, event.time_ns);
+    }
+
+    /// An entry for `pid` with another start time belongs to a process that
+    /// is gone: settle its open exit (released no later than `now_ns`) and
+    /// drop it.
+    fn settle_stale(&mut self, pid: u32, start_ns: u64, now_ns: u64) {
+        let stale = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.start_ns != 0 && start_ns != 0 && p.start_ns != start_ns);
+        if !stale {
+            return;
+        }
+        self.release_unseen(pid, now_ns);
+        self.forget_running(pid);
+        self.procs.remove(&pid);
+    }
+
+    /// Takes `pid` off its parent's running children.
+    fn forget_running(&mut self, pid: u32) {
+        let Some(parent) = self.procs.get(&pid).and_then(|p| p.parent_at_fork) else {
+            return;
+        };
+        if let Some(p) = self.procs.get_mut(&parent)
+            && let Some(i) = p.running_children.iter().position(|&c| c == pid)
+        {
+            p.running_children.swap_remove(i);
+        }
+    }
+
+    /// `pid` was released at `now_ns` at the latest, and no reaping wait was
+    /// seen: decide how (the reap rules) and close its lifecycle.
+    fn release_unseen(&mut self, pid: u32, now_ns: u64) {
+        let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
             return;
         };
         if exit.reap.is_some() {
@@ -409,19 +454,12 @@ impl Analyzer {
         let autoreap = exit
             .parent_disposition
             .is_some_and(|(d, flags)| reap::autoreaps(d, flags));
-        let parent_is_ns_init = self
-            .procs
-            .get(&exit.parent)
-            .and_then(|p| p.ns_pid)
-            .is_some_and(|ns| ns.pid == 1);
-        let release = reap::release_without_wait(
-            autoreap,
-            exit.adopted_by.is_some(),
-            self.parent_gone(event.tgid),
-        );
+        let parent_is_ns_init = self.is_ns_init(exit.parent);
+        let release =
+            reap::release_without_wait(autoreap, exit.adopted_by.is_some(), self.parent_gone(pid));
         let reap = match release {
             Release::Autoreap => Reap {
-                time_ns: exit.time_ns.unwrap_or(event.time_ns),
+                time_ns: exit.time_ns.unwrap_or(now_ns),
                 by_pid: Some(exit.parent),
                 kind: ReapKind::Autoreap,
             },
@@ -429,25 +467,29 @@ impl Analyzer {
             // it exits, the kernel kills the namespace and the dying init
             // reaps what is left.
             Release::Adopted => Reap {
-                time_ns: event.time_ns,
+                time_ns: now_ns,
                 by_pid: exit.adopted_by.or(parent_is_ns_init.then_some(exit.parent)),
                 kind: ReapKind::Adopted,
             },
-            // No later than this free.
+            // No later than now.
             Release::UnseenWait => Reap {
-                time_ns: event.time_ns,
+                time_ns: now_ns,
                 by_pid: Some(exit.parent),
                 kind: ReapKind::Wait,
             },
         };
-        if let Some(exit) = self
-            .procs
-            .get_mut(&event.tgid)
-            .and_then(|p| p.exit.as_mut())
-        {
+        if let Some(exit) = self.procs.get_mut(&pid).and_then(|p| p.exit.as_mut()) {
             exit.reap = Some(reap);
         }
-        self.finish_child(event.tgid, event.time_ns);
+        self.finish_child(pid, now_ns);
+    }
+
+    /// Whether `pid` is PID 1 of a pid namespace of its own.
+    pub(super) fn is_ns_init(&self, pid: u32) -> bool {
+        self.procs
+            .get(&pid)
+            .and_then(|p| p.ns_pid)
+            .is_some_and(|ns| ns.pid == 1)
     }
 
     /// Whether the parent `pid` had at its exit has died since.
@@ -468,7 +510,7 @@ fn wait_pid(syscall: WaitSyscall, which: i32, upid: i32) -> i32 {
         (WaitSyscall::Wait4, _) => upid,
         (WaitSyscall::Waitid, 0) => -1,
         (WaitSyscall::Waitid, 1) => upid,
-        (WaitSyscall::Waitid, 2) => -upid,
+        (WaitSyscall::Waitid, 2) => upid.wrapping_neg(),
         (WaitSyscall::Waitid, _) => 0,
     }
 }

@@ -107,11 +107,15 @@ impl ParentFacts {
     /// How the process ended: its exit, and the latest other signal sent to
     /// it before (a SIGTERM before the SIGSEGV of a crash during shutdown).
     pub fn record_end(&mut self, time_ns: u64, x: &crate::trace::event::Exit) -> ProcessEnd {
+        // A request to end that came shortly before (a minute at most).
+        const WINDOW_NS: u64 = 60_000_000_000;
         let after_signal = self
             .signals
             .iter()
             .rev()
-            .find(|s| Some(s.sig) != x.signal && s.time_ns <= time_ns)
+            .find(|s| {
+                Some(s.sig) != x.signal && s.time_ns <= time_ns && time_ns - s.time_ns <= WINDOW_NS
+            })
             .cloned();
         let end = ProcessEnd {
             time_ns,

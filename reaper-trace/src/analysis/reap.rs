@@ -27,8 +27,6 @@ pub enum ReapKind {
     Autoreap,
     /// Reparented to a subreaper or init and reaped there.
     Adopted,
-    /// A non-leader thread, released at its exit.
-    Thread,
 }
 
 /// A reap: when, by whom, how.
@@ -141,9 +139,10 @@ impl WaitResult {
         }
     }
 
-    /// The child this call released, if it was the child's parent (or its
-    /// reaper) calling: an exit status collected without `WNOWAIT`. A stop,
-    /// a continue, a ptrace trap or a peek releases nothing.
+    /// The child whose exit this call collected without `WNOWAIT`: released,
+    /// unless the caller is a tracer rather than the parent or an adopter
+    /// (see [`collector`]). A stop, a continue, a ptrace trap or a peek
+    /// collects no exit.
     pub fn collected_exit(self) -> Option<i32> {
         match self {
             WaitResult::Child {

@@ -487,3 +487,62 @@ fn exec_scopes_the_disposition_history_and_repeats_collapse() {
         changes[0]
     );
 }
+
+#[test]
+fn a_pid_reused_before_the_free_settles_the_old_lifecycle() {
+    // The parent ignores SIGCHLD: A is autoreaped at its exit. A's free is
+    // late; B forks with A's pid first. A's lifecycle must still close.
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::exit(6, 11, 11, 10, true, 5, Disposition::Ignore),
+        b::fork(8, 10, 11, false),
+        b::free_of(20, 11, 5),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(S);
+    assert_eq!((r.summary.exits, r.summary.autoreaped), (1, 1));
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+#[test]
+fn a_repeated_group_exit_counts_once() {
+    // Before 6.16 two threads of an exit_group may both look like the last.
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::exit(6, 11, 11, 10, true, 5, Disposition::Default),
+        b::exit(7, 11, 12, 10, true, 5, Disposition::Default),
+        b::wait_exit(8, 10, -1, 0, 11),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(S);
+    assert_eq!((r.summary.exits, r.summary.reaped_by_parent), (1, 1));
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+#[test]
+fn clone_parent_children_are_not_orphans_of_their_forker() {
+    // 11 forks 12 with CLONE_PARENT: 12's parent is 10, and 11's death
+    // orphans nothing.
+    let mut a = Analyzer::new(S);
+    let mut fork = b::fork(5, 11, 12, false);
+    if let EventData::Fork(f) = &mut fork.data {
+        f.real_parent_tgid = Some(10);
+    }
+    for e in [
+        b::fork(1, 10, 11, false),
+        fork,
+        b::exit(6, 11, 11, 10, true, 1, Disposition::Default),
+        b::wait_exit(7, 10, 11, 0, 11),
+        b::exit(9, 12, 12, 10, true, 5, Disposition::Default),
+        b::wait_exit(10, 10, 12, 0, 12),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(S);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.summary.adopted_while_running, 0);
+}

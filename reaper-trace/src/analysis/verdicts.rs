@@ -33,7 +33,7 @@ impl Analyzer {
         match reap.kind {
             ReapKind::Wait => {
                 self.summary.reaped_by_parent += 1;
-                let late = exit.predates.is_some() || latency.is_none_or(|l| l > self.threshold_ns);
+                let late = latency.is_none_or(|l| l > self.threshold_ns);
                 if late {
                     self.summary.late_reaps += 1;
                     let row = self.row(exit.parent);
@@ -59,7 +59,6 @@ impl Analyzer {
                 );
                 self.report(finding);
             }
-            ReapKind::Thread => self.summary.threads_reaped += 1,
         }
         if let Some(proc) = self.procs.get_mut(&pid) {
             proc.finished = true;
@@ -122,7 +121,7 @@ impl Analyzer {
             parent_pid: exit.parent,
             parent: parent.map(|p| &p.facts),
             lost_events: self.summary.lost_events,
-            parent_ns_init: parent.and_then(|p| p.ns_pid).is_some_and(|ns| ns.pid == 1),
+            parent_ns_init: self.is_ns_init(exit.parent),
         });
         Finding {
             kind,
@@ -154,6 +153,18 @@ impl Analyzer {
                 .and_then(|p| p.ns_pid),
         }
         .with_hint()
+    }
+
+    /// Whether another orphan may still be listed as a finding: a
+    /// system-wide trace sees every daemon that double-forks, so orphans
+    /// past the first thousand are only counted (`adopted_while_running`).
+    pub(super) fn orphans_listed(&self) -> bool {
+        const MAX_LISTED_ORPHANS: usize = 1000;
+        self.findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::Orphaned)
+            .count()
+            < MAX_LISTED_ORPHANS
     }
 
     /// An `orphaned` finding about `pid`, adopted by `adopter` (`None` while
@@ -220,8 +231,10 @@ impl Analyzer {
         running_orphans.sort_unstable();
         for pid in running_orphans {
             self.summary.adopted_while_running += 1;
-            let finding = self.orphan_finding(pid, None);
-            self.findings.push(finding);
+            if self.orphans_listed() {
+                let finding = self.orphan_finding(pid, None);
+                self.findings.push(finding);
+            }
         }
         let mut zombies: Vec<u32> = self
             .procs

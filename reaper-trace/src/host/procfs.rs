@@ -13,6 +13,9 @@ use crate::trace::{
     host_facts::{ParentProbe, SeedProcess, ThreadProbe},
 };
 
+/// Threads of a parent kept in a probe.
+const MAX_PROBED_THREADS: usize = 64;
+
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
 /// Every process now (threads excluded), with its pids per namespace level
@@ -62,7 +65,11 @@ pub fn snapshot() -> Vec<SeedProcess> {
                 ppid: u32::try_from(stat.ppid).unwrap_or(0),
                 comm: crate::trace::comm::Comm::from_str_lossy(&stat.comm),
                 zombie: stat.state().is_ok_and(|s| s == ProcState::Zombie),
-                started_ns: (stat.starttime * 1_000_000_000 / ticks).checked_sub(suspended),
+                started_ns: u64::try_from(
+                    u128::from(stat.starttime) * 1_000_000_000 / u128::from(ticks),
+                )
+                .ok()
+                .and_then(|ns| ns.checked_sub(suspended)),
                 ns_pids,
             })
         })
@@ -145,6 +152,9 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
             })
             .collect();
         threads.sort_by_key(|t| t.tid);
+        // The diagnosis names a few; keep the recorded probe small (a record
+        // is at most 64 KiB) however many threads the parent has.
+        threads.truncate(MAX_PROBED_THREADS);
         probe.threads = threads;
     }
     if let Ok(fds) = process.fd() {

@@ -54,7 +54,7 @@ fn with_ns_pid(pid: i32, ns_pid: Option<i32>) -> String {
 pub fn wait_outcome(w: &WaitExit) -> String {
     let result = WaitResult::of(w);
     match result {
-        WaitResult::Error(ret) => format!("error {}", errno_name((-ret) as i32)),
+        WaitResult::Error(ret) => format!("error {}", errno_name(ret.wrapping_neg() as i32)),
         WaitResult::Nothing => "nothing ready".into(),
         WaitResult::Child { pid, status, peek } => {
             let pid = with_ns_pid(pid, w.reaped_ns_pid);

@@ -151,6 +151,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         kind::NS_PIDS => {
             let r: abi::NsPidsRecord = read(bytes);
+            // Deeper than NS_LEVELS, the record holds the innermost levels.
             let known = (r.level as usize + 1).min(abi::NS_LEVELS);
             EventData::NsPids(NsPids {
                 child_tgid: r.child_tgid,
@@ -183,6 +184,8 @@ fn fork(r: abi::ForkRecord) -> EventData {
         child_start_ns: r.child_start_ns,
         parent_start_ns: r.parent_start_ns,
         is_thread: r.is_thread != 0,
+        real_parent_tgid: (r.real_parent_tgid != 0 && r.real_parent_tgid != r.header.tgid)
+            .then_some(r.real_parent_tgid),
         comm: Comm(r.comm),
     })
 }
@@ -331,7 +334,7 @@ mod tests {
             child_start_ns: 5,
             parent_start_ns: 4,
             is_thread: 0,
-            _pad: 0,
+            real_parent_tgid: 0,
             comm: comm("bash"),
         });
         assert_eq!(
@@ -342,6 +345,7 @@ mod tests {
                 child_start_ns: 5,
                 parent_start_ns: 4,
                 is_thread: false,
+                real_parent_tgid: None,
                 comm: Comm::from_str_lossy("bash")
             })
         );

@@ -67,6 +67,9 @@ pub struct Fork {
     pub child_start_ns: u64,
     pub parent_start_ns: u64,
     pub is_thread: bool,
+    /// The child's real parent, when it is not the forker (`CLONE_PARENT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_parent_tgid: Option<u32>,
     pub comm: Comm,
 }
 

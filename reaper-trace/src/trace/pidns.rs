@@ -29,6 +29,9 @@ pub struct PidNamespaces {
     levels: HashMap<u32, Vec<NsPid>>,
     /// (namespace inode, pid in it) → global pid.
     global: HashMap<(u32, u32), u32>,
+    /// Start times from the fork events, so that a late free of a pid that
+    /// was reused forgets the old process only.
+    starts: HashMap<u32, u64>,
 }
 
 impl PidNamespaces {
@@ -76,8 +79,22 @@ impl PidNamespaces {
     pub fn apply(&mut self, event: &mut Event) {
         let observer = event.tgid;
         match &mut event.data {
-            EventData::NsPids(n) => self.learn(n.child_tgid, n.levels.clone()),
-            EventData::Free(_) if event.tid == event.tgid => self.forget(event.tgid),
+            EventData::NsPids(n) if n.levels.len() > 1 => {
+                self.learn(n.child_tgid, n.levels.clone())
+            }
+            // A new process with this pid: whatever we knew of the old one is
+            // stale (its free may still come, late).
+            EventData::Fork(f) if !f.is_thread => {
+                self.forget(f.child_tgid);
+                self.starts.insert(f.child_tgid, f.child_start_ns);
+            }
+            EventData::Free(f) if event.tid == event.tgid => {
+                let current = self.starts.get(&event.tgid).copied();
+                if current.is_none_or(|start| start == f.process_start_ns) {
+                    self.starts.remove(&event.tgid);
+                    self.forget(event.tgid);
+                }
+            }
             EventData::WaitEnter(w) => {
                 if (w.syscall == WaitSyscall::Wait4 || w.which == P_PID)
                     && let Some(global) = self.to_global(observer, w.upid)
@@ -194,5 +211,34 @@ mod tests {
         let mut late = b::wait_exit(10, 101, -1, 0, 1);
         ns.apply(&mut late);
         assert_eq!(late, b::wait_exit(10, 101, -1, 0, 1));
+    }
+
+    #[test]
+    fn a_late_free_of_a_reused_pid_keeps_the_new_process() {
+        let mut ns = PidNamespaces::default();
+        let mut first = b::fork(1, 100, 101, false);
+        if let EventData::Fork(f) = &mut first.data {
+            f.child_start_ns = 1;
+        }
+        ns.apply(&mut first);
+        ns.apply(&mut ns_pids(100, 101, 1));
+        // The pid comes back before the first process's free.
+        let mut second = b::fork(5, 100, 101, false);
+        if let EventData::Fork(f) = &mut second.data {
+            f.child_start_ns = 5;
+        }
+        ns.apply(&mut second);
+        assert_eq!(ns.innermost(101), None, "the old numbers are forgotten");
+        ns.apply(&mut ns_pids(100, 101, 7));
+        ns.apply(&mut b::free_of(20, 101, 1));
+        assert_eq!(
+            ns.innermost(101),
+            Some(NsPid {
+                pid: 7,
+                ns: CONTAINER
+            })
+        );
+        ns.apply(&mut b::free_of(30, 101, 5));
+        assert_eq!(ns.innermost(101), None);
     }
 }

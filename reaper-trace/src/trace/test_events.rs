@@ -24,6 +24,7 @@ pub fn fork(t: u64, parent: u32, child: u32, is_thread: bool) -> Event {
             child_start_ns: t,
             parent_start_ns: 1,
             is_thread,
+            real_parent_tgid: None,
             comm: Comm::from_str_lossy("p"),
         }),
     )
