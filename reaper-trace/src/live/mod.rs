@@ -135,19 +135,21 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         command: gated,
     } = setup::start(&options)?;
     let command_pid = gated.as_ref().map(|c| c.pid);
-    let mut reaper = None;
-    if let Some(mut child) = gated {
-        reaper = Some(command::spawn_reaper());
-        child.release().context("starting the command")?;
-    }
     // Before saying we trace: a Ctrl-C from then on must stop us cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     if !options.capture {
-        eprintln!(
-            "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop",
+        // One write, before the command runs: its own stderr shares ours.
+        let line = format!(
+            "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop\n",
             tracer.hooks.len()
         );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    let mut reaper = None;
+    if let Some(mut child) = gated {
+        reaper = Some(command::spawn_reaper());
+        child.release().context("starting the command")?;
     }
 
     // SAFETY: the fd belongs to `tracer`, which outlives `ring` (declared
