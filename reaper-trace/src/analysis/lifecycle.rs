@@ -363,14 +363,13 @@ impl Analyzer {
             return;
         };
         let child_pid = child_pid as u32;
-        let parent_gone = self.parent_gone(child_pid);
         let Some(exit) = self.procs.get_mut(&child_pid).and_then(|c| c.exit.as_mut()) else {
             return;
         };
         if exit.reap.is_some() {
             return;
         }
-        let kind = match reap::collector(event.tgid, exit.parent, exit.adopted_by, parent_gone) {
+        let kind = match reap::collector(event.tgid, exit.parent, exit.adopted_by) {
             Collector::Parent => ReapKind::Wait,
             Collector::Adopter => ReapKind::Adopted,
             Collector::Tracer => {

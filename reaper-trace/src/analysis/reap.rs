@@ -169,17 +169,14 @@ pub enum Collector {
 
 /// Who collected an exit: `waiter` is the tgid of the waiting process;
 /// `parent` the child's parent at exit; `adopted_by` the new parent a
-/// SIGCHLD was sent to after reparenting, if seen; `parent_gone` whether the
-/// parent has exited since.
-pub fn collector(
-    waiter: u32,
-    parent: u32,
-    adopted_by: Option<u32>,
-    parent_gone: bool,
-) -> Collector {
+/// SIGCHLD was sent to when the zombie was reparented, if seen. A zombie
+/// whose parent died is announced to its new parent with that SIGCHLD,
+/// except a traced one (`reparent_leader` skips tracees): so a wait by
+/// anyone else, the parent dead or alive, is a tracer's.
+pub fn collector(waiter: u32, parent: u32, adopted_by: Option<u32>) -> Collector {
     if waiter == parent {
         Collector::Parent
-    } else if adopted_by == Some(waiter) || parent_gone {
+    } else if adopted_by == Some(waiter) {
         Collector::Adopter
     } else {
         Collector::Tracer
@@ -321,10 +318,12 @@ mod tests {
 
     #[test]
     fn collectors_tell_parents_adopters_and_tracers_apart() {
-        assert_eq!(collector(10, 10, None, false), Collector::Parent);
-        assert_eq!(collector(1, 10, Some(1), true), Collector::Adopter);
-        assert_eq!(collector(1, 10, None, true), Collector::Adopter);
-        assert_eq!(collector(99, 10, None, false), Collector::Tracer);
+        assert_eq!(collector(10, 10, None), Collector::Parent);
+        assert_eq!(collector(1, 10, Some(1)), Collector::Adopter);
+        // The parent died and no reparenting SIGCHLD came: a traced zombie,
+        // whose tracer waits first.
+        assert_eq!(collector(99, 10, None), Collector::Tracer);
+        assert_eq!(collector(99, 10, Some(1)), Collector::Tracer);
         assert_eq!(adopted_by_signal(99, 10, false), None);
         assert_eq!(adopted_by_signal(1, 10, true), Some(1));
         assert_eq!(adopted_by_signal(10, 10, true), None);
