@@ -155,16 +155,12 @@ impl Analyzer {
         .with_hint()
     }
 
-    /// Whether another orphan may still be listed as a finding: a
+    /// Whether the orphan just counted may still be listed as a finding: a
     /// system-wide trace sees every daemon that double-forks, so orphans
     /// past the first thousand are only counted (`adopted_while_running`).
     pub(super) fn orphans_listed(&self) -> bool {
-        const MAX_LISTED_ORPHANS: usize = 1000;
-        self.findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::Orphaned)
-            .count()
-            < MAX_LISTED_ORPHANS
+        const MAX_LISTED_ORPHANS: u64 = 1000;
+        self.summary.adopted_while_running <= MAX_LISTED_ORPHANS
     }
 
     /// An `orphaned` finding about `pid`, adopted by `adopter` (`None` while

@@ -3,7 +3,7 @@
 //! /proc say beside the records (losses, the parents worth probing).
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashSet, VecDeque},
     io::{BufWriter, Write},
 };
 
@@ -19,6 +19,7 @@ use crate::{
         decode::decode,
         event::{Event, EventData},
         pidns::PidNamespaces,
+        starts::Starts,
         totals::Totals,
     },
 };
@@ -40,9 +41,9 @@ pub struct Sink {
     /// Followed processes that are gone, with when to stop following them.
     /// Not at once: RCU may run a thread's free after its leader's.
     to_unfollow: VecDeque<(u32, u64)>,
-    /// Start times of the processes forked while tracing, so that a free
-    /// arriving after the pid was reused is matched to its own process.
-    starts: HashMap<u32, u64>,
+    /// So that a free arriving after the pid was reused is matched to its
+    /// own process.
+    starts: Starts,
     lost: u64,
     pub captured: Option<Vec<Event>>,
     /// Turns namespace-relative pids into global ones before anything else
@@ -71,7 +72,7 @@ impl Sink {
             totals: Totals::default(),
             unfreed: HashSet::new(),
             to_unfollow: VecDeque::new(),
-            starts: HashMap::new(),
+            starts: Starts::default(),
             lost: 0,
             captured: capture.then(Vec::new),
             pidns: PidNamespaces::default(),
@@ -99,17 +100,16 @@ impl Sink {
             EventData::Exit(x) if x.group_dead => {
                 self.unfreed.insert(event.tgid);
             }
-            EventData::Free(f) if event.tid == event.tgid => {
-                let current = self.starts.get(&event.tgid).copied();
-                if current.is_none_or(|start| start == f.process_start_ns) {
-                    self.starts.remove(&event.tgid);
-                    self.unfreed.remove(&event.tgid);
-                    self.to_unfollow
-                        .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
-                }
+            // Only the free of the pid's current process, not a late one.
+            EventData::Free(f)
+                if event.tid == event.tgid && self.starts.freed(event.tgid, f.process_start_ns) =>
+            {
+                self.unfreed.remove(&event.tgid);
+                self.to_unfollow
+                    .push_back((event.tgid, event.time_ns + UNFOLLOW_DELAY_NS));
             }
             EventData::Fork(f) if !f.is_thread => {
-                self.starts.insert(f.child_tgid, f.child_start_ns);
+                self.starts.forked(f.child_tgid, f.child_start_ns);
                 // The pid was reused by a new followed process: keep it.
                 self.to_unfollow.retain(|(tgid, _)| *tgid != f.child_tgid);
             }

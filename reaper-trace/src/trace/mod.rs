@@ -10,6 +10,7 @@ pub mod follow;
 pub mod host_facts;
 pub mod names;
 pub mod pidns;
+pub mod starts;
 #[cfg(test)]
 pub mod test_events;
 pub mod totals;

@@ -17,10 +17,17 @@ use reaper_trace_common::SIGCHLD;
 use crate::trace::{
     event::{Event, EventData, NsPid, WaitSyscall},
     host_facts::SeedProcess,
+    starts::Starts,
 };
 
 /// `waitid`'s `P_PID`: the only `which` whose `upid` is a pid.
 const P_PID: i32 = 1;
+
+/// Whether a wait's `upid` names a process (wait4's always may; waitid's
+/// only with `P_PID`).
+fn asks_for_a_pid(syscall: WaitSyscall, which: i32) -> bool {
+    syscall == WaitSyscall::Wait4 || which == P_PID
+}
 
 #[derive(Default)]
 pub struct PidNamespaces {
@@ -29,9 +36,9 @@ pub struct PidNamespaces {
     levels: HashMap<u32, Vec<NsPid>>,
     /// (namespace inode, pid in it) → global pid.
     global: HashMap<(u32, u32), u32>,
-    /// Start times from the fork events, so that a late free of a pid that
-    /// was reused forgets the old process only.
-    starts: HashMap<u32, u64>,
+    /// So that a late free of a pid that was reused forgets the old
+    /// process only.
+    starts: Starts,
 }
 
 impl PidNamespaces {
@@ -75,6 +82,17 @@ impl PidNamespaces {
         (global != local).then_some(global)
     }
 
+    /// Rewrites `pid`, as `observer` numbers it, to the global pid, keeping
+    /// the namespace's number in `ns_pid`. Returns whether it did.
+    fn translate(&self, observer: u32, pid: &mut i32, ns_pid: &mut Option<i32>) -> bool {
+        let Some(global) = self.to_global(observer, *pid) else {
+            return false;
+        };
+        *ns_pid = Some(*pid);
+        *pid = global as i32;
+        true
+    }
+
     /// Learns from `event` and rewrites its namespace-relative pids.
     pub fn apply(&mut self, event: &mut Event) {
         let observer = event.tgid;
@@ -86,43 +104,30 @@ impl PidNamespaces {
             // stale (its free may still come, late).
             EventData::Fork(f) if !f.is_thread => {
                 self.forget(f.child_tgid);
-                self.starts.insert(f.child_tgid, f.child_start_ns);
+                self.starts.forked(f.child_tgid, f.child_start_ns);
             }
-            EventData::Free(f) if event.tid == event.tgid => {
-                let current = self.starts.get(&event.tgid).copied();
-                if current.is_none_or(|start| start == f.process_start_ns) {
-                    self.starts.remove(&event.tgid);
-                    self.forget(event.tgid);
-                }
+            // Only the free of the pid's current process, not a late one.
+            EventData::Free(f)
+                if event.tid == event.tgid && self.starts.freed(event.tgid, f.process_start_ns) =>
+            {
+                self.forget(event.tgid)
             }
-            EventData::WaitEnter(w) => {
-                if (w.syscall == WaitSyscall::Wait4 || w.which == P_PID)
-                    && let Some(global) = self.to_global(observer, w.upid)
-                {
-                    w.upid_ns = Some(w.upid);
-                    w.upid = global as i32;
-                }
+            EventData::WaitEnter(w) if asks_for_a_pid(w.syscall, w.which) => {
+                self.translate(observer, &mut w.upid, &mut w.upid_ns);
             }
             EventData::WaitExit(w) => {
-                if (w.syscall == WaitSyscall::Wait4 || w.which == P_PID)
-                    && let Some(global) = self.to_global(observer, w.upid)
-                {
-                    w.upid_ns = Some(w.upid);
-                    w.upid = global as i32;
+                if asks_for_a_pid(w.syscall, w.which) {
+                    self.translate(observer, &mut w.upid, &mut w.upid_ns);
                 }
-                if let Some(global) = self.to_global(observer, w.reaped_pid) {
-                    w.reaped_ns_pid = Some(w.reaped_pid);
-                    w.reaped_pid = global as i32;
-                    if w.syscall == WaitSyscall::Wait4 && w.ret > 0 {
-                        w.ret = global as i64;
-                    }
+                if self.translate(observer, &mut w.reaped_pid, &mut w.reaped_ns_pid)
+                    && w.syscall == WaitSyscall::Wait4
+                    && w.ret > 0
+                {
+                    w.ret = w.reaped_pid as i64;
                 }
             }
             EventData::SignalGenerate(s) if s.sig == SIGCHLD => {
-                if let Some(global) = self.to_global(s.target_tgid, s.si_pid) {
-                    s.si_ns_pid = Some(s.si_pid);
-                    s.si_pid = global as i32;
-                }
+                self.translate(s.target_tgid, &mut s.si_pid, &mut s.si_ns_pid);
             }
             _ => {}
         }
