@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod comm;
+pub mod container;
 pub mod decode;
 pub mod escape;
 pub mod event;
