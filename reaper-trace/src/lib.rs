@@ -15,11 +15,12 @@
 //!   rules, diagnosis and findings.
 //! - [`output`]: rendering events, reports, the Perfetto timeline, JUnit.
 //! - [`recording`]: the file format, its writer and reader, and replay.
-//! - [`kernel`], [`host`], [`live`], [`verify`]: the parts that do I/O
-//!   (behind the `kernel` feature, except the pure judging of `verify`).
+//! - [`kernel`], [`host`], [`live`], [`serve`], [`verify`]: the parts that do
+//!   I/O (behind the `kernel` feature, except the pure judging of `verify`).
 //!
-//! Everything but `kernel`, `host::command`, `live` and `verify::run` is pure
-//! and builds without the `kernel` feature (fuzzing, tests without root).
+//! Everything but `kernel`, `host::command`, `live`, `serve` and `verify::run`
+//! is pure and builds without the `kernel` feature (fuzzing, tests without
+//! root).
 
 pub mod analysis;
 pub mod host;
@@ -29,5 +30,7 @@ pub mod kernel;
 pub mod live;
 pub mod output;
 pub mod recording;
+#[cfg(feature = "kernel")]
+pub mod serve;
 pub mod trace;
 pub mod verify;

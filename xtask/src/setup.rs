@@ -14,8 +14,10 @@ use anyhow::{Context as _, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: strace and tini for real-client scenarios, bpftrace as
-/// the peer the benchmark compares against, bpftool to inspect programs.
-const PACKAGES: &[&str] = &["strace", "tini", "bpftrace", "bpftool"];
+/// the peer the benchmark compares against, bpftool to inspect programs,
+/// prometheus: the real Prometheus for the scrape test, and its promtool
+/// checks the docs/fleet examples.
+const PACKAGES: &[&str] = &["strace", "tini", "bpftrace", "bpftool", "prometheus"];
 
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
