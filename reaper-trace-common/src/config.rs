@@ -78,6 +78,12 @@ pub struct Config {
     /// Processes whose comm equals this (NUL padded) are followed; empty: off.
     pub comm: [u8; COMM_LEN],
     pub comm_len: u32,
+    /// `--cgroup`: processes running in this cgroup v2 (id split in two
+    /// halves, low first) or below it are followed; 0: off.
+    pub cgroup_id_lo: u32,
+    pub cgroup_id_hi: u32,
+    /// The cgroup's depth below the v2 root (the root is level 0).
+    pub cgroup_level: u32,
     /// The loader's own tgid: its waits are always reported, because in
     /// command mode it is the reaper of the traced tree.
     pub self_tgid: u32,

@@ -53,6 +53,10 @@ pub struct Header {
     pub ktime_ns: u64,
     pub tgid: u32,
     pub tid: u32,
+    /// The cgroup v2 id (the cgroup directory's inode number) of the task
+    /// the event ran in: `bpf_get_current_cgroup_id()`. 0 for `free`, which
+    /// runs in no task of its own, and in recordings of ABI version 1.
+    pub cgroup_id: u64,
 }
 
 /// `sched_process_fork`: a new task. The header names the parent.

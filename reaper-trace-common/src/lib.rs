@@ -17,7 +17,11 @@ pub use config::{Config, ForkFailKey};
 pub use events::*;
 
 /// Bumped whenever a record layout changes in a way an old reader cannot read.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
+
+/// Size of [`Header`] in ABI version 1, before `cgroup_id`: readers of old
+/// recordings widen each record's header to the current one.
+pub const V1_HEADER_LEN: usize = 24;
 
 /// `TASK_COMM_LEN` in the kernel.
 pub const COMM_LEN: usize = 16;

@@ -1,7 +1,7 @@
 //! Reserving records in the ring buffer, and counting the ones that do not fit.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     maps::ring_buf::RingBufEntry,
 };
 use reaper_trace_common::Header;
@@ -55,18 +55,32 @@ pub fn wakeup_flags() -> u64 {
 #[inline(always)]
 pub fn current_header(kind: u32) -> Header {
     let pid_tgid = bpf_get_current_pid_tgid();
-    header(kind, (pid_tgid >> 32) as u32, pid_tgid as u32)
+    header(
+        kind,
+        (pid_tgid >> 32) as u32,
+        pid_tgid as u32,
+        current_cgroup(),
+    )
 }
 
+/// A header for an event about `tgid`/`tid`; `cgroup_id` 0 when the event
+/// runs in no task of its own (a free, in softirq).
 #[inline(always)]
-pub fn header(kind: u32, tgid: u32, tid: u32) -> Header {
+pub fn header(kind: u32, tgid: u32, tid: u32, cgroup_id: u64) -> Header {
     Header {
         kind,
         flags: 0,
         ktime_ns: unsafe { bpf_ktime_get_ns() },
         tgid,
         tid,
+        cgroup_id,
     }
+}
+
+/// The current task's cgroup v2 id.
+#[inline(always)]
+pub fn current_cgroup() -> u64 {
+    unsafe { bpf_get_current_cgroup_id() }
 }
 
 /// The current task's tgid.

@@ -2,6 +2,7 @@
 //! are; the fork probe adds each new child of a followed process, so a whole
 //! tree is followed from the kernel side without racing userspace.
 
+use aya_ebpf::helpers::bpf_get_current_ancestor_cgroup_id;
 use reaper_trace_common::{COMM_LEN, filter};
 
 use crate::{config::conf, log, maps::FOLLOWED};
@@ -12,6 +13,33 @@ pub fn is_traced(tgid: u32) -> bool {
         return true;
     }
     unsafe { FOLLOWED.get(tgid) }.is_some()
+}
+
+/// Whether the current process, `tgid`, is reported: it is followed, or it
+/// runs in the `--cgroup` subtree, which follows it from here on (so its
+/// later frees, and signals others send it, are reported too).
+#[inline(always)]
+pub fn current_is_traced(probe: &'static str, tgid: u32) -> bool {
+    if is_traced(tgid) {
+        return true;
+    }
+    if in_cgroup() {
+        follow(probe, tgid);
+        return true;
+    }
+    false
+}
+
+/// Whether the current task runs in the `--cgroup` cgroup or below it: its
+/// ancestor at the cgroup's level is that cgroup.
+#[inline(always)]
+fn in_cgroup() -> bool {
+    let id = (u64::from(conf!(cgroup_id_hi)) << 32) | u64::from(conf!(cgroup_id_lo));
+    if id == 0 {
+        return false;
+    }
+    let level = conf!(cgroup_level) as i32;
+    unsafe { bpf_get_current_ancestor_cgroup_id(level) == id }
 }
 
 /// Follows `tgid`; `probe` names the calling program in the log.

@@ -18,6 +18,7 @@ fn header(kind: u32, t: u64, tgid: u32, tid: u32) -> Header {
         ktime_ns: t,
         tgid,
         tid,
+        cgroup_id: 0,
     }
 }
 
@@ -31,6 +32,7 @@ fn main() -> std::io::Result<()> {
     let parents: u32 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(8);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     out.write_all(&writer::header(&Meta {
+        abi_version: abi::ABI_VERSION,
         kernel_release: "synthetic".into(),
         ..Default::default()
     }))?;

@@ -48,6 +48,10 @@ pub struct CheckArgs {
     /// listed here.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
     pub fail_on: Vec<FailOn>,
+    /// Also write the run's Prometheus metrics here, atomically (for
+    /// node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// The command to run.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -62,6 +66,8 @@ pub struct Trace {
     /// Follow processes with this name, and their descendants.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
+    #[command(flatten)]
+    pub scope: CgroupScope,
     /// Report an exit left unreaped longer than this (e.g. 1s, 500ms, 2.5s).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
     pub threshold: u64,
@@ -83,6 +89,38 @@ pub struct Trace {
     /// Run this command and trace its tree; ends when the tree is gone.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// Which cgroup to trace, shared by `live`, `record` and `serve`.
+#[derive(Args, Debug, Default)]
+pub struct CgroupScope {
+    /// Follow the processes in this cgroup v2 and below it, as
+    /// /proc/PID/cgroup prints it (e.g. /system.slice/nginx.service).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Follow the processes of the container (or Kubernetes pod) whose id
+    /// starts with this.
+    #[arg(long, value_name = "ID", conflicts_with = "cgroup")]
+    pub container: Option<String>,
+}
+
+/// `reaper-trace serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Serve GET /metrics here (loopback by default: widen it on purpose).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
+    /// An exit unreaped longer than this is a zombie in the metrics.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+    pub threshold: u64,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
+    pub ringbuf_size: u32,
+    #[command(flatten)]
+    pub scope: CgroupScope,
+    /// Print the probes' own logs of their rare paths on stderr.
+    #[arg(long)]
+    pub probe_log: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +154,9 @@ pub enum Command {
     /// unreaped or reaps them late. Exit 0 clean, 1 findings, 2 usage or
     /// set-up error, 3 the command itself failed.
     Check(CheckArgs),
+    /// Run as a daemon: trace the whole system (or one cgroup), log findings
+    /// as JSON lines on stdout, and serve Prometheus metrics.
+    Serve(ServeArgs),
     /// Check the reaping semantics reaper-trace relies on, on this kernel,
     /// with its own tracing. Exit 1 when a behaviour differs.
     VerifyKernel {
@@ -143,6 +184,9 @@ pub enum Command {
         /// Only processes with this name, and their descendants.
         #[arg(long, value_name = "NAME")]
         comm: Option<String>,
+        /// Also write the recording's Prometheus metrics here, atomically.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
     },
 }
 
@@ -230,6 +274,23 @@ pub fn live_options(
         duration: trace.duration.map(Duration::from_nanos),
         thread_events: trace.threads,
         probe_log: trace.probe_log,
+        cgroup: trace.scope.cgroup,
+        container: trace.scope.container,
+        ..LiveOptions::default()
+    }
+}
+
+pub fn serve_options(args: ServeArgs) -> LiveOptions {
+    LiveOptions {
+        json: true,
+        display: Display::Findings,
+        threshold_ns: args.threshold,
+        ringbuf_bytes: args.ringbuf_size,
+        probe_log: args.probe_log,
+        cgroup: args.scope.cgroup,
+        container: args.scope.container,
+        metrics: true,
+        daemon: true,
         ..LiveOptions::default()
     }
 }

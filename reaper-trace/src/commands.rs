@@ -2,13 +2,18 @@
 //! print through `output` and choose the exit status. Every failure ends as
 //! one line on stderr and exit status 2.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use reaper_trace::{
     analysis::FindingKind,
     host::command,
     live::{self, Display, LiveOptions},
-    output::{check, report, timeline, verify},
+    output::{check, metrics::MetricsVisitor, report, timeline, verify},
     recording::replay::{self, ReplayOptions},
 };
 
@@ -55,6 +60,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         as_root,
         ringbuf_size,
         fail_on: fail_on_also,
+        metrics_file,
         command,
     } = args;
     let mut fail_on: Vec<FindingKind> = FindingKind::FAIL_BY_DEFAULT.to_vec();
@@ -69,12 +75,18 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         record: output,
         drain_timeout: Duration::from_nanos(drain_timeout),
         run_as: sudo_user(as_root),
+        metrics: metrics_file.is_some(),
         ..LiveOptions::default()
     };
     let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
+    if let (Some(path), Some(metrics)) = (&metrics_file, &outcome.metrics)
+        && let Err(e) = write_atomically(path, &metrics.render())
+    {
+        return fail(&e);
+    }
     let status = check::exit_status(outcome.command_status, &outcome.report, &fail_on);
     if let Some(path) = &junit
         && let Err(e) = std::fs::write(
@@ -130,7 +142,47 @@ pub fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
     ExitCode::from(if ok { 0 } else { 1 })
 }
 
-pub fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions) -> ExitCode {
+pub fn run_serve(options: LiveOptions, listen: std::net::SocketAddr) -> ExitCode {
+    match runtime().and_then(|rt| rt.block_on(reaper_trace::serve::run(options, listen))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory
+/// and a rename: a reader (node_exporter's textfile collector) sees the old
+/// file or the new one, never half of one.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{} names no file", path.display()))?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(|e| anyhow::anyhow!("writing metrics to {}: {e}", path.display()))
+}
+
+pub fn run_report(
+    path: &Path,
+    format: Format,
+    options: ReplayOptions,
+    metrics_file: Option<&Path>,
+) -> ExitCode {
     let name = path.display();
     let input = match std::fs::File::open(path) {
         Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
@@ -145,10 +197,22 @@ pub fn run_report(path: &std::path::Path, format: Format, options: ReplayOptions
             Err(e) => fail(&anyhow::anyhow!("{name}: {e}")),
         };
     }
-    let replay = match replay::replay(input, &options) {
+    let mut visitor = MetricsVisitor::default();
+    let replay = match replay::replay_with(input, &options, &mut visitor) {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
+    if let Some(metrics_file) = metrics_file {
+        let lost = replay
+            .trailer
+            .as_ref()
+            .map(|t| t.lost_by_kind.clone())
+            .unwrap_or_default();
+        visitor.finish(&replay.report, &lost);
+        if let Err(e) = write_atomically(metrics_file, &visitor.metrics.render()) {
+            return fail(&e);
+        }
+    }
     warn_truncated(path, replay.truncated_at);
     let rendered = match format {
         Format::Json => {

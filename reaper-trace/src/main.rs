@@ -7,7 +7,7 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, live_options};
+use cli::{Cli, Command, live_options, serve_options};
 use live::Display;
 use reaper_trace::{live, recording::replay::ReplayOptions};
 
@@ -33,6 +33,10 @@ fn main() -> ExitCode {
             trace,
         } => commands::run_live(live_options(trace, json, Display::ReportOnly, Some(output))),
         Command::Check(args) => commands::run_check(args),
+        Command::Serve(args) => {
+            let listen = args.listen;
+            commands::run_serve(serve_options(args), listen)
+        }
         Command::VerifyKernel { format, junit } => commands::run_verify(format, junit),
         Command::Workload { name } => {
             ExitCode::from(reaper_trace::verify::workloads::run(&name).clamp(0, 255) as u8)
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
             threshold,
             pids,
             comm,
+            metrics_file,
         } => commands::run_report(
             &file,
             format,
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
                 pids,
                 comm,
             },
+            metrics_file.as_deref(),
         ),
     }
 }

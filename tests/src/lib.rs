@@ -592,3 +592,135 @@ pub fn which(program: &str) -> Option<String> {
 pub fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"))
 }
+
+/// A cgroup made for one test: the same path in the cgroup v2 hierarchy
+/// and, on a hybrid host, in the v1 pids hierarchy (as runtimes and
+/// systemd make them), under a root unique to this test process. Removed
+/// on drop, after killing whatever of ours is still inside.
+pub struct TestCgroup {
+    /// Below the v2 root, starting with `/`: what /proc/PID/cgroup prints.
+    pub path: String,
+    v2: PathBuf,
+    pids: Option<PathBuf>,
+    /// Every directory made, outermost first.
+    made: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    /// `/reaper-trace-test-<pid>-<n>/<below>` in each hierarchy.
+    pub fn create(below: &str) -> TestCgroup {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/reaper-trace-test-{}-{n}/{below}", std::process::id());
+        let (v2_root, pids_root) = cgroup_mounts();
+        let v2_root = v2_root.expect("a cgroup2 mount in /proc/self/mountinfo");
+        let mut made = Vec::new();
+        for root in std::iter::once(&v2_root).chain(pids_root.as_ref()) {
+            let mut dir = root.clone();
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                dir.push(part);
+                if !dir.exists() {
+                    std::fs::create_dir(&dir)
+                        .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                    made.push(dir.clone());
+                }
+            }
+        }
+        let relative = path.trim_start_matches('/');
+        TestCgroup {
+            v2: v2_root.join(relative),
+            pids: pids_root.map(|r| r.join(relative)),
+            path,
+            made,
+        }
+    }
+
+    /// The directory where `pids.max` lives (v2 if the controller is on
+    /// there, else v1).
+    fn pids_dir(&self) -> &std::path::Path {
+        if self.v2.join("pids.max").exists() {
+            &self.v2
+        } else {
+            self.pids.as_deref().expect("a pids controller")
+        }
+    }
+
+    pub fn set_pids_max(&self, max: u32) {
+        let file = self.pids_dir().join("pids.max");
+        std::fs::write(&file, max.to_string())
+            .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    }
+
+    /// `command`, run in this cgroup: a shell moves itself in, then execs.
+    pub fn wrap(&self, command: &[String]) -> Vec<String> {
+        let mut wrapped = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            r#"echo $$ > "$1" && { [ "$2" = - ] || echo $$ > "$2"; } && shift 2 && exec "$@""#
+                .to_owned(),
+            "sh".to_owned(),
+            self.v2.join("cgroup.procs").to_string_lossy().into_owned(),
+            self.pids
+                .as_ref()
+                .filter(|_| !self.v2.join("pids.max").exists())
+                .map(|p| p.join("cgroup.procs").to_string_lossy().into_owned())
+                .unwrap_or_else(|| "-".to_owned()),
+        ];
+        wrapped.extend(command.iter().cloned());
+        wrapped
+    }
+
+    /// The scenario `args`, run in this cgroup under `tini -s`, which
+    /// reaps the scenario's orphans at once (a subreaper inside the
+    /// cgroup, as in a container).
+    pub fn scenario_under_tini(&self, tini: &str, args: &[&str]) -> Vec<String> {
+        let mut command = vec![
+            tini.to_owned(),
+            "-s".to_owned(),
+            "--".to_owned(),
+            scenario_bin().to_string_lossy().into_owned(),
+        ];
+        command.extend(args.iter().map(|a| a.to_string()));
+        self.wrap(&command)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::remove_dir(dir).is_err() && dir.exists() {
+                // Only this test's processes can be in its cgroups.
+                if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: killing a process of this test's own cgroup.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                if Instant::now() > deadline {
+                    eprintln!("warning: could not remove {}", dir.display());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// The cgroup2 mount point and a v1 mount with the pids controller, from
+/// /proc/self/mountinfo.
+pub fn cgroup_mounts() -> (Option<PathBuf>, Option<PathBuf>) {
+    let mounts = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| m.0)
+        .unwrap_or_default();
+    let v2 = mounts
+        .iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point.clone());
+    let pids = mounts
+        .iter()
+        .find(|m| m.fs_type == "cgroup" && m.super_options.contains_key("pids"))
+        .map(|m| m.mount_point.clone());
+    (v2, pids)
+}

@@ -28,7 +28,7 @@ fn traced_bad_sigaction(test: &str, probe_log: bool) -> Option<String> {
         let tracer = Tracer::start(&TracerOptions {
             follow: Some(FollowSpec {
                 pids: vec![std::process::id()],
-                comm: None,
+                ..FollowSpec::default()
             }),
             ringbuf_bytes: 1 << 20,
             wakeup_bytes: 0,

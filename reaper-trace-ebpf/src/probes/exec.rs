@@ -25,7 +25,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     if filter::comm_matches(&comm) {
         filter::follow(PROBE, header.tgid);
     }
-    if !filter::is_traced(header.tgid) {
+    if !filter::current_is_traced(PROBE, header.tgid) {
         return Ok(());
     }
     let Some(mut entry) = emit::reserve::<ExecRecord>(kind::EXEC) else {

@@ -18,7 +18,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let exiting: task::Task = ctx.arg(0);
     // The exiting task is the current one: no memory read before filtering.
     let tgid = emit::current_tgid();
-    if !filter::is_traced(tgid) {
+    if !filter::current_is_traced(PROBE, tgid) {
         return Ok(());
     }
     let group_dead = if conf!(exit_has_group_dead) != 0 {
@@ -50,7 +50,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         (0, 0)
     };
     entry.write(ExitRecord {
-        header: emit::header(kind::EXIT, tgid, tid),
+        header: emit::header(kind::EXIT, tgid, tid, emit::current_cgroup()),
         exit_code: task::read::<i32>(exiting, conf!(task_exit_code)).unwrap_or(0),
         exit_signal: task::read::<i32>(exiting, conf!(task_exit_signal)).unwrap_or(0),
         real_parent_tgid: if parent.is_null() {

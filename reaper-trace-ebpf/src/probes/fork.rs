@@ -18,7 +18,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let child: task::Task = ctx.arg(1);
     // The parent is the current task: filter before reading any memory.
     let parent_tgid = emit::current_tgid();
-    if !filter::is_traced(parent_tgid) {
+    if !filter::current_is_traced(PROBE, parent_tgid) {
         return Ok(());
     }
     let child_tgid = task::tgid(child)?;

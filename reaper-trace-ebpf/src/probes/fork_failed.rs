@@ -21,7 +21,7 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let header = emit::current_header(kind::FORK_FAILED);
-    if !filter::is_traced(header.tgid) {
+    if !filter::current_is_traced(PROBE, header.tgid) {
         return Ok(());
     }
     let errno = (-ret) as i32;

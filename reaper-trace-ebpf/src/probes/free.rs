@@ -34,7 +34,7 @@ fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let mut comm = [0u8; COMM_LEN];
     task::comm(freed, &mut comm);
     entry.write(FreeRecord {
-        header: emit::header(kind::FREE, tgid, tid),
+        header: emit::header(kind::FREE, tgid, tid, 0),
         process_start_ns,
         start_ns: task::start_ns(freed).unwrap_or(0),
         exit_code: task::read::<i32>(freed, conf!(task_exit_code)).unwrap_or(0),

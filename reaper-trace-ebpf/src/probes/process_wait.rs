@@ -6,6 +6,8 @@ use reaper_trace_common::{ProcessWaitRecord, kind};
 
 use crate::{config::conf, emit, filter};
 
+const PROBE: &str = "sched_process_wait";
+
 #[tracepoint]
 pub fn sched_process_wait(ctx: TracePointContext) -> u32 {
     let _ = try_process_wait(&ctx);
@@ -14,7 +16,7 @@ pub fn sched_process_wait(ctx: TracePointContext) -> u32 {
 
 fn try_process_wait(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = emit::current_tgid();
-    if !filter::is_traced(tgid) && !filter::is_self(tgid) {
+    if !filter::current_is_traced(PROBE, tgid) && !filter::is_self(tgid) {
         return Ok(());
     }
     let Some(mut entry) = emit::reserve::<ProcessWaitRecord>(kind::PROCESS_WAIT) else {

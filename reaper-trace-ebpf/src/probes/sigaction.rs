@@ -32,7 +32,7 @@ fn try_sigaction(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let act = unsafe { ctx.read_at::<u64>(conf!(sigaction_act) as usize) }.map_err(|e| e as i64)?;
-    if act == 0 || !filter::is_traced(emit::current_tgid()) {
+    if act == 0 || !filter::current_is_traced(PROBE, emit::current_tgid()) {
         return Ok(());
     }
     // Fails when the caller passed a bad pointer (the syscall then fails

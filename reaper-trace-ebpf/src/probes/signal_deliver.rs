@@ -6,6 +6,8 @@ use reaper_trace_common::{SIGCHLD, SIGKILL, SignalDeliverRecord, kind};
 
 use crate::{config::conf, emit, filter};
 
+const PROBE: &str = "signal_deliver";
+
 #[tracepoint]
 pub fn signal_deliver(ctx: TracePointContext) -> u32 {
     let _ = try_signal_deliver(&ctx);
@@ -17,7 +19,7 @@ fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), i64> {
     if sig != SIGCHLD && sig != SIGKILL {
         return Ok(());
     }
-    if !filter::is_traced(emit::current_tgid()) {
+    if !filter::current_is_traced(PROBE, emit::current_tgid()) {
         return Ok(());
     }
     let Some(mut entry) = emit::reserve::<SignalDeliverRecord>(kind::SIGNAL_DELIVER) else {

@@ -48,7 +48,7 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let target: task::Task = ctx.arg(2);
     let target_tgid = task::tgid(target)?;
-    if !filter::is_traced(target_tgid) && !filter::is_traced(emit::current_tgid()) {
+    if !filter::is_traced(target_tgid) && !filter::current_is_traced(PROBE, emit::current_tgid()) {
         return Ok(());
     }
     let (handler, sa_flags) = task::sigaction(target, sig)

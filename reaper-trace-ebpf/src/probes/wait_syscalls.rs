@@ -60,15 +60,15 @@ fn user_i32(addr: *const i32, what: &'static str) -> i32 {
     }
 }
 
-fn wanted() -> bool {
+fn wanted(probe: &'static str) -> bool {
     let tgid = emit::current_tgid();
-    filter::is_traced(tgid) || filter::is_self(tgid)
+    filter::current_is_traced(probe, tgid) || filter::is_self(tgid)
 }
 
 fn try_enter(ctx: &TracePointContext, syscall: u32, probe: &'static str) -> Result<(), i64> {
     // Untraced callers cost nothing here: if one reaps a traced child, the
     // exit probe still sees it through wait4's return value.
-    if !wanted() {
+    if !wanted(probe) {
         return Ok(());
     }
     // Syscall arguments are 8-byte slots; the low half holds an int.
@@ -177,7 +177,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         reaped_pid
     };
-    if !wanted() && (reaped_or_ret <= 0 || !filter::is_traced(reaped_or_ret as u32)) {
+    if !wanted(EXIT_PROBE) && (reaped_or_ret <= 0 || !filter::is_traced(reaped_or_ret as u32)) {
         return Ok(());
     }
     let Some(mut entry) = emit::reserve::<WaitExitRecord>(kind::WAIT_EXIT) else {

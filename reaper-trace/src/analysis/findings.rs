@@ -6,7 +6,7 @@ use serde::Serialize;
 
 pub use super::reap::{Reap, ReapKind};
 use super::{diagnosis::Diag, facts::ProcessEnd};
-use crate::trace::{comm::Comm, event::NsPid};
+use crate::trace::{cgroup::Cgroup, comm::Comm, event::NsPid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,6 +41,8 @@ pub struct Verdict {
     /// `None` for a zombie that predates the trace.
     pub exited_at_ns: Option<u64>,
     pub reap: Reap,
+    /// The process's cgroup v2 id at its exit (0: unknown).
+    pub cgroup_id: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -83,6 +85,10 @@ pub struct Finding {
     pub parent_ns_pid: Option<NsPid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reaped_by_ns_pid: Option<NsPid>,
+    /// The process's cgroup (where the kernel charges the zombie against
+    /// `pids.max`) and the container or unit it names, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
 }
 
 impl FindingKind {

@@ -16,6 +16,7 @@ use super::{
     reap::{self, Collector, Release, WaitResult},
 };
 use crate::trace::{
+    cgroup::{Cgroup, CgroupNames},
     comm::Comm,
     event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
     host_facts::{ParentProbe, SeedProcess},
@@ -39,6 +40,8 @@ pub(super) struct Proc {
     pub(super) orphaning: Option<Orphaning>,
     /// Its pid in its own pid namespace, outside the initial one.
     pub(super) ns_pid: Option<NsPid>,
+    /// Its cgroup v2 id when last seen running (0: unknown).
+    pub(super) cgroup_id: u64,
 }
 
 /// Rebuilds lifecycles from events and reports what was never reaped.
@@ -52,6 +55,8 @@ pub struct Analyzer {
     /// Every lifecycle's end, for outputs that draw them all (the timeline);
     /// `None` unless asked for.
     pub(super) verdicts: Option<Vec<Verdict>>,
+    /// Cgroup paths by id, as the caller resolved them.
+    pub(super) cgroups: CgroupNames,
 }
 
 impl Analyzer {
@@ -64,6 +69,7 @@ impl Analyzer {
             notices: Vec::new(),
             summary: Summary::default(),
             verdicts: None,
+            cgroups: CgroupNames::default(),
         }
     }
 
@@ -104,6 +110,64 @@ impl Analyzer {
         }
     }
 
+    /// The path of cgroup `id`, resolved live or read from a recording.
+    pub fn name_cgroup(&mut self, id: u64, path: &str) {
+        self.cgroups.insert(id, path);
+    }
+
+    /// Whether cgroup `id` has a name already.
+    pub fn knows_cgroup(&self, id: u64) -> bool {
+        self.cgroups.contains(id)
+    }
+
+    /// Drops the name of a cgroup that is gone, and the findings and parent
+    /// rows kept for a final report: a daemon that never reports keeps
+    /// only what open lifecycles need.
+    pub fn forget_history(&mut self, gone_cgroups: &[u64]) {
+        for id in gone_cgroups {
+            self.cgroups.remove(*id);
+        }
+        self.findings.clear();
+        self.rows.clear();
+    }
+
+    /// The cgroup the event's process runs in. An exit's is kept even for a
+    /// process not seen before: it is where the zombie is charged.
+    fn note_cgroup(&mut self, event: &Event) {
+        if event.cgroup_id == 0 {
+            return;
+        }
+        let proc = match &event.data {
+            EventData::Exit(x) if x.group_dead => Some(self.procs.entry(event.tgid).or_default()),
+            EventData::Free(_) => None,
+            _ => self.procs.get_mut(&event.tgid),
+        };
+        if let Some(proc) = proc {
+            proc.cgroup_id = event.cgroup_id;
+        }
+    }
+
+    /// The cgroup process `pid` was last seen in, named when known.
+    pub(super) fn cgroup_of(&self, pid: u32) -> Option<Cgroup> {
+        self.cgroup(self.procs.get(&pid)?.cgroup_id)
+    }
+
+    /// Cgroup `id`, named when its path is known; `None` for id 0.
+    pub fn cgroup(&self, id: u64) -> Option<Cgroup> {
+        if id == 0 {
+            return None;
+        }
+        Some(match self.cgroups.get(id) {
+            Some(named) => (**named).clone(),
+            None => Cgroup::unnamed(id),
+        })
+    }
+
+    /// Cgroup `id`'s name, when known.
+    pub fn cgroup_name(&self, id: u64) -> Option<&Cgroup> {
+        self.cgroups.get(id).map(|c| &**c)
+    }
+
     /// Losses reported by the kernel so far: findings then say they may be wrong.
     pub fn set_lost(&mut self, lost: u64) {
         self.summary.lost_events = lost;
@@ -125,6 +189,7 @@ impl Analyzer {
     }
 
     pub fn on_event(&mut self, event: &Event) {
+        self.note_cgroup(event);
         match &event.data {
             EventData::Fork(f) if !f.is_thread => {
                 // A fork reusing a pid proves the old process was released,
@@ -149,6 +214,9 @@ impl Analyzer {
                 child.start_ns = f.child_start_ns;
                 child.comm = f.comm;
                 child.parent_at_fork = Some(parent);
+                // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
+                // aside, which its own first event corrects).
+                child.cgroup_id = event.cgroup_id;
             }
             EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();

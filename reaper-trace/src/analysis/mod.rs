@@ -55,6 +55,7 @@ pub mod tests_support {
             ns_pid: None,
             parent_ns_pid: None,
             reaped_by_ns_pid: None,
+            cgroup: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! now, and the `pending` notices. The caller does the looking (live reads
 //! /proc and records the answer; replay finds it in the recording).
 
+use std::collections::HashMap;
+
 use super::{facts::ExitFacts, findings::*, lifecycle::Analyzer};
 
 impl Analyzer {
@@ -10,13 +12,30 @@ impl Analyzer {
         self.procs
             .iter()
             .filter(|(_, p)| !p.announced)
-            .filter_map(move |(&pid, p)| {
-                let exit = p.exit.as_ref()?;
-                let overdue = exit
-                    .time_ns
-                    .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
-                (exit.reap.is_none() && overdue).then_some((pid, exit))
-            })
+            .filter_map(move |(&pid, p)| Some((pid, self.overdue_exit(p.exit.as_ref()?, now_ns)?)))
+    }
+
+    fn overdue_exit<'a>(&self, exit: &'a ExitFacts, now_ns: u64) -> Option<&'a ExitFacts> {
+        let overdue = exit
+            .time_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
+        (exit.reap.is_none() && overdue).then_some(exit)
+    }
+
+    /// Exits unreaped past the threshold now, announced or not, per cgroup
+    /// v2 id (0: unknown): what the `zombies` gauge shows.
+    pub fn overdue_by_cgroup(&self, now_ns: u64) -> HashMap<u64, i64> {
+        let mut counts = HashMap::new();
+        for p in self.procs.values() {
+            if p.exit
+                .as_ref()
+                .and_then(|e| self.overdue_exit(e, now_ns))
+                .is_some()
+            {
+                *counts.entry(p.cgroup_id).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// The live parents whose /proc state is worth reading now: those with an

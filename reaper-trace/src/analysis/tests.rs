@@ -20,12 +20,8 @@ impl Seq {
         Seq(Vec::new(), Disposition::Default)
     }
     fn push(&mut self, t: u64, tgid: u32, tid: u32, data: EventData) -> &mut Self {
-        self.0.push(Event {
-            time_ns: t,
-            tgid,
-            tid,
-            data,
-        });
+        self.0
+            .push(crate::trace::test_events::at(t, tgid, tid, data));
         self
     }
     fn add(&mut self, event: Event) -> &mut Self {
@@ -545,4 +541,70 @@ fn clone_parent_children_are_not_orphans_of_their_forker() {
     let r = a.finish(S);
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert_eq!(r.summary.adopted_while_running, 0);
+}
+
+/// Sets the cgroup of the last event added.
+fn in_cgroup(s: &mut Seq, id: u64) {
+    s.0.last_mut().expect("an event").cgroup_id = id;
+}
+
+#[test]
+fn a_finding_names_the_cgroup_its_process_exited_in() {
+    const DOCKER: &str = "/system.slice/docker-3f2a9c1e0b7d8a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f.scope";
+    let mut s = Seq::new();
+    s.fork(0, 10, 11);
+    in_cgroup(&mut s, 7);
+    // It moved to cgroup 8 before exiting: the zombie is charged there.
+    s.exit(MS, 11, 11, 10, true, 0);
+    in_cgroup(&mut s, 8);
+    s.fork(0, 10, 12);
+    in_cgroup(&mut s, 7);
+    s.exit(MS, 12, 12, 10, true, 0);
+    let mut a = Analyzer::new(S).with_verdicts();
+    a.name_cgroup(8, DOCKER);
+    for e in &s.0 {
+        a.on_event(e);
+    }
+    assert_eq!(
+        a.overdue_by_cgroup(2 * S),
+        [(8, 1), (7, 1)].into_iter().collect()
+    );
+    let r = a.finish(2 * S);
+    let by_pid = |pid| r.findings.iter().find(|f| f.pid == pid).expect("finding");
+    let named = by_pid(11).cgroup.clone().expect("a cgroup");
+    assert_eq!((named.id, named.path.as_str()), (8, DOCKER));
+    assert_eq!(
+        named.container.brief().as_deref(),
+        Some("docker 3f2a9c1e0b7d")
+    );
+    // Cgroup 7 was never named (gone before it could be read): its id only.
+    let unnamed = by_pid(12).cgroup.clone().expect("a cgroup");
+    assert_eq!((unnamed.id, unnamed.path.as_str()), (7, ""));
+    assert_eq!(unnamed.brief(), "cgroup 7");
+}
+
+#[test]
+fn a_verdict_carries_the_cgroup_and_a_daemon_forgets_its_history() {
+    let mut s = Seq::new();
+    s.fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0);
+    in_cgroup(&mut s, 9);
+    s.wait(3 * S, 10, -1, 0, 11);
+    let mut a = Analyzer::new(S).with_verdicts();
+    a.name_cgroup(9, "/system.slice/nginx.service");
+    for e in &s.0 {
+        a.on_event(e);
+    }
+    let verdicts = a.drain_verdicts();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0].cgroup_id, 9);
+    let notices = a.drain_notices();
+    assert!(
+        notices.iter().any(|n| matches!(n, Notice::Finding(f)
+            if f.kind == FindingKind::LateReap && f.cgroup.as_ref().is_some_and(|c| c.id == 9))),
+        "{notices:#?}"
+    );
+    a.forget_history(&[9]);
+    assert!(a.cgroup_name(9).is_none());
+    let r = a.finish(4 * S);
+    assert!(r.findings.is_empty() && r.parents.is_empty(), "{r:#?}");
 }

@@ -25,6 +25,7 @@ impl Analyzer {
                 start_ns: proc.start_ns,
                 exited_at_ns: exit.time_ns,
                 reap,
+                cgroup_id: proc.cgroup_id,
             });
         }
         let latency = exit
@@ -151,6 +152,7 @@ impl Analyzer {
                 .and_then(|r| r.by_pid)
                 .and_then(|by| self.procs.get(&by))
                 .and_then(|p| p.ns_pid),
+            cgroup: self.cgroup_of(pid),
         }
         .with_hint()
     }
@@ -212,6 +214,7 @@ impl Analyzer {
             ns_pid: proc.ns_pid,
             parent_ns_pid: self.procs.get(&parent).and_then(|p| p.ns_pid),
             reaped_by_ns_pid: None,
+            cgroup: self.cgroup_of(pid),
         }
         .with_hint()
     }

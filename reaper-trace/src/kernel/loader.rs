@@ -84,6 +84,18 @@ pub struct FollowSpec {
     pub pids: Vec<u32>,
     /// Processes with this comm, now and after any exec.
     pub comm: Option<String>,
+    /// Processes running in this cgroup v2 or below it.
+    pub cgroup: Option<CgroupTarget>,
+    /// That cgroup's path, for people.
+    pub cgroup_path: Option<String>,
+}
+
+/// A cgroup v2 the kernel filters on, by id and depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupTarget {
+    pub id: u64,
+    /// Depth below the v2 root (the root is 0).
+    pub level: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -171,6 +183,11 @@ impl Tracer {
                 }
                 config.comm[..comm.len()].copy_from_slice(comm.as_bytes());
                 config.comm_len = comm.len() as u32;
+            }
+            if let Some(cgroup) = follow.cgroup {
+                config.cgroup_id_lo = cgroup.id as u32;
+                config.cgroup_id_hi = (cgroup.id >> 32) as u32;
+                config.cgroup_level = cgroup.level;
             }
         }
 

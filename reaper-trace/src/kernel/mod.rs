@@ -8,4 +8,4 @@ pub mod privileges;
 pub mod probe_log;
 pub mod tracefs;
 
-pub use loader::{FollowSpec, SetupError, Tracer, TracerOptions};
+pub use loader::{CgroupTarget, FollowSpec, SetupError, Tracer, TracerOptions};

@@ -21,7 +21,7 @@ use tokio::{
 use crate::{
     analysis::{Analyzer, Report},
     host::command::{self, ReaperEvent},
-    output::report,
+    output::{metrics::Metrics, report},
     recording::Trailer,
     trace::{
         clock,
@@ -56,6 +56,8 @@ pub struct Outcome {
     pub totals: Totals,
     /// Every event, when `capture` was asked for.
     pub events: Vec<Event>,
+    /// With `metrics`: fed by the whole run, the report's findings included.
+    pub metrics: Option<Metrics>,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +86,15 @@ pub struct LiveOptions {
     /// Print the probes' rare-path logs (failed kernel or user reads, full
     /// maps) on stderr.
     pub probe_log: bool,
+    /// Only processes in this cgroup v2 (and below it), by path.
+    pub cgroup: Option<String>,
+    /// Only processes in the container (or pod) whose id starts with this.
+    pub container: Option<String>,
+    /// Keep Prometheus metrics (returned in the outcome).
+    pub metrics: bool,
+    /// `serve`: no final report; findings feed the metrics as they resolve,
+    /// and nothing is kept for a report, so memory stays bounded.
+    pub daemon: bool,
 }
 
 /// The default ring buffer: room for about 100k records.
@@ -110,6 +121,10 @@ impl Default for LiveOptions {
             capture: false,
             thread_events: false,
             probe_log: false,
+            cgroup: None,
+            container: None,
+            metrics: false,
+            daemon: false,
         }
     }
 }
@@ -126,6 +141,12 @@ impl AsRawFd for RingFd {
 /// Runs until Ctrl-C/SIGTERM, `--duration`, or, with a command, until its
 /// tree is gone. Returns the process exit code.
 pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
+    let metrics = options.metrics.then(Metrics::new);
+    run_with(options, metrics).await
+}
+
+/// [`run`], feeding `metrics` (which the caller may be serving meanwhile).
+pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow::Result<Outcome> {
     let setup::Started {
         mut tracer,
         clock,
@@ -133,6 +154,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         scope,
         recorder,
         command: gated,
+        cgroups,
     } = setup::start(&options)?;
     let command_pid = gated.as_ref().map(|c| c.pid);
     // Before saying we trace: a Ctrl-C from then on must stop us cleanly.
@@ -161,6 +183,10 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     // Reads the ring at least this often: the probes wake us only for batches.
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut analyzer = Analyzer::new(options.threshold_ns);
+    if metrics.is_some() {
+        // Every lifecycle's end: the reap latency histogram.
+        analyzer = analyzer.with_verdicts();
+    }
     analyzer.seed(&seed, clock.monotonic_ns);
     let mut sink = sink::Sink::new(
         options.json,
@@ -170,6 +196,9 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         clock,
         options.capture,
     );
+    sink.cgroups = cgroups;
+    sink.metrics = metrics;
+    sink.daemon = options.daemon;
     sink.pidns.seed(&seed);
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
@@ -228,6 +257,14 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     let mut analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
     analyzer.set_lost(sink.totals.lost);
     let report = analyzer.finish(end_ns);
+    // The cgroups' pids controllers as the trace ends, however recently read.
+    sink.cgroups_polled_ns = 0;
+    sink.update_metrics(end_ns);
+    if let Some(metrics) = &mut sink.metrics
+        && !options.daemon
+    {
+        metrics.report(&report);
+    }
     if let Some(recorder) = sink.recorder.take() {
         let lost_by_kind = sink
             .totals
@@ -242,7 +279,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
             ..Default::default()
         })?;
     }
-    if !matches!(options.display, Display::Silent) {
+    if !matches!(options.display, Display::Silent) && !options.daemon {
         let rendered = if options.json {
             report::json(&report)
         } else {
@@ -280,6 +317,7 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
         command_status,
         report,
         events: sink.captured.take().unwrap_or_default(),
+        metrics: sink.metrics.take(),
         totals: sink.totals,
     })
 }

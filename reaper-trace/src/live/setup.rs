@@ -6,15 +6,19 @@ use anyhow::Context as _;
 use super::LiveOptions;
 use crate::{
     host::{
+        cgroups::{CgroupError, CgroupFs, CgroupResolver},
         command::{self, GatedChild},
         procfs,
     },
-    kernel::{FollowSpec, SetupError, Tracer, TracerOptions},
+    kernel::{CgroupTarget, FollowSpec, SetupError, Tracer, TracerOptions},
     recording::{
         Meta,
         file::{Recorder, machine_meta},
     },
-    trace::{clock::ClockRef, escape::escape, follow::initial_pids, host_facts::SeedProcess},
+    trace::{
+        clock::ClockRef, container::Container, escape::escape, follow::initial_pids,
+        host_facts::SeedProcess,
+    },
 };
 
 /// Everything the loop starts with.
@@ -28,12 +32,15 @@ pub struct Started {
     pub recorder: Option<Recorder>,
     /// The command, attached and followed but not yet running.
     pub command: Option<GatedChild>,
+    /// Names the cgroup ids the kernel reports.
+    pub cgroups: CgroupResolver,
 }
 
 /// Attaches the programs and prepares the rest; the command, if any, is
 /// spawned but held until [`GatedChild::release`].
 pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
-    let follow = follow_spec(options)?;
+    let cgroup_fs = CgroupFs::discover();
+    let follow = follow_spec(options, &cgroup_fs)?;
     let has_command = !options.command.is_empty();
     if has_command {
         command::become_subreaper().context("becoming a child subreaper")?;
@@ -95,13 +102,19 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         scope,
         recorder,
         command: gated,
+        cgroups: CgroupResolver::new(cgroup_fs),
     })
 }
 
 /// The processes to follow: the named pids and comm, with the descendants
 /// they already have.
-fn follow_spec(options: &LiveOptions) -> Result<Option<FollowSpec>, SetupError> {
-    if options.pids.is_empty() && options.comm.is_none() && options.command.is_empty() {
+fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<FollowSpec>> {
+    if options.pids.is_empty()
+        && options.comm.is_none()
+        && options.command.is_empty()
+        && options.cgroup.is_none()
+        && options.container.is_none()
+    {
         return Ok(None);
     }
     let processes = procfs::snapshot();
@@ -110,12 +123,65 @@ fn follow_spec(options: &LiveOptions) -> Result<Option<FollowSpec>, SetupError> 
         .iter()
         .find(|&&pid| !processes.iter().any(|p| p.pid == pid))
     {
-        return Err(SetupError::NoSuchPid(missing));
+        return Err(SetupError::NoSuchPid(missing).into());
     }
+    let mut pids = initial_pids(&processes, &options.pids, options.comm.as_deref());
+    let cgroup = match (&options.cgroup, &options.container) {
+        (Some(path), _) => Some(fs.id_and_level(path)?),
+        (None, Some(prefix)) => {
+            let path = container_cgroup(fs, prefix)?;
+            Some(fs.id_and_level(&path)?)
+        }
+        (None, None) => None,
+    };
+    let cgroup = cgroup.map(|(id, level, relative)| {
+        // The processes there now; the kernel follows the ones that come.
+        pids.extend(fs.procs_under(&relative));
+        (CgroupTarget { id, level }, relative)
+    });
+    pids.sort_unstable();
+    pids.dedup();
     Ok(Some(FollowSpec {
-        pids: initial_pids(&processes, &options.pids, options.comm.as_deref()),
+        pids,
         comm: options.comm.clone(),
+        cgroup: cgroup.as_ref().map(|(target, _)| *target),
+        cgroup_path: cgroup.map(|(_, path)| path),
     }))
+}
+
+/// The cgroup of the container or pod whose id starts with `prefix`: the
+/// outermost cgroup that names it (a pod's slice holds its containers; a
+/// container's scope may hold an `init` sub-cgroup).
+fn container_cgroup(fs: &CgroupFs, prefix: &str) -> Result<String, CgroupError> {
+    fs.v2_root()?;
+    let mut matches: Vec<String> = fs
+        .scan()
+        .into_values()
+        .filter(|path| Container::parse(path).matches(prefix))
+        .collect();
+    matches.sort_by_key(|p| (p.matches('/').count(), p.clone()));
+    let Some(outer) = matches.first().cloned() else {
+        return Err(CgroupError::NoSuchContainer {
+            prefix: prefix.to_owned(),
+        });
+    };
+    let others: Vec<&String> = matches
+        .iter()
+        .filter(|p| **p != outer && !p.starts_with(&format!("{outer}/")))
+        .collect();
+    if !others.is_empty() {
+        return Err(CgroupError::AmbiguousContainer {
+            prefix: prefix.to_owned(),
+            count: others.len() + 1,
+            examples: std::iter::once(&outer)
+                .chain(others.iter().copied())
+                .take(3)
+                .map(|p| escape(p))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(outer)
 }
 
 fn describe_follow(f: &FollowSpec) -> String {
@@ -128,6 +194,9 @@ fn describe_follow(f: &FollowSpec) -> String {
     }
     if let Some(comm) = &f.comm {
         parts.push(format!("processes named {}", escape(comm)));
+    }
+    if let Some(path) = &f.cgroup_path {
+        parts.push(format!("processes in cgroup {} and below", escape(path)));
     }
     parts.join(" and ")
 }

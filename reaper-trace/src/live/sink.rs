@@ -3,16 +3,16 @@
 //! /proc say beside the records (losses, the parents worth probing).
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     io::{BufWriter, Write},
 };
 
 use super::Display;
 use crate::{
-    analysis::Analyzer,
-    host::procfs,
+    analysis::{Analyzer, Notice},
+    host::{cgroups::CgroupResolver, procfs},
     kernel::Tracer,
-    output::{events, report},
+    output::{events, metrics::Metrics, report},
     recording::{file::Recorder, user_record},
     trace::{
         clock::{self, ClockRef},
@@ -27,6 +27,14 @@ use crate::{
 /// How long after a followed process's last free its tgid stays in the
 /// kernel's follow map (RCU grace periods take ~10-20 ms here).
 const UNFOLLOW_DELAY_NS: u64 = 1_000_000_000;
+
+/// How often the metrics' cgroups are checked: their pids controller read,
+/// and the ones that are gone noticed.
+const CGROUP_POLL_NS: u64 = 5_000_000_000;
+
+/// How long a gone cgroup's series stay exported: long enough for the last
+/// scrapes to see their final values.
+const GONE_CGROUP_RETENTION_NS: u64 = 300_000_000_000;
 
 pub struct Sink {
     pub json: bool,
@@ -51,6 +59,17 @@ pub struct Sink {
     pub pidns: PidNamespaces,
     /// Reused for every rendered line.
     line: String,
+    /// Cgroup ids to paths, read from the cgroup filesystem.
+    pub cgroups: CgroupResolver,
+    /// Fed as the trace goes, when asked for (`serve`, `--metrics-file`).
+    pub metrics: Option<Metrics>,
+    /// `serve`: findings count as they resolve, and nothing is kept for a
+    /// final report, so memory stays bounded however long it runs.
+    pub daemon: bool,
+    /// When the metrics' cgroups were last checked.
+    pub cgroups_polled_ns: u64,
+    /// Cgroups found gone, with when.
+    gone_since: HashMap<u64, u64>,
 }
 
 impl Sink {
@@ -77,7 +96,30 @@ impl Sink {
             captured: capture.then(Vec::new),
             pidns: PidNamespaces::default(),
             line: String::with_capacity(256),
+            cgroups: CgroupResolver::default(),
+            metrics: None,
+            daemon: false,
+            cgroups_polled_ns: 0,
+            gone_since: HashMap::new(),
         }
+    }
+
+    /// Names the event's cgroup the first time it is seen: for the
+    /// analysis, and in the recording so that `report` names it too.
+    fn name_cgroup(&mut self, event: &Event) -> anyhow::Result<()> {
+        let id = event.cgroup_id;
+        if id == 0 || self.analyzer.knows_cgroup(id) {
+            return Ok(());
+        }
+        let Some(path) = self.cgroups.resolve(id) else {
+            return Ok(());
+        };
+        let path = path.to_owned();
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(&user_record::cgroup(event.time_ns, id, &path))?;
+        }
+        self.analyzer.name_cgroup(id, &path);
+        Ok(())
     }
 
     fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
@@ -87,6 +129,7 @@ impl Sink {
         match decode(bytes) {
             Ok(mut event) => {
                 self.pidns.apply(&mut event);
+                self.name_cgroup(&event)?;
                 self.event(&event)
             }
             Err(_) => self.totals.undecodable += 1,
@@ -116,15 +159,24 @@ impl Sink {
             _ => {}
         }
         self.analyzer.on_event(event);
+        if let Some(metrics) = &mut self.metrics {
+            if matches!(&event.data, EventData::Exit(x) if x.group_dead) {
+                metrics.exit(self.analyzer.cgroup(event.cgroup_id).as_ref());
+            }
+            for verdict in self.analyzer.drain_verdicts() {
+                metrics.verdict(&verdict, self.analyzer.cgroup(verdict.cgroup_id).as_ref());
+            }
+        }
         if let Some(captured) = &mut self.captured {
             captured.push(event.clone());
         }
         if self.display == Display::Everything {
             self.line.clear();
+            let cgroup = self.analyzer.cgroup_name(event.cgroup_id);
             if self.json {
-                self.line.push_str(&events::json_line(event));
+                self.line.push_str(&events::json_line(event, cgroup));
             } else {
-                events::write_text_line(&mut self.line, event, &self.clock);
+                events::write_text_line(&mut self.line, event, &self.clock, cgroup);
             }
             self.line.push('\n');
             let _ = self.out.write_all(self.line.as_bytes());
@@ -134,6 +186,11 @@ impl Sink {
     /// Prints what the analyzer noticed since last time.
     fn notices(&mut self) {
         for notice in self.analyzer.drain_notices() {
+            if self.daemon
+                && let (Notice::Finding(finding), Some(metrics)) = (&notice, &mut self.metrics)
+            {
+                metrics.finding(finding);
+            }
             if matches!(self.display, Display::ReportOnly | Display::Silent) {
                 continue;
             }
@@ -189,9 +246,53 @@ impl Sink {
         }
         self.analyzer.announce_overdue(now);
         self.notices();
+        let expired = self.update_metrics(now);
+        if self.daemon {
+            self.analyzer.forget_history(&expired);
+        }
         if let Some(recorder) = &mut self.recorder {
             recorder.tick()?;
         }
         Ok(())
+    }
+
+    /// What the metrics show besides events and findings: the tracer's own
+    /// counts, the zombies now, and every few seconds the cgroups' pids
+    /// controllers; a cgroup gone for long enough loses its series.
+    /// Returns the cgroups expired.
+    pub fn update_metrics(&mut self, now: u64) -> Vec<u64> {
+        let mut expired = Vec::new();
+        let Some(metrics) = &mut self.metrics else {
+            return expired;
+        };
+        metrics.totals(&self.totals, self.analyzer.tracked());
+        metrics.set_zombies(&self.analyzer.overdue_by_cgroup(now));
+        if now.saturating_sub(self.cgroups_polled_ns) < CGROUP_POLL_NS {
+            return expired;
+        }
+        self.cgroups_polled_ns = now;
+        let fs = self.cgroups.fs();
+        for (id, path) in metrics
+            .cgroups()
+            .map(|(id, p)| (id, p.to_owned()))
+            .collect::<Vec<_>>()
+        {
+            if fs.exists(&path) {
+                self.gone_since.remove(&id);
+                if let Some(pids) = fs.pids(&path) {
+                    metrics.set_pids(id, pids.current, pids.max);
+                }
+                continue;
+            }
+            let since = *self.gone_since.entry(id).or_insert(now);
+            if now.saturating_sub(since) >= GONE_CGROUP_RETENTION_NS {
+                expired.push(id);
+            }
+        }
+        for id in &expired {
+            metrics.expire(*id);
+            self.gone_since.remove(id);
+        }
+        expired
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::{
     analysis::reap::{ChildStatus, WaitResult},
     trace::{
+        cgroup::Cgroup,
         clock::ClockRef,
         escape::escape,
         event::*,
@@ -74,15 +75,20 @@ pub fn wait_outcome(w: &WaitExit) -> String {
 
 /// One readable line for an event (no trailing newline). Text from the
 /// traced system is escaped.
-pub fn text_line(event: &Event, clock: &ClockRef) -> String {
+pub fn text_line(event: &Event, clock: &ClockRef, cgroup: Option<&Cgroup>) -> String {
     let mut line = String::with_capacity(160);
-    write_text_line(&mut line, event, clock);
+    write_text_line(&mut line, event, clock, cgroup);
     line
 }
 
 /// `text_line` appended to a reused buffer: the live path renders every
 /// event, so the common kinds avoid allocating.
-pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
+pub fn write_text_line(
+    line: &mut String,
+    event: &Event,
+    clock: &ClockRef,
+    cgroup: Option<&Cgroup>,
+) {
     let _ = clock.write_time_of_day(line, event.time_ns);
     let _ = write!(
         line,
@@ -198,10 +204,15 @@ pub fn write_text_line(line: &mut String, event: &Event, clock: &ClockRef) {
             f.syscall_nr
         ),
     };
+    // Only a container or unit: the root cgroup, or a path that names
+    // neither, would be noise on every line.
+    if let Some(brief) = cgroup.and_then(|c| c.container.brief()) {
+        let _ = write!(line, " [{}]", escape(&brief));
+    }
 }
 
 /// One JSON object for an event (no trailing newline).
-pub fn json_line(event: &Event) -> String {
+pub fn json_line(event: &Event, cgroup: Option<&Cgroup>) -> String {
     /// Serialised straight to text: no intermediate `serde_json::Value`.
     #[derive(serde::Serialize)]
     struct Line<'a> {
@@ -209,10 +220,13 @@ pub fn json_line(event: &Event) -> String {
         line_type: &'static str,
         #[serde(flatten)]
         event: &'a Event,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cgroup: Option<&'a Cgroup>,
     }
     serde_json::to_string(&Line {
         line_type: "event",
         event,
+        cgroup,
     })
     .unwrap_or_default()
 }
@@ -231,6 +245,7 @@ mod tests {
             time_ns: 2_000_000_000,
             tgid: 10,
             tid: 10,
+            cgroup_id: 0,
             data: EventData::Exit(Exit {
                 exit_code: Some(42),
                 signal: None,
@@ -254,7 +269,7 @@ mod tests {
             monotonic_ns: 0,
             realtime_ns: 0,
         };
-        let line = text_line(&exit_event(b"\x1b]0;pwn\x07"), &clock);
+        let line = text_line(&exit_event(b"\x1b]0;pwn\x07"), &clock, None);
         assert!(!line.contains('\x1b') && !line.contains('\x07'), "{line}");
         assert!(
             line.contains("\\x1b]0;pwn\\x07 code 42, process exit, parent 9"),
@@ -264,7 +279,8 @@ mod tests {
 
     #[test]
     fn json_has_stable_names() {
-        let v: serde_json::Value = serde_json::from_str(&json_line(&exit_event(b"sleep"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line(&exit_event(b"sleep"), None)).unwrap();
         assert_eq!(v["type"], "event");
         assert_eq!(v["kind"], "exit");
         assert_eq!(v["exit_code"], 42);

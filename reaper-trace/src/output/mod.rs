@@ -5,6 +5,7 @@
 pub mod check;
 pub mod events;
 pub mod junit;
+pub mod metrics;
 pub mod report;
 pub mod timeline;
 pub mod verify;

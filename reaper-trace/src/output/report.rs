@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::{
     analysis::{Finding, FindingKind, Notice, Report, Resolution},
     trace::{
+        escape::escape,
         event::NsPid,
         names::{seconds, signal_name},
     },
@@ -32,14 +33,25 @@ fn pid_text(pid: u32, ns_pid: Option<NsPid>) -> String {
 
 /// One line for a finding: what, who, the outcome, then the diagnosis and
 /// the hint.
+/// ` [docker 3f2a9c1e0b7d]`: the container or unit the process ran in,
+/// when its cgroup names one.
+fn container_text(f: &Finding) -> String {
+    f.cgroup
+        .as_ref()
+        .and_then(|c| c.container.brief())
+        .map(|brief| format!(" [{}]", escape(&brief)))
+        .unwrap_or_default()
+}
+
 pub fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
     let kind = f.kind.name();
     let _ = write!(
         line,
-        "{kind} {} ({}) {}; parent {} ({})",
+        "{kind} {} ({}){} {}; parent {} ({})",
         pid_text(f.pid, f.ns_pid),
         f.comm,
+        container_text(f),
         how_it_ended(f),
         pid_text(f.parent_pid, f.parent_ns_pid),
         f.parent_comm

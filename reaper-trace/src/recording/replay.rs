@@ -10,7 +10,7 @@ use crate::{
         user_record::{self, UserRecord},
     },
     trace::{
-        decode::decode,
+        decode::decode_abi,
         event::Event,
         follow::{Follow, initial_pids},
         pidns::PidNamespaces,
@@ -46,6 +46,11 @@ pub enum ReplayError {
     Recording(#[from] RecordingError),
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(
+        "the recording's record ABI is version {found}, newer than the {} this reaper-trace reads; use a newer reaper-trace",
+        reaper_trace_common::ABI_VERSION
+    )]
+    FutureAbi { found: u32 },
 }
 
 /// An output fed as the replay goes: each admitted event, then each
@@ -55,6 +60,10 @@ pub trait Visitor {
         Ok(())
     }
     fn event(&mut self, _event: &Event) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// The path of a cgroup id, before the first event in it.
+    fn cgroup(&mut self, _id: u64, _path: &str) -> std::io::Result<()> {
         Ok(())
     }
     fn verdict(&mut self, _verdict: &Verdict) -> std::io::Result<()> {
@@ -79,6 +88,11 @@ pub fn replay_with(
     visitor: &mut dyn Visitor,
 ) -> Result<Replay, ReplayError> {
     let (mut reader, meta) = Reader::open(input)?;
+    if meta.abi_version > reaper_trace_common::ABI_VERSION {
+        return Err(ReplayError::FutureAbi {
+            found: meta.abi_version,
+        });
+    }
     visitor.start(&meta)?;
     let mut follow = (!options.pids.is_empty() || options.comm.is_some()).then(|| {
         Follow::new(
@@ -102,8 +116,12 @@ pub fn replay_with(
                             analyzer.attach_probe(tgid, probe)
                         }
                         Some(UserRecord::Lost(total)) => analyzer.set_lost(total),
+                        Some(UserRecord::Cgroup { id, path }) => {
+                            visitor.cgroup(id, &path)?;
+                            analyzer.name_cgroup(id, &path);
+                        }
                         Some(UserRecord::Unknown(_)) => skipped += 1,
-                        None => match decode(record) {
+                        None => match decode_abi(record, meta.abi_version) {
                             Ok(mut event) => {
                                 pidns.apply(&mut event);
                                 last_ns = last_ns.max(event.time_ns);

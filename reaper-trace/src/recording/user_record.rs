@@ -1,6 +1,7 @@
 //! Records the tracer itself adds to a recording, beside the kernel's: what
-//! /proc said of a parent (`PROBE`) and a change of the kernel's loss counter
-//! (`LOST`). They share the kernel records' 24-byte header layout (kind,
+//! /proc said of a parent (`PROBE`), a change of the kernel's loss counter
+//! (`LOST`), and the path of a cgroup id the first time it is seen
+//! (`CGROUP`), so that `report` names containers as `live` did. They share the kernel records' 24-byte header layout (kind,
 //! payload length, time, tgid, 0) with kind numbers the kernel never uses,
 //! so one framing carries both. The one codec for them: live writes with
 //! [`probe`] and [`lost`], replay reads with [`parse`].
@@ -16,6 +17,8 @@ pub mod kind {
     pub const PROBE: u32 = 0x1000;
     /// The kernel's loss counter changed: the u64 total after the header.
     pub const LOST: u32 = 0x1001;
+    /// A cgroup v2 id's path: the id as u64, then the path's UTF-8 bytes.
+    pub const CGROUP: u32 = 0x1002;
 }
 
 const HEADER_LEN: usize = 24;
@@ -28,6 +31,10 @@ pub enum UserRecord {
         probe: ParentProbe,
     },
     Lost(u64),
+    Cgroup {
+        id: u64,
+        path: String,
+    },
     /// A userspace kind this build does not know (a newer writer's).
     Unknown(u32),
 }
@@ -56,6 +63,14 @@ pub fn lost(time_ns: u64, total: u64) -> Bytes {
     encode(kind::LOST, time_ns, 0, &total.to_le_bytes())
 }
 
+/// The `CGROUP` record naming cgroup `id`.
+pub fn cgroup(time_ns: u64, id: u64, path: &str) -> Bytes {
+    let mut payload = Vec::with_capacity(8 + path.len());
+    payload.extend_from_slice(&id.to_le_bytes());
+    payload.extend_from_slice(path.as_bytes());
+    encode(kind::CGROUP, time_ns, 0, &payload)
+}
+
 /// Decodes `record` if it is a userspace record (`None` for the kernel's).
 pub fn parse(record: &[u8]) -> Option<UserRecord> {
     let mut buf = record;
@@ -77,6 +92,16 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
             Err(_) => UserRecord::Unknown(kind),
         },
         kind::LOST if payload.remaining() >= 8 => UserRecord::Lost(payload.get_u64_le()),
+        kind::CGROUP if payload.remaining() >= 8 => {
+            let id = payload.get_u64_le();
+            match std::str::from_utf8(payload) {
+                Ok(path) => UserRecord::Cgroup {
+                    id,
+                    path: path.to_owned(),
+                },
+                Err(_) => UserRecord::Unknown(kind),
+            }
+        }
         other => UserRecord::Unknown(other),
     })
 }
@@ -102,6 +127,13 @@ mod tests {
         assert_eq!(bytes.len() % 8, 0);
         assert_eq!(parse(&bytes), Some(UserRecord::Probe { tgid: 7, probe: p }));
         assert_eq!(parse(&lost(9, 123)), Some(UserRecord::Lost(123)));
+        assert_eq!(
+            parse(&cgroup(9, 1 << 33 | 5, "/system.slice/a b.service")),
+            Some(UserRecord::Cgroup {
+                id: 1 << 33 | 5,
+                path: "/system.slice/a b.service".into()
+            })
+        );
         let mut kernel = vec![0u8; 32];
         kernel[0] = 3;
         assert_eq!(parse(&kernel), None);

@@ -173,8 +173,28 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         time_ns: header.ktime_ns,
         tgid: header.tgid,
         tid: header.tid,
+        cgroup_id: header.cgroup_id,
         data,
     })
+}
+
+/// Decodes a record written under `abi_version`: recordings keep the ABI
+/// they were made with, and version 1 headers had no `cgroup_id`.
+pub fn decode_abi(bytes: &[u8], abi_version: u32) -> Result<Event, DecodeError> {
+    if abi_version != 1 {
+        return decode(bytes);
+    }
+    if bytes.len() < abi::V1_HEADER_LEN {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need: abi::V1_HEADER_LEN,
+        });
+    }
+    let mut widened = Vec::with_capacity(bytes.len() + 8);
+    widened.extend_from_slice(&bytes[..abi::V1_HEADER_LEN]);
+    widened.extend_from_slice(&0u64.to_le_bytes());
+    widened.extend_from_slice(&bytes[abi::V1_HEADER_LEN..]);
+    decode(&widened)
 }
 
 fn fork(r: abi::ForkRecord) -> EventData {
@@ -306,6 +326,7 @@ mod tests {
             ktime_ns: 1_000 + kind as u64,
             tgid: 100,
             tid: 101,
+            cgroup_id: 7,
         }
     }
 
@@ -317,12 +338,37 @@ mod tests {
         let bytes = record_bytes(&record).to_vec();
         let event = decode(&bytes).expect("decodes");
         assert_eq!(event.time_ns, 1_000 + T::KIND as u64);
-        assert_eq!((event.tgid, event.tid), (100, 101));
+        assert_eq!((event.tgid, event.tid, event.cgroup_id), (100, 101, 7));
         // One table of kind names: the ABI number, the name, and the JSON tag agree.
         assert_eq!(event.data.kind(), T::KIND);
         let json = serde_json::to_value(&event).expect("serialises");
         assert_eq!(json["kind"], event.data.kind_name());
         event
+    }
+
+    #[test]
+    fn version_1_records_have_no_cgroup_and_still_decode() {
+        let record = abi::ExitRecord {
+            header: header(kind::EXIT),
+            exit_code: 3 << 8,
+            exit_signal: SIGCHLD,
+            group_dead: 1,
+            ..Default::default()
+        };
+        let now = record_bytes(&record).to_vec();
+        // A version 1 writer had no cgroup_id after tid.
+        let mut old = now[..abi::V1_HEADER_LEN].to_vec();
+        old.extend_from_slice(&now[abi::V1_HEADER_LEN + 8..]);
+        let event = decode_abi(&old, 1).expect("a version 1 record decodes");
+        assert_eq!((event.tgid, event.tid, event.cgroup_id), (100, 101, 0));
+        assert!(matches!(event.data, EventData::Exit(ref x) if x.exit_code == Some(3)));
+        assert_eq!(decode_abi(&now, 2).expect("current").cgroup_id, 7);
+        assert!(matches!(
+            decode_abi(&old[..16], 1),
+            Err(DecodeError::Short { .. })
+        ));
+        // The same bytes read as the current ABI are framed wrong.
+        assert!(decode_abi(&old, 2).is_err());
     }
 
     #[test]
@@ -571,7 +617,7 @@ mod tests {
     fn rejects_short_unknown_and_misframed_records() {
         assert_eq!(
             decode(&[0; 8]),
-            Err(DecodeError::Short { len: 8, need: 24 })
+            Err(DecodeError::Short { len: 8, need: 32 })
         );
         let mut unknown = record_bytes(&abi::ProcessWaitRecord {
             header: header(kind::PROCESS_WAIT),

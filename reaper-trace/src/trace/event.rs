@@ -14,8 +14,16 @@ pub struct Event {
     /// The task the event happened in (for `free`: the freed task).
     pub tgid: u32,
     pub tid: u32,
+    /// The cgroup v2 id of the task the event ran in; 0 when unknown (`free`,
+    /// recordings made before ABI version 2).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cgroup_id: u64,
     #[serde(flatten)]
     pub data: EventData,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -1,6 +1,7 @@
 //! What the kernel and /proc tell us, typed: ring-buffer records decoded
 //! into events, and the vocabulary every later stage shares.
 
+pub mod cgroup;
 pub mod clock;
 pub mod comm;
 pub mod container;

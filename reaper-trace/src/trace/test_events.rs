@@ -8,6 +8,7 @@ pub fn at(time_ns: u64, tgid: u32, tid: u32, data: EventData) -> Event {
         time_ns,
         tgid,
         tid,
+        cgroup_id: 0,
         data,
     }
 }

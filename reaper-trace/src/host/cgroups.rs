@@ -1,0 +1,268 @@
+//! The cgroup filesystems of this machine: where they are mounted (read
+//! from /proc/self/mountinfo, never assumed: a hybrid host has v2 at
+//! /sys/fs/cgroup/unified and the pids controller on v1), which path a
+//! cgroup v2 id has, which processes run below a cgroup, and how close a
+//! cgroup is to its `pids.max`.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// Directories visited by one scan of the v2 tree, at most: a bound on the
+/// work a scan does on a machine with very many cgroups.
+const MAX_SCANNED: usize = 200_000;
+
+/// How often the tree may be rescanned for ids it did not know: a burst of
+/// events from a cgroup that came and went costs one scan, not one each.
+const RESCAN_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "no cgroup v2 filesystem is mounted (see /proc/self/mountinfo); mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup/unified`"
+    )]
+    NoV2,
+    #[error(
+        "no cgroup {path:?} under the cgroup v2 root {root}: give a path as `cat /proc/PID/cgroup` prints it (the `0::` line)"
+    )]
+    NoSuchCgroup { path: String, root: String },
+    #[error(
+        "no running container's cgroup matches {prefix:?}; list them with `docker ps`, `crictl ps` or `podman ps`"
+    )]
+    NoSuchContainer { prefix: String },
+    #[error("{prefix:?} matches {count} container cgroups ({examples}); give more of the id")]
+    AmbiguousContainer {
+        prefix: String,
+        count: usize,
+        examples: String,
+    },
+}
+
+/// A cgroup's process count and limit, from the pids controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PidsUsage {
+    pub current: u64,
+    /// `None`: no limit (`max`).
+    pub max: Option<u64>,
+}
+
+/// Where the hierarchies are mounted.
+#[derive(Clone, Debug, Default)]
+pub struct CgroupFs {
+    /// The cgroup2 mount point.
+    pub v2: Option<PathBuf>,
+    /// A cgroup v1 mount with the pids controller, on hybrid hosts.
+    pub pids_v1: Option<PathBuf>,
+}
+
+impl CgroupFs {
+    pub fn discover() -> CgroupFs {
+        let mut fs = CgroupFs::default();
+        let Ok(mounts) = procfs::process::Process::myself().and_then(|p| p.mountinfo()) else {
+            return fs;
+        };
+        for m in mounts {
+            match m.fs_type.as_str() {
+                "cgroup2" if fs.v2.is_none() => fs.v2 = Some(m.mount_point),
+                "cgroup" if fs.pids_v1.is_none() && m.super_options.contains_key("pids") => {
+                    fs.pids_v1 = Some(m.mount_point)
+                }
+                _ => {}
+            }
+        }
+        fs
+    }
+
+    pub fn v2_root(&self) -> Result<&Path, CgroupError> {
+        self.v2.as_deref().ok_or(CgroupError::NoV2)
+    }
+
+    /// The v2 directory of `path` (as /proc/PID/cgroup prints it, or
+    /// already under the mount point), with its path below the root.
+    pub fn locate(&self, path: &str) -> Result<(PathBuf, String), CgroupError> {
+        let root = self.v2_root()?;
+        let relative = Path::new(path)
+            .strip_prefix(root)
+            .map(|p| format!("/{}", p.display()))
+            .unwrap_or_else(|_| format!("/{}", path.trim_start_matches('/')));
+        let relative = normalise(&relative);
+        let dir = root.join(relative.trim_start_matches('/'));
+        if relative.split('/').any(|c| c == "..") || !dir.is_dir() {
+            return Err(CgroupError::NoSuchCgroup {
+                path: path.to_owned(),
+                root: root.display().to_string(),
+            });
+        }
+        Ok((dir, relative))
+    }
+
+    /// The cgroup's v2 id (its directory's inode number) and its depth.
+    pub fn id_and_level(&self, path: &str) -> Result<(u64, u32, String), CgroupError> {
+        let (dir, relative) = self.locate(path)?;
+        let id = std::fs::metadata(&dir)
+            .map_err(|_| CgroupError::NoSuchCgroup {
+                path: path.to_owned(),
+                root: self
+                    .v2
+                    .as_ref()
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default(),
+            })?
+            .ino();
+        Ok((id, level(&relative), relative))
+    }
+
+    /// Every cgroup v2 now, by id.
+    pub fn scan(&self) -> HashMap<u64, String> {
+        let mut found = HashMap::new();
+        let Some(root) = &self.v2 else {
+            return found;
+        };
+        let mut stack = vec![(root.clone(), String::from("/"))];
+        while let Some((dir, relative)) = stack.pop() {
+            if found.len() >= MAX_SCANNED {
+                break;
+            }
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            found.insert(meta.ino(), relative.clone());
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let child = if relative == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{relative}/{name}")
+                    };
+                    stack.push((entry.path(), child));
+                }
+            }
+        }
+        found
+    }
+
+    /// The processes in the cgroup at `relative` and below it.
+    pub fn procs_under(&self, relative: &str) -> Vec<u32> {
+        let Some(root) = &self.v2 else {
+            return Vec::new();
+        };
+        let mut pids = Vec::new();
+        let mut stack = vec![root.join(relative.trim_start_matches('/'))];
+        let mut visited = 0;
+        while let Some(dir) = stack.pop() {
+            visited += 1;
+            if visited > MAX_SCANNED {
+                break;
+            }
+            if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            }
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        pids
+    }
+
+    /// Whether the cgroup at `relative` still exists.
+    pub fn exists(&self, relative: &str) -> bool {
+        self.v2
+            .as_ref()
+            .is_some_and(|root| root.join(relative.trim_start_matches('/')).is_dir())
+    }
+
+    /// The pids controller's count and limit for the cgroup at `relative`:
+    /// from v2 when the controller is enabled there, else from the v1 pids
+    /// hierarchy at the same path (where runtimes and systemd put the same
+    /// cgroup on hybrid hosts).
+    pub fn pids(&self, relative: &str) -> Option<PidsUsage> {
+        let relative = relative.trim_start_matches('/');
+        [&self.v2, &self.pids_v1]
+            .into_iter()
+            .flatten()
+            .find_map(|root| read_pids(&root.join(relative)))
+    }
+}
+
+fn read_pids(dir: &Path) -> Option<PidsUsage> {
+    let current = std::fs::read_to_string(dir.join("pids.current")).ok()?;
+    let max = std::fs::read_to_string(dir.join("pids.max")).ok()?;
+    Some(PidsUsage {
+        current: current.trim().parse().ok()?,
+        max: max.trim().parse().ok(),
+    })
+}
+
+/// `/a//b/` → `/a/b`; the root stays `/`.
+fn normalise(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// The depth of a normalised path below the root (`/` is 0).
+fn level(relative: &str) -> u32 {
+    relative.split('/').filter(|c| !c.is_empty()).count() as u32
+}
+
+/// Cgroup ids to paths, scanning the tree again (at most every
+/// `RESCAN_EVERY`) when an id is new.
+#[derive(Debug, Default)]
+pub struct CgroupResolver {
+    fs: CgroupFs,
+    known: HashMap<u64, String>,
+    last_scan: Option<Instant>,
+}
+
+impl CgroupResolver {
+    pub fn new(fs: CgroupFs) -> CgroupResolver {
+        CgroupResolver {
+            fs,
+            known: HashMap::new(),
+            last_scan: None,
+        }
+    }
+
+    pub fn fs(&self) -> &CgroupFs {
+        &self.fs
+    }
+
+    /// The path of cgroup `id`, if it exists (or existed at the last scan).
+    pub fn resolve(&mut self, id: u64) -> Option<&str> {
+        if !self.known.contains_key(&id)
+            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
+        {
+            // A fresh scan drops the cgroups that are gone: bounded memory.
+            self.known = self.fs.scan();
+            self.last_scan = Some(Instant::now());
+        }
+        self.known.get(&id).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_and_counts_levels() {
+        assert_eq!(normalise("//a/./b/"), "/a/b");
+        assert_eq!(normalise("/"), "/");
+        assert_eq!(level("/"), 0);
+        assert_eq!(level("/kubepods.slice/kubepods-burstable.slice"), 2);
+    }
+}

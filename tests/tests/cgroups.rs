@@ -1,0 +1,298 @@
+//! Kernel tests of container attribution: leaky scenarios run in real
+//! cgroups named the way Docker and Kubernetes (containerd) name theirs;
+//! every finding names its cgroup and container, the kernel-side
+//! `--cgroup`/`--container` filters keep to one of them, and
+//! `--metrics-file` counts each container's findings exactly.
+
+use std::process::{Command, Stdio};
+
+use reaper_trace_tests::*;
+use serde_json::Value;
+
+/// A 64-hex container id unique to this test process and `tag`.
+fn container_id(tag: u8) -> String {
+    let seed = (u64::from(std::process::id()) << 8) | u64::from(tag);
+    (0..4)
+        .map(|i| {
+            format!(
+                "{:016x}",
+                seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(i * 13)
+            )
+        })
+        .collect()
+}
+
+/// A pod uid in its canonical form, unique to this test process.
+fn pod_uid() -> String {
+    let h = container_id(0xfe);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn docker_cgroup(id: &str) -> TestCgroup {
+    TestCgroup::create(&format!("system.slice/docker-{id}.scope"))
+}
+
+fn kubernetes_cgroup(pod: &str, id: &str) -> TestCgroup {
+    let pod = pod.replace('-', "_");
+    TestCgroup::create(&format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod}.slice/cri-containerd-{id}.scope"
+    ))
+}
+
+fn tini() -> Option<String> {
+    let found = which("tini");
+    if found.is_none() {
+        eprintln!("SKIP: tini is not installed (cargo xtask setup installs it)");
+    }
+    found
+}
+
+/// Runs `command` to its end (outside any tracer) and returns its TRUTH.
+fn run(command: &[String]) -> Value {
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    let t = run_to_end(cmd);
+    assert!(t.status.success(), "{command:?}: {}", t.stderr);
+    t.truth("children").clone()
+}
+
+fn sorted(mut v: Vec<i64>) -> Vec<i64> {
+    v.sort();
+    v
+}
+
+fn finding_pids(t: &Trace) -> Vec<i64> {
+    sorted(t.findings().iter().map(|f| int(&f["pid"])).collect())
+}
+
+#[test]
+fn a_container_filter_follows_one_container_and_its_findings_name_it() {
+    kernel_test!();
+    let Some(tini) = tini() else { return };
+    let (a_id, b_id) = (container_id(1), container_id(2));
+    let a = docker_cgroup(&a_id);
+    let b = kubernetes_cgroup(&pod_uid(), &b_id);
+    let tracer = Background::start(&[
+        "live".into(),
+        "--json".into(),
+        "--container".into(),
+        a_id[..12].to_owned(),
+    ]);
+    let in_a = run(&a.scenario_under_tini(&tini, &["noreap", "2"]));
+    let in_b = run(&b.scenario_under_tini(&tini, &["noreap", "3"]));
+    let t = tracer.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+    let a_children = sorted(pids(&in_a["children"]));
+    assert_eq!(finding_pids(&t), a_children, "{:#?}", t.findings());
+    for f in t.findings() {
+        assert_eq!(f["kind"], "unreaped");
+        let cgroup = &f["cgroup"];
+        assert_eq!(cgroup["path"], a.path.as_str());
+        assert_eq!(cgroup["container"]["runtime"], "docker");
+        assert_eq!(cgroup["container"]["id"], a_id.as_str());
+        assert!(cgroup["container"]["pod_uid"].is_null());
+    }
+    // Nothing of the other container was followed.
+    let b_pids: Vec<i64> = pids(&in_b["children"]);
+    let leaked: Vec<&Value> = t
+        .events
+        .iter()
+        .filter(|e| b_pids.contains(&int(&e["tgid"])))
+        .collect();
+    assert!(leaked.is_empty(), "events of container B: {leaked:#?}");
+}
+
+#[test]
+fn a_cgroup_filter_follows_a_kubernetes_pod_container_and_its_findings_name_the_pod() {
+    kernel_test!();
+    let Some(tini) = tini() else { return };
+    let pod = pod_uid();
+    let (a_id, b_id) = (container_id(3), container_id(4));
+    let a = docker_cgroup(&a_id);
+    let b = kubernetes_cgroup(&pod, &b_id);
+    let tracer = Background::start(&[
+        "live".into(),
+        "--json".into(),
+        "--no-events".into(),
+        "--cgroup".into(),
+        b.path.clone(),
+    ]);
+    let in_a = run(&a.scenario_under_tini(&tini, &["noreap", "2"]));
+    let in_b = run(&b.scenario_under_tini(&tini, &["noreap", "3"]));
+    let t = tracer.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+    assert_eq!(finding_pids(&t), sorted(pids(&in_b["children"])));
+    for f in t.findings() {
+        let cgroup = &f["cgroup"];
+        assert_eq!(cgroup["path"], b.path.as_str());
+        assert_eq!(cgroup["container"]["runtime"], "containerd");
+        assert_eq!(cgroup["container"]["id"], b_id.as_str());
+        assert_eq!(cgroup["container"]["pod_uid"], pod.as_str());
+        assert_eq!(cgroup["container"]["qos"], "burstable");
+    }
+    let a_children = pids(&in_a["children"]);
+    assert!(
+        t.findings()
+            .iter()
+            .all(|f| !a_children.contains(&int(&f["pid"])))
+    );
+}
+
+#[test]
+fn a_missing_cgroup_or_container_is_one_line_naming_the_fix() {
+    kernel_test!();
+    let out = Command::new(tool())
+        .args(["live", "--cgroup", "/no/such/cgroup-here"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run live");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no cgroup \"/no/such/cgroup-here\""),
+        "{stderr}"
+    );
+    let out = Command::new(tool())
+        .args(["live", "--container", "ffffffffffff0000"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run live");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no running container's cgroup matches"),
+        "{stderr}"
+    );
+}
+
+/// The value of the one sample of `metric` whose labels include `labels`.
+fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .reduce(|a, b| a + b)
+}
+
+#[test]
+fn metrics_files_count_each_containers_findings_exactly() {
+    kernel_test!();
+    let Some(tini) = tini() else { return };
+    let a_id = container_id(5);
+    let a = docker_cgroup(&a_id);
+    a.set_pids_max(64);
+    let metrics = temp_path("check.prom");
+    let recording = temp_path("check-recording");
+    let out = Command::new(tool())
+        .args(["check", "--as-root", "--format", "json", "--metrics-file"])
+        .arg(&metrics)
+        .arg("-o")
+        .arg(&recording)
+        .arg("--")
+        .args(a.scenario_under_tini(&tini, &["noreap", "2"]))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run check");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&metrics).expect("metrics file");
+    let here = [
+        ("cgroup", a.path.as_str()),
+        ("runtime", "docker"),
+        ("container", &a_id[..12]),
+    ];
+    assert_eq!(
+        sample(&text, "reaper_trace_unreaped_total", &here),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "reaper_trace_unreaped_total",
+            &[("parent_comm", "scenario")]
+        ),
+        Some(2.0)
+    );
+    // tini, the scenario and its two children.
+    assert_eq!(
+        sample(&text, "reaper_trace_exits_total", &here),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "reaper_trace_late_reaps_total", &here), None);
+    assert_eq!(
+        sample(&text, "reaper_trace_pids_max", &here),
+        Some(64.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "reaper_trace_pids_current", &here),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "reaper_trace_reap_latency_seconds_count", &here),
+        Some(4.0),
+        "{text}"
+    );
+    match which("promtool") {
+        Some(promtool) => {
+            let check = Command::new(promtool)
+                .args(["check", "metrics"])
+                .stdin(std::fs::File::open(&metrics).unwrap())
+                .output()
+                .expect("promtool");
+            assert!(
+                check.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+        None => eprintln!(
+            "SKIP promtool check: promtool is not installed (cargo xtask setup installs it)"
+        ),
+    }
+    // The recording gives the same counts, and names the container in text.
+    let replayed = temp_path("report.prom");
+    let text_report = report_output(&recording, &["--metrics-file", replayed.to_str().unwrap()]);
+    let again = std::fs::read_to_string(&replayed).expect("report's metrics file");
+    for metric in ["reaper_trace_unreaped_total", "reaper_trace_exits_total"] {
+        assert_eq!(
+            sample(&again, metric, &here),
+            sample(&text, metric, &here),
+            "{metric}"
+        );
+    }
+    assert_eq!(
+        text_report
+            .lines()
+            .filter(
+                |l| l.starts_with("unreaped ") && l.contains(&format!("[docker {}]", &a_id[..12]))
+            )
+            .count(),
+        2,
+        "{text_report}"
+    );
+    for f in [&metrics, &recording, &replayed] {
+        let _ = std::fs::remove_file(f);
+    }
+}
