@@ -296,3 +296,18 @@ fn metrics_files_count_each_containers_findings_exactly() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+#[test]
+fn a_cgroup_id_resolves_to_its_path_directly_and_by_scanning() {
+    kernel_test!();
+    use std::os::unix::fs::MetadataExt;
+    let c = docker_cgroup(&container_id(6));
+    let fs = reaper_trace::host::cgroups::CgroupFs::discover();
+    let (id, level, relative) = fs.id_and_level(&c.path).expect("the test cgroup");
+    let (v2, _) = cgroup_mounts();
+    let dir = v2.unwrap().join(c.path.trim_start_matches('/'));
+    assert_eq!(id, std::fs::metadata(&dir).unwrap().ino());
+    assert_eq!((level, relative.as_str()), (3, c.path.as_str()));
+    assert_eq!(fs.path_of(id).as_deref(), Some(c.path.as_str()));
+    assert_eq!(fs.scan().get(&id), Some(&c.path));
+}

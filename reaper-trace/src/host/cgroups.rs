@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
+    os::{
+        fd::{AsRawFd, FromRawFd},
+        unix::fs::MetadataExt,
+    },
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -113,6 +116,47 @@ impl CgroupFs {
             })?
             .ino();
         Ok((id, level(&relative), relative))
+    }
+
+    /// The path of cgroup `id`, found directly: the kernel opens a cgroup
+    /// v2 directory by its id as a file handle (kernfs exports its nodes
+    /// that way), and /proc/self/fd names what was opened. Needs
+    /// CAP_DAC_READ_SEARCH; without it, or on kernels without export
+    /// support, `None` (and the caller scans the tree).
+    pub fn path_of(&self, id: u64) -> Option<String> {
+        let root = self.v2.as_ref()?;
+        let mount = std::fs::File::open(root).ok()?;
+        /// `struct file_handle` with the 8 bytes of a kernfs handle.
+        #[repr(C)]
+        struct KernfsHandle {
+            handle_bytes: u32,
+            handle_type: i32,
+            id: u64,
+        }
+        /// `FILEID_KERNFS` in include/linux/exportfs.h.
+        const FILEID_KERNFS: i32 = 0xfe;
+        let mut handle = KernfsHandle {
+            handle_bytes: 8,
+            handle_type: FILEID_KERNFS,
+            id,
+        };
+        // SAFETY: `handle` is a file_handle header followed by its
+        // `handle_bytes` bytes of handle, as the syscall reads it.
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                mount.as_raw_fd(),
+                (&raw mut handle).cast::<libc::file_handle>(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a new descriptor we own from here on.
+        let dir = unsafe { std::fs::File::from_raw_fd(fd) };
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        let relative = target.strip_prefix(root).ok()?;
+        Some(normalise(&format!("/{}", relative.display())))
     }
 
     /// Every cgroup v2 now, by id.
@@ -244,6 +288,11 @@ impl CgroupResolver {
     /// The path of cgroup `id`, if it exists (or existed at the last scan).
     pub fn resolve(&mut self, id: u64) -> Option<&str> {
         if !self.known.contains_key(&id)
+            && let Some(path) = self.fs.path_of(id)
+        {
+            self.known.insert(id, path);
+        }
+        if !self.known.contains_key(&id)
             && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
         {
             // A fresh scan drops the cgroups that are gone: bounded memory.
@@ -251,6 +300,13 @@ impl CgroupResolver {
             self.last_scan = Some(Instant::now());
         }
         self.known.get(&id).map(String::as_str)
+    }
+
+    /// Forgets the paths of cgroups that are gone.
+    pub fn forget(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.known.remove(id);
+        }
     }
 }
 

@@ -293,6 +293,7 @@ impl Sink {
             metrics.expire(*id);
             self.gone_since.remove(id);
         }
+        self.cgroups.forget(&expired);
         expired
     }
 }

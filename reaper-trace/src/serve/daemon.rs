@@ -20,9 +20,11 @@ pub async fn run(options: LiveOptions, listen: SocketAddr) -> anyhow::Result<()>
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e}; choose another address with --listen")
     })?;
+    // The bound address: with port 0 the kernel chose one.
+    let bound = listener.local_addr().unwrap_or(listen);
     let metrics = Metrics::new();
     let server = tokio::spawn(http::serve(listener, Limits::default(), metrics.renderer()));
-    eprintln!("reaper-trace: serving metrics on http://{listen}/metrics");
+    eprintln!("reaper-trace: serving metrics on http://{bound}/metrics");
     let outcome = live::run_with(options, Some(metrics)).await;
     server.abort();
     outcome.map(|_| ())

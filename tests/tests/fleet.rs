@@ -1,0 +1,298 @@
+//! The fleet daemon against a real Prometheus: `serve` traces the whole
+//! system while leaky scenarios run in two containers' cgroups; Prometheus
+//! (Debian's package) scrapes it, and its query API must give each
+//! container's exact count of unreaped children. A direct scrape passes
+//! `promtool check metrics`.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reaper_trace_tests::*;
+use serde_json::Value;
+
+/// How long Prometheus may take to start and to show a scraped value.
+const PROMETHEUS_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A GET over plain HTTP/1.1: (status, body).
+fn http_get(addr: SocketAddr, path_and_query: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A loopback port free now (for Prometheus, which cannot report the one
+/// it bound).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `reaper-trace serve` on a port the kernel picks; returns once it traces.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    stdout: std::thread::JoinHandle<String>,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let mut child = Command::new(tool())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut addr = None;
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("reaper-trace: serving metrics on http://") {
+                addr = rest.trim_end_matches("/metrics").parse().ok();
+            }
+            if line.contains("tracing") {
+                break;
+            }
+            assert!(!line.contains("error"), "serve failed: {line}");
+        }
+        // Keep draining stderr so the daemon never blocks on it.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Serve {
+            child,
+            addr: addr.expect("serve printed its address"),
+            stdout,
+        }
+    }
+
+    fn stop(mut self) -> Trace {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = wait_bounded(&mut self.child);
+        Trace::parse(&self.stdout.join().expect("stdout"), String::new(), status)
+    }
+}
+
+/// A real Prometheus scraping `target` every second, in a temp directory.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(binary: &str, target: SocketAddr) -> Prometheus {
+        let dir = temp_path("prometheus");
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: reaper-trace\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write config");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus");
+        let mut p = Prometheus { child, addr, dir };
+        let deadline = Instant::now() + PROMETHEUS_DEADLINE;
+        while !matches!(http_get(p.addr, "/-/ready"), Ok((200, _))) {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("prometheus exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "prometheus never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    /// `query`'s instant vector as (label value of `by`, value).
+    fn query(&self, query: &str, by: &str) -> Vec<(String, f64)> {
+        let (status, body) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(query)),
+        )
+        .expect("query prometheus");
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("query JSON");
+        v["data"]["result"]
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|s| {
+                (
+                    s["metric"][by].as_str().unwrap_or_default().to_owned(),
+                    s["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = wait_bounded(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn container_id(tag: u8) -> String {
+    format!("{:08x}{tag:02x}", std::process::id()).repeat(7)[..64].to_owned()
+}
+
+#[test]
+fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
+    kernel_test!();
+    let (Some(prometheus), Some(tini)) = (which("prometheus"), which("tini")) else {
+        eprintln!(
+            "SKIP {}: prometheus or tini is not installed (cargo xtask setup installs both)",
+            module_path!()
+        );
+        return;
+    };
+    let serve = Serve::start();
+    let prometheus = Prometheus::start(&prometheus, serve.addr);
+    let (a_id, b_id) = (container_id(1), container_id(2));
+    let a = TestCgroup::create(&format!("system.slice/docker-{a_id}.scope"));
+    let b = TestCgroup::create(&format!(
+        "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{b_id}.scope",
+        "0a1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d"
+    ));
+    let mut truth = Vec::new();
+    for (cgroup, n) in [(&a, 2), (&b, 3)] {
+        let mut cmd = Command::new("sh");
+        cmd.args(&cgroup.scenario_under_tini(&tini, &["noreap", &n.to_string()])[1..]);
+        let t = run_to_end(cmd);
+        assert!(t.status.success(), "{}", t.stderr);
+        truth.push((cgroup.path.clone(), pids(&t.truth("children")["children"])));
+    }
+    // Prometheus shows each container's count once it has scraped it.
+    let query = format!(
+        "sum by (cgroup) (reaper_trace_unreaped_total{{cgroup=~\"/reaper-trace-test-{}-.*\"}})",
+        std::process::id()
+    );
+    let expected: Vec<(String, f64)> = {
+        let mut e: Vec<(String, f64)> = truth
+            .iter()
+            .map(|(path, children)| (path.clone(), children.len() as f64))
+            .collect();
+        e.sort_by(|x, y| x.0.cmp(&y.0));
+        e
+    };
+    let deadline = Instant::now() + PROMETHEUS_DEADLINE;
+    let mut seen;
+    loop {
+        seen = prometheus.query(&query, "cgroup");
+        seen.sort_by(|x, y| x.0.cmp(&y.0));
+        if seen == expected || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(seen, expected, "Prometheus' unreaped counts per container");
+    let by_container = prometheus.query(
+        &format!("sum by (container) (reaper_trace_unreaped_total{{runtime=\"containerd\",container=\"{}\"}})", &b_id[..12]),
+        "container",
+    );
+    assert_eq!(by_container, [(b_id[..12].to_owned(), 3.0)]);
+    assert_eq!(
+        prometheus.query("up{job=\"reaper-trace\"}", "job"),
+        [("reaper-trace".to_owned(), 1.0)]
+    );
+
+    // A direct scrape is valid exposition text; other paths are 404.
+    let (status, body) = http_get(serve.addr, "/metrics").expect("scrape");
+    assert_eq!(status, 200);
+    match which("promtool") {
+        Some(promtool) => {
+            let mut check = Command::new(promtool)
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("promtool");
+            check
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(body.as_bytes())
+                .unwrap();
+            let out = check.wait_with_output().expect("promtool output");
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        None => eprintln!("SKIP promtool check: promtool is not installed"),
+    }
+    assert_eq!(http_get(serve.addr, "/").expect("GET /").0, 404);
+
+    // The daemon logged each finding as a JSON line naming its container.
+    drop(prometheus);
+    let t = serve.stop();
+    for (path, children) in &truth {
+        for child in children {
+            let logged = t
+                .notices
+                .iter()
+                .filter(|n| n["type"] == "finding" && int(&n["pid"]) == *child)
+                .collect::<Vec<_>>();
+            assert_eq!(logged.len(), 1, "finding for {child}: {:#?}", t.notices);
+            assert_eq!(logged[0]["cgroup"]["path"], path.as_str());
+        }
+    }
+    assert!(t.report.is_null(), "serve prints no final report");
+}
