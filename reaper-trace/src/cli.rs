@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// Ring buffer size in bytes (a power of two, at least a page).
     #[arg(long, value_name = "BYTES", default_value_t = live::DEFAULT_RINGBUF_BYTES, value_parser = parse_ringbuf_size)]
     pub ringbuf_size: u32,
+    /// How long a cgroup that is gone keeps its series (so the last
+    /// scrapes see its final counts) before they are dropped.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_ns)]
+    pub expire_after: u64,
     #[command(flatten)]
     pub scope: CgroupScope,
     /// Print the probes' own logs of their rare paths on stderr.
@@ -291,6 +295,7 @@ pub fn serve_options(args: ServeArgs) -> LiveOptions {
         container: args.scope.container,
         metrics: true,
         daemon: true,
+        gone_cgroup_retention: Duration::from_nanos(args.expire_after),
         ..LiveOptions::default()
     }
 }

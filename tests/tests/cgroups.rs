@@ -173,20 +173,6 @@ fn a_missing_cgroup_or_container_is_one_line_naming_the_fix() {
     );
 }
 
-/// The value of the one sample of `metric` whose labels include `labels`.
-fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .reduce(|a, b| a + b)
-}
-
 #[test]
 fn metrics_files_count_each_containers_findings_exactly() {
     kernel_test!();

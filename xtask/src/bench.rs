@@ -18,6 +18,8 @@ pub struct Options {
     pub rounds: usize,
     pub storm: u32,
     pub only: Option<String>,
+    /// Length of the soak (run only with `--only soak`).
+    pub soak_minutes: f64,
 }
 
 /// Wall and CPU seconds of one run.
@@ -149,7 +151,7 @@ impl Background {
 }
 
 /// `reaper-trace: N events, M lost` from the tool's stderr.
-fn events_and_lost(lines: &[String]) -> (u64, u64) {
+pub fn events_and_lost(lines: &[String]) -> (u64, u64) {
     for line in lines {
         if let Some(rest) = line.strip_prefix("reaper-trace: ")
             && let Some((events, lost)) = rest.split_once(" events, ")
@@ -182,8 +184,16 @@ tracepoint:sched:sched_process_free { printf("free %d\n", args->pid); }
 
 pub fn run(options: Options) -> anyhow::Result<()> {
     let (tool, scenario, synth) = bins();
-    let want = |name: &str| options.only.as_deref().is_none_or(|o| o == name);
     let mut results = serde_json::Map::new();
+    let want = |name: &str| options.only.as_deref().is_none_or(|o| o == name);
+    if options.only.as_deref() == Some("soak") {
+        eprintln!(
+            "xtask bench: soak, serve for {} minutes under churn",
+            options.soak_minutes
+        );
+        let soak = crate::soak::run_soak(&tool, &scenario, options.soak_minutes)?;
+        results.insert("soak".into(), soak);
+    }
     let storm = options.storm.to_string();
     // The storm runs on CPU 0 and every tracer's userspace on CPU 1, so that
     // run-to-run noise from the scheduler moving them around stays out of
@@ -216,7 +226,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let shm = Path::new("/dev/shm");
 
     if want("overhead") {
-        let mut modes: Vec<&str> = vec!["live", "live --record"];
+        let mut modes: Vec<&str> = vec!["live", "live --record", "serve"];
         if bpftrace.is_some() {
             modes.push("bpftrace");
         }
@@ -253,6 +263,15 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                             .sum();
                         let _ = std::fs::remove_file(&out);
                         (tcpu, cost, lost)
+                    }
+                    "serve" => {
+                        let mut cmd = on_cpu1(&tool);
+                        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+                            .stdout(Stdio::null());
+                        let bg = Background::start(&mut cmd, "tracing", None)?;
+                        let (cost, _) = measured(&mut pinned_storm())?;
+                        let (tcpu, _, lines) = bg.stop()?;
+                        (tcpu, cost, events_and_lost(&lines).1)
                     }
                     _ => {
                         let mut cmd = on_cpu1(&tool);
@@ -432,7 +451,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
@@ -486,6 +505,23 @@ fn print_table(r: &Value) {
             rec["storm_processes"],
             rec["report_events_per_s"].as_f64().unwrap_or(0.0) / 1e6,
             rec["report_peak_rss_kb"]
+        );
+    }
+    if let Some(s) = r.get("soak") {
+        println!(
+            "soak: serve for {} min, {} cycles ({} processes, cgroups made and removed): RSS {} KiB after warm-up, max {} KiB, {} KiB at the end; lost {}; unreaped {}/{} and exits {}/{} (seen/truth), {} cycle(s) off",
+            s["minutes"],
+            s["cycles"],
+            s["processes"],
+            s["rss_kb_after_warm_up"],
+            s["rss_kb_max_after_warm_up"],
+            s["rss_kb_end"],
+            s["lost"],
+            s["unreaped_seen"],
+            s["unreaped_truth"],
+            s["exits_seen"],
+            s["exits_truth"],
+            s["mismatched_cycles"]
         );
     }
     if let Some(m) = r.get("memory") {

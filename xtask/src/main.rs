@@ -5,6 +5,7 @@
 
 mod bench;
 mod setup;
+mod soak;
 
 use std::process::{Command, ExitCode};
 
@@ -37,9 +38,13 @@ enum Task {
         /// Processes per fork storm.
         #[arg(long, default_value_t = 20_000)]
         storm: u32,
-        /// Only one part: overhead, parallel, filtered, recording, memory.
+        /// Only one part: overhead, parallel, filtered, recording, memory,
+        /// or soak (run only when asked for: it takes `--soak-minutes`).
         #[arg(long)]
         only: Option<String>,
+        /// How long the soak runs `serve` under churn.
+        #[arg(long, default_value_t = 10.0)]
+        soak_minutes: f64,
     },
     /// Fuzz the recording reader for a bounded time (cargo-fuzz, nightly).
     Fuzz {
@@ -88,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rounds,
             storm,
             only,
+            soak_minutes,
         } => {
             setup::run()?;
             cargo(&[
@@ -104,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rounds,
                 storm,
                 only,
+                soak_minutes,
             })
         }
         Task::Fuzz { seconds } => {

@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::trace::{container::Container, escape::escape};
+
 /// Directories visited by one scan of the v2 tree, at most: a bound on the
 /// work a scan does on a machine with very many cgroups.
 const MAX_SCANNED: usize = 200_000;
@@ -249,6 +251,44 @@ fn read_pids(dir: &Path) -> Option<PidsUsage> {
     })
 }
 
+/// Among cgroup `paths`, the one of the container or pod whose id starts
+/// with `prefix`: the outermost that names it (a pod's slice holds its
+/// containers; a container's scope may hold an `init` sub-cgroup). More
+/// than one unrelated match is ambiguous.
+pub fn container_cgroup(
+    paths: impl IntoIterator<Item = String>,
+    prefix: &str,
+) -> Result<String, CgroupError> {
+    let mut matches: Vec<String> = paths
+        .into_iter()
+        .filter(|path| Container::parse(path).matches(prefix))
+        .collect();
+    matches.sort_by_key(|p| (p.matches('/').count(), p.clone()));
+    // The outermost cgroups that match: those below no other match.
+    let mut roots: Vec<String> = Vec::new();
+    for path in matches {
+        if !roots.iter().any(|r| path.starts_with(&format!("{r}/"))) {
+            roots.push(path);
+        }
+    }
+    match roots.len() {
+        0 => Err(CgroupError::NoSuchContainer {
+            prefix: prefix.to_owned(),
+        }),
+        1 => Ok(roots.remove(0)),
+        count => Err(CgroupError::AmbiguousContainer {
+            prefix: prefix.to_owned(),
+            count,
+            examples: roots
+                .iter()
+                .take(3)
+                .map(|p| escape(p))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
 /// `/a//b/` → `/a/b`; the root stays `/`.
 fn normalise(path: &str) -> String {
     let parts: Vec<&str> = path
@@ -295,11 +335,21 @@ impl CgroupResolver {
         if !self.known.contains_key(&id)
             && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
         {
-            // A fresh scan drops the cgroups that are gone: bounded memory.
-            self.known = self.fs.scan();
+            // Merged: the names of cgroups gone since stay until the caller
+            // forgets them (after their last findings and scrapes).
+            self.known.extend(self.fs.scan());
             self.last_scan = Some(Instant::now());
         }
         self.known.get(&id).map(String::as_str)
+    }
+
+    /// Every name resolved so far.
+    pub fn known(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.known.iter().map(|(id, path)| (*id, path.as_str()))
+    }
+
+    pub fn knows(&self, id: u64) -> bool {
+        self.known.contains_key(&id)
     }
 
     /// Forgets the paths of cgroups that are gone.
@@ -313,6 +363,38 @@ impl CgroupResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const A: &str = "3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a";
+    const B: &str = "3f2a00000000000000000000000000000000000000000000000000000000beef";
+
+    fn paths(list: &[&str]) -> Vec<String> {
+        list.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_container_prefix_picks_its_outermost_cgroup_or_says_why_not() {
+        let scope = format!("/system.slice/docker-{A}.scope");
+        let all = paths(&[
+            "/",
+            "/system.slice",
+            &format!("{scope}/init"),
+            &scope,
+            &format!("/system.slice/docker-{B}.scope"),
+        ]);
+        assert_eq!(container_cgroup(all.clone(), "3f2a9c").unwrap(), scope);
+        assert!(matches!(
+            container_cgroup(all.clone(), "3f2a"),
+            Err(CgroupError::AmbiguousContainer { count: 2, .. })
+        ));
+        assert!(matches!(
+            container_cgroup(all, "ffff"),
+            Err(CgroupError::NoSuchContainer { .. })
+        ));
+        // A pod uid picks the pod's slice, which holds its containers.
+        let pod = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0a1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice";
+        let containers = paths(&[pod, &format!("{pod}/cri-containerd-{A}.scope")]);
+        assert_eq!(container_cgroup(containers, "0a1b2c3d-4e5f").unwrap(), pod);
+    }
 
     #[test]
     fn normalises_and_counts_levels() {

@@ -95,6 +95,8 @@ pub struct LiveOptions {
     /// `serve`: no final report; findings feed the metrics as they resolve,
     /// and nothing is kept for a report, so memory stays bounded.
     pub daemon: bool,
+    /// `serve`: how long a cgroup that is gone keeps its series and name.
+    pub gone_cgroup_retention: Duration,
 }
 
 /// The default ring buffer: room for about 100k records.
@@ -125,6 +127,7 @@ impl Default for LiveOptions {
             container: None,
             metrics: false,
             daemon: false,
+            gone_cgroup_retention: Duration::from_nanos(sink::GONE_CGROUP_RETENTION_NS),
         }
     }
 }
@@ -199,6 +202,7 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
     sink.cgroups = cgroups;
     sink.metrics = metrics;
     sink.daemon = options.daemon;
+    sink.gone_cgroup_retention_ns = options.gone_cgroup_retention.as_nanos() as u64;
     sink.pidns.seed(&seed);
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;

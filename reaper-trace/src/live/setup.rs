@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use super::LiveOptions;
 use crate::{
     host::{
-        cgroups::{CgroupError, CgroupFs, CgroupResolver},
+        cgroups::{CgroupFs, CgroupResolver, container_cgroup},
         command::{self, GatedChild},
         procfs,
     },
@@ -15,10 +15,7 @@ use crate::{
         Meta,
         file::{Recorder, machine_meta},
     },
-    trace::{
-        clock::ClockRef, container::Container, escape::escape, follow::initial_pids,
-        host_facts::SeedProcess,
-    },
+    trace::{clock::ClockRef, escape::escape, follow::initial_pids, host_facts::SeedProcess},
 };
 
 /// Everything the loop starts with.
@@ -129,7 +126,8 @@ fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<Fo
     let cgroup = match (&options.cgroup, &options.container) {
         (Some(path), _) => Some(fs.id_and_level(path)?),
         (None, Some(prefix)) => {
-            let path = container_cgroup(fs, prefix)?;
+            fs.v2_root()?;
+            let path = container_cgroup(fs.scan().into_values(), prefix)?;
             Some(fs.id_and_level(&path)?)
         }
         (None, None) => None,
@@ -147,41 +145,6 @@ fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<Fo
         cgroup: cgroup.as_ref().map(|(target, _)| *target),
         cgroup_path: cgroup.map(|(_, path)| path),
     }))
-}
-
-/// The cgroup of the container or pod whose id starts with `prefix`: the
-/// outermost cgroup that names it (a pod's slice holds its containers; a
-/// container's scope may hold an `init` sub-cgroup).
-fn container_cgroup(fs: &CgroupFs, prefix: &str) -> Result<String, CgroupError> {
-    fs.v2_root()?;
-    let mut matches: Vec<String> = fs
-        .scan()
-        .into_values()
-        .filter(|path| Container::parse(path).matches(prefix))
-        .collect();
-    matches.sort_by_key(|p| (p.matches('/').count(), p.clone()));
-    let Some(outer) = matches.first().cloned() else {
-        return Err(CgroupError::NoSuchContainer {
-            prefix: prefix.to_owned(),
-        });
-    };
-    let others: Vec<&String> = matches
-        .iter()
-        .filter(|p| **p != outer && !p.starts_with(&format!("{outer}/")))
-        .collect();
-    if !others.is_empty() {
-        return Err(CgroupError::AmbiguousContainer {
-            prefix: prefix.to_owned(),
-            count: others.len() + 1,
-            examples: std::iter::once(&outer)
-                .chain(others.iter().copied())
-                .take(3)
-                .map(|p| escape(p))
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    }
-    Ok(outer)
 }
 
 fn describe_follow(f: &FollowSpec) -> String {

@@ -32,9 +32,9 @@ const UNFOLLOW_DELAY_NS: u64 = 1_000_000_000;
 /// and the ones that are gone noticed.
 const CGROUP_POLL_NS: u64 = 5_000_000_000;
 
-/// How long a gone cgroup's series stay exported: long enough for the last
-/// scrapes to see their final values.
-const GONE_CGROUP_RETENTION_NS: u64 = 300_000_000_000;
+/// How long a gone cgroup's series stay exported by default: long enough
+/// for the last scrapes to see their final values.
+pub const GONE_CGROUP_RETENTION_NS: u64 = 300_000_000_000;
 
 pub struct Sink {
     pub json: bool,
@@ -70,6 +70,8 @@ pub struct Sink {
     pub cgroups_polled_ns: u64,
     /// Cgroups found gone, with when.
     gone_since: HashMap<u64, u64>,
+    /// `serve`: how long a gone cgroup keeps its series and name.
+    pub gone_cgroup_retention_ns: u64,
 }
 
 impl Sink {
@@ -101,6 +103,7 @@ impl Sink {
             daemon: false,
             cgroups_polled_ns: 0,
             gone_since: HashMap::new(),
+            gone_cgroup_retention_ns: GONE_CGROUP_RETENTION_NS,
         }
     }
 
@@ -246,9 +249,10 @@ impl Sink {
         }
         self.analyzer.announce_overdue(now);
         self.notices();
-        let expired = self.update_metrics(now);
+        self.update_metrics(now);
         if self.daemon {
-            self.analyzer.forget_history(&expired);
+            // Nothing is kept for a final report.
+            self.analyzer.forget_history(&[]);
         }
         if let Some(recorder) = &mut self.recorder {
             recorder.tick()?;
@@ -257,40 +261,75 @@ impl Sink {
     }
 
     /// What the metrics show besides events and findings: the tracer's own
-    /// counts, the zombies now, and every few seconds the cgroups' pids
-    /// controllers; a cgroup gone for long enough loses its series.
-    /// Returns the cgroups expired.
-    pub fn update_metrics(&mut self, now: u64) -> Vec<u64> {
-        let mut expired = Vec::new();
-        let Some(metrics) = &mut self.metrics else {
-            return expired;
-        };
-        metrics.totals(&self.totals, self.analyzer.tracked());
-        metrics.set_zombies(&self.analyzer.overdue_by_cgroup(now));
+    /// counts and the zombies now; every few seconds, the cgroups' pids
+    /// controllers and (`serve`) the cgroups gone long enough to forget.
+    pub fn update_metrics(&mut self, now: u64) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.totals(&self.totals, self.analyzer.tracked());
+            metrics.set_zombies(&self.analyzer.overdue_by_cgroup(now));
+        }
         if now.saturating_sub(self.cgroups_polled_ns) < CGROUP_POLL_NS {
-            return expired;
+            return;
         }
         self.cgroups_polled_ns = now;
+        self.read_pids();
+        if self.daemon {
+            let expired = self.expire_gone_cgroups(now);
+            self.analyzer.forget_history(&expired);
+        }
+    }
+
+    /// Each metered cgroup's pids controller.
+    fn read_pids(&mut self) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
         let fs = self.cgroups.fs();
-        for (id, path) in metrics
+        let metered: Vec<(u64, String)> = metrics
             .cgroups()
-            .map(|(id, p)| (id, p.to_owned()))
-            .collect::<Vec<_>>()
-        {
-            if fs.exists(&path) {
+            .map(|(id, path)| (id, path.to_owned()))
+            .collect();
+        for (id, path) in metered {
+            if let Some(pids) = fs.pids(&path) {
+                metrics.set_pids(id, pids.current, pids.max);
+            }
+        }
+    }
+
+    /// The cgroups, named or metered, that have been gone for the
+    /// retention time: their series and names are dropped, so a daemon on
+    /// a node whose containers come and go holds only what exists.
+    fn expire_gone_cgroups(&mut self, now: u64) -> Vec<u64> {
+        let fs = self.cgroups.fs();
+        let mut candidates: Vec<(u64, String)> = self
+            .cgroups
+            .known()
+            .map(|(id, path)| (id, path.to_owned()))
+            .collect();
+        if let Some(metrics) = &self.metrics {
+            // A cgroup never named (gone before it could be) is gone now.
+            candidates.extend(
+                metrics
+                    .cgroups()
+                    .filter(|(id, _)| !self.cgroups.knows(*id))
+                    .map(|(id, _)| (id, String::new())),
+            );
+        }
+        let mut expired = Vec::new();
+        for (id, path) in candidates {
+            if !path.is_empty() && fs.exists(&path) {
                 self.gone_since.remove(&id);
-                if let Some(pids) = fs.pids(&path) {
-                    metrics.set_pids(id, pids.current, pids.max);
-                }
                 continue;
             }
             let since = *self.gone_since.entry(id).or_insert(now);
-            if now.saturating_sub(since) >= GONE_CGROUP_RETENTION_NS {
+            if now.saturating_sub(since) >= self.gone_cgroup_retention_ns {
                 expired.push(id);
             }
         }
         for id in &expired {
-            metrics.expire(*id);
+            if let Some(metrics) = &mut self.metrics {
+                metrics.expire(*id);
+            }
             self.gone_since.remove(id);
         }
         self.cgroups.forget(&expired);

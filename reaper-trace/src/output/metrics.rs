@@ -205,6 +205,13 @@ impl Metrics {
             "Processes the analysis holds state for",
             m.tracked.clone(),
         );
+        // Every kind's loss counter from the start: "0 lost" is a fact worth
+        // a series, and rate() needs one to start from.
+        for kind in reaper_trace_common::kind::NAMES.iter().skip(1) {
+            drop(m.events_lost.get_or_create(&KindLabels {
+                kind: (*kind).to_owned(),
+            }));
+        }
         let build_info = Family::<VersionLabels, Gauge>::default();
         build_info
             .get_or_create(&VersionLabels {
