@@ -160,13 +160,21 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("{} names no file", path.display()))?;
+    // A name no one can guess, created only if it does not exist (never
+    // through a symlink someone planted in a shared directory).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let temp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{nanos:09}.tmp",
         name.to_string_lossy(),
         std::process::id()
     ));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
@@ -189,6 +197,11 @@ pub fn run_report(
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
     if matches!(format, Format::Perfetto) {
+        if metrics_file.is_some() {
+            return fail(&anyhow::anyhow!(
+                "--metrics-file goes with the text or JSON report, not --format perfetto: run report twice"
+            ));
+        }
         return match timeline::export(input, std::io::stdout().lock(), &options) {
             Ok(truncated) => {
                 warn_truncated(path, truncated);

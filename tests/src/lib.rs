@@ -611,7 +611,16 @@ impl TestCgroup {
     pub fn create(below: &str) -> TestCgroup {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = format!("/reaper-trace-test-{}-{n}/{below}", std::process::id());
+        Self::create_at(&format!(
+            "/reaper-trace-test-{}-{n}/{below}",
+            std::process::id()
+        ))
+    }
+
+    /// `path` in each hierarchy, as given: the caller makes it its own (the
+    /// soak benchmark makes one path again and again, as a restarted unit).
+    pub fn create_at(path: &str) -> TestCgroup {
+        let path = path.to_owned();
         let (v2_root, pids_root) = cgroup_mounts();
         let v2_root = v2_root.expect("a cgroup2 mount in /proc/self/mountinfo");
         let mut made = Vec::new();

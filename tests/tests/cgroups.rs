@@ -167,6 +167,7 @@ fn a_missing_cgroup_or_container_is_one_line_naming_the_fix() {
         .expect("run live");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("no running container's cgroup matches"),
         "{stderr}"
@@ -296,4 +297,53 @@ fn a_cgroup_id_resolves_to_its_path_directly_and_by_scanning() {
     assert_eq!((level, relative.as_str()), (3, c.path.as_str()));
     assert_eq!(fs.path_of(id).as_deref(), Some(c.path.as_str()));
     assert_eq!(fs.scan().get(&id), Some(&c.path));
+}
+
+#[test]
+fn a_cgroup_whose_first_event_is_an_exit_is_named_live_and_in_the_recording() {
+    kernel_test!();
+    let c = docker_cgroup(&container_id(7));
+    let (v2, _) = cgroup_mounts();
+    let procs = v2
+        .unwrap()
+        .join(c.path.trim_start_matches('/'))
+        .join("cgroup.procs");
+    let metrics = temp_path("exit-only.prom");
+    let recording = temp_path("exit-only");
+    // The shell moves itself in (echo is a builtin) and exits: its exit is
+    // the first event from the cgroup.
+    let out = Command::new(tool())
+        .args(["check", "--as-root", "--metrics-file"])
+        .arg(&metrics)
+        .arg("-o")
+        .arg(&recording)
+        .args(["--", "sh", "-c", r#"echo $$ > "$1" && exit 0"#, "sh"])
+        .arg(&procs)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run check");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let here = [("cgroup", c.path.as_str()), ("runtime", "docker")];
+    let live = std::fs::read_to_string(&metrics).expect("metrics");
+    assert_eq!(
+        sample(&live, "reaper_trace_exits_total", &here),
+        Some(1.0),
+        "{live}"
+    );
+    let replayed = temp_path("exit-only-report.prom");
+    report_output(&recording, &["--metrics-file", replayed.to_str().unwrap()]);
+    let again = std::fs::read_to_string(&replayed).expect("report metrics");
+    assert_eq!(
+        sample(&again, "reaper_trace_exits_total", &here),
+        Some(1.0),
+        "{again}"
+    );
+    for f in [&metrics, &recording, &replayed] {
+        let _ = std::fs::remove_file(f);
+    }
 }

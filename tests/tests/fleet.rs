@@ -83,7 +83,18 @@ impl Serve {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = wait_bounded(&mut self.child);
-        Trace::parse(&self.stdout.join().expect("stdout"), String::new(), status)
+        let stdout = std::mem::replace(&mut self.stdout, std::thread::spawn(String::new));
+        Trace::parse(&stdout.join().expect("stdout"), String::new(), status)
+    }
+}
+
+impl Drop for Serve {
+    /// A failed assertion must not leave a system-wide tracer running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

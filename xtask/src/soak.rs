@@ -95,6 +95,10 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         }
     });
     let scenario = scenario.to_string_lossy().into_owned();
+    let restarted_path = format!(
+        "/reaper-trace-soak-{}/system.slice/restarted.service",
+        std::process::id()
+    );
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(minutes * 60.0);
     let (mut cycles, mut mismatched) = (0u64, 0u64);
@@ -117,6 +121,11 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         run(&under_tini(&["noreap", &LEAKED.to_string()]))?;
         run(&under_tini(&["pid_reuse", "20"]))?;
         run(&cgroup.wrap(&[scenario.clone(), "storm".into(), STORM.to_string()]))?;
+        // A unit restarted every cycle: a new cgroup (a new id) at the same
+        // path, whose old ids must expire all the same.
+        let restarted = TestCgroup::create_at(&restarted_path);
+        run(&restarted.wrap(&[scenario.clone(), "storm".into(), "20".into()]))?;
+        drop(restarted);
         let here = [("cgroup", cgroup.path.as_str())];
         let settle = Instant::now() + SETTLE;
         let (unreaped, exits) = loop {
@@ -164,6 +173,10 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         .lines()
         .filter(|l| l.starts_with("reaper_trace_exits_total{"))
         .count();
+    let restarted_series = last
+        .lines()
+        .filter(|l| l.starts_with("reaper_trace_exits_total{") && l.contains(&restarted_path))
+        .count();
     let rss_end = rss_kb(serve.id());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
@@ -177,7 +190,9 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         "rss_kb_after_warm_up": rss_after_warm_up.unwrap_or(0),
         "rss_kb_max_after_warm_up": rss_max_after_warm_up,
         "rss_kb_end": rss_end,
-        "lost": lost_reported.max(lost_scraped as u64),
+        "lost": lost_reported,
+        "lost_scraped": lost_scraped,
+        "restarted_unit_series_at_end": restarted_series,
         "unreaped_truth": cycles as f64 * UNREAPED_PER_CYCLE,
         "unreaped_seen": unreaped_seen,
         "exits_truth": cycles as f64 * EXITS_PER_CYCLE,

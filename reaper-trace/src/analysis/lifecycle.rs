@@ -129,22 +129,26 @@ impl Analyzer {
         }
         self.findings.clear();
         self.rows.clear();
+        // Orphans are listed up to a cap per report; a daemon has none.
+        self.summary.adopted_while_running = 0;
     }
 
-    /// The cgroup the event's process runs in. An exit's is kept even for a
-    /// process not seen before: it is where the zombie is charged.
+    /// The cgroup the event's process runs in, for a process already known.
+    /// An exit sets its own (`process_exit`), after settling a reused pid;
+    /// a free runs in no task of its own.
     fn note_cgroup(&mut self, event: &Event) {
-        if event.cgroup_id == 0 {
+        if event.cgroup_id == 0 || matches!(event.data, EventData::Exit(_) | EventData::Free(_)) {
             return;
         }
-        let proc = match &event.data {
-            EventData::Exit(x) if x.group_dead => Some(self.procs.entry(event.tgid).or_default()),
-            EventData::Free(_) => None,
-            _ => self.procs.get_mut(&event.tgid),
-        };
-        if let Some(proc) = proc {
+        if let Some(proc) = self.procs.get_mut(&event.tgid) {
             proc.cgroup_id = event.cgroup_id;
         }
+    }
+
+    /// Processes whose exit has been counted (one per process, however many
+    /// of its threads report the group's death on older kernels).
+    pub fn exits(&self) -> u64 {
+        self.summary.exits
     }
 
     /// The cgroup process `pid` was last seen in, named when known.
@@ -323,6 +327,11 @@ impl Analyzer {
         }
         self.settle_stale(event.tgid, x.process_start_ns, event.time_ns);
         let proc = self.procs.entry(event.tgid).or_default();
+        if event.cgroup_id != 0 {
+            // Where the zombie is charged; set after a stale entry of a
+            // reused pid is gone, so that it keeps its own.
+            proc.cgroup_id = event.cgroup_id;
+        }
         proc.start_ns = x.process_start_ns;
         proc.comm = x.comm;
         proc.facts.exited_ns = Some(event.time_ns);

@@ -608,3 +608,20 @@ fn a_verdict_carries_the_cgroup_and_a_daemon_forgets_its_history() {
     let r = a.finish(4 * S);
     assert!(r.findings.is_empty() && r.parents.is_empty(), "{r:#?}");
 }
+
+#[test]
+fn a_reused_pid_keeps_its_own_cgroup() {
+    // Pid 11 exits in cgroup 7 and its reap is never seen; the pid is reused
+    // by a process (another start time) that exits in cgroup 8.
+    let mut s = Seq::new();
+    s.fork(0, 10, 11);
+    s.exit(MS, 11, 11, 10, true, 0);
+    in_cgroup(&mut s, 7);
+    s.exit(2 * MS, 11, 11, 10, true, 5 * MS);
+    in_cgroup(&mut s, 8);
+    let mut a = Analyzer::new(S);
+    for e in &s.0 {
+        a.on_event(e);
+    }
+    assert_eq!(a.overdue_by_cgroup(3 * S), [(8, 1)].into_iter().collect());
+}

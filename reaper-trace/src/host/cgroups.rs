@@ -5,7 +5,7 @@
 //! cgroup is to its `pids.max`.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     os::{
         fd::{AsRawFd, FromRawFd},
         unix::fs::MetadataExt,
@@ -24,6 +24,11 @@ const MAX_SCANNED: usize = 200_000;
 /// events from a cgroup that came and went costs one scan, not one each.
 const RESCAN_EVERY: Duration = Duration::from_millis(200);
 
+/// An id found nowhere is looked up again after this long, and at most this
+/// many are remembered.
+const MISSING_RETRY: Duration = Duration::from_secs(1);
+const MAX_MISSING: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error(
@@ -34,6 +39,10 @@ pub enum CgroupError {
         "no cgroup {path:?} under the cgroup v2 root {root}: give a path as `cat /proc/PID/cgroup` prints it (the `0::` line)"
     )]
     NoSuchCgroup { path: String, root: String },
+    #[error(
+        "the cgroup v2 mount {root} shows only part of the hierarchy (a cgroup namespace or a bind mount), so the kernel cannot filter by cgroup; run reaper-trace in the host's cgroup namespace (e.g. `nsenter -t 1 -C`)"
+    )]
+    SubtreeMount { root: String },
     #[error(
         "no running container's cgroup matches {prefix:?}; list them with `docker ps`, `crictl ps` or `podman ps`"
     )]
@@ -59,6 +68,9 @@ pub struct PidsUsage {
 pub struct CgroupFs {
     /// The cgroup2 mount point.
     pub v2: Option<PathBuf>,
+    /// The v2 mount shows a subtree of the hierarchy (a cgroup namespace,
+    /// a bind mount), not its root: paths and depths are relative to it.
+    pub v2_is_subtree: bool,
     /// A cgroup v1 mount with the pids controller, on hybrid hosts.
     pub pids_v1: Option<PathBuf>,
 }
@@ -71,7 +83,10 @@ impl CgroupFs {
         };
         for m in mounts {
             match m.fs_type.as_str() {
-                "cgroup2" if fs.v2.is_none() => fs.v2 = Some(m.mount_point),
+                "cgroup2" if fs.v2.is_none() => {
+                    fs.v2_is_subtree = m.root != "/";
+                    fs.v2 = Some(m.mount_point);
+                }
                 "cgroup" if fs.pids_v1.is_none() && m.super_options.contains_key("pids") => {
                     fs.pids_v1 = Some(m.mount_point)
                 }
@@ -79,6 +94,10 @@ impl CgroupFs {
             }
         }
         fs
+    }
+
+    pub fn has_v2(&self) -> bool {
+        self.v2.is_some()
     }
 
     pub fn v2_root(&self) -> Result<&Path, CgroupError> {
@@ -106,6 +125,11 @@ impl CgroupFs {
 
     /// The cgroup's v2 id (its directory's inode number) and its depth.
     pub fn id_and_level(&self, path: &str) -> Result<(u64, u32, String), CgroupError> {
+        if self.v2_is_subtree {
+            return Err(CgroupError::SubtreeMount {
+                root: self.v2_root()?.display().to_string(),
+            });
+        }
         let (dir, relative) = self.locate(path)?;
         let id = std::fs::metadata(&dir)
             .map_err(|_| CgroupError::NoSuchCgroup {
@@ -157,6 +181,10 @@ impl CgroupFs {
         // SAFETY: a new descriptor we own from here on.
         let dir = unsafe { std::fs::File::from_raw_fd(fd) };
         let target = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        if target.to_string_lossy().ends_with(" (deleted)") {
+            // Removed between the open and the readlink.
+            return None;
+        }
         let relative = target.strip_prefix(root).ok()?;
         Some(normalise(&format!("/{}", relative.display())))
     }
@@ -194,6 +222,18 @@ impl CgroupFs {
         found
     }
 
+    /// The cgroup v2 path of process `pid` (the `0::` line of
+    /// /proc/PID/cgroup), which a zombie still has though `cgroup.procs` no
+    /// longer lists it.
+    pub fn cgroup_of_pid(pid: u32) -> Option<String> {
+        procfs::process::Process::new(pid as i32)
+            .and_then(|p| p.cgroups())
+            .ok()?
+            .into_iter()
+            .find(|c| c.hierarchy == 0)
+            .map(|c| c.pathname)
+    }
+
     /// The processes in the cgroup at `relative` and below it.
     pub fn procs_under(&self, relative: &str) -> Vec<u32> {
         let Some(root) = &self.v2 else {
@@ -222,11 +262,13 @@ impl CgroupFs {
         pids
     }
 
-    /// Whether the cgroup at `relative` still exists.
-    pub fn exists(&self, relative: &str) -> bool {
-        self.v2
-            .as_ref()
-            .is_some_and(|root| root.join(relative.trim_start_matches('/')).is_dir())
+    /// Whether cgroup `id` still exists at `relative`: a cgroup made again
+    /// at the same path (a restarted unit) is another cgroup, with another id.
+    pub fn is_alive(&self, id: u64, relative: &str) -> bool {
+        self.v2.as_ref().is_some_and(|root| {
+            std::fs::metadata(root.join(relative.trim_start_matches('/')))
+                .is_ok_and(|m| m.is_dir() && m.ino() == id)
+        })
     }
 
     /// The pids controller's count and limit for the cgroup at `relative`:
@@ -271,6 +313,13 @@ pub fn container_cgroup(
             roots.push(path);
         }
     }
+    // CRI-O and Podman put each container's monitor (conmon) in a cgroup
+    // of its own named after the container: one container, two cgroups.
+    let ids: BTreeSet<Option<String>> = roots.iter().map(|p| Container::parse(p).id).collect();
+    if roots.len() > 1 && ids.len() == 1 {
+        roots.sort_by_key(|p| p.rsplit('/').next().is_some_and(|c| c.contains("conmon")));
+        roots.truncate(1);
+    }
     match roots.len() {
         0 => Err(CgroupError::NoSuchContainer {
             prefix: prefix.to_owned(),
@@ -310,6 +359,9 @@ pub struct CgroupResolver {
     fs: CgroupFs,
     known: HashMap<u64, String>,
     last_scan: Option<Instant>,
+    /// Ids found nowhere, with when: not looked up again for a while (a
+    /// burst of events from a cgroup that is gone costs one lookup).
+    missing: HashMap<u64, Instant>,
 }
 
 impl CgroupResolver {
@@ -318,6 +370,7 @@ impl CgroupResolver {
             fs,
             known: HashMap::new(),
             last_scan: None,
+            missing: HashMap::new(),
         }
     }
 
@@ -327,18 +380,28 @@ impl CgroupResolver {
 
     /// The path of cgroup `id`, if it exists (or existed at the last scan).
     pub fn resolve(&mut self, id: u64) -> Option<&str> {
-        if !self.known.contains_key(&id)
-            && let Some(path) = self.fs.path_of(id)
-        {
-            self.known.insert(id, path);
-        }
-        if !self.known.contains_key(&id)
-            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
-        {
-            // Merged: the names of cgroups gone since stay until the caller
-            // forgets them (after their last findings and scrapes).
-            self.known.extend(self.fs.scan());
-            self.last_scan = Some(Instant::now());
+        if !self.known.contains_key(&id) {
+            if self
+                .missing
+                .get(&id)
+                .is_some_and(|t| t.elapsed() < MISSING_RETRY)
+            {
+                return None;
+            }
+            if let Some(path) = self.fs.path_of(id) {
+                self.known.insert(id, path);
+            } else if self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
+                // Merged: the names of cgroups gone since stay until the
+                // caller forgets them (after their last findings and scrapes).
+                self.known.extend(self.fs.scan());
+                self.last_scan = Some(Instant::now());
+            }
+            if !self.known.contains_key(&id) {
+                if self.missing.len() >= MAX_MISSING {
+                    self.missing.clear();
+                }
+                self.missing.insert(id, Instant::now());
+            }
         }
         self.known.get(&id).map(String::as_str)
     }
@@ -394,6 +457,15 @@ mod tests {
         let pod = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0a1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice";
         let containers = paths(&[pod, &format!("{pod}/cri-containerd-{A}.scope")]);
         assert_eq!(container_cgroup(containers, "0a1b2c3d-4e5f").unwrap(), pod);
+        // Podman's monitor has a cgroup named after the container too.
+        let podman = paths(&[
+            &format!("/machine.slice/libpod-conmon-{A}.scope"),
+            &format!("/machine.slice/libpod-{A}.scope"),
+        ]);
+        assert_eq!(
+            container_cgroup(podman, A).unwrap(),
+            format!("/machine.slice/libpod-{A}.scope")
+        );
     }
 
     #[test]

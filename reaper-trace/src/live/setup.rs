@@ -135,6 +135,12 @@ fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<Fo
     let cgroup = cgroup.map(|(id, level, relative)| {
         // The processes there now; the kernel follows the ones that come.
         pids.extend(fs.procs_under(&relative));
+        // Zombies are no longer in cgroup.procs, but still in their cgroup.
+        let below = format!("{}/", relative.trim_end_matches('/'));
+        pids.extend(processes.iter().filter(|p| p.zombie).filter_map(|p| {
+            let path = CgroupFs::cgroup_of_pid(p.pid)?;
+            (path == relative || path.starts_with(&below)).then_some(p.pid)
+        }));
         (CgroupTarget { id, level }, relative)
     });
     pids.sort_unstable();

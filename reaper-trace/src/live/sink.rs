@@ -111,7 +111,7 @@ impl Sink {
     /// analysis, and in the recording so that `report` names it too.
     fn name_cgroup(&mut self, event: &Event) -> anyhow::Result<()> {
         let id = event.cgroup_id;
-        if id == 0 || self.analyzer.knows_cgroup(id) {
+        if id == 0 || !self.cgroups.fs().has_v2() || self.analyzer.knows_cgroup(id) {
             return Ok(());
         }
         let Some(path) = self.cgroups.resolve(id) else {
@@ -126,13 +126,23 @@ impl Sink {
     }
 
     fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let decoded = decode(bytes);
+        if let Ok(event) = &decoded {
+            // The cgroup's name goes into the recording before the record
+            // from it, so that replay names it as this run does.
+            self.name_cgroup(event)?;
+        }
         if let Some(recorder) = &mut self.recorder {
             recorder.push(bytes)?;
         }
-        match decode(bytes) {
+        match decoded {
             Ok(mut event) => {
+                if !self.cgroups.fs().has_v2() {
+                    // Without a v2 hierarchy every task reports the root's
+                    // id: it names nothing.
+                    event.cgroup_id = 0;
+                }
                 self.pidns.apply(&mut event);
-                self.name_cgroup(&event)?;
                 self.event(&event)
             }
             Err(_) => self.totals.undecodable += 1,
@@ -161,9 +171,10 @@ impl Sink {
             }
             _ => {}
         }
+        let exits_before = self.analyzer.exits();
         self.analyzer.on_event(event);
         if let Some(metrics) = &mut self.metrics {
-            if matches!(&event.data, EventData::Exit(x) if x.group_dead) {
+            if self.analyzer.exits() > exits_before {
                 metrics.exit(self.analyzer.cgroup(event.cgroup_id).as_ref());
             }
             for verdict in self.analyzer.drain_verdicts() {
@@ -227,7 +238,9 @@ impl Sink {
             tracer.unfollow(tgid);
             self.to_unfollow.pop_front();
         }
-        let lost: u64 = tracer.lost().iter().sum();
+        let lost_by_kind = tracer.lost();
+        self.totals.set_lost(&lost_by_kind);
+        let lost: u64 = lost_by_kind.iter().sum();
         if lost != self.lost {
             eprintln!(
                 "reaper-trace: warning: {lost} events lost so far (ring buffer full); raise --ringbuf-size"
@@ -266,7 +279,13 @@ impl Sink {
     pub fn update_metrics(&mut self, now: u64) {
         if let Some(metrics) = &mut self.metrics {
             metrics.totals(&self.totals, self.analyzer.tracked());
-            metrics.set_zombies(&self.analyzer.overdue_by_cgroup(now));
+            let zombies: Vec<_> = self
+                .analyzer
+                .overdue_by_cgroup(now)
+                .into_iter()
+                .map(|(id, n)| (self.analyzer.cgroup(id), n))
+                .collect();
+            metrics.set_zombies(&zombies);
         }
         if now.saturating_sub(self.cgroups_polled_ns) < CGROUP_POLL_NS {
             return;
@@ -317,7 +336,7 @@ impl Sink {
         }
         let mut expired = Vec::new();
         for (id, path) in candidates {
-            if !path.is_empty() && fs.exists(&path) {
+            if !path.is_empty() && fs.is_alive(id, &path) {
                 self.gone_since.remove(&id);
                 continue;
             }

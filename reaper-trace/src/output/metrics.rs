@@ -23,7 +23,7 @@ use crate::{
     recording::replay::Visitor,
     trace::{
         cgroup::{Cgroup, CgroupNames},
-        event::{Event, EventData},
+        event::Event,
         totals::Totals,
     },
 };
@@ -103,10 +103,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
-/// The label sets one cgroup's series use, to remove them all when it goes.
+/// One cgroup label set's series, and the cgroup ids that use it: a
+/// systemd unit restarted has a new cgroup (a new id) at the same path, and
+/// shares the old one's series until the old one expires.
 #[derive(Default)]
 struct CgroupSeries {
-    labels: CgroupLabels,
+    ids: BTreeSet<u64>,
     findings: BTreeSet<FindingLabels>,
     has_pids_max: bool,
 }
@@ -126,8 +128,9 @@ pub struct Metrics {
     events: Family<KindLabels, Counter>,
     events_lost: Family<KindLabels, Counter>,
     tracked: Gauge,
-    /// Keyed by cgroup id (0: none known).
-    series: HashMap<u64, CgroupSeries>,
+    /// Each cgroup id's labels (id 0: none known).
+    labels_of: HashMap<u64, CgroupLabels>,
+    series: HashMap<CgroupLabels, CgroupSeries>,
 }
 
 impl Default for Metrics {
@@ -151,6 +154,7 @@ impl Metrics {
             events: Family::default(),
             events_lost: Family::default(),
             tracked: Gauge::default(),
+            labels_of: HashMap::new(),
             series: HashMap::new(),
             registry: Arc::new(Registry::default()),
         };
@@ -225,17 +229,25 @@ impl Metrics {
         }
     }
 
-    fn series(&mut self, cgroup: Option<&Cgroup>) -> &mut CgroupSeries {
+    /// The labels of `cgroup`'s series, registering the id.
+    fn labels(&mut self, cgroup: Option<&Cgroup>) -> CgroupLabels {
         let id = cgroup.map_or(0, |c| c.id);
-        self.series.entry(id).or_insert_with(|| CgroupSeries {
-            labels: CgroupLabels::of(cgroup),
-            ..Default::default()
-        })
+        let labels = self
+            .labels_of
+            .entry(id)
+            .or_insert_with(|| CgroupLabels::of(cgroup))
+            .clone();
+        self.series
+            .entry(labels.clone())
+            .or_default()
+            .ids
+            .insert(id);
+        labels
     }
 
-    /// A process exited (the last thread of its group).
+    /// A process exited (counted once per process).
     pub fn exit(&mut self, cgroup: Option<&Cgroup>) {
-        let labels = self.series(cgroup).labels.clone();
+        let labels = self.labels(cgroup);
         self.exits.get_or_create(&labels).inc();
     }
 
@@ -245,15 +257,17 @@ impl Metrics {
             return;
         };
         let seconds = verdict.reap.time_ns.saturating_sub(exited) as f64 / 1e9;
-        let labels = self.series(cgroup).labels.clone();
+        let labels = self.labels(cgroup);
         self.latency.get_or_create(&labels).observe(seconds);
     }
 
     /// A finding, once (when it is resolved, or when the trace ends).
     pub fn finding(&mut self, finding: &Finding) {
-        let series = self.series(finding.cgroup.as_ref());
-        let labels = FindingLabels::new(&series.labels, finding.parent_comm.to_string());
-        series.findings.insert(labels.clone());
+        let cgroup = self.labels(finding.cgroup.as_ref());
+        let labels = FindingLabels::new(&cgroup, finding.parent_comm.to_string());
+        if let Some(series) = self.series.get_mut(&cgroup) {
+            series.findings.insert(labels.clone());
+        }
         let family = match finding.kind {
             FindingKind::Unreaped => &self.unreaped,
             FindingKind::LateReap => &self.late_reaps,
@@ -264,67 +278,78 @@ impl Metrics {
 
     /// Every finding of a finished trace, and its zombies as the gauge.
     pub fn report(&mut self, report: &Report) {
-        let mut zombies: HashMap<u64, i64> = HashMap::new();
+        let mut zombies = Vec::new();
         for finding in &report.findings {
             self.finding(finding);
             if finding.resolution == Some(Resolution::Zombie) {
-                *zombies
-                    .entry(finding.cgroup.as_ref().map_or(0, |c| c.id))
-                    .or_default() += 1;
-                self.series(finding.cgroup.as_ref());
+                zombies.push((finding.cgroup.clone(), 1));
             }
         }
         self.set_zombies(&zombies);
     }
 
-    /// Exits overdue now, per cgroup id; every other cgroup's gauge goes to 0.
-    pub fn set_zombies(&mut self, by_cgroup: &HashMap<u64, i64>) {
-        for (id, series) in &self.series {
-            let value = by_cgroup.get(id).copied().unwrap_or(0);
-            self.zombies.get_or_create(&series.labels).set(value);
+    /// Exits overdue now, per cgroup (summed over the cgroups that share
+    /// labels); every other series' gauge goes to 0.
+    pub fn set_zombies(&mut self, by_cgroup: &[(Option<Cgroup>, i64)]) {
+        let mut sums: HashMap<CgroupLabels, i64> = HashMap::new();
+        for (cgroup, n) in by_cgroup {
+            *sums.entry(self.labels(cgroup.as_ref())).or_default() += n;
+        }
+        for labels in self.series.keys() {
+            let value = sums.get(labels).copied().unwrap_or(0);
+            self.zombies.get_or_create(labels).set(value);
         }
     }
 
     /// The pids controller's reading for cgroup `id` (`max` None: no limit).
     pub fn set_pids(&mut self, id: u64, current: u64, max: Option<u64>) {
-        let Some(series) = self.series.get_mut(&id) else {
+        let Some(labels) = self.labels_of.get(&id) else {
             return;
         };
-        self.pids_current
-            .get_or_create(&series.labels)
-            .set(current as i64);
+        let Some(series) = self.series.get_mut(labels) else {
+            return;
+        };
+        self.pids_current.get_or_create(labels).set(current as i64);
         match max {
             Some(max) => {
-                self.pids_max.get_or_create(&series.labels).set(max as i64);
+                self.pids_max.get_or_create(labels).set(max as i64);
                 series.has_pids_max = true;
             }
             None if series.has_pids_max => {
-                self.pids_max.remove(&series.labels);
+                self.pids_max.remove(labels);
                 series.has_pids_max = false;
             }
             None => {}
         }
     }
 
-    /// The cgroups that have series, with their paths ("" for none).
+    /// The cgroups that have series, with their paths.
     pub fn cgroups(&self) -> impl Iterator<Item = (u64, &str)> {
-        self.series
+        self.labels_of
             .iter()
             .filter(|(id, _)| **id != 0)
-            .map(|(id, s)| (*id, s.labels.cgroup.as_str()))
+            .map(|(id, labels)| (*id, labels.cgroup.as_str()))
     }
 
-    /// Removes every series of a cgroup that is gone.
+    /// Forgets a cgroup that is gone; its series go with the last cgroup
+    /// that shares their labels.
     pub fn expire(&mut self, id: u64) {
-        let Some(series) = self.series.remove(&id) else {
+        let Some(labels) = self.labels_of.remove(&id) else {
             return;
         };
-        let labels = &series.labels;
-        self.zombies.remove(labels);
-        self.exits.remove(labels);
-        self.latency.remove(labels);
-        self.pids_current.remove(labels);
-        self.pids_max.remove(labels);
+        let Some(series) = self.series.get_mut(&labels) else {
+            return;
+        };
+        series.ids.remove(&id);
+        if !series.ids.is_empty() {
+            return;
+        }
+        let series = self.series.remove(&labels).unwrap_or_default();
+        self.zombies.remove(&labels);
+        self.exits.remove(&labels);
+        self.latency.remove(&labels);
+        self.pids_current.remove(&labels);
+        self.pids_max.remove(&labels);
         for f in &series.findings {
             self.unreaped.remove(f);
             self.late_reaps.remove(f);
@@ -347,6 +372,32 @@ impl Metrics {
     /// Events of `kind` the kernel could not queue, `total` so far.
     pub fn lost(&mut self, kind: &str, total: u64) {
         raise(&self.events_lost, kind, total);
+    }
+
+    /// Every sample name this build exports (each family given a sample):
+    /// what documentation and alert rules may use.
+    pub fn exported_names() -> BTreeSet<String> {
+        let m = Metrics::new();
+        let cgroup = CgroupLabels::default();
+        let finding = FindingLabels::new(&cgroup, String::new());
+        let kind = KindLabels {
+            kind: "exit".into(),
+        };
+        for family in [&m.zombies, &m.pids_current, &m.pids_max] {
+            family.get_or_create(&cgroup).set(1);
+        }
+        m.exits.get_or_create(&cgroup).inc();
+        m.latency.get_or_create(&cgroup).observe(1.0);
+        for family in [&m.unreaped, &m.late_reaps, &m.orphaned] {
+            family.get_or_create(&finding).inc();
+        }
+        m.events.get_or_create(&kind).inc();
+        m.render()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The text exposition format.
@@ -450,10 +501,12 @@ impl MetricsVisitor {
 impl Visitor for MetricsVisitor {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
         self.totals.count(event.data.kind_name());
-        if matches!(&event.data, EventData::Exit(x) if x.group_dead) {
-            let cgroup = self.cgroup_of(event.cgroup_id);
-            self.metrics.exit(cgroup.as_ref());
-        }
+        Ok(())
+    }
+
+    fn exit(&mut self, event: &Event) -> std::io::Result<()> {
+        let cgroup = self.cgroup_of(event.cgroup_id);
+        self.metrics.exit(cgroup.as_ref());
         Ok(())
     }
 
@@ -493,7 +546,7 @@ mod tests {
         m.finding(&f);
         m.finding(&f);
         m.set_pids(42, 17, Some(100));
-        m.set_zombies(&[(42, 3)].into_iter().collect());
+        m.set_zombies(&[(Some(cgroup.clone()), 3)]);
         let text = m.render();
         let labels = "cgroup=\"".to_owned()
             + POD
@@ -571,5 +624,47 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("reaper_trace_tracked_processes 3"), "{text}");
+    }
+
+    #[test]
+    fn cgroups_sharing_a_path_share_series_until_the_last_one_goes() {
+        let unit = "/system.slice/nginx.service";
+        let (old, new) = (Cgroup::new(7, unit), Cgroup::new(9, unit));
+        let mut m = Metrics::new();
+        m.exit(Some(&old));
+        m.exit(Some(&new));
+        m.set_zombies(&[(Some(old.clone()), 1), (Some(new.clone()), 2)]);
+        let text = m.render();
+        assert!(text.contains(&format!("reaper_trace_exits_total{{cgroup=\"{unit}\",runtime=\"\",container=\"\",pod=\"\"}} 2")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "reaper_trace_zombies{{cgroup=\"{unit}\",runtime=\"\",container=\"\",pod=\"\"}} 3"
+            )),
+            "{text}"
+        );
+        m.expire(7);
+        assert!(
+            m.render()
+                .contains("reaper_trace_exits_total{cgroup=\"/system.slice/nginx.service\"")
+        );
+        m.expire(9);
+        assert!(!m.render().contains("nginx.service"));
+    }
+
+    #[test]
+    fn the_metrics_document_lists_every_family() {
+        let doc = include_str!("../../../docs/metrics.md");
+        let names = Metrics::exported_names();
+        assert!(names.len() >= 14, "{names:?}");
+        for name in names {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                doc.contains(&format!("`{family}")),
+                "docs/metrics.md lacks {family}"
+            );
+        }
     }
 }

@@ -62,6 +62,10 @@ pub trait Visitor {
     fn event(&mut self, _event: &Event) -> std::io::Result<()> {
         Ok(())
     }
+    /// A process's exit, once per process (the analysis counted it).
+    fn exit(&mut self, _event: &Event) -> std::io::Result<()> {
+        Ok(())
+    }
     /// The path of a cgroup id, before the first event in it.
     fn cgroup(&mut self, _id: u64, _path: &str) -> std::io::Result<()> {
         Ok(())
@@ -126,8 +130,12 @@ pub fn replay_with(
                                 pidns.apply(&mut event);
                                 last_ns = last_ns.max(event.time_ns);
                                 if follow.as_mut().is_none_or(|f| f.admit(&event)) {
+                                    let exits_before = analyzer.exits();
                                     analyzer.on_event(&event);
                                     visitor.event(&event)?;
+                                    if analyzer.exits() > exits_before {
+                                        visitor.exit(&event)?;
+                                    }
                                     for verdict in analyzer.drain_verdicts() {
                                         visitor.verdict(&verdict)?;
                                     }
