@@ -174,11 +174,12 @@ impl Sink {
         let exits_before = self.analyzer.exits();
         self.analyzer.on_event(event);
         if let Some(metrics) = &mut self.metrics {
-            if self.analyzer.exits() > exits_before {
-                metrics.exit(self.analyzer.cgroup(event.cgroup_id).as_ref());
+            let analyzer = &mut self.analyzer;
+            if analyzer.exits() > exits_before {
+                metrics.exit(event.cgroup_id, || analyzer.cgroup(event.cgroup_id));
             }
-            for verdict in self.analyzer.drain_verdicts() {
-                metrics.verdict(&verdict, self.analyzer.cgroup(verdict.cgroup_id).as_ref());
+            for verdict in analyzer.drain_verdicts() {
+                metrics.verdict(&verdict, || analyzer.cgroup(verdict.cgroup_id));
             }
         }
         if let Some(captured) = &mut self.captured {

@@ -103,6 +103,13 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
+/// A cgroup id's labels and the series every exit and reap updates.
+struct IdSeries {
+    labels: CgroupLabels,
+    exits: Counter,
+    latency: Histogram,
+}
+
 /// One cgroup label set's series, and the cgroup ids that use it: a
 /// systemd unit restarted has a new cgroup (a new id) at the same path, and
 /// shares the old one's series until the old one expires.
@@ -128,8 +135,9 @@ pub struct Metrics {
     events: Family<KindLabels, Counter>,
     events_lost: Family<KindLabels, Counter>,
     tracked: Gauge,
-    /// Each cgroup id's labels (id 0: none known).
-    labels_of: HashMap<u64, CgroupLabels>,
+    /// Each cgroup id's labels (id 0: none known), with the handles of its
+    /// per-exit series: an exit costs one lookup by id, not one by labels.
+    labels_of: HashMap<u64, IdSeries>,
     series: HashMap<CgroupLabels, CgroupSeries>,
 }
 
@@ -229,36 +237,47 @@ impl Metrics {
         }
     }
 
-    /// The labels of `cgroup`'s series, registering the id.
-    fn labels(&mut self, cgroup: Option<&Cgroup>) -> CgroupLabels {
-        let id = cgroup.map_or(0, |c| c.id);
-        let labels = self
-            .labels_of
-            .entry(id)
-            .or_insert_with(|| CgroupLabels::of(cgroup))
-            .clone();
-        self.series
-            .entry(labels.clone())
-            .or_default()
-            .ids
-            .insert(id);
-        labels
+    /// Cgroup `id`'s series, registered on first use with the labels of
+    /// `name()` (the cgroup as the caller knows it).
+    fn id_series(&mut self, id: u64, name: impl FnOnce() -> Option<Cgroup>) -> &IdSeries {
+        if !self.labels_of.contains_key(&id) {
+            let labels = CgroupLabels::of(name().as_ref());
+            self.series
+                .entry(labels.clone())
+                .or_default()
+                .ids
+                .insert(id);
+            let series = IdSeries {
+                exits: self.exits.get_or_create(&labels).clone(),
+                latency: self.latency.get_or_create(&labels).clone(),
+                labels,
+            };
+            self.labels_of.insert(id, series);
+        }
+        &self.labels_of[&id]
     }
 
-    /// A process exited (counted once per process).
-    pub fn exit(&mut self, cgroup: Option<&Cgroup>) {
-        let labels = self.labels(cgroup);
-        self.exits.get_or_create(&labels).inc();
+    /// The labels of `cgroup`'s series, registering it.
+    fn labels(&mut self, cgroup: Option<&Cgroup>) -> CgroupLabels {
+        let id = cgroup.map_or(0, |c| c.id);
+        self.id_series(id, || cgroup.cloned()).labels.clone()
+    }
+
+    /// A process exited in cgroup `id` (counted once per process); `name`
+    /// is called the first time the cgroup is seen.
+    pub fn exit(&mut self, id: u64, name: impl FnOnce() -> Option<Cgroup>) {
+        self.id_series(id, name).exits.inc();
     }
 
     /// A lifecycle ended: its exit-to-reap time.
-    pub fn verdict(&mut self, verdict: &Verdict, cgroup: Option<&Cgroup>) {
+    pub fn verdict(&mut self, verdict: &Verdict, name: impl FnOnce() -> Option<Cgroup>) {
         let Some(exited) = verdict.exited_at_ns else {
             return;
         };
         let seconds = verdict.reap.time_ns.saturating_sub(exited) as f64 / 1e9;
-        let labels = self.labels(cgroup);
-        self.latency.get_or_create(&labels).observe(seconds);
+        self.id_series(verdict.cgroup_id, name)
+            .latency
+            .observe(seconds);
     }
 
     /// A finding, once (when it is resolved, or when the trace ends).
@@ -303,7 +322,7 @@ impl Metrics {
 
     /// The pids controller's reading for cgroup `id` (`max` None: no limit).
     pub fn set_pids(&mut self, id: u64, current: u64, max: Option<u64>) {
-        let Some(labels) = self.labels_of.get(&id) else {
+        let Some(IdSeries { labels, .. }) = self.labels_of.get(&id) else {
             return;
         };
         let Some(series) = self.series.get_mut(labels) else {
@@ -328,13 +347,13 @@ impl Metrics {
         self.labels_of
             .iter()
             .filter(|(id, _)| **id != 0)
-            .map(|(id, labels)| (*id, labels.cgroup.as_str()))
+            .map(|(id, series)| (*id, series.labels.cgroup.as_str()))
     }
 
     /// Forgets a cgroup that is gone; its series go with the last cgroup
     /// that shares their labels.
     pub fn expire(&mut self, id: u64) {
-        let Some(labels) = self.labels_of.remove(&id) else {
+        let Some(IdSeries { labels, .. }) = self.labels_of.remove(&id) else {
             return;
         };
         let Some(series) = self.series.get_mut(&labels) else {
@@ -506,13 +525,13 @@ impl Visitor for MetricsVisitor {
 
     fn exit(&mut self, event: &Event) -> std::io::Result<()> {
         let cgroup = self.cgroup_of(event.cgroup_id);
-        self.metrics.exit(cgroup.as_ref());
+        self.metrics.exit(event.cgroup_id, || cgroup);
         Ok(())
     }
 
     fn verdict(&mut self, verdict: &Verdict) -> std::io::Result<()> {
         let cgroup = self.cgroup_of(verdict.cgroup_id);
-        self.metrics.verdict(verdict, cgroup.as_ref());
+        self.metrics.verdict(verdict, || cgroup);
         Ok(())
     }
 
@@ -542,7 +561,7 @@ mod tests {
         let mut f = finding();
         f.cgroup = Some(cgroup.clone());
         f.parent_comm = Comm::from_str_lossy("nginx\"x");
-        m.exit(Some(&cgroup));
+        m.exit(cgroup.id, || Some(cgroup.clone()));
         m.finding(&f);
         m.finding(&f);
         m.set_pids(42, 17, Some(100));
@@ -631,8 +650,8 @@ mod tests {
         let unit = "/system.slice/nginx.service";
         let (old, new) = (Cgroup::new(7, unit), Cgroup::new(9, unit));
         let mut m = Metrics::new();
-        m.exit(Some(&old));
-        m.exit(Some(&new));
+        m.exit(old.id, || Some(old.clone()));
+        m.exit(new.id, || Some(new.clone()));
         m.set_zombies(&[(Some(old.clone()), 1), (Some(new.clone()), 2)]);
         let text = m.render();
         assert!(text.contains(&format!("reaper_trace_exits_total{{cgroup=\"{unit}\",runtime=\"\",container=\"\",pod=\"\"}} 2")), "{text}");
