@@ -210,12 +210,17 @@ pub fn run_report(
             Err(e) => fail(&anyhow::anyhow!("{name}: {e}")),
         };
     }
-    let mut visitor = MetricsVisitor::default();
-    let replay = match replay::replay_with(input, &options, &mut visitor) {
+    // Metrics only when asked for: they cost a lookup per exit and reap.
+    let mut visitor = metrics_file.map(|_| MetricsVisitor::default());
+    let replayed = match &mut visitor {
+        Some(visitor) => replay::replay_with(input, &options, visitor),
+        None => replay::replay(input, &options),
+    };
+    let replay = match replayed {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
-    if let Some(metrics_file) = metrics_file {
+    if let (Some(metrics_file), Some(visitor)) = (metrics_file, &mut visitor) {
         let lost = replay
             .trailer
             .as_ref()
