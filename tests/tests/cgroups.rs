@@ -145,32 +145,30 @@ fn a_cgroup_filter_follows_a_kubernetes_pod_container_and_its_findings_name_the_
     );
 }
 
+/// `reaper-trace live ARGS` fails with exit 2 and one line containing `says`.
+fn assert_one_line_error(args: &[&str], says: &str) {
+    let out = Command::new(tool())
+        .arg("live")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run live");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+}
+
 #[test]
 fn a_missing_cgroup_or_container_is_one_line_naming_the_fix() {
     kernel_test!();
-    let out = Command::new(tool())
-        .args(["live", "--cgroup", "/no/such/cgroup-here"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run live");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("no cgroup \"/no/such/cgroup-here\""),
-        "{stderr}"
+    assert_one_line_error(
+        &["--cgroup", "/no/such/cgroup-here"],
+        "no cgroup \"/no/such/cgroup-here\"",
     );
-    let out = Command::new(tool())
-        .args(["live", "--container", "ffffffffffff0000"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run live");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("no running container's cgroup matches"),
-        "{stderr}"
+    assert_one_line_error(
+        &["--container", "ffffffffffff0000"],
+        "no running container's cgroup matches",
     );
 }
 
