@@ -4,6 +4,7 @@
 //! machine lacks and is quick when everything is there already.
 
 mod bench;
+mod dist;
 mod setup;
 mod soak;
 
@@ -46,6 +47,9 @@ enum Task {
         #[arg(long, default_value_t = 10.0)]
         soak_minutes: f64,
     },
+    /// Build the static release binary (musl, eBPF embedded) and print its
+    /// sha256 and size.
+    Dist,
     /// Fuzz the recording reader for a bounded time (cargo-fuzz, nightly).
     Fuzz {
         #[arg(long, default_value_t = 120)]
@@ -112,6 +116,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 only,
                 soak_minutes,
             })
+        }
+        Task::Dist => {
+            setup::run()?;
+            dist::run()
         }
         Task::Fuzz { seconds } => {
             setup::run()?;

@@ -15,13 +15,27 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: strace and tini for real-client scenarios, bpftrace as
 /// the peer the benchmark compares against, bpftool to inspect programs,
-/// prometheus: the real Prometheus for the scrape test, and its promtool
-/// checks the docs/fleet examples.
-const PACKAGES: &[&str] = &["strace", "tini", "bpftrace", "bpftool", "prometheus"];
+/// prometheus for the real scrape test (its promtool checks the fleet
+/// examples), and qemu, busybox-static and cpio to boot other kernels with
+/// the static binary (`vm-test`).
+const PACKAGES: &[&str] = &[
+    "strace",
+    "tini",
+    "bpftrace",
+    "bpftool",
+    "prometheus",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+];
+
+/// The target of the static release binary (`dist`, `vm-test`).
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
 
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_rust_src()?;
+    musl_target()?;
     bpf_linker()?;
     packages()?;
     eprintln!(
@@ -82,6 +96,17 @@ fn nightly_rust_src() -> anyhow::Result<()> {
             "--toolchain",
             "nightly",
         ]))?;
+    }
+    Ok(())
+}
+
+/// The stable toolchain's musl standard library: the static binary is
+/// linked against it (rustup ships musl's C library inside it).
+fn musl_target() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == STATIC_TARGET) {
+        eprintln!("xtask: adding the {STATIC_TARGET} target (the static release binary)");
+        status(Command::new("rustup").args(["target", "add", STATIC_TARGET]))?;
     }
     Ok(())
 }
