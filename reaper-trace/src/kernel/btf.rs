@@ -5,8 +5,6 @@
 //! Written here rather than taken from a crate: aya-obj keeps its lookups
 //! private and btf-rs is LGPL; what we need is ~200 lines.
 
-use std::collections::HashMap;
-
 /// Errors finding kernel types in BTF.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BtfError {
@@ -51,6 +49,7 @@ struct TypeEntry {
     size_or_type: u32,
     /// Byte position of the kind-specific data that follows the entry.
     extra: usize,
+    name_off: u32,
 }
 
 /// A parsed BTF blob.
@@ -61,7 +60,6 @@ pub struct Btf {
     strings_len: usize,
     /// Index `i` holds type id `i + 1` (id 0 is void).
     types: Vec<TypeEntry>,
-    by_name: HashMap<String, Vec<u32>>,
 }
 
 /// One named member of a struct or union.
@@ -103,7 +101,6 @@ impl Btf {
             strings_start,
             strings_len: str_len,
             types: Vec::new(),
-            by_name: HashMap::new(),
         };
         btf.index_types(type_len)?;
         Ok(btf)
@@ -133,12 +130,8 @@ impl Btf {
                 kind_flag: info >> 31 == 1,
                 size_or_type,
                 extra,
+                name_off,
             });
-            let id = self.types.len() as u32;
-            if name_off != 0 {
-                let name = self.string(name_off).to_owned();
-                self.by_name.entry(name).or_default().push(id);
-            }
             at = extra + extra_len;
         }
         if at != end {
@@ -162,13 +155,17 @@ impl Btf {
         id.checked_sub(1).and_then(|i| self.types.get(i as usize))
     }
 
-    /// The first type called `name` of one of `kinds`.
+    /// The first type called `name` of one of `kinds`. A scan, not an
+    /// index: the tool looks up a few dozen names once, and indexing every
+    /// name of the kernel's ~100,000 types cost more time and memory than
+    /// all the scans together.
     fn find(&self, name: &str, kinds: &[u32]) -> Option<u32> {
-        self.by_name
-            .get(name)?
+        self.types
             .iter()
-            .copied()
-            .find(|&id| self.entry(id).is_some_and(|t| kinds.contains(&t.kind)))
+            .position(|t| {
+                t.name_off != 0 && kinds.contains(&t.kind) && self.string(t.name_off) == name
+            })
+            .map(|i| i as u32 + 1)
     }
 
     /// Follows typedefs and qualifiers to the type they name.

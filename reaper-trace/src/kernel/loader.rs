@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{BtfTracePoint, ProgramError, TracePoint, trace_point::TracePointLink},
 };
 use reaper_trace_common::{COMM_LEN, Config, ForkFailKey, filter, kind};
 
@@ -15,6 +15,7 @@ use super::{
     offsets::{self, OffsetError},
     privileges,
     probe_log::ProbeLog,
+    support,
     tracefs::{self, Format, TracefsError},
 };
 
@@ -29,6 +30,9 @@ pub enum SetupError {
     /// Not root, or root without the capabilities.
     #[error("missing capabilit{plural} {list}: loading eBPF tracing programs needs CAP_BPF and CAP_PERFMON; run as root, e.g. `sudo reaper-trace ...`", plural = if .0.len() == 1 { "y" } else { "ies" }, list = .0.join(", "))]
     MissingCapabilities(Vec<&'static str>),
+    /// The kernel lacks a feature the programs need.
+    #[error(transparent)]
+    Unsupported(#[from] support::Unsupported),
     /// The kernel has no BTF.
     #[error(
         "no kernel BTF at {BTF_PATH} ({0}); reaper-trace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
@@ -120,6 +124,9 @@ pub struct Tracer {
     followed: BpfHashMap<MapData, u32, u32>,
     /// `category/name` of every hook attached.
     pub hooks: Vec<String>,
+    /// The classic tracepoints' links, owned here so that they can be
+    /// detached all at once (see `Drop`).
+    links: Vec<TracePointLink>,
     /// Declared after `ebpf`, so dropped after the programs are: its last
     /// read finds everything they logged.
     _probe_log: Option<ProbeLog>,
@@ -151,6 +158,30 @@ const CLASSIC: [(&str, &[&str]); 8] = [
     ),
 ];
 
+/// Refuses a kernel without BTF or a ring buffer, naming what it lacks;
+/// warns on one older than any tested.
+fn check_kernel() -> Result<(), SetupError> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let offers = support::Offers {
+        btf: std::path::Path::new(BTF_PATH).exists(),
+        // An error probing (a seccomp filter, say) is not proof of absence:
+        // loading then says what is wrong.
+        ring_buffer: aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(true),
+    };
+    if let Some(warning) = support::judge(&release, offers)? {
+        eprintln!("reaper-trace: warning: {warning}");
+    }
+    Ok(())
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.detach_classic();
+    }
+}
+
 impl Tracer {
     /// Checks privileges, resolves offsets, loads and attaches everything.
     pub fn start(options: &TracerOptions) -> Result<Tracer, SetupError> {
@@ -160,6 +191,7 @@ impl Tracer {
                 return Err(SetupError::MissingCapabilities(missing));
             }
         }
+        check_kernel()?;
         let mut config = Config::default();
         {
             // Dropped before aya parses BTF again: holding both doubles the
@@ -218,6 +250,7 @@ impl Tracer {
             events,
             followed,
             hooks: Vec::new(),
+            links: Vec::new(),
             _probe_log: probe_log,
         };
         if let Some(follow) = &options.follow {
@@ -241,23 +274,40 @@ impl Tracer {
             })?;
             hooks.push(format!("tp_btf/{name}"));
         }
+        let mut links = Vec::new();
         for (name, targets) in CLASSIC {
             let program: &mut TracePoint = self.program(name)?;
             program.load().map_err(|e| load_error(name, e))?;
             for target in targets {
                 let (category, event) = target.split_once('/').expect("category/name");
-                program
+                let link = program
                     .attach(category, event)
+                    .and_then(|id| program.take_link(id))
                     .map_err(|source| SetupError::Attach {
                         program: name.into(),
                         target: format!("tracepoint {target}"),
                         source: Box::new(source),
                     })?;
+                links.push(link);
                 hooks.push(format!("tracepoint/{target}"));
             }
         }
         self.hooks = hooks;
+        self.links = links;
         Ok(())
+    }
+
+    /// Detaches the classic tracepoints, in parallel. Each detach waits for
+    /// the kernel's tracepoint RCU grace periods (about 70 ms each on this
+    /// VM: more than half a second for the nine of them, one after another);
+    /// waiters that overlap share the grace periods.
+    fn detach_classic(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
+        });
     }
 
     fn program<'a, P>(&'a mut self, name: &str) -> Result<&'a mut P, SetupError>

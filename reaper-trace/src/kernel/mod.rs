@@ -6,6 +6,7 @@ pub mod loader;
 pub mod offsets;
 pub mod privileges;
 pub mod probe_log;
+pub mod support;
 pub mod tracefs;
 
 pub use loader::{CgroupTarget, FollowSpec, SetupError, Tracer, TracerOptions};

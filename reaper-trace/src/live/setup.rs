@@ -55,10 +55,14 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
     // Read /proc again now that the probes run (follow_spec read it before,
     // to know what to follow): a zombie reaped in between must not be
     // seeded, and one that appears from here on is traced anyway.
-    let seed: Vec<SeedProcess> = procfs::snapshot()
-        .into_iter()
-        .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
-        .collect();
+    let seed: Vec<SeedProcess> = match &follow {
+        // Only a command, not started yet: nothing exists to seed.
+        Some(f) if f.pids.is_empty() => Vec::new(),
+        _ => procfs::snapshot()
+            .into_iter()
+            .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
+            .collect(),
+    };
     let mut gated = None;
     if has_command {
         let child = command::spawn_gated(&options.command, options.run_as)?;
@@ -113,6 +117,15 @@ fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<Fo
         && options.container.is_none()
     {
         return Ok(None);
+    }
+    if options.pids.is_empty()
+        && options.comm.is_none()
+        && options.cgroup.is_none()
+        && options.container.is_none()
+    {
+        // Only the command, which the caller follows once spawned: /proc
+        // has nothing to say (reading it costs tens of milliseconds).
+        return Ok(Some(FollowSpec::default()));
     }
     let processes = procfs::snapshot();
     if let Some(&missing) = options
