@@ -417,6 +417,16 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         );
     }
 
+    if want("startup") {
+        eprintln!("xtask bench: start-up and memory, glibc and static builds");
+        let static_tool = crate::dist::build_static()?.tool;
+        let mut table = serde_json::Map::new();
+        for (name, binary) in [("glibc", &tool), ("static (musl)", &static_tool)] {
+            results_startup(&mut table, name, binary, options.rounds)?;
+        }
+        results.insert("startup".into(), Value::Object(table));
+    }
+
     if want("memory") {
         eprintln!("xtask bench: memory after 1 million lifecycles");
         let file = shm.join("reaper-trace-bench-1m.rtrace");
@@ -448,6 +458,41 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     )?;
     print_table(&results);
     eprintln!("xtask bench: wrote target/bench/latest.json");
+    Ok(())
+}
+
+/// `check -- /bin/true` wall time (median of `rounds`), and `live`'s RSS
+/// after 3 s of an idle system-wide trace and its peak.
+fn results_startup(
+    table: &mut serde_json::Map<String, Value>,
+    name: &str,
+    binary: &Path,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let mut walls = Vec::new();
+    for _ in 0..rounds {
+        let (cost, _) = measured(
+            Command::new(binary)
+                .args(["check", "--", "/bin/true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        walls.push(cost.wall);
+    }
+    let mut live = Command::new(binary);
+    live.arg("live").stdout(Stdio::null());
+    let bg = Background::start(&mut live, "tracing", None)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let steady_kb = procfs::process::Process::new(bg.pid() as i32)
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.vmrss)
+        .unwrap_or(0);
+    let (_, peak_kb, _) = bg.stop()?;
+    table.insert(
+        name.into(),
+        json!({"check_true_wall_s": median(walls), "rounds": rounds, "live_steady_rss_kb": steady_kb, "live_peak_rss_kb": peak_kb}),
+    );
     Ok(())
 }
 
@@ -523,6 +568,22 @@ fn print_table(r: &Value) {
             s["exits_truth"],
             s["mismatched_cycles"]
         );
+    }
+    if let Some(modes) = r["startup"].as_object() {
+        println!("start-up and memory:");
+        println!(
+            "  {:<16} {:>22} {:>18} {:>16}",
+            "build", "check -- /bin/true", "live steady RSS", "live peak RSS"
+        );
+        for (build, m) in modes {
+            println!(
+                "  {:<16} {:>21.3}s {:>14} KiB {:>12} KiB",
+                build,
+                m["check_true_wall_s"].as_f64().unwrap_or(f64::NAN),
+                m["live_steady_rss_kb"],
+                m["live_peak_rss_kb"]
+            );
+        }
     }
     if let Some(m) = r.get("memory") {
         println!(
