@@ -176,6 +176,57 @@ fn check_kernel() -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Loads and attaches every program: the hooks' names, and the classic
+/// tracepoints' links (detached in parallel when the tracer goes).
+fn attach_all(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+) -> Result<(Vec<String>, Vec<TracePointLink>), SetupError> {
+    let mut hooks = Vec::new();
+    for (name, _) in offsets::BTF_TRACEPOINTS {
+        let program: &mut BtfTracePoint = program(ebpf, name)?;
+        program.load(name, btf).map_err(|e| load_error(name, e))?;
+        program.attach().map_err(|source| SetupError::Attach {
+            program: name.into(),
+            target: format!("BTF tracepoint {name}"),
+            source: Box::new(source),
+        })?;
+        hooks.push(format!("tp_btf/{name}"));
+    }
+    let mut links = Vec::new();
+    for (name, targets) in CLASSIC {
+        let program: &mut TracePoint = program(ebpf, name)?;
+        program.load().map_err(|e| load_error(name, e))?;
+        for target in targets {
+            let (category, event) = target.split_once('/').expect("category/name");
+            let link = program
+                .attach(category, event)
+                .and_then(|id| program.take_link(id))
+                .map_err(|source| SetupError::Attach {
+                    program: name.into(),
+                    target: format!("tracepoint {target}"),
+                    source: Box::new(source),
+                })?;
+            links.push(link);
+            hooks.push(format!("tracepoint/{target}"));
+        }
+    }
+    Ok((hooks, links))
+}
+
+/// Program `name` of the object, as its type.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, SetupError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or_else(|| {
+        SetupError::Map("program", format!("{name} missing from the eBPF object"))
+    })?;
+    program
+        .try_into()
+        .map_err(|e: ProgramError| SetupError::Map("program", format!("{name}: {e}")))
+}
+
 impl Drop for Tracer {
     fn drop(&mut self) {
         self.detach_classic();
@@ -237,64 +288,35 @@ impl Tracer {
             .load(PROGRAMS)
             .map_err(|e| SetupError::Object(Box::new(e)))?;
 
-        let followed = take_map(&mut ebpf, "FOLLOWED", BpfHashMap::try_from)?;
-        let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+        let mut followed = take_map(&mut ebpf, "FOLLOWED", BpfHashMap::try_from)?;
+        // Before the programs attach: nothing a followed process does is missed.
+        if let Some(follow) = &options.follow {
+            for &pid in &follow.pids {
+                followed
+                    .insert(pid, 1, 0)
+                    .map_err(|e| SetupError::Map("FOLLOWED", e.to_string()))?;
+            }
+        }
         // Before the programs load: they refer to the log buffer.
         let probe_log = if options.probe_log {
             Some(ProbeLog::start(&mut ebpf).map_err(SetupError::ProbeLog)?)
         } else {
             None
         };
-        let mut tracer = Tracer {
+        let (hooks, links) = attach_all(&mut ebpf, &aya_btf)?;
+        // The parsed BTF (tens of MiB) goes before the ring buffer is mapped
+        // (twice its size in RSS: its data pages are mapped twice), so that
+        // the two never add up in the start-up peak.
+        drop(aya_btf);
+        let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+        Ok(Tracer {
             ebpf,
             events,
             followed,
-            hooks: Vec::new(),
-            links: Vec::new(),
+            hooks,
+            links,
             _probe_log: probe_log,
-        };
-        if let Some(follow) = &options.follow {
-            for &pid in &follow.pids {
-                tracer.follow(pid)?;
-            }
-        }
-        tracer.attach_all(&aya_btf)?;
-        Ok(tracer)
-    }
-
-    fn attach_all(&mut self, btf: &aya::Btf) -> Result<(), SetupError> {
-        let mut hooks = Vec::new();
-        for (name, _) in offsets::BTF_TRACEPOINTS {
-            let program: &mut BtfTracePoint = self.program(name)?;
-            program.load(name, btf).map_err(|e| load_error(name, e))?;
-            program.attach().map_err(|source| SetupError::Attach {
-                program: name.into(),
-                target: format!("BTF tracepoint {name}"),
-                source: Box::new(source),
-            })?;
-            hooks.push(format!("tp_btf/{name}"));
-        }
-        let mut links = Vec::new();
-        for (name, targets) in CLASSIC {
-            let program: &mut TracePoint = self.program(name)?;
-            program.load().map_err(|e| load_error(name, e))?;
-            for target in targets {
-                let (category, event) = target.split_once('/').expect("category/name");
-                let link = program
-                    .attach(category, event)
-                    .and_then(|id| program.take_link(id))
-                    .map_err(|source| SetupError::Attach {
-                        program: name.into(),
-                        target: format!("tracepoint {target}"),
-                        source: Box::new(source),
-                    })?;
-                links.push(link);
-                hooks.push(format!("tracepoint/{target}"));
-            }
-        }
-        self.hooks = hooks;
-        self.links = links;
-        Ok(())
+        })
     }
 
     /// Detaches the classic tracepoints, in parallel. Each detach waits for
@@ -308,18 +330,6 @@ impl Tracer {
                 scope.spawn(move || drop(link));
             }
         });
-    }
-
-    fn program<'a, P>(&'a mut self, name: &str) -> Result<&'a mut P, SetupError>
-    where
-        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-    {
-        let program = self.ebpf.program_mut(name).ok_or_else(|| {
-            SetupError::Map("program", format!("{name} missing from the eBPF object"))
-        })?;
-        program
-            .try_into()
-            .map_err(|e: ProgramError| SetupError::Map("program", format!("{name}: {e}")))
     }
 
     /// Follows one more process (FOLLOW mode).
