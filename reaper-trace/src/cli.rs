@@ -173,6 +173,15 @@ pub enum Command {
     /// (internal) A workload of verify-kernel.
     #[command(name = "__workload", hide = true)]
     Workload { name: String },
+    /// (internal) Write the man pages or the shell completions into DIR,
+    /// for packaging.
+    #[command(name = "__generate", hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        /// The directory to write into (made if missing).
+        dir: PathBuf,
+    },
     /// Analyse a recording: the same findings as the live run that made it.
     Report {
         /// The recording.
@@ -192,6 +201,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
     },
+}
+
+/// What `__generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// reaper-trace.1 and one page per subcommand.
+    Man,
+    /// bash (reaper-trace), zsh (_reaper-trace) and fish (reaper-trace.fish).
+    Completions,
 }
 
 /// A kind of finding, as `--fail-on` names it.

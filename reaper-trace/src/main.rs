@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod generate;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Workload { name } => {
             ExitCode::from(reaper_trace::verify::workloads::run(&name).clamp(0, 255) as u8)
         }
+        Command::Generate { what, dir } => generate::run(what, &dir),
         Command::Report {
             file,
             format,

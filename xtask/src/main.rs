@@ -4,6 +4,7 @@
 //! machine lacks and is quick when everything is there already.
 
 mod bench;
+mod deb;
 mod dist;
 mod setup;
 mod soak;
@@ -47,8 +48,9 @@ enum Task {
         #[arg(long, default_value_t = 10.0)]
         soak_minutes: f64,
     },
-    /// Build the static release binary (musl, eBPF embedded) and print its
-    /// sha256 and size.
+    /// Build the static release binary (musl, eBPF embedded) and package it
+    /// in target/dist/: the binary, its .sha256, and a .deb with its man
+    /// pages and shell completions; print each one's sha256 and size.
     Dist,
     /// Fuzz the recording reader for a bounded time (cargo-fuzz, nightly).
     Fuzz {
@@ -150,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::run()?;
             // The kernel tests drive the binaries: build them first.
             build_debug_bins()?;
+            dist::run()?;
             let mut test = vec!["test", "--workspace", "--exclude", "reaper-trace-ebpf"];
             if !args.is_empty() {
                 test.push("--");
