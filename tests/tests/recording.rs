@@ -53,7 +53,16 @@ fn wait_for_a_block(file: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let bytes = std::fs::read(file).unwrap_or_default();
-        if first_block_offset(&bytes).is_some_and(|block| bytes.len() > block + 24) {
+        // A whole block: its 24-byte header, then `compressed_len` bytes
+        // (the u32 after the magic). A block half written when the recorder
+        // is killed is not one.
+        let whole = first_block_offset(&bytes).is_some_and(|block| {
+            bytes
+                .get(block + 4..block + 8)
+                .map(|len| u32::from_le_bytes(len.try_into().unwrap()) as usize)
+                .is_some_and(|len| bytes.len() >= block + 24 + len)
+        });
+        if whole {
             return;
         }
         assert!(
