@@ -153,7 +153,7 @@ pub fn run() -> anyhow::Result<()> {
     let results = dir.join("results.json");
     let doc = json!({
         "ok": rows.iter().all(Row::ok),
-        "seconds": started.elapsed().as_secs_f64(),
+        "seconds": round_ms(started.elapsed().as_secs_f64()),
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
     fs::write(&results, format!("{doc:#}\n"))
@@ -670,12 +670,14 @@ pub fn parse_console<'a>(lines: impl IntoIterator<Item = &'a str>) -> Console {
 }
 
 /// Seconds each check took: from the marker before its RT-RESULT to it
-/// (the script prints a command's output only once it has ended).
+/// (the script prints a command's output only once it has ended); "boot"
+/// is the time until the checks started.
 fn check_seconds(lines: &[(f64, String)]) -> BTreeMap<String, f64> {
     let mut seconds = BTreeMap::new();
     let mut since = None;
     for (at, line) in lines {
         if marker(line, "RT-START").is_some() {
+            seconds.insert("boot".to_owned(), *at);
             since = Some(*at);
         } else if let Some(rest) = marker(line, "RT-RESULT") {
             let name = rest.split(' ').next().unwrap_or_default();
@@ -1067,16 +1069,20 @@ impl Row {
             "version": self.package.as_ref().map(|p| &p.1),
             "uname": self.uname,
             "ok": self.ok(),
-            "seconds": self.seconds,
+            "seconds": round_ms(self.seconds),
             "log": self.log,
             "checks": self.verdicts.iter().map(|v| json!({
                 "check": v.check,
                 "ok": v.ok,
                 "detail": v.detail,
-                "seconds": self.check_seconds.get(&v.check),
+                "seconds": self.check_seconds.get(&v.check).copied().map(round_ms),
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 fn print_table(rows: &[Row]) {
@@ -1106,15 +1112,21 @@ fn print_table(rows: &[Row]) {
         }
         println!("{line}  {:.0}s", r.seconds);
     }
-    let failures: Vec<String> = rows
-        .iter()
-        .flat_map(|r| {
-            r.verdicts
-                .iter()
-                .filter(|v| !v.ok)
-                .map(move |v| format!("  {} {}: {}", r.kernel, v.check, v.detail))
-        })
-        .collect();
+    // Checks of one row that failed for the same reason share a line: a
+    // VM that hangs would otherwise repeat "did not run" seven times.
+    let mut failures = Vec::new();
+    for r in rows {
+        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+        for v in r.verdicts.iter().filter(|v| !v.ok) {
+            match reasons.iter_mut().find(|(d, _)| *d == v.detail) {
+                Some((_, checks)) => checks.push(&v.check),
+                None => reasons.push((&v.detail, vec![&v.check])),
+            }
+        }
+        for (detail, checks) in reasons {
+            failures.push(format!("  {} {}: {detail}", r.kernel, checks.join(", ")));
+        }
+    }
     if !failures.is_empty() {
         println!("\nfailures:\n{}", failures.join("\n"));
     }
@@ -1326,6 +1338,7 @@ Version: 6.12.117-1~deb12u1
             (19.0, "RT-RESULT b 1".to_owned()),
         ];
         let s = check_seconds(&lines);
+        assert_eq!(s["boot"], 3.0);
         assert_eq!(s["a"], 13.5);
         assert_eq!(s["b"], 2.5);
     }
