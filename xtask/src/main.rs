@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | demo | test`.
+//! Project tasks: `cargo xtask setup | demo | test | vm-test`.
 //!
 //! Both `demo` and `test` run `setup` first. Set-up installs what a fresh
 //! machine lacks and is quick when everything is there already.
@@ -8,6 +8,7 @@ mod deb;
 mod dist;
 mod setup;
 mod soak;
+mod vm;
 
 use std::process::{Command, ExitCode};
 
@@ -57,7 +58,11 @@ enum Task {
         #[arg(long, default_value_t = 120)]
         seconds: u64,
     },
-    /// Build, then run every test: unit tests and the kernel tests (root).
+    /// Boot the static binary on the newest Debian cloud kernel of each
+    /// series in qemu, and run the same checks on the host (root).
+    VmTest,
+    /// Build, then run every test: unit tests, the kernel tests and the
+    /// kernel matrix of `vm-test` (root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -158,7 +163,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 test.push("--");
                 test.extend(args.iter().map(String::as_str));
             }
-            cargo(&test)
+            cargo(&test)?;
+            vm::run()
+        }
+        Task::VmTest => {
+            setup::run()?;
+            vm::run()
         }
     }
 }
