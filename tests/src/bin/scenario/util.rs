@@ -132,10 +132,12 @@ pub fn mono_ns() -> u64 {
 
 /// Sleeps the full `ms` even when signals interrupt `nanosleep`.
 pub fn sleep_ms(ms: u64) {
-    let mut req = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
-        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
-    };
+    // Fields set one by one: `time_t` is deprecated on musl (its width
+    // changes), and the field's own type is whatever this libc says.
+    // SAFETY: timespec is plain integers, for which all zeroes is valid.
+    let mut req: libc::timespec = unsafe { std::mem::zeroed() };
+    req.tv_sec = (ms / 1000).try_into().unwrap_or(i64::MAX as _);
+    req.tv_nsec = ((ms % 1000) * 1_000_000) as _;
     let mut rem = req;
     // SAFETY: both pointers are valid timespecs.
     while unsafe { libc::nanosleep(&req, &mut rem) } == -1 && errno() == libc::EINTR {
