@@ -270,7 +270,26 @@ pub fn assert_report_agrees(recording: &std::path::Path, live: &Trace) {
     }
 }
 
-/// A fresh path under the temp directory, unique to this test process.
+/// This test process's scratch directory, removed when the process exits
+/// (whatever its tests left there: recordings, metrics files, Prometheus'
+/// data).
+fn scratch_dir() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    extern "C" fn remove_scratch_dir() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("reaper-trace-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        // SAFETY: registers a function without arguments, run once at exit.
+        unsafe { libc::atexit(remove_scratch_dir) };
+        dir
+    })
+}
+
+/// A fresh path in this test process's scratch directory.
 pub fn temp_path(name: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -278,10 +297,7 @@ pub fn temp_path(name: &str) -> PathBuf {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    std::env::temp_dir().join(format!(
-        "reaper-trace-test-{}-{n}-{safe}.rtrace",
-        std::process::id()
-    ))
+    scratch_dir().join(format!("{n}-{safe}.rtrace"))
 }
 
 /// `reaper-trace report FILE <args>`: stdout, with a successful exit.
