@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint, trace_point::TracePointLink},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use reaper_trace_common::{COMM_LEN, Config, ForkFailKey, filter, kind};
 
@@ -124,9 +124,6 @@ pub struct Tracer {
     followed: BpfHashMap<MapData, u32, u32>,
     /// `category/name` of every hook attached.
     pub hooks: Vec<String>,
-    /// The classic tracepoints' links, owned here so that they can be
-    /// detached all at once (see `Drop`).
-    links: Vec<TracePointLink>,
     /// Declared after `ebpf`, so dropped after the programs are: its last
     /// read finds everything they logged.
     _probe_log: Option<ProbeLog>,
@@ -176,12 +173,8 @@ fn check_kernel() -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Loads and attaches every program: the hooks' names, and the classic
-/// tracepoints' links (detached in parallel when the tracer goes).
-fn attach_all(
-    ebpf: &mut Ebpf,
-    btf: &aya::Btf,
-) -> Result<(Vec<String>, Vec<TracePointLink>), SetupError> {
+/// Loads and attaches every program; returns the hooks' names.
+fn attach_all(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<String>, SetupError> {
     let mut hooks = Vec::new();
     for (name, _) in offsets::BTF_TRACEPOINTS {
         let program: &mut BtfTracePoint = program(ebpf, name)?;
@@ -193,25 +186,22 @@ fn attach_all(
         })?;
         hooks.push(format!("tp_btf/{name}"));
     }
-    let mut links = Vec::new();
     for (name, targets) in CLASSIC {
         let program: &mut TracePoint = program(ebpf, name)?;
         program.load().map_err(|e| load_error(name, e))?;
         for target in targets {
             let (category, event) = target.split_once('/').expect("category/name");
-            let link = program
+            program
                 .attach(category, event)
-                .and_then(|id| program.take_link(id))
                 .map_err(|source| SetupError::Attach {
                     program: name.into(),
                     target: format!("tracepoint {target}"),
                     source: Box::new(source),
                 })?;
-            links.push(link);
             hooks.push(format!("tracepoint/{target}"));
         }
     }
-    Ok((hooks, links))
+    Ok(hooks)
 }
 
 /// Program `name` of the object, as its type.
@@ -225,12 +215,6 @@ where
     program
         .try_into()
         .map_err(|e: ProgramError| SetupError::Map("program", format!("{name}: {e}")))
-}
-
-impl Drop for Tracer {
-    fn drop(&mut self) {
-        self.detach_classic();
-    }
 }
 
 impl Tracer {
@@ -303,7 +287,7 @@ impl Tracer {
         } else {
             None
         };
-        let (hooks, links) = attach_all(&mut ebpf, &aya_btf)?;
+        let hooks = attach_all(&mut ebpf, &aya_btf)?;
         // The parsed BTF (tens of MiB) goes before the ring buffer is mapped
         // (twice its size in RSS: its data pages are mapped twice), so that
         // the two never add up in the start-up peak.
@@ -314,22 +298,8 @@ impl Tracer {
             events,
             followed,
             hooks,
-            links,
             _probe_log: probe_log,
         })
-    }
-
-    /// Detaches the classic tracepoints, in parallel. Each detach waits for
-    /// the kernel's tracepoint RCU grace periods (about 70 ms each on this
-    /// VM: more than half a second for the nine of them, one after another);
-    /// waiters that overlap share the grace periods.
-    fn detach_classic(&mut self) {
-        let links = std::mem::take(&mut self.links);
-        std::thread::scope(|scope| {
-            for link in links {
-                scope.spawn(move || drop(link));
-            }
-        });
     }
 
     /// Follows one more process (FOLLOW mode).
