@@ -189,21 +189,21 @@ impl CgroupFs {
         Some(normalise(&format!("/{}", relative.display())))
     }
 
-    /// Every cgroup v2 now, by id.
-    pub fn scan(&self) -> HashMap<u64, String> {
-        let mut found = HashMap::new();
+    /// Calls `visit` with the directory and path of the cgroup at
+    /// `relative` and of every cgroup below it, at most `MAX_SCANNED`.
+    fn walk(&self, relative: &str, mut visit: impl FnMut(&Path, &str)) {
         let Some(root) = &self.v2 else {
-            return found;
+            return;
         };
-        let mut stack = vec![(root.clone(), String::from("/"))];
+        let start = normalise(relative);
+        let mut stack = vec![(root.join(start.trim_start_matches('/')), start)];
+        let mut visited = 0;
         while let Some((dir, relative)) = stack.pop() {
-            if found.len() >= MAX_SCANNED {
+            visited += 1;
+            if visited > MAX_SCANNED {
                 break;
             }
-            let Ok(meta) = std::fs::metadata(&dir) else {
-                continue;
-            };
-            found.insert(meta.ino(), relative.clone());
+            visit(&dir, &relative);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -219,6 +219,16 @@ impl CgroupFs {
                 }
             }
         }
+    }
+
+    /// Every cgroup v2 now, by id.
+    pub fn scan(&self) -> HashMap<u64, String> {
+        let mut found = HashMap::new();
+        self.walk("/", |dir, relative| {
+            if let Ok(meta) = std::fs::metadata(dir) {
+                found.insert(meta.ino(), relative.to_owned());
+            }
+        });
         found
     }
 
@@ -236,29 +246,12 @@ impl CgroupFs {
 
     /// The processes in the cgroup at `relative` and below it.
     pub fn procs_under(&self, relative: &str) -> Vec<u32> {
-        let Some(root) = &self.v2 else {
-            return Vec::new();
-        };
         let mut pids = Vec::new();
-        let mut stack = vec![root.join(relative.trim_start_matches('/'))];
-        let mut visited = 0;
-        while let Some(dir) = stack.pop() {
-            visited += 1;
-            if visited > MAX_SCANNED {
-                break;
-            }
+        self.walk(relative, |dir, _| {
             if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
             }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                stack.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
-        }
+        });
         pids
     }
 
