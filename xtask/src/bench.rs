@@ -72,13 +72,12 @@ fn cpu_of(pid: u32) -> f64 {
     (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
 }
 
-/// Peak RSS (VmHWM, KiB) of a live process.
-fn peak_rss_kb(pid: u32) -> u64 {
+/// RSS now and at its peak (VmRSS, VmHWM; KiB) of a live process.
+pub fn rss_kb(pid: u32) -> (u64, u64) {
     procfs::process::Process::new(pid as i32)
         .and_then(|p| p.status())
-        .ok()
-        .and_then(|s| s.vmhwm)
-        .unwrap_or(0)
+        .map(|s| (s.vmrss.unwrap_or(0), s.vmhwm.unwrap_or(0)))
+        .unwrap_or((0, 0))
 }
 
 /// A tracer running in the background.
@@ -142,7 +141,7 @@ impl Background {
     /// CPU used since it became ready, and its peak RSS; then SIGINT and wait.
     fn stop(mut self) -> anyhow::Result<(f64, u64, Vec<String>)> {
         let cpu = cpu_of(self.pid()) - self.cpu_at_start;
-        let rss = peak_rss_kb(self.pid());
+        let (_, rss) = rss_kb(self.pid());
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
         self.child.wait()?;
@@ -483,11 +482,7 @@ fn results_startup(
     live.arg("live").stdout(Stdio::null());
     let bg = Background::start(&mut live, "tracing", None)?;
     std::thread::sleep(Duration::from_secs(3));
-    let steady_kb = procfs::process::Process::new(bg.pid() as i32)
-        .and_then(|p| p.status())
-        .ok()
-        .and_then(|s| s.vmrss)
-        .unwrap_or(0);
+    let (steady_kb, _) = rss_kb(bg.pid());
     let (_, peak_kb, _) = bg.stop()?;
     table.insert(
         name.into(),

@@ -32,14 +32,6 @@ const EXITS_PER_CYCLE: f64 = (2 + LEAKED) as f64 + 4.0 + (1 + STORM) as f64;
 /// How long a cycle's counts may take to show in a scrape.
 const SETTLE: Duration = Duration::from_secs(10);
 
-fn rss_kb(pid: u32) -> u64 {
-    procfs::process::Process::new(pid as i32)
-        .and_then(|p| p.status())
-        .ok()
-        .and_then(|s| s.vmrss)
-        .unwrap_or(0)
-}
-
 fn run(command: &[String]) -> anyhow::Result<()> {
     let status = Command::new(&command[0])
         .args(&command[1..])
@@ -152,7 +144,7 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         cycles += 1;
         if Instant::now() >= next_sample {
             let elapsed = started.elapsed();
-            let rss = rss_kb(serve.id());
+            let (rss, _) = crate::bench::rss_kb(serve.id());
             samples.push(json!({"s": elapsed.as_secs(), "rss_kb": rss}));
             eprintln!(
                 "xtask soak: {:>4}s {cycles} cycles, serve RSS {rss} KiB",
@@ -177,7 +169,7 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         .lines()
         .filter(|l| l.starts_with("reaper_trace_exits_total{") && l.contains(&restarted_path))
         .count();
-    let rss_end = rss_kb(serve.id());
+    let (rss_end, _) = crate::bench::rss_kb(serve.id());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
     serve.wait()?;
