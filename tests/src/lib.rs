@@ -450,11 +450,16 @@ pub fn wait_bounded(child: &mut Child) -> ExitStatus {
 }
 
 /// A tool run that traces while the test does other things: started, then
-/// waited for until it says it is tracing, then stopped with SIGINT.
+/// waited for until it says it is tracing, then stopped with SIGINT (or
+/// killed when dropped unstopped: a failed assertion must not leave a
+/// system-wide tracer running).
 pub struct Background {
     child: Child,
-    stdout: Reader,
+    stdout: Option<Reader>,
     stderr_lines: std::sync::mpsc::Receiver<String>,
+    /// What it said on stderr before it said it traces (`serve`: where it
+    /// listens).
+    pub preamble: Vec<String>,
 }
 
 impl Background {
@@ -482,20 +487,27 @@ impl Background {
                 }
             }
         });
-        let bg = Background {
+        let mut bg = Background {
             child,
-            stdout,
+            stdout: Some(stdout),
             stderr_lines: rx,
+            preamble: Vec::new(),
         };
-        let ready = bg
-            .stderr_lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("reaper-trace said nothing");
-        assert!(
-            ready.contains("tracing"),
-            "reaper-trace did not start: {ready}"
-        );
-        bg
+        loop {
+            let line = bg
+                .stderr_lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("reaper-trace did not start: {:?}", bg.preamble));
+            if line.contains("tracing") {
+                return bg;
+            }
+            // Only information (where `serve` listens) may come first.
+            assert!(
+                !line.contains("error") && !line.contains("warning"),
+                "reaper-trace did not start cleanly: {line}"
+            );
+            bg.preamble.push(line);
+        }
     }
 
     /// Stops it with SIGINT and collects everything.
@@ -504,11 +516,17 @@ impl Background {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = wait_bounded(&mut self.child);
         let stderr: Vec<String> = self.stderr_lines.try_iter().collect();
-        Trace::parse(
-            &self.stdout.join().expect("stdout"),
-            stderr.join("\n"),
-            status,
-        )
+        let stdout = self.stdout.take().expect("stopped once");
+        Trace::parse(&stdout.join().expect("stdout"), stderr.join("\n"), status)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! `promtool check metrics`.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::Write,
     net::{SocketAddr, TcpListener},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -37,65 +37,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `reaper-trace serve` on a port the kernel picks; returns once it traces.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    stdout: std::thread::JoinHandle<String>,
-}
-
-impl Serve {
-    fn start() -> Serve {
-        let mut child = Command::new(tool())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let mut out = child.stdout.take().expect("stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut addr = None;
-        for line in lines.by_ref().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("reaper-trace: serving metrics on http://") {
-                addr = rest.trim_end_matches("/metrics").parse().ok();
-            }
-            if line.contains("tracing") {
-                break;
-            }
-            assert!(!line.contains("error"), "serve failed: {line}");
-        }
-        // Keep draining stderr so the daemon never blocks on it.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Serve {
-            child,
-            addr: addr.expect("serve printed its address"),
-            stdout,
-        }
-    }
-
-    fn stop(mut self) -> Trace {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = wait_bounded(&mut self.child);
-        let stdout = std::mem::replace(&mut self.stdout, std::thread::spawn(String::new));
-        Trace::parse(&stdout.join().expect("stdout"), String::new(), status)
-    }
-}
-
-impl Drop for Serve {
-    /// A failed assertion must not leave a system-wide tracer running.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `reaper-trace serve` on a port the kernel picks, once it traces, and
+/// that port.
+fn start_serve() -> (Background, SocketAddr) {
+    let serve = Background::start(&["serve".into(), "--listen".into(), "127.0.0.1:0".into()]);
+    let addr = serve
+        .preamble
+        .iter()
+        .find_map(|line| line.strip_prefix("reaper-trace: serving metrics on http://"))
+        .and_then(|rest| rest.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("serve printed no address: {:?}", serve.preamble));
+    (serve, addr)
 }
 
 /// A real Prometheus scraping `target` every second, in a temp directory.
@@ -189,8 +141,8 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
         );
         return;
     };
-    let serve = Serve::start();
-    let prometheus = Prometheus::start(&prometheus, serve.addr);
+    let (serve, serve_addr) = start_serve();
+    let prometheus = Prometheus::start(&prometheus, serve_addr);
     let (a_id, b_id) = (container_id(1), container_id(2));
     let a = TestCgroup::create(&format!("system.slice/docker-{a_id}.scope"));
     let b = TestCgroup::create(&format!(
@@ -240,7 +192,7 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
     );
 
     // A direct scrape is valid exposition text; other paths are 404.
-    let (status, body) = http_get(serve.addr, "/metrics").expect("scrape");
+    let (status, body) = http_get(serve_addr, "/metrics").expect("scrape");
     assert_eq!(status, 200);
     match which("promtool") {
         Some(promtool) => {
@@ -267,7 +219,7 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
         }
         None => eprintln!("SKIP promtool check: promtool is not installed"),
     }
-    assert_eq!(http_get(serve.addr, "/").expect("GET /").0, 404);
+    assert_eq!(http_get(serve_addr, "/").expect("GET /").0, 404);
 
     // The daemon logged each finding as a JSON line naming its container.
     drop(prometheus);
