@@ -158,13 +158,7 @@ impl Analyzer {
 
     /// Cgroup `id`, named when its path is known; `None` for id 0.
     pub fn cgroup(&self, id: u64) -> Option<Cgroup> {
-        if id == 0 {
-            return None;
-        }
-        Some(match self.cgroups.get(id) {
-            Some(named) => (**named).clone(),
-            None => Cgroup::unnamed(id),
-        })
+        self.cgroups.cgroup(id)
     }
 
     /// Cgroup `id`'s name, when known.

@@ -111,7 +111,7 @@ impl Sink {
     /// analysis, and in the recording so that `report` names it too.
     fn name_cgroup(&mut self, event: &Event) -> anyhow::Result<()> {
         let id = event.cgroup_id;
-        if id == 0 || !self.cgroups.fs().has_v2() || self.analyzer.knows_cgroup(id) {
+        if id == 0 || self.analyzer.knows_cgroup(id) {
             return Ok(());
         }
         let Some(path) = self.cgroups.resolve(id) else {
@@ -126,8 +126,13 @@ impl Sink {
     }
 
     fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        let decoded = decode(bytes);
-        if let Ok(event) = &decoded {
+        let mut decoded = decode(bytes);
+        if let Ok(event) = &mut decoded {
+            if !self.cgroups.fs().has_v2() {
+                // Without a v2 hierarchy every task reports the root's id:
+                // it names nothing.
+                event.cgroup_id = 0;
+            }
             // The cgroup's name goes into the recording before the record
             // from it, so that replay names it as this run does.
             self.name_cgroup(event)?;
@@ -137,11 +142,6 @@ impl Sink {
         }
         match decoded {
             Ok(mut event) => {
-                if !self.cgroups.fs().has_v2() {
-                    // Without a v2 hierarchy every task reports the root's
-                    // id: it names nothing.
-                    event.cgroup_id = 0;
-                }
                 self.pidns.apply(&mut event);
                 self.event(&event)
             }

@@ -492,17 +492,6 @@ pub struct MetricsVisitor {
 }
 
 impl MetricsVisitor {
-    fn cgroup_of(&self, id: u64) -> Option<Cgroup> {
-        if id == 0 {
-            return None;
-        }
-        Some(
-            self.names
-                .get(id)
-                .map_or_else(|| Cgroup::unnamed(id), |c| (**c).clone()),
-        )
-    }
-
     /// Adds the finished replay's findings and losses.
     pub fn finish(
         &mut self,
@@ -524,13 +513,13 @@ impl Visitor for MetricsVisitor {
     }
 
     fn exit(&mut self, event: &Event) -> std::io::Result<()> {
-        let cgroup = self.cgroup_of(event.cgroup_id);
+        let cgroup = self.names.cgroup(event.cgroup_id);
         self.metrics.exit(event.cgroup_id, || cgroup);
         Ok(())
     }
 
     fn verdict(&mut self, verdict: &Verdict) -> std::io::Result<()> {
-        let cgroup = self.cgroup_of(verdict.cgroup_id);
+        let cgroup = self.names.cgroup(verdict.cgroup_id);
         self.metrics.verdict(verdict, || cgroup);
         Ok(())
     }

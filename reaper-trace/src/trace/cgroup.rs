@@ -66,6 +66,18 @@ impl CgroupNames {
         self.by_id.get(&id)
     }
 
+    /// Cgroup `id`, named when its path is known; `None` for id 0 (no
+    /// cgroup: a free, or a recording made before ABI version 2).
+    pub fn cgroup(&self, id: u64) -> Option<Cgroup> {
+        if id == 0 {
+            return None;
+        }
+        Some(
+            self.get(id)
+                .map_or_else(|| Cgroup::unnamed(id), |named| (**named).clone()),
+        )
+    }
+
     pub fn contains(&self, id: u64) -> bool {
         self.by_id.contains_key(&id)
     }
