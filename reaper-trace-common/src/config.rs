@@ -1,9 +1,10 @@
 //! Load-time constants handed to the programs as one read-only global.
 //!
 //! Rust eBPF gets no CO-RE relocations, so the loader resolves every kernel
-//! struct offset from `/sys/kernel/btf/vmlinux` and every classic tracepoint
-//! field offset from tracefs `format` files, then writes them here before the
-//! programs are loaded. Nothing in the programs assumes one kernel's layout.
+//! struct offset from `/sys/kernel/btf/vmlinux`, then writes them here before
+//! the programs are loaded. Every program is a raw tracepoint, whose
+//! arguments are the tracepoint's `TP_PROTO` (never a tracefs record), so
+//! nothing in the programs assumes one kernel's layout.
 
 use crate::COMM_LEN;
 
@@ -49,28 +50,17 @@ pub struct Config {
     /// (kernel 6.16 and later); otherwise the probe reads `signal->live`.
     pub exit_has_group_dead: u32,
 
-    // --- classic tracepoint field offsets (from tracefs `format` files)
-    pub exec_filename: u32,
-    pub exec_pid: u32,
-    pub exec_old_pid: u32,
-    pub wait_pid: u32,
-    pub deliver_sig: u32,
-    pub deliver_code: u32,
-    pub deliver_handler: u32,
-    pub deliver_flags: u32,
-    pub wait4_upid: u32,
-    pub wait4_stat_addr: u32,
-    pub wait4_options: u32,
-    pub waitid_which: u32,
-    pub waitid_upid: u32,
-    pub waitid_infop: u32,
-    pub waitid_options: u32,
-    pub sigaction_sig: u32,
-    pub sigaction_act: u32,
-    /// `ret` of every `sys_exit_*` tracepoint.
-    pub sys_exit_ret: u32,
-    /// `__syscall_nr` of every `sys_*` tracepoint.
-    pub sys_nr: u32,
+    // --- struct linux_binprm
+    pub binprm_filename: u32,
+    // --- struct pt_regs: the syscall's number and arguments (x86_64)
+    pub regs_orig_ax: u32,
+    pub regs_di: u32,
+    pub regs_si: u32,
+    pub regs_dx: u32,
+    pub regs_r10: u32,
+    /// `task_struct.thread_info.status`, where x86 marks a 32-bit syscall
+    /// (`TS_COMPAT`): its number and arguments follow the i386 table.
+    pub task_ti_status: u32,
 
     // --- filtering
     /// One of [`crate::filter`].

@@ -51,6 +51,18 @@ pub mod wait_syscall {
     pub const UNKNOWN_ARGS: u32 = 0x8000_0000;
 }
 
+/// x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl), which
+/// the raw `sys_enter`/`sys_exit` probes dispatch on.
+pub mod syscall_nr {
+    pub const RT_SIGACTION: i64 = 13;
+    pub const CLONE: i64 = 56;
+    pub const FORK: i64 = 57;
+    pub const VFORK: i64 = 58;
+    pub const WAIT4: i64 = 61;
+    pub const WAITID: i64 = 247;
+    pub const CLONE3: i64 = 435;
+}
+
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` lets the loader pass these types to and from maps and globals.

@@ -9,6 +9,8 @@ mod filter;
 mod log;
 mod maps;
 mod probes;
+mod regs;
+mod siginfo;
 mod task;
 
 #[cfg(not(test))]

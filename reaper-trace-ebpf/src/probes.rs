@@ -11,4 +11,5 @@ mod process_wait;
 mod sigaction;
 mod signal_deliver;
 mod signal_generate;
+mod syscalls;
 mod wait_syscalls;

@@ -96,7 +96,7 @@ echo RT-DONE
 "#;
 
 /// PID 1 of the initramfs. The tool needs no more than proc, sysfs and
-/// devtmpfs (it mounts tracefs itself). cgroup2 only serves --cgroup and
+/// devtmpfs (it reads nothing from tracefs). cgroup2 only serves --cgroup and
 /// --container, which the checks do not use; it is mounted anyway because
 /// every real host has it, and without it the findings' cgroup attribution
 /// takes a fallback path (an empty cgroup path) no host takes.
@@ -1315,7 +1315,7 @@ Version: 6.12.117-1~deb12u1
         assert!(
             v.detail.starts_with("exit Some(1), expected 0")
                 && v.detail.contains(
-                    ": tp_btf programs and a ring buffer: expected available, seen available"
+                    ": raw tracepoints and a ring buffer: expected available, seen available"
                 ),
             "{v:?}"
         );

@@ -1,11 +1,10 @@
-//! `sched_process_exec` (classic): a successful exec. With `--comm`, a process
+//! `sched_process_exec` (raw): a successful exec. With `--comm`, a process
 //! that execs into the wanted name starts being followed here.
 
 use aya_ebpf::{
-    EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::{bpf_get_current_comm, bpf_probe_read_kernel_str_bytes},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use reaper_trace_common::{COMM_LEN, ExecRecord, kind};
 
@@ -13,13 +12,14 @@ use crate::{config::conf, emit, filter, log::OrLog, task};
 
 const PROBE: &str = "sched_process_exec";
 
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
     let _ = try_exec(&ctx);
     0
 }
 
-fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
+    // TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
     let header = emit::current_header(kind::EXEC);
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     if filter::comm_matches(&comm) {
@@ -31,26 +31,22 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(mut entry) = emit::reserve::<ExecRecord>(kind::EXEC) else {
         return Ok(());
     };
-    let current = unsafe { bpf_get_current_task() } as task::Task;
+    let execed: task::Task = ctx.arg(0);
+    let bprm: *const u8 = ctx.arg(2);
     let record = entry.as_mut_ptr();
     // Filled in place: the record is too large for the 512-byte stack.
     unsafe {
         (*record).header = header;
-        (*record).pid = ctx.read_at::<u32>(conf!(exec_pid) as usize).unwrap_or(0);
-        (*record).old_pid = ctx
-            .read_at::<u32>(conf!(exec_old_pid) as usize)
-            .unwrap_or(0);
-        (*record).process_start_ns = task::process_start_ns(current)
+        (*record).pid = task::pid(execed).unwrap_or(0);
+        (*record).old_pid = ctx.arg::<u64>(1) as u32;
+        (*record).process_start_ns = task::process_start_ns(execed)
             .or_log(PROBE, "reading the process start time")
             .unwrap_or(0);
         (*record).comm = comm;
-        // `__data_loc char[]`: the low 16 bits locate the string in the record.
-        let loc = ctx
-            .read_at::<u32>(conf!(exec_filename) as usize)
-            .unwrap_or(0);
-        let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
         let filename = &mut (*record).filename;
-        if bpf_probe_read_kernel_str_bytes(src, filename).is_err() {
+        let read = task::read::<*const u8>(bprm, conf!(binprm_filename))
+            .and_then(|src| bpf_probe_read_kernel_str_bytes(src, filename).map_err(|e| e as i64));
+        if read.is_err() {
             filename[0] = 0;
         }
     }

@@ -1,20 +1,20 @@
-//! `sched_process_exit` (BTF): a thread finished `do_exit`. Fires once per
+//! `sched_process_exit` (raw): a thread finished `do_exit`. Fires once per
 //! thread; `group_dead` tells the last one.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use reaper_trace_common::{COMM_LEN, ExitRecord, SIGCHLD, kind};
 
 use crate::{config::conf, emit, filter, log::OrLog, task};
 
 const PROBE: &str = "sched_process_exit";
 
-#[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> u32 {
     let _ = try_exit(&ctx);
     0
 }
 
-fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let exiting: task::Task = ctx.arg(0);
     // The exiting task is the current one: no memory read before filtering.
     let tgid = emit::current_tgid();

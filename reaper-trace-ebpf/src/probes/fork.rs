@@ -1,19 +1,19 @@
-//! `sched_process_fork` (BTF): every new task, threads included.
+//! `sched_process_fork` (raw): every new task, threads included.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use reaper_trace_common::{ForkRecord, NsPidsRecord, kind};
 
 use crate::{config::conf, emit, filter, log::OrLog, task};
 
 const PROBE: &str = "sched_process_fork";
 
-#[btf_tracepoint(function = "sched_process_fork")]
-pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     let _ = try_fork(&ctx);
     0
 }
 
-fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
+fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     let parent: task::Task = ctx.arg(0);
     let child: task::Task = ctx.arg(1);
     // The parent is the current task: filter before reading any memory.

@@ -1,22 +1,15 @@
-//! `syscalls/sys_exit_{clone,clone3,fork,vfork}` (classic): failed forks,
-//! counted per (tgid, errno) and reported. An init stuck on ENOMEM stops
-//! reaping; this is how that shows.
+//! clone, clone3, fork and vfork returned (from the raw `sys_exit`
+//! dispatch): failed forks, counted per (tgid, errno) and reported. An init
+//! stuck on ENOMEM stops reaping; this is how that shows.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use reaper_trace_common::{ForkFailKey, ForkFailedRecord, kind};
 
-use crate::{config::conf, emit, filter, log, maps::FORK_FAILS};
+use crate::{emit, filter, log, maps::FORK_FAILS};
 
 const PROBE: &str = "sys_exit_fork";
 
-#[tracepoint]
-pub fn sys_exit_fork(ctx: TracePointContext) -> u32 {
-    let _ = try_fork_exit(&ctx);
-    0
-}
-
-fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let ret: i64 = unsafe { ctx.read_at(conf!(sys_exit_ret) as usize) }.map_err(|e| e as i64)?;
+/// A fork-family syscall (number `nr`) returned `ret`.
+pub fn exit(nr: i64, ret: i64) -> Result<(), i64> {
     if ret >= 0 {
         return Ok(());
     }
@@ -42,7 +35,7 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     entry.write(ForkFailedRecord {
         header,
-        syscall_nr: unsafe { ctx.read_at::<i32>(conf!(sys_nr) as usize) }.unwrap_or(-1),
+        syscall_nr: nr as i32,
         errno,
     });
     entry.submit(emit::wakeup_flags());

@@ -1,22 +1,22 @@
-//! `sched_process_free` (BTF): the task struct is released, after its reap.
+//! `sched_process_free` (raw): the task struct is released, after its reap.
 //! The one hook that sees every reap: by wait, by autoreap, by an adopting
 //! reaper, and of threads. Runs in softirq context, so `current` is unrelated
 //! and everything is read from the task argument.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use reaper_trace_common::{COMM_LEN, FreeRecord, kind};
 
 use crate::{config::conf, emit, filter, log::OrLog, task};
 
 const PROBE: &str = "sched_process_free";
 
-#[btf_tracepoint(function = "sched_process_free")]
-pub fn sched_process_free(ctx: BtfTracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_free")]
+pub fn sched_process_free(ctx: RawTracePointContext) -> u32 {
     let _ = try_free(&ctx);
     0
 }
 
-fn try_free(ctx: &BtfTracePointContext) -> Result<(), i64> {
+fn try_free(ctx: &RawTracePointContext) -> Result<(), i64> {
     let freed: task::Task = ctx.arg(0);
     let tgid = task::tgid(freed)?;
     let tid = task::pid(freed)?;

@@ -1,10 +1,13 @@
-//! `syscalls/sys_enter_rt_sigaction` (classic) for SIGCHLD: a handler, SIG_IGN
-//! or SIG_DFL being installed while we trace.
+//! rt_sigaction entered (from the raw `sys_enter` dispatch) for SIGCHLD: a
+//! handler, SIG_IGN or SIG_DFL being installed while we trace.
 
-use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::helpers::bpf_probe_read_user;
 use reaper_trace_common::{SIGCHLD, SigactionRecord, kind};
 
-use crate::{config::conf, emit, filter, log};
+use crate::{
+    emit, filter, log,
+    regs::{self, Regs},
+};
 
 const PROBE: &str = "sys_enter_rt_sigaction";
 
@@ -19,19 +22,13 @@ struct UserSigaction {
     mask: u64,
 }
 
-#[tracepoint]
-pub fn sys_enter_rt_sigaction(ctx: TracePointContext) -> u32 {
-    let _ = try_sigaction(&ctx);
-    0
-}
-
-fn try_sigaction(ctx: &TracePointContext) -> Result<(), i64> {
-    let sig =
-        unsafe { ctx.read_at::<u64>(conf!(sigaction_sig) as usize) }.map_err(|e| e as i64)? as i32;
+/// rt_sigaction(sig, act, oact, sigsetsize) entered.
+pub fn enter(regs: Regs) -> Result<(), i64> {
+    let sig = regs::arg(regs, 0)? as i32;
     if sig != SIGCHLD {
         return Ok(());
     }
-    let act = unsafe { ctx.read_at::<u64>(conf!(sigaction_act) as usize) }.map_err(|e| e as i64)?;
+    let act = regs::arg(regs, 1)?;
     if act == 0 || !filter::current_is_traced(PROBE, emit::current_tgid()) {
         return Ok(());
     }

@@ -1,21 +1,22 @@
-//! `signal_deliver` (classic): the target dequeued a signal in `get_signal`.
+//! `signal_deliver` (raw): the target dequeued a signal in `get_signal`.
 //! Never fires for a signal read through a signalfd, nor for an ignored one.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use reaper_trace_common::{SIGCHLD, SIGKILL, SignalDeliverRecord, kind};
 
-use crate::{config::conf, emit, filter};
+use crate::{config::conf, emit, filter, siginfo, task};
 
 const PROBE: &str = "signal_deliver";
 
-#[tracepoint]
-pub fn signal_deliver(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "signal_deliver")]
+pub fn signal_deliver(ctx: RawTracePointContext) -> u32 {
     let _ = try_signal_deliver(&ctx);
     0
 }
 
-fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), i64> {
-    let sig: i32 = unsafe { ctx.read_at(conf!(deliver_sig) as usize) }.map_err(|e| e as i64)?;
+fn try_signal_deliver(ctx: &RawTracePointContext) -> Result<(), i64> {
+    // TP_PROTO(int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+    let sig = ctx.arg::<u64>(0) as i32;
     if sig != SIGCHLD && sig != SIGKILL {
         return Ok(());
     }
@@ -25,12 +26,21 @@ fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(mut entry) = emit::reserve::<SignalDeliverRecord>(kind::SIGNAL_DELIVER) else {
         return Ok(());
     };
+    let action: *const u8 = ctx.arg(2);
+    let (sa_handler, sa_flags) = if action.is_null() {
+        (0, 0)
+    } else {
+        (
+            task::read::<u64>(action, conf!(sigaction_handler)).unwrap_or(0),
+            task::read::<u64>(action, conf!(sigaction_flags)).unwrap_or(0),
+        )
+    };
     entry.write(SignalDeliverRecord {
         header: emit::current_header(kind::SIGNAL_DELIVER),
         sig,
-        code: unsafe { ctx.read_at::<i32>(conf!(deliver_code) as usize) }.unwrap_or(0),
-        sa_handler: unsafe { ctx.read_at::<u64>(conf!(deliver_handler) as usize) }.unwrap_or(0),
-        sa_flags: unsafe { ctx.read_at::<u64>(conf!(deliver_flags) as usize) }.unwrap_or(0),
+        code: siginfo::code(ctx.arg(1)),
+        sa_handler,
+        sa_flags,
     });
     entry.submit(emit::wakeup_flags());
     Ok(())

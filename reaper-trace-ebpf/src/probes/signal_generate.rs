@@ -1,11 +1,17 @@
-//! `signal_generate` (BTF): a signal was queued, or refused. Kept for SIGCHLD
+//! `signal_generate` (raw): a signal was queued, or refused. Kept for SIGCHLD
 //! (how a parent hears of a child's exit) and for signals whose default action
 //! terminates, handled or not (how a parent ended, and who asked it to).
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use reaper_trace_common::{SIGCHLD, SignalGenerateRecord, kind};
 
-use crate::{config::conf, emit, filter, log::OrLog, task};
+use crate::{
+    config::conf,
+    emit, filter,
+    log::OrLog,
+    siginfo::{self, SEND_SIG_PRIV, SI_QUEUE, SI_TKILL, SI_USER},
+    task,
+};
 
 const PROBE: &str = "signal_generate";
 
@@ -21,21 +27,15 @@ const DEFAULT_KILLS: u32 = !((1 << 17)
     | (1 << 28))
     & !1;
 
-/// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV` are not pointers.
-const SEND_SIG_PRIV: u64 = 1;
-const SI_USER: i32 = 0;
-const SI_QUEUE: i32 = -1;
-const SI_TKILL: i32 = -6;
 const SIG_DFL: u64 = 0;
-const SI_KERNEL: i32 = 0x80;
 
-#[btf_tracepoint(function = "signal_generate")]
-pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(ctx: RawTracePointContext) -> u32 {
     let _ = try_signal_generate(&ctx);
     0
 }
 
-fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
+fn try_signal_generate(ctx: &RawTracePointContext) -> Result<(), i64> {
     // TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
     //          int type, enum sig_generate_result result)
     let sig = ctx.arg::<u64>(0) as i32;
@@ -55,17 +55,15 @@ fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         .or_log(PROBE, "reading the target's action")
         .unwrap_or((0, 0));
     let info = ctx.arg::<u64>(1);
-    let (code, si_pid, si_status) = if info > SEND_SIG_PRIV {
+    let code = siginfo::code(info);
+    let (si_pid, si_status) = if info > SEND_SIG_PRIV {
         let info = info as *const u8;
         (
-            task::read::<i32>(info, conf!(siginfo_code)).unwrap_or(0),
             task::read::<i32>(info, conf!(siginfo_pid)).unwrap_or(0),
             task::read::<i32>(info, conf!(siginfo_status)).unwrap_or(0),
         )
-    } else if info == SEND_SIG_PRIV {
-        (SI_KERNEL, 0, 0)
     } else {
-        (SI_USER, 0, 0)
+        (0, 0)
     };
     // A signal whose default is to terminate is kept when it will kill, and
     // also, though handled, when a process sent it (kill, tkill, sigqueue):

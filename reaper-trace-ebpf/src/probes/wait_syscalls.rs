@@ -1,20 +1,18 @@
-//! `syscalls/sys_{enter,exit}_{wait4,waitid}` (classic): who waited for what,
-//! and what each call reaped. The enter probe keeps the arguments per thread
-//! so that the exit record is complete on its own.
+//! wait4 and waitid, entered and returned (from the raw `sys_enter` and
+//! `sys_exit` dispatch): who waited for what, and what each call reaped. The
+//! enter probe keeps the arguments per thread so that the exit record is
+//! complete on its own.
 
-use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
-};
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user};
 use reaper_trace_common::{WaitEnterRecord, WaitExitRecord, kind, wait_syscall};
 
 use crate::{
-    config::conf,
     emit, filter, log,
     maps::{WAIT_ARGS, WaitArgs},
+    regs::{self, Regs},
 };
 
+const ENTER_PROBE: &str = "sys_enter_wait";
 const EXIT_PROBE: &str = "sys_exit_wait";
 
 /// Offsets in the user-space `siginfo_t` (uapi: a 3-int preamble padded to
@@ -22,30 +20,6 @@ const EXIT_PROBE: &str = "sys_exit_wait";
 const USER_SIGINFO_CODE: usize = 8;
 const USER_SIGINFO_PID: usize = 16;
 const USER_SIGINFO_STATUS: usize = 24;
-
-#[tracepoint]
-pub fn sys_enter_wait4(ctx: TracePointContext) -> u32 {
-    let _ = try_enter(&ctx, wait_syscall::WAIT4, "sys_enter_wait4");
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_waitid(ctx: TracePointContext) -> u32 {
-    let _ = try_enter(&ctx, wait_syscall::WAITID, "sys_enter_waitid");
-    0
-}
-
-/// Attached to both `sys_exit_wait4` and `sys_exit_waitid`.
-#[tracepoint]
-pub fn sys_exit_wait(ctx: TracePointContext) -> u32 {
-    let _ = try_exit(&ctx);
-    0
-}
-
-#[inline(always)]
-fn arg<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i64> {
-    unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| e as i64)
-}
 
 /// Reads an `i32` the kernel has just written to user memory, 0 when that
 /// fails (a page already gone, or one the read cannot fault in).
@@ -65,29 +39,31 @@ fn wanted(probe: &'static str) -> bool {
     filter::current_is_traced(probe, tgid) || filter::is_self(tgid)
 }
 
-fn try_enter(ctx: &TracePointContext, syscall: u32, probe: &'static str) -> Result<(), i64> {
+/// wait4(upid, stat_addr, options, ru) or waitid(which, upid, infop,
+/// options, ru) entered; `syscall` says which.
+pub fn enter(regs: Regs, syscall: u32) -> Result<(), i64> {
     // Untraced callers cost nothing here: if one reaps a traced child, the
     // exit probe still sees it through wait4's return value.
-    if !wanted(probe) {
+    if !wanted(ENTER_PROBE) {
         return Ok(());
     }
-    // Syscall arguments are 8-byte slots; the low half holds an int.
+    // Registers are 64-bit; the low half holds an int.
     let args = if syscall == wait_syscall::WAIT4 {
         WaitArgs {
             syscall,
             which: 0,
-            upid: arg::<u64>(ctx, conf!(wait4_upid))? as i32,
-            options: arg::<u64>(ctx, conf!(wait4_options))? as i32,
-            user_ptr: arg::<u64>(ctx, conf!(wait4_stat_addr))?,
+            upid: regs::arg(regs, 0)? as i32,
+            options: regs::arg(regs, 2)? as i32,
+            user_ptr: regs::arg(regs, 1)?,
             enter_ktime_ns: unsafe { bpf_ktime_get_ns() },
         }
     } else {
         WaitArgs {
             syscall,
-            which: arg::<u64>(ctx, conf!(waitid_which))? as i32,
-            upid: arg::<u64>(ctx, conf!(waitid_upid))? as i32,
-            options: arg::<u64>(ctx, conf!(waitid_options))? as i32,
-            user_ptr: arg::<u64>(ctx, conf!(waitid_infop))?,
+            which: regs::arg(regs, 0)? as i32,
+            upid: regs::arg(regs, 1)? as i32,
+            options: regs::arg(regs, 3)? as i32,
+            user_ptr: regs::arg(regs, 2)?,
             enter_ktime_ns: unsafe { bpf_ktime_get_ns() },
         }
     };
@@ -95,7 +71,7 @@ fn try_enter(ctx: &TracePointContext, syscall: u32, probe: &'static str) -> Resu
     if let Err(errno) = WAIT_ARGS.insert(header.tid, args, 0) {
         // The exit record then says the arguments are unknown.
         log::failed(
-            probe,
+            ENTER_PROBE,
             "adding the call's arguments to WAIT_ARGS",
             i64::from(errno),
         );
@@ -114,13 +90,14 @@ fn try_enter(ctx: &TracePointContext, syscall: u32, probe: &'static str) -> Resu
     Ok(())
 }
 
-fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+/// wait4 or waitid (number `nr`) returned `ret`.
+pub fn exit(nr: i64, ret: i64) -> Result<(), i64> {
     let header = emit::current_header(kind::WAIT_EXIT);
     let args = match unsafe { WAIT_ARGS.get(header.tid) }.copied() {
         Some(args) => args,
         // A wait that began before tracing: only the return is known.
         None => WaitArgs {
-            syscall: wait_syscall::UNKNOWN_ARGS | arg::<i32>(ctx, conf!(sys_nr))? as u32,
+            syscall: wait_syscall::UNKNOWN_ARGS | nr as u32,
             which: 0,
             upid: 0,
             options: 0,
@@ -129,7 +106,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         },
     };
     let _ = WAIT_ARGS.remove(header.tid);
-    let ret: i64 = arg(ctx, conf!(sys_exit_ret))?;
     let (reaped_pid, status, si_code) = if args.user_ptr == 0 {
         (
             if args.syscall == wait_syscall::WAIT4 && ret > 0 {

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{ProgramError, RawTracePoint},
 };
 use reaper_trace_common::{COMM_LEN, Config, ForkFailKey, filter, kind};
 
@@ -16,7 +16,6 @@ use super::{
     privileges,
     probe_log::ProbeLog,
     support,
-    tracefs::{self, Format, TracefsError},
 };
 
 /// The programs, built by build.rs.
@@ -44,9 +43,6 @@ pub enum SetupError {
     /// An offset or a tracepoint is missing.
     #[error(transparent)]
     Offsets(#[from] OffsetError),
-    /// tracefs is unavailable.
-    #[error(transparent)]
-    Tracefs(#[from] TracefsError),
     /// The verifier refused a program.
     #[error("the kernel's verifier rejected program {program}: {log_tail}")]
     Verifier { program: String, log_tail: String },
@@ -129,32 +125,6 @@ pub struct Tracer {
     _probe_log: Option<ProbeLog>,
 }
 
-/// A classic tracepoint program and the tracepoints it is attached to.
-const CLASSIC: [(&str, &[&str]); 8] = [
-    ("sched_process_exec", &["sched/sched_process_exec"]),
-    ("sched_process_wait", &["sched/sched_process_wait"]),
-    ("signal_deliver", &["signal/signal_deliver"]),
-    ("sys_enter_wait4", &["syscalls/sys_enter_wait4"]),
-    ("sys_enter_waitid", &["syscalls/sys_enter_waitid"]),
-    (
-        "sys_exit_wait",
-        &["syscalls/sys_exit_wait4", "syscalls/sys_exit_waitid"],
-    ),
-    (
-        "sys_enter_rt_sigaction",
-        &["syscalls/sys_enter_rt_sigaction"],
-    ),
-    (
-        "sys_exit_fork",
-        &[
-            "syscalls/sys_exit_clone",
-            "syscalls/sys_exit_clone3",
-            "syscalls/sys_exit_fork",
-            "syscalls/sys_exit_vfork",
-        ],
-    ),
-];
-
 /// Refuses a kernel without BTF or a ring buffer, naming what it lacks;
 /// warns on one older than any tested.
 fn check_kernel() -> Result<(), SetupError> {
@@ -173,33 +143,19 @@ fn check_kernel() -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Loads and attaches every program; returns the hooks' names.
-fn attach_all(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Vec<String>, SetupError> {
+/// Loads and attaches every program (each named after its tracepoint);
+/// returns the hooks' names.
+fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, SetupError> {
     let mut hooks = Vec::new();
-    for (name, _) in offsets::BTF_TRACEPOINTS {
-        let program: &mut BtfTracePoint = program(ebpf, name)?;
-        program.load(name, btf).map_err(|e| load_error(name, e))?;
-        program.attach().map_err(|source| SetupError::Attach {
+    for (name, _) in offsets::RAW_TRACEPOINTS {
+        let program: &mut RawTracePoint = program(ebpf, name)?;
+        program.load().map_err(|e| load_error(name, e))?;
+        program.attach(name).map_err(|source| SetupError::Attach {
             program: name.into(),
-            target: format!("BTF tracepoint {name}"),
+            target: format!("raw tracepoint {name}"),
             source: Box::new(source),
         })?;
-        hooks.push(format!("tp_btf/{name}"));
-    }
-    for (name, targets) in CLASSIC {
-        let program: &mut TracePoint = program(ebpf, name)?;
-        program.load().map_err(|e| load_error(name, e))?;
-        for target in targets {
-            let (category, event) = target.split_once('/').expect("category/name");
-            program
-                .attach(category, event)
-                .map_err(|source| SetupError::Attach {
-                    program: name.into(),
-                    target: format!("tracepoint {target}"),
-                    source: Box::new(source),
-                })?;
-            hooks.push(format!("tracepoint/{target}"));
-        }
+        hooks.push(format!("raw_tp/{name}"));
     }
     Ok(hooks)
 }
@@ -229,15 +185,13 @@ impl Tracer {
         check_kernel()?;
         let mut config = Config::default();
         {
-            // Dropped before aya parses BTF again: holding both doubles the
-            // start-up memory peak.
+            // Dropped before the programs load: nothing else needs it (no
+            // program is BTF-typed, so aya parses no BTF at all).
             let btf_bytes =
                 std::fs::read(BTF_PATH).map_err(|e| SetupError::NoBtf(e.to_string()))?;
             let btf = Btf::parse(btf_bytes)?;
             offsets::kernel_struct_offsets(&btf, &mut config)?;
         }
-        tracefs::ensure_mounted()?;
-        offsets::tracepoint_offsets(&mut config, Format::read)?;
         config.self_tgid = std::process::id();
         config.wakeup_bytes = options.wakeup_bytes;
         config.thread_events = options.thread_events as u32;
@@ -258,10 +212,9 @@ impl Tracer {
             }
         }
 
-        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| SetupError::NoBtf(e.to_string()))?;
         let mut loader = EbpfLoader::new();
         loader
-            .btf(Some(&aya_btf))
+            .btf(None)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", options.ringbuf_bytes);
         if !options.probe_log {
@@ -287,11 +240,7 @@ impl Tracer {
         } else {
             None
         };
-        let hooks = attach_all(&mut ebpf, &aya_btf)?;
-        // The parsed BTF (tens of MiB) goes before the ring buffer is mapped
-        // (twice its size in RSS: its data pages are mapped twice), so that
-        // the two never add up in the start-up peak.
-        drop(aya_btf);
+        let hooks = attach_all(&mut ebpf)?;
         let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         Ok(Tracer {
             ebpf,

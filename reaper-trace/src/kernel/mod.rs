@@ -7,6 +7,5 @@ pub mod offsets;
 pub mod privileges;
 pub mod probe_log;
 pub mod support;
-pub mod tracefs;
 
 pub use loader::{CgroupTarget, FollowSpec, SetupError, Tracer, TracerOptions};

@@ -44,7 +44,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
                 rows.insert(
                     0,
                     Row {
-                        behaviour: "tp_btf programs and a ring buffer".into(),
+                        behaviour: "raw tracepoints and a ring buffer".into(),
                         expected: "available".into(),
                         seen: format!("{e:#}"),
                         ok: false,
@@ -55,12 +55,12 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
         };
         if rows
             .first()
-            .is_none_or(|r| !r.behaviour.starts_with("tp_btf"))
+            .is_none_or(|r| !r.behaviour.starts_with("raw tracepoints"))
         {
             rows.insert(
                 0,
                 Row {
-                    behaviour: "tp_btf programs and a ring buffer".into(),
+                    behaviour: "raw tracepoints and a ring buffer".into(),
                     expected: "available".into(),
                     seen: "available".into(),
                     ok: true,
