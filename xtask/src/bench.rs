@@ -309,6 +309,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(shm.join("reaper-trace-bench.rtrace"));
     }
 
+    if want("syscalls") {
+        results.insert(
+            "syscall_overhead".into(),
+            syscall_overhead(&tool, &scenario, bpftrace.as_deref(), options.rounds)?,
+        );
+    }
+
     if want("parallel") {
         eprintln!("xtask bench: parallel storm");
         let bg = Background::start(
@@ -462,6 +469,76 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
 /// `check -- /bin/true` wall time (median of `rounds`), and `live`'s RSS
 /// after 3 s of an idle system-wide trace and its peak.
+/// What the raw `sys_enter`/`sys_exit` hooks cost a system call the probes
+/// do not record (getppid), pinned on CPU 0, interleaved per round: untraced,
+/// under `live`, and under bpftrace holding one classic syscall tracepoint
+/// (the hooks reaper-trace used before, which also put every system call
+/// through the kernel's traced slow path).
+fn syscall_overhead(
+    tool: &Path,
+    scenario: &Path,
+    bpftrace: Option<&Path>,
+    rounds: usize,
+) -> anyhow::Result<Value> {
+    const CALLS: u64 = 5_000_000;
+    let loop_cmd = || {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"])
+            .arg(scenario)
+            .args(["syscalls", &CALLS.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    let mut ns: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for round in 0..rounds {
+        eprintln!("xtask bench: syscall overhead round {}/{rounds}", round + 1);
+        let (base, _) = measured(&mut loop_cmd())?;
+        ns.entry("untraced")
+            .or_default()
+            .push(base.wall * 1e9 / CALLS as f64);
+        let mut live = Command::new("taskset");
+        live.args(["-c", "1"])
+            .arg(tool)
+            .arg("live")
+            .stdout(Stdio::null());
+        let bg = Background::start(&mut live, "tracing", None)?;
+        let (cost, _) = measured(&mut loop_cmd())?;
+        bg.stop()?;
+        ns.entry("live")
+            .or_default()
+            .push(cost.wall * 1e9 / CALLS as f64);
+        if let Some(bpftrace) = bpftrace {
+            // bpftrace says it is attached on stdout.
+            let out = Path::new("/dev/shm").join("reaper-trace-bench-classic.txt");
+            let mut classic = Command::new("taskset");
+            classic
+                .args(["-c", "1"])
+                .arg(bpftrace)
+                .args(["-e", "tracepoint:syscalls:sys_enter_wait4 { @ = count(); }"])
+                .stdout(std::fs::File::create(&out)?);
+            let bg = Background::start(&mut classic, "Attaching", Some(&out))?;
+            let (cost, _) = measured(&mut loop_cmd())?;
+            bg.stop()?;
+            let _ = std::fs::remove_file(&out);
+            ns.entry("one classic syscall tracepoint (bpftrace)")
+                .or_default()
+                .push(cost.wall * 1e9 / CALLS as f64);
+        }
+    }
+    let base = median(ns["untraced"].clone());
+    let mut table = serde_json::Map::new();
+    for (mode, runs) in ns {
+        let per_call = median(runs);
+        table.insert(
+            mode.into(),
+            json!({"ns_per_call": per_call, "ratio": per_call / base, "calls": CALLS, "rounds": rounds}),
+        );
+    }
+    Ok(Value::Object(table))
+}
+
 fn results_startup(
     table: &mut serde_json::Map<String, Value>,
     name: &str,
@@ -518,6 +595,17 @@ fn print_table(r: &Value) {
                 m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
                 m["cpu_ratio"].as_f64().unwrap_or(f64::NAN),
                 m["lost"]
+            );
+        }
+    }
+    if let Some(modes) = r["syscall_overhead"].as_object() {
+        println!("getppid loop, pinned, interleaved, median per call:");
+        for (mode, m) in modes {
+            println!(
+                "  {:<44} {:>7.1} ns {:>7.3}x",
+                mode,
+                m["ns_per_call"].as_f64().unwrap_or(f64::NAN),
+                m["ratio"].as_f64().unwrap_or(f64::NAN)
             );
         }
     }

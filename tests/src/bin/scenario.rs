@@ -66,6 +66,7 @@ const SCENARIOS: &[Scenario] = &[
     scenario("threads", &["N"], threads::threads),
     scenario("exit_signal0", &[], clone::exit_signal0),
     scenario("storm", &["N"], workload::storm),
+    scenario("syscalls", &["N"], workload::syscalls),
     scenario("double_fork", &[], reaping::double_fork),
     scenario("zombie_hold", &["HOLD_MS"], reaping::zombie_hold),
     scenario("demo", &[], workload::demo),

@@ -25,6 +25,19 @@ pub fn storm(args: &Args) {
     truth(json!({ "parent": getpid(), "cycles": cycles, "reaped": reaped }));
 }
 
+/// N cheap system calls (getppid), none of them one a probe records: what
+/// the `sys_enter`/`sys_exit` hooks cost every other call on the machine.
+pub fn syscalls(args: &Args) {
+    let calls = args.count(0, "N", 1_000_000);
+    let mut sum: i64 = 0;
+    for _ in 0..calls {
+        // SAFETY: getppid has no arguments and cannot fail. Called through
+        // syscall(2) so that no libc could answer it from a cache.
+        sum = sum.wrapping_add(unsafe { libc::syscall(libc::SYS_getppid) });
+    }
+    truth(json!({ "calls": calls, "checksum": sum }));
+}
+
 pub fn demo(_: &Args) {
     const LATE_MS: u64 = 1200;
 
