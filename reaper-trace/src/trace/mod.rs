@@ -12,6 +12,7 @@ pub mod follow;
 pub mod host_facts;
 pub mod names;
 pub mod pidns;
+pub mod stack;
 pub mod starts;
 #[cfg(test)]
 pub mod test_events;
