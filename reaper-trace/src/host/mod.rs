@@ -7,3 +7,4 @@ pub mod command;
 mod elf;
 pub mod procfs;
 pub mod symbolize;
+pub mod unwind;
