@@ -1,6 +1,10 @@
-//! The host around the tracer: /proc, and the command it runs.
+//! The host around the tracer: /proc, the command it runs, and the mapped
+//! files that user stacks are unwound and symbolized with.
 
 #[cfg(feature = "kernel")]
 pub mod cgroups;
 pub mod command;
+mod elf;
 pub mod procfs;
+pub mod symbolize;
+pub mod unwind;

@@ -1,0 +1,452 @@
+//! Naming frames: function, source file and line of a module's file offset,
+//! with blazesym (DWARF where the module or its debug file has it, else the
+//! ELF symbol tables). The same code serves the live tracer and `report`:
+//! both have only the module's path, build id and the offset, so a
+//! recording symbolizes as the live run did, on any machine with the files.
+//!
+//! A name is only given when it is certain: a module whose file is missing,
+//! or whose build id differs from the one that ran, gets none, and blazesym
+//! matches a symbol only inside its size, so a stripped binary yields no
+//! function rather than the nearest exported one.
+
+use std::{collections::HashMap, fs::File, path::Path};
+
+use blazesym::symbolize::{
+    Input, Sym, Symbolized,
+    source::{Elf, Source},
+};
+
+use super::elf::{self, Segment};
+use crate::trace::stack::{Frame, Module, Stack, Symbol};
+
+/// Symbolizes frames, caching per module and offset. Not `Send` (blazesym
+/// keeps its caches in `Rc`s): one per thread that shows findings.
+pub struct Symbolizer {
+    blazesym: blazesym::symbolize::Symbolizer,
+    /// The PT_LOAD segments of each module's file, or `None` when the file
+    /// is missing, unreadable or not the build that ran.
+    files: HashMap<Module, Option<Vec<Segment>>>,
+    /// The symbols of a frame, innermost inlined function first.
+    symbols: HashMap<(Module, u64), Vec<Symbol>>,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        Self {
+            // Its defaults: lines, inlined functions, demangling, and debug
+            // files looked up in /usr/lib/debug.
+            blazesym: blazesym::symbolize::Symbolizer::new(),
+            files: HashMap::new(),
+            symbols: HashMap::new(),
+        }
+    }
+
+    /// What a frame is: when inlined functions are at its address, the
+    /// innermost, whose line is the instruction's own.
+    pub fn symbolize(&mut self, frame: &Frame) -> Symbol {
+        self.symbolize_inlined(frame)[0].clone()
+    }
+
+    /// What a frame is, one symbol per function inlined at its address,
+    /// innermost first, ending with the function the code is compiled in
+    /// (its line being that of the inlined call). Never empty.
+    pub fn symbolize_inlined(&mut self, frame: &Frame) -> &[Symbol] {
+        let key = ((*frame.module).clone(), frame.file_offset);
+        if !self.symbols.contains_key(&key) {
+            let symbols = self.lookup(&frame.module, frame.file_offset);
+            self.symbols.insert(key.clone(), symbols);
+        }
+        &self.symbols[&key]
+    }
+
+    /// A whole stack, innermost first, with inlined functions as frames of
+    /// their own (as `addr2line -i` shows them).
+    pub fn symbolize_stack(&mut self, stack: &Stack) -> Vec<Symbol> {
+        stack
+            .frames
+            .iter()
+            .flat_map(|frame| self.symbolize_inlined(frame).to_vec())
+            .collect()
+    }
+
+    fn lookup(&mut self, module: &Module, file_offset: u64) -> Vec<Symbol> {
+        let segments = self.segments(module);
+        let address = segments.and_then(|s| elf::vaddr_of(s, file_offset));
+        let Some(address) = address else {
+            return vec![unknown(module, file_offset)];
+        };
+        let source = Source::Elf(Elf::new(&module.path));
+        match self
+            .blazesym
+            .symbolize_single(&source, Input::FileOffset(file_offset))
+        {
+            Ok(Symbolized::Sym(sym)) => expand(&module.path, address, &sym),
+            Ok(Symbolized::Unknown(_)) | Err(_) => vec![Symbol {
+                module: module.path.clone(),
+                address,
+                ..Symbol::default()
+            }],
+        }
+    }
+
+    /// The segments of a module's file, once it is known to be the one that
+    /// ran: same build id, when the module has one.
+    fn segments(&mut self, module: &Module) -> Option<&[Segment]> {
+        if !self.files.contains_key(module) {
+            let segments = matching_segments(module);
+            self.files.insert(module.clone(), segments);
+        }
+        self.files[module].as_deref()
+    }
+}
+
+fn matching_segments(module: &Module) -> Option<Vec<Segment>> {
+    let facts = elf::read(File::open(Path::new(&module.path)).ok()?, false).ok()?;
+    match &module.build_id {
+        Some(id) if facts.build_id.as_ref() != Some(id) => None,
+        _ => Some(facts.segments),
+    }
+}
+
+/// A frame nothing is known of but its module. Without the file its
+/// address cannot be told, so it is the file offset.
+fn unknown(module: &Module, file_offset: u64) -> Symbol {
+    Symbol {
+        module: module.path.clone(),
+        address: file_offset,
+        ..Symbol::default()
+    }
+}
+
+/// One symbol per inlined function, innermost first, then the function the
+/// code is compiled in. blazesym gives each its own line: the outer one's is
+/// the call of the first inlined, and so on down.
+fn expand(module: &str, address: u64, sym: &Sym<'_>) -> Vec<Symbol> {
+    let symbol = |name: &str, code: Option<&blazesym::symbolize::CodeInfo<'_>>| Symbol {
+        module: module.to_owned(),
+        address,
+        function: Some(name.to_owned()),
+        file: code.map(|c| c.to_path().to_string_lossy().into_owned()),
+        line: code.and_then(|c| c.line),
+    };
+    sym.inlined
+        .iter()
+        .rev()
+        .map(|inlined| symbol(&inlined.name, inlined.code_info.as_ref()))
+        .chain([symbol(&sym.name, sym.code_info.as_deref())])
+        .collect()
+}
+
+/// The frame to blame, in symbols innermost first: the innermost of the
+/// user's own code, that is neither in a system library nor from Rust's
+/// standard library or a crate dependency; else the innermost that is not
+/// in a system library (the main executable, as far as can be told).
+pub fn blame(symbols: &[Symbol]) -> Option<&Symbol> {
+    symbols
+        .iter()
+        .find(|s| !in_system_library(s) && !from_dependency(s))
+        .or_else(|| symbols.iter().find(|s| !in_system_library(s)))
+}
+
+fn in_system_library(symbol: &Symbol) -> bool {
+    const SYSTEM: [&str; 6] = [
+        "/lib/",
+        "/lib32/",
+        "/lib64/",
+        "/usr/lib/",
+        "/usr/lib32/",
+        "/usr/lib64/",
+    ];
+    SYSTEM.iter().any(|dir| symbol.module.starts_with(dir))
+}
+
+/// Code of Rust's standard library or of a crate from a registry or git,
+/// by its source path or, without line info, by its function's path.
+fn from_dependency(symbol: &Symbol) -> bool {
+    const FILES: [&str; 6] = [
+        "/rustc/",
+        "/library/std/",
+        "/library/core/",
+        "/library/alloc/",
+        "/.cargo/registry/",
+        "/.cargo/git/",
+    ];
+    const FUNCTIONS: [&str; 6] = [
+        "std::", "core::", "alloc::", "<std::", "<core::", "<alloc::",
+    ];
+    // A leading slash so that relative paths (`library/std/src/…`) match,
+    // and `/home/u/mylibrary/std/` does not.
+    let file = format!("/{}", symbol.file.as_deref().unwrap_or_default());
+    let function = symbol.function.as_deref().unwrap_or_default();
+    FILES.iter().any(|dir| file.contains(dir)) || FUNCTIONS.iter().any(|f| function.starts_with(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::{path::PathBuf, process::Command, sync::Arc};
+
+    fn sym(module: &str, function: Option<&str>, file: Option<&str>) -> Symbol {
+        Symbol {
+            module: module.into(),
+            address: 0x1000,
+            function: function.map(Into::into),
+            file: file.map(Into::into),
+            line: file.map(|_| 12),
+        }
+    }
+
+    #[test]
+    fn blame_skips_libc_and_std_for_the_users_line() {
+        let exe = "/home/u/app/target/debug/app";
+        let symbols = [
+            sym("/usr/lib/x86_64-linux-gnu/libc.so.6", None, None),
+            sym(
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                Some("posix_spawnp"),
+                None,
+            ),
+            sym(
+                exe,
+                Some(
+                    "std::sys::process::unix::unix::<impl std::sys::process::unix::common::Command>::spawn",
+                ),
+                Some("/rustc/abc/library/std/src/sys/process/unix/unix.rs"),
+            ),
+            sym(
+                exe,
+                Some("tokio::process::Command::spawn"),
+                Some(
+                    "/home/u/.cargo/registry/src/index.crates.io-x/tokio-1.0.0/src/process/mod.rs",
+                ),
+            ),
+            sym(exe, Some("app::main"), Some("/home/u/app/src/main.rs")),
+            sym(exe, Some("core::ops::function::FnOnce::call_once"), None),
+        ];
+        assert_eq!(blame(&symbols), Some(&symbols[4]));
+    }
+
+    #[test]
+    fn blame_skips_std_by_name_without_line_info() {
+        let exe = "/opt/app";
+        let symbols = [
+            sym(
+                exe,
+                Some("<std::process::Child as core::ops::Drop>::drop"),
+                None,
+            ),
+            sym(exe, Some("<app::Pool as core::ops::Drop>::drop"), None),
+        ];
+        assert_eq!(blame(&symbols), Some(&symbols[1]));
+    }
+
+    #[test]
+    fn blame_falls_back_to_the_innermost_frame_outside_system_libraries() {
+        let symbols = [
+            sym("/lib64/libc.so.6", Some("fork"), None),
+            sym(
+                "/opt/app",
+                Some("std::process::Command::spawn"),
+                Some("library/std/src/process.rs"),
+            ),
+            sym(
+                "/opt/app",
+                Some("std::rt::lang_start"),
+                Some("library/std/src/rt.rs"),
+            ),
+        ];
+        assert_eq!(blame(&symbols), Some(&symbols[1]));
+        assert_eq!(blame(&symbols[..1]), None);
+        let mine = sym(
+            "/opt/app",
+            Some("app::std::run"),
+            Some("/home/u/mylibrary/std/run.rs"),
+        );
+        assert_eq!(blame(std::slice::from_ref(&mine)), Some(&mine));
+        assert_eq!(blame(&[]), None);
+    }
+
+    #[test]
+    fn blame_takes_an_unnamed_frame_of_the_program() {
+        // The innermost frame of a stripped program: unnamed, whoever
+        // the nearest exported symbol is.
+        let symbols = [sym("/usr/bin/prog", None, None)];
+        assert_eq!(blame(&symbols), Some(&symbols[0]));
+    }
+
+    /// A C program built with -g, and a stripped copy, in a fresh folder.
+    struct Program {
+        dir: PathBuf,
+        path: PathBuf,
+        stripped: PathBuf,
+    }
+
+    impl Drop for Program {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const SOURCE: &str = "#include <stdio.h>\n\
+        \n\
+        int helper(int x)\n\
+        {\n\
+        \treturn x * 3 + 1;\n\
+        }\n\
+        \n\
+        int main(int argc, char **argv)\n\
+        {\n\
+        \tprintf(\"%d\\n\", helper(argc));\n\
+        \treturn 0;\n\
+        }\n";
+
+    fn program(name: &str) -> Program {
+        let dir = std::env::temp_dir().join(format!(
+            "reaper-trace-symbolize-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = dir.join("prog.c");
+        std::fs::write(&source, SOURCE).unwrap();
+        let path = dir.join("prog");
+        let stripped = dir.join("prog-stripped");
+        run(Command::new("cc")
+            .args(["-g", "-O0", "-Wl,--build-id", "-o"])
+            .arg(&path)
+            .arg(&source));
+        run(Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(&path)
+            .arg(&stripped));
+        Program {
+            dir,
+            path,
+            stripped,
+        }
+    }
+
+    fn run(command: &mut Command) {
+        let status = command.status().unwrap();
+        assert!(status.success(), "{command:?}: {status}");
+    }
+
+    /// The virtual address and file offset of a symbol of the unstripped
+    /// program.
+    fn symbol_of(path: &Path, name: &str) -> (u64, u64) {
+        use object::{Object, ObjectSymbol};
+        let data = std::fs::read(path).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        let address = elf
+            .symbols()
+            .find(|s| s.name() == Ok(name))
+            .unwrap()
+            .address();
+        let facts = elf::read(File::open(path).unwrap(), false).unwrap();
+        let segment = facts
+            .segments
+            .iter()
+            .find(|s| s.vaddr <= address && address - s.vaddr < s.file_size)
+            .unwrap();
+        (address, address - segment.vaddr + segment.file_offset)
+    }
+
+    fn frame(path: &Path, build_id: Option<Vec<u8>>, file_offset: u64) -> Frame {
+        Frame {
+            module: Arc::new(Module {
+                path: path.to_string_lossy().into_owned(),
+                build_id,
+            }),
+            file_offset,
+        }
+    }
+
+    fn build_id(path: &Path) -> Option<Vec<u8>> {
+        elf::read(File::open(path).unwrap(), false)
+            .unwrap()
+            .build_id
+    }
+
+    #[test]
+    fn a_c_function_with_its_file_and_line() {
+        let program = program("lines");
+        let (address, offset) = symbol_of(&program.path, "helper");
+        let frame = frame(&program.path, build_id(&program.path), offset + 4);
+        let mut symbolizer = Symbolizer::new();
+        let symbol = symbolizer.symbolize(&frame);
+        assert_eq!(symbol.module, program.path.to_string_lossy());
+        assert_eq!(symbol.address, address + 4);
+        assert_eq!(symbol.function.as_deref(), Some("helper"));
+        assert!(
+            symbol.file.as_deref().unwrap().ends_with("prog.c"),
+            "{symbol:?}"
+        );
+        // Within helper (lines 3 to 6).
+        assert!(
+            symbol.line.is_some_and(|l| (3..=6).contains(&l)),
+            "{symbol:?}"
+        );
+        // Cached, and the same.
+        assert_eq!(symbolizer.symbolize(&frame), symbol);
+        assert_eq!(symbolizer.symbols.len(), 1);
+    }
+
+    #[test]
+    fn a_stripped_binary_yields_no_made_up_name() {
+        let program = program("stripped");
+        let id = build_id(&program.stripped);
+        assert!(id.is_some(), "strip keeps the build id note");
+        let mut symbolizer = Symbolizer::new();
+        for function in ["helper", "main"] {
+            let (address, offset) = symbol_of(&program.path, function);
+            let frame = frame(&program.stripped, id.clone(), offset + 4);
+            let symbol = symbolizer.symbolize(&frame);
+            assert_eq!(
+                symbol,
+                Symbol {
+                    module: program.stripped.to_string_lossy().into_owned(),
+                    address: address + 4,
+                    function: None,
+                    file: None,
+                    line: None,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn another_build_gets_no_symbols() {
+        let program = program("mismatch");
+        let (_, offset) = symbol_of(&program.path, "helper");
+        let other_build = vec![0xde, 0xad, 0xbe, 0xef];
+        let frame = frame(&program.path, Some(other_build), offset);
+        let symbol = Symbolizer::new().symbolize(&frame);
+        assert_eq!(symbol.module, program.path.to_string_lossy());
+        assert_eq!(symbol.address, offset, "no file of that build: the offset");
+        assert_eq!(
+            (symbol.function, symbol.file, symbol.line),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_missing_file_gets_no_symbols() {
+        let frame = frame(Path::new("/nonexistent/reaper-trace/prog"), None, 0x1139);
+        let symbol = Symbolizer::new().symbolize(&frame);
+        assert_eq!(
+            symbol,
+            Symbol {
+                module: "/nonexistent/reaper-trace/prog".into(),
+                address: 0x1139,
+                ..Symbol::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,757 @@
+//! Unwinding a user stack the kernel copied (registers and the top of the
+//! stack) into frames named by module and file offset, with `.eh_frame`
+//! through framehop: Debian's glibc has no frame pointers, so a frame-pointer
+//! walk from inside `fork()` would lose the callers users need.
+//!
+//! It needs the process alive: its maps say which file holds each address,
+//! and the files hold the unwind tables. Both are cached: the module list
+//! per process (until [`Unwinder::forget`], at its exec or exit), and what
+//! each ELF file gives per device and inode (shared by every process that
+//! maps it).
+//!
+//! A frame must lie in an executable mapping of a file. The unwind stops,
+//! truncated, at the first that does not: code in `[vdso]` or in anonymous
+//! memory (JIT) has no file to name it by, so it could be neither recorded
+//! nor symbolized, and the frames beyond it would come from guessed frame
+//! pointers. A return address in a non-executable mapping is garbage.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    ops::Range,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use framehop::{
+    ExplicitModuleSectionInfo, Unwinder as _,
+    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
+};
+use procfs::process::{MMPermissions, MMapPath, MemoryMap};
+
+use super::elf::{self, Data, ElfFacts, UnwindSections};
+use crate::trace::stack::{Frame, Module, Stack};
+
+/// Frames kept at most; a deeper stack is marked truncated. The line users
+/// need is near the top: the fork is a few frames under it.
+pub const MAX_FRAMES: usize = 64;
+
+/// The user registers the unwind starts from (saved at syscall entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRegs {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnwindError {
+    /// The registers are not those of user code (a kernel thread).
+    #[error("no user context (ip {ip:#x})")]
+    NoUserContext { ip: u64 },
+    /// The process is gone (or never was): nothing names its addresses.
+    #[error("cannot read the memory maps of process {tgid}: {source}")]
+    Maps {
+        tgid: u32,
+        #[source]
+        source: procfs::ProcError,
+    },
+}
+
+/// Unwinds the stacks of many processes, caching what it read about each.
+/// One per tracer.
+pub struct Unwinder {
+    processes: HashMap<u32, ProcessModules>,
+    /// Per mapped file. Files that could not be opened are not cached:
+    /// another process may manage.
+    files: HashMap<FileKey, CachedFile>,
+    /// framehop's rule cache; its entries are tagged by module generation,
+    /// so one serves every process.
+    cache: CacheX86_64,
+}
+
+impl Default for Unwinder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Unwinder {
+    pub fn new() -> Self {
+        Self {
+            processes: HashMap::new(),
+            files: HashMap::new(),
+            cache: CacheX86_64::new(),
+        }
+    }
+
+    /// Drops what is known of a process's mappings: call it when the
+    /// process execs (a new address space) or exits (its pid will be reused).
+    pub fn forget(&mut self, tgid: u32) {
+        self.processes.remove(&tgid);
+    }
+
+    /// Unwinds the stack of a thread of process `tgid`, stopped at `regs`,
+    /// from `stack`: a copy of its memory starting at `stack_base` (at or
+    /// below `regs.sp`). The frames found before any failure are kept, with
+    /// `truncated` set. An error only when nothing can be said at all.
+    pub fn unwind(
+        &mut self,
+        tgid: u32,
+        regs: UserRegs,
+        stack_base: u64,
+        stack: &[u8],
+    ) -> Result<Stack, UnwindError> {
+        // Kernel addresses start at 0xffff8000_00000000 on x86_64.
+        if regs.ip == 0 || regs.ip >= 0xffff_8000_0000_0000 {
+            return Err(UnwindError::NoUserContext { ip: regs.ip });
+        }
+        let fresh = !self.processes.contains_key(&tgid);
+        if fresh {
+            self.load(tgid)?;
+        }
+        let walk = self.walk(tgid, regs, stack_base, stack);
+        // An address in no mapping at all: maybe a library loaded since the
+        // maps were read. Read them once more, if the process is still there.
+        if walk.unmapped && !fresh && self.load(tgid).is_ok() {
+            return Ok(self.walk(tgid, regs, stack_base, stack).stack);
+        }
+        Ok(walk.stack)
+    }
+
+    fn walk(&mut self, tgid: u32, regs: UserRegs, base: u64, bytes: &[u8]) -> Walk {
+        match self.processes.get(&tgid) {
+            Some(process) => walk(process, &mut self.cache, regs, base, bytes),
+            None => Walk {
+                stack: Stack {
+                    frames: Vec::new(),
+                    truncated: true,
+                },
+                unmapped: false,
+            },
+        }
+    }
+
+    /// (Re)reads the maps of a process; on failure the old list stays.
+    fn load(&mut self, tgid: u32) -> Result<(), UnwindError> {
+        let maps = read_maps(tgid)?;
+        let modules = self.process_modules(tgid, &maps);
+        self.processes.insert(tgid, modules);
+        Ok(())
+    }
+
+    fn process_modules(&mut self, tgid: u32, maps: &[MemoryMap]) -> ProcessModules {
+        let mut unwinder = UnwinderX86_64::new();
+        let mut modules: Vec<Option<Arc<Module>>> = vec![None; maps.len()];
+        for load in loads(maps) {
+            let (module, unwind) = self.load_module(tgid, maps, &load);
+            if let Some(unwind) = unwind {
+                unwinder.add_module(unwind);
+            }
+            for &i in &load {
+                modules[i] = Some(module.clone());
+            }
+        }
+        let mappings = maps
+            .iter()
+            .zip(modules)
+            .map(|(map, module)| Mapping {
+                range: map.address.0..map.address.1,
+                offset: map.offset,
+                executable: map.perms.contains(MMPermissions::EXECUTE),
+                module,
+            })
+            .collect();
+        ProcessModules { mappings, unwinder }
+    }
+
+    /// The module of one load of a file (the mappings `load` of `maps`), and
+    /// what framehop needs to unwind through it, when its file was read.
+    fn load_module(
+        &mut self,
+        tgid: u32,
+        maps: &[MemoryMap],
+        load: &[usize],
+    ) -> (Arc<Module>, Option<framehop::Module<Data>>) {
+        let first = &maps[load[0]];
+        let path = module_path(&first.pathname);
+        let executable = load
+            .iter()
+            .map(|&i| &maps[i])
+            .filter(|m| m.perms.contains(MMPermissions::EXECUTE));
+        // Only files with code are read: frames cannot be in the others
+        // (data files, locale archives), which need no build id then.
+        let facts = executable
+            .clone()
+            .next()
+            .and_then(|map| self.facts(tgid, map, Path::new(&path)));
+        let Some(facts) = facts else {
+            return (
+                Arc::new(Module {
+                    path,
+                    build_id: None,
+                }),
+                None,
+            );
+        };
+        let bias = executable
+            .clone()
+            .find_map(|m| elf::load_bias(&facts.segments, m.address.0, m.offset));
+        let last = &maps[load[load.len() - 1]];
+        let unwind = bias.map(|bias| {
+            framehop_module(&path, first.address.0..last.address.1, bias, &facts.unwind)
+        });
+        let module = Module {
+            path,
+            build_id: facts.build_id.clone(),
+        };
+        (Arc::new(module), unwind)
+    }
+
+    /// What the file behind `map` gives, read once per file. The file is
+    /// opened every time all the same: an inode number freed by a deleted
+    /// file is soon reused (a rebuilt binary), and only its change time
+    /// tells the new file from the old.
+    fn facts(&mut self, tgid: u32, map: &MemoryMap, path: &Path) -> Option<Arc<ElfFacts>> {
+        let key = FileKey {
+            dev: map.dev,
+            inode: map.inode,
+        };
+        let known = self.files.get(&key);
+        let Some(file) = open_mapped(tgid, map, path) else {
+            // Unverifiable, but what was read from that inode is likelier
+            // right than nothing.
+            return known.and_then(|k| k.facts.clone());
+        };
+        let changed = changed(&file);
+        if let Some(known) = known.filter(|k| k.changed == changed) {
+            return known.facts.clone();
+        }
+        let facts = elf::read(file, true).ok().map(Arc::new);
+        let cached = CachedFile {
+            changed,
+            facts: facts.clone(),
+        };
+        self.files.insert(key, cached);
+        facts
+    }
+}
+
+/// A file, as the kernel names it in the maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: (i32, i32),
+    inode: u64,
+}
+
+struct CachedFile {
+    /// The file's change time (seconds, nanoseconds) when it was read.
+    changed: Option<(i64, i64)>,
+    /// `None` for a file that is no x86_64 ELF.
+    facts: Option<Arc<ElfFacts>>,
+}
+
+fn changed(file: &File) -> Option<(i64, i64)> {
+    file.metadata()
+        .ok()
+        .map(|meta| (meta.ctime(), meta.ctime_nsec()))
+}
+
+/// What one process has mapped, as read from its maps.
+struct ProcessModules {
+    /// Every mapping, in address order.
+    mappings: Vec<Mapping>,
+    unwinder: UnwinderX86_64<Data>,
+}
+
+struct Mapping {
+    range: Range<u64>,
+    offset: u64,
+    executable: bool,
+    /// The file mapped, if any.
+    module: Option<Arc<Module>>,
+}
+
+/// Where an address lies in a process.
+enum Place {
+    /// In code from a file: a frame.
+    Code(Frame),
+    /// In a mapping that holds no code from a file.
+    NotCode,
+    /// In no mapping.
+    Unmapped,
+}
+
+impl ProcessModules {
+    fn place(&self, address: u64) -> Place {
+        let after = self.mappings.partition_point(|m| m.range.start <= address);
+        let Some(mapping) = after.checked_sub(1).map(|i| &self.mappings[i]) else {
+            return Place::Unmapped;
+        };
+        if address >= mapping.range.end {
+            return Place::Unmapped;
+        }
+        match &mapping.module {
+            Some(module) if mapping.executable => Place::Code(Frame {
+                module: module.clone(),
+                file_offset: address - mapping.range.start + mapping.offset,
+            }),
+            _ => Place::NotCode,
+        }
+    }
+}
+
+/// An unwind, and whether it stopped at an address in no mapping.
+struct Walk {
+    stack: Stack,
+    unmapped: bool,
+}
+
+fn walk(
+    process: &ProcessModules,
+    cache: &mut CacheX86_64,
+    regs: UserRegs,
+    base: u64,
+    bytes: &[u8],
+) -> Walk {
+    let mut read_stack = |address| read_word(base, bytes, address);
+    let start = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    let mut addresses = process
+        .unwinder
+        .iter_frames(regs.ip, start, cache, &mut read_stack);
+    let mut stack = Stack::default();
+    let stop = |mut stack: Stack, truncated, unmapped| {
+        stack.truncated = truncated;
+        Walk { stack, unmapped }
+    };
+    loop {
+        // framehop often ends in Err where the copied bytes end; the frames
+        // found until then are good, so it is not driven as an iterator.
+        let address = match addresses.next() {
+            Ok(Some(address)) => address,
+            Ok(None) => return stop(stack, false, false),
+            Err(_) => return stop(stack, true, false),
+        };
+        if stack.frames.len() == MAX_FRAMES {
+            return stop(stack, true, false);
+        }
+        // The return address minus one: inside the call, on its line.
+        match process.place(address.address_for_lookup()) {
+            Place::Code(frame) => stack.frames.push(frame),
+            Place::NotCode => return stop(stack, true, false),
+            Place::Unmapped => return stop(stack, true, true),
+        }
+    }
+}
+
+/// A stack word from the copy; an error past its ends.
+fn read_word(base: u64, bytes: &[u8], address: u64) -> Result<u64, ()> {
+    let start = usize::try_from(address.checked_sub(base).ok_or(())?).map_err(|_| ())?;
+    let word = bytes
+        .get(start..start.checked_add(8).ok_or(())?)
+        .ok_or(())?;
+    Ok(u64::from_le_bytes(word.try_into().map_err(|_| ())?))
+}
+
+fn read_maps(tgid: u32) -> Result<Vec<MemoryMap>, UnwindError> {
+    let maps = i32::try_from(tgid)
+        .map_err(|_| procfs::ProcError::NotFound(None))
+        .and_then(procfs::process::Process::new)
+        .and_then(|process| process.maps());
+    let mut maps = maps.map_err(|source| UnwindError::Maps { tgid, source })?.0;
+    maps.sort_by_key(|m| m.address.0);
+    Ok(maps)
+}
+
+/// Groups the file mappings (indices into `maps`, in address order) by load:
+/// the pieces of one file the loader mapped together. A load ends where
+/// another file's mapping comes, or where the same file starts over at a
+/// lower offset (loaded twice). Anonymous mappings between pieces (.bss)
+/// don't end it.
+fn loads(maps: &[MemoryMap]) -> Vec<Vec<usize>> {
+    let mut loads: Vec<Vec<usize>> = Vec::new();
+    for (i, map) in maps.iter().enumerate() {
+        if !is_file(map) {
+            continue;
+        }
+        let continues = loads.last().is_some_and(|load| {
+            let last = &maps[load[load.len() - 1]];
+            (last.dev, last.inode) == (map.dev, map.inode) && map.offset >= last.offset
+        });
+        match loads.last_mut() {
+            Some(load) if continues => load.push(i),
+            _ => loads.push(vec![i]),
+        }
+    }
+    loads
+}
+
+fn is_file(map: &MemoryMap) -> bool {
+    matches!(map.pathname, MMapPath::Path(_)) && map.inode != 0
+}
+
+/// The path a module is known by: as the process's maps say, less the
+/// " (deleted)" the kernel appends to a file removed since, so that a
+/// report finds the file put back there (the build id says if it is the
+/// same).
+fn module_path(pathname: &MMapPath) -> String {
+    let MMapPath::Path(path) = pathname else {
+        return String::new();
+    };
+    let path = path.to_string_lossy();
+    path.strip_suffix(" (deleted)").unwrap_or(&path).to_owned()
+}
+
+/// Opens the file behind a mapping: through `/proc/PID/map_files`, which
+/// reaches it even if deleted, replaced, or in another mount namespace (it
+/// needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE); else by its path, if
+/// that is still the same file (device and inode).
+fn open_mapped(tgid: u32, map: &MemoryMap, path: &Path) -> Option<File> {
+    let (start, end) = map.address;
+    let by_map = PathBuf::from(format!("/proc/{tgid}/map_files/{start:x}-{end:x}"));
+    File::open(by_map)
+        .ok()
+        .or_else(|| File::open(path).ok().filter(|file| same_file(file, map)))
+}
+
+fn same_file(file: &File, map: &MemoryMap) -> bool {
+    file.metadata().is_ok_and(|meta| {
+        let dev = meta.dev();
+        let (major, minor) = (libc::major(dev), libc::minor(dev));
+        meta.ino() == map.inode
+            && i64::from(major) == i64::from(map.dev.0)
+            && i64::from(minor) == i64::from(map.dev.1)
+    })
+}
+
+/// A framehop module for one load of an ELF file. For ELF, framehop's
+/// stated base is 0, so its actual base is the load bias: an address minus
+/// it is the address the unwind tables speak.
+fn framehop_module(
+    path: &str,
+    avma: Range<u64>,
+    bias: u64,
+    sections: &UnwindSections,
+) -> framehop::Module<Data> {
+    let (eh_frame_svma, eh_frame) = sections.eh_frame.clone().unzip();
+    let (eh_frame_hdr_svma, eh_frame_hdr) = sections.eh_frame_hdr.clone().unzip();
+    let info = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma: sections.text.clone(),
+        got_svma: sections.got.clone(),
+        eh_frame_svma,
+        eh_frame,
+        eh_frame_hdr_svma,
+        eh_frame_hdr,
+        ..Default::default()
+    };
+    framehop::Module::new(path.to_owned(), avma, bias, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::host::symbolize::Symbolizer;
+    use crate::trace::stack::Symbol;
+
+    #[test]
+    fn read_word_stays_inside_the_copy() {
+        let bytes: Vec<u8> = (0..24).collect();
+        let base = 0x7fff_0000;
+        assert_eq!(
+            read_word(base, &bytes, base + 8),
+            Ok(u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]))
+        );
+        assert_eq!(read_word(base, &bytes, base + 16).map(|_| ()), Ok(()));
+        assert_eq!(read_word(base, &bytes, base + 17), Err(()));
+        assert_eq!(read_word(base, &bytes, base - 8), Err(()));
+        assert_eq!(read_word(base, &bytes, u64::MAX), Err(()));
+    }
+
+    fn map(line: &str) -> MemoryMap {
+        let maps: procfs::process::MemoryMaps =
+            procfs::FromBufRead::from_buf_read(line.as_bytes()).unwrap();
+        maps.0.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn loads_group_the_mappings_of_one_file() {
+        let maps = [
+            map("555555554000-555555555000 r--p 00000000 fe:01 100 /usr/bin/prog\n"),
+            map("555555555000-555555556000 r-xp 00001000 fe:01 100 /usr/bin/prog\n"),
+            map("555555556000-555555557000 rw-p 00000000 00:00 0 \n"),
+            map("555555557000-555555558000 rw-p 00002000 fe:01 100 /usr/bin/prog\n"),
+            map("7ffff7dd0000-7ffff7df6000 r--p 00000000 fe:01 200 /usr/lib/libc.so.6\n"),
+            map("7ffff7df6000-7ffff7f4b000 r-xp 00026000 fe:01 200 /usr/lib/libc.so.6\n"),
+            // The same file loaded again (a second namespace).
+            map("7ffff7f50000-7ffff7f60000 r--p 00000000 fe:01 200 /usr/lib/libc.so.6\n"),
+            map("7ffff7fc1000-7ffff7fc3000 r-xp 00000000 00:00 0 [vdso]\n"),
+        ];
+        assert_eq!(loads(&maps), vec![vec![0, 1, 3], vec![4, 5], vec![6]]);
+    }
+
+    #[test]
+    fn module_paths_lose_the_deleted_mark() {
+        let deleted = map("1000-2000 r-xp 00000000 fe:01 7 /tmp/prog (deleted)\n");
+        assert_eq!(module_path(&deleted.pathname), "/tmp/prog");
+        let vdso = map("1000-2000 r-xp 00000000 00:00 0 [vdso]\n");
+        assert_eq!(module_path(&vdso.pathname), "");
+    }
+
+    #[test]
+    fn places_name_only_code_from_files() {
+        let module = Arc::new(Module {
+            path: "/usr/bin/prog".into(),
+            build_id: None,
+        });
+        let mapping =
+            |range: Range<u64>, offset, executable, module: Option<&Arc<Module>>| Mapping {
+                range,
+                offset,
+                executable,
+                module: module.cloned(),
+            };
+        let process = ProcessModules {
+            mappings: vec![
+                mapping(0x1000..0x2000, 0, false, Some(&module)),
+                mapping(0x2000..0x4000, 0x1000, true, Some(&module)),
+                mapping(0x8000..0x9000, 0, true, None),
+            ],
+            unwinder: UnwinderX86_64::new(),
+        };
+        assert!(matches!(
+            process.place(0x3456),
+            Place::Code(Frame {
+                file_offset: 0x2456,
+                ..
+            })
+        ));
+        assert!(matches!(process.place(0x1800), Place::NotCode));
+        assert!(matches!(process.place(0x8800), Place::NotCode));
+        assert!(matches!(process.place(0x4000), Place::Unmapped));
+        assert!(matches!(process.place(0x10), Place::Unmapped));
+    }
+
+    #[test]
+    fn no_user_context_is_an_error() {
+        let regs = UserRegs {
+            ip: 0,
+            sp: 0x7fff_0000,
+            bp: 0,
+        };
+        let result = Unwinder::new().unwind(std::process::id(), regs, 0x7fff_0000, &[]);
+        assert!(matches!(result, Err(UnwindError::NoUserContext { ip: 0 })));
+    }
+
+    #[test]
+    fn a_vanished_process_is_an_error() {
+        // Above the kernel's largest pid_max (2^22): no such process.
+        let tgid = 1 << 30;
+        let regs = UserRegs {
+            ip: 0x40_1000,
+            sp: 0x7fff_0000,
+            bp: 0,
+        };
+        let result = Unwinder::new().unwind(tgid, regs, 0x7fff_0000, &[0; 64]);
+        assert!(matches!(result, Err(UnwindError::Maps { tgid: t, .. }) if t == tgid));
+    }
+
+    /// What the kernel would hand over for this thread, now.
+    struct Captured {
+        regs: UserRegs,
+        base: u64,
+        bytes: Vec<u8>,
+        /// The lines of `capture_here`.
+        lines: Range<u32>,
+    }
+
+    /// Reads its own registers, then copies the stack from the page of its
+    /// stack pointer up (16 KiB at most, less where the stack mapping ends),
+    /// like the kernel side does. Through /proc/self/mem, as the bytes
+    /// below the stack pointer are the copying calls' own frames.
+    #[inline(never)]
+    fn capture_here() -> Captured {
+        let first = line!();
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: only reads registers into outputs; no memory, no stack.
+        unsafe {
+            core::arch::asm!(
+                "lea {ip}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                ip = out(reg) ip,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+                options(nomem, nostack, preserves_flags),
+            );
+        }
+        let (base, bytes) = copy_stack(sp);
+        Captured {
+            regs: UserRegs { ip, sp, bp },
+            base,
+            bytes,
+            lines: first..line!(),
+        }
+    }
+
+    fn copy_stack(sp: u64) -> (u64, Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let base = sp & !0xfff;
+        let maps = procfs::process::Process::myself().unwrap().maps().unwrap();
+        let stack = maps
+            .iter()
+            .find(|m| m.address.0 <= sp && sp < m.address.1)
+            .expect("the stack pointer is in a mapping");
+        let len = (stack.address.1 - base).min(16 << 10);
+        let mut bytes = vec![0; len as usize];
+        let mem = File::open("/proc/self/mem").unwrap();
+        mem.read_exact_at(&mut bytes, base).unwrap();
+        (base, bytes)
+    }
+
+    #[inline(never)]
+    fn middle_known() -> (Captured, u32) {
+        let (captured, line) = (capture_here(), line!());
+        std::hint::black_box((captured, line))
+    }
+
+    #[inline(never)]
+    fn outer_known() -> (Captured, u32, u32) {
+        let ((captured, middle_line), line) = (middle_known(), line!());
+        std::hint::black_box((captured, middle_line, line))
+    }
+
+    fn position(symbols: &[Symbol], function: &str) -> usize {
+        symbols
+            .iter()
+            .position(|s| s.function.as_deref().is_some_and(|f| f.ends_with(function)))
+            .unwrap_or_else(|| panic!("no {function} in {symbols:#?}"))
+    }
+
+    #[test]
+    fn unwinds_and_symbolizes_its_own_stack() {
+        let (captured, middle_line, outer_line) = outer_known();
+        let mut unwinder = Unwinder::new();
+        let stack = unwinder
+            .unwind(
+                std::process::id(),
+                captured.regs,
+                captured.base,
+                &captured.bytes,
+            )
+            .unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(stack.frames[0].module.path, exe.to_string_lossy());
+        assert!(stack.frames[0].module.build_id.is_some());
+
+        let symbols = Symbolizer::new().symbolize_stack(&stack);
+        let capture = position(&symbols, "unwind::tests::capture_here");
+        let middle = position(&symbols, "unwind::tests::middle_known");
+        let outer = position(&symbols, "unwind::tests::outer_known");
+        let test = position(
+            &symbols,
+            "unwind::tests::unwinds_and_symbolizes_its_own_stack",
+        );
+        assert_eq!((capture, middle, outer, test), (0, 1, 2, 3), "{symbols:#?}");
+        for symbol in &symbols[..4] {
+            let file = symbol.file.as_deref().unwrap_or_default();
+            assert!(
+                Path::new(file).ends_with("src/host/unwind.rs"),
+                "{symbol:?}"
+            );
+        }
+        let line = symbols[capture].line.unwrap();
+        assert!(
+            captured.lines.contains(&line),
+            "{line} {:?}",
+            captured.lines
+        );
+        // Each caller's line is that of its call.
+        assert_eq!(symbols[middle].line, Some(middle_line));
+        assert_eq!(symbols[outer].line, Some(outer_line));
+    }
+
+    #[test]
+    fn stale_maps_are_read_again_once() {
+        let (captured, _, _) = outer_known();
+        let pid = std::process::id();
+        let mut unwinder = Unwinder::new();
+        let unwind = |unwinder: &mut Unwinder| {
+            unwinder
+                .unwind(pid, captured.regs, captured.base, &captured.bytes)
+                .unwrap()
+        };
+        let full = unwind(&mut unwinder);
+        // Maps read before anything was loaded: the ip is in none of them.
+        let stale = ProcessModules {
+            mappings: Vec::new(),
+            unwinder: UnwinderX86_64::new(),
+        };
+        unwinder.processes.insert(pid, stale);
+        assert_eq!(unwind(&mut unwinder), full);
+        assert!(!unwinder.processes[&pid].mappings.is_empty());
+    }
+
+    #[test]
+    fn a_file_is_opened_by_path_only_if_it_is_the_mapped_one() {
+        let maps = read_maps(std::process::id()).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let map = maps
+            .iter()
+            .find(|m| m.pathname == MMapPath::Path(exe.clone()))
+            .unwrap();
+        // No such process: no map_files, so by path.
+        let nobody = 1 << 30;
+        assert!(open_mapped(nobody, map, &exe).is_some());
+        let mut other = map.clone();
+        other.inode += 1;
+        assert!(open_mapped(nobody, &other, &exe).is_none());
+    }
+
+    #[test]
+    fn garbage_stack_bytes_give_a_short_stack_not_a_panic() {
+        let (captured, _, _) = outer_known();
+        let mut unwinder = Unwinder::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let garbage: Vec<u8> = (0..captured.bytes.len())
+            .map(|_| {
+                // xorshift: deterministic junk.
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let stack = unwinder
+            .unwind(std::process::id(), captured.regs, captured.base, &garbage)
+            .unwrap();
+        // The first frame comes from the registers alone.
+        assert!(!stack.frames.is_empty());
+        assert!(stack.frames.len() <= MAX_FRAMES);
+        let stack = unwinder
+            .unwind(std::process::id(), captured.regs, captured.base, &[])
+            .unwrap();
+        assert_eq!(stack.frames.len(), 1);
+        assert!(stack.truncated);
+    }
+
+    #[test]
+    fn an_ip_in_no_code_gives_an_empty_truncated_stack() {
+        let mut unwinder = Unwinder::new();
+        let data = [0u64; 4];
+        let regs = UserRegs {
+            ip: data.as_ptr() as u64,
+            sp: 0x7fff_0000,
+            bp: 0,
+        };
+        let stack = unwinder
+            .unwind(std::process::id(), regs, 0x7fff_0000, &[])
+            .unwrap();
+        assert_eq!(stack.frames, vec![]);
+        assert!(stack.truncated);
+        unwinder.forget(std::process::id());
+        assert!(unwinder.processes.is_empty());
+    }
+}
