@@ -240,8 +240,15 @@ pub enum CheckFormat {
 pub enum Format {
     Text,
     Json,
-    /// Chrome trace-event JSON for ui.perfetto.dev.
+    /// A Perfetto trace (native protobuf) for ui.perfetto.dev: a track per
+    /// process (running, ZOMBIE), instants (fork, exec, exit, SIGCHLD,
+    /// waits, reaps, SIGCHLD sigactions), flows from parent to child.
+    /// Binary: redirect it to a file.
     Perfetto,
+    /// The same timeline as Chrome trace-event JSON (Perfetto's legacy
+    /// format; chrome://tracing opens it too), without the sigaction
+    /// instants and stacks.
+    PerfettoJson,
 }
 
 /// `1s`, `500ms`, `2.5s`, `100us`, `3m` → nanoseconds.
