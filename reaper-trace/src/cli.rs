@@ -186,6 +186,7 @@ pub enum Command {
     Report {
         /// The recording.
         file: PathBuf,
+        /// The report, or the recording drawn as a Perfetto timeline.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Report an exit left unreaped longer than this.
@@ -238,12 +239,14 @@ pub enum CheckFormat {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
+    /// The report, for people.
     Text,
+    /// The report as one JSON object.
     Json,
-    /// A Perfetto trace (native protobuf) for ui.perfetto.dev: a track per
-    /// process (running, ZOMBIE), instants (fork, exec, exit, SIGCHLD,
-    /// waits, reaps, SIGCHLD sigactions), flows from parent to child.
-    /// Binary: redirect it to a file.
+    /// The timeline as a native Perfetto trace (protobuf) for
+    /// ui.perfetto.dev: a track per process (running and ZOMBIE slices),
+    /// instants (fork, exec, exit, SIGCHLD, SIGCHLD action changes, waits,
+    /// reaps), flows from parent to child. Binary: redirect it to a file.
     Perfetto,
     /// The same timeline as Chrome trace-event JSON (Perfetto's legacy
     /// format; chrome://tracing opens it too), without the sigaction
