@@ -5,12 +5,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use reaper_trace::{
-    output::timeline,
+    output::timeline::{self, TimelineFormat},
     recording::replay::{ReplayOptions, replay},
 };
 
 fuzz_target!(|data: &[u8]| {
     let options = ReplayOptions { threshold_ns: 1_000_000_000, pids: Vec::new(), comm: None };
     let _ = replay(data, &options);
-    let _ = timeline::export(data, std::io::sink(), &options);
+    let _ = timeline::export(data, std::io::sink(), &options, TimelineFormat::Perfetto);
+    let _ = timeline::export(data, std::io::sink(), &options, TimelineFormat::PerfettoJson);
 });

@@ -186,6 +186,7 @@ pub enum Command {
     Report {
         /// The recording.
         file: PathBuf,
+        /// The report, or the recording drawn as a Perfetto timeline.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Report an exit left unreaped longer than this.
@@ -238,10 +239,19 @@ pub enum CheckFormat {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
+    /// The report, for people.
     Text,
+    /// The report as one JSON object.
     Json,
-    /// Chrome trace-event JSON for ui.perfetto.dev.
+    /// The timeline as a native Perfetto trace (protobuf) for
+    /// ui.perfetto.dev: a track per process (running and ZOMBIE slices),
+    /// instants (fork, exec, exit, SIGCHLD, SIGCHLD action changes, waits,
+    /// reaps), flows from parent to child. Binary: redirect it to a file.
     Perfetto,
+    /// The same timeline as Chrome trace-event JSON (Perfetto's legacy
+    /// format; chrome://tracing opens it too), without the sigaction
+    /// instants and stacks.
+    PerfettoJson,
 }
 
 /// `1s`, `500ms`, `2.5s`, `100us`, `3m` → nanoseconds.

@@ -3,7 +3,7 @@
 //! one line on stderr and exit status 2.
 
 use std::{
-    io::Write as _,
+    io::{IsTerminal as _, Write as _},
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -13,7 +13,13 @@ use reaper_trace::{
     analysis::FindingKind,
     host::command,
     live::{self, Display, LiveOptions},
-    output::{check, metrics::MetricsVisitor, report, timeline, verify},
+    output::{
+        check,
+        metrics::MetricsVisitor,
+        report,
+        timeline::{self, TimelineFormat},
+        verify,
+    },
     recording::replay::{self, ReplayOptions},
 };
 
@@ -196,13 +202,26 @@ pub fn run_report(
         Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
-    if matches!(format, Format::Perfetto) {
+    let timeline = match format {
+        Format::Perfetto => Some(TimelineFormat::Perfetto),
+        Format::PerfettoJson => Some(TimelineFormat::PerfettoJson),
+        Format::Text | Format::Json => None,
+    };
+    if let Some(timeline_format) = timeline {
         if metrics_file.is_some() {
             return fail(&anyhow::anyhow!(
-                "--metrics-file goes with the text or JSON report, not --format perfetto: run report twice"
+                "--metrics-file goes with the text or JSON report, not a Perfetto timeline: run report twice"
             ));
         }
-        return match timeline::export(input, std::io::stdout().lock(), &options) {
+        let stdout = std::io::stdout().lock();
+        // Binary on a terminal is garbage at best.
+        if timeline_format == TimelineFormat::Perfetto && stdout.is_terminal() {
+            return fail(&anyhow::anyhow!(
+                "--format perfetto writes a binary trace: redirect it to a file (> trace.pftrace)"
+            ));
+        }
+        let out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+        return match timeline::export(input, out, &options, timeline_format) {
             Ok(truncated) => {
                 warn_truncated(path, truncated);
                 ExitCode::SUCCESS

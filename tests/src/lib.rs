@@ -316,35 +316,101 @@ pub fn report_output(file: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 report")
 }
 
+/// The Python with Perfetto's bindings: `$REAPER_TRACE_PERFETTO_PYTHON`,
+/// or the venv `cargo xtask setup` makes in the target directory
+/// (`perfetto-venv`, found above this test's executable). Missing, the
+/// test fails: the timeline must not go unchecked.
+pub fn perfetto_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("REAPER_TRACE_PERFETTO_PYTHON") {
+        return python.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .map(|dir| dir.join("perfetto-venv/bin/python"))
+        .find(|python| python.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no perfetto-venv/bin/python above {}: run `cargo xtask setup` (it installs \
+                 Perfetto's Python bindings, which the timeline tests check the trace with), \
+                 or set REAPER_TRACE_PERFETTO_PYTHON",
+                exe.display()
+            )
+        })
+}
+
+/// Checks a native Perfetto trace with Perfetto's own schema and rules
+/// (`tests/perfetto_check.py`: no unknown field, iids and tracks defined
+/// before use, slices paired, flows whole) and returns its summary:
+/// `tracks`, `slices`, `instants` and `flows`, times in ns.
+pub fn perfetto_check(trace: &std::path::Path) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/perfetto_check.py");
+    let out = Command::new(perfetto_python())
+        .arg(script)
+        .arg(trace)
+        .output()
+        .expect("run perfetto_check.py");
+    assert!(
+        out.status.success(),
+        "{} fails Perfetto's checks ({}):\n{}",
+        trace.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the checker's JSON summary")
+}
+
+/// `report --format perfetto` on a recording, checked ([`perfetto_check`]):
+/// its summary.
+pub fn perfetto_timeline(recording: &std::path::Path) -> Value {
+    let out = Command::new(tool())
+        .arg("report")
+        .arg(recording)
+        .args(["--format", "perfetto"])
+        .output()
+        .expect("run reaper-trace report");
+    assert!(
+        out.status.success(),
+        "report --format perfetto failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = recording.with_extension("pftrace");
+    std::fs::write(&trace, &out.stdout).expect("write the trace");
+    let summary = perfetto_check(&trace);
+    let _ = std::fs::remove_file(&trace);
+    summary
+}
+
+/// The slices or instants of a timeline summary on `pid`'s tracks whose
+/// name starts with `name`.
+pub fn timeline_items<'a>(summary: &'a Value, kind: &str, pid: i64, name: &str) -> Vec<&'a Value> {
+    summary[kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {kind} in {summary}"))
+        .iter()
+        .filter(|e| {
+            int(&e["pid"]) == pid && e["name"].as_str().is_some_and(|n| n.starts_with(name))
+        })
+        .collect()
+}
+
 /// The timeline (`report --format perfetto`) draws exactly the reaps the
 /// report states: every finding about an exit seen in the trace has a
 /// ZOMBIE slice on its process's track, starting at the exit and lasting
-/// its latency; and every ZOMBIE slice longer than the threshold (1 s) is a
-/// finding. Returns the timeline's events.
-pub fn assert_timeline_agrees(recording: &std::path::Path) -> Vec<Value> {
+/// its latency, to the nanosecond; and every ZOMBIE slice longer than the
+/// threshold (1 s) is a finding. Returns the timeline's summary
+/// ([`perfetto_check`]).
+pub fn assert_timeline_agrees(recording: &std::path::Path) -> Value {
     let report: Value =
         serde_json::from_str(&report_output(recording, &["--format", "json"])).expect("JSON");
-    let timeline: Value =
-        serde_json::from_str(&report_output(recording, &["--format", "perfetto"]))
-            .expect("timeline JSON");
-    let events = timeline["traceEvents"]
+    let timeline = perfetto_timeline(recording);
+    let zombies: Vec<(i64, i64, i64)> = timeline["slices"]
         .as_array()
-        .expect("traceEvents")
-        .clone();
-    let zombies: Vec<(i64, f64, f64)> = events
+        .expect("slices")
         .iter()
-        .filter(|e| e["ph"] == "X" && e["name"].as_str().is_some_and(|n| n.starts_with("ZOMBIE")))
-        .map(|e| {
-            (
-                int(&e["pid"]),
-                e["ts"].as_f64().expect("ts"),
-                e["dur"].as_f64().expect("dur"),
-            )
-        })
+        .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("ZOMBIE")))
+        .map(|s| (int(&s["pid"]), int(&s["ts"]), int(&s["dur"])))
         .collect();
     let findings = report["findings"].as_array().expect("findings");
-    // Within a microsecond: the timeline is in µs, the report in ns.
-    let close = |us: f64, ns: i64| (us * 1000.0 - ns as f64).abs() <= 1000.0;
     // Orphans are not about reaping: their zombie time belongs to their
     // adopter's lifecycle, drawn like any other.
     let about_reaps = |f: &&Value| f["kind"] != "orphaned";
@@ -358,26 +424,24 @@ pub fn assert_timeline_agrees(recording: &std::path::Path) -> Vec<Value> {
             int(&f["exited_at_ns"]),
             int(&f["latency_ns"]),
         );
-        let slice = zombies
-            .iter()
-            .find(|(p, ts, _)| *p == pid && close(*ts, exited));
+        let slice = zombies.iter().find(|(p, ts, _)| *p == pid && *ts == exited);
         let Some((_, _, dur)) = slice else {
             panic!("finding {f} has no ZOMBIE slice; slices: {zombies:?}")
         };
-        assert!(
-            close(*dur, latency),
-            "finding for {pid}: the report says {latency} ns, the timeline {dur} µs"
+        assert_eq!(
+            *dur, latency,
+            "finding for {pid}: the report says {latency} ns, the timeline {dur} ns"
         );
     }
-    for (pid, ts, dur) in zombies.iter().filter(|(_, _, dur)| *dur > 1e6) {
+    for (pid, ts, dur) in zombies.iter().filter(|(_, _, dur)| *dur > 1_000_000_000) {
         assert!(
             findings.iter().any(|f| int(&f["pid"]) == *pid
                 && !f["exited_at_ns"].is_null()
-                && close(*ts, int(&f["exited_at_ns"]))),
-            "a {dur} µs ZOMBIE slice of {pid} at {ts} that the report does not list: {findings:#?}"
+                && int(&f["exited_at_ns"]) == *ts),
+            "a {dur} ns ZOMBIE slice of {pid} at {ts} that the report does not list: {findings:#?}"
         );
     }
-    events
+    timeline
 }
 
 /// A list of pids from a TRUTH field.

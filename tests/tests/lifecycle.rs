@@ -360,9 +360,8 @@ fn wnowait_peek_is_not_a_reap_in_the_report_nor_the_timeline() {
     let timeline = assert_timeline_agrees(&file);
     let _ = std::fs::remove_file(&file);
     let parent = int(&truth["parent"]);
-    let names: Vec<&str> = timeline
-        .iter()
-        .filter(|e| e["ph"] == "i" && int(&e["pid"]) == parent)
+    let names: Vec<&str> = timeline_items(&timeline, "instants", parent, "")
+        .into_iter()
         .filter_map(|e| e["name"].as_str())
         .collect();
     assert!(
@@ -375,11 +374,11 @@ fn wnowait_peek_is_not_a_reap_in_the_report_nor_the_timeline() {
         !names.iter().any(|n| n.contains(&format!("reaps {child}"))),
         "{names:?}"
     );
-    let zombie = timeline
-        .iter()
-        .find(|e| e["ph"] == "X" && e["name"] == "ZOMBIE" && int(&e["pid"]) == child)
-        .expect("a ZOMBIE slice for the peeked child");
-    assert!(zombie["dur"].as_f64().unwrap() >= 1.5e6, "{zombie}");
+    let zombie = timeline_items(&timeline, "slices", child, "ZOMBIE");
+    let [zombie] = zombie[..] else {
+        panic!("one ZOMBIE slice for the peeked child: {zombie:?}")
+    };
+    assert!(int(&zombie["dur"]) >= 1_500_000_000, "{zombie}");
     assert_eq!(zombie["args"]["reap_kind"], "adopted");
 }
 

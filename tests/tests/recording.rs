@@ -9,7 +9,7 @@ use std::{
 };
 
 use reaper_trace_tests::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A fresh path in a directory of this test's own.
 /// `reaper-trace report FILE <args>`: (exit code, stdout, stderr).
@@ -329,7 +329,72 @@ fn perfetto_timeline_has_spans_instants_and_flows() {
     let (file, t) = record_scenario("perfetto", &["demo"]);
     assert!(t.status.success());
     let truth = t.truth("leaked");
-    let (code, stdout, stderr) = report(&file, &["--format", "perfetto"]);
+    // Checked against Perfetto's own schema on the way.
+    let timeline = perfetto_timeline(&file);
+    let on = |kind: &str, pid: i64, name: &str| timeline_items(&timeline, kind, pid, name);
+    let parent = int(&truth["parent"]);
+    let tracks = timeline["tracks"].as_array().expect("tracks");
+    let flows = timeline["flows"].as_array().expect("flows");
+    for leaked in pids(&truth["leaked"]) {
+        let running = on("slices", leaked, "running");
+        assert_eq!(running.len(), 1, "fork-to-exit span of {leaked}");
+        let zombie = on("slices", leaked, "ZOMBIE");
+        let [zombie] = zombie[..] else {
+            panic!("one ZOMBIE slice for {leaked}: {zombie:?}")
+        };
+        assert_eq!(zombie["category"], "zombie");
+        assert_eq!(
+            int(&zombie["ts"]),
+            int(&running[0]["ts"]) + int(&running[0]["dur"]),
+            "the zombie span starts at the exit"
+        );
+        assert!(
+            int(&zombie["dur"]) > 1_000_000_000,
+            "leaked for over a second: {zombie}"
+        );
+        assert_eq!(zombie["args"]["reap_kind"], "adopted");
+        // Its own process track, named.
+        let track: Vec<_> = tracks.iter().filter(|t| int(&t["pid"]) == leaked).collect();
+        assert_eq!(track.len(), 1, "{track:?}");
+        assert_eq!(track[0]["name"], "scenario");
+        assert_eq!(track[0]["uuid"], running[0]["uuid"]);
+        // Linked to its parent: a flow from the fork to its running span.
+        let flow: Vec<_> = flows.iter().filter(|f| f["to"]["pid"] == leaked).collect();
+        let [flow] = flow[..] else {
+            panic!("one flow into {leaked}: {flow:?}")
+        };
+        assert_eq!(int(&flow["from"]["pid"]), parent);
+        assert_eq!(flow["from"]["name"], "fork");
+        assert_eq!(flow["to"]["name"], "running");
+        assert_eq!(flow["from"]["ts"], running[0]["ts"]);
+        let fork = on("instants", parent, "fork")
+            .into_iter()
+            .find(|f| f["args"]["child"] == leaked)
+            .expect("the fork instant");
+        assert_eq!(fork["flow_out"], json!([flow["id"]]));
+        assert_eq!(fork["callstack"], Value::Null, "no stacks recorded yet");
+        assert_eq!(on("instants", leaked, "reaped by").len(), 1);
+        assert_eq!(
+            on("instants", parent, &format!("sigchld from {leaked}")).len(),
+            1
+        );
+    }
+    assert!(!on("instants", parent, "exec").is_empty());
+    assert!(!on("instants", parent, "wait4").is_empty());
+    assert!(
+        flows.iter().all(|f| !f["to"].is_null()),
+        "every flow has both ends: {flows:?}"
+    );
+}
+
+/// `--format perfetto-json`, the Chrome trace-event JSON timeline.
+#[test]
+fn perfetto_json_timeline_has_spans_instants_and_flows() {
+    kernel_test!();
+    let (file, t) = record_scenario("perfetto-json", &["demo"]);
+    assert!(t.status.success());
+    let truth = t.truth("leaked");
+    let (code, stdout, stderr) = report(&file, &["--format", "perfetto-json"]);
     assert_eq!(code, Some(0), "{stderr}");
     let trace: Value = serde_json::from_str(&stdout).expect("valid JSON");
     let events = trace["traceEvents"].as_array().expect("traceEvents");

@@ -1,6 +1,7 @@
 //! Installs, idempotently, what building and testing need on a fresh
 //! machine: rust-src for nightly, bpf-linker built against nightly's own
-//! LLVM, and the Debian packages the tests and benchmarks use.
+//! LLVM, the Debian packages the tests and benchmarks use, and the Python
+//! venv with Perfetto's schema the timeline tests check against.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,8 +17,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: strace and tini for real-client scenarios, bpftrace as
 /// the peer the benchmark compares against, bpftool to inspect programs,
 /// prometheus for the real scrape test (its promtool checks the fleet
-/// examples), and qemu, busybox-static and cpio to boot other kernels with
-/// the static binary (`vm-test`).
+/// examples), qemu, busybox-static and cpio to boot other kernels with
+/// the static binary (`vm-test`), and python3-venv for the Perfetto venv.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -27,7 +28,21 @@ const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "cpio",
+    "python3-venv",
 ];
+
+/// What the venv holds: Perfetto's Python package, whose official
+/// bindings (`perfetto_trace_pb2`) `tests/perfetto_check.py` parses the
+/// timeline with, and the protobuf runtime they were checked with (the
+/// package leaves it unpinned; Debian's python3-protobuf is too old).
+/// Neither has a Debian package.
+const PERFETTO_PIP: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", "7.36.2")];
+
+/// Where the venv lives, under the target directory: the tests look for
+/// `perfetto-venv/bin/python` above their own executable.
+fn perfetto_venv() -> PathBuf {
+    PathBuf::from(crate::target_dir()).join("perfetto-venv")
+}
 
 /// The target of the static release binary (`dist`, `vm-test`).
 pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
@@ -38,6 +53,7 @@ pub fn run() -> anyhow::Result<()> {
     musl_target()?;
     bpf_linker()?;
     packages()?;
+    perfetto_python()?;
     eprintln!(
         "xtask: set-up complete in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -245,6 +261,76 @@ fn packages() -> anyhow::Result<()> {
     };
     // A stale package index fails the install: refresh it and retry once.
     install(false).or_else(|_| install(true))
+}
+
+/// The venv's packages at the pinned versions, as `name==version` lines
+/// sorted, or `None` when its Python does not run.
+fn venv_versions(python: &Path) -> Option<String> {
+    let names: Vec<String> = PERFETTO_PIP.iter().map(|(n, _)| format!("{n:?}")).collect();
+    let script = format!(
+        "import importlib.metadata as m\nfor n in sorted([{}]):\n    try: print(f'{{n}}=={{m.version(n)}}')\n    except m.PackageNotFoundError: pass",
+        names.join(", ")
+    );
+    let out = Command::new(python)
+        .args(["-c", &script])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wanted_versions() -> String {
+    let mut lines: Vec<String> = PERFETTO_PIP
+        .iter()
+        .map(|(n, v)| format!("{n}=={v}\n"))
+        .collect();
+    lines.sort();
+    lines.concat()
+}
+
+/// The venv with Perfetto's bindings; quick when it is there (one Python
+/// start to read the installed versions).
+fn perfetto_python() -> anyhow::Result<()> {
+    let venv = perfetto_venv();
+    let python = venv.join("bin/python");
+    let installed = venv_versions(&python);
+    if installed.as_deref() == Some(wanted_versions().as_str()) {
+        return Ok(());
+    }
+    if installed.is_none() && venv.exists() {
+        // A venv whose Python is gone (the system Python was upgraded,
+        // or a copy made elsewhere): start again.
+        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    if !python.exists() {
+        eprintln!("xtask: making the Python venv {}", venv.display());
+        status(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let pins: Vec<String> = PERFETTO_PIP
+        .iter()
+        .map(|(n, v)| format!("{n}=={v}"))
+        .collect();
+    eprintln!("xtask: installing {} into it (PyPI)", pins.join(" "));
+    status(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&pins),
+    )?;
+    match venv_versions(&python) {
+        Some(v) if v == wanted_versions() => Ok(()),
+        other => bail!(
+            "the venv {} holds {other:?} after pip install, not {pins:?}",
+            venv.display()
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::{
     },
 };
 
-fn disposition(d: Disposition, handler: u64) -> String {
+pub(crate) fn disposition(d: Disposition, handler: u64) -> String {
     match d {
         Disposition::Default => "SIG_DFL".into(),
         Disposition::Ignore => "SIG_IGN".into(),

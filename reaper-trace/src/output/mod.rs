@@ -1,11 +1,13 @@
 //! Everything people and tools read: event lines, findings and reports,
-//! the Perfetto timeline, JUnit. Renders what the analysis concluded;
-//! decides nothing itself.
+//! the Perfetto timeline (native protobuf, or JSON), JUnit. Renders what
+//! the analysis concluded; decides nothing itself.
 
 pub mod check;
 pub mod events;
 pub mod junit;
 pub mod metrics;
+pub mod perfetto;
+pub mod protobuf;
 pub mod report;
 pub mod timeline;
 pub mod verify;

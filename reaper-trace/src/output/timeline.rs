@@ -1,13 +1,18 @@
-//! `report --format perfetto`: a recording as a Chrome trace-event JSON
-//! timeline that ui.perfetto.dev (and chrome://tracing) opens.
+//! `report --format perfetto` (and `perfetto-json`): a recording as a
+//! timeline that ui.perfetto.dev opens.
 //!
-//! One track per process: a `running` slice from fork to exit, then a red
+//! One track per process: a `running` slice from fork to exit, then a
 //! `ZOMBIE` slice from exit to the reap; exec, exit, SIGCHLD and the
 //! parent's waits as instant events; a flow arrow from each parent to its
 //! child. Where and by whom a child was reaped is the analyzer's verdict
 //! (the replay feeds it here), so the ZOMBIE slice ends where the report
 //! says the reap happened. The output is streamed; state is bounded by the
 //! processes in flight.
+//!
+//! What to draw is decided once, here; a [`Sink`] writes it in one format:
+//! the native Perfetto protobuf trace (`output::perfetto`, the default), or
+//! the Chrome trace-event JSON ([`JsonSink`], which Perfetto calls legacy
+//! and imports best-effort).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,51 +23,155 @@ use serde_json::{Value, json};
 
 use crate::{
     analysis::{ReapKind, Resolution, Verdict},
-    output::events::wait_outcome,
+    output::{
+        events::{disposition, wait_outcome},
+        perfetto::PerfettoSink,
+    },
     recording::{
         Meta,
         replay::{ReplayError, ReplayOptions, Visitor, replay_with},
     },
     trace::{
         event::{Event, EventData},
-        names::signal_name,
+        names::{sa_flags, signal_name},
+        stack::Symbol,
     },
 };
+
+/// Which file the timeline is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineFormat {
+    /// Perfetto's native protobuf trace.
+    Perfetto,
+    /// Chrome trace-event JSON.
+    PerfettoJson,
+}
+
+/// A process's track. A process gets a new one when its pid is reused
+/// (`uuid`); the JSON format knows only the pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Track {
+    pub pid: u32,
+    /// Nonzero, unique in the trace.
+    pub uuid: u64,
+}
+
+/// A span of time on a track. Times are the recording's CLOCK_MONOTONIC
+/// nanoseconds.
+#[derive(Debug)]
+pub struct Slice<'a> {
+    pub name: &'a str,
+    pub category: &'a str,
+    /// A color for the JSON format's `cname` (the protobuf one has none:
+    /// Perfetto colors slices by name).
+    pub color: &'a str,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// A JSON object: its members become the slice's arguments.
+    pub args: Value,
+    /// The flow (from the parent's fork) that ends at this slice.
+    pub flow_in: Option<u64>,
+}
+
+/// A moment on a track.
+#[derive(Debug)]
+pub struct Instant<'a> {
+    pub name: &'a str,
+    pub category: &'a str,
+    pub ts_ns: u64,
+    /// A JSON object: its members become the instant's arguments.
+    pub args: Value,
+    /// A flow that starts here (a fork: it ends at the child's track).
+    pub flow_out: Option<u64>,
+    /// The user stack at this moment, innermost frame first.
+    pub stack: Option<&'a [Symbol]>,
+}
+
+/// A timeline format: what each thing the timeline draws becomes.
+pub trait Sink {
+    fn start(&mut self, meta: &Meta) -> std::io::Result<()>;
+    /// A new track, or a new name for one (`None`: not known yet). Called
+    /// before anything is drawn on the track.
+    fn describe(&mut self, track: Track, name: Option<&str>) -> std::io::Result<()>;
+    fn slice(&mut self, track: Track, slice: &Slice) -> std::io::Result<()>;
+    fn instant(&mut self, track: Track, instant: &Instant) -> std::io::Result<()>;
+    /// `parent` forked `child`: `fork.flow_out` is the flow to the child's
+    /// `running` slice (its `flow_in`).
+    fn fork(&mut self, parent: Track, child: Track, fork: &Instant) -> std::io::Result<()>;
+    /// A SIGCHLD disposition change: where a stack says who made it.
+    fn sigaction(&mut self, track: Track, sigaction: &Instant) -> std::io::Result<()>;
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// Where the timeline gets the stack of an event that can have one (a
+/// fork, a SIGCHLD sigaction), symbolized, innermost frame first; `None`
+/// when it has none.
+pub type StackLookup<'a> = &'a mut dyn FnMut(&Event) -> Option<Vec<Symbol>>;
 
 /// A process's track, while its lifecycle is open.
 #[derive(Default)]
 struct Span {
     comm: String,
+    /// The process's identity with its pid (0: unknown).
     start_ns: u64,
-    start_us: Option<f64>,
-    exit_us: Option<f64>,
+    fork_ns: Option<u64>,
+    exit_ns: Option<u64>,
     named: bool,
+    /// The flow from the parent's fork, ending at the `running` slice.
+    flow_in: Option<u64>,
 }
 
-struct Timeline<W: Write> {
-    out: W,
-    first: bool,
+struct Timeline<'a, S: Sink> {
+    sink: S,
     spans: HashMap<u32, Span>,
+    /// The current track of each pid drawn on, until its verdict.
+    tracks: HashMap<u32, u64>,
+    last_uuid: u64,
     flow_id: u64,
+    stacks: StackLookup<'a>,
 }
 
-fn us(ns: u64) -> f64 {
-    ns as f64 / 1000.0
-}
-
-/// Writes the timeline of the recording read from `input` to `out`, for the
-/// processes `options` selects. Returns where the recording is truncated,
-/// if it is.
+/// Writes the timeline of the recording read from `input` to `out` in
+/// `format`, for the processes `options` selects. Returns where the
+/// recording is truncated, if it is.
 pub fn export(
     input: impl Read,
     out: impl Write,
     options: &ReplayOptions,
+    format: TimelineFormat,
+) -> Result<Option<u64>, ReplayError> {
+    export_with_stacks(input, out, options, format, &mut |_| None)
+}
+
+/// [`export`], with the fork and sigaction instants carrying the stacks
+/// `stacks` gives (the native format only: the JSON has no place for them).
+pub fn export_with_stacks(
+    input: impl Read,
+    out: impl Write,
+    options: &ReplayOptions,
+    format: TimelineFormat,
+    stacks: StackLookup,
+) -> Result<Option<u64>, ReplayError> {
+    match format {
+        TimelineFormat::Perfetto => draw(input, PerfettoSink::new(out), options, stacks),
+        // Symbolizing for a format that drops the stacks would be waste.
+        TimelineFormat::PerfettoJson => draw(input, JsonSink::new(out), options, &mut |_| None),
+    }
+}
+
+fn draw(
+    input: impl Read,
+    sink: impl Sink,
+    options: &ReplayOptions,
+    stacks: StackLookup,
 ) -> Result<Option<u64>, ReplayError> {
     let mut timeline = Timeline {
-        out,
-        first: true,
+        sink,
         spans: HashMap::new(),
+        tracks: HashMap::new(),
+        last_uuid: 0,
         flow_id: 0,
+        stacks,
     };
     let replay = replay_with(input, options, &mut timeline)?;
     // Whatever is still open at the end: zombies (as the report says) and
@@ -74,37 +183,71 @@ pub fn export(
         .filter(|f| f.resolution == Some(Resolution::Zombie))
         .map(|f| f.pid)
         .collect();
-    let end = us(replay.end_ns);
+    let end = replay.end_ns;
     let mut open: Vec<_> = std::mem::take(&mut timeline.spans).into_iter().collect();
     open.sort_by_key(|(pid, _)| *pid);
     for (pid, span) in open {
-        match span.exit_us {
+        match span.exit_ns {
             Some(exit) if zombies.contains(&pid) => {
                 timeline.running(pid, &span, exit)?;
-                timeline.emit(json!({"ph": "X", "name": "ZOMBIE (never reaped)", "cat": "zombie", "cname": "terrible", "pid": pid, "tid": pid, "ts": exit, "dur": end - exit, "args": {"comm": span.comm}}))?;
+                let track = timeline.track(pid)?;
+                timeline.sink.slice(
+                    track,
+                    &Slice {
+                        name: "ZOMBIE (never reaped)",
+                        category: "zombie",
+                        color: "terrible",
+                        start_ns: exit,
+                        end_ns: end,
+                        args: json!({"comm": span.comm}),
+                        flow_in: None,
+                    },
+                )?;
             }
             Some(exit) => timeline.running(pid, &span, exit)?,
-            None if span.start_us.is_some() => timeline.running(pid, &span, end)?,
+            None if span.fork_ns.is_some() => timeline.running(pid, &span, end)?,
             None => {}
         }
     }
-    timeline.out.write_all(b"\n]}\n")?;
-    timeline.out.flush()?;
+    timeline.sink.finish()?;
     Ok(replay.truncated_at)
 }
 
-impl<W: Write> Timeline<W> {
-    fn emit(&mut self, value: Value) -> std::io::Result<()> {
-        if !self.first {
-            self.out.write_all(b",\n")?;
+impl<S: Sink> Timeline<'_, S> {
+    /// The pid's current track; a new one, described without a name, if
+    /// it has none.
+    fn track(&mut self, pid: u32) -> std::io::Result<Track> {
+        if let Some(&uuid) = self.tracks.get(&pid) {
+            return Ok(Track { pid, uuid });
         }
-        self.first = false;
-        serde_json::to_writer(&mut self.out, &value).map_err(std::io::Error::other)
+        self.new_track(pid, None)
     }
 
-    fn running(&mut self, pid: u32, span: &Span, until: f64) -> std::io::Result<()> {
-        let start = span.start_us.unwrap_or(until);
-        self.emit(json!({"ph": "X", "name": "running", "cat": "lifecycle", "cname": "good", "pid": pid, "tid": pid, "ts": start, "dur": until - start, "args": {"comm": span.comm}}))
+    fn new_track(&mut self, pid: u32, name: Option<&str>) -> std::io::Result<Track> {
+        self.last_uuid += 1;
+        let track = Track {
+            pid,
+            uuid: self.last_uuid,
+        };
+        self.tracks.insert(pid, track.uuid);
+        self.sink.describe(track, name)?;
+        Ok(track)
+    }
+
+    fn running(&mut self, pid: u32, span: &Span, until: u64) -> std::io::Result<()> {
+        let track = self.track(pid)?;
+        self.sink.slice(
+            track,
+            &Slice {
+                name: "running",
+                category: "lifecycle",
+                color: "good",
+                start_ns: span.fork_ns.unwrap_or(until),
+                end_ns: until,
+                args: json!({"comm": span.comm}),
+                flow_in: span.flow_in,
+            },
+        )
     }
 
     fn name(&mut self, pid: u32, comm: &str) -> std::io::Result<()> {
@@ -114,54 +257,76 @@ impl<W: Write> Timeline<W> {
         }
         span.named = true;
         span.comm = comm.to_owned();
-        self.emit(json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": format!("{comm} ({pid})")}}))
+        match self.tracks.get(&pid) {
+            Some(&uuid) => self.sink.describe(Track { pid, uuid }, Some(comm)),
+            None => self.new_track(pid, Some(comm)).map(drop),
+        }
     }
 
-    fn instant(&mut self, pid: u32, ts: f64, name: String, args: Value) -> std::io::Result<()> {
-        self.emit(json!({"ph": "i", "s": "t", "name": name, "cat": "event", "pid": pid, "tid": pid, "ts": ts, "args": args}))
+    fn instant(&mut self, pid: u32, ts_ns: u64, name: &str, args: Value) -> std::io::Result<()> {
+        let track = self.track(pid)?;
+        self.sink.instant(
+            track,
+            &Instant {
+                name,
+                category: "event",
+                ts_ns,
+                args,
+                flow_out: None,
+                stack: None,
+            },
+        )
     }
 }
 
-impl<W: Write> Visitor for Timeline<W> {
+impl<S: Sink> Visitor for Timeline<'_, S> {
     fn start(&mut self, meta: &Meta) -> std::io::Result<()> {
-        self.out
-            .write_all(b"{\"displayTimeUnit\":\"ms\",\"otherData\":")?;
-        serde_json::to_writer(
-            &mut self.out,
-            &json!({"hostname": meta.hostname, "kernel": meta.kernel_release, "scope": meta.scope}),
-        )
-        .map_err(std::io::Error::other)?;
-        self.out.write_all(b",\"traceEvents\":[\n")
+        self.sink.start(meta)
     }
 
     fn event(&mut self, e: &Event) -> std::io::Result<()> {
-        let ts = us(e.time_ns);
+        let ts = e.time_ns;
         match &e.data {
             EventData::Fork(f) if !f.is_thread => {
                 let comm = String::from_utf8_lossy(f.comm.as_bytes()).into_owned();
                 self.name(e.tgid, &comm)?;
+                // A new process: a new lifecycle, on a new track.
                 self.spans.remove(&f.child_tgid);
+                self.tracks.remove(&f.child_tgid);
                 self.name(f.child_tgid, &comm)?;
-                let child = self.spans.entry(f.child_tgid).or_default();
-                child.start_us = Some(ts);
-                child.start_ns = f.child_start_ns;
                 self.flow_id += 1;
                 let id = self.flow_id;
-                self.emit(json!({"ph": "s", "id": id, "name": "fork", "cat": "fork", "pid": e.tgid, "tid": e.tgid, "ts": ts}))?;
-                self.emit(json!({"ph": "f", "bp": "e", "id": id, "name": "fork", "cat": "fork", "pid": f.child_tgid, "tid": f.child_tgid, "ts": ts}))?;
+                let child = self.spans.entry(f.child_tgid).or_default();
+                child.fork_ns = Some(ts);
+                child.start_ns = f.child_start_ns;
+                child.flow_in = Some(id);
+                let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
+                let stack = (self.stacks)(e);
+                self.sink.fork(
+                    parent,
+                    child,
+                    &Instant {
+                        name: "fork",
+                        category: "fork",
+                        ts_ns: ts,
+                        args: json!({"child": f.child_tgid}),
+                        flow_out: Some(id),
+                        stack: stack.as_deref(),
+                    },
+                )?;
             }
             EventData::Exec(x) => {
                 self.name(e.tgid, &String::from_utf8_lossy(x.comm.as_bytes()))?;
                 self.instant(
                     e.tgid,
                     ts,
-                    format!("exec {}", x.filename),
+                    &format!("exec {}", x.filename),
                     json!({"old_pid": x.old_pid}),
                 )?;
             }
             EventData::Exit(x) if x.group_dead => {
                 let span = self.spans.entry(e.tgid).or_default();
-                span.exit_us = Some(ts);
+                span.exit_ns = Some(ts);
                 if span.start_ns == 0 {
                     span.start_ns = x.process_start_ns;
                 }
@@ -170,13 +335,13 @@ impl<W: Write> Visitor for Timeline<W> {
                     (_, Some(s)) => format!("killed by {}", signal_name(s)),
                     _ => "exit".into(),
                 };
-                self.instant(e.tgid, ts, how, json!({"parent": x.real_parent_tgid}))?;
+                self.instant(e.tgid, ts, &how, json!({"parent": x.real_parent_tgid}))?;
             }
             EventData::SignalGenerate(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 self.instant(
                     s.target_tgid,
                     ts,
-                    format!("SIGCHLD from {} ({:?})", s.si_pid, s.result).to_lowercase(),
+                    &format!("SIGCHLD from {} ({:?})", s.si_pid, s.result).to_lowercase(),
                     json!({"child": s.si_pid, "result": s.result}),
                 )?;
             }
@@ -184,13 +349,32 @@ impl<W: Write> Visitor for Timeline<W> {
                 self.instant(
                     e.tgid,
                     ts,
-                    format!(
+                    &format!(
                         "{}({}) -> {}",
                         format!("{:?}", wx.syscall).to_lowercase(),
                         wx.upid,
                         wait_outcome(wx)
                     ),
                     json!({"options": wx.options, "ret": wx.ret}),
+                )?;
+            }
+            EventData::Sigaction(s) if s.sig == reaper_trace_common::SIGCHLD => {
+                let track = self.track(e.tgid)?;
+                let stack = (self.stacks)(e);
+                self.sink.sigaction(
+                    track,
+                    &Instant {
+                        name: &format!(
+                            "{} set to {}",
+                            signal_name(s.sig),
+                            disposition(s.disposition, s.handler)
+                        ),
+                        category: "sigaction",
+                        ts_ns: ts,
+                        args: json!({"flags": sa_flags(s.flags)}),
+                        flow_out: None,
+                        stack: stack.as_deref(),
+                    },
                 )?;
             }
             _ => {}
@@ -210,11 +394,23 @@ impl<W: Write> Visitor for Timeline<W> {
         let Some(span) = self.spans.remove(&v.pid) else {
             return Ok(());
         };
-        let reaped = us(v.reap.time_ns);
-        let exit = span.exit_us.unwrap_or(reaped);
+        let reaped = v.reap.time_ns;
+        let exit = span.exit_ns.unwrap_or(reaped);
         self.running(v.pid, &span, exit)?;
         if reaped > exit {
-            self.emit(json!({"ph": "X", "name": "ZOMBIE", "cat": "zombie", "cname": "terrible", "pid": v.pid, "tid": v.pid, "ts": exit, "dur": reaped - exit, "args": {"reaped_by": v.reap.by_pid, "reap_kind": v.reap.kind, "comm": span.comm}}))?;
+            let track = self.track(v.pid)?;
+            self.sink.slice(
+                track,
+                &Slice {
+                    name: "ZOMBIE",
+                    category: "zombie",
+                    color: "terrible",
+                    start_ns: exit,
+                    end_ns: reaped,
+                    args: json!({"reaped_by": v.reap.by_pid, "reap_kind": v.reap.kind, "comm": span.comm}),
+                    flow_in: None,
+                },
+            )?;
         }
         let by = match (v.reap.kind, v.reap.by_pid) {
             (ReapKind::Autoreap, _) => " (autoreap)".to_owned(),
@@ -224,8 +420,227 @@ impl<W: Write> Visitor for Timeline<W> {
         self.instant(
             v.pid,
             reaped,
-            format!("reaped{by}"),
+            &format!("reaped{by}"),
             json!({"kind": v.reap.kind}),
+        )?;
+        // The process is gone: its pid's next process gets a new track.
+        self.tracks.remove(&v.pid);
+        Ok(())
+    }
+}
+
+/// The Chrome trace-event JSON timeline, which ui.perfetto.dev and
+/// chrome://tracing open: `pid`s as tracks, times in microseconds.
+pub struct JsonSink<W: Write> {
+    out: W,
+    first: bool,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+impl<W: Write> JsonSink<W> {
+    pub fn new(out: W) -> Self {
+        JsonSink { out, first: true }
+    }
+
+    fn emit(&mut self, value: Value) -> std::io::Result<()> {
+        if !self.first {
+            self.out.write_all(b",\n")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut self.out, &value).map_err(std::io::Error::other)
+    }
+}
+
+impl<W: Write> Sink for JsonSink<W> {
+    fn start(&mut self, meta: &Meta) -> std::io::Result<()> {
+        self.out
+            .write_all(b"{\"displayTimeUnit\":\"ms\",\"otherData\":")?;
+        serde_json::to_writer(
+            &mut self.out,
+            &json!({"hostname": meta.hostname, "kernel": meta.kernel_release, "scope": meta.scope}),
         )
+        .map_err(std::io::Error::other)?;
+        self.out.write_all(b",\"traceEvents\":[\n")
+    }
+
+    fn describe(&mut self, Track { pid, .. }: Track, name: Option<&str>) -> std::io::Result<()> {
+        match name {
+            Some(comm) => self.emit(
+                json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": format!("{comm} ({pid})")}}),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    fn slice(&mut self, Track { pid, .. }: Track, s: &Slice) -> std::io::Result<()> {
+        let ts = us(s.start_ns);
+        self.emit(json!({"ph": "X", "name": s.name, "cat": s.category, "cname": s.color, "pid": pid, "tid": pid, "ts": ts, "dur": us(s.end_ns) - ts, "args": s.args}))
+    }
+
+    fn instant(&mut self, Track { pid, .. }: Track, i: &Instant) -> std::io::Result<()> {
+        self.emit(json!({"ph": "i", "s": "t", "name": i.name, "cat": i.category, "pid": pid, "tid": pid, "ts": us(i.ts_ns), "args": i.args}))
+    }
+
+    /// A flow's two ends, both at the fork; the child's binds to its
+    /// enclosing slice (`"bp": "e"`), the `running` one.
+    fn fork(&mut self, parent: Track, child: Track, fork: &Instant) -> std::io::Result<()> {
+        let (ts, id) = (us(fork.ts_ns), fork.flow_out);
+        self.emit(json!({"ph": "s", "id": id, "name": "fork", "cat": "fork", "pid": parent.pid, "tid": parent.pid, "ts": ts}))?;
+        self.emit(json!({"ph": "f", "bp": "e", "id": id, "name": "fork", "cat": "fork", "pid": child.pid, "tid": child.pid, "ts": ts}))
+    }
+
+    /// Not drawn: the JSON timeline stays as it was before stacks, which
+    /// are what these instants are for.
+    fn sigaction(&mut self, _: Track, _: &Instant) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.out.write_all(b"\n]}\n")?;
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The drawing, through a sink that logs what it is asked to draw.
+
+    use super::*;
+    use crate::{
+        analysis::reap::Reap,
+        trace::{event::Disposition, test_events as ev},
+    };
+
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    fn stack_of(stack: Option<&[Symbol]>) -> String {
+        stack.map_or(String::new(), |s| {
+            let names: Vec<_> = s.iter().filter_map(|s| s.function.as_deref()).collect();
+            format!(" stack {}", names.join("<"))
+        })
+    }
+
+    impl Sink for Log {
+        fn start(&mut self, _: &Meta) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn describe(&mut self, t: Track, name: Option<&str>) -> std::io::Result<()> {
+            self.0
+                .push(format!("track {} pid {} {name:?}", t.uuid, t.pid));
+            Ok(())
+        }
+        fn slice(&mut self, t: Track, s: &Slice) -> std::io::Result<()> {
+            self.0.push(format!(
+                "slice {} {} {}..{} in {:?}",
+                t.uuid, s.name, s.start_ns, s.end_ns, s.flow_in
+            ));
+            Ok(())
+        }
+        fn instant(&mut self, t: Track, i: &Instant) -> std::io::Result<()> {
+            self.0
+                .push(format!("instant {} {} at {}", t.uuid, i.name, i.ts_ns));
+            Ok(())
+        }
+        fn fork(&mut self, p: Track, c: Track, i: &Instant) -> std::io::Result<()> {
+            self.0.push(format!(
+                "fork {}->{} at {} out {:?}{}",
+                p.uuid,
+                c.uuid,
+                i.ts_ns,
+                i.flow_out,
+                stack_of(i.stack)
+            ));
+            Ok(())
+        }
+        fn sigaction(&mut self, t: Track, i: &Instant) -> std::io::Result<()> {
+            self.0.push(format!(
+                "sigaction {} {} at {}{}",
+                t.uuid,
+                i.name,
+                i.ts_ns,
+                stack_of(i.stack)
+            ));
+            Ok(())
+        }
+        fn finish(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn symbol(function: &str) -> Symbol {
+        Symbol {
+            module: "/bin/leak".into(),
+            function: Some(function.into()),
+            ..Symbol::default()
+        }
+    }
+
+    #[test]
+    fn draws_lifecycles_with_stacks_and_a_track_per_process() {
+        // Stacks for the forks and sigactions of pid 10 only: the lookup
+        // is asked about exactly the events that can carry one.
+        let mut asked = Vec::new();
+        let mut stacks = |e: &Event| {
+            asked.push(e.time_ns);
+            (e.tgid == 10).then(|| vec![symbol("spawn"), symbol("main")])
+        };
+        let mut timeline = Timeline {
+            sink: Log::default(),
+            spans: HashMap::new(),
+            tracks: HashMap::new(),
+            last_uuid: 0,
+            flow_id: 0,
+            stacks: &mut stacks,
+        };
+        let verdict = |pid, start_ns, at| Verdict {
+            pid,
+            start_ns,
+            exited_at_ns: None,
+            reap: Reap {
+                time_ns: at,
+                by_pid: Some(10),
+                kind: ReapKind::Wait,
+            },
+            cgroup_id: 0,
+        };
+        let events = [
+            ev::sigaction(5, 10, 10, Disposition::Ignore, 1),
+            ev::fork(100, 10, 11, false),
+            ev::fork(110, 10, 12, true), // a thread: not drawn
+            ev::exit(200, 11, 11, 10, true, 100, Disposition::Default),
+        ];
+        for e in &events {
+            timeline.event(e).unwrap();
+        }
+        timeline.verdict(&verdict(11, 100, 300)).unwrap();
+        // Pid 11 again: a new process, on a new track.
+        timeline.event(&ev::fork(400, 10, 11, false)).unwrap();
+        timeline
+            .event(&ev::sigaction(450, 11, 11, Disposition::Default, 0))
+            .unwrap();
+        let log = std::mem::take(&mut timeline.sink.0);
+        drop(timeline);
+        assert_eq!(asked, [5, 100, 400, 450]);
+        assert_eq!(
+            log,
+            [
+                "track 1 pid 10 None",
+                "sigaction 1 SIGCHLD set to SIG_IGN at 5 stack spawn<main",
+                "track 1 pid 10 Some(\"p\")",
+                "track 2 pid 11 Some(\"p\")",
+                "fork 1->2 at 100 out Some(1) stack spawn<main",
+                "instant 2 exit 0 at 200",
+                "slice 2 running 100..200 in Some(1)",
+                "slice 2 ZOMBIE 200..300 in None",
+                "instant 2 reaped by 10 at 300",
+                "track 3 pid 11 Some(\"p\")",
+                "fork 1->3 at 400 out Some(2) stack spawn<main",
+                "sigaction 3 SIGCHLD set to SIG_DFL at 450",
+            ]
+        );
     }
 }
