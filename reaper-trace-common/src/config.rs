@@ -58,6 +58,10 @@ pub struct Config {
     pub regs_si: u32,
     pub regs_dx: u32,
     pub regs_r10: u32,
+    /// The user registers an unwinder starts from.
+    pub regs_ip: u32,
+    pub regs_sp: u32,
+    pub regs_bp: u32,
     /// `task_struct.thread_info.status`, where x86 marks a 32-bit syscall
     /// (`TS_COMPAT`): its number and arguments follow the i386 table.
     pub task_ti_status: u32,
@@ -88,6 +92,9 @@ pub struct Config {
     /// this global is read-only and frozen, the verifier removes the logging
     /// code: the probes then cost what they cost without it.
     pub probe_log: u32,
+    /// 1: copy the user stack of traced processes at each fork of a process
+    /// and each SIGCHLD action change ([`crate::UserStackRecord`]).
+    pub stacks: u32,
 }
 
 /// Key of the per-process fork-failure counters.

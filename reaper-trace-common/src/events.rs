@@ -16,8 +16,11 @@ pub mod kind {
     pub const SIGACTION: u32 = 10;
     pub const FORK_FAILED: u32 = 11;
     pub const NS_PIDS: u32 = 12;
+    /// Registers and the top of the user stack ([`super::UserStackRecord`]):
+    /// consumed by the live tracer, which unwinds them; never recorded.
+    pub const USTACK: u32 = 13;
     /// One past the largest kind: the size of the per-kind loss counters.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
 
     /// Each kind's stable name (index = kind number), as JSON, totals and
     /// loss counts print it.
@@ -35,6 +38,7 @@ pub mod kind {
         "sigaction",
         "fork_failed",
         "ns_pids",
+        "ustack",
     ];
 }
 
@@ -254,6 +258,42 @@ pub struct NsPidsRecord {
     pub ns: [u32; NS_LEVELS],
 }
 
+/// How many bytes of user stack a [`UserStackRecord`] holds: four pages
+/// from the one holding the stack pointer. perf's `--call-graph dwarf`
+/// copies 8 KiB by default; a fork from a deep stack needs more.
+pub const USTACK_PAGES: usize = 4;
+pub const USTACK_BYTES: usize = USTACK_PAGES * 4096;
+
+/// Where a user stack was taken ([`UserStackRecord::owner`]).
+pub mod stack_owner {
+    /// Entering clone/clone3/fork/vfork for a new process: the stack
+    /// belongs to the next `FORK` of the same thread.
+    pub const FORK: u32 = 1;
+    /// rt_sigaction changing SIGCHLD: the stack belongs to the next
+    /// `SIGACTION` record from the same thread.
+    pub const SIGACTION: u32 = 2;
+}
+
+/// The user registers an unwinder needs and a copy of the user stack, taken
+/// at `sys_enter` of a fork-family call or of rt_sigaction(SIGCHLD), for
+/// followed processes or with `--stacks`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserStackRecord {
+    pub header: Header,
+    /// One of [`stack_owner`].
+    pub owner: u32,
+    /// Bytes of `bytes` copied: whole pages, stopping at the first page
+    /// that could not be read (the top of the stack, or one not resident).
+    pub len: u32,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// The user address of `bytes[0]`: `sp` rounded down to its page.
+    pub base: u64,
+    pub bytes: [u8; USTACK_BYTES],
+}
+
 /// The size of each kind's record, or `None` for an unknown kind.
 pub const fn record_size(kind: u32) -> Option<usize> {
     use core::mem::size_of;
@@ -270,6 +310,7 @@ pub const fn record_size(kind: u32) -> Option<usize> {
         kind::SIGACTION => size_of::<SigactionRecord>(),
         kind::FORK_FAILED => size_of::<ForkFailedRecord>(),
         kind::NS_PIDS => size_of::<NsPidsRecord>(),
+        kind::USTACK => size_of::<UserStackRecord>(),
         _ => return None,
     })
 }

@@ -12,4 +12,5 @@ mod sigaction;
 mod signal_deliver;
 mod signal_generate;
 mod syscalls;
+mod user_stack;
 mod wait_syscalls;

@@ -52,6 +52,10 @@ pub struct CheckArgs {
     /// node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Do not copy user stacks (by default each finding names the source
+    /// line that forked the child and the one that changed SIGCHLD).
+    #[arg(long)]
+    pub no_stacks: bool,
     /// The command to run.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -86,6 +90,14 @@ pub struct Trace {
     /// user-memory read, a full map) on stderr; off by default.
     #[arg(long)]
     pub probe_log: bool,
+    /// Copy the user stack at each fork and SIGCHLD action change, to name
+    /// the source lines: on by default with --pid, --comm and a command;
+    /// this turns it on for the whole system or a cgroup.
+    #[arg(long, conflicts_with = "no_stacks")]
+    pub stacks: bool,
+    /// Do not copy user stacks.
+    #[arg(long)]
+    pub no_stacks: bool,
     /// Run this command and trace its tree; ends when the tree is gone.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -306,9 +318,20 @@ pub fn live_options(
         duration: trace.duration.map(Duration::from_nanos),
         thread_events: trace.threads,
         probe_log: trace.probe_log,
+        stacks: stacks_choice(trace.stacks, trace.no_stacks),
         cgroup: trace.scope.cgroup,
         container: trace.scope.container,
         ..LiveOptions::default()
+    }
+}
+
+/// `--stacks` / `--no-stacks`: `None` leaves the default (on for followed
+/// processes, off system-wide).
+pub fn stacks_choice(stacks: bool, no_stacks: bool) -> Option<bool> {
+    match (stacks, no_stacks) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     }
 }
 

@@ -11,7 +11,10 @@ use std::{
 
 use reaper_trace::{
     analysis::FindingKind,
-    host::command,
+    host::{
+        command,
+        symbolize::{Symbolizer, symbolize_finding},
+    },
     live::{self, Display, LiveOptions},
     output::{
         check,
@@ -21,6 +24,7 @@ use reaper_trace::{
         verify,
     },
     recording::replay::{self, ReplayOptions},
+    trace::stack::Stack,
 };
 
 use crate::cli::{CheckArgs, CheckFormat, Format};
@@ -67,6 +71,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         ringbuf_size,
         fail_on: fail_on_also,
         metrics_file,
+        no_stacks,
         command,
     } = args;
     let mut fail_on: Vec<FindingKind> = FindingKind::FAIL_BY_DEFAULT.to_vec();
@@ -82,6 +87,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         drain_timeout: Duration::from_nanos(drain_timeout),
         run_as: sudo_user(as_root),
         metrics: metrics_file.is_some(),
+        stacks: no_stacks.then_some(false),
         ..LiveOptions::default()
     };
     let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
@@ -221,7 +227,10 @@ pub fn run_report(
             ));
         }
         let out = std::io::BufWriter::with_capacity(1 << 16, stdout);
-        return match timeline::export(input, out, &options, timeline_format) {
+        let mut symbolizer = Symbolizer::new();
+        let mut names = |stack: &Stack| symbolizer.symbolize_stack(stack);
+        return match timeline::export_with_stacks(input, out, &options, timeline_format, &mut names)
+        {
             Ok(truncated) => {
                 warn_truncated(path, truncated);
                 ExitCode::SUCCESS
@@ -235,10 +244,16 @@ pub fn run_report(
         Some(visitor) => replay::replay_with(input, &options, visitor),
         None => replay::replay(input, &options),
     };
-    let replay = match replayed {
+    let mut replay = match replayed {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::anyhow!("{name}: {e}")),
     };
+    // Names for the recorded frames, from the modules on this machine (when
+    // their build ids match the recorded ones).
+    let mut symbolizer = Symbolizer::new();
+    for finding in &mut replay.report.findings {
+        symbolize_finding(&mut symbolizer, finding);
+    }
     if let (Some(metrics_file), Some(visitor)) = (metrics_file, &mut visitor) {
         let lost = replay
             .trailer

@@ -273,7 +273,7 @@ pub fn assert_report_agrees(recording: &std::path::Path, live: &Trace) {
 /// This test process's scratch directory, removed when the process exits
 /// (whatever its tests left there: recordings, metrics files, Prometheus'
 /// data).
-fn scratch_dir() -> &'static PathBuf {
+pub fn scratch_dir() -> &'static PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     extern "C" fn remove_scratch_dir() {
         if let Some(dir) = DIR.get() {

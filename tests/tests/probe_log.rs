@@ -34,6 +34,7 @@ fn traced_bad_sigaction(test: &str, probe_log: bool) -> Option<String> {
             wakeup_bytes: 0,
             thread_events: false,
             probe_log: value == "1",
+            stacks: false,
         })
         .expect("starting the tracer");
         assert_eq!(rt_sigaction_unmapped(), (-1, Some(libc::EFAULT)));

@@ -316,6 +316,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         );
     }
 
+    if want("stacks") {
+        results.insert(
+            "stacks".into(),
+            stacks_cost(&tool, &scenario, options.storm.into(), options.rounds)?,
+        );
+    }
+
     if want("parallel") {
         eprintln!("xtask bench: parallel storm");
         let bg = Background::start(
@@ -469,6 +476,60 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
 /// `check -- /bin/true` wall time (median of `rounds`), and `live`'s RSS
 /// after 3 s of an idle system-wide trace and its peak.
+/// What copying and unwinding user stacks costs a followed fork storm:
+/// `check -- storm N` with stacks (the default) and `--no-stacks`,
+/// interleaved with the untraced storm, pinned to CPU 0 (the tracer is not
+/// pinned: `check` runs the storm itself); and the recording's bytes per
+/// forked process, each way.
+fn stacks_cost(tool: &Path, scenario: &Path, storm: u64, rounds: usize) -> anyhow::Result<Value> {
+    let n = storm.to_string();
+    let recording = Path::new("/dev/shm").join("reaper-trace-bench-stacks.rtrace");
+    let run = |stacks: Option<bool>| -> anyhow::Result<(Cost, u64)> {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]);
+        match stacks {
+            None => {
+                c.arg(scenario);
+            }
+            Some(on) => {
+                c.arg(tool).args(["check", "--threshold", "10s", "-o"]);
+                c.arg(&recording);
+                if !on {
+                    c.arg("--no-stacks");
+                }
+                c.arg("--").arg(scenario);
+            }
+        }
+        c.args(["storm", &n])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let (cost, _) = measured(&mut c)?;
+        let bytes = std::fs::metadata(&recording).map(|m| m.len()).unwrap_or(0);
+        let _ = std::fs::remove_file(&recording);
+        Ok((cost, bytes))
+    };
+    let mut wall: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut bytes: std::collections::BTreeMap<&str, u64> = Default::default();
+    for round in 0..rounds {
+        eprintln!("xtask bench: stacks round {}/{rounds}", round + 1);
+        let (base, _) = run(None)?;
+        for (mode, on) in [("check --no-stacks", false), ("check (stacks)", true)] {
+            let (cost, size) = run(Some(on))?;
+            wall.entry(mode).or_default().push(cost.wall / base.wall);
+            bytes.insert(mode, size);
+        }
+    }
+    let mut table = serde_json::Map::new();
+    for (mode, ratios) in wall {
+        table.insert(
+            mode.into(),
+            json!({"wall_ratio": median(ratios), "recording_bytes_per_process": bytes[mode] as f64 / storm as f64, "processes": storm, "rounds": rounds}),
+        );
+    }
+    Ok(Value::Object(table))
+}
+
 /// What the raw `sys_enter`/`sys_exit` hooks cost a system call the probes
 /// do not record (getppid), pinned on CPU 0, interleaved per round: untraced,
 /// under `live`, and under bpftrace holding one classic syscall tracepoint
@@ -606,6 +667,19 @@ fn print_table(r: &Value) {
                 mode,
                 m["ns_per_call"].as_f64().unwrap_or(f64::NAN),
                 m["ratio"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    if let Some(modes) = r["stacks"].as_object() {
+        println!("followed fork storm, median wall ratio to untraced, recording size:");
+        for (mode, m) in modes {
+            println!(
+                "  {:<20} {:>7.3}x {:>8.1} bytes per process",
+                mode,
+                m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
+                m["recording_bytes_per_process"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN)
             );
         }
     }

@@ -2,9 +2,10 @@
 //! handler, SIG_IGN or SIG_DFL being installed while we trace.
 
 use aya_ebpf::helpers::bpf_probe_read_user;
-use reaper_trace_common::{SIGCHLD, SigactionRecord, kind};
+use reaper_trace_common::{SIGCHLD, SigactionRecord, kind, stack_owner};
 
 use crate::{
+    config::conf,
     emit, filter, log,
     regs::{self, Regs},
 };
@@ -45,6 +46,11 @@ pub fn enter(regs: Regs) -> Result<(), i64> {
             return Err(errno as i64);
         }
     };
+    if conf!(stacks) != 0 {
+        // Before its SIGACTION record, as a fork's stack comes before its
+        // FORK: userspace gives each stack to the thread's next such event.
+        super::user_stack::capture(regs, stack_owner::SIGACTION);
+    }
     let Some(mut entry) = emit::reserve::<SigactionRecord>(kind::SIGACTION) else {
         return Ok(());
     };

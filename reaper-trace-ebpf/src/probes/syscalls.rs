@@ -12,14 +12,21 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use reaper_trace_common::{syscall_nr as nr, wait_syscall};
 
-use super::{fork_failed, sigaction, wait_syscalls};
-use crate::regs::{self, Regs};
+use super::{fork_failed, sigaction, user_stack, wait_syscalls};
+use crate::{
+    config::conf,
+    regs::{self, Regs},
+};
 
 /// TP_PROTO(struct pt_regs *regs, long id)
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
     let id: i64 = ctx.arg(1);
-    if id != nr::WAIT4 && id != nr::WAITID && id != nr::RT_SIGACTION {
+    let is_fork = id == nr::CLONE || id == nr::CLONE3 || id == nr::FORK || id == nr::VFORK;
+    if id != nr::WAIT4 && id != nr::WAITID && id != nr::RT_SIGACTION && !is_fork {
+        return 0;
+    }
+    if is_fork && conf!(stacks) == 0 {
         return 0;
     }
     if regs::current_is_compat() {
@@ -29,7 +36,8 @@ pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
     let _ = match id {
         nr::WAIT4 => wait_syscalls::enter(regs, wait_syscall::WAIT4),
         nr::WAITID => wait_syscalls::enter(regs, wait_syscall::WAITID),
-        _ => sigaction::enter(regs),
+        nr::RT_SIGACTION => sigaction::enter(regs),
+        _ => user_stack::at_fork(regs, id),
     };
     0
 }

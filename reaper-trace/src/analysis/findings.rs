@@ -6,7 +6,12 @@ use serde::Serialize;
 
 pub use super::reap::{Reap, ReapKind};
 use super::{diagnosis::Diag, facts::ProcessEnd};
-use crate::trace::{cgroup::Cgroup, comm::Comm, event::NsPid};
+use crate::trace::{
+    cgroup::Cgroup,
+    comm::Comm,
+    event::NsPid,
+    stack::{Stack, Symbol},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +94,18 @@ pub struct Finding {
     /// `pids.max`) and the container or unit it names, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<Cgroup>,
+    /// Where the parent forked it, and where the parent's SIGCHLD action
+    /// in force was set, as unwound (when stacks were copied).
+    #[serde(skip)]
+    pub fork_frames: Option<Stack>,
+    #[serde(skip)]
+    pub sigaction_frames: Option<Stack>,
+    /// The same, symbolized (innermost first); filled where findings are
+    /// shown, since it reads the modules' files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fork_stack: Option<Vec<Symbol>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigaction_stack: Option<Vec<Symbol>>,
 }
 
 impl FindingKind {

@@ -15,11 +15,14 @@ use super::{
     parent::{DispositionChange, ParentFacts, WaitCall},
     reap::{self, Collector, Release, WaitResult},
 };
+use reaper_trace_common::stack_owner;
+
 use crate::trace::{
     cgroup::{Cgroup, CgroupNames},
     comm::Comm,
     event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
     host_facts::{ParentProbe, SeedProcess},
+    stack::Stack,
 };
 
 #[derive(Clone, Debug, Default)]
@@ -42,6 +45,8 @@ pub(super) struct Proc {
     pub(super) ns_pid: Option<NsPid>,
     /// Its cgroup v2 id when last seen running (0: unknown).
     pub(super) cgroup_id: u64,
+    /// Where its parent's code forked it, when stacks are copied.
+    pub(super) fork_stack: Option<Stack>,
 }
 
 /// Rebuilds lifecycles from events and reports what was never reaped.
@@ -57,6 +62,9 @@ pub struct Analyzer {
     pub(super) verdicts: Option<Vec<Verdict>>,
     /// Cgroup paths by id, as the caller resolved them.
     pub(super) cgroups: CgroupNames,
+    /// Stacks by (tid, owner), waiting for the event they belong to: the
+    /// next fork or SIGCHLD action change of that thread.
+    pub(super) pending_stacks: HashMap<(u32, u32), Stack>,
 }
 
 impl Analyzer {
@@ -70,7 +78,17 @@ impl Analyzer {
             summary: Summary::default(),
             verdicts: None,
             cgroups: CgroupNames::default(),
+            pending_stacks: HashMap::new(),
         }
+    }
+
+    /// A user stack, unwound, taken as thread `tid` entered a fork
+    /// (`stack_owner::FORK`) or a SIGCHLD action change
+    /// (`stack_owner::SIGACTION`): it belongs to that thread's next such
+    /// event. At most one waits per thread and kind; a failed fork's is
+    /// dropped with its failure, an exited thread's with its exit.
+    pub fn attach_stack(&mut self, tid: u32, owner: u32, stack: Stack) {
+        self.pending_stacks.insert((tid, owner), stack);
     }
 
     /// Also keep a [`Verdict`] for every reaped process, taken with
@@ -215,6 +233,7 @@ impl Analyzer {
                 // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
                 // aside, which its own first event corrects).
                 child.cgroup_id = event.cgroup_id;
+                child.fork_stack = self.pending_stacks.remove(&(event.tid, stack_owner::FORK));
             }
             EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
@@ -225,6 +244,9 @@ impl Analyzer {
                 proc.facts.exec_reset();
             }
             EventData::Exit(x) => {
+                self.pending_stacks.remove(&(event.tid, stack_owner::FORK));
+                self.pending_stacks
+                    .remove(&(event.tid, stack_owner::SIGACTION));
                 if x.group_dead {
                     self.process_exit(event, x);
                 } else if !x.is_thread {
@@ -282,6 +304,9 @@ impl Analyzer {
                         flags: s.flags,
                         times: 1,
                         last_ns: event.time_ns,
+                        stack: self
+                            .pending_stacks
+                            .remove(&(event.tid, stack_owner::SIGACTION)),
                     });
             }
             EventData::WaitEnter(w) => {
@@ -296,6 +321,7 @@ impl Analyzer {
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
+                self.pending_stacks.remove(&(event.tid, stack_owner::FORK));
                 *self
                     .procs
                     .entry(event.tgid)

@@ -56,6 +56,10 @@ pub mod tests_support {
             parent_ns_pid: None,
             reaped_by_ns_pid: None,
             cgroup: None,
+            fork_frames: None,
+            sigaction_frames: None,
+            fork_stack: None,
+            sigaction_stack: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use super::facts::{ProcessEnd, SignalSent};
 use crate::trace::{
     event::{Disposition, WaitSyscall},
     host_facts::ParentProbe,
+    stack::Stack,
 };
 
 /// How many recent waits to keep per parent.
@@ -30,6 +31,9 @@ pub struct DispositionChange {
     /// of them at `last_ns`.
     pub times: u32,
     pub last_ns: u64,
+    /// Where in the program the change was made, when stacks are copied.
+    #[serde(skip)]
+    pub stack: Option<Stack>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +93,10 @@ impl ParentFacts {
         {
             last.times += 1;
             last.last_ns = change.time_ns;
+            // The first call's stack stays: the same change, made again.
+            if last.stack.is_none() {
+                last.stack = change.stack;
+            }
             return;
         }
         if self.disposition_history.len() == DISPOSITION_HISTORY {

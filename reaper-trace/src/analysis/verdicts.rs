@@ -7,7 +7,7 @@ use super::{
     findings::*,
     lifecycle::Analyzer,
 };
-use crate::trace::comm::Comm;
+use crate::trace::{comm::Comm, stack::Stack};
 
 impl Analyzer {
     /// A child's verdict, once it is reaped.
@@ -153,6 +153,10 @@ impl Analyzer {
                 .and_then(|by| self.procs.get(&by))
                 .and_then(|p| p.ns_pid),
             cgroup: self.cgroup_of(pid),
+            fork_frames: proc.fork_stack.clone(),
+            sigaction_frames: parent.and_then(|p| sigaction_stack(&p.facts)),
+            fork_stack: None,
+            sigaction_stack: None,
         }
         .with_hint()
     }
@@ -215,6 +219,13 @@ impl Analyzer {
             parent_ns_pid: self.procs.get(&parent).and_then(|p| p.ns_pid),
             reaped_by_ns_pid: None,
             cgroup: self.cgroup_of(pid),
+            fork_frames: proc.fork_stack.clone(),
+            sigaction_frames: self
+                .procs
+                .get(&parent)
+                .and_then(|p| sigaction_stack(&p.facts)),
+            fork_stack: None,
+            sigaction_stack: None,
         }
         .with_hint()
     }
@@ -276,4 +287,14 @@ impl Analyzer {
             parents,
         }
     }
+}
+
+/// The stack of the parent's latest SIGCHLD action change that has one: the
+/// line that set the action in force (SIG_IGN, a handler, SA_NOCLDWAIT).
+fn sigaction_stack(facts: &super::parent::ParentFacts) -> Option<Stack> {
+    facts
+        .disposition_history
+        .iter()
+        .rev()
+        .find_map(|change| change.stack.clone())
 }

@@ -17,7 +17,10 @@ use blazesym::symbolize::{
 };
 
 use super::elf::{self, Segment};
-use crate::trace::stack::{Frame, Module, Stack, Symbol};
+use crate::{
+    analysis::Finding,
+    trace::stack::{Frame, Module, Stack, Symbol},
+};
 
 /// Symbolizes frames, caching per module and offset. Not `Send` (blazesym
 /// keeps its caches in `Rc`s): one per thread that shows findings.
@@ -143,48 +146,17 @@ fn expand(module: &str, address: u64, sym: &Sym<'_>) -> Vec<Symbol> {
         .collect()
 }
 
-/// The frame to blame, in symbols innermost first: the innermost of the
-/// user's own code, that is neither in a system library nor from Rust's
-/// standard library or a crate dependency; else the innermost that is not
-/// in a system library (the main executable, as far as can be told).
-pub fn blame(symbols: &[Symbol]) -> Option<&Symbol> {
-    symbols
-        .iter()
-        .find(|s| !in_system_library(s) && !from_dependency(s))
-        .or_else(|| symbols.iter().find(|s| !in_system_library(s)))
-}
-
-fn in_system_library(symbol: &Symbol) -> bool {
-    const SYSTEM: [&str; 6] = [
-        "/lib/",
-        "/lib32/",
-        "/lib64/",
-        "/usr/lib/",
-        "/usr/lib32/",
-        "/usr/lib64/",
-    ];
-    SYSTEM.iter().any(|dir| symbol.module.starts_with(dir))
-}
-
-/// Code of Rust's standard library or of a crate from a registry or git,
-/// by its source path or, without line info, by its function's path.
-fn from_dependency(symbol: &Symbol) -> bool {
-    const FILES: [&str; 6] = [
-        "/rustc/",
-        "/library/std/",
-        "/library/core/",
-        "/library/alloc/",
-        "/.cargo/registry/",
-        "/.cargo/git/",
-    ];
-    const FUNCTIONS: [&str; 6] = [
-        "std::", "core::", "alloc::", "<std::", "<core::", "<alloc::",
-    ];
-    // A leading slash so that relative paths (`library/std/src/…`) match,
-    // and `/home/u/mylibrary/std/` does not.
-    let file = format!("/{}", symbol.file.as_deref().unwrap_or_default());
-    let function = symbol.function.as_deref().unwrap_or_default();
-    FILES.iter().any(|dir| file.contains(dir)) || FUNCTIONS.iter().any(|f| function.starts_with(f))
+/// Fills a finding's `fork_stack` and `sigaction_stack` from its frames,
+/// where findings are shown (live, or in `report`).
+pub fn symbolize_finding(symbolizer: &mut Symbolizer, finding: &mut Finding) {
+    finding.fork_stack = finding
+        .fork_frames
+        .as_ref()
+        .map(|s| symbolizer.symbolize_stack(s));
+    finding.sigaction_stack = finding
+        .sigaction_frames
+        .as_ref()
+        .map(|s| symbolizer.symbolize_stack(s));
 }
 
 #[cfg(test)]
@@ -192,94 +164,6 @@ mod tests {
     use super::*;
 
     use std::{path::PathBuf, process::Command, sync::Arc};
-
-    fn sym(module: &str, function: Option<&str>, file: Option<&str>) -> Symbol {
-        Symbol {
-            module: module.into(),
-            address: 0x1000,
-            function: function.map(Into::into),
-            file: file.map(Into::into),
-            line: file.map(|_| 12),
-        }
-    }
-
-    #[test]
-    fn blame_skips_libc_and_std_for_the_users_line() {
-        let exe = "/home/u/app/target/debug/app";
-        let symbols = [
-            sym("/usr/lib/x86_64-linux-gnu/libc.so.6", None, None),
-            sym(
-                "/lib/x86_64-linux-gnu/libc.so.6",
-                Some("posix_spawnp"),
-                None,
-            ),
-            sym(
-                exe,
-                Some(
-                    "std::sys::process::unix::unix::<impl std::sys::process::unix::common::Command>::spawn",
-                ),
-                Some("/rustc/abc/library/std/src/sys/process/unix/unix.rs"),
-            ),
-            sym(
-                exe,
-                Some("tokio::process::Command::spawn"),
-                Some(
-                    "/home/u/.cargo/registry/src/index.crates.io-x/tokio-1.0.0/src/process/mod.rs",
-                ),
-            ),
-            sym(exe, Some("app::main"), Some("/home/u/app/src/main.rs")),
-            sym(exe, Some("core::ops::function::FnOnce::call_once"), None),
-        ];
-        assert_eq!(blame(&symbols), Some(&symbols[4]));
-    }
-
-    #[test]
-    fn blame_skips_std_by_name_without_line_info() {
-        let exe = "/opt/app";
-        let symbols = [
-            sym(
-                exe,
-                Some("<std::process::Child as core::ops::Drop>::drop"),
-                None,
-            ),
-            sym(exe, Some("<app::Pool as core::ops::Drop>::drop"), None),
-        ];
-        assert_eq!(blame(&symbols), Some(&symbols[1]));
-    }
-
-    #[test]
-    fn blame_falls_back_to_the_innermost_frame_outside_system_libraries() {
-        let symbols = [
-            sym("/lib64/libc.so.6", Some("fork"), None),
-            sym(
-                "/opt/app",
-                Some("std::process::Command::spawn"),
-                Some("library/std/src/process.rs"),
-            ),
-            sym(
-                "/opt/app",
-                Some("std::rt::lang_start"),
-                Some("library/std/src/rt.rs"),
-            ),
-        ];
-        assert_eq!(blame(&symbols), Some(&symbols[1]));
-        assert_eq!(blame(&symbols[..1]), None);
-        let mine = sym(
-            "/opt/app",
-            Some("app::std::run"),
-            Some("/home/u/mylibrary/std/run.rs"),
-        );
-        assert_eq!(blame(std::slice::from_ref(&mine)), Some(&mine));
-        assert_eq!(blame(&[]), None);
-    }
-
-    #[test]
-    fn blame_takes_an_unnamed_frame_of_the_program() {
-        // The innermost frame of a stripped program: unnamed, whoever
-        // the nearest exported symbol is.
-        let symbols = [sym("/usr/bin/prog", None, None)];
-        assert_eq!(blame(&symbols), Some(&symbols[0]));
-    }
 
     /// A C program built with -g, and a stripped copy, in a fresh folder.
     struct Program {

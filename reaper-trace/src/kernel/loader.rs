@@ -111,6 +111,9 @@ pub struct TracerOptions {
     /// a full map) on stderr (`--probe-log`). Off, their logging code is
     /// removed at load and costs nothing.
     pub probe_log: bool,
+    /// Copy the user stack at each fork of a process and each SIGCHLD
+    /// action change of a traced process (`UserStackRecord`).
+    pub stacks: bool,
 }
 
 /// Loaded and attached programs.
@@ -196,6 +199,7 @@ impl Tracer {
         config.wakeup_bytes = options.wakeup_bytes;
         config.thread_events = options.thread_events as u32;
         config.probe_log = options.probe_log as u32;
+        config.stacks = options.stacks as u32;
         if let Some(follow) = &options.follow {
             config.filter_mode = filter::FOLLOW;
             if let Some(comm) = &follow.comm {

@@ -71,6 +71,9 @@ pub fn kernel_struct_offsets(btf: &Btf, config: &mut Config) -> Result<(), Offse
     config.regs_si = regs("si")?;
     config.regs_dx = regs("dx")?;
     config.regs_r10 = regs("r10")?;
+    config.regs_ip = regs("ip")?;
+    config.regs_sp = regs("sp")?;
+    config.regs_bp = regs("bp")?;
     config.task_ti_status = task("thread_info.status")?;
     for (tracepoint, needed) in RAW_TRACEPOINTS {
         let found = btf.tracepoint_arg_count(tracepoint)?;

@@ -3,6 +3,7 @@
 
 mod setup;
 mod sink;
+mod stacks;
 
 use std::{
     io::Write,
@@ -86,6 +87,10 @@ pub struct LiveOptions {
     /// Print the probes' rare-path logs (failed kernel or user reads, full
     /// maps) on stderr.
     pub probe_log: bool,
+    /// Copy user stacks at forks and SIGCHLD action changes: `None` for the
+    /// default, on when following processes (--pid, --comm, a command) and
+    /// off system-wide or for a cgroup.
+    pub stacks: Option<bool>,
     /// Only processes in this cgroup v2 (and below it), by path.
     pub cgroup: Option<String>,
     /// Only processes in the container (or pod) whose id starts with this.
@@ -126,6 +131,7 @@ impl Default for LiveOptions {
             capture: false,
             thread_events: false,
             probe_log: false,
+            stacks: None,
             cgroup: None,
             container: None,
             metrics: false,
@@ -263,7 +269,10 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
     let end_ns = clock::monotonic_ns();
     let mut analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
     analyzer.set_lost(sink.totals.lost);
-    let report = analyzer.finish(end_ns);
+    let mut report = analyzer.finish(end_ns);
+    for finding in &mut report.findings {
+        sink.stacks.symbolize(finding);
+    }
     // The cgroups' pids controllers as the trace ends, however recently read.
     sink.cgroups_polled_ns = 0;
     sink.update_metrics(end_ns);

@@ -50,6 +50,9 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         wakeup_bytes: options.ringbuf_bytes / 16,
         thread_events: options.thread_events,
         probe_log: options.probe_log,
+        stacks: options
+            .stacks
+            .unwrap_or(!options.pids.is_empty() || options.comm.is_some() || has_command),
     })?;
     let clock = ClockRef::now();
     // Read /proc again now that the probes run (follow_spec read it before,

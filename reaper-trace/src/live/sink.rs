@@ -7,7 +7,7 @@ use std::{
     io::{BufWriter, Write},
 };
 
-use super::Display;
+use super::{Display, stacks::LiveStacks};
 use crate::{
     analysis::{Analyzer, Notice},
     host::{cgroups::CgroupResolver, procfs},
@@ -16,7 +16,7 @@ use crate::{
     recording::{file::Recorder, user_record},
     trace::{
         clock::{self, ClockRef},
-        decode::decode,
+        decode::{decode, user_stack},
         event::{Event, EventData},
         pidns::PidNamespaces,
         starts::Starts,
@@ -72,6 +72,8 @@ pub struct Sink {
     gone_since: HashMap<u64, u64>,
     /// `serve`: how long a gone cgroup keeps its series and name.
     pub gone_cgroup_retention_ns: u64,
+    /// Unwinds the user stacks the kernel copies, and names their frames.
+    pub stacks: LiveStacks,
 }
 
 impl Sink {
@@ -104,6 +106,7 @@ impl Sink {
             cgroups_polled_ns: 0,
             gone_since: HashMap::new(),
             gone_cgroup_retention_ns: GONE_CGROUP_RETENTION_NS,
+            stacks: LiveStacks::default(),
         }
     }
 
@@ -126,6 +129,17 @@ impl Sink {
     }
 
     fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        // A stack copy is unwound now, while its process is alive; the
+        // recording gets the frames, not the 16 KiB copy.
+        if let Some(raw) = user_stack(bytes) {
+            if let Some((_, tid, owner, stack)) =
+                self.stacks.unwind(&raw, self.recorder.as_mut())?
+            {
+                self.totals.count("ustack");
+                self.analyzer.attach_stack(tid, owner, stack);
+            }
+            return Ok(());
+        }
         let mut decoded = decode(bytes);
         if let Ok(event) = &mut decoded {
             if !self.cgroups.fs().has_v2() {
@@ -155,7 +169,9 @@ impl Sink {
         match &event.data {
             EventData::Exit(x) if x.group_dead => {
                 self.unfreed.insert(event.tgid);
+                self.stacks.forget(event.tgid);
             }
+            EventData::Exec(_) => self.stacks.forget(event.tgid),
             // Only the free of the pid's current process, not a late one.
             EventData::Free(f)
                 if event.tid == event.tgid && self.starts.freed(event.tgid, f.process_start_ns) =>
@@ -200,7 +216,10 @@ impl Sink {
 
     /// Prints what the analyzer noticed since last time.
     fn notices(&mut self) {
-        for notice in self.analyzer.drain_notices() {
+        for mut notice in self.analyzer.drain_notices() {
+            if let Notice::Finding(finding) | Notice::Pending(finding) = &mut notice {
+                self.stacks.symbolize(finding);
+            }
             if self.daemon
                 && let (Notice::Finding(finding), Some(metrics)) = (&notice, &mut self.metrics)
             {
@@ -239,9 +258,9 @@ impl Sink {
             tracer.unfollow(tgid);
             self.to_unfollow.pop_front();
         }
-        let lost_by_kind = tracer.lost();
-        self.totals.set_lost(&lost_by_kind);
-        let lost: u64 = lost_by_kind.iter().sum();
+        self.totals.set_lost(&tracer.lost());
+        // Lost stacks leave findings without a line, not uncertain.
+        let lost = self.totals.lost;
         if lost != self.lost {
             eprintln!(
                 "reaper-trace: warning: {lost} events lost so far (ring buffer full); raise --ringbuf-size"

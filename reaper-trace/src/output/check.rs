@@ -5,6 +5,10 @@ use crate::{
     analysis::{Finding, FindingKind, Report},
     output::junit::{self, Case},
     output::report::finding_line,
+    trace::{
+        escape::escape,
+        stack::{self, Symbol},
+    },
 };
 
 /// Exit statuses of `check` (documented in the README).
@@ -50,6 +54,12 @@ fn case_name(f: &Finding) -> String {
     )
 }
 
+/// The file and line of the frame a stack blames, when it has debug info.
+fn source_line(symbols: &[Symbol]) -> Option<(String, u32)> {
+    let frame = &symbols[stack::blame(symbols)?];
+    Some((escape(frame.file.as_deref()?), frame.line?))
+}
+
 /// JUnit: one case per finding, failing for the kinds in `fail_on` (its
 /// message the first diagnosis and the fix), passing for the others (an
 /// orphan is information); a passing case when there is no failure; and the
@@ -76,8 +86,13 @@ pub fn junit(
                     message.push_str("; fix: ");
                     message.push_str(hint);
                 }
+                if let Some(site) = f.fork_stack.as_deref().and_then(stack::site) {
+                    message.push_str("; forked at ");
+                    message.push_str(&escape(&site));
+                }
                 (message, finding_line(f))
             }),
+            location: f.fork_stack.as_deref().and_then(source_line),
         })
         .collect();
     if failures(report, fail_on).is_empty() {
@@ -85,6 +100,7 @@ pub fn junit(
             name: "every child was reaped in time".into(),
             classname: "reaper-trace.findings".into(),
             failure: None,
+            location: None,
         });
     }
     let command_ok =
@@ -98,6 +114,7 @@ pub fn junit(
                 format!("wait status {:?}", command_status),
             )
         }),
+        location: None,
     });
     junit::document("reaper-trace check", &cases)
 }

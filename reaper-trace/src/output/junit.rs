@@ -4,10 +4,15 @@
 use std::fmt::Write as _;
 
 /// One test case: `failure` holds (message, details) when it failed.
+#[derive(Default)]
 pub struct Case {
     pub name: String,
     pub classname: String,
     pub failure: Option<(String, String)>,
+    /// The source file and line to blame, as `file` and `line` attributes,
+    /// which CI reporters (GitHub's JUnit annotators, GitLab) turn into an
+    /// annotation on that line.
+    pub location: Option<(String, u32)>,
 }
 
 /// Escapes text for XML attributes and content. Control characters, which
@@ -56,6 +61,9 @@ pub fn document(suite: &str, cases: &[Case]) -> String {
             escape_xml(&case.name),
             escape_xml(&case.classname)
         );
+        if let Some((file, line)) = &case.location {
+            let _ = write!(xml, " file=\"{}\" line=\"{line}\"", escape_xml(file));
+        }
         match &case.failure {
             None => xml.push_str("/>\n"),
             Some((message, details)) => {
@@ -86,11 +94,13 @@ mod tests {
                     name: "ok".into(),
                     classname: "c".into(),
                     failure: None,
+                    location: None,
                 },
                 Case {
                     name: "bad <1>".into(),
                     classname: "c".into(),
                     failure: Some(("m & \"q\"".into(), "line\x1b[0m".into())),
+                    location: Some(("/src/a&b.c".into(), 12)),
                 },
             ],
         );
@@ -98,5 +108,6 @@ mod tests {
         assert!(xml.contains("name=\"bad &lt;1&gt;\""));
         assert!(xml.contains("message=\"m &amp; &quot;q&quot;\""));
         assert!(xml.contains("line\\x1b[0m") && !xml.contains('\x1b'));
+        assert!(xml.contains("classname=\"c\" file=\"/src/a&amp;b.c\" line=\"12\">"));
     }
 }

@@ -385,6 +385,7 @@ impl Metrics {
         for (kind, &n) in &totals.lost_by_kind {
             self.lost(kind, n);
         }
+        self.lost("ustack", totals.stacks_lost);
         self.tracked.set(tracked as i64);
     }
 

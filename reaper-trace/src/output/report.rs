@@ -8,6 +8,7 @@ use crate::{
         escape::escape,
         event::NsPid,
         names::{seconds, signal_name},
+        stack,
     },
 };
 
@@ -86,6 +87,12 @@ pub fn finding_line(f: &Finding) -> String {
     };
     if !f.certain {
         line.push_str(" [uncertain: events were lost]");
+    }
+    if let Some(site) = f.fork_stack.as_deref().and_then(stack::site) {
+        let _ = write!(line, "\n    forked at {}", escape(&site));
+    }
+    if let Some(site) = f.sigaction_stack.as_deref().and_then(stack::site) {
+        let _ = write!(line, "\n    SIGCHLD action set at {}", escape(&site));
     }
     for d in &f.diagnosis {
         let _ = write!(line, "\n    [{}] {}", d.code, d.text);

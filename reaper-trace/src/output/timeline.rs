@@ -19,6 +19,7 @@ use std::{
     io::{Read, Write},
 };
 
+use reaper_trace_common::stack_owner;
 use serde_json::{Value, json};
 
 use crate::{
@@ -34,7 +35,7 @@ use crate::{
     trace::{
         event::{Event, EventData},
         names::{sa_flags, signal_name},
-        stack::Symbol,
+        stack::{Stack, Symbol},
     },
 };
 
@@ -103,10 +104,9 @@ pub trait Sink {
     fn finish(&mut self) -> std::io::Result<()>;
 }
 
-/// Where the timeline gets the stack of an event that can have one (a
-/// fork, a SIGCHLD sigaction), symbolized, innermost frame first; `None`
-/// when it has none.
-pub type StackLookup<'a> = &'a mut dyn FnMut(&Event) -> Option<Vec<Symbol>>;
+/// How the timeline names the frames of a stack (a fork's, a SIGCHLD
+/// sigaction's) the recording holds: innermost frame first.
+pub type StackLookup<'a> = &'a mut dyn FnMut(&Stack) -> Vec<Symbol>;
 
 /// A process's track, while its lifecycle is open.
 #[derive(Default)]
@@ -129,6 +129,8 @@ struct Timeline<'a, S: Sink> {
     last_uuid: u64,
     flow_id: u64,
     stacks: StackLookup<'a>,
+    /// Stacks by (tid, owner), for that thread's next fork or sigaction.
+    pending_stacks: HashMap<(u32, u32), Stack>,
 }
 
 /// Writes the timeline of the recording read from `input` to `out` in
@@ -140,7 +142,7 @@ pub fn export(
     options: &ReplayOptions,
     format: TimelineFormat,
 ) -> Result<Option<u64>, ReplayError> {
-    export_with_stacks(input, out, options, format, &mut |_| None)
+    export_with_stacks(input, out, options, format, &mut |_| Vec::new())
 }
 
 /// [`export`], with the fork and sigaction instants carrying the stacks
@@ -155,7 +157,9 @@ pub fn export_with_stacks(
     match format {
         TimelineFormat::Perfetto => draw(input, PerfettoSink::new(out), options, stacks),
         // Symbolizing for a format that drops the stacks would be waste.
-        TimelineFormat::PerfettoJson => draw(input, JsonSink::new(out), options, &mut |_| None),
+        TimelineFormat::PerfettoJson => {
+            draw(input, JsonSink::new(out), options, &mut |_| Vec::new())
+        }
     }
 }
 
@@ -172,6 +176,7 @@ fn draw(
         last_uuid: 0,
         flow_id: 0,
         stacks,
+        pending_stacks: HashMap::new(),
     };
     let replay = replay_with(input, options, &mut timeline)?;
     // Whatever is still open at the end: zombies (as the report says) and
@@ -279,9 +284,22 @@ impl<S: Sink> Timeline<'_, S> {
     }
 }
 
+impl<S: Sink> Timeline<'_, S> {
+    /// The named frames of thread `tid`'s stack for this event, if any.
+    fn stack_of(&mut self, tid: u32, owner: u32) -> Option<Vec<Symbol>> {
+        let stack = self.pending_stacks.remove(&(tid, owner))?;
+        Some((self.stacks)(&stack))
+    }
+}
+
 impl<S: Sink> Visitor for Timeline<'_, S> {
     fn start(&mut self, meta: &Meta) -> std::io::Result<()> {
         self.sink.start(meta)
+    }
+
+    fn stack(&mut self, tid: u32, owner: u32, stack: &Stack) -> std::io::Result<()> {
+        self.pending_stacks.insert((tid, owner), stack.clone());
+        Ok(())
     }
 
     fn event(&mut self, e: &Event) -> std::io::Result<()> {
@@ -301,7 +319,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
                 child.start_ns = f.child_start_ns;
                 child.flow_in = Some(id);
                 let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
-                let stack = (self.stacks)(e);
+                let stack = self.stack_of(e.tid, stack_owner::FORK);
                 self.sink.fork(
                     parent,
                     child,
@@ -360,7 +378,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
             }
             EventData::Sigaction(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 let track = self.track(e.tgid)?;
-                let stack = (self.stacks)(e);
+                let stack = self.stack_of(e.tid, stack_owner::SIGACTION);
                 self.sink.sigaction(
                     track,
                     &Instant {
@@ -583,10 +601,10 @@ mod tests {
     fn draws_lifecycles_with_stacks_and_a_track_per_process() {
         // Stacks for the forks and sigactions of pid 10 only: the lookup
         // is asked about exactly the events that can carry one.
-        let mut asked = Vec::new();
-        let mut stacks = |e: &Event| {
-            asked.push(e.time_ns);
-            (e.tgid == 10).then(|| vec![symbol("spawn"), symbol("main")])
+        let mut asked = 0;
+        let mut stacks = |_: &Stack| {
+            asked += 1;
+            vec![symbol("spawn"), symbol("main")]
         };
         let mut timeline = Timeline {
             sink: Log::default(),
@@ -595,6 +613,7 @@ mod tests {
             last_uuid: 0,
             flow_id: 0,
             stacks: &mut stacks,
+            pending_stacks: HashMap::new(),
         };
         let verdict = |pid, start_ns, at| Verdict {
             pid,
@@ -613,18 +632,23 @@ mod tests {
             ev::fork(110, 10, 12, true), // a thread: not drawn
             ev::exit(200, 11, 11, 10, true, 100, Disposition::Default),
         ];
+        // Pid 10's stacks come before its events, as recorded.
+        let stack = Stack::default();
+        timeline.stack(10, stack_owner::SIGACTION, &stack).unwrap();
+        timeline.stack(10, stack_owner::FORK, &stack).unwrap();
         for e in &events {
             timeline.event(e).unwrap();
         }
         timeline.verdict(&verdict(11, 100, 300)).unwrap();
         // Pid 11 again: a new process, on a new track.
+        timeline.stack(10, stack_owner::FORK, &stack).unwrap();
         timeline.event(&ev::fork(400, 10, 11, false)).unwrap();
         timeline
             .event(&ev::sigaction(450, 11, 11, Disposition::Default, 0))
             .unwrap();
         let log = std::mem::take(&mut timeline.sink.0);
         drop(timeline);
-        assert_eq!(asked, [5, 100, 400, 450]);
+        assert_eq!(asked, 3, "pid 11's sigaction had no stack");
         assert_eq!(
             log,
             [

@@ -38,6 +38,7 @@ pub fn junit(rows: &[Row]) -> String {
                     format!("expected: {}\nseen: {}", r.expected, r.seen),
                 )
             }),
+            location: None,
         })
         .collect();
     junit::document("reaper-trace verify-kernel", &cases)

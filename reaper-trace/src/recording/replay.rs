@@ -7,6 +7,7 @@ use crate::{
     analysis::{Analyzer, Report, Verdict},
     recording::{
         Item, Meta, Reader, RecordingError, Trailer,
+        stacks::ModuleTable,
         user_record::{self, UserRecord},
     },
     trace::{
@@ -14,6 +15,7 @@ use crate::{
         event::Event,
         follow::{Follow, initial_pids},
         pidns::PidNamespaces,
+        stack::Stack,
     },
 };
 
@@ -66,6 +68,11 @@ pub trait Visitor {
     fn exit(&mut self, _event: &Event) -> std::io::Result<()> {
         Ok(())
     }
+    /// A user stack of thread `tid`, for its next fork or SIGCHLD action
+    /// change (`owner`, a `reaper_trace_common::stack_owner`).
+    fn stack(&mut self, _tid: u32, _owner: u32, _stack: &Stack) -> std::io::Result<()> {
+        Ok(())
+    }
     /// The path of a cgroup id, before the first event in it.
     fn cgroup(&mut self, _id: u64, _path: &str) -> std::io::Result<()> {
         Ok(())
@@ -108,6 +115,7 @@ pub fn replay_with(
     analyzer.seed(&meta.seed, meta.clock.monotonic_ns);
     let mut pidns = PidNamespaces::default();
     pidns.seed(&meta.seed);
+    let mut modules = ModuleTable::default();
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
     let (mut trailer, mut truncated_at) = (None, None);
     while let Some(item) = reader.next_item()? {
@@ -123,6 +131,14 @@ pub fn replay_with(
                         Some(UserRecord::Cgroup { id, path }) => {
                             visitor.cgroup(id, &path)?;
                             analyzer.name_cgroup(id, &path);
+                        }
+                        Some(UserRecord::Module { id, module }) => modules.insert(id, module),
+                        Some(UserRecord::Stack(recorded)) => {
+                            if follow.as_ref().is_none_or(|f| f.is_followed(recorded.tgid)) {
+                                let stack = modules.stack(&recorded);
+                                visitor.stack(recorded.tid, recorded.owner, &stack)?;
+                                analyzer.attach_stack(recorded.tid, recorded.owner, stack);
+                            }
                         }
                         Some(UserRecord::Unknown(_)) => skipped += 1,
                         None => match decode_abi(record, meta.abi_version) {

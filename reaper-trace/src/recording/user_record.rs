@@ -8,7 +8,19 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::trace::host_facts::ParentProbe;
+use crate::trace::{host_facts::ParentProbe, stack::Module};
+
+/// A STACK record: frames name modules by the ids of earlier MODULE records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordedStack {
+    pub time_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub owner: u32,
+    pub truncated: bool,
+    /// (module id, file offset), innermost first.
+    pub frames: Vec<(u32, u64)>,
+}
 
 /// Userspace record kinds, above every kernel kind (`reaper_trace_common::kind`).
 pub mod kind {
@@ -19,7 +31,19 @@ pub mod kind {
     pub const LOST: u32 = 0x1001;
     /// A cgroup v2 id's path: the id as u64, then the path's UTF-8 bytes.
     pub const CGROUP: u32 = 0x1002;
+    /// A module user stacks refer to, once, before the first: its id (u32),
+    /// build id length (u32), build id, then the path's UTF-8 bytes.
+    pub const MODULE: u32 = 0x1003;
+    /// An unwound user stack: tid, owner (`reaper_trace_common::stack_owner`),
+    /// truncated (0/1) and frame count (u32 each), then per frame the
+    /// module id (u32) and file offset (u64). The header's time is the
+    /// stack's, its tgid the process's.
+    pub const STACK: u32 = 0x1004;
 }
+
+/// The largest stack a STACK record may claim: a bound on what a corrupt
+/// file can make the reader allocate.
+const MAX_FRAMES: usize = 1024;
 
 const HEADER_LEN: usize = 24;
 
@@ -35,6 +59,11 @@ pub enum UserRecord {
         id: u64,
         path: String,
     },
+    Module {
+        id: u32,
+        module: Module,
+    },
+    Stack(RecordedStack),
     /// A userspace kind this build does not know (a newer writer's).
     Unknown(u32),
 }
@@ -71,6 +100,75 @@ pub fn cgroup(time_ns: u64, id: u64, path: &str) -> Bytes {
     encode(kind::CGROUP, time_ns, 0, &payload)
 }
 
+/// The `MODULE` record giving `module` the id `id`.
+pub fn module(time_ns: u64, id: u32, module: &Module) -> Bytes {
+    let build_id = module.build_id.as_deref().unwrap_or_default();
+    let mut payload = Vec::with_capacity(8 + build_id.len() + module.path.len());
+    payload.extend_from_slice(&id.to_le_bytes());
+    payload.extend_from_slice(&(build_id.len() as u32).to_le_bytes());
+    payload.extend_from_slice(build_id);
+    payload.extend_from_slice(module.path.as_bytes());
+    encode(kind::MODULE, time_ns, 0, &payload)
+}
+
+/// The `STACK` record of `stack`.
+pub fn stack(stack: &RecordedStack) -> Bytes {
+    let mut payload = Vec::with_capacity(16 + 12 * stack.frames.len());
+    for word in [
+        stack.tid,
+        stack.owner,
+        stack.truncated as u32,
+        stack.frames.len() as u32,
+    ] {
+        payload.extend_from_slice(&word.to_le_bytes());
+    }
+    for (module, offset) in &stack.frames {
+        payload.extend_from_slice(&module.to_le_bytes());
+        payload.extend_from_slice(&offset.to_le_bytes());
+    }
+    encode(kind::STACK, stack.time_ns, stack.tgid, &payload)
+}
+
+fn parse_module(mut payload: &[u8]) -> Option<UserRecord> {
+    if payload.remaining() < 8 {
+        return None;
+    }
+    let id = payload.get_u32_le();
+    let id_len = payload.get_u32_le() as usize;
+    if payload.remaining() < id_len {
+        return None;
+    }
+    let build_id = (id_len > 0).then(|| payload[..id_len].to_vec());
+    let path = std::str::from_utf8(&payload[id_len..]).ok()?.to_owned();
+    Some(UserRecord::Module {
+        id,
+        module: Module { path, build_id },
+    })
+}
+
+fn parse_stack(time_ns: u64, tgid: u32, mut payload: &[u8]) -> Option<UserRecord> {
+    if payload.remaining() < 16 {
+        return None;
+    }
+    let (tid, owner) = (payload.get_u32_le(), payload.get_u32_le());
+    let truncated = payload.get_u32_le() != 0;
+    let count = payload.get_u32_le() as usize;
+    if count > MAX_FRAMES || payload.remaining() < count * 12 {
+        return None;
+    }
+    let frames = (0..count)
+        .map(|_| (payload.get_u32_le(), payload.get_u64_le()))
+        .collect();
+    Some(UserRecord::Stack(RecordedStack {
+        time_ns,
+        tgid,
+        tid,
+        owner,
+        truncated,
+        frames,
+    }))
+}
+
 /// Decodes `record` if it is a userspace record (`None` for the kernel's).
 pub fn parse(record: &[u8]) -> Option<UserRecord> {
     let mut buf = record;
@@ -82,7 +180,7 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
         return None;
     }
     let len = (buf.get_u32_le() as usize).min(record.len() - HEADER_LEN);
-    buf.advance(8);
+    let time_ns = buf.get_u64_le();
     let tgid = buf.get_u32_le();
     buf.advance(4);
     let mut payload = &buf[..len];
@@ -102,6 +200,8 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
                 Err(_) => UserRecord::Unknown(kind),
             }
         }
+        kind::MODULE => parse_module(payload).unwrap_or(UserRecord::Unknown(kind)),
+        kind::STACK => parse_stack(time_ns, tgid, payload).unwrap_or(UserRecord::Unknown(kind)),
         other => UserRecord::Unknown(other),
     })
 }
@@ -134,6 +234,34 @@ mod tests {
                 path: "/system.slice/a b.service".into()
             })
         );
+        let libc = Module {
+            path: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+            build_id: Some(vec![0xab, 0xcd]),
+        };
+        assert_eq!(
+            parse(&module(9, 3, &libc)),
+            Some(UserRecord::Module {
+                id: 3,
+                module: libc
+            })
+        );
+        let unwound = RecordedStack {
+            time_ns: 11,
+            tgid: 7,
+            tid: 8,
+            owner: 1,
+            truncated: true,
+            frames: vec![(3, 0x1234), (4, 1 << 40)],
+        };
+        assert_eq!(parse(&stack(&unwound)), Some(UserRecord::Stack(unwound)));
+        // A frame count larger than the record is refused, not trusted.
+        let mut lying = stack(&RecordedStack {
+            frames: vec![],
+            ..Default::default()
+        })
+        .to_vec();
+        lying[HEADER_LEN + 12] = 200;
+        assert_eq!(parse(&lying), Some(UserRecord::Unknown(kind::STACK)));
         let mut kernel = vec![0u8; 32];
         kernel[0] = 3;
         assert_eq!(parse(&kernel), None);

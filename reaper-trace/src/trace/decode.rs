@@ -14,6 +14,9 @@ pub enum DecodeError {
     /// A kind this build does not know (a newer program, or garbage).
     #[error("unknown record kind {0}")]
     UnknownKind(u32),
+    /// A record that is not an event (a user stack, see [`user_stack`]).
+    #[error("record kind {0} is not an event")]
+    NotAnEvent(u32),
     /// Records are whole multiples of 8 bytes; this one is not.
     #[error("record of {len} bytes is not a multiple of 8: framing is off")]
     Misaligned { len: usize },
@@ -49,7 +52,14 @@ records!(
     SigactionRecord = SIGACTION,
     ForkFailedRecord = FORK_FAILED,
     NsPidsRecord = NS_PIDS,
+    UserStackRecord = USTACK,
 );
+
+/// A user stack record, when `bytes` is one: the live tracer unwinds it
+/// rather than decoding it into an event.
+pub fn user_stack(bytes: &[u8]) -> Option<abi::UserStackRecord> {
+    (peek_kind(bytes).ok()? == kind::USTACK).then(|| read(bytes))
+}
 
 /// The bytes of a record, as the kernel writes them.
 pub fn record_bytes<T: Record>(record: &T) -> &[u8] {
@@ -163,6 +173,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     .collect(),
             })
         }
+        kind::USTACK => return Err(DecodeError::NotAnEvent(kind)),
         other => return Err(DecodeError::UnknownKind(other)),
     };
     let header: Header = {

@@ -51,6 +51,11 @@ impl Follow {
         }
     }
 
+    /// Whether process `tgid` is followed now.
+    pub fn is_followed(&self, tgid: u32) -> bool {
+        self.pids.contains(&tgid)
+    }
+
     /// Whether `event` concerns a followed process; updates the set.
     pub fn admit(&mut self, event: &Event) -> bool {
         match &event.data {

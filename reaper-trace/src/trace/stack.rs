@@ -62,3 +62,232 @@ pub struct Symbol {
     pub file: Option<String>,
     pub line: Option<u32>,
 }
+
+/// The frame to blame, in symbols innermost first: the innermost of the
+/// user's own code, that is neither in a system library nor from Rust's
+/// standard library or a crate dependency; else the innermost that is not
+/// in a system library (the main executable, as far as can be told).
+pub fn blame(symbols: &[Symbol]) -> Option<usize> {
+    symbols
+        .iter()
+        .position(|s| !in_system_library(s) && !from_dependency(s))
+        .or_else(|| symbols.iter().position(|s| !in_system_library(s)))
+}
+
+fn in_system_library(symbol: &Symbol) -> bool {
+    const SYSTEM: [&str; 6] = [
+        "/lib/",
+        "/lib32/",
+        "/lib64/",
+        "/usr/lib/",
+        "/usr/lib32/",
+        "/usr/lib64/",
+    ];
+    SYSTEM.iter().any(|dir| symbol.module.starts_with(dir))
+}
+
+/// Code of Rust's standard library or of a crate from a registry or git,
+/// by its source path or, without line info, by its function's path.
+fn from_dependency(symbol: &Symbol) -> bool {
+    const FILES: [&str; 6] = [
+        "/rustc/",
+        "/library/std/",
+        "/library/core/",
+        "/library/alloc/",
+        "/.cargo/registry/",
+        "/.cargo/git/",
+    ];
+    const FUNCTIONS: [&str; 6] = [
+        "std::", "core::", "alloc::", "<std::", "<core::", "<alloc::",
+    ];
+    // A leading slash so that relative paths (`library/std/src/…`) match,
+    // and `/home/u/mylibrary/std/` does not.
+    let file = format!("/{}", symbol.file.as_deref().unwrap_or_default());
+    let function = symbol.function.as_deref().unwrap_or_default();
+    FILES.iter().any(|dir| file.contains(dir)) || FUNCTIONS.iter().any(|f| function.starts_with(f))
+}
+
+/// The last path component: what people recognise in a one-line summary.
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Where a stack points, in one line: `leak.c:12 in main ← popen` (the
+/// blamed frame's line and function, and the function it called), or
+/// `app+0x1139` when the module has no symbols. Unescaped: callers escape.
+pub fn site(symbols: &[Symbol]) -> Option<String> {
+    let at = blame(symbols)?;
+    let frame = &symbols[at];
+    let mut out = match (&frame.file, frame.line) {
+        (Some(file), Some(line)) => format!("{}:{line}", base_name(file)),
+        _ => format!("{}+{:#x}", base_name(&frame.module), frame.address),
+    };
+    if let Some(function) = &frame.function {
+        out.push_str(" in ");
+        out.push_str(function);
+    }
+    if let Some(callee) = at
+        .checked_sub(1)
+        .and_then(|inner| symbols[inner].function.as_ref())
+    {
+        out.push_str(" ← ");
+        out.push_str(callee);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(module: &str, function: Option<&str>, file: Option<&str>, line: Option<u32>) -> Symbol {
+        Symbol {
+            module: module.into(),
+            address: 0x1139,
+            function: function.map(Into::into),
+            file: file.map(Into::into),
+            line,
+        }
+    }
+
+    /// A frame with line 12 when it has a file.
+    fn at(module: &str, function: Option<&str>, file: Option<&str>) -> Symbol {
+        sym(module, function, file, file.map(|_| 12))
+    }
+
+    #[test]
+    fn blame_skips_libc_and_std_for_the_users_line() {
+        let exe = "/home/u/app/target/debug/app";
+        let symbols = [
+            at("/usr/lib/x86_64-linux-gnu/libc.so.6", None, None),
+            at(
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                Some("posix_spawnp"),
+                None,
+            ),
+            at(
+                exe,
+                Some(
+                    "std::sys::process::unix::unix::<impl std::sys::process::unix::common::Command>::spawn",
+                ),
+                Some("/rustc/abc/library/std/src/sys/process/unix/unix.rs"),
+            ),
+            at(
+                exe,
+                Some("tokio::process::Command::spawn"),
+                Some(
+                    "/home/u/.cargo/registry/src/index.crates.io-x/tokio-1.0.0/src/process/mod.rs",
+                ),
+            ),
+            at(exe, Some("app::main"), Some("/home/u/app/src/main.rs")),
+            at(exe, Some("core::ops::function::FnOnce::call_once"), None),
+        ];
+        assert_eq!(blame(&symbols), Some(4));
+    }
+
+    #[test]
+    fn blame_skips_std_by_name_without_line_info() {
+        let exe = "/opt/app";
+        let symbols = [
+            at(
+                exe,
+                Some("<std::process::Child as core::ops::Drop>::drop"),
+                None,
+            ),
+            at(exe, Some("<app::Pool as core::ops::Drop>::drop"), None),
+        ];
+        assert_eq!(blame(&symbols), Some(1));
+    }
+
+    #[test]
+    fn blame_falls_back_to_the_innermost_frame_outside_system_libraries() {
+        let symbols = [
+            at("/lib64/libc.so.6", Some("fork"), None),
+            at(
+                "/opt/app",
+                Some("std::process::Command::spawn"),
+                Some("library/std/src/process.rs"),
+            ),
+            at(
+                "/opt/app",
+                Some("std::rt::lang_start"),
+                Some("library/std/src/rt.rs"),
+            ),
+        ];
+        assert_eq!(blame(&symbols), Some(1));
+        assert_eq!(blame(&symbols[..1]), None);
+        let mine = at(
+            "/opt/app",
+            Some("app::std::run"),
+            Some("/home/u/mylibrary/std/run.rs"),
+        );
+        assert_eq!(blame(std::slice::from_ref(&mine)), Some(0));
+        assert_eq!(blame(&[]), None);
+    }
+
+    #[test]
+    fn blame_takes_an_unnamed_frame_of_the_program() {
+        // The innermost frame of a stripped program: unnamed, whoever
+        // the nearest exported symbol is.
+        let symbols = [at("/usr/bin/prog", None, None)];
+        assert_eq!(blame(&symbols), Some(0));
+    }
+
+    #[test]
+    fn blames_the_users_line_and_names_what_it_called() {
+        let stack = [
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("__clone3"),
+                None,
+                None,
+            ),
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("popen"),
+                None,
+                None,
+            ),
+            sym("/src/leak", Some("main"), Some("/src/leak.c"), Some(12)),
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("__libc_start_main"),
+                None,
+                None,
+            ),
+        ];
+        assert_eq!(blame(&stack), Some(2));
+        assert_eq!(site(&stack).as_deref(), Some("leak.c:12 in main ← popen"));
+    }
+
+    #[test]
+    fn rust_std_frames_are_not_the_users() {
+        let app = "/build/target/debug/app";
+        let stack = [
+            sym(
+                app,
+                Some("std::sys::process::spawn"),
+                Some("/rustc/abc/library/std/src/sys/process.rs"),
+                Some(90),
+            ),
+            sym(
+                app,
+                Some("std::process::Command::spawn"),
+                Some("/rustc/abc/library/std/src/process.rs"),
+                Some(1000),
+            ),
+            sym(app, Some("app::main"), Some("/build/src/main.rs"), Some(7)),
+        ];
+        assert_eq!(
+            site(&stack).as_deref(),
+            Some("main.rs:7 in app::main ← std::process::Command::spawn")
+        );
+    }
+
+    #[test]
+    fn without_symbols_it_is_module_and_address() {
+        let stack = [sym("/opt/stripped", None, None, None)];
+        assert_eq!(site(&stack).as_deref(), Some("stripped+0x1139"));
+        assert_eq!(site(&[]), None);
+    }
+}

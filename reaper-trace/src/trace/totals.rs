@@ -5,12 +5,21 @@ use std::collections::BTreeMap;
 use reaper_trace_common::kind;
 use serde::Serialize;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Events seen and lost, per kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub events: BTreeMap<&'static str, u64>,
+    /// Events lost: any makes the analysis uncertain.
     pub lost: u64,
     pub lost_by_kind: BTreeMap<&'static str, u64>,
+    /// User stack copies lost: findings then lack their source lines, but
+    /// the lifecycles are whole, so they are counted apart.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stacks_lost: u64,
     /// Records that arrived but could not be decoded.
     pub undecodable: u64,
     /// Failed forks counted in the kernel, per process and errno.
@@ -31,12 +40,15 @@ impl Totals {
 
     /// Replaces the loss figures with the kernel's counters.
     pub fn set_lost(&mut self, lost: &[u64; kind::COUNT as usize]) {
-        self.lost = lost.iter().sum();
+        let stacks = kind::USTACK as usize;
+        self.stacks_lost = lost[stacks];
+        self.lost = lost.iter().sum::<u64>() - lost[stacks];
         self.lost_by_kind = kind::NAMES
             .iter()
             .zip(lost)
-            .filter(|(_, n)| **n > 0)
-            .map(|(name, n)| (*name, *n))
+            .enumerate()
+            .filter(|&(k, (_, n))| *n > 0 && k != stacks)
+            .map(|(_, (name, n))| (*name, *n))
             .collect();
     }
 
@@ -69,6 +81,12 @@ impl Totals {
                 by_kind.join(", ")
             ));
         }
+        if self.stacks_lost > 0 {
+            out.push_str(&format!(
+                "lost stacks: {}: the ring buffer was full, so some findings lack their source line; raise --ringbuf-size\n",
+                self.stacks_lost
+            ));
+        }
         for f in &self.fork_failures {
             out.push_str(&format!(
                 "fork failures: process {} errno {} x{}\n",
@@ -97,5 +115,10 @@ mod tests {
         lost[kind::EXIT as usize] = 3;
         t.set_lost(&lost);
         assert!(t.text().contains("lost events: 3 (exit 3)"));
+        lost[kind::USTACK as usize] = 5;
+        t.set_lost(&lost);
+        assert_eq!((t.lost, t.stacks_lost), (3, 5));
+        assert!(t.text().contains("lost events: 3 (exit 3)"));
+        assert!(t.text().contains("lost stacks: 5:"));
     }
 }

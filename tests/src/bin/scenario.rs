@@ -61,6 +61,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     scenario("leader_exit", &["WORKER_MS"], threads::leader_exit),
     scenario("popen", &["K"], reaping::popen),
+    scenario("spawn_drop", &["HOLD_MS"], reaping::spawn_drop),
     scenario("waitpid_other", &["HOLD_MS"], reaping::waitpid_other),
     scenario("pid_reuse", &["HOLD_MS"], clone::pid_reuse),
     scenario("threads", &["N"], threads::threads),

@@ -122,6 +122,22 @@ pub fn popen(args: &Args) {
     truth(json!({ "parent": getpid(), "children": children }));
 }
 
+/// The classic Rust leak: a spawned `Child` dropped without `wait()`. The
+/// truth gives the line of the `spawn()` call, which the finding's fork
+/// stack must name. Holds the zombie HOLD_MS, then exits.
+pub fn spawn_drop(args: &Args) {
+    let hold_ms = args.num(0, "HOLD_MS", 600);
+    #[rustfmt::skip]
+    let (child, spawn_line) = (std::process::Command::new("true").spawn(), line!());
+    let pid = match child {
+        Ok(child) => child.id() as pid_t,
+        Err(_) => os_fail("spawn"),
+    };
+    wait_zombie(pid);
+    truth(json!({ "parent": getpid(), "child": pid, "spawn_line": spawn_line, "file": file!() }));
+    sleep_ms(hold_ms);
+}
+
 /// Peeks at a child's exit with `waitid(P_PID, WEXITED | WNOWAIT)`, which
 /// leaves it a zombie, holds it for HOLD_MS, then exits without reaping it:
 /// the tracer (the subreaper) adopts and reaps it.

@@ -1,0 +1,90 @@
+//! The user stack where a followed process forks a process or changes its
+//! SIGCHLD action: the registers an unwinder starts from and a copy of the
+//! top of the stack. Debian's glibc has no frame pointers, so walking them
+//! here would lose the caller of fork(), the line users need; userspace
+//! unwinds the copy with the modules' `.eh_frame` instead.
+
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_probe_read_user as read_user, generated::bpf_probe_read_user},
+};
+use reaper_trace_common::{USTACK_PAGES, UserStackRecord, kind, stack_owner, syscall_nr as nr};
+
+use crate::{
+    config::conf,
+    emit, filter,
+    regs::{self, Regs},
+    task,
+};
+
+const PROBE: &str = "sys_enter_fork";
+const PAGE: usize = 4096;
+/// `CLONE_THREAD`: the new task shares the caller's thread group.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// clone, clone3, fork or vfork (number `nr`) entered: the stack, when the
+/// call makes a process (not a thread) and the caller is traced.
+pub fn at_fork(regs: Regs, id: i64) -> Result<(), i64> {
+    if !filter::current_is_traced(PROBE, emit::current_tgid()) {
+        return Ok(());
+    }
+    let flags = match id {
+        // clone(flags, newsp, parent_tid, child_tid, tls)
+        nr::CLONE => regs::arg(regs, 0)?,
+        // clone3(struct clone_args *args, size): flags is its first field.
+        nr::CLONE3 => {
+            unsafe { read_user(regs::arg(regs, 0)? as *const u64) }.map_err(|e| e as i64)?
+        }
+        _ => 0,
+    };
+    if flags & CLONE_THREAD != 0 {
+        return Ok(());
+    }
+    capture(regs, stack_owner::FORK);
+    Ok(())
+}
+
+/// Copies the registers and up to [`USTACK_PAGES`] pages of user stack from
+/// the page holding the stack pointer upwards, into one fixed-size record
+/// (its size must be a constant for the verifier).
+pub fn capture(regs: Regs, owner: u32) {
+    let (Ok(ip), Ok(sp), Ok(bp)) = (
+        task::read::<u64>(regs, conf!(regs_ip)),
+        task::read::<u64>(regs, conf!(regs_sp)),
+        task::read::<u64>(regs, conf!(regs_bp)),
+    ) else {
+        return;
+    };
+    let Some(mut entry) = emit::reserve::<UserStackRecord>(kind::USTACK) else {
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    let base = sp & !(PAGE as u64 - 1);
+    // Filled in place: the record is 16 KiB, the BPF stack 512 bytes.
+    unsafe {
+        (*record).header = emit::current_header(kind::USTACK);
+        (*record).owner = owner;
+        (*record).ip = ip;
+        (*record).sp = sp;
+        (*record).bp = bp;
+        (*record).base = base;
+        let bytes = (&raw mut (*record).bytes).cast::<u8>();
+        let mut len = 0u32;
+        // Page by page: a read that fails fails whole, and the page above
+        // the stack's top is not mapped.
+        for page in 0..USTACK_PAGES {
+            let at = page * PAGE;
+            let copied = bpf_probe_read_user(
+                bytes.add(at).cast::<c_void>(),
+                PAGE as u32,
+                (base + at as u64) as *const c_void,
+            );
+            if copied != 0 {
+                break;
+            }
+            len += PAGE as u32;
+        }
+        (*record).len = len;
+    }
+    entry.submit(emit::wakeup_flags());
+}

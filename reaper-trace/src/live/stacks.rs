@@ -1,0 +1,73 @@
+//! User stacks while tracing: each copy the kernel sends is unwound at
+//! once, while its process (its maps, its files) is still there, then kept
+//! as module + offset frames: in the recording and for the analysis. Frames
+//! get names only when a finding is shown.
+
+use anyhow::Context as _;
+use reaper_trace_common::UserStackRecord;
+
+use crate::{
+    analysis::Finding,
+    host::{
+        symbolize::{Symbolizer, symbolize_finding},
+        unwind::{Unwinder, UserRegs},
+    },
+    recording::{file::Recorder, stacks::ModuleIds},
+    trace::stack::Stack,
+};
+
+#[derive(Default)]
+pub struct LiveStacks {
+    unwinder: Unwinder,
+    symbolizer: Symbolizer,
+    modules: ModuleIds,
+    /// Stack copies that could not be unwound at all (the process was gone).
+    pub failed: u64,
+}
+
+/// Whose stack it is: the thread and the owner (`stack_owner`), and the stack.
+pub type Unwound = (u32, u32, Stack);
+
+impl LiveStacks {
+    /// Unwinds a copy from the kernel; writes it to the recording, if any.
+    pub fn unwind(
+        &mut self,
+        raw: &UserStackRecord,
+        recorder: Option<&mut Recorder>,
+    ) -> anyhow::Result<Option<Unwound>> {
+        let header = raw.header;
+        let len = (raw.len as usize).min(raw.bytes.len());
+        let regs = UserRegs {
+            ip: raw.ip,
+            sp: raw.sp,
+            bp: raw.bp,
+        };
+        let stack = match self
+            .unwinder
+            .unwind(header.tgid, regs, raw.base, &raw.bytes[..len])
+        {
+            Ok(stack) => stack,
+            Err(_) => {
+                self.failed += 1;
+                return Ok(None);
+            }
+        };
+        if let Some(recorder) = recorder {
+            let who = (header.tgid, header.tid, raw.owner);
+            for record in self.modules.records(header.ktime_ns, who, &stack) {
+                recorder.push(&record).context("recording a stack")?;
+            }
+        }
+        Ok(Some((header.tid, raw.owner, stack)))
+    }
+
+    /// A process execed or exited: its address space is not the one cached.
+    pub fn forget(&mut self, tgid: u32) {
+        self.unwinder.forget(tgid);
+    }
+
+    /// Names the frames of a finding's stacks, for showing it.
+    pub fn symbolize(&mut self, finding: &mut Finding) {
+        symbolize_finding(&mut self.symbolizer, finding);
+    }
+}

@@ -1,0 +1,297 @@
+//! Kernel tests of user stacks: a finding names the source line that forked
+//! the leaked child, and the line that changed SIGCHLD, from C (with and
+//! without frame pointers, and stripped) and from Rust; a recording's
+//! report names the same lines as the live run.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use reaper_trace_tests::*;
+use serde_json::Value;
+
+const LEAK_C: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/leak.c");
+
+/// The line of `leak.c` carrying `MARK: <mark>`.
+fn marked_line(mark: &str) -> u64 {
+    let source = std::fs::read_to_string(LEAK_C).expect("leak.c");
+    let needle = format!("MARK: {mark} ");
+    source
+        .lines()
+        .position(|l| l.contains(&needle))
+        .map(|i| i as u64 + 1)
+        .unwrap_or_else(|| panic!("no {needle:?} in leak.c"))
+}
+
+/// leak.c built with `flags` (and -g) into the scratch directory.
+fn build_leak(name: &str, flags: &[&str]) -> PathBuf {
+    let out = scratch_dir().join(name);
+    let status = Command::new("cc")
+        .args(["-g", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(LEAK_C)
+        .status()
+        .expect("run cc (set-up installs gcc)");
+    assert!(status.success(), "cc {flags:?} failed");
+    out
+}
+
+/// `check --format json --threshold 200ms <extra> -- cmd`: its exit code,
+/// the report, and the stderr lines (the command's TRUTH among them).
+fn check(extra: &[&str], cmd: &[&str]) -> (Option<i32>, Value, Vec<String>) {
+    let out = Command::new(tool())
+        .args(["check", "--format", "json", "--threshold", "200ms"])
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        report,
+        stderr.lines().map(String::from).collect(),
+    )
+}
+
+/// The one unreaped finding of a report.
+fn the_unreaped(report: &Value) -> &Value {
+    let findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "unreaped")
+        .collect();
+    assert_eq!(findings.len(), 1, "one unreaped child: {report:#}");
+    findings[0]
+}
+
+/// The frames of `stack` in `module` (by file name) with debug info.
+fn frames_in<'a>(stack: &'a Value, file_suffix: &str) -> Vec<&'a Value> {
+    stack
+        .as_array()
+        .unwrap_or_else(|| panic!("a stack: {stack}"))
+        .iter()
+        .filter(|f| f["file"].as_str().is_some_and(|p| p.ends_with(file_suffix)))
+        .collect()
+}
+
+/// (function, line) of the frames of `stack` in `leak.c`.
+fn leak_c_sites(stack: &Value) -> Vec<(String, u64)> {
+    frames_in(stack, "/leak.c")
+        .into_iter()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("?").to_owned(),
+                int(&f["line"]) as u64,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_leaked_popen_names_its_line_with_and_without_frame_pointers() {
+    kernel_test!();
+    let line = marked_line("popen");
+    for (name, flags) in [
+        ("leak-nofp", &["-O2", "-fomit-frame-pointer"][..]),
+        ("leak-fp", &["-O0", "-fno-omit-frame-pointer"][..]),
+    ] {
+        let bin = build_leak(name, flags);
+        let junit = scratch_dir().join(format!("{name}.xml"));
+        let (code, report, _) = check(
+            &["--junit", junit.to_str().unwrap()],
+            &[bin.to_str().unwrap(), "popen"],
+        );
+        assert_eq!(code, Some(1), "{name}: the popen child leaks: {report:#}");
+        let finding = the_unreaped(&report);
+        let sites = leak_c_sites(&finding["fork_stack"]);
+        assert_eq!(
+            sites.first(),
+            Some(&("leak_popen".to_owned(), line)),
+            "{name}: the innermost leak.c frame is the popen call: {:#}",
+            finding["fork_stack"]
+        );
+        assert_eq!(
+            sites.get(1).map(|(f, _)| f.as_str()),
+            Some("main"),
+            "{name}: unwound through libc into main: {:#}",
+            finding["fork_stack"]
+        );
+        // CI annotates the line: the failing case carries file and line.
+        let xml = std::fs::read_to_string(&junit).expect("JUnit written");
+        assert!(
+            xml.contains(&format!("leak.c\" line=\"{line}\"")),
+            "{name}: {xml}"
+        );
+        assert!(
+            xml.contains(&format!("forked at leak.c:{line} in leak_popen")),
+            "{xml}"
+        );
+    }
+}
+
+#[test]
+fn a_sigign_set_in_a_helper_thread_names_the_threads_line() {
+    kernel_test!();
+    let bin = build_leak("leak-sigign", &["-O2"]);
+    let (code, report, _) = check(&[], &[bin.to_str().unwrap(), "sigign_thread"]);
+    assert_eq!(code, Some(1), "the child stays a zombie: {report:#}");
+    let finding = the_unreaped(&report);
+    assert_eq!(
+        leak_c_sites(&finding["sigaction_stack"]).first(),
+        Some(&("ignore_sigchld".to_owned(), marked_line("sigign"))),
+        "{:#}",
+        finding["sigaction_stack"]
+    );
+    // The fork was a plain fork() in sigign_thread.
+    assert_eq!(
+        leak_c_sites(&finding["fork_stack"])
+            .first()
+            .map(|(f, _)| f.as_str()),
+        Some("sigign_thread")
+    );
+}
+
+#[test]
+fn a_dropped_rust_child_names_the_spawn_line() {
+    kernel_test!();
+    let scenario = scenario_bin();
+    let (code, report, stderr) = check(&[], &[scenario.to_str().unwrap(), "spawn_drop", "600"]);
+    assert_eq!(code, Some(1), "the dropped child leaks: {report:#}");
+    let truth: Value = stderr
+        .iter()
+        .find_map(|l| l.strip_prefix("TRUTH "))
+        .map(|t| serde_json::from_str(t).expect("truth JSON"))
+        .expect("the scenario's truth");
+    let finding = the_unreaped(&report);
+    assert_eq!(finding["pid"], truth["child"]);
+    let file = truth["file"].as_str().expect("file");
+    let user_frames = frames_in(&finding["fork_stack"], file);
+    let innermost = user_frames
+        .first()
+        .expect("a frame in the scenario's source");
+    assert_eq!(
+        innermost["line"], truth["spawn_line"],
+        "{:#}",
+        finding["fork_stack"]
+    );
+    assert!(
+        innermost["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("spawn_drop")),
+        "{innermost}"
+    );
+}
+
+#[test]
+fn a_stripped_binary_gives_module_and_offset_and_no_made_up_names() {
+    kernel_test!();
+    let bin = build_leak("leak-stripped", &["-O2"]);
+    let status = Command::new("strip").arg(&bin).status().expect("strip");
+    assert!(status.success());
+    let (code, report, _) = check(&[], &[bin.to_str().unwrap(), "popen"]);
+    assert_eq!(code, Some(1));
+    let finding = the_unreaped(&report);
+    let stack = finding["fork_stack"].as_array().expect("a fork stack");
+    let ours: Vec<&Value> = stack
+        .iter()
+        .filter(|f| f["module"].as_str() == bin.to_str())
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "frames in the stripped binary: {stack:#?}"
+    );
+    for frame in ours {
+        assert_eq!(
+            frame["function"],
+            Value::Null,
+            "no symbols to name: {frame}"
+        );
+        assert_eq!(frame["file"], Value::Null, "{frame}");
+        assert!(int(&frame["address"]) > 0, "{frame}");
+    }
+    // The text names it by module and offset.
+    let out = Command::new(tool())
+        .args(["check", "--threshold", "200ms", "--"])
+        .arg(&bin)
+        .arg("popen")
+        .output()
+        .expect("check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("forked at leak-stripped+0x")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_recording_reports_the_same_stacks_as_the_live_run() {
+    kernel_test!();
+    let bin = build_leak("leak-recorded", &["-O2"]);
+    let file = temp_path("stacks");
+    let (code, live, _) = check(
+        &["-o", file.to_str().unwrap()],
+        &[bin.to_str().unwrap(), "popen"],
+    );
+    assert_eq!(code, Some(1));
+    let replayed: Value = serde_json::from_str(&report_output(
+        &file,
+        &["--format", "json", "--threshold", "200ms"],
+    ))
+    .expect("report JSON");
+    let (live, replayed) = (the_unreaped(&live), the_unreaped(&replayed));
+    assert!(!live["fork_stack"].as_array().expect("stack").is_empty());
+    assert_eq!(live["fork_stack"], replayed["fork_stack"]);
+    assert_eq!(live["sigaction_stack"], replayed["sigaction_stack"]);
+
+    // The native Perfetto timeline carries the same stack on the fork
+    // instant of the leaked child, outermost frame first.
+    let timeline = perfetto_timeline(&file);
+    let leaked = int(&live["pid"]);
+    let forks: Vec<&Value> = timeline["instants"]
+        .as_array()
+        .expect("instants")
+        .iter()
+        .filter(|i| i["name"] == "fork" && i["args"]["child"].as_i64() == Some(leaked))
+        .collect();
+    assert_eq!(
+        forks.len(),
+        1,
+        "one fork instant for {leaked}: {timeline:#}"
+    );
+    let frames = forks[0]["callstack"].as_array().expect("a callstack");
+    let names: Vec<&str> = frames
+        .iter()
+        .rev()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    let live_names: Vec<&str> = live["fork_stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    assert_eq!(names, live_names, "{frames:#?}");
+    let popen = frames
+        .iter()
+        .find(|f| f["function"] == "leak_popen")
+        .expect("leak_popen's frame");
+    assert_eq!(popen["line"].as_u64(), Some(marked_line("popen")));
+    assert!(
+        popen["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/leak.c"))
+    );
+}
