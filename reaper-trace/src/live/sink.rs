@@ -132,9 +132,7 @@ impl Sink {
         // A stack copy is unwound now, while its process is alive; the
         // recording gets the frames, not the 16 KiB copy.
         if let Some(raw) = user_stack(bytes) {
-            if let Some((_, tid, owner, stack)) =
-                self.stacks.unwind(&raw, self.recorder.as_mut())?
-            {
+            if let Some((tid, owner, stack)) = self.stacks.unwind(&raw, self.recorder.as_mut())? {
                 self.totals.count("ustack");
                 self.analyzer.attach_stack(tid, owner, stack);
             }
