@@ -372,7 +372,19 @@ fn perfetto_timeline_has_spans_instants_and_flows() {
             .find(|f| f["args"]["child"] == leaked)
             .expect("the fork instant");
         assert_eq!(fork["flow_out"], json!([flow["id"]]));
-        assert_eq!(fork["callstack"], Value::Null, "no stacks recorded yet");
+        // `record -- CMD` copies stacks: the fork instant says where the
+        // scenario forked (outermost frame first, fork() innermost).
+        let functions: Vec<&str> = fork["callstack"]
+            .as_array()
+            .expect("a callstack on the fork")
+            .iter()
+            .filter_map(|f| f["function"].as_str())
+            .collect();
+        let demo = functions
+            .iter()
+            .position(|f| *f == "scenario::workload::demo");
+        let fork_fn = functions.iter().position(|f| *f == "scenario::util::fork");
+        assert!(demo.is_some() && demo < fork_fn, "{functions:?}");
         assert_eq!(on("instants", leaked, "reaped by").len(), 1);
         assert_eq!(
             on("instants", parent, &format!("sigchld from {leaked}")).len(),
