@@ -103,7 +103,15 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     if let Some(path) = &junit
         && let Err(e) = std::fs::write(
             path,
-            check::junit(&shown, outcome.command_status, &outcome.report, &fail_on),
+            check::junit(
+                &shown,
+                outcome.command_status,
+                &outcome.report,
+                &fail_on,
+                &std::env::current_dir()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
         )
     {
         return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));

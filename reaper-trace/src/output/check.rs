@@ -54,21 +54,31 @@ fn case_name(f: &Finding) -> String {
     )
 }
 
-/// The file and line of the frame a stack blames, when it has debug info.
-fn source_line(symbols: &[Symbol]) -> Option<(String, u32)> {
+/// The file and line of the frame a stack blames, when it has debug info;
+/// the file relative to `root` when it lies below it (CI annotators match
+/// files by their path in the checkout, where `check` runs).
+fn source_line(symbols: &[Symbol], root: &str) -> Option<(String, u32)> {
     let frame = &symbols[stack::blame(symbols)?];
-    Some((escape(frame.file.as_deref()?), frame.line?))
+    let file = frame.file.as_deref()?;
+    let relative = file
+        .strip_prefix(root)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|_| !root.is_empty())
+        .unwrap_or(file);
+    Some((escape(relative), frame.line?))
 }
 
 /// JUnit: one case per finding, failing for the kinds in `fail_on` (its
 /// message the first diagnosis and the fix), passing for the others (an
 /// orphan is information); a passing case when there is no failure; and the
-/// command's own result.
+/// command's own result. A failing case's `file` and `line` name the line
+/// that forked the child, relative to `root` (the working directory).
 pub fn junit(
     command: &str,
     command_status: Option<i32>,
     report: &Report,
     fail_on: &[FindingKind],
+    root: &str,
 ) -> String {
     let mut cases: Vec<Case> = report
         .findings
@@ -92,7 +102,10 @@ pub fn junit(
                 }
                 (message, finding_line(f))
             }),
-            location: f.fork_stack.as_deref().and_then(source_line),
+            location: f
+                .fork_stack
+                .as_deref()
+                .and_then(|stack| source_line(stack, root)),
         })
         .collect();
     if failures(report, fail_on).is_empty() {
@@ -153,8 +166,34 @@ mod tests {
             exit_status(Some(1 << 8), &leaking, &fail_on),
             exit::FINDINGS
         );
-        let xml = junit("make test", Some(0), &leaking, &fail_on);
+        let xml = junit("make test", Some(0), &leaking, &fail_on, "/src");
         assert!(xml.contains("<failure message=") && xml.contains("unreaped pid 11"));
+        assert!(!xml.contains(" file="), "no stack, no location");
+        // With a fork stack: the user's line, relative to the checkout.
+        let frame = |module: &str, function: &str, file: &str, line| Symbol {
+            module: module.into(),
+            address: 0x1139,
+            function: Some(function.into()),
+            file: Some(file.into()),
+            line: Some(line),
+        };
+        leaking.findings[0].fork_stack = Some(vec![
+            frame(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "popen",
+                "./libio/iopopen.c",
+                240,
+            ),
+            frame("/src/build/leak", "main", "/src/tests/leak.c", 12),
+        ]);
+        let xml = junit("make test", Some(0), &leaking, &fail_on, "/src");
+        assert!(
+            xml.contains("file=\"tests/leak.c\" line=\"12\"")
+                && xml.contains("; forked at leak.c:12 in main ← popen\""),
+            "{xml}"
+        );
+        let xml = junit("make test", Some(0), &leaking, &fail_on, "/elsewhere");
+        assert!(xml.contains("file=\"/src/tests/leak.c\""), "{xml}");
     }
 
     #[test]
@@ -167,9 +206,9 @@ mod tests {
         };
         let default = FindingKind::FAIL_BY_DEFAULT;
         assert_eq!(exit_status(Some(0), &report, &default), exit::CLEAN);
-        assert!(!junit("x", Some(0), &report, &default).contains("<failure"));
+        assert!(!junit("x", Some(0), &report, &default, "").contains("<failure"));
         let strict = [FindingKind::Orphaned];
         assert_eq!(exit_status(Some(0), &report, &strict), exit::FINDINGS);
-        assert!(junit("x", Some(0), &report, &strict).contains("<failure"));
+        assert!(junit("x", Some(0), &report, &strict, "").contains("<failure"));
     }
 }
