@@ -3,6 +3,7 @@
 
 #[cfg(feature = "kernel")]
 pub mod cgroups;
+#[cfg(feature = "kernel")]
 pub mod command;
 mod elf;
 pub mod procfs;
