@@ -300,6 +300,27 @@ pub fn temp_path(name: &str) -> PathBuf {
     scratch_dir().join(format!("{n}-{safe}.rtrace"))
 }
 
+/// `reaper-trace check --format json <options> -- <cmd>`: (exit code, the
+/// report, stderr). The report is `Null` when none was printed.
+pub fn check_json(options: &[&str], cmd: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(tool())
+        .args(["check", "--format", "json"])
+        .args(options)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .next_back()
+        .unwrap_or(Value::Null);
+    (out.status.code(), report, stderr)
+}
+
 /// `reaper-trace report FILE <args>`: stdout, with a successful exit.
 pub fn report_output(file: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(tool())

@@ -1,29 +1,13 @@
 //! Kernel tests of CI mode: `check`'s exit statuses on the lifecycle
 //! scenarios, its JUnit file, its privilege drop, and `verify-kernel`.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reaper_trace_tests::*;
 use serde_json::Value;
 
-/// `reaper-trace check --format json <options> -- <cmd>`: (exit code, report, stderr).
 fn check(options: &[&str], cmd: &[&str]) -> (Option<i32>, Value, String) {
-    let out = Command::new(tool())
-        .args(["check", "--format", "json"])
-        .args(options)
-        .arg("--")
-        .args(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run check");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .next_back()
-        .unwrap_or(Value::Null);
-    (out.status.code(), report, stderr)
+    check_json(options, cmd)
 }
 
 fn check_scenario(args: &[&str]) -> (Option<i32>, Value, String) {

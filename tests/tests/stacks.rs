@@ -3,10 +3,7 @@
 //! without frame pointers, and stripped) and from Rust; a recording's
 //! report names the same lines as the live run.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-};
+use std::{path::PathBuf, process::Command};
 
 use reaper_trace_tests::*;
 use serde_json::Value;
@@ -42,26 +39,13 @@ fn build_leak(name: &str, flags: &[&str]) -> PathBuf {
 /// `check --format json --threshold 200ms <extra> -- cmd`: its exit code,
 /// the report, and the stderr lines (the command's TRUTH among them).
 fn check(extra: &[&str], cmd: &[&str]) -> (Option<i32>, Value, Vec<String>) {
-    let out = Command::new(tool())
-        .args(["check", "--format", "json", "--threshold", "200ms"])
-        .args(extra)
-        .arg("--")
-        .args(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run check");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let report = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .next_back()
-        .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (
-        out.status.code(),
-        report,
-        stderr.lines().map(String::from).collect(),
-    )
+    let options: Vec<&str> = ["--threshold", "200ms"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let (code, report, stderr) = check_json(&options, cmd);
+    assert!(!report.is_null(), "no report: {stderr}");
+    (code, report, stderr.lines().map(String::from).collect())
 }
 
 /// The one unreaped finding of a report.
