@@ -95,6 +95,10 @@ pub struct Config {
     /// 1: copy the user stack of traced processes at each fork of a process
     /// and each SIGCHLD action change ([`crate::UserStackRecord`]).
     pub stacks: u32,
+    /// The ring buffer's size: a stack copy is skipped (and counted lost)
+    /// once half of it is waiting, so that stacks never crowd out the
+    /// lifecycle records.
+    pub ringbuf_bytes: u32,
 }
 
 /// Key of the per-process fork-failure counters.

@@ -42,6 +42,15 @@ pub mod kind {
     ];
 }
 
+/// Bits of [`Header::flags`].
+pub mod header_flags {
+    /// On a `FORK` or `SIGACTION` record: the thread's user stack for this
+    /// very call was sent just before it (a `USTACK` record). Without it, a
+    /// pending stack of that thread is stale (its own record was lost) and
+    /// is dropped rather than given to the wrong call.
+    pub const HAS_STACK: u32 = 1;
+}
+
 /// Starts every record.
 ///
 /// `tgid`/`tid` name the task the event happened in: the current task for
@@ -51,7 +60,7 @@ pub mod kind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
     pub kind: u32,
-    /// Reserved, zero.
+    /// [`header_flags`]; other bits reserved, zero.
     pub flags: u32,
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, the clock of `task->start_time`.
     pub ktime_ns: u64,

@@ -23,7 +23,7 @@ pub fn reserve<T: 'static>(kind: u32) -> Option<RingBufEntry<T>> {
 }
 
 #[inline(always)]
-fn count_lost(kind: u32) {
+pub fn count_lost(kind: u32) {
     if let Some(counter) = LOST.get_ptr_mut(kind) {
         // Per-CPU slot: no other writer can race this increment.
         unsafe { *counter += 1 };

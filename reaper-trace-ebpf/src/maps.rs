@@ -23,6 +23,11 @@ pub static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(131_072, 0);
 #[map]
 pub static WAIT_ARGS: HashMap<u32, WaitArgs> = HashMap::with_max_entries(16_384, 0);
 
+/// Threads whose user stack was sent as they entered a fork: the fork
+/// probe takes the entry and marks its record `HAS_STACK`.
+#[map]
+pub static STACKED: HashMap<u32, u32> = HashMap::with_max_entries(16_384, 0);
+
 /// Failed fork/clone calls per (tgid, errno).
 #[map]
 pub static FORK_FAILS: HashMap<ForkFailKey, u64> = HashMap::with_max_entries(4_096, 0);

@@ -240,6 +240,38 @@ fn a_recording_reports_the_same_stacks_as_the_live_run() {
     assert_eq!(live["fork_stack"], replayed["fork_stack"]);
     assert_eq!(live["sigaction_stack"], replayed["sigaction_stack"]);
 
+    // The helper thread's SIG_IGN too, and with `report --pid` (the follow
+    // filter of replay) as without.
+    let sigign = temp_path("stacks-sigign");
+    let (code, live_sigign, _) = check(
+        &["-o", sigign.to_str().unwrap()],
+        &[bin.to_str().unwrap(), "sigign_thread"],
+    );
+    assert_eq!(code, Some(1));
+    let live_sigign = the_unreaped(&live_sigign);
+    assert!(
+        !live_sigign["sigaction_stack"]
+            .as_array()
+            .expect("stack")
+            .is_empty()
+    );
+    let parent = live_sigign["parent_pid"].to_string();
+    for extra in [&[][..], &["--pid", parent.as_str()][..]] {
+        let mut args = vec!["--format", "json", "--threshold", "200ms"];
+        args.extend_from_slice(extra);
+        let replayed: Value =
+            serde_json::from_str(&report_output(&sigign, &args)).expect("report JSON");
+        let replayed = the_unreaped(&replayed);
+        assert_eq!(
+            live_sigign["sigaction_stack"], replayed["sigaction_stack"],
+            "{extra:?}"
+        );
+        assert_eq!(
+            live_sigign["fork_stack"], replayed["fork_stack"],
+            "{extra:?}"
+        );
+    }
+
     // The native Perfetto timeline carries the same stack on the fork
     // instant of the leaked child, outermost frame first.
     let timeline = perfetto_timeline(&file);

@@ -1,7 +1,7 @@
 //! `sched_process_fork` (raw): every new task, threads included.
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use reaper_trace_common::{ForkRecord, NsPidsRecord, kind};
+use reaper_trace_common::{ForkRecord, NsPidsRecord, header_flags, kind};
 
 use crate::{config::conf, emit, filter, log::OrLog, task};
 
@@ -34,8 +34,12 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     };
     let mut comm = [0u8; reaper_trace_common::COMM_LEN];
     task::comm(child, &mut comm);
+    let mut header = emit::current_header(kind::FORK);
+    if !is_thread && super::user_stack::take_fork_stack(header.tid) {
+        header.flags |= header_flags::HAS_STACK;
+    }
     entry.write(ForkRecord {
-        header: emit::current_header(kind::FORK),
+        header,
         child_tgid,
         child_tid: task::pid(child).unwrap_or(0),
         child_start_ns: task::start_ns(child).unwrap_or(0),

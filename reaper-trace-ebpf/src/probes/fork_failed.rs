@@ -17,6 +17,8 @@ pub fn exit(nr: i64, ret: i64) -> Result<(), i64> {
     if !filter::current_is_traced(PROBE, header.tgid) {
         return Ok(());
     }
+    // The stack sent as it entered belongs to no fork.
+    super::user_stack::take_fork_stack(header.tid);
     let errno = (-ret) as i32;
     let key = ForkFailKey {
         tgid: header.tgid,

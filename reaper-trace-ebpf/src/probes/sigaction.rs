@@ -2,7 +2,7 @@
 //! handler, SIG_IGN or SIG_DFL being installed while we trace.
 
 use aya_ebpf::helpers::bpf_probe_read_user;
-use reaper_trace_common::{SIGCHLD, SigactionRecord, kind, stack_owner};
+use reaper_trace_common::{SIGCHLD, SigactionRecord, header_flags, kind, stack_owner};
 
 use crate::{
     config::conf,
@@ -46,16 +46,20 @@ pub fn enter(regs: Regs) -> Result<(), i64> {
             return Err(errno as i64);
         }
     };
-    if conf!(stacks) != 0 {
-        // Before its SIGACTION record, as a fork's stack comes before its
-        // FORK: userspace gives each stack to the thread's next such event.
-        super::user_stack::capture(regs, stack_owner::SIGACTION);
-    }
+    // Before its SIGACTION record, as a fork's stack comes before its FORK,
+    // which says so (HAS_STACK).
+    let stacked = conf!(stacks) != 0 && super::user_stack::capture(regs, stack_owner::SIGACTION);
     let Some(mut entry) = emit::reserve::<SigactionRecord>(kind::SIGACTION) else {
         return Ok(());
     };
     entry.write(SigactionRecord {
-        header: emit::current_header(kind::SIGACTION),
+        header: {
+            let mut header = emit::current_header(kind::SIGACTION);
+            if stacked {
+                header.flags |= header_flags::HAS_STACK;
+            }
+            header
+        },
         sig,
         _pad: 0,
         handler: action.handler,

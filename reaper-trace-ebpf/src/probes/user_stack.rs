@@ -12,12 +12,15 @@ use reaper_trace_common::{USTACK_PAGES, UserStackRecord, kind, stack_owner, sysc
 
 use crate::{
     config::conf,
-    emit, filter,
+    emit, filter, log,
+    maps::{EVENTS, STACKED},
     regs::{self, Regs},
     task,
 };
 
 const PROBE: &str = "sys_enter_fork";
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const PAGE: usize = 4096;
 /// `CLONE_THREAD`: the new task shares the caller's thread group.
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -40,23 +43,41 @@ pub fn at_fork(regs: Regs, id: i64) -> Result<(), i64> {
     if flags & CLONE_THREAD != 0 {
         return Ok(());
     }
-    capture(regs, stack_owner::FORK);
+    if capture(regs, stack_owner::FORK) {
+        let tid = emit::current_header(kind::USTACK).tid;
+        if let Err(e) = STACKED.insert(tid, 1, 0) {
+            log::failed(PROBE, "adding the thread to STACKED", i64::from(e));
+        }
+    }
     Ok(())
+}
+
+/// Whether the current thread's stack was sent as it entered this fork;
+/// forgets it either way (the fork probe asks once per fork).
+#[inline(always)]
+pub fn take_fork_stack(tid: u32) -> bool {
+    conf!(stacks) != 0 && STACKED.remove(tid).is_ok()
 }
 
 /// Copies the registers and up to [`USTACK_PAGES`] pages of user stack from
 /// the page holding the stack pointer upwards, into one fixed-size record
-/// (its size must be a constant for the verifier).
-pub fn capture(regs: Regs, owner: u32) {
+/// (its size must be a constant for the verifier). Whether it was sent.
+pub fn capture(regs: Regs, owner: u32) -> bool {
     let (Ok(ip), Ok(sp), Ok(bp)) = (
         task::read::<u64>(regs, conf!(regs_ip)),
         task::read::<u64>(regs, conf!(regs_sp)),
         task::read::<u64>(regs, conf!(regs_bp)),
     ) else {
-        return;
+        return false;
     };
+    // Half full: the lifecycle records that follow matter more than a
+    // finding's source line. Counted as a lost stack.
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > u64::from(conf!(ringbuf_bytes) / 2) {
+        emit::count_lost(kind::USTACK);
+        return false;
+    }
     let Some(mut entry) = emit::reserve::<UserStackRecord>(kind::USTACK) else {
-        return;
+        return false;
     };
     let record = entry.as_mut_ptr();
     let base = sp & !(PAGE as u64 - 1);
@@ -86,5 +107,8 @@ pub fn capture(regs: Regs, owner: u32) {
         }
         (*record).len = len;
     }
-    entry.submit(emit::wakeup_flags());
+    // Woken at once: the stack is unwound with the process's maps, which a
+    // parent that forks then execs or exits would soon take away.
+    entry.submit(BPF_RB_FORCE_WAKEUP);
+    true
 }

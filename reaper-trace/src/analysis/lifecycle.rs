@@ -85,7 +85,8 @@ impl Analyzer {
     /// A user stack, unwound, taken as thread `tid` entered a fork
     /// (`stack_owner::FORK`) or a SIGCHLD action change
     /// (`stack_owner::SIGACTION`): it belongs to that thread's next such
-    /// event. At most one waits per thread and kind; a failed fork's is
+    /// event when that event says it has one (`has_stack`), and is dropped
+    /// otherwise. At most one waits per thread and kind; a failed fork's is
     /// dropped with its failure, an exited thread's with its exit.
     pub fn attach_stack(&mut self, tid: u32, owner: u32, stack: Stack) {
         self.pending_stacks.insert((tid, owner), stack);
@@ -233,7 +234,12 @@ impl Analyzer {
                 // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
                 // aside, which its own first event corrects).
                 child.cgroup_id = event.cgroup_id;
-                child.fork_stack = self.pending_stacks.remove(&(event.tid, stack_owner::FORK));
+                // The thread's pending stack is this fork's only when the
+                // fork says so; otherwise it is a lost fork's, and dropped.
+                child.fork_stack = self
+                    .pending_stacks
+                    .remove(&(event.tid, stack_owner::FORK))
+                    .filter(|_| f.has_stack);
             }
             EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
@@ -306,7 +312,8 @@ impl Analyzer {
                         last_ns: event.time_ns,
                         stack: self
                             .pending_stacks
-                            .remove(&(event.tid, stack_owner::SIGACTION)),
+                            .remove(&(event.tid, stack_owner::SIGACTION))
+                            .filter(|_| s.has_stack),
                     });
             }
             EventData::WaitEnter(w) => {

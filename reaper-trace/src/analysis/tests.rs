@@ -625,3 +625,95 @@ fn a_reused_pid_keeps_its_own_cgroup() {
     }
     assert_eq!(a.overdue_by_cgroup(3 * S), [(8, 1)].into_iter().collect());
 }
+
+/// A made-up stack of one frame at `offset` in `/app`.
+fn stack_at(offset: u64) -> crate::trace::stack::Stack {
+    crate::trace::stack::Stack {
+        frames: vec![crate::trace::stack::Frame {
+            module: std::sync::Arc::new(crate::trace::stack::Module {
+                path: "/app".into(),
+                build_id: None,
+            }),
+            file_offset: offset,
+        }],
+        truncated: false,
+    }
+}
+
+/// `event` marked as having its stack sent (HAS_STACK).
+fn stacked(mut event: Event) -> Event {
+    match &mut event.data {
+        EventData::Fork(f) => f.has_stack = true,
+        EventData::Sigaction(s) => s.has_stack = true,
+        _ => {}
+    }
+    event
+}
+
+#[test]
+fn stacks_go_to_the_forks_and_sigactions_that_say_they_have_one() {
+    use reaper_trace_common::stack_owner::{FORK, SIGACTION};
+    let mut a = Analyzer::new(S);
+    // A failed fork's stack is dropped with its failure.
+    a.attach_stack(10, FORK, stack_at(1));
+    a.on_event(&b::at(
+        1,
+        10,
+        10,
+        EventData::ForkFailed(ForkFailed {
+            syscall_nr: 56,
+            errno: libc::EAGAIN,
+        }),
+    ));
+    // A stack whose fork record was lost stays pending, and the next fork,
+    // which says it has no stack, does not take it.
+    a.attach_stack(10, FORK, stack_at(2));
+    a.on_event(&b::fork(2, 10, 11, false));
+    // The next fork with its own stack gets that one.
+    a.attach_stack(10, FORK, stack_at(3));
+    a.on_event(&stacked(b::fork(3, 10, 12, false)));
+    // The parent sets SIG_IGN from thread 13, with a stack, after a handler
+    // set without one: the finding shows the change in force.
+    a.on_event(&b::sigaction(4, 10, 10, Disposition::Handler, 0x4000));
+    a.attach_stack(13, SIGACTION, stack_at(4));
+    a.on_event(&stacked(b::sigaction(5, 10, 13, Disposition::Ignore, 1)));
+    // (Their start times are their fork times.)
+    for (child, start) in [(11, 2), (12, 3)] {
+        a.on_event(&b::exit(
+            6,
+            child,
+            child,
+            10,
+            true,
+            start,
+            Disposition::Default,
+        ));
+    }
+    let r = a.finish(10 * S);
+    let by_pid = |pid| r.findings.iter().find(|f| f.pid == pid).expect("a finding");
+    assert_eq!(by_pid(11).fork_frames, None);
+    assert_eq!(by_pid(12).fork_frames, Some(stack_at(3)));
+    assert_eq!(by_pid(12).sigaction_frames, Some(stack_at(4)));
+}
+
+#[test]
+fn the_sigaction_stack_is_the_one_of_the_change_in_force() {
+    use reaper_trace_common::stack_owner::SIGACTION;
+    let mut a = Analyzer::new(S);
+    a.on_event(&b::fork(1, 10, 11, false));
+    a.attach_stack(10, SIGACTION, stack_at(1));
+    a.on_event(&stacked(b::sigaction(
+        2,
+        10,
+        10,
+        Disposition::Handler,
+        0x4000,
+    )));
+    // A later change whose stack was lost: no stack, rather than the
+    // handler's line for a SIG_IGN.
+    a.on_event(&b::sigaction(3, 10, 10, Disposition::Ignore, 1));
+    a.on_event(&b::exit(4, 11, 11, 10, true, 1, Disposition::Ignore));
+    let r = a.finish(10 * S);
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    assert_eq!(r.findings[0].sigaction_frames, None);
+}

@@ -289,12 +289,9 @@ impl Analyzer {
     }
 }
 
-/// The stack of the parent's latest SIGCHLD action change that has one: the
-/// line that set the action in force (SIG_IGN, a handler, SA_NOCLDWAIT).
+/// The stack of the parent's latest SIGCHLD action change: the line that
+/// set the action in force (SIG_IGN, a handler, SA_NOCLDWAIT). None when
+/// that change has none, rather than an older change's line.
 fn sigaction_stack(facts: &super::parent::ParentFacts) -> Option<Stack> {
-    facts
-        .disposition_history
-        .iter()
-        .rev()
-        .find_map(|change| change.stack.clone())
+    facts.disposition_history.back()?.stack.clone()
 }

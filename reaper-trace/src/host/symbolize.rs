@@ -9,7 +9,7 @@
 //! matches a symbol only inside its size, so a stripped binary yields no
 //! function rather than the nearest exported one.
 
-use std::{collections::HashMap, fs::File, path::Path};
+use std::{collections::HashMap, os::unix::fs::OpenOptionsExt, path::Path};
 
 use blazesym::symbolize::{
     Input, Sym, Symbolized,
@@ -110,7 +110,16 @@ impl Symbolizer {
 }
 
 fn matching_segments(module: &Module) -> Option<Vec<Segment>> {
-    let facts = elf::read(File::open(Path::new(&module.path)).ok()?, false).ok()?;
+    // A recording names any path it likes: only a regular file is read (a
+    // FIFO would block `report` forever, a device should not be opened),
+    // and opened without blocking. blazesym opens it only after this.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(Path::new(&module.path))
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    let facts = elf::read(file, false).ok()?;
     match &module.build_id {
         Some(id) if facts.build_id.as_ref() != Some(id) => None,
         _ => Some(facts.segments),
@@ -162,6 +171,8 @@ pub fn symbolize_finding(symbolizer: &mut Symbolizer, finding: &mut Finding) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::fs::File;
 
     use std::{path::PathBuf, process::Command, sync::Arc};
 

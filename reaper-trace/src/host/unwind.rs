@@ -66,9 +66,6 @@ pub struct Unwinder {
     /// Per mapped file. Files that could not be opened are not cached:
     /// another process may manage.
     files: HashMap<FileKey, CachedFile>,
-    /// framehop's rule cache; its entries are tagged by module generation,
-    /// so one serves every process.
-    cache: CacheX86_64,
 }
 
 impl Default for Unwinder {
@@ -82,7 +79,6 @@ impl Unwinder {
         Self {
             processes: HashMap::new(),
             files: HashMap::new(),
-            cache: CacheX86_64::new(),
         }
     }
 
@@ -121,8 +117,8 @@ impl Unwinder {
     }
 
     fn walk(&mut self, tgid: u32, regs: UserRegs, base: u64, bytes: &[u8]) -> Walk {
-        match self.processes.get(&tgid) {
-            Some(process) => walk(process, &mut self.cache, regs, base, bytes),
+        match self.processes.get_mut(&tgid) {
+            Some(process) => walk(process, regs, base, bytes),
             None => Walk {
                 stack: Stack {
                     frames: Vec::new(),
@@ -163,7 +159,11 @@ impl Unwinder {
                 module,
             })
             .collect();
-        ProcessModules { mappings, unwinder }
+        ProcessModules {
+            mappings,
+            unwinder,
+            cache: CacheX86_64::new(),
+        }
     }
 
     /// The module of one load of a file (the mappings `load` of `maps`), and
@@ -263,6 +263,11 @@ struct ProcessModules {
     /// Every mapping, in address order.
     mappings: Vec<Mapping>,
     unwinder: UnwinderX86_64<Data>,
+    /// framehop's rule cache, one per process: its entries are tagged with
+    /// a 16-bit module generation that wraps after some thousands of
+    /// processes, so a cache shared by all could hand one process
+    /// another's rules.
+    cache: CacheX86_64,
 }
 
 struct Mapping {
@@ -283,22 +288,21 @@ enum Place {
     Unmapped,
 }
 
-impl ProcessModules {
-    fn place(&self, address: u64) -> Place {
-        let after = self.mappings.partition_point(|m| m.range.start <= address);
-        let Some(mapping) = after.checked_sub(1).map(|i| &self.mappings[i]) else {
-            return Place::Unmapped;
-        };
-        if address >= mapping.range.end {
-            return Place::Unmapped;
-        }
-        match &mapping.module {
-            Some(module) if mapping.executable => Place::Code(Frame {
-                module: module.clone(),
-                file_offset: address - mapping.range.start + mapping.offset,
-            }),
-            _ => Place::NotCode,
-        }
+/// Where an address lies among a process's mappings, in address order.
+fn place(mappings: &[Mapping], address: u64) -> Place {
+    let after = mappings.partition_point(|m| m.range.start <= address);
+    let Some(mapping) = after.checked_sub(1).map(|i| &mappings[i]) else {
+        return Place::Unmapped;
+    };
+    if address >= mapping.range.end {
+        return Place::Unmapped;
+    }
+    match &mapping.module {
+        Some(module) if mapping.executable => Place::Code(Frame {
+            module: module.clone(),
+            file_offset: address - mapping.range.start + mapping.offset,
+        }),
+        _ => Place::NotCode,
     }
 }
 
@@ -308,18 +312,15 @@ struct Walk {
     unmapped: bool,
 }
 
-fn walk(
-    process: &ProcessModules,
-    cache: &mut CacheX86_64,
-    regs: UserRegs,
-    base: u64,
-    bytes: &[u8],
-) -> Walk {
+fn walk(process: &mut ProcessModules, regs: UserRegs, base: u64, bytes: &[u8]) -> Walk {
+    let ProcessModules {
+        mappings,
+        unwinder,
+        cache,
+    } = process;
     let mut read_stack = |address| read_word(base, bytes, address);
     let start = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
-    let mut addresses = process
-        .unwinder
-        .iter_frames(regs.ip, start, cache, &mut read_stack);
+    let mut addresses = unwinder.iter_frames(regs.ip, start, cache, &mut read_stack);
     let mut stack = Stack::default();
     let stop = |mut stack: Stack, truncated, unmapped| {
         stack.truncated = truncated;
@@ -337,7 +338,7 @@ fn walk(
             return stop(stack, true, false);
         }
         // The return address minus one: inside the call, on its line.
-        match process.place(address.address_for_lookup()) {
+        match place(mappings, address.address_for_lookup()) {
             Place::Code(frame) => stack.frames.push(frame),
             Place::NotCode => return stop(stack, true, false),
             Place::Unmapped => return stop(stack, true, true),
@@ -520,18 +521,19 @@ mod tests {
                 mapping(0x8000..0x9000, 0, true, None),
             ],
             unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
         };
         assert!(matches!(
-            process.place(0x3456),
+            place(&process.mappings, 0x3456),
             Place::Code(Frame {
                 file_offset: 0x2456,
                 ..
             })
         ));
-        assert!(matches!(process.place(0x1800), Place::NotCode));
-        assert!(matches!(process.place(0x8800), Place::NotCode));
-        assert!(matches!(process.place(0x4000), Place::Unmapped));
-        assert!(matches!(process.place(0x10), Place::Unmapped));
+        assert!(matches!(place(&process.mappings, 0x1800), Place::NotCode));
+        assert!(matches!(place(&process.mappings, 0x8800), Place::NotCode));
+        assert!(matches!(place(&process.mappings, 0x4000), Place::Unmapped));
+        assert!(matches!(place(&process.mappings, 0x10), Place::Unmapped));
     }
 
     #[test]
@@ -688,6 +690,7 @@ mod tests {
         let stale = ProcessModules {
             mappings: Vec::new(),
             unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
         };
         unwinder.processes.insert(pid, stale);
         assert_eq!(unwind(&mut unwinder), full);

@@ -200,6 +200,7 @@ impl Tracer {
         config.thread_events = options.thread_events as u32;
         config.probe_log = options.probe_log as u32;
         config.stacks = options.stacks as u32;
+        config.ringbuf_bytes = options.ringbuf_bytes;
         if let Some(follow) = &options.follow {
             config.filter_mode = filter::FOLLOW;
             if let Some(comm) = &follow.comm {

@@ -132,10 +132,12 @@ impl Sink {
         // A stack copy is unwound now, while its process is alive; the
         // recording gets the frames, not the 16 KiB copy.
         if let Some(raw) = user_stack(bytes) {
-            if let Some((tid, owner, stack)) = self.stacks.unwind(&raw, self.recorder.as_mut())? {
-                self.totals.count("ustack");
-                self.analyzer.attach_stack(tid, owner, stack);
+            self.totals.count("ustack");
+            match self.stacks.unwind(&raw, self.recorder.as_mut())? {
+                Some((tid, owner, stack)) => self.analyzer.attach_stack(tid, owner, stack),
+                None => self.totals.stacks_not_unwound += 1,
             }
+
             return Ok(());
         }
         let mut decoded = decode(bytes);
@@ -215,9 +217,6 @@ impl Sink {
     /// Prints what the analyzer noticed since last time.
     fn notices(&mut self) {
         for mut notice in self.analyzer.drain_notices() {
-            if let Notice::Finding(finding) | Notice::Pending(finding) = &mut notice {
-                self.stacks.symbolize(finding);
-            }
             if self.daemon
                 && let (Notice::Finding(finding), Some(metrics)) = (&notice, &mut self.metrics)
             {
@@ -225,6 +224,11 @@ impl Sink {
             }
             if matches!(self.display, Display::ReportOnly | Display::Silent) {
                 continue;
+            }
+            // Named only when shown: the first look into a large binary's
+            // DWARF takes a while, and the final report names them anyway.
+            if let Notice::Finding(finding) | Notice::Pending(finding) = &mut notice {
+                self.stacks.symbolize(finding);
             }
             let line = if self.json {
                 report::notice_json(&notice)

@@ -21,8 +21,6 @@ pub struct LiveStacks {
     unwinder: Unwinder,
     symbolizer: Symbolizer,
     modules: ModuleIds,
-    /// Stack copies that could not be unwound at all (the process was gone).
-    pub failed: u64,
 }
 
 /// Whose stack it is: the thread and the owner (`stack_owner`), and the stack.
@@ -30,6 +28,7 @@ pub type Unwound = (u32, u32, Stack);
 
 impl LiveStacks {
     /// Unwinds a copy from the kernel; writes it to the recording, if any.
+    /// `None` when nothing could be said (its process was already gone).
     pub fn unwind(
         &mut self,
         raw: &UserStackRecord,
@@ -47,10 +46,7 @@ impl LiveStacks {
             .unwind(header.tgid, regs, raw.base, &raw.bytes[..len])
         {
             Ok(stack) => stack,
-            Err(_) => {
-                self.failed += 1;
-                return Ok(None);
-            }
+            Err(_) => return Ok(None),
         };
         if let Some(recorder) = recorder {
             let who = (header.tgid, header.tid, raw.owner);

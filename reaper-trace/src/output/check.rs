@@ -100,6 +100,10 @@ pub fn junit(
                     message.push_str("; forked at ");
                     message.push_str(&escape(&site));
                 }
+                if let Some(site) = f.sigaction_stack.as_deref().and_then(stack::site) {
+                    message.push_str("; SIGCHLD action set at ");
+                    message.push_str(&escape(&site));
+                }
                 (message, finding_line(f))
             }),
             location: f

@@ -27,7 +27,8 @@ pub fn escape_xml(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\n' | '\t' => out.push(c),
-            c if c.is_control() => {
+            // Not characters XML 1.0 can carry either.
+            c if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
             c => out.push(c),
@@ -108,6 +109,7 @@ mod tests {
         assert!(xml.contains("name=\"bad &lt;1&gt;\""));
         assert!(xml.contains("message=\"m &amp; &quot;q&quot;\""));
         assert!(xml.contains("line\\x1b[0m") && !xml.contains('\x1b'));
+        assert_eq!(escape_xml("a\u{fffe}b"), "a\\xfffeb");
         assert!(xml.contains("classname=\"c\" file=\"/src/a&amp;b.c\" line=\"12\">"));
     }
 }

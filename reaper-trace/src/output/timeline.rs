@@ -285,10 +285,11 @@ impl<S: Sink> Timeline<'_, S> {
 }
 
 impl<S: Sink> Timeline<'_, S> {
-    /// The named frames of thread `tid`'s stack for this event, if any.
-    fn stack_of(&mut self, tid: u32, owner: u32) -> Option<Vec<Symbol>> {
+    /// The named frames of thread `tid`'s stack for this event, when the
+    /// event has one (`has_stack`: paired as the analysis pairs them).
+    fn stack_of(&mut self, tid: u32, owner: u32, has_stack: bool) -> Option<Vec<Symbol>> {
         let stack = self.pending_stacks.remove(&(tid, owner))?;
-        Some((self.stacks)(&stack))
+        has_stack.then(|| (self.stacks)(&stack))
     }
 }
 
@@ -319,7 +320,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
                 child.start_ns = f.child_start_ns;
                 child.flow_in = Some(id);
                 let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
-                let stack = self.stack_of(e.tid, stack_owner::FORK);
+                let stack = self.stack_of(e.tid, stack_owner::FORK, f.has_stack);
                 self.sink.fork(
                     parent,
                     child,
@@ -378,7 +379,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
             }
             EventData::Sigaction(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 let track = self.track(e.tgid)?;
-                let stack = self.stack_of(e.tid, stack_owner::SIGACTION);
+                let stack = self.stack_of(e.tid, stack_owner::SIGACTION, s.has_stack);
                 self.sink.sigaction(
                     track,
                     &Instant {
@@ -626,9 +627,18 @@ mod tests {
             },
             cgroup_id: 0,
         };
+        // Events that say their stack was sent (HAS_STACK).
+        let stacked = |mut e: Event| {
+            match &mut e.data {
+                EventData::Fork(f) => f.has_stack = true,
+                EventData::Sigaction(s) => s.has_stack = true,
+                _ => {}
+            }
+            e
+        };
         let events = [
-            ev::sigaction(5, 10, 10, Disposition::Ignore, 1),
-            ev::fork(100, 10, 11, false),
+            stacked(ev::sigaction(5, 10, 10, Disposition::Ignore, 1)),
+            stacked(ev::fork(100, 10, 11, false)),
             ev::fork(110, 10, 12, true), // a thread: not drawn
             ev::exit(200, 11, 11, 10, true, 100, Disposition::Default),
         ];
@@ -642,13 +652,18 @@ mod tests {
         timeline.verdict(&verdict(11, 100, 300)).unwrap();
         // Pid 11 again: a new process, on a new track.
         timeline.stack(10, stack_owner::FORK, &stack).unwrap();
-        timeline.event(&ev::fork(400, 10, 11, false)).unwrap();
+        timeline
+            .event(&stacked(ev::fork(400, 10, 11, false)))
+            .unwrap();
+        // A stack whose own sigaction was lost: the next one, which says it
+        // has none, does not get it.
+        timeline.stack(11, stack_owner::SIGACTION, &stack).unwrap();
         timeline
             .event(&ev::sigaction(450, 11, 11, Disposition::Default, 0))
             .unwrap();
         let log = std::mem::take(&mut timeline.sink.0);
         drop(timeline);
-        assert_eq!(asked, 3, "pid 11's sigaction had no stack");
+        assert_eq!(asked, 3, "pid 11's sigaction has no stack of its own");
         assert_eq!(
             log,
             [

@@ -150,6 +150,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 handler: r.handler,
                 flags: r.flags,
                 mask: r.mask,
+                has_stack: r.header.flags & abi::header_flags::HAS_STACK != 0,
             })
         }
         kind::FORK_FAILED => {
@@ -218,6 +219,7 @@ fn fork(r: abi::ForkRecord) -> EventData {
         real_parent_tgid: (r.real_parent_tgid != 0 && r.real_parent_tgid != r.header.tgid)
             .then_some(r.real_parent_tgid),
         comm: Comm(r.comm),
+        has_stack: r.header.flags & abi::header_flags::HAS_STACK != 0,
     })
 }
 
@@ -403,7 +405,8 @@ mod tests {
                 parent_start_ns: 4,
                 is_thread: false,
                 real_parent_tgid: None,
-                comm: Comm::from_str_lossy("bash")
+                comm: Comm::from_str_lossy("bash"),
+                has_stack: false,
             })
         );
     }
@@ -595,7 +598,10 @@ mod tests {
             })
         ));
         let e = roundtrip(abi::SigactionRecord {
-            header: header(kind::SIGACTION),
+            header: Header {
+                flags: abi::header_flags::HAS_STACK,
+                ..header(kind::SIGACTION)
+            },
             sig: SIGCHLD,
             _pad: 0,
             handler: 1,
@@ -607,6 +613,7 @@ mod tests {
             EventData::Sigaction(Sigaction {
                 disposition: Disposition::Ignore,
                 flags: 2,
+                has_stack: true,
                 ..
             })
         ));

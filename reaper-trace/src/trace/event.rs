@@ -79,6 +79,9 @@ pub struct Fork {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub real_parent_tgid: Option<u32>,
     pub comm: Comm,
+    /// The forking thread's user stack was sent for this fork (`HAS_STACK`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub has_stack: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -250,6 +253,9 @@ pub struct Sigaction {
     pub handler: u64,
     pub flags: u64,
     pub mask: u64,
+    /// The thread's user stack was sent for this call (`HAS_STACK`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub has_stack: bool,
 }
 
 /// A pid as one pid namespace sees it.

@@ -67,11 +67,29 @@ pub struct Symbol {
 /// user's own code, that is neither in a system library nor from Rust's
 /// standard library or a crate dependency; else the innermost that is not
 /// in a system library (the main executable, as far as can be told).
+///
+/// A program installed under `/usr/lib` (postgres, systemd) is all
+/// "system library": then the innermost frame outside the C runtime.
 pub fn blame(symbols: &[Symbol]) -> Option<usize> {
     symbols
         .iter()
         .position(|s| !in_system_library(s) && !from_dependency(s))
         .or_else(|| symbols.iter().position(|s| !in_system_library(s)))
+        .or_else(|| symbols.iter().position(|s| !in_c_runtime(s)))
+}
+
+/// glibc's or musl's libc, its loader, and the libraries folded into libc.
+fn in_c_runtime(symbol: &Symbol) -> bool {
+    const RUNTIME: [&str; 6] = [
+        "libc.so",
+        "libc.musl",
+        "ld-linux",
+        "ld-musl",
+        "libpthread.so",
+        "libdl.so",
+    ];
+    let name = base_name(&symbol.module);
+    RUNTIME.iter().any(|r| name.starts_with(r))
 }
 
 fn in_system_library(symbol: &Symbol) -> bool {
@@ -215,7 +233,7 @@ mod tests {
             ),
         ];
         assert_eq!(blame(&symbols), Some(1));
-        assert_eq!(blame(&symbols[..1]), None);
+        assert_eq!(blame(&symbols[..1]), None, "only libc: nothing to blame");
         let mine = at(
             "/opt/app",
             Some("app::std::run"),
@@ -231,6 +249,23 @@ mod tests {
         // the nearest exported symbol is.
         let symbols = [at("/usr/bin/prog", None, None)];
         assert_eq!(blame(&symbols), Some(0));
+    }
+
+    #[test]
+    fn a_program_under_usr_lib_is_blamed_past_libc() {
+        let symbols = [
+            at(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("__libc_fork"),
+                None,
+            ),
+            at(
+                "/usr/lib/postgresql/15/bin/postgres",
+                Some("fork_process"),
+                Some("fork_process.c"),
+            ),
+        ];
+        assert_eq!(blame(&symbols), Some(1));
     }
 
     #[test]

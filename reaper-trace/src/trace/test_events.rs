@@ -27,6 +27,7 @@ pub fn fork(t: u64, parent: u32, child: u32, is_thread: bool) -> Event {
             is_thread,
             real_parent_tgid: None,
             comm: Comm::from_str_lossy("p"),
+            has_stack: false,
         }),
     )
 }
@@ -168,6 +169,7 @@ pub fn sigaction(t: u64, pid: u32, tid: u32, disposition: Disposition, handler: 
             handler,
             flags: 0,
             mask: 0,
+            has_stack: false,
         }),
     )
 }

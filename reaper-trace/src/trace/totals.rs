@@ -20,6 +20,10 @@ pub struct Totals {
     /// the lifecycles are whole, so they are counted apart.
     #[serde(skip_serializing_if = "is_zero")]
     pub stacks_lost: u64,
+    /// Stack copies that arrived but could not be unwound: their process
+    /// had exited or execed before the tracer read its maps.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stacks_not_unwound: u64,
     /// Records that arrived but could not be decoded.
     pub undecodable: u64,
     /// Failed forks counted in the kernel, per process and errno.
@@ -85,6 +89,12 @@ impl Totals {
             out.push_str(&format!(
                 "lost stacks: {}: the ring buffer was full, so some findings lack their source line; raise --ringbuf-size\n",
                 self.stacks_lost
+            ));
+        }
+        if self.stacks_not_unwound > 0 {
+            out.push_str(&format!(
+                "stacks not unwound: {}: their process was gone before its maps were read\n",
+                self.stacks_not_unwound
             ));
         }
         for f in &self.fork_failures {
