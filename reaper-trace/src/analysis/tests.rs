@@ -633,6 +633,7 @@ fn stack_at(offset: u64) -> crate::trace::stack::Stack {
             module: std::sync::Arc::new(crate::trace::stack::Module {
                 path: "/app".into(),
                 build_id: None,
+                stamp: None,
             }),
             file_offset: offset,
         }],

@@ -42,6 +42,8 @@ pub struct UnwindSections {
 #[derive(Clone, Debug)]
 pub struct ElfFacts {
     pub build_id: Option<Vec<u8>>,
+    /// The file's size and modification time ([`crate::trace::stack::stamp_of`]).
+    pub stamp: Option<(u64, i64)>,
     pub segments: Vec<Segment>,
     pub unwind: UnwindSections,
 }
@@ -49,6 +51,10 @@ pub struct ElfFacts {
 /// Reads the facts of an x86_64 ELF file; the unwind sections only when
 /// asked (the symbolizer needs none).
 pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
+    let stamp = file
+        .metadata()
+        .ok()
+        .map(|m| crate::trace::stack::stamp_of(&m));
     let cache = ReadCache::new(file);
     let elf = object::File::parse(&cache)?;
     if elf.architecture() != object::Architecture::X86_64 {
@@ -57,6 +63,7 @@ pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
     Ok(ElfFacts {
         // A malformed note section is no reason to lose the unwind info.
         build_id: elf.build_id().ok().flatten().map(<[u8]>::to_vec),
+        stamp,
         segments: segments(&elf),
         unwind: if unwind {
             unwind_sections(&elf)

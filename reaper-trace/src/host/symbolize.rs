@@ -120,10 +120,14 @@ fn matching_segments(module: &Module) -> Option<Vec<Segment>> {
         .ok()
         .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
     let facts = elf::read(file, false).ok()?;
-    match &module.build_id {
-        Some(id) if facts.build_id.as_ref() != Some(id) => None,
-        _ => Some(facts.segments),
-    }
+    // The file that ran: the same build id, or without one the same size
+    // and modification time; with neither, nothing can say so.
+    let same = match (&module.build_id, module.stamp) {
+        (Some(id), _) => facts.build_id.as_ref() == Some(id),
+        (None, Some(stamp)) => facts.stamp == Some(stamp),
+        (None, None) => false,
+    };
+    same.then_some(facts.segments)
 }
 
 /// A frame nothing is known of but its module. Without the file its
@@ -258,6 +262,7 @@ mod tests {
             module: Arc::new(Module {
                 path: path.to_string_lossy().into_owned(),
                 build_id,
+                stamp: None,
             }),
             file_offset,
         }
@@ -343,5 +348,34 @@ mod tests {
                 ..Symbol::default()
             }
         );
+    }
+
+    #[test]
+    fn without_a_build_id_the_file_must_be_the_one_read() {
+        let program = program("no-build-id");
+        let path = program.dir.join("prog-no-id");
+        run(Command::new("cc")
+            .args(["-g", "-O0", "-Wl,--build-id=none", "-o"])
+            .arg(&path)
+            .arg(program.dir.join("prog.c")));
+        assert_eq!(build_id(&path), None);
+        let (_, offset) = symbol_of(&path, "helper");
+        let stamp = crate::trace::stack::stamp_of(&std::fs::metadata(&path).unwrap());
+        let with = |stamp| Frame {
+            module: Arc::new(Module {
+                path: path.to_string_lossy().into_owned(),
+                build_id: None,
+                stamp,
+            }),
+            file_offset: offset,
+        };
+        let named = Symbolizer::new().symbolize(&with(Some(stamp)));
+        assert_eq!(named.function.as_deref(), Some("helper"));
+        // Another file at the path (a rebuild), or nothing to check with:
+        // no name rather than a wrong one.
+        for other in [Some((stamp.0 + 1, stamp.1)), None] {
+            let symbol = Symbolizer::new().symbolize(&with(other));
+            assert_eq!((symbol.function, symbol.file), (None, None), "{other:?}");
+        }
     }
 }

@@ -191,6 +191,7 @@ impl Unwinder {
                 Arc::new(Module {
                     path,
                     build_id: None,
+                    stamp: None,
                 }),
                 None,
             );
@@ -205,6 +206,8 @@ impl Unwinder {
         let module = Module {
             path,
             build_id: facts.build_id.clone(),
+            // Only where there is no build id to check against.
+            stamp: facts.stamp.filter(|_| facts.build_id.is_none()),
         };
         (Arc::new(module), unwind)
     }
@@ -506,6 +509,7 @@ mod tests {
         let module = Arc::new(Module {
             path: "/usr/bin/prog".into(),
             build_id: None,
+            stamp: None,
         });
         let mapping =
             |range: Range<u64>, offset, executable, module: Option<&Arc<Module>>| Mapping {

@@ -87,6 +87,7 @@ mod tests {
         Arc::new(Module {
             path: path.into(),
             build_id: Some(path.as_bytes().to_vec()),
+            stamp: None,
         })
     }
 

@@ -32,7 +32,9 @@ pub mod kind {
     /// A cgroup v2 id's path: the id as u64, then the path's UTF-8 bytes.
     pub const CGROUP: u32 = 0x1002;
     /// A module user stacks refer to, once, before the first: its id (u32),
-    /// build id length (u32), build id, then the path's UTF-8 bytes.
+    /// build id length (u32), size (u64) and modification time (i64) when
+    /// it has no build id (0, 0 otherwise), the build id, then the path's
+    /// UTF-8 bytes.
     pub const MODULE: u32 = 0x1003;
     /// An unwound user stack: tid, owner (`reaper_trace_common::stack_owner`),
     /// truncated (0/1) and frame count (u32 each), then per frame the
@@ -106,6 +108,9 @@ pub fn module(time_ns: u64, id: u32, module: &Module) -> Bytes {
     let mut payload = Vec::with_capacity(8 + build_id.len() + module.path.len());
     payload.extend_from_slice(&id.to_le_bytes());
     payload.extend_from_slice(&(build_id.len() as u32).to_le_bytes());
+    let (size, mtime) = module.stamp.unwrap_or_default();
+    payload.extend_from_slice(&size.to_le_bytes());
+    payload.extend_from_slice(&mtime.to_le_bytes());
     payload.extend_from_slice(build_id);
     payload.extend_from_slice(module.path.as_bytes());
     encode(kind::MODULE, time_ns, 0, &payload)
@@ -130,11 +135,13 @@ pub fn stack(stack: &RecordedStack) -> Bytes {
 }
 
 fn parse_module(mut payload: &[u8]) -> Option<UserRecord> {
-    if payload.remaining() < 8 {
+    if payload.remaining() < 24 {
         return None;
     }
     let id = payload.get_u32_le();
     let id_len = payload.get_u32_le() as usize;
+    let (size, mtime) = (payload.get_u64_le(), payload.get_i64_le());
+    let stamp = (size, mtime) != (0, 0);
     if payload.remaining() < id_len {
         return None;
     }
@@ -142,7 +149,11 @@ fn parse_module(mut payload: &[u8]) -> Option<UserRecord> {
     let path = std::str::from_utf8(&payload[id_len..]).ok()?.to_owned();
     Some(UserRecord::Module {
         id,
-        module: Module { path, build_id },
+        module: Module {
+            path,
+            build_id,
+            stamp: stamp.then_some((size, mtime)),
+        },
     })
 }
 
@@ -237,7 +248,17 @@ mod tests {
         let libc = Module {
             path: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
             build_id: Some(vec![0xab, 0xcd]),
+            stamp: None,
         };
+        let go = Module {
+            path: "/opt/app".into(),
+            build_id: None,
+            stamp: Some((12345, 1_700_000_000)),
+        };
+        assert_eq!(
+            parse(&module(9, 4, &go)),
+            Some(UserRecord::Module { id: 4, module: go })
+        );
         assert_eq!(
             parse(&module(9, 3, &libc)),
             Some(UserRecord::Module {

@@ -16,6 +16,18 @@ pub struct Module {
     /// `report` checks that the file it reads is the one that ran.
     #[serde(serialize_with = "hex")]
     pub build_id: Option<Vec<u8>>,
+    /// Without a build id, the file's size and modification time (seconds)
+    /// when it was read: how a later look at the path tells whether the
+    /// file there is still the one that ran. A build id is proof; this is
+    /// the best there is without one.
+    #[serde(skip)]
+    pub stamp: Option<(u64, i64)>,
+}
+
+/// A file's [`Module::stamp`]: its size and modification time.
+pub fn stamp_of(meta: &std::fs::Metadata) -> (u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.size(), meta.mtime())
 }
 
 fn hex<S: serde::Serializer>(id: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
