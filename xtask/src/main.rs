@@ -157,6 +157,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::run()?;
             // The kernel tests drive the binaries: build them first.
             build_debug_bins()?;
+            // The pure core alone (what the fuzz target builds): nothing in
+            // it may need the kernel feature's crates.
+            cargo(&[
+                "check",
+                "-p",
+                "reaper-trace",
+                "--lib",
+                "--no-default-features",
+            ])?;
             dist::run()?;
             let mut test = vec!["test", "--workspace", "--exclude", "reaper-trace-ebpf"];
             if !args.is_empty() {

@@ -282,12 +282,17 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         metrics.report(&report);
     }
     if let Some(recorder) = sink.recorder.take() {
-        let lost_by_kind = sink
+        let mut lost_by_kind: std::collections::BTreeMap<String, u64> = sink
             .totals
             .lost_by_kind
             .iter()
             .map(|(kind, n)| ((*kind).to_owned(), *n))
             .collect();
+        // Lost stack copies too, apart from `lost`: they cost findings their
+        // line, not their certainty.
+        if sink.totals.stacks_lost > 0 {
+            lost_by_kind.insert("ustack".into(), sink.totals.stacks_lost);
+        }
         recorder.finish(Trailer {
             ended_ns: end_ns,
             lost: sink.totals.lost,
