@@ -18,7 +18,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the peer the benchmark compares against, bpftool to inspect programs,
 /// prometheus for the real scrape test (its promtool checks the fleet
 /// examples), qemu, busybox-static and cpio to boot other kernels with
-/// the static binary (`vm-test`), and python3-venv for the Perfetto venv.
+/// the static binary (`vm-test`), python3-venv for the Perfetto venv, and
+/// gcc and binutils (strip, objcopy) for the C programs of the stack tests.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -29,6 +30,8 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "cpio",
     "python3-venv",
+    "gcc",
+    "binutils",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
