@@ -311,3 +311,53 @@ fn a_recording_reports_the_same_stacks_as_the_live_run() {
             .is_some_and(|f| f.ends_with("/leak.c"))
     );
 }
+
+#[test]
+fn a_program_seen_only_inside_its_mount_namespace_is_named() {
+    kernel_test!();
+    let Some(unshare) = which("unshare") else {
+        println!("SKIP a_program_seen_only_inside_its_mount_namespace_is_named: no unshare");
+        return;
+    };
+    let bin = build_leak("leak-ns", &["-O2"]);
+    // An empty directory here; inside the command's own mount namespace a
+    // tmpfs over it holds the program, as a container's root holds its
+    // files: its path names nothing on the host.
+    let root = scratch_dir().join("ns-root");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let inside = root.join("leak");
+    let script = format!(
+        "mount -t tmpfs none {root} && cp {bin} {inside} && exec {inside} popen",
+        root = root.display(),
+        bin = bin.display(),
+        inside = inside.display()
+    );
+    let (code, report, _) = check(
+        &[],
+        &[
+            &unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(!inside.exists(), "the program is not at its path here");
+    let finding = the_unreaped(&report);
+    let ours = frames_in(&finding["fork_stack"], "/leak.c");
+    assert_eq!(
+        ours.first()
+            .map(|f| (&f["module"], &f["function"], int(&f["line"]) as u64)),
+        Some((
+            &Value::from(inside.to_str().unwrap()),
+            &Value::from("leak_popen"),
+            marked_line("popen")
+        )),
+        "{:#}",
+        finding["fork_stack"]
+    );
+}

@@ -9,7 +9,12 @@
 //! matches a symbol only inside its size, so a stripped binary yields no
 //! function rather than the nearest exported one.
 
-use std::{collections::HashMap, os::unix::fs::OpenOptionsExt, path::Path};
+use std::{
+    collections::HashMap,
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::OpenOptionsExt},
+    path::Path,
+};
 
 use blazesym::symbolize::{
     Input, Sym, Symbolized,
@@ -26,9 +31,13 @@ use crate::{
 /// keeps its caches in `Rc`s): one per thread that shows findings.
 pub struct Symbolizer {
     blazesym: blazesym::symbolize::Symbolizer,
-    /// The PT_LOAD segments of each module's file, or `None` when the file
-    /// is missing, unreadable or not the build that ran.
-    files: HashMap<Module, Option<Vec<Segment>>>,
+    /// The PT_LOAD segments of each module's file and the path to read it
+    /// at, or `None` when the file is missing, unreadable or not the build
+    /// that ran.
+    files: HashMap<Module, Option<(Vec<Segment>, String)>>,
+    /// Files of modules not at their path here (a container's), opened
+    /// through their process while it lived ([`Symbolizer::prepare`]).
+    opened: Vec<File>,
     /// The symbols of a frame, innermost inlined function first.
     symbols: HashMap<(Module, u64), Vec<Symbol>>,
 }
@@ -46,8 +55,31 @@ impl Symbolizer {
             // files looked up in /usr/lib/debug.
             blazesym: blazesym::symbolize::Symbolizer::new(),
             files: HashMap::new(),
+            opened: Vec::new(),
             symbols: HashMap::new(),
         }
+    }
+
+    /// Live, while process `tgid` runs: when `module` is not at its path
+    /// here, or another file is (a container's root), keeps the process's
+    /// own file open (through `/proc/TGID/root`), so that the module can be
+    /// named once the process is gone.
+    pub fn prepare(&mut self, module: &Module, tgid: u32) {
+        if self.files.contains_key(module) {
+            return;
+        }
+        let here = matching_segments(module, &module.path);
+        let found = here
+            .map(|segments| (segments, module.path.clone()))
+            .or_else(|| {
+                let root = format!("/proc/{tgid}/root{}", module.path);
+                let file = open_regular(&root)?;
+                let segments = matching_segments(module, &root)?;
+                let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+                self.opened.push(file);
+                Some((segments, path))
+            });
+        self.files.insert(module.clone(), found);
     }
 
     /// What a frame is: when inlined functions are at its address, the
@@ -79,12 +111,12 @@ impl Symbolizer {
     }
 
     fn lookup(&mut self, module: &Module, file_offset: u64) -> Vec<Symbol> {
-        let segments = self.segments(module);
-        let address = segments.and_then(|s| elf::vaddr_of(s, file_offset));
-        let Some(address) = address else {
+        let found = self.segments(module);
+        let address = found.and_then(|(s, _)| elf::vaddr_of(s, file_offset));
+        let (Some(address), Some((_, path))) = (address, found) else {
             return vec![unknown(module, file_offset)];
         };
-        let source = Source::Elf(Elf::new(&module.path));
+        let source = Source::Elf(Elf::new(path));
         match self
             .blazesym
             .symbolize_single(&source, Input::FileOffset(file_offset))
@@ -100,26 +132,32 @@ impl Symbolizer {
 
     /// The segments of a module's file, once it is known to be the one that
     /// ran: same build id, when the module has one.
-    fn segments(&mut self, module: &Module) -> Option<&[Segment]> {
+    fn segments(&mut self, module: &Module) -> Option<&(Vec<Segment>, String)> {
         if !self.files.contains_key(module) {
-            let segments = matching_segments(module);
-            self.files.insert(module.clone(), segments);
+            let found = matching_segments(module, &module.path)
+                .map(|segments| (segments, module.path.clone()));
+            self.files.insert(module.clone(), found);
         }
-        self.files[module].as_deref()
+        self.files[module].as_ref()
     }
 }
 
-fn matching_segments(module: &Module) -> Option<Vec<Segment>> {
-    // A recording names any path it likes: only a regular file is read (a
-    // FIFO would block `report` forever, a device should not be opened),
-    // and opened without blocking. blazesym opens it only after this.
-    let file = std::fs::OpenOptions::new()
+/// A regular file at `path`, opened without blocking. A recording names any
+/// path it likes: a FIFO would block `report` forever, and a device should
+/// not be opened.
+fn open_regular(path: &str) -> Option<File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(Path::new(&module.path))
+        .open(Path::new(path))
         .ok()
-        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
-    let facts = elf::read(file, false).ok()?;
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+}
+
+/// The segments of the file at `path`, when it is `module`'s. blazesym opens
+/// the path only after this.
+fn matching_segments(module: &Module, path: &str) -> Option<Vec<Segment>> {
+    let facts = elf::read(open_regular(path)?, false).ok()?;
     // The file that ran: the same build id, or without one the same size
     // and modification time; with neither, nothing can say so.
     let same = match (&module.build_id, module.stamp) {
@@ -175,8 +213,6 @@ pub fn symbolize_finding(symbolizer: &mut Symbolizer, finding: &mut Finding) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use std::fs::File;
 
     use std::{path::PathBuf, process::Command, sync::Arc};
 

@@ -48,6 +48,11 @@ impl LiveStacks {
             Ok(stack) => stack,
             Err(_) => return Ok(None),
         };
+        // While the process lives: a container's files are reachable
+        // through it, and will not be at their paths here.
+        for frame in &stack.frames {
+            self.symbolizer.prepare(&frame.module, header.tgid);
+        }
         if let Some(recorder) = recorder {
             let who = (header.tgid, header.tid, raw.owner);
             for record in self.modules.records(header.ktime_ns, who, &stack) {
