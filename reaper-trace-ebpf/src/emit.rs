@@ -22,8 +22,19 @@ pub fn reserve<T: 'static>(kind: u32) -> Option<RingBufEntry<T>> {
     entry
 }
 
+/// [`reserve`], for a record that must not crowd out the others (a 16 KiB
+/// stack copy): refused, and counted lost, once half the buffer is waiting.
 #[inline(always)]
-pub fn count_lost(kind: u32) {
+pub fn reserve_if_room<T: 'static>(kind: u32) -> Option<RingBufEntry<T>> {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > u64::from(conf!(ringbuf_bytes) / 2) {
+        count_lost(kind);
+        return None;
+    }
+    reserve(kind)
+}
+
+#[inline(always)]
+fn count_lost(kind: u32) {
     if let Some(counter) = LOST.get_ptr_mut(kind) {
         // Per-CPU slot: no other writer can race this increment.
         unsafe { *counter += 1 };
@@ -31,7 +42,8 @@ pub fn count_lost(kind: u32) {
 }
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
+/// Submit flag that wakes the reader at once, whatever is pending.
+pub const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
 /// Flags for submitting a record. Waking the reader costs the traced task
@@ -87,4 +99,10 @@ pub fn current_cgroup() -> u64 {
 #[inline(always)]
 pub fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// The current task's tid.
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
 }

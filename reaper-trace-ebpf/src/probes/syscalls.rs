@@ -18,15 +18,21 @@ use crate::{
     regs::{self, Regs},
 };
 
+/// clone, clone3, fork or vfork: the calls that may make a process.
+#[inline(always)]
+fn is_fork(id: i64) -> bool {
+    id == nr::CLONE || id == nr::CLONE3 || id == nr::FORK || id == nr::VFORK
+}
+
 /// TP_PROTO(struct pt_regs *regs, long id)
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
     let id: i64 = ctx.arg(1);
-    let is_fork = id == nr::CLONE || id == nr::CLONE3 || id == nr::FORK || id == nr::VFORK;
-    if id != nr::WAIT4 && id != nr::WAITID && id != nr::RT_SIGACTION && !is_fork {
+    let fork = is_fork(id);
+    if id != nr::WAIT4 && id != nr::WAITID && id != nr::RT_SIGACTION && !fork {
         return 0;
     }
-    if is_fork && conf!(stacks) == 0 {
+    if fork && conf!(stacks) == 0 {
         return 0;
     }
     if regs::current_is_compat() {
@@ -50,8 +56,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
         return 0;
     };
     let is_wait = id == nr::WAIT4 || id == nr::WAITID;
-    let is_fork = id == nr::CLONE || id == nr::CLONE3 || id == nr::FORK || id == nr::VFORK;
-    if !(is_wait || is_fork) || regs::current_is_compat() {
+    if !(is_wait || is_fork(id)) || regs::current_is_compat() {
         return 0;
     }
     let ret: i64 = ctx.arg(1);

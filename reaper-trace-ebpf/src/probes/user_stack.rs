@@ -13,14 +13,12 @@ use reaper_trace_common::{USTACK_PAGES, UserStackRecord, kind, stack_owner, sysc
 use crate::{
     config::conf,
     emit, filter, log,
-    maps::{EVENTS, STACKED},
+    maps::STACKED,
     regs::{self, Regs},
     task,
 };
 
 const PROBE: &str = "sys_enter_fork";
-const BPF_RB_AVAIL_DATA: u64 = 0;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const PAGE: usize = 4096;
 /// `CLONE_THREAD`: the new task shares the caller's thread group.
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -43,11 +41,10 @@ pub fn at_fork(regs: Regs, id: i64) -> Result<(), i64> {
     if flags & CLONE_THREAD != 0 {
         return Ok(());
     }
-    if capture(regs, stack_owner::FORK) {
-        let tid = emit::current_header(kind::USTACK).tid;
-        if let Err(e) = STACKED.insert(tid, 1, 0) {
-            log::failed(PROBE, "adding the thread to STACKED", i64::from(e));
-        }
+    if capture(regs, stack_owner::FORK)
+        && let Err(e) = STACKED.insert(emit::current_tid(), 1, 0)
+    {
+        log::failed(PROBE, "adding the thread to STACKED", i64::from(e));
     }
     Ok(())
 }
@@ -70,13 +67,9 @@ pub fn capture(regs: Regs, owner: u32) -> bool {
     ) else {
         return false;
     };
-    // Half full: the lifecycle records that follow matter more than a
-    // finding's source line. Counted as a lost stack.
-    if EVENTS.query(BPF_RB_AVAIL_DATA) > u64::from(conf!(ringbuf_bytes) / 2) {
-        emit::count_lost(kind::USTACK);
-        return false;
-    }
-    let Some(mut entry) = emit::reserve::<UserStackRecord>(kind::USTACK) else {
+    // The lifecycle records that follow matter more than a finding's
+    // source line.
+    let Some(mut entry) = emit::reserve_if_room::<UserStackRecord>(kind::USTACK) else {
         return false;
     };
     let record = entry.as_mut_ptr();
@@ -109,6 +102,6 @@ pub fn capture(regs: Regs, owner: u32) -> bool {
     }
     // Woken at once: the stack is unwound with the process's maps, which a
     // parent that forks then execs or exits would soon take away.
-    entry.submit(BPF_RB_FORCE_WAKEUP);
+    entry.submit(emit::BPF_RB_FORCE_WAKEUP);
     true
 }
