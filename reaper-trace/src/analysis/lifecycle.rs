@@ -22,7 +22,7 @@ use crate::trace::{
     comm::Comm,
     event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
     host_facts::{ParentProbe, SeedProcess},
-    stack::Stack,
+    stack::{PendingStacks, Stack},
 };
 
 #[derive(Clone, Debug, Default)]
@@ -62,9 +62,8 @@ pub struct Analyzer {
     pub(super) verdicts: Option<Vec<Verdict>>,
     /// Cgroup paths by id, as the caller resolved them.
     pub(super) cgroups: CgroupNames,
-    /// Stacks by (tid, owner), waiting for the event they belong to: the
-    /// next fork or SIGCHLD action change of that thread.
-    pub(super) pending_stacks: HashMap<(u32, u32), Stack>,
+    /// Stacks waiting for the fork or SIGCHLD action change they belong to.
+    pub(super) pending_stacks: PendingStacks,
 }
 
 impl Analyzer {
@@ -78,7 +77,7 @@ impl Analyzer {
             summary: Summary::default(),
             verdicts: None,
             cgroups: CgroupNames::default(),
-            pending_stacks: HashMap::new(),
+            pending_stacks: PendingStacks::default(),
         }
     }
 
@@ -89,7 +88,7 @@ impl Analyzer {
     /// otherwise. At most one waits per thread and kind; a failed fork's is
     /// dropped with its failure, an exited thread's with its exit.
     pub fn attach_stack(&mut self, tid: u32, owner: u32, stack: Stack) {
-        self.pending_stacks.insert((tid, owner), stack);
+        self.pending_stacks.insert(tid, owner, stack);
     }
 
     /// Also keep a [`Verdict`] for every reaped process, taken with
@@ -234,12 +233,9 @@ impl Analyzer {
                 // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
                 // aside, which its own first event corrects).
                 child.cgroup_id = event.cgroup_id;
-                // The thread's pending stack is this fork's only when the
-                // fork says so; otherwise it is a lost fork's, and dropped.
-                child.fork_stack = self
-                    .pending_stacks
-                    .remove(&(event.tid, stack_owner::FORK))
-                    .filter(|_| f.has_stack);
+                child.fork_stack =
+                    self.pending_stacks
+                        .take(event.tid, stack_owner::FORK, f.has_stack);
             }
             EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
@@ -250,9 +246,7 @@ impl Analyzer {
                 proc.facts.exec_reset();
             }
             EventData::Exit(x) => {
-                self.pending_stacks.remove(&(event.tid, stack_owner::FORK));
-                self.pending_stacks
-                    .remove(&(event.tid, stack_owner::SIGACTION));
+                self.pending_stacks.exited(event.tid);
                 if x.group_dead {
                     self.process_exit(event, x);
                 } else if !x.is_thread {
@@ -310,10 +304,11 @@ impl Analyzer {
                         flags: s.flags,
                         times: 1,
                         last_ns: event.time_ns,
-                        stack: self
-                            .pending_stacks
-                            .remove(&(event.tid, stack_owner::SIGACTION))
-                            .filter(|_| s.has_stack),
+                        stack: self.pending_stacks.take(
+                            event.tid,
+                            stack_owner::SIGACTION,
+                            s.has_stack,
+                        ),
                     });
             }
             EventData::WaitEnter(w) => {
@@ -328,7 +323,7 @@ impl Analyzer {
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
-                self.pending_stacks.remove(&(event.tid, stack_owner::FORK));
+                self.pending_stacks.fork_failed(event.tid);
                 *self
                     .procs
                     .entry(event.tgid)

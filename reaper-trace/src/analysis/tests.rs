@@ -641,16 +641,6 @@ fn stack_at(offset: u64) -> crate::trace::stack::Stack {
     }
 }
 
-/// `event` marked as having its stack sent (HAS_STACK).
-fn stacked(mut event: Event) -> Event {
-    match &mut event.data {
-        EventData::Fork(f) => f.has_stack = true,
-        EventData::Sigaction(s) => s.has_stack = true,
-        _ => {}
-    }
-    event
-}
-
 #[test]
 fn stacks_go_to_the_forks_and_sigactions_that_say_they_have_one() {
     use reaper_trace_common::stack_owner::{FORK, SIGACTION};
@@ -672,12 +662,12 @@ fn stacks_go_to_the_forks_and_sigactions_that_say_they_have_one() {
     a.on_event(&b::fork(2, 10, 11, false));
     // The next fork with its own stack gets that one.
     a.attach_stack(10, FORK, stack_at(3));
-    a.on_event(&stacked(b::fork(3, 10, 12, false)));
+    a.on_event(&b::stacked(b::fork(3, 10, 12, false)));
     // The parent sets SIG_IGN from thread 13, with a stack, after a handler
     // set without one: the finding shows the change in force.
     a.on_event(&b::sigaction(4, 10, 10, Disposition::Handler, 0x4000));
     a.attach_stack(13, SIGACTION, stack_at(4));
-    a.on_event(&stacked(b::sigaction(5, 10, 13, Disposition::Ignore, 1)));
+    a.on_event(&b::stacked(b::sigaction(5, 10, 13, Disposition::Ignore, 1)));
     // (Their start times are their fork times.)
     for (child, start) in [(11, 2), (12, 3)] {
         a.on_event(&b::exit(
@@ -703,7 +693,7 @@ fn the_sigaction_stack_is_the_one_of_the_change_in_force() {
     let mut a = Analyzer::new(S);
     a.on_event(&b::fork(1, 10, 11, false));
     a.attach_stack(10, SIGACTION, stack_at(1));
-    a.on_event(&stacked(b::sigaction(
+    a.on_event(&b::stacked(b::sigaction(
         2,
         10,
         10,

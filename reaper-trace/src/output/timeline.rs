@@ -35,7 +35,7 @@ use crate::{
     trace::{
         event::{Event, EventData},
         names::{sa_flags, signal_name},
-        stack::{Stack, Symbol},
+        stack::{PendingStacks, Stack, Symbol},
     },
 };
 
@@ -129,8 +129,9 @@ struct Timeline<'a, S: Sink> {
     last_uuid: u64,
     flow_id: u64,
     stacks: StackLookup<'a>,
-    /// Stacks by (tid, owner), for that thread's next fork or sigaction.
-    pending_stacks: HashMap<(u32, u32), Stack>,
+    /// Stacks waiting for their fork or sigaction, paired as the analysis
+    /// pairs them.
+    pending_stacks: PendingStacks,
 }
 
 /// Writes the timeline of the recording read from `input` to `out` in
@@ -176,7 +177,7 @@ fn draw(
         last_uuid: 0,
         flow_id: 0,
         stacks,
-        pending_stacks: HashMap::new(),
+        pending_stacks: PendingStacks::default(),
     };
     let replay = replay_with(input, options, &mut timeline)?;
     // Whatever is still open at the end: zombies (as the report says) and
@@ -288,8 +289,8 @@ impl<S: Sink> Timeline<'_, S> {
     /// The named frames of thread `tid`'s stack for this event, when the
     /// event has one (`has_stack`: paired as the analysis pairs them).
     fn stack_of(&mut self, tid: u32, owner: u32, has_stack: bool) -> Option<Vec<Symbol>> {
-        let stack = self.pending_stacks.remove(&(tid, owner))?;
-        has_stack.then(|| (self.stacks)(&stack))
+        let stack = self.pending_stacks.take(tid, owner, has_stack)?;
+        Some((self.stacks)(&stack))
     }
 }
 
@@ -299,7 +300,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
     }
 
     fn stack(&mut self, tid: u32, owner: u32, stack: &Stack) -> std::io::Result<()> {
-        self.pending_stacks.insert((tid, owner), stack.clone());
+        self.pending_stacks.insert(tid, owner, stack.clone());
         Ok(())
     }
 
@@ -614,7 +615,7 @@ mod tests {
             last_uuid: 0,
             flow_id: 0,
             stacks: &mut stacks,
-            pending_stacks: HashMap::new(),
+            pending_stacks: PendingStacks::default(),
         };
         let verdict = |pid, start_ns, at| Verdict {
             pid,
@@ -627,18 +628,10 @@ mod tests {
             },
             cgroup_id: 0,
         };
-        // Events that say their stack was sent (HAS_STACK).
-        let stacked = |mut e: Event| {
-            match &mut e.data {
-                EventData::Fork(f) => f.has_stack = true,
-                EventData::Sigaction(s) => s.has_stack = true,
-                _ => {}
-            }
-            e
-        };
+        // Pid 10's sigaction and forks say their stack was sent (HAS_STACK).
         let events = [
-            stacked(ev::sigaction(5, 10, 10, Disposition::Ignore, 1)),
-            stacked(ev::fork(100, 10, 11, false)),
+            ev::stacked(ev::sigaction(5, 10, 10, Disposition::Ignore, 1)),
+            ev::stacked(ev::fork(100, 10, 11, false)),
             ev::fork(110, 10, 12, true), // a thread: not drawn
             ev::exit(200, 11, 11, 10, true, 100, Disposition::Default),
         ];
@@ -653,7 +646,7 @@ mod tests {
         // Pid 11 again: a new process, on a new track.
         timeline.stack(10, stack_owner::FORK, &stack).unwrap();
         timeline
-            .event(&stacked(ev::fork(400, 10, 11, false)))
+            .event(&ev::stacked(ev::fork(400, 10, 11, false)))
             .unwrap();
         // A stack whose own sigaction was lost: the next one, which says it
         // has none, does not get it.

@@ -5,7 +5,9 @@
 //! is what recordings keep. Symbols (function, file, line) are looked up
 //! from the modules when a finding is shown, live or from a recording.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
+
+use reaper_trace_common::stack_owner;
 
 /// A mapped ELF file, as the process had it mapped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -57,6 +59,38 @@ pub struct Stack {
     /// The unwind stopped early: the copied bytes ended, or a frame had no
     /// unwind information and no frame pointer led on.
     pub truncated: bool,
+}
+
+/// Stacks waiting for the event they belong to. The kernel sends a thread's
+/// stack just before that thread's FORK or SIGACTION record (its `owner`),
+/// and that record says whether it has one (`HAS_STACK`): one pairing rule
+/// for the analysis and the timeline alike.
+#[derive(Debug, Default)]
+pub struct PendingStacks(HashMap<(u32, u32), Stack>);
+
+impl PendingStacks {
+    /// Thread `tid`'s stack for its next event of kind `owner`.
+    pub fn insert(&mut self, tid: u32, owner: u32, stack: Stack) {
+        self.0.insert((tid, owner), stack);
+    }
+
+    /// The stack of thread `tid`'s event of kind `owner`, when the event
+    /// says it has one. A pending stack the event does not claim is a lost
+    /// event's: it is dropped, never given to the wrong call.
+    pub fn take(&mut self, tid: u32, owner: u32, has_stack: bool) -> Option<Stack> {
+        self.0.remove(&(tid, owner)).filter(|_| has_stack)
+    }
+
+    /// Thread `tid`'s fork failed: its stack belongs to no fork.
+    pub fn fork_failed(&mut self, tid: u32) {
+        self.0.remove(&(tid, stack_owner::FORK));
+    }
+
+    /// Thread `tid` exited: nothing of its will come.
+    pub fn exited(&mut self, tid: u32) {
+        self.fork_failed(tid);
+        self.0.remove(&(tid, stack_owner::SIGACTION));
+    }
 }
 
 /// What a frame is, for people: from debug info where the module has it,

@@ -189,3 +189,14 @@ pub fn exec(t: u64, pid: u32, comm: &str, filename: &str) -> Event {
         }),
     )
 }
+
+/// `event` (a fork or a sigaction) saying its thread's stack was sent for
+/// it (`HAS_STACK`).
+pub fn stacked(mut event: Event) -> Event {
+    match &mut event.data {
+        EventData::Fork(f) => f.has_stack = true,
+        EventData::Sigaction(s) => s.has_stack = true,
+        _ => {}
+    }
+    event
+}
