@@ -137,7 +137,6 @@ impl Sink {
                 Some((tid, owner, stack)) => self.analyzer.attach_stack(tid, owner, stack),
                 None => self.totals.stacks_not_unwound += 1,
             }
-
             return Ok(());
         }
         let mut decoded = decode(bytes);

@@ -4,7 +4,7 @@
 use crate::{
     analysis::{Finding, FindingKind, Report},
     output::junit::{self, Case},
-    output::report::finding_line,
+    output::report::{finding_line, stack_notes},
     trace::{
         escape::escape,
         stack::{self, Symbol},
@@ -96,13 +96,9 @@ pub fn junit(
                     message.push_str("; fix: ");
                     message.push_str(hint);
                 }
-                if let Some(site) = f.fork_stack.as_deref().and_then(stack::site) {
-                    message.push_str("; forked at ");
-                    message.push_str(&escape(&site));
-                }
-                if let Some(site) = f.sigaction_stack.as_deref().and_then(stack::site) {
-                    message.push_str("; SIGCHLD action set at ");
-                    message.push_str(&escape(&site));
+                for note in stack_notes(f) {
+                    message.push_str("; ");
+                    message.push_str(&note);
                 }
                 (message, finding_line(f))
             }),

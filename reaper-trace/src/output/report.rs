@@ -44,6 +44,21 @@ fn container_text(f: &Finding) -> String {
         .unwrap_or_default()
 }
 
+/// Where the finding's stacks point, escaped: `forked at leak.c:12 in main
+/// ← popen`, `SIGCHLD action set at …`. Shown by the text report and in
+/// JUnit messages.
+pub fn stack_notes(f: &Finding) -> impl Iterator<Item = String> + '_ {
+    [
+        ("forked at", &f.fork_stack),
+        ("SIGCHLD action set at", &f.sigaction_stack),
+    ]
+    .into_iter()
+    .filter_map(|(what, symbols)| {
+        let site = symbols.as_deref().and_then(stack::site)?;
+        Some(format!("{what} {}", escape(&site)))
+    })
+}
+
 pub fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
     let kind = f.kind.name();
@@ -88,11 +103,8 @@ pub fn finding_line(f: &Finding) -> String {
     if !f.certain {
         line.push_str(" [uncertain: events were lost]");
     }
-    if let Some(site) = f.fork_stack.as_deref().and_then(stack::site) {
-        let _ = write!(line, "\n    forked at {}", escape(&site));
-    }
-    if let Some(site) = f.sigaction_stack.as_deref().and_then(stack::site) {
-        let _ = write!(line, "\n    SIGCHLD action set at {}", escape(&site));
+    for note in stack_notes(f) {
+        let _ = write!(line, "\n    {note}");
     }
     for d in &f.diagnosis {
         let _ = write!(line, "\n    [{}] {}", d.code, d.text);
