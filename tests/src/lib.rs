@@ -323,6 +323,12 @@ pub fn check_json(options: &[&str], cmd: &[&str]) -> (Option<i32>, Value, String
 
 /// `reaper-trace report FILE <args>`: stdout, with a successful exit.
 pub fn report_output(file: &std::path::Path, args: &[&str]) -> String {
+    String::from_utf8(report_bytes(file, args)).expect("UTF-8 report")
+}
+
+/// `reaper-trace report FILE <args>`: stdout as bytes (a binary timeline),
+/// with a successful exit.
+pub fn report_bytes(file: &std::path::Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(tool())
         .arg("report")
         .arg(file)
@@ -334,7 +340,7 @@ pub fn report_output(file: &std::path::Path, args: &[&str]) -> String {
         "report {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("UTF-8 report")
+    out.stdout
 }
 
 /// The Python with Perfetto's bindings: `$REAPER_TRACE_PERFETTO_PYTHON`,
@@ -383,19 +389,9 @@ pub fn perfetto_check(trace: &std::path::Path) -> Value {
 /// `report --format perfetto` on a recording, checked ([`perfetto_check`]):
 /// its summary.
 pub fn perfetto_timeline(recording: &std::path::Path) -> Value {
-    let out = Command::new(tool())
-        .arg("report")
-        .arg(recording)
-        .args(["--format", "perfetto"])
-        .output()
-        .expect("run reaper-trace report");
-    assert!(
-        out.status.success(),
-        "report --format perfetto failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let trace = recording.with_extension("pftrace");
-    std::fs::write(&trace, &out.stdout).expect("write the trace");
+    std::fs::write(&trace, report_bytes(recording, &["--format", "perfetto"]))
+        .expect("write the trace");
     let summary = perfetto_check(&trace);
     let _ = std::fs::remove_file(&trace);
     summary

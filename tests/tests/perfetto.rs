@@ -241,18 +241,7 @@ fn interning_resets_keep_every_reference_valid() {
 fn report(format: &str) -> Vec<u8> {
     let recording =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/read_recording/demo.rtrace");
-    let out = Command::new(tool())
-        .arg("report")
-        .arg(&recording)
-        .args(["--format", format])
-        .output()
-        .expect("run reaper-trace report");
-    assert!(
-        out.status.success(),
-        "report --format {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    report_bytes(&recording, &["--format", format])
 }
 
 /// A JSON time in µs, in ns: exact for a time it wrote from ns (parsing
