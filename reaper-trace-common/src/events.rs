@@ -219,7 +219,11 @@ pub struct FreeRecord {
     pub process_start_ns: u64,
     pub start_ns: u64,
     pub exit_code: i32,
-    pub _pad: u32,
+    /// The tgid of the freed task's real parent as it was released: the
+    /// parent it exited under, or the subreaper or init it was reparented
+    /// to when that parent died first. 0 when unknown (recordings made
+    /// before it was filled in: this was padding).
+    pub real_parent_tgid: u32,
     pub comm: [u8; COMM_LEN],
 }
 

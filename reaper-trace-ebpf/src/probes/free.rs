@@ -38,7 +38,10 @@ fn try_free(ctx: &RawTracePointContext) -> Result<(), i64> {
         process_start_ns,
         start_ns: task::start_ns(freed).unwrap_or(0),
         exit_code: task::read::<i32>(freed, conf!(task_exit_code)).unwrap_or(0),
-        _pad: 0,
+        // Who released it: a child whose parent died first was reparented
+        // after its exit record was written, so its exit names a parent
+        // that never reaped it.
+        real_parent_tgid: task::real_parent_tgid(freed).unwrap_or(0),
         comm,
     });
     entry.submit(emit::wakeup_flags());

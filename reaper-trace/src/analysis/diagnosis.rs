@@ -29,7 +29,6 @@ pub struct DiagContext<'a> {
     pub exit: &'a ExitFacts,
     pub parent_pid: u32,
     pub parent: Option<&'a ParentFacts>,
-    pub lost_events: u64,
     /// The parent is PID 1 of a pid namespace of its own.
     pub parent_ns_init: bool,
 }
@@ -65,6 +64,17 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
         out.push(diag(
             "predates_trace",
             format!("it was already a zombie when tracing started{age}"),
+        ));
+    }
+    if let Some(from) = &exit.adopted_at_exit_from {
+        out.push(diag(
+            "parent_was_exiting",
+            format!(
+                "its parent {} ({}) had already begun to exit when it exited ({}): a dying process never waits, so the kernel handed it to {p} to reap",
+                from.parent,
+                from.parent_comm,
+                from.parent_end.describe()
+            ),
         ));
     }
     disposition(ctx, facts, &mut out);
@@ -207,9 +217,6 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             ),
         ));
     }
-    if ctx.lost_events > 0 {
-        out.push(events_lost(ctx.lost_events, ctx.child_pid));
-    }
     out
 }
 
@@ -217,7 +224,7 @@ pub fn events_lost(lost: u64, pid: u32) -> Diag {
     diag(
         "events_lost",
         format!(
-            "{lost} events were lost during the trace: what happened to {pid} may be among them, so this finding is not certain"
+            "{lost} events were lost during the trace, some of them while this lifecycle was traced: what happened to {pid} may be among them, so this finding is not certain"
         ),
     )
 }

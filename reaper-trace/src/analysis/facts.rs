@@ -40,6 +40,12 @@ pub struct ExitFacts {
     /// A ptrace tracer (not the parent) that collected this exit with its
     /// own wait, which does not reap.
     pub collected_by_tracer: Option<u32>,
+    /// Its parent is known to be dead (it was released under another
+    /// parent), even when that parent's own exit was not seen.
+    pub parent_died: bool,
+    /// The parent its exit record named, when that parent had already begun
+    /// to exit and `parent` is the adopter that took it over.
+    pub adopted_at_exit_from: Option<Orphaning>,
     /// The parent's SIGCHLD disposition and flags when it exited.
     pub parent_disposition: Option<(Disposition, u64)>,
     pub reap: Option<Reap>,
@@ -69,6 +75,8 @@ impl ExitFacts {
             sigchld: Vec::new(),
             adopted_by: None,
             collected_by_tracer: None,
+            parent_died: false,
+            adopted_at_exit_from: None,
             parent_disposition: None,
             reap: None,
             predates: Some(predates),

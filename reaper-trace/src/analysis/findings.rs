@@ -106,6 +106,10 @@ pub struct Finding {
     pub fork_stack: Option<Vec<Symbol>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sigaction_stack: Option<Vec<Symbol>>,
+    /// The stretch of time the finding was built from: events lost in it
+    /// make it uncertain (see `analysis::losses`).
+    #[serde(skip)]
+    pub window_ns: (u64, u64),
 }
 
 impl FindingKind {
@@ -162,6 +166,13 @@ pub struct Summary {
     pub adopted_while_running: u64,
     /// Exits whose outcome the trace does not show (still running, or lost).
     pub zombies_at_end: u64,
+    /// Unreaped children and late reaps that events lost around them may
+    /// have made up: listed apart, and not counted in `unreaped` or
+    /// `late_reaps`.
+    pub uncertain: u64,
+    /// Exits whose end went with lost events: their pid was reused, so
+    /// they were released, but by whom and when is unknown. No finding.
+    pub unknown_ends: u64,
 }
 
 /// One row of the per-parent table.

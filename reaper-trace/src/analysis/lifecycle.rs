@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    facts::{ExitFacts, Orphaning, Predates, SigchldFacts, SignalSent},
+    facts::{ExitFacts, Orphaning, Predates, ProcessEnd, SigchldFacts, SignalSent},
     findings::*,
+    losses::Losses,
     parent::{DispositionChange, ParentFacts, WaitCall},
     reap::{self, Collector, Release, WaitResult},
 };
@@ -64,6 +65,10 @@ pub struct Analyzer {
     pub(super) cgroups: CgroupNames,
     /// Stacks waiting for the fork or SIGCHLD action change they belong to.
     pub(super) pending_stacks: PendingStacks,
+    /// When events were lost: what decides whether a finding is certain.
+    pub(super) losses: Losses,
+    /// When the loss counters were last read (0: since the trace began).
+    losses_read_ns: u64,
 }
 
 impl Analyzer {
@@ -78,6 +83,8 @@ impl Analyzer {
             verdicts: None,
             cgroups: CgroupNames::default(),
             pending_stacks: PendingStacks::default(),
+            losses: Losses::default(),
+            losses_read_ns: 0,
         }
     }
 
@@ -184,9 +191,23 @@ impl Analyzer {
         self.cgroups.get(id).map(|c| &**c)
     }
 
-    /// Losses reported by the kernel so far: findings then say they may be wrong.
-    pub fn set_lost(&mut self, lost: u64) {
-        self.summary.lost_events = lost;
+    /// The kernel's loss counters read at `now_ns` said `lost` in all:
+    /// losses since the previous read happened between the two. Call it
+    /// after handing over every record read before `now_ns` and before
+    /// taking the notices, so that no finding is shown as certain before
+    /// the counters covering it were read. Returns the new loss window,
+    /// if any, for the caller to record.
+    pub fn losses_read(&mut self, lost: u64, now_ns: u64) -> Option<(u64, u64)> {
+        let since = self.losses_read_ns;
+        self.losses_read_ns = self.losses_read_ns.max(now_ns);
+        self.losses_in(lost, since, now_ns)
+    }
+
+    /// Replay: the loss total grew to `lost` somewhere in `(since_ns, now_ns]`.
+    pub fn losses_in(&mut self, lost: u64, since_ns: u64, now_ns: u64) -> Option<(u64, u64)> {
+        let window = self.losses.read(lost, since_ns, now_ns);
+        self.summary.lost_events = self.losses.total();
+        window
     }
 
     /// /proc facts about a parent, read (live) or replayed (from a recording).
@@ -194,9 +215,16 @@ impl Analyzer {
         self.procs.entry(parent).or_default().facts.probe = Some(probe);
     }
 
-    /// Takes what was noticed since the last call.
+    /// Takes what was noticed since the last call, each finding marked
+    /// certain or not by the losses known now.
     pub fn drain_notices(&mut self) -> Vec<Notice> {
-        std::mem::take(&mut self.notices)
+        let mut notices = std::mem::take(&mut self.notices);
+        for notice in &mut notices {
+            if let Notice::Finding(f) | Notice::Pending(f) = notice {
+                self.settle_certainty(f);
+            }
+        }
+        notices
     }
 
     /// Number of processes held: bounded by the live ones plus open verdicts.
@@ -367,6 +395,8 @@ impl Analyzer {
             sigchld: Vec::new(),
             adopted_by: None,
             collected_by_tracer: None,
+            parent_died: false,
+            adopted_at_exit_from: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
             predates: None,
@@ -442,6 +472,89 @@ impl Analyzer {
         });
         if let Some(adopter) = reap::adopted_by_signal(s.target_tgid, parent, parent_gone) {
             exit.adopted_by = Some(adopter);
+            let disposition = (s.target_disposition, s.target_sa_flags);
+            self.adopt_if_parent_died_first(child_pid, adopter, Some(disposition));
+        }
+    }
+
+    /// The free said `pid` was released with `by` as its real parent. When
+    /// that is not the parent it exited under, its parent died and `by`
+    /// adopted it (reparenting happens only then), whatever the order in
+    /// which the records arrived.
+    fn released_under(&mut self, pid: u32, by: u32) {
+        let Some(exit) = self.procs.get_mut(&pid).and_then(|p| p.exit.as_mut()) else {
+            return;
+        };
+        if exit.reap.is_some() || exit.parent == by {
+            return;
+        }
+        exit.parent_died = true;
+        exit.adopted_by.get_or_insert(by);
+        self.adopt_if_parent_died_first(pid, by, None);
+    }
+
+    /// A child whose parent had begun to exit by the time the child did was
+    /// never its parent's to reap: the kernel reparents it in the parent's
+    /// `exit_notify` (before or after the child's own, so the child's exit
+    /// record may still name the dying parent). Its lifecycle becomes the
+    /// adopter's, as if its exit had named the adopter (which is what
+    /// /proc shows), and its parent's death makes it an orphan.
+    fn adopt_if_parent_died_first(
+        &mut self,
+        pid: u32,
+        adopter: u32,
+        disposition: Option<(crate::trace::event::Disposition, u64)>,
+    ) {
+        let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
+            return;
+        };
+        let old = exit.parent;
+        let (Some(exited), Some(parent_end)) = (
+            exit.time_ns,
+            self.procs.get(&old).and_then(|p| p.facts.exited_ns),
+        ) else {
+            return;
+        };
+        if parent_end > exited || adopter == old || exit.reap.is_some() {
+            return;
+        }
+        let orphaning = self.procs.get(&old).map(|p| Orphaning {
+            parent: old,
+            parent_comm: p.comm,
+            parent_end: p.facts.end.clone().unwrap_or_else(|| ProcessEnd {
+                time_ns: parent_end,
+                exit_code: None,
+                signal: None,
+                core_dumped: false,
+                after_signal: None,
+            }),
+        });
+        let proc = self.procs.get_mut(&pid).expect("looked up above");
+        if proc.orphaning.is_none() {
+            proc.orphaning = orphaning.clone();
+        }
+        let exit = proc.exit.as_mut().expect("looked up above");
+        exit.parent = adopter;
+        exit.parent_died = false;
+        exit.adopted_by = None;
+        exit.adopted_at_exit_from = orphaning;
+        exit.parent_disposition = disposition;
+        // The counts move with it.
+        let row = self.row(old);
+        row.exits = row.exits.saturating_sub(1);
+        if let Some(p) = self.procs.get_mut(&old) {
+            p.facts.children_exited = p.facts.children_exited.saturating_sub(1);
+            p.open_children = p.open_children.saturating_sub(1);
+        }
+        self.release(old);
+        self.row(adopter).exits += 1;
+        let parent = self.procs.entry(adopter).or_default();
+        parent.facts.children_exited += 1;
+        parent.open_children += 1;
+        self.summary.adopted_while_running += 1;
+        if self.orphans_listed() {
+            let finding = self.orphan_finding(pid, Some(adopter));
+            self.report(finding);
         }
     }
 
@@ -497,6 +610,12 @@ impl Analyzer {
         if proc.start_ns != 0 && f.process_start_ns != 0 && proc.start_ns != f.process_start_ns {
             return;
         }
+        if let Some(by) = f.real_parent_tgid {
+            self.released_under(event.tgid, by);
+        }
+        let Some(proc) = self.procs.get(&event.tgid) else {
+            return;
+        };
         if proc.exit.is_none() {
             // Its exit was never seen (lost, or before the trace): nothing to judge.
             self.forget_running(event.tgid);
@@ -523,9 +642,46 @@ impl Analyzer {
         if !stale {
             return;
         }
-        self.release_unseen(pid, now_ns);
+        if self.end_may_be_lost(pid, now_ns) {
+            self.close_unknown(pid);
+        } else {
+            self.release_unseen(pid, now_ns);
+        }
         self.forget_running(pid);
         self.procs.remove(&pid);
+    }
+
+    /// Whether events lost between `pid`'s exit and `now_ns` may have held
+    /// its reap.
+    fn end_may_be_lost(&self, pid: u32, now_ns: u64) -> bool {
+        let from = self
+            .procs
+            .get(&pid)
+            .and_then(|p| p.exit.as_ref())
+            .and_then(|e| e.time_ns)
+            .unwrap_or(0);
+        !self.losses.clear(from, now_ns)
+    }
+
+    /// Closes `pid`'s open exit without a verdict: its pid was reused, so
+    /// it was released, but how and when went with lost events. It counts
+    /// as an unknown end, never as a finding.
+    fn close_unknown(&mut self, pid: u32) {
+        let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
+            return;
+        };
+        if exit.reap.is_some() {
+            return;
+        }
+        let parent = exit.parent;
+        self.summary.unknown_ends += 1;
+        if let Some(proc) = self.procs.get_mut(&pid) {
+            proc.finished = true;
+        }
+        if let Some(p) = self.procs.get_mut(&parent) {
+            p.open_children = p.open_children.saturating_sub(1);
+        }
+        self.release(parent);
     }
 
     /// Takes `pid` off its parent's running children.
@@ -595,10 +751,13 @@ impl Analyzer {
         let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
             return false;
         };
-        self.procs
-            .get(&exit.parent)
-            .and_then(|p| p.facts.exited_ns)
-            .is_some_and(|t| exit.time_ns.is_none_or(|e| t >= e))
+        // A parent that exited is gone for good, whether it began to exit
+        // before or after the child: a dying process never waits again.
+        exit.parent_died
+            || self
+                .procs
+                .get(&exit.parent)
+                .is_some_and(|p| p.facts.exited_ns.is_some())
     }
 }
 

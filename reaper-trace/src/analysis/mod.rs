@@ -7,6 +7,7 @@ pub mod facts;
 pub mod findings;
 pub mod hints;
 pub mod lifecycle;
+pub mod losses;
 mod overdue;
 pub mod parent;
 pub mod reap;
@@ -60,6 +61,7 @@ pub mod tests_support {
             sigaction_frames: None,
             fork_stack: None,
             sigaction_stack: None,
+            window_ns: (1, 6),
         }
     }
 }

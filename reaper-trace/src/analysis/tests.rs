@@ -401,11 +401,255 @@ fn lost_events_make_findings_uncertain() {
     for e in &Seq::new().fork(0, 10, 11).exit(MS, 11, 11, 10, true, 0).0 {
         a.on_event(e);
     }
-    a.set_lost(3);
+    a.losses_read(3, 2 * MS);
     let r = a.finish(5 * S);
     assert!(!r.findings[0].certain);
     assert!(codes(&r.findings[0]).contains(&"events_lost"));
     assert_eq!(r.summary.lost_events, 3);
+    // Listed, but counted apart.
+    assert_eq!((r.summary.unreaped, r.summary.uncertain), (0, 1));
+    assert!(r.parents.is_empty(), "{:#?}", r.parents);
+}
+
+#[test]
+fn a_loss_taints_only_the_findings_whose_time_it_meets() {
+    let mut a = Analyzer::new(S);
+    // 11 is reaped 3 s late, entirely before the loss; 12's verdict comes
+    // after it.
+    let mut s = Seq::new();
+    s.fork(0, 10, 11)
+        .exit(MS, 11, 11, 10, true, 0)
+        .wait(3 * S, 10, 11, 0, 11);
+    for e in &s.0 {
+        a.on_event(e);
+    }
+    a.losses_read(0, 3 * S + 10 * MS);
+    let notices = a.drain_notices();
+    assert!(
+        matches!(&notices[..], [Notice::Finding(f)] if f.certain && f.pid == 11),
+        "{notices:#?}"
+    );
+    a.losses_read(7, 8 * S);
+    let mut s = Seq::new();
+    s.fork(7 * S, 10, 12)
+        .exit(7 * S + MS, 12, 12, 10, true, 7 * S)
+        .wait(9 * S, 10, 12, 0, 12);
+    for e in &s.0 {
+        a.on_event(e);
+    }
+    let r = a.finish(10 * S);
+    let certain: Vec<(u32, bool)> = r.findings.iter().map(|f| (f.pid, f.certain)).collect();
+    assert_eq!(certain, [(11, true), (12, false)]);
+    assert_eq!((r.summary.late_reaps, r.summary.uncertain), (1, 1));
+    assert_eq!(r.parents[0].late, 1);
+}
+
+#[test]
+fn no_finding_is_shown_certain_before_the_losses_after_it_are_read() {
+    let mut a = Analyzer::new(S);
+    let mut s = Seq::new();
+    s.fork(0, 10, 11)
+        .exit(MS, 11, 11, 10, true, 0)
+        .wait(2 * S, 10, 11, 0, 11);
+    for e in &s.0 {
+        a.on_event(e);
+    }
+    // The counters, read after the wait's record, say events were lost
+    // since the last read: the wait's finding may rest on them.
+    a.losses_read(0, 10 * MS);
+    a.losses_read(1, 2 * S + MS);
+    let notices = a.drain_notices();
+    let Some(Notice::Finding(f)) = notices.first() else {
+        panic!("{notices:#?}")
+    };
+    assert!(!f.certain);
+    assert!(codes(f).contains(&"events_lost"));
+}
+
+#[test]
+fn a_lifecycle_whose_end_was_lost_is_closed_as_unknown_when_its_pid_returns() {
+    let mut a = Analyzer::new(S);
+    // 11 exits; its wait and free are lost; 100 s later a new process gets
+    // pid 11.
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::exit(MS, 11, 11, 10, true, 5, Disposition::Default),
+    ] {
+        a.on_event(&e);
+    }
+    a.losses_read(40, 2 * MS);
+    for e in [
+        b::fork(100 * S, 10, 11, false),
+        b::exit(
+            100 * S + MS,
+            11,
+            11,
+            10,
+            true,
+            100 * S,
+            Disposition::Default,
+        ),
+        b::wait_exit(100 * S + 2 * MS, 10, -1, 0, 11),
+        b::free_under(100 * S + 20 * MS, 11, 100 * S, 10),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(101 * S);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!((r.summary.unknown_ends, r.summary.reaped_by_parent), (1, 1));
+    assert_eq!(a_tracked_after(&r), 0);
+}
+
+fn a_tracked_after(r: &Report) -> u64 {
+    r.summary.zombies_at_end
+}
+
+/// A parent that had begun to exit when its child did: the child exits
+/// naming the dying parent, then is reparented to subreaper 5. `order`
+/// arranges the records as the ring buffer may deliver them.
+fn exiting_parent(order: &[usize], adopter_waits: bool) -> Report {
+    let mut events = vec![
+        b::exit(MS, 10, 10, 1, true, 1, Disposition::Default),
+        b::exit(MS + 50_000, 11, 11, 10, true, 5, Disposition::Default),
+        b::sigchld(
+            MS + 60_000,
+            11,
+            5,
+            SignalResult::Ignored,
+            Disposition::Default,
+            false,
+        ),
+    ];
+    if adopter_waits {
+        events.push(b::wait_exit(2 * MS, 5, -1, 0, 11));
+        events.push(b::free_under(20 * MS, 11, 5, 5));
+    } else {
+        // An init that reaps lazily, with no wait system call.
+        events.push(b::free_under(1_500 * MS, 11, 5, 5));
+    }
+    let mut a = Analyzer::new(S);
+    a.on_event(&b::fork(5, 10, 11, false));
+    for &i in order {
+        a.on_event(&events[i]);
+    }
+    for e in &events[order.len()..] {
+        a.on_event(e);
+    }
+    // The parent itself is reaped by its own parent.
+    a.on_event(&b::wait_exit(3 * MS, 1, -1, 0, 10));
+    a.finish(5 * S)
+}
+
+#[test]
+fn a_child_of_an_exiting_parent_is_judged_by_its_adopter() {
+    for order in [&[0, 1, 2][..], &[1, 0, 2][..]] {
+        let r = exiting_parent(order, true);
+        let failures: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind != FindingKind::Orphaned)
+            .collect();
+        assert!(failures.is_empty(), "order {order:?}: {failures:#?}");
+        assert_eq!(
+            (
+                r.summary.reaped_by_parent,
+                r.summary.adopted,
+                r.summary.unreaped
+            ),
+            (2, 0, 0),
+            "order {order:?}"
+        );
+        let orphan = &r.findings[0];
+        assert_eq!(
+            (
+                orphan.kind,
+                orphan.pid,
+                orphan.parent_pid,
+                orphan.adopted_by_pid
+            ),
+            (FindingKind::Orphaned, 11, 10, Some(5))
+        );
+    }
+}
+
+#[test]
+fn a_lazy_adopter_is_blamed_not_the_dead_parent() {
+    let r = exiting_parent(&[0, 1, 2], false);
+    let late: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::LateReap)
+        .collect();
+    assert_eq!(late.len(), 1, "{:#?}", r.findings);
+    let f = late[0];
+    assert_eq!(
+        (f.pid, f.parent_pid, f.reaped_by_pid, f.reap_kind),
+        (11, 5, Some(5), Some(ReapKind::Wait))
+    );
+    let c = codes(f);
+    assert!(c.contains(&"parent_was_exiting"), "{c:?}");
+    assert!(
+        f.diagnosis
+            .iter()
+            .all(|d| !d.text.contains("parent 10 made") && d.code != "parent_exited"),
+        "{:#?}",
+        f.diagnosis
+    );
+    assert!(
+        r.parents.iter().all(|p| p.parent_pid != 10),
+        "{:#?}",
+        r.parents
+    );
+}
+
+#[test]
+fn the_free_names_the_adopter_when_its_sigchld_was_not_seen() {
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::exit(MS, 10, 10, 1, true, 1, Disposition::Default),
+        b::exit(MS + 50_000, 11, 11, 10, true, 5, Disposition::Default),
+        b::free_under(30 * MS, 11, 5, 7),
+        b::wait_exit(40 * MS, 1, -1, 0, 10),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(5 * S);
+    assert!(
+        r.findings.iter().all(|f| f.kind == FindingKind::Orphaned),
+        "{:#?}",
+        r.findings
+    );
+    // 11 by its adopter, 10 by its own parent.
+    assert_eq!(r.summary.reaped_by_parent, 2);
+}
+
+#[test]
+fn a_child_that_exited_first_is_still_its_dead_parents_leak() {
+    // The child exits while its parent lives; the parent then dies without
+    // waiting, and the free names the adopter: unreaped, adopted.
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::exit(MS, 11, 11, 10, true, 5, Disposition::Default),
+        b::exit(2 * MS, 10, 10, 1, true, 1, Disposition::Default),
+        b::free_under(30 * MS, 11, 5, 7),
+        b::wait_exit(40 * MS, 1, -1, 0, 10),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(5 * S);
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    let f = &r.findings[0];
+    assert_eq!(
+        (f.kind, f.resolution, f.parent_pid, f.reaped_by_pid),
+        (
+            FindingKind::Unreaped,
+            Some(Resolution::Adopted),
+            10,
+            Some(7)
+        )
+    );
 }
 
 #[test]

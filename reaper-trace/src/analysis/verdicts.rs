@@ -6,6 +6,7 @@ use super::{
     diagnosis::{self, DiagContext},
     findings::*,
     lifecycle::Analyzer,
+    losses,
 };
 use crate::trace::{comm::Comm, stack::Stack};
 
@@ -121,7 +122,6 @@ impl Analyzer {
             exit,
             parent_pid: exit.parent,
             parent: parent.map(|p| &p.facts),
-            lost_events: self.summary.lost_events,
             parent_ns_init: self.is_ns_init(exit.parent),
         });
         Finding {
@@ -141,7 +141,8 @@ impl Analyzer {
             latency_ns,
             diagnosis,
             predates_trace: exit.time_ns.is_none(),
-            certain: self.summary.lost_events == 0,
+            // Settled when shown (`settle_certainty`).
+            certain: true,
             start_ns: proc.start_ns,
             parent_end: parent.and_then(|p| p.facts.end.clone()),
             adopted_by_pid: None,
@@ -157,8 +158,26 @@ impl Analyzer {
             sigaction_frames: parent.and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
+            window_ns: (
+                exit.time_ns
+                    .map_or(0, |t| t.saturating_sub(losses::BEFORE_EXIT_NS)),
+                reap.map_or(now_ns, |r| r.time_ns),
+            ),
         }
         .with_hint()
+    }
+
+    /// Marks `finding` uncertain when events were lost in the time it was
+    /// built from, as far as the loss counters read so far tell.
+    pub(super) fn settle_certainty(&self, finding: &mut Finding) {
+        let (from, to) = finding.window_ns;
+        if finding.certain && !self.losses.clear(from, to) {
+            finding.certain = false;
+            finding.diagnosis.push(diagnosis::events_lost(
+                self.summary.lost_events,
+                finding.pid,
+            ));
+        }
     }
 
     /// Whether the orphan just counted may still be listed as a finding: a
@@ -180,16 +199,14 @@ impl Analyzer {
             .unwrap_or(0);
         let exit = proc.exit.as_ref();
         let parent_end = orphaning.map(|o| o.parent_end.clone());
-        let mut diagnosis = vec![diagnosis::orphaned(
+        let diagnosis = vec![diagnosis::orphaned(
             pid,
             parent,
             parent_end.as_ref(),
             adopter,
             exit.and_then(|e| e.time_ns),
         )];
-        if self.summary.lost_events > 0 {
-            diagnosis.push(diagnosis::events_lost(self.summary.lost_events, pid));
-        }
+        let orphaned_at = parent_end.as_ref().map_or(0, |end| end.time_ns);
         Finding {
             kind: FindingKind::Orphaned,
             pid,
@@ -210,7 +227,7 @@ impl Analyzer {
             latency_ns: None,
             diagnosis,
             predates_trace: false,
-            certain: self.summary.lost_events == 0,
+            certain: true,
             start_ns: proc.start_ns,
             parent_end,
             adopted_by_pid: adopter,
@@ -226,6 +243,10 @@ impl Analyzer {
                 .and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
+            window_ns: (
+                orphaned_at.saturating_sub(losses::BEFORE_EXIT_NS),
+                exit.and_then(|e| e.time_ns).unwrap_or(orphaned_at),
+            ),
         }
         .with_hint()
     }
@@ -268,11 +289,25 @@ impl Analyzer {
             row.worst_latency_ns = row.worst_latency_ns.max(finding.latency_ns.unwrap_or(0));
             self.findings.push(finding);
         }
-        if self.summary.lost_events > 0 {
-            for f in &mut self.findings {
-                f.certain = false;
+        // Certainty, with every loss known; uncertain findings are counted
+        // apart, not as unreaped children or late reaps.
+        let mut findings = std::mem::take(&mut self.findings);
+        for f in &mut findings {
+            self.settle_certainty(f);
+            if f.certain || f.kind == FindingKind::Orphaned {
+                continue;
+            }
+            self.summary.uncertain += 1;
+            let row = self.row(f.parent_pid);
+            if f.kind == FindingKind::Unreaped {
+                row.unreaped = row.unreaped.saturating_sub(1);
+                self.summary.unreaped = self.summary.unreaped.saturating_sub(1);
+            } else {
+                row.late = row.late.saturating_sub(1);
+                self.summary.late_reaps = self.summary.late_reaps.saturating_sub(1);
             }
         }
+        self.findings = findings;
         let mut parents: Vec<ParentRow> = self
             .rows
             .into_values()

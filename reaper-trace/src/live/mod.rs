@@ -267,8 +267,8 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         })
         .collect();
     let end_ns = clock::monotonic_ns();
-    let mut analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
-    analyzer.set_lost(sink.totals.lost);
+    // The last drain read the loss counters after the last records.
+    let analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
     let mut report = analyzer.finish(end_ns);
     for finding in &mut report.findings {
         sink.stacks.symbolize(finding);

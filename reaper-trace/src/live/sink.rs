@@ -52,7 +52,6 @@ pub struct Sink {
     /// So that a free arriving after the pid was reused is matched to its
     /// own process.
     starts: Starts,
-    lost: u64,
     pub captured: Option<Vec<Event>>,
     /// Turns namespace-relative pids into global ones before anything else
     /// sees the events.
@@ -96,7 +95,6 @@ impl Sink {
             unfreed: HashSet::new(),
             to_unfollow: VecDeque::new(),
             starts: Starts::default(),
-            lost: 0,
             captured: capture.then(Vec::new),
             pidns: PidNamespaces::default(),
             line: String::with_capacity(256),
@@ -238,13 +236,34 @@ impl Sink {
         }
     }
 
-    /// Reads every record the ring buffer holds, then flushes.
+    /// Reads every record the ring buffer holds, then the loss counters
+    /// (so that no finding is shown as certain before the losses that
+    /// could touch it are known), then shows what was found and flushes.
     pub fn drain(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
         while let Some(item) = tracer.events.next() {
             self.record(&item)?;
         }
+        self.read_losses(tracer)?;
         self.notices();
         let _ = self.out.flush();
+        Ok(())
+    }
+
+    /// The kernel's loss counters, now: a growth is a loss window for the
+    /// analysis, a warning, and a `LOST` record.
+    fn read_losses(&mut self, tracer: &Tracer) -> anyhow::Result<()> {
+        let now = clock::monotonic_ns();
+        self.totals.set_lost(&tracer.lost());
+        // Lost stacks leave findings without a line, not uncertain.
+        let lost = self.totals.lost;
+        if let Some((since, _)) = self.analyzer.losses_read(lost, now) {
+            eprintln!(
+                "reaper-trace: warning: {lost} events lost so far (ring buffer full); findings around them are marked uncertain; raise --ringbuf-size"
+            );
+            if let Some(recorder) = &mut self.recorder {
+                recorder.push(&user_record::lost(now, lost, since))?;
+            }
+        }
         Ok(())
     }
 
@@ -258,19 +277,6 @@ impl Sink {
         {
             tracer.unfollow(tgid);
             self.to_unfollow.pop_front();
-        }
-        self.totals.set_lost(&tracer.lost());
-        // Lost stacks leave findings without a line, not uncertain.
-        let lost = self.totals.lost;
-        if lost != self.lost {
-            eprintln!(
-                "reaper-trace: warning: {lost} events lost so far (ring buffer full); raise --ringbuf-size"
-            );
-            self.lost = lost;
-            self.analyzer.set_lost(lost);
-            if let Some(recorder) = &mut self.recorder {
-                recorder.push(&user_record::lost(now, lost))?;
-            }
         }
         for parent in self.analyzer.due_probes(now) {
             let Some(probe) = procfs::probe_parent(parent) else {

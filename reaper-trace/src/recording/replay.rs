@@ -118,6 +118,8 @@ pub fn replay_with(
     let mut modules = ModuleTable::default();
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
     let (mut trailer, mut truncated_at) = (None, None);
+    // Where the next loss window opens, when a LOST record does not say.
+    let mut losses_read_ns = meta.clock.monotonic_ns;
     while let Some(item) = reader.next_item()? {
         match item {
             Item::Block => {
@@ -127,7 +129,15 @@ pub fn replay_with(
                         Some(UserRecord::Probe { tgid, probe }) => {
                             analyzer.attach_probe(tgid, probe)
                         }
-                        Some(UserRecord::Lost(total)) => analyzer.set_lost(total),
+                        Some(UserRecord::Lost {
+                            time_ns,
+                            total,
+                            since_ns,
+                        }) => {
+                            let since = since_ns.unwrap_or(losses_read_ns);
+                            analyzer.losses_in(total, since, time_ns);
+                            losses_read_ns = time_ns;
+                        }
                         Some(UserRecord::Cgroup { id, path }) => {
                             visitor.cgroup(id, &path)?;
                             analyzer.name_cgroup(id, &path);
@@ -169,7 +179,7 @@ pub fn replay_with(
     }
     let end_ns = match &trailer {
         Some(t) => {
-            analyzer.set_lost(t.lost);
+            analyzer.losses_in(t.lost, losses_read_ns, t.ended_ns);
             t.ended_ns
         }
         None => last_ns,

@@ -27,7 +27,9 @@ pub mod kind {
     /// What /proc said of a parent when one of its exits became overdue
     /// (JSON after the header).
     pub const PROBE: u32 = 0x1000;
-    /// The kernel's loss counter changed: the u64 total after the header.
+    /// The kernel's loss counter changed: the u64 total after the header,
+    /// then the u64 time of the previous read (absent in older recordings):
+    /// the losses happened between that read and the header's time.
     pub const LOST: u32 = 0x1001;
     /// A cgroup v2 id's path: the id as u64, then the path's UTF-8 bytes.
     pub const CGROUP: u32 = 0x1002;
@@ -56,7 +58,12 @@ pub enum UserRecord {
         tgid: u32,
         probe: ParentProbe,
     },
-    Lost(u64),
+    Lost {
+        time_ns: u64,
+        total: u64,
+        /// The previous read of the counters (absent in older recordings).
+        since_ns: Option<u64>,
+    },
     Cgroup {
         id: u64,
         path: String,
@@ -89,9 +96,13 @@ pub fn probe(time_ns: u64, tgid: u32, probe: &ParentProbe) -> Bytes {
     encode(kind::PROBE, time_ns, tgid, &json)
 }
 
-/// The `LOST` record for the kernel's loss total at `time_ns`.
-pub fn lost(time_ns: u64, total: u64) -> Bytes {
-    encode(kind::LOST, time_ns, 0, &total.to_le_bytes())
+/// The `LOST` record for the kernel's loss total at `time_ns`, grown since
+/// the read at `since_ns`.
+pub fn lost(time_ns: u64, total: u64, since_ns: u64) -> Bytes {
+    let mut payload = [0u8; 16];
+    payload[..8].copy_from_slice(&total.to_le_bytes());
+    payload[8..].copy_from_slice(&since_ns.to_le_bytes());
+    encode(kind::LOST, time_ns, 0, &payload)
 }
 
 /// The `CGROUP` record naming cgroup `id`.
@@ -200,7 +211,11 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
             Ok(probe) => UserRecord::Probe { tgid, probe },
             Err(_) => UserRecord::Unknown(kind),
         },
-        kind::LOST if payload.remaining() >= 8 => UserRecord::Lost(payload.get_u64_le()),
+        kind::LOST if payload.remaining() >= 8 => UserRecord::Lost {
+            time_ns,
+            total: payload.get_u64_le(),
+            since_ns: (payload.remaining() >= 8).then(|| payload.get_u64_le()),
+        },
         kind::CGROUP if payload.remaining() >= 8 => {
             let id = payload.get_u64_le();
             match std::str::from_utf8(payload) {
@@ -237,7 +252,24 @@ mod tests {
         let bytes = probe(5, 7, &p);
         assert_eq!(bytes.len() % 8, 0);
         assert_eq!(parse(&bytes), Some(UserRecord::Probe { tgid: 7, probe: p }));
-        assert_eq!(parse(&lost(9, 123)), Some(UserRecord::Lost(123)));
+        assert_eq!(
+            parse(&lost(9, 123, 4)),
+            Some(UserRecord::Lost {
+                time_ns: 9,
+                total: 123,
+                since_ns: Some(4)
+            })
+        );
+        // Older writers gave the total alone.
+        let old = encode(kind::LOST, 9, 0, &123u64.to_le_bytes());
+        assert_eq!(
+            parse(&old),
+            Some(UserRecord::Lost {
+                time_ns: 9,
+                total: 123,
+                since_ns: None
+            })
+        );
         assert_eq!(
             parse(&cgroup(9, 1 << 33 | 5, "/system.slice/a b.service")),
             Some(UserRecord::Cgroup {

@@ -139,6 +139,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 process_start_ns: r.process_start_ns,
                 start_ns: r.start_ns,
                 exit_code: r.exit_code,
+                real_parent_tgid: (r.real_parent_tgid != 0).then_some(r.real_parent_tgid),
                 comm: Comm(r.comm),
             })
         }
@@ -586,7 +587,7 @@ mod tests {
             process_start_ns: 1,
             start_ns: 2,
             exit_code: 0,
-            _pad: 0,
+            real_parent_tgid: 1,
             comm: comm("x"),
         });
         assert!(matches!(
@@ -594,6 +595,7 @@ mod tests {
             EventData::Free(Free {
                 process_start_ns: 1,
                 start_ns: 2,
+                real_parent_tgid: Some(1),
                 ..
             })
         ));

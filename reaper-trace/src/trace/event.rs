@@ -243,6 +243,9 @@ pub struct Free {
     pub process_start_ns: u64,
     pub start_ns: u64,
     pub exit_code: i32,
+    /// Its real parent when it was released (`None` in older recordings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_parent_tgid: Option<u32>,
     pub comm: Comm,
 }
 

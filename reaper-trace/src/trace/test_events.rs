@@ -142,6 +142,7 @@ pub fn free(t: u64, pid: u32, tid: u32) -> Event {
             process_start_ns: 0,
             start_ns: 0,
             exit_code: 0,
+            real_parent_tgid: None,
             comm: Comm::from_str_lossy("c"),
         }),
     )
@@ -153,6 +154,15 @@ pub fn free_of(t: u64, pid: u32, start: u64) -> Event {
     if let EventData::Free(f) = &mut event.data {
         f.process_start_ns = start;
         f.start_ns = start;
+    }
+    event
+}
+
+/// The free of `pid` (started at `start`), released as a child of `parent`.
+pub fn free_under(t: u64, pid: u32, start: u64, parent: u32) -> Event {
+    let mut event = free_of(t, pid, start);
+    if let EventData::Free(f) = &mut event.data {
+        f.real_parent_tgid = Some(parent);
     }
     event
 }
