@@ -234,6 +234,9 @@ impl Analyzer {
 
     pub fn on_event(&mut self, event: &Event) {
         self.note_cgroup(event);
+        if let EventData::SignalGenerate(s) = &event.data {
+            self.note_fatal(event.time_ns, s);
+        }
         match &event.data {
             EventData::Fork(f) if !f.is_thread => {
                 // A fork reusing a pid proves the old process was released,
@@ -433,6 +436,21 @@ impl Analyzer {
         parent.open_children += 1;
     }
 
+    /// A signal that kills its target as it is queued: SIGKILL, or one left
+    /// at its default action and not blocked (the probe sends the latter
+    /// only when its default is to terminate).
+    fn note_fatal(&mut self, time_ns: u64, s: &crate::trace::event::SignalGenerate) {
+        let kills = s.sig == libc::SIGKILL
+            || (s.target_disposition == crate::trace::event::Disposition::Default
+                && !s.target_blocked);
+        if s.sig == reaper_trace_common::SIGCHLD || !kills || s.result != SignalResult::Delivered {
+            return;
+        }
+        if let Some(target) = self.procs.get_mut(&s.target_tgid) {
+            target.facts.record_fatal_signal(time_ns, s.sig);
+        }
+    }
+
     fn sigchld(&mut self, event: &Event, s: &crate::trace::event::SignalGenerate) {
         let target = self.procs.entry(s.target_tgid).or_default();
         target.facts.sigchld_generated += 1;
@@ -493,12 +511,16 @@ impl Analyzer {
         self.adopt_if_parent_died_first(pid, by, None);
     }
 
-    /// A child whose parent had begun to exit by the time the child did was
-    /// never its parent's to reap: the kernel reparents it in the parent's
-    /// `exit_notify` (before or after the child's own, so the child's exit
-    /// record may still name the dying parent). Its lifecycle becomes the
-    /// adopter's, as if its exit had named the adopter (which is what
-    /// /proc shows), and its parent's death makes it an orphan.
+    /// A child whose parent had begun to exit by the time the child became
+    /// a zombie was never its parent's to reap: the kernel reparents it in
+    /// the parent's `exit_notify` (before or after the child's own, so the
+    /// child's exit record may still name the dying parent). Its lifecycle
+    /// becomes the adopter's, as if its exit had named the adopter (which
+    /// is what /proc shows), and its parent's death makes it an orphan.
+    /// The parent began to exit when a signal that kills it was queued
+    /// (`timeout -s KILL` kills its own group), or else at its exit; the
+    /// child became a zombie at its first SIGCHLD (`exit_notify`), or else
+    /// at its exit.
     fn adopt_if_parent_died_first(
         &mut self,
         pid: u32,
@@ -509,15 +531,19 @@ impl Analyzer {
             return;
         };
         let old = exit.parent;
-        let (Some(exited), Some(parent_end)) = (
-            exit.time_ns,
-            self.procs.get(&old).and_then(|p| p.facts.exited_ns),
+        let zombie_at = exit.sigchld.first().map(|s| s.time_ns).or(exit.time_ns);
+        let (Some(zombie_at), Some(parent_exiting)) = (
+            zombie_at,
+            self.procs
+                .get(&old)
+                .and_then(|p| p.facts.exiting_since_ns()),
         ) else {
             return;
         };
-        if parent_end > exited || adopter == old || exit.reap.is_some() {
+        if parent_exiting > zombie_at || adopter == old || exit.reap.is_some() {
             return;
         }
+        let parent_end = parent_exiting;
         let orphaning = self.procs.get(&old).map(|p| Orphaning {
             parent: old,
             parent_comm: p.comm,

@@ -573,6 +573,88 @@ fn a_child_of_an_exiting_parent_is_judged_by_its_adopter() {
 }
 
 #[test]
+fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
+    // timeout -s KILL: the kill(0, SIGKILL) dooms timeout (10) and sh (11)
+    // at once; sh's exit record may even come first, but it becomes a
+    // zombie (its SIGCHLD) only after timeout was already doomed.
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::kill(MS, 10, 11, libc::SIGKILL),
+        b::kill(MS + 1_000, 10, 10, libc::SIGKILL),
+        b::killed(MS + 500, 11, 10, 5, libc::SIGKILL),
+        b::sigchld(
+            MS + 3_000,
+            11,
+            10,
+            SignalResult::Ignored,
+            Disposition::Default,
+            false,
+        ),
+        b::killed(MS + 5_000, 10, 1, 1, libc::SIGKILL),
+        b::sigchld(
+            MS + 9_000,
+            11,
+            1,
+            SignalResult::Delivered,
+            Disposition::Handler,
+            false,
+        ),
+        // Init reaps 1.5 s later, with no wait system call seen.
+        b::free_under(1_500 * MS, 11, 5, 1),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(5 * S);
+    let late: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.pid == 11 && f.kind != FindingKind::Orphaned)
+        .collect();
+    assert_eq!(late.len(), 1, "{:#?}", r.findings);
+    assert_eq!(
+        (late[0].kind, late[0].parent_pid, late[0].reaped_by_pid),
+        (FindingKind::LateReap, 1, Some(1)),
+        "{:#?}",
+        late[0]
+    );
+    // Had the zombie appeared before the kill that doomed its parent, the
+    // parent would have left it unreaped.
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        b::killed(MS, 11, 10, 5, libc::SIGKILL),
+        b::sigchld(
+            MS + 100,
+            11,
+            10,
+            SignalResult::Ignored,
+            Disposition::Default,
+            false,
+        ),
+        b::kill(MS + 1_000, 10, 10, libc::SIGKILL),
+        b::killed(MS + 5_000, 10, 1, 1, libc::SIGKILL),
+        b::sigchld(
+            MS + 9_000,
+            11,
+            1,
+            SignalResult::Delivered,
+            Disposition::Handler,
+            false,
+        ),
+        b::free_under(1_500 * MS, 11, 5, 1),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(5 * S);
+    let f = r.findings.iter().find(|f| f.pid == 11).expect("a finding");
+    assert_eq!(
+        (f.kind, f.resolution, f.parent_pid),
+        (FindingKind::Unreaped, Some(Resolution::Adopted), 10)
+    );
+}
+
+#[test]
 fn a_lazy_adopter_is_blamed_not_the_dead_parent() {
     let r = exiting_parent(&[0, 1, 2], false);
     let late: Vec<_> = r

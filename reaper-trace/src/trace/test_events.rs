@@ -96,6 +96,41 @@ pub fn sigchld(
     )
 }
 
+/// `from` sends `sig` to `target` (kill), which leaves it at its default.
+pub fn kill(t: u64, from: u32, target: u32, sig: i32) -> Event {
+    at(
+        t,
+        from,
+        from,
+        EventData::SignalGenerate(SignalGenerate {
+            sig,
+            code: libc::SI_USER,
+            result: SignalResult::Delivered,
+            group: true,
+            target_tgid: target,
+            target_tid: target,
+            si_pid: from as i32,
+            si_status: 0,
+            target_disposition: Disposition::Default,
+            target_handler: 0,
+            target_sa_flags: 0,
+            target_blocked: false,
+            si_ns_pid: None,
+        }),
+    )
+}
+
+/// Process `pid` killed by `sig`.
+pub fn killed(t: u64, pid: u32, parent: u32, start: u64, sig: i32) -> Event {
+    let mut event = exit(t, pid, pid, parent, true, start, Disposition::Default);
+    if let EventData::Exit(x) = &mut event.data {
+        x.exit_code = None;
+        x.signal = Some(sig);
+        x.raw_exit_code = sig;
+    }
+    event
+}
+
 pub fn wait_enter(t: u64, parent: u32, upid: i32, options: i32) -> Event {
     at(
         t,
