@@ -15,6 +15,8 @@ mod basic;
 mod clone;
 #[path = "scenario/handlers.rs"]
 mod handlers;
+#[path = "scenario/race.rs"]
+mod race;
 #[path = "scenario/reaping.rs"]
 mod reaping;
 #[path = "scenario/shutdown.rs"]
@@ -75,6 +77,12 @@ const SCENARIOS: &[Scenario] = &[
     scenario("stopped", &["LATE_MS"], reaping::stopped),
     scenario("crash_shutdown", &["LINGER_MS"], shutdown::crash_shutdown),
     scenario("exec_after_sigchld", &["N"], shutdown::exec_after_sigchld),
+    scenario("timeout_kill", &["ROUNDS", "LAZY_MS"], race::timeout_kill),
+    scenario(
+        "fork_exit_race",
+        &["ROUNDS", "LAZY_MS"],
+        race::fork_exit_race,
+    ),
 ];
 
 fn usage() -> String {
