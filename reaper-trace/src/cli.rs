@@ -45,7 +45,8 @@ pub struct CheckArgs {
     pub ringbuf_size: u32,
     /// Also fail on these kinds of finding (repeatable, or comma separated);
     /// unreaped children and late reaps always fail, orphans only when
-    /// listed here.
+    /// listed here, and findings made uncertain by lost events only with
+    /// `uncertain`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
     pub fail_on: Vec<FailOn>,
     /// Also write the run's Prometheus metrics here, atomically (for
@@ -231,14 +232,19 @@ pub enum FailOn {
     Unreaped,
     LateReap,
     Orphaned,
+    /// Unreaped children and late reaps that lost events may have made up.
+    Uncertain,
 }
 
-impl From<FailOn> for FindingKind {
-    fn from(kind: FailOn) -> FindingKind {
+/// `uncertain` is no kind of finding: it widens the others.
+impl TryFrom<FailOn> for FindingKind {
+    type Error = ();
+    fn try_from(kind: FailOn) -> Result<FindingKind, ()> {
         match kind {
-            FailOn::Unreaped => FindingKind::Unreaped,
-            FailOn::LateReap => FindingKind::LateReap,
-            FailOn::Orphaned => FindingKind::Orphaned,
+            FailOn::Unreaped => Ok(FindingKind::Unreaped),
+            FailOn::LateReap => Ok(FindingKind::LateReap),
+            FailOn::Orphaned => Ok(FindingKind::Orphaned),
+            FailOn::Uncertain => Err(()),
         }
     }
 }

@@ -74,8 +74,13 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         no_stacks,
         command,
     } = args;
-    let mut fail_on: Vec<FindingKind> = FindingKind::FAIL_BY_DEFAULT.to_vec();
-    fail_on.extend(fail_on_also.into_iter().map(FindingKind::from));
+    let mut fail_on = check::FailOn::default();
+    for also in fail_on_also {
+        match FindingKind::try_from(also) {
+            Ok(kind) => fail_on.kinds.push(kind),
+            Err(_) => fail_on.uncertain = true,
+        }
+    }
     let shown = reaper_trace::trace::escape::escape(&command.join(" "));
     let options = LiveOptions {
         json: format == CheckFormat::Json,
@@ -259,7 +264,12 @@ pub fn run_report(
     // Names for the recorded frames, from the modules on this machine (when
     // their build ids match the recorded ones).
     let mut symbolizer = Symbolizer::new();
-    for finding in &mut replay.report.findings {
+    for finding in replay
+        .report
+        .findings
+        .iter_mut()
+        .chain(&mut replay.report.uncertain)
+    {
         symbolize_finding(&mut symbolizer, finding);
     }
     if let (Some(metrics_file), Some(visitor)) = (metrics_file, &mut visitor) {

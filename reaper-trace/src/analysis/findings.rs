@@ -189,7 +189,13 @@ pub struct ParentRow {
 /// The end-of-trace report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
+    /// Certain findings, and orphans (information).
     pub findings: Vec<Finding>,
+    /// Unreaped children and late reaps that events lost around them may
+    /// have made up: listed apart, counted apart, and failing `check` only
+    /// with `--fail-on uncertain`.
+    #[serde(rename = "uncertain_findings")]
+    pub uncertain: Vec<Finding>,
     pub summary: Summary,
     pub parents: Vec<ParentRow>,
 }

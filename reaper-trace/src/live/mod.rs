@@ -270,7 +270,7 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
     // The last drain read the loss counters after the last records.
     let analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
     let mut report = analyzer.finish(end_ns);
-    for finding in &mut report.findings {
+    for finding in report.findings.iter_mut().chain(&mut report.uncertain) {
         sink.stacks.symbolize(finding);
     }
     // The cgroups' pids controllers as the trace ends, however recently read.

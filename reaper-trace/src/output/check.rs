@@ -23,17 +23,51 @@ pub mod exit {
     pub const COMMAND_FAILED: u8 = 3;
 }
 
-/// The findings `check` fails on: those of the kinds in `fail_on`.
-pub fn failures<'a>(report: &'a Report, fail_on: &[FindingKind]) -> Vec<&'a Finding> {
-    report
-        .findings
-        .iter()
-        .filter(|f| fail_on.contains(&f.kind))
+/// What `check` fails on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailOn {
+    /// Certain findings of these kinds.
+    pub kinds: Vec<FindingKind>,
+    /// Also the uncertain ones (`--fail-on uncertain`): events were lost
+    /// around them, so they may be wrong.
+    pub uncertain: bool,
+}
+
+impl Default for FailOn {
+    /// Children left unreaped or reaped late, when certain.
+    fn default() -> FailOn {
+        FailOn {
+            kinds: FindingKind::FAIL_BY_DEFAULT.to_vec(),
+            uncertain: false,
+        }
+    }
+}
+
+impl FailOn {
+    /// Whether `finding` fails the check; `uncertain` says which list it
+    /// is on.
+    pub fn fails(&self, finding: &Finding, uncertain: bool) -> bool {
+        self.kinds.contains(&finding.kind) && (!uncertain || self.uncertain)
+    }
+}
+
+/// Every finding of the report with whether it is uncertain: the certain
+/// ones first.
+fn all(report: &Report) -> impl Iterator<Item = (&Finding, bool)> {
+    let certain = report.findings.iter().map(|f| (f, false));
+    certain.chain(report.uncertain.iter().map(|f| (f, true)))
+}
+
+/// The findings `check` fails on.
+pub fn failures<'a>(report: &'a Report, fail_on: &FailOn) -> Vec<&'a Finding> {
+    all(report)
+        .filter(|&(f, uncertain)| fail_on.fails(f, uncertain))
+        .map(|(f, _)| f)
         .collect()
 }
 
 /// The exit status for a command's wait status and a report.
-pub fn exit_status(command_status: Option<i32>, report: &Report, fail_on: &[FindingKind]) -> u8 {
+pub fn exit_status(command_status: Option<i32>, report: &Report, fail_on: &FailOn) -> u8 {
     if !failures(report, fail_on).is_empty() {
         return exit::FINDINGS;
     }
@@ -77,16 +111,18 @@ pub fn junit(
     command: &str,
     command_status: Option<i32>,
     report: &Report,
-    fail_on: &[FindingKind],
+    fail_on: &FailOn,
     root: &str,
 ) -> String {
-    let mut cases: Vec<Case> = report
-        .findings
-        .iter()
-        .map(|f| Case {
+    let mut cases: Vec<Case> = all(report)
+        .map(|(f, uncertain)| Case {
             name: case_name(f),
-            classname: format!("reaper-trace.{}", f.kind.name()),
-            failure: fail_on.contains(&f.kind).then(|| {
+            classname: format!(
+                "reaper-trace.{}{}",
+                if uncertain { "uncertain." } else { "" },
+                f.kind.name()
+            ),
+            failure: fail_on.fails(f, uncertain).then(|| {
                 let mut message = f
                     .diagnosis
                     .first()
@@ -139,28 +175,23 @@ mod tests {
     #[test]
     fn exit_statuses_tell_findings_from_command_failures() {
         let clean = Report::default();
+        let default = FailOn::default();
+        assert_eq!(exit_status(Some(0), &clean, &default), exit::CLEAN);
         assert_eq!(
-            exit_status(Some(0), &clean, &FindingKind::FAIL_BY_DEFAULT),
-            exit::CLEAN
-        );
-        assert_eq!(
-            exit_status(Some(3 << 8), &clean, &FindingKind::FAIL_BY_DEFAULT),
+            exit_status(Some(3 << 8), &clean, &default),
             exit::COMMAND_FAILED
         );
         assert_eq!(
-            exit_status(Some(9), &clean, &FindingKind::FAIL_BY_DEFAULT),
+            exit_status(Some(9), &clean, &default),
             exit::COMMAND_FAILED,
             "killed by a signal"
         );
-        assert_eq!(
-            exit_status(None, &clean, &FindingKind::FAIL_BY_DEFAULT),
-            exit::COMMAND_FAILED
-        );
+        assert_eq!(exit_status(None, &clean, &default), exit::COMMAND_FAILED);
         let mut leaking = Report::default();
         leaking
             .findings
             .push(crate::analysis::tests_support::finding());
-        let fail_on = FindingKind::FAIL_BY_DEFAULT;
+        let fail_on = FailOn::default();
         assert_eq!(exit_status(Some(0), &leaking, &fail_on), exit::FINDINGS);
         assert_eq!(
             exit_status(Some(1 << 8), &leaking, &fail_on),
@@ -204,10 +235,36 @@ mod tests {
             findings: vec![orphaned],
             ..Default::default()
         };
-        let default = FindingKind::FAIL_BY_DEFAULT;
+        let default = FailOn::default();
         assert_eq!(exit_status(Some(0), &report, &default), exit::CLEAN);
         assert!(!junit("x", Some(0), &report, &default, "").contains("<failure"));
-        let strict = [FindingKind::Orphaned];
+        let strict = FailOn {
+            kinds: vec![FindingKind::Orphaned],
+            uncertain: false,
+        };
+        assert_eq!(exit_status(Some(0), &report, &strict), exit::FINDINGS);
+        assert!(junit("x", Some(0), &report, &strict, "").contains("<failure"));
+    }
+
+    #[test]
+    fn uncertain_findings_fail_only_when_asked() {
+        let mut uncertain = crate::analysis::tests_support::finding();
+        uncertain.certain = false;
+        let report = Report {
+            uncertain: vec![uncertain],
+            ..Default::default()
+        };
+        let default = FailOn::default();
+        assert_eq!(exit_status(Some(0), &report, &default), exit::CLEAN);
+        let xml = junit("x", Some(0), &report, &default, "");
+        assert!(
+            !xml.contains("<failure") && xml.contains("reaper-trace.uncertain.unreaped"),
+            "{xml}"
+        );
+        let strict = FailOn {
+            uncertain: true,
+            ..FailOn::default()
+        };
         assert_eq!(exit_status(Some(0), &report, &strict), exit::FINDINGS);
         assert!(junit("x", Some(0), &report, &strict, "").contains("<failure"));
     }

@@ -128,6 +128,9 @@ pub struct Metrics {
     exits: Family<CgroupLabels, Counter>,
     unreaped: Family<FindingLabels, Counter>,
     late_reaps: Family<FindingLabels, Counter>,
+    /// The same, for findings that lost events may have made up.
+    uncertain_unreaped: Family<FindingLabels, Counter>,
+    uncertain_late_reaps: Family<FindingLabels, Counter>,
     orphaned: Family<FindingLabels, Counter>,
     latency: Family<CgroupLabels, Histogram, fn() -> Histogram>,
     pids_current: Family<CgroupLabels, Gauge>,
@@ -155,6 +158,8 @@ impl Metrics {
             exits: Family::default(),
             unreaped: Family::default(),
             late_reaps: Family::default(),
+            uncertain_unreaped: Family::default(),
+            uncertain_late_reaps: Family::default(),
             orphaned: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             pids_current: Family::default(),
@@ -181,6 +186,16 @@ impl Metrics {
             "late_reaps",
             "Exits their parent reaped later than the threshold",
             m.late_reaps.clone(),
+        );
+        registry.register(
+            "uncertain_unreaped",
+            "Exits seemingly never reaped, but with events lost around them: may be wrong, not in unreaped",
+            m.uncertain_unreaped.clone(),
+        );
+        registry.register(
+            "uncertain_late_reaps",
+            "Exits seemingly reaped late, but with events lost around them: may be wrong, not in late_reaps",
+            m.uncertain_late_reaps.clone(),
         );
         registry.register(
             "orphaned",
@@ -287,10 +302,12 @@ impl Metrics {
         if let Some(series) = self.series.get_mut(&cgroup) {
             series.findings.insert(labels.clone());
         }
-        let family = match finding.kind {
-            FindingKind::Unreaped => &self.unreaped,
-            FindingKind::LateReap => &self.late_reaps,
-            FindingKind::Orphaned => &self.orphaned,
+        let family = match (finding.kind, finding.certain) {
+            (FindingKind::Unreaped, true) => &self.unreaped,
+            (FindingKind::LateReap, true) => &self.late_reaps,
+            (FindingKind::Unreaped, false) => &self.uncertain_unreaped,
+            (FindingKind::LateReap, false) => &self.uncertain_late_reaps,
+            (FindingKind::Orphaned, _) => &self.orphaned,
         };
         family.get_or_create(&labels).inc();
     }
@@ -298,7 +315,7 @@ impl Metrics {
     /// Every finding of a finished trace, and its zombies as the gauge.
     pub fn report(&mut self, report: &Report) {
         let mut zombies = Vec::new();
-        for finding in &report.findings {
+        for finding in report.findings.iter().chain(&report.uncertain) {
             self.finding(finding);
             if finding.resolution == Some(Resolution::Zombie) {
                 zombies.push((finding.cgroup.clone(), 1));
@@ -408,7 +425,13 @@ impl Metrics {
         }
         m.exits.get_or_create(&cgroup).inc();
         m.latency.get_or_create(&cgroup).observe(1.0);
-        for family in [&m.unreaped, &m.late_reaps, &m.orphaned] {
+        for family in [
+            &m.unreaped,
+            &m.late_reaps,
+            &m.uncertain_unreaped,
+            &m.uncertain_late_reaps,
+            &m.orphaned,
+        ] {
             family.get_or_create(&finding).inc();
         }
         m.events.get_or_create(&kind).inc();

@@ -62,6 +62,9 @@ pub fn stack_notes(f: &Finding) -> impl Iterator<Item = String> + '_ {
 pub fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
     let kind = f.kind.name();
+    if !f.certain {
+        line.push_str("uncertain ");
+    }
     let _ = write!(
         line,
         "{kind} {} ({}){} {}; parent {} ({})",
@@ -137,11 +140,20 @@ pub fn notice_json(notice: &Notice) -> String {
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "== reaper-trace report ==");
-    if report.findings.is_empty() {
+    if report.findings.is_empty() && report.uncertain.is_empty() {
         let _ = writeln!(out, "no findings: every exit was reaped in time");
     }
     for f in &report.findings {
         let _ = writeln!(out, "{}", finding_line(f));
+    }
+    if !report.uncertain.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nuncertain: events were lost around these, so they may be wrong (not counted above; check fails on them only with --fail-on uncertain):"
+        );
+        for f in &report.uncertain {
+            let _ = writeln!(out, "{}", finding_line(f));
+        }
     }
     if !report.parents.is_empty() {
         let _ = writeln!(
@@ -165,21 +177,30 @@ pub fn text(report: &Report) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\nexits {}, reaped by parent {}, autoreaped {}, adopted {}, unreaped {}, late reaps {}, threads reaped {}, lost events {}",
+        "\nexits {}, reaped by parent {}, autoreaped {}, adopted {}, unreaped {}, late reaps {}, uncertain {}, threads reaped {}, lost events {}",
         s.exits,
         s.reaped_by_parent,
         s.autoreaped,
         s.adopted,
         s.unreaped,
         s.late_reaps,
+        s.uncertain,
         s.threads_reaped,
         s.lost_events
     );
     if s.lost_events > 0 {
         let _ = writeln!(
             out,
-            "warning: {} events were lost; findings are marked uncertain",
-            s.lost_events
+            "warning: {} events were lost; findings built on the time around them are listed as uncertain{}",
+            s.lost_events,
+            if s.unknown_ends > 0 {
+                format!(
+                    ", and {} exits whose end went with them are not judged",
+                    s.unknown_ends
+                )
+            } else {
+                String::new()
+            }
         );
     }
     out
@@ -233,6 +254,7 @@ mod tests {
                 ..Default::default()
             },
             parents: vec![],
+            ..Default::default()
         };
         let v: serde_json::Value = serde_json::from_str(&json(&report)).unwrap();
         let f = &v["findings"][0];

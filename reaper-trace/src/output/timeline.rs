@@ -186,6 +186,7 @@ fn draw(
         .report
         .findings
         .iter()
+        .chain(&replay.report.uncertain)
         .filter(|f| f.resolution == Some(Resolution::Zombie))
         .map(|f| f.pid)
         .collect();
