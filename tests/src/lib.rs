@@ -179,6 +179,15 @@ impl Trace {
             .collect()
     }
 
+    /// The findings the final report lists apart as uncertain.
+    pub fn uncertain_findings(&self) -> Vec<&Value> {
+        self.report["uncertain_findings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no report: {}", self.stderr))
+            .iter()
+            .collect()
+    }
+
     /// A summary counter of the final report.
     pub fn summary(&self, field: &str) -> i64 {
         int(&self.report["summary"][field])
@@ -427,7 +436,19 @@ pub fn assert_timeline_agrees(recording: &std::path::Path) -> Value {
         .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("ZOMBIE")))
         .map(|s| (int(&s["pid"]), int(&s["ts"]), int(&s["dur"])))
         .collect();
-    let findings = report["findings"].as_array().expect("findings");
+    // The uncertain findings are drawn like the others.
+    let findings: Vec<Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .chain(
+            report["uncertain_findings"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .cloned()
+        .collect();
     // Orphans are not about reaping: their zombie time belongs to their
     // adopter's lifecycle, drawn like any other.
     let about_reaps = |f: &&Value| f["kind"] != "orphaned";
