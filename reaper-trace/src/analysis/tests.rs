@@ -578,19 +578,20 @@ fn a_child_of_an_exiting_parent_is_judged_by_its_adopter() {
     }
 }
 
-#[test]
-fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
-    // timeout -s KILL: the kill(0, SIGKILL) dooms timeout (10) and sh (11)
-    // at once; sh's exit record may even come first, but it becomes a
-    // zombie (its SIGCHLD) only after timeout was already doomed.
+/// timeout -s KILL: timeout (10) sends SIGKILL to sh (11), then to its own
+/// group at `MS + 1 µs`, which dooms it; sh becomes a zombie (its SIGCHLD
+/// to 10) at `zombie_at`, and init (1) reaps it 1.5 s later, with no wait
+/// system call seen.
+fn timeout_kill(zombie_at: u64) -> Report {
     let mut a = Analyzer::new(S);
     for e in [
         b::fork(5, 10, 11, false),
         b::kill(MS, 10, 11, libc::SIGKILL),
         b::kill(MS + 1_000, 10, 10, libc::SIGKILL),
+        // The exit record may come before the parent is doomed.
         b::killed(MS + 500, 11, 10, 5, libc::SIGKILL),
         b::sigchld(
-            MS + 3_000,
+            zombie_at,
             11,
             10,
             SignalResult::Ignored,
@@ -606,12 +607,17 @@ fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
             Disposition::Handler,
             false,
         ),
-        // Init reaps 1.5 s later, with no wait system call seen.
         b::free_under(1_500 * MS, 11, 5, 1),
     ] {
         a.on_event(&e);
     }
-    let r = a.finish(5 * S);
+    a.finish(5 * S)
+}
+
+#[test]
+fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
+    // sh became a zombie after timeout was doomed: init's, and late.
+    let r = timeout_kill(MS + 3_000);
     let late: Vec<_> = r
         .findings
         .iter()
@@ -624,35 +630,9 @@ fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
         "{:#?}",
         late[0]
     );
-    // Had the zombie appeared before the kill that doomed its parent, the
+    // Had it become a zombie before the kill that doomed its parent, the
     // parent would have left it unreaped.
-    let mut a = Analyzer::new(S);
-    for e in [
-        b::fork(5, 10, 11, false),
-        b::killed(MS, 11, 10, 5, libc::SIGKILL),
-        b::sigchld(
-            MS + 100,
-            11,
-            10,
-            SignalResult::Ignored,
-            Disposition::Default,
-            false,
-        ),
-        b::kill(MS + 1_000, 10, 10, libc::SIGKILL),
-        b::killed(MS + 5_000, 10, 1, 1, libc::SIGKILL),
-        b::sigchld(
-            MS + 9_000,
-            11,
-            1,
-            SignalResult::Delivered,
-            Disposition::Handler,
-            false,
-        ),
-        b::free_under(1_500 * MS, 11, 5, 1),
-    ] {
-        a.on_event(&e);
-    }
-    let r = a.finish(5 * S);
+    let r = timeout_kill(MS + 700);
     let f = r.findings.iter().find(|f| f.pid == 11).expect("a finding");
     assert_eq!(
         (f.kind, f.resolution, f.parent_pid),
