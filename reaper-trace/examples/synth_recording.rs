@@ -104,7 +104,7 @@ fn main() -> std::io::Result<()> {
             process_start_ns: t,
             start_ns: t,
             exit_code: 0,
-            _pad: 0,
+            real_parent_tgid: 0,
             comm,
         };
         for record in [

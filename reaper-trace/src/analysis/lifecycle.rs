@@ -547,7 +547,7 @@ impl Analyzer {
         let orphaning = self.procs.get(&old).map(|p| Orphaning {
             parent: old,
             parent_comm: p.comm,
-            parent_end: p.facts.end.clone().unwrap_or_else(|| ProcessEnd {
+            parent_end: p.facts.end.clone().unwrap_or(ProcessEnd {
                 time_ns: parent_end,
                 exit_code: None,
                 signal: None,
