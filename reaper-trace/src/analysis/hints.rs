@@ -32,6 +32,21 @@ pub fn hint(f: &Finding) -> Option<String> {
         _ if has("no_sigchld") => {
             "children made with exit_signal 0 send no SIGCHLD: reap them with waitpid(pid, __WALL) (or __WCLONE)".into()
         }
+        _ if has("exit_signal_not_sigchld") => {
+            let signal = text("exit_signal_not_sigchld")
+                .and_then(|t| t.split("with exit signal ").nth(1))
+                .and_then(|t| t.split(' ').next())
+                .unwrap_or("another signal");
+            format!(
+                "this child was cloned with exit signal {signal}, which plain wait() never sees: reap it with waitpid(pid, &status, __WALL) (or __WCLONE), or clone it with SIGCHLD as its exit signal"
+            )
+        }
+        _ if has("pidfd_not_waited") => {
+            "the parent holds a pidfd for this child but never waits on it: when the pidfd polls readable, call waitid(P_PIDFD, fd, &info, WEXITED) (closing the pidfd does not reap)".into()
+        }
+        _ if has("parent_execed") => {
+            "the parent exec'd another program after forking this child: reap children before exec, or have the new program reap what it inherits (waitpid(-1, WNOHANG) at start and on SIGCHLD)".into()
+        }
         _ if f.comm.as_bytes() == b"sh" && has("never_waited") => {
             "a shell child never waited for: pclose() every popen(), and waitpid() every child of system()-like calls".into()
         }

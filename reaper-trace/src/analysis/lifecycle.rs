@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::{
     facts::{ExitFacts, Orphaning, Predates, SigchldFacts, SignalSent},
     findings::*,
-    parent::{DispositionChange, ParentFacts, WaitCall},
+    parent::{DispositionChange, ParentFacts, WaitCall, Waiting},
     reap::{self, Collector, Release, WaitResult},
 };
 use reaper_trace_common::stack_owner;
@@ -123,6 +123,11 @@ impl Analyzer {
                     },
                 ));
                 self.procs.entry(seed.ppid).or_default().open_children += 1;
+                // Counted as an exit in the summary as in the parent's row:
+                // every unreaped child is an exit, and a summary with more
+                // unreaped than exits contradicts itself. The exit happened
+                // before the trace, which `predates_trace` says.
+                self.summary.exits += 1;
                 self.row(seed.ppid).exits += 1;
             }
         }
@@ -242,9 +247,12 @@ impl Analyzer {
             }
             EventData::Exec(x) => {
                 let proc = self.procs.entry(event.tgid).or_default();
+                proc.facts
+                    .record_exec(event.time_ns, proc.comm, x.comm, &x.filename);
                 proc.comm = x.comm;
                 proc.facts.exec_reset();
             }
+            EventData::TaskRename(r) => self.renamed(event, r),
             EventData::Exit(x) => {
                 self.pending_stacks.exited(event.tid);
                 if x.group_dead {
@@ -304,6 +312,7 @@ impl Analyzer {
                         flags: s.flags,
                         times: 1,
                         last_ns: event.time_ns,
+                        comm: s.comm,
                         stack: self.pending_stacks.take(
                             event.tid,
                             stack_owner::SIGACTION,
@@ -313,12 +322,15 @@ impl Analyzer {
             }
             EventData::WaitEnter(w) => {
                 let pid = wait_pid(w.syscall, w.which, w.upid);
-                self.procs
-                    .entry(event.tgid)
-                    .or_default()
-                    .facts
-                    .waiting
-                    .insert(event.tid, (pid, w.options, event.time_ns));
+                self.procs.entry(event.tgid).or_default().facts.waiting.insert(
+                    event.tid,
+                    Waiting {
+                        pid,
+                        options: w.options,
+                        since_ns: event.time_ns,
+                        pidfd: w.pidfd,
+                    },
+                );
             }
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::Free(f) => self.free(event, f),
@@ -378,6 +390,7 @@ impl Analyzer {
         // Its children still running are orphans now, adopted by a subreaper
         // or init: say so when each of them ends.
         let comm = x.comm;
+        let parent_ns_pid = self.procs.get(&event.tgid).and_then(|p| p.ns_pid);
         for child in orphans {
             if let Some(c) = self.procs.get_mut(&child)
                 && c.exit.is_none()
@@ -386,6 +399,7 @@ impl Analyzer {
                     parent: event.tgid,
                     parent_comm: comm,
                     parent_end: parent_end.clone(),
+                    parent_ns_pid,
                 });
             }
         }
@@ -448,7 +462,11 @@ impl Analyzer {
     fn wait_exit(&mut self, event: &Event, w: &crate::trace::event::WaitExit) {
         let facts = &mut self.procs.entry(event.tgid).or_default().facts;
         facts.waiting.remove(&event.tid);
-        let pid = wait_pid(w.syscall, w.which, w.upid);
+        // A pidfd wait can report only the process its fd stands for.
+        let pid = match w.pidfd {
+            Some(_) => w.reaped_pid.max(0),
+            None => wait_pid(w.syscall, w.which, w.upid),
+        };
         facts.record_wait(WaitCall {
             time_ns: event.time_ns,
             tid: event.tid,
@@ -457,6 +475,7 @@ impl Analyzer {
             options: w.options,
             ret: w.ret,
             reaped: w.reaped_pid,
+            pidfd: w.pidfd,
         });
         let Some(child_pid) = WaitResult::of(w).collected_exit() else {
             return;

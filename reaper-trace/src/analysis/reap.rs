@@ -234,6 +234,7 @@ mod tests {
             args_known: true,
             upid_ns: None,
             reaped_ns_pid: None,
+            pidfd: None,
         }
     }
 

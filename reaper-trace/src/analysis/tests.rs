@@ -262,6 +262,7 @@ fn waiting_for_another_child_is_named() {
             upid: 12,
             options: 0,
             upid_ns: None,
+            pidfd: None,
         }),
     );
     let r = s.run(S, 5 * S);
