@@ -327,7 +327,7 @@ fn pidfd_held(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
                 ctx.parent_pid, held.fd, ctx.child_pid, held.fd
             ),
             Some(w) => format!(
-                "parent {} held pidfd {} for {} and waited on it only {} after the exit",
+                "parent {} held pidfd {} for {} and waited on it only {}",
                 ctx.parent_pid,
                 held.fd,
                 ctx.child_pid,
