@@ -13,6 +13,18 @@ pub fn hint(f: &Finding) -> Option<String> {
             .find(|d| d.code == code)
             .map(|d| d.text.as_str())
     };
+    // The latest change by a thread other than the main one that took
+    // reaping away (SIG_IGN or SIG_DFL): a library behind the main loop.
+    let other_thread_change = f
+        .diagnosis
+        .iter()
+        .rev()
+        .filter(|d| d.code == "sigchld_disposition_change")
+        .map(|d| d.text.as_str())
+        .find(|t| {
+            !t.starts_with(&format!("thread {} ", f.parent_pid))
+                && (t.contains("to SIG_IGN") || t.contains("to SIG_DFL"))
+        });
     let hint = match f.kind {
         // A parent that exits on purpose may leave children behind (a double
         // fork); one that was killed did not mean to.
@@ -68,20 +80,17 @@ pub fn hint(f: &Finding) -> Option<String> {
         _ if has("blocked_in_wait") => {
             "a thread blocks in a wait for another child: use waitpid(-1, …) or WNOHANG polling so one slow child does not hold up the rest".into()
         }
-        _ if has("parent_exited") && has("never_waited") => {
-            "the parent exited without waiting for its children: wait for them before exiting".into()
-        }
-        _ if text("sigchld_disposition_change").is_some_and(|t| {
-            // Another thread took reaping away: SIG_IGN or SIG_DFL.
-            !t.starts_with(&format!("thread {} ", f.parent_pid))
-                && (t.contains("to SIG_IGN") || t.contains("to SIG_DFL"))
-        }) =>
-        {
+        // Before "the parent exited": a thread that took reaping away is why
+        // nothing reaped before the parent ended.
+        _ if other_thread_change.is_some() => {
             format!(
                 "SIGCHLD was changed by another thread of {} — a library changed it behind the main loop: {}",
                 f.parent_pid,
-                text("sigchld_disposition_change").unwrap_or_default()
+                other_thread_change.unwrap_or_default()
             )
+        }
+        _ if has("parent_exited") && has("never_waited") => {
+            "the parent exited without waiting for its children: wait for them before exiting".into()
         }
         _ if has("never_waited") => {
             "call waitpid() for every child (or set SIGCHLD to SIG_IGN if their exit statuses are not needed)".into()

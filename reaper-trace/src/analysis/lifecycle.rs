@@ -322,15 +322,20 @@ impl Analyzer {
             }
             EventData::WaitEnter(w) => {
                 let pid = wait_pid(w.syscall, w.which, w.upid);
-                self.procs.entry(event.tgid).or_default().facts.waiting.insert(
-                    event.tid,
-                    Waiting {
-                        pid,
-                        options: w.options,
-                        since_ns: event.time_ns,
-                        pidfd: w.pidfd,
-                    },
-                );
+                self.procs
+                    .entry(event.tgid)
+                    .or_default()
+                    .facts
+                    .waiting
+                    .insert(
+                        event.tid,
+                        Waiting {
+                            pid,
+                            options: w.options,
+                            since_ns: event.time_ns,
+                            pidfd: w.pidfd,
+                        },
+                    );
             }
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::Free(f) => self.free(event, f),

@@ -772,6 +772,13 @@ mod explain {
                 "thread 812 (webu) of 10 set SIGCHLD to SIG_DFL with flags 0 0.001s before the exit",
             ]
         );
+        // The helper's change is the cause, not the main thread's earlier one.
+        assert_eq!(
+            f.hint.as_deref(),
+            Some(
+                "SIGCHLD was changed by another thread of 10 — a library changed it behind the main loop: thread 812 (webu) of 10 set SIGCHLD to SIG_DFL with flags 0 0.001s before the exit"
+            )
+        );
     }
 
     #[test]
@@ -975,7 +982,11 @@ mod explain {
         a.seed(&[zombie(20), zombie(21)], S);
         let r = a.finish(3 * S);
         assert_eq!(
-            (r.summary.exits, r.summary.unreaped, r.summary.zombies_at_end),
+            (
+                r.summary.exits,
+                r.summary.unreaped,
+                r.summary.zombies_at_end
+            ),
             (2, 2, 2)
         );
         assert_eq!((r.parents[0].exits, r.parents[0].unreaped), (2, 2));

@@ -196,7 +196,8 @@ mod tests {
 
     #[test]
     fn reads_a_pidfds_pid() {
-        let fdinfo = "pos:\t0\nflags:\t02000002\nmnt_id:\t4\nino:\t20518\nPid:\t20517\nNSpid:\t20517\n";
+        let fdinfo =
+            "pos:\t0\nflags:\t02000002\nmnt_id:\t4\nino:\t20518\nPid:\t20517\nNSpid:\t20517\n";
         assert_eq!(pidfd_pid(fdinfo), Some(20517));
         assert_eq!(pidfd_pid("Pid:\t-1\n"), Some(-1));
         assert_eq!(pidfd_pid("pos:\t0\n"), None);

@@ -53,7 +53,12 @@ fn with_ns_pid(pid: i32, ns_pid: Option<i32>) -> String {
 /// What a wait asked for: `pid 12`, or `pidfd 3` (a file descriptor, not a
 /// pid) with the process it stands for when the wait reported one:
 /// `pidfd 3 (pid 12)`.
-fn wait_target(upid: i32, upid_ns: Option<i32>, pidfd: Option<i32>, reported: Option<i32>) -> String {
+fn wait_target(
+    upid: i32,
+    upid_ns: Option<i32>,
+    pidfd: Option<i32>,
+    reported: Option<i32>,
+) -> String {
     match (pidfd, reported) {
         (Some(fd), Some(pid)) => format!("pidfd {fd} (pid {pid})"),
         (Some(fd), None) => format!("pidfd {fd}"),
@@ -372,7 +377,10 @@ mod tests {
         );
         let v: serde_json::Value =
             serde_json::from_str(&json_line(&b::pidfd_wait_exit(5, 10, 3, 4321), None)).unwrap();
-        assert_eq!((v["pidfd"].as_i64(), v["reaped_pid"].as_i64()), (Some(3), Some(4321)));
+        assert_eq!(
+            (v["pidfd"].as_i64(), v["reaped_pid"].as_i64()),
+            (Some(3), Some(4321))
+        );
         let plain: serde_json::Value =
             serde_json::from_str(&json_line(&b::wait_exit(5, 10, -1, 0, 7), None)).unwrap();
         assert_eq!(plain.get("pidfd"), None);
@@ -385,15 +393,23 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&json_line(&rename, None)).unwrap();
         assert_eq!(
-            (v["kind"].as_str(), v["old_comm"].as_str(), v["new_comm"].as_str(), v["tid"].as_i64()),
-            (Some("task_rename"), Some("exe"), Some("\u{1b}sleep"), Some(12))
+            (
+                v["kind"].as_str(),
+                v["old_comm"].as_str(),
+                v["new_comm"].as_str(),
+                v["tid"].as_i64()
+            ),
+            (
+                Some("task_rename"),
+                Some("exe"),
+                Some("\u{1b}sleep"),
+                Some(12)
+            )
         );
-        let sigaction = b::by_thread(
-            b::sigaction(5, 10, 12, Disposition::Ignore, 1),
-            "webu",
-        );
+        let sigaction = b::by_thread(b::sigaction(5, 10, 12, Disposition::Ignore, 1), "webu");
         assert!(
-            text_line(&sigaction, &clock, None).ends_with("SIGCHLD set to SIG_IGN flags 0 by thread webu"),
+            text_line(&sigaction, &clock, None)
+                .ends_with("SIGCHLD set to SIG_IGN flags 0 by thread webu"),
             "{}",
             text_line(&sigaction, &clock, None)
         );

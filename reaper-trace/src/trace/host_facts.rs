@@ -92,7 +92,8 @@ mod tests {
             pidfds: vec![PidfdProbe { fd: 3, pid: 77 }],
             ..probe
         };
-        let back: ParentProbe = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        let back: ParentProbe =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
         assert_eq!(back, new);
     }
 }

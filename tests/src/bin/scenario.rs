@@ -13,6 +13,8 @@
 mod basic;
 #[path = "scenario/clone.rs"]
 mod clone;
+#[path = "scenario/explain.rs"]
+mod explain;
 #[path = "scenario/handlers.rs"]
 mod handlers;
 #[path = "scenario/reaping.rs"]
@@ -75,6 +77,11 @@ const SCENARIOS: &[Scenario] = &[
     scenario("stopped", &["LATE_MS"], reaping::stopped),
     scenario("crash_shutdown", &["LINGER_MS"], shutdown::crash_shutdown),
     scenario("exec_after_sigchld", &["N"], shutdown::exec_after_sigchld),
+    scenario("renamed_parent", &["HOLD_MS"], explain::renamed_parent),
+    scenario("thread_sigchld", &[], explain::thread_sigchld),
+    scenario("clone_sigusr1", &[], explain::clone_sigusr1),
+    scenario("pidfd_hold", &["HOLD_MS", "WAIT"], explain::pidfd_hold),
+    scenario("exec_after_fork", &[], explain::exec_after_fork),
 ];
 
 fn usage() -> String {
