@@ -167,10 +167,11 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
                 probe.signalfd_sigchld = fdinfo(fd.fd)
                     .and_then(|info| hex_field(&info, "sigmask:"))
                     .is_some_and(|mask| mask & SIGCHLD_BIT != 0);
-            } else if name.contains("pidfd") && probe.pidfds.len() < MAX_PROBED_PIDFDS {
-                if let Some(pid) = fdinfo(fd.fd).and_then(|info| pidfd_pid(&info)) {
-                    probe.pidfds.push(PidfdProbe { fd: fd.fd, pid });
-                }
+            } else if name.contains("pidfd")
+                && probe.pidfds.len() < MAX_PROBED_PIDFDS
+                && let Some(pid) = fdinfo(fd.fd).and_then(|info| pidfd_pid(&info))
+            {
+                probe.pidfds.push(PidfdProbe { fd: fd.fd, pid });
             }
         }
         probe.pidfds.sort_by_key(|p| p.fd);
