@@ -168,6 +168,11 @@ fn a_pidfd_wait_is_a_pidfd_wait_and_a_held_pidfd_is_named() {
         int(&e["tgid"]) == parent && !e["pidfd"].is_null()
     });
     assert_eq!(int(&enter["pidfd"]), fd);
+    // The kernel's own view of the wait: the fd stands for the child.
+    let resolved = t.find("process_wait", |e| {
+        int(&e["tgid"]) == parent && int(&e["pid"]) == child
+    });
+    assert_eq!(resolved.len(), 1, "{resolved:#?}");
     let f = finding_for(&t, child);
     assert_eq!(
         (&f["kind"], int(&f["reaped_by_pid"])),

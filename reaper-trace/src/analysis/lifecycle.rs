@@ -338,6 +338,12 @@ impl Analyzer {
                     );
             }
             EventData::WaitExit(w) => self.wait_exit(event, w),
+            EventData::ProcessWait(w) => self
+                .procs
+                .entry(event.tgid)
+                .or_default()
+                .facts
+                .resolve_pidfd_wait(event.tid, w.pid),
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
                 self.pending_stacks.fork_failed(event.tid);
@@ -466,10 +472,12 @@ impl Analyzer {
 
     fn wait_exit(&mut self, event: &Event, w: &crate::trace::event::WaitExit) {
         let facts = &mut self.procs.entry(event.tgid).or_default().facts;
-        facts.waiting.remove(&event.tid);
-        // A pidfd wait can report only the process its fd stands for.
+        let waiting = facts.waiting.remove(&event.tid);
+        // A pidfd wait can report only the process its fd stands for (which
+        // the kernel's process_wait named, when it came).
         let pid = match w.pidfd {
-            Some(_) => w.reaped_pid.max(0),
+            Some(_) if w.reaped_pid > 0 => w.reaped_pid,
+            Some(_) => waiting.filter(|x| x.pidfd == w.pidfd).map_or(0, |x| x.pid),
             None => wait_pid(w.syscall, w.which, w.upid),
         };
         facts.record_wait(WaitCall {

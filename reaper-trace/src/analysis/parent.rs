@@ -81,7 +81,8 @@ pub fn wait_target(pid: i32, pidfd: Option<i32>) -> String {
 /// A wait in progress on one thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Waiting {
-    /// The pid asked for (wait4 convention), 0 for a pidfd wait.
+    /// The pid asked for (wait4 convention); for a pidfd wait, the pid the
+    /// kernel's `sched_process_wait` resolved the fd to (0 until then).
     pub pid: i32,
     pub options: i32,
     pub since_ns: u64,
@@ -179,6 +180,18 @@ impl ParentFacts {
     /// new image.
     pub fn execs_since(&self, since_ns: u64) -> impl Iterator<Item = &ExecChange> {
         self.execs.iter().filter(move |e| e.time_ns >= since_ns)
+    }
+
+    /// The kernel's `sched_process_wait` for thread `tid`'s wait names the
+    /// pid it waits for, globally: for a pidfd wait, the process the fd
+    /// stands for (the syscall's argument is only the fd).
+    pub fn resolve_pidfd_wait(&mut self, tid: u32, pid: i32) {
+        if let Some(w) = self.waiting.get_mut(&tid)
+            && w.pidfd.is_some()
+            && pid > 0
+        {
+            w.pid = pid;
+        }
     }
 
     pub fn record_signal(&mut self, signal: SignalSent) {

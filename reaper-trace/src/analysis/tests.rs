@@ -879,6 +879,25 @@ mod explain {
             diag(&r.findings[0], "waited_for_other"),
             "parent 10 waited for pid 12 instead of 11"
         );
+        // Blocked on another child's pidfd, resolved by the kernel's
+        // process_wait: named by fd and pid.
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11)
+            .fork(MS, 10, 12)
+            .exit(2 * MS, 11, 11, 10, true, MS);
+        for e in b::pidfd_wait_enter(3 * MS, 10, 4, 12) {
+            s.add(e);
+        }
+        let r = s.run(S, 5 * S);
+        let f = &r.findings[0];
+        assert_eq!(
+            diag(f, "blocked_in_wait"),
+            "thread 10 of 10 is blocked in a wait for pidfd 4 (pid 12) (options WEXITED) since 0.001s after the exit"
+        );
+        assert_eq!(
+            diag(f, "waited_for_other"),
+            "parent 10 waited for pid 12 instead of 11"
+        );
     }
 
     #[test]

@@ -149,6 +149,24 @@ pub fn pidfd_wait_exit(t: u64, parent: u32, fd: i32, reaped: i32) -> Event {
     event
 }
 
+/// `parent` enters `waitid(P_PIDFD, fd, ..., WEXITED)`, and the kernel's
+/// `sched_process_wait` names the process the fd stands for, `target`.
+pub fn pidfd_wait_enter(t: u64, parent: u32, fd: i32, target: i32) -> [Event; 2] {
+    let mut enter = wait_enter(t, parent, fd, libc::WEXITED);
+    if let EventData::WaitEnter(w) = &mut enter.data {
+        w.syscall = WaitSyscall::Waitid;
+        w.which = P_PIDFD;
+        w.pidfd = Some(fd);
+    }
+    let resolved = at(
+        t,
+        parent,
+        parent,
+        EventData::ProcessWait(ProcessWait { pid: target }),
+    );
+    [enter, resolved]
+}
+
 /// Task `tid` of `pid` renames itself from `old` to `new` (not by exec).
 pub fn rename(t: u64, pid: u32, tid: u32, old: &str, new: &str) -> Event {
     at(
