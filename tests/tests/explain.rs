@@ -256,3 +256,53 @@ fn a_parent_that_execed_after_forking_names_both_programs() {
         "the parent exec'd another program after forking this child: reap children before exec, or have the new program reap what it inherits (waitpid(-1, WNOHANG) at start and on SIGCHLD)"
     );
 }
+
+#[test]
+fn an_orphan_in_a_pid_namespace_names_parent_and_adopter_with_their_namespace_pids() {
+    kernel_test!();
+    let (Some(unshare), Some(tini)) = (which("unshare"), which("tini")) else {
+        eprintln!(
+            "SKIP {}: unshare (util-linux) or tini is not installed (cargo xtask setup installs tini)",
+            module_path!()
+        );
+        return;
+    };
+    // tini is PID 1 of the namespace, the scenario 2, its child 3 and the
+    // grandchild 4, which tini adopts when the child exits.
+    let command = vec![
+        unshare,
+        "-fp".into(),
+        "--mount-proc".into(),
+        tini,
+        "--".into(),
+        scenario_bin().to_string_lossy().into_owned(),
+        "double_fork".into(),
+    ];
+    let t = trace_command(&[], &command);
+    clean(&t);
+    let truth = t.truth("grandchild");
+    let (child_ns, grandchild_ns) = (int(&truth["child"]), int(&truth["grandchild"]));
+    let global = |ns: i64| {
+        int(&t.one("ns_pids", "a namespace pid", |e| {
+            int(&e["levels"][1]["pid"]) == ns
+        })["child_tgid"])
+    };
+    let (tini_pid, child, grandchild) = (global(1), global(child_ns), global(grandchild_ns));
+    let f = finding_for(&t, grandchild);
+    assert_eq!(f["kind"], "orphaned");
+    assert_eq!(
+        (
+            int(&f["parent_pid"]),
+            int(&f["adopted_by_pid"]),
+            int(&f["ns_pid"]["pid"]),
+            int(&f["parent_ns_pid"]["pid"]),
+            int(&f["adopted_by_ns_pid"]["pid"])
+        ),
+        (child, tini_pid, grandchild_ns, child_ns, 1)
+    );
+    let text = diag(f, "orphaned");
+    let expected = format!(
+        "parent {child} (ns pid {child_ns}) died (exited 0) while {grandchild} (ns pid {grandchild_ns}) was still running; adopted by {tini_pid} (ns pid 1), it exited "
+    );
+    assert!(text.starts_with(&expected), "{text}");
+}
