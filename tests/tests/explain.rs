@@ -122,11 +122,24 @@ fn the_thread_that_reset_sigchld_is_named() {
 #[test]
 fn a_clone_child_with_sigusr1_as_exit_signal_is_explained() {
     kernel_test!();
-    let t = trace_scenario(&["clone_sigusr1"]);
+    for sigchld_ign in ["0", "1"] {
+        clone_sigusr1(sigchld_ign);
+    }
+}
+
+/// `clone_sigusr1 SIGCHLD_IGN`: with SIGCHLD ignored or not, the child is a
+/// zombie the parent's plain waitpid cannot see.
+fn clone_sigusr1(sigchld_ign: &str) {
+    let t = trace_scenario(&["clone_sigusr1", sigchld_ign]);
     clean(&t);
     let truth = t.truth("waitpid_errno");
     let (parent, child) = (int(&truth["parent"]), int(&truth["child"]));
     assert_eq!(int(&truth["waitpid_errno"]), libc::ECHILD as i64);
+    assert_eq!(
+        truth["zombie"], true,
+        "SIG_IGN autoreaps only SIGCHLD children"
+    );
+    assert_eq!(t.summary("autoreaped"), 0);
     let exit = t.one("exit", "the clone child", |e| int(&e["tgid"]) == child);
     assert_eq!(int(&exit["exit_signal"]), libc::SIGUSR1 as i64);
     let f = finding_for(&t, child);
@@ -146,6 +159,16 @@ fn a_clone_child_with_sigusr1_as_exit_signal_is_explained() {
     );
     let c = codes(f);
     assert!(!c.contains(&"sigchld_not_seen".into()), "{c:?}");
+    if sigchld_ign == "1" {
+        assert_eq!(
+            diag(f, "sigchld_ignored"),
+            format!(
+                "parent {parent} ignores SIGCHLD (SIG_IGN), but the kernel reaps at exit only children whose exit signal is SIGCHLD: not {child}"
+            )
+        );
+    } else {
+        assert!(c.contains(&"sigchld_default".into()), "{c:?}");
+    }
 }
 
 #[test]

@@ -413,9 +413,13 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
             "sigchld_handler",
             format!("parent {p} has a SIGCHLD handler at {handler:#x} (flags {})", sa_flags(flags)),
         )),
-        Some(Disposition::Ignore) => out.push(diag(
+        Some(Disposition::Ignore) if exit.exit_signal == reaper_trace_common::SIGCHLD => out.push(diag(
             "sigchld_ignored",
             format!("parent {p} ignores SIGCHLD (SIG_IGN): the kernel reaps its children at exit"),
+        )),
+        Some(Disposition::Ignore) => out.push(diag(
+            "sigchld_ignored",
+            format!("parent {p} ignores SIGCHLD (SIG_IGN), but the kernel reaps at exit only children whose exit signal is SIGCHLD: not {}", ctx.child_pid),
         )),
         None => {}
     }

@@ -583,7 +583,7 @@ impl Analyzer {
         }
         let autoreap = exit
             .parent_disposition
-            .is_some_and(|(d, flags)| reap::autoreaps(d, flags));
+            .is_some_and(|(d, flags)| reap::autoreaps(exit.exit_signal, d, flags));
         let parent_is_ns_init = self.is_ns_init(exit.parent);
         let release =
             reap::release_without_wait(autoreap, exit.adopted_by.is_some(), self.parent_gone(pid));

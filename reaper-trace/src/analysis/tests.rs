@@ -814,6 +814,34 @@ mod explain {
     }
 
     #[test]
+    fn a_clone_child_with_another_exit_signal_is_not_autoreaped_by_sig_ign() {
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11);
+        let mut exit = b::exit(2 * MS, 11, 11, 10, true, MS, Disposition::Ignore);
+        if let EventData::Exit(x) = &mut exit.data {
+            x.exit_signal = libc::SIGUSR1;
+        }
+        s.add(exit);
+        // The parent exits; the zombie's free comes with no wait seen.
+        s.exit(S, 10, 10, 1, true, 1).free(S + 20 * MS, 11, 11);
+        let r = s.run(S, 5 * S);
+        assert_eq!(r.summary.autoreaped, 0, "{:#?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(
+            (f.kind, f.resolution, f.reap_kind),
+            (
+                FindingKind::Unreaped,
+                Some(Resolution::Adopted),
+                Some(ReapKind::Adopted)
+            )
+        );
+        assert_eq!(
+            diag(f, "sigchld_ignored"),
+            "parent 10 ignores SIGCHLD (SIG_IGN), but the kernel reaps at exit only children whose exit signal is SIGCHLD: not 11"
+        );
+    }
+
+    #[test]
     fn a_held_pidfd_never_waited_on_is_said() {
         let mut a = Analyzer::new(S);
         a.on_event(&b::fork(MS, 10, 11, false));

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::clone::clone3;
 use crate::util::{
-    Args, errno, fail, fork_exit, getpid, gettid, os_fail, reap, set_sigchld, sleep_ms, truth,
-    wait_zombie, waitpid_raw,
+    Args, errno, fail, fork_exit, getpid, gettid, is_zombie, os_fail, reap, set_sigchld, sleep_ms,
+    truth, wait_zombie, waitpid_raw,
 };
 
 /// `prctl(PR_SET_NAME)`: names the calling thread (the process, when it is
@@ -76,10 +76,18 @@ pub fn thread_sigchld(_: &Args) {
 
 /// A child cloned with SIGUSR1 as its exit signal: a plain waitpid cannot
 /// see it (ECHILD). The parent ignores SIGUSR1 (its default would kill it)
-/// and leaves the child to the subreaper.
-pub fn clone_sigusr1(_: &Args) {
-    // SAFETY: setting a standard disposition.
-    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) };
+/// and leaves the child to the subreaper. With SIGCHLD_IGN 1 it ignores
+/// SIGCHLD too, which autoreaps only children whose exit signal is SIGCHLD:
+/// this one is still a zombie.
+pub fn clone_sigusr1(args: &Args) {
+    let sigchld_ign = args.num(0, "SIGCHLD_IGN", 0) != 0;
+    // SAFETY: setting standard dispositions.
+    unsafe {
+        libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+        if sigchld_ign {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+        }
+    }
     let child = clone3(libc::SIGUSR1, None);
     if child == 0 {
         // SAFETY: ends the clone3 child at once.
@@ -97,7 +105,12 @@ pub fn clone_sigusr1(_: &Args) {
             &format!("waitpid({child}, 0) returned {ret} (errno {wait_errno}), not ECHILD"),
         );
     }
-    truth(json!({ "parent": getpid(), "child": child, "waitpid_errno": wait_errno }));
+    truth(json!({
+        "parent": getpid(),
+        "child": child,
+        "waitpid_errno": wait_errno,
+        "zombie": is_zombie(child),
+    }));
 }
 
 fn pidfd_open(pid: pid_t) -> libc::c_int {
