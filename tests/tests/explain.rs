@@ -120,6 +120,41 @@ fn the_thread_that_reset_sigchld_is_named() {
 }
 
 #[test]
+fn a_thread_named_before_the_trace_is_named_by_its_sigchld_change() {
+    kernel_test!();
+    let mut scenario = Scenario::start(&["thread_named_before"]);
+    let truth = scenario.truth();
+    let (parent, thread) = (int(&truth["parent"]), int(&truth["thread"]));
+    assert_eq!(truth["thread_comm"], "webu");
+    let tracer = Background::start(&[
+        "live".into(),
+        "--json".into(),
+        "--pid".into(),
+        parent.to_string(),
+    ]);
+    scenario.send_line("go");
+    let changed = scenario.truth();
+    assert_eq!(int(&changed["changed_by"]), thread);
+    drop(scenario.child.stdin.take());
+    assert!(wait_bounded(&mut scenario.child).success());
+    let t = tracer.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+    assert_eq!(t.lost(), 0);
+    let change = t.one("sigaction", "the helper's change", |e| {
+        int(&e["tid"]) == thread
+    });
+    assert_eq!(
+        (int(&change["tgid"]), &change["comm"]),
+        (parent, &truth["thread_comm"])
+    );
+    // Named before the trace: no rename says it.
+    assert!(
+        t.find("task_rename", |e| int(&e["tgid"]) == parent)
+            .is_empty()
+    );
+}
+
+#[test]
 fn a_clone_child_with_sigusr1_as_exit_signal_is_explained() {
     kernel_test!();
     for sigchld_ign in ["0", "1"] {

@@ -79,6 +79,7 @@ const SCENARIOS: &[Scenario] = &[
     scenario("exec_after_sigchld", &["N"], shutdown::exec_after_sigchld),
     scenario("renamed_parent", &["HOLD_MS"], explain::renamed_parent),
     scenario("thread_sigchld", &[], explain::thread_sigchld),
+    scenario("thread_named_before", &[], explain::thread_named_before),
     scenario("clone_sigusr1", &["SIGCHLD_IGN"], explain::clone_sigusr1),
     scenario("pidfd_hold", &["HOLD_MS", "WAIT"], explain::pidfd_hold),
     scenario("exec_after_fork", &[], explain::exec_after_fork),

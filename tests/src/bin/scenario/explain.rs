@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::clone::clone3;
 use crate::util::{
-    Args, errno, fail, fork_exit, getpid, gettid, is_zombie, os_fail, reap, set_sigchld, sleep_ms,
-    truth, wait_zombie, waitpid_raw,
+    Args, drain_stdin, errno, fail, fork_exit, getpid, gettid, is_zombie, os_fail, reap,
+    set_sigchld, sleep_ms, truth, wait_zombie, waitpid_raw,
 };
 
 /// `prctl(PR_SET_NAME)`: names the calling thread (the process, when it is
@@ -72,6 +72,36 @@ pub fn thread_sigchld(_: &Args) {
     let child = fork_exit(0);
     wait_zombie(child);
     truth(json!({ "parent": getpid(), "child": child, "thread": tid, "thread_comm": name }));
+}
+
+/// A helper thread names itself `webu`, then waits; once a line comes on
+/// stdin (the test starts tracing in between) it resets SIGCHLD to
+/// SIG_DFL. The scenario then holds until stdin closes. The thread was
+/// named before the trace: only the SIGACTION record can name it.
+pub fn thread_named_before(_: &Args) {
+    let (named_tx, named_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let helper = thread::spawn(move || {
+        set_name("webu");
+        let _ = named_tx.send((gettid(), own_name()));
+        if go_rx.recv().is_ok() {
+            set_sigchld(libc::SIG_DFL, 0);
+        }
+    });
+    let Ok((tid, name)) = named_rx.recv() else {
+        fail(1, "the helper thread ended without reporting");
+    };
+    truth(json!({ "parent": getpid(), "thread": tid, "thread_comm": name }));
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        fail(1, "reading stdin");
+    }
+    let _ = go_tx.send(());
+    if helper.join().is_err() {
+        fail(1, "the helper thread panicked");
+    }
+    truth(json!({ "changed_by": tid }));
+    drain_stdin();
 }
 
 /// A child cloned with SIGUSR1 as its exit signal: a plain waitpid cannot
