@@ -99,6 +99,11 @@ pub struct Config {
     /// once half of it is waiting, so that stacks never crowd out the
     /// lifecycle records.
     pub ringbuf_bytes: u32,
+    /// `task_struct.in_execve` as a bit offset from the start of the task
+    /// (a bitfield), set while the task is in execve: the rename `exec`
+    /// makes is then skipped (the `EXEC` record says it). `u32::MAX` when
+    /// this kernel has no such field: every rename is sent.
+    pub task_in_execve_bit: u32,
 }
 
 /// Key of the per-process fork-failure counters.

@@ -19,8 +19,11 @@ pub mod kind {
     /// Registers and the top of the user stack ([`super::UserStackRecord`]):
     /// consumed by the live tracer, which unwinds them; never recorded.
     pub const USTACK: u32 = 13;
+    /// A task's name changed (`prctl(PR_SET_NAME)`, `pthread_setname_np`, a
+    /// write to `/proc/PID/comm`): [`super::TaskRenameRecord`].
+    pub const TASK_RENAME: u32 = 14;
     /// One past the largest kind: the size of the per-kind loss counters.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     /// Each kind's stable name (index = kind number), as JSON, totals and
     /// loss counts print it.
@@ -39,6 +42,7 @@ pub mod kind {
         "fork_failed",
         "ns_pids",
         "ustack",
+        "task_rename",
     ];
 }
 
@@ -237,6 +241,32 @@ pub struct SigactionRecord {
     pub handler: u64,
     pub flags: u64,
     pub mask: u64,
+    /// The calling thread's name (`current->comm`) at the call: which
+    /// thread of a program changed SIGCHLD (`webu`, a library's worker),
+    /// whether it was named before tracing or during it. ABI version 3;
+    /// records of older versions are [`SIGACTION_V2_LEN`] bytes without it.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// The size of a [`SigactionRecord`] before ABI version 3 added `comm`
+/// (with the version 2 header).
+pub const SIGACTION_V2_LEN: usize = core::mem::size_of::<SigactionRecord>() - COMM_LEN;
+
+/// `task_rename`: a task's name changed. The header names the renamed task
+/// (not always the current one: a write to `/proc/PID/task/TID/comm`, as
+/// `pthread_setname_np` does for another thread, renames another task).
+/// Renames made by `exec` itself are not sent: the `EXEC` record names the
+/// new image. A thread other than the leader is sent only with `--threads`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskRenameRecord {
+    pub header: Header,
+    /// Start time of the renamed task's thread-group leader: with
+    /// `header.tgid`, the process.
+    pub process_start_ns: u64,
+    pub old_comm: [u8; COMM_LEN],
+    /// NUL-padded, as the kernel keeps it (15 bytes at most).
+    pub new_comm: [u8; COMM_LEN],
 }
 
 /// `sys_exit_{clone,clone3,fork,vfork}` with a negative return.
@@ -324,6 +354,7 @@ pub const fn record_size(kind: u32) -> Option<usize> {
         kind::FORK_FAILED => size_of::<ForkFailedRecord>(),
         kind::NS_PIDS => size_of::<NsPidsRecord>(),
         kind::USTACK => size_of::<UserStackRecord>(),
+        kind::TASK_RENAME => size_of::<TaskRenameRecord>(),
         _ => return None,
     })
 }

@@ -17,7 +17,8 @@ pub use config::{Config, ForkFailKey};
 pub use events::*;
 
 /// Bumped whenever a record layout changes in a way an old reader cannot read.
-pub const ABI_VERSION: u32 = 2;
+/// Version 3 added the calling thread's `comm` to `SIGACTION` records.
+pub const ABI_VERSION: u32 = 3;
 
 /// Size of [`Header`] in ABI version 1, before `cgroup_id`: readers of old
 /// recordings widen each record's header to the current one.

@@ -12,5 +12,6 @@ mod sigaction;
 mod signal_deliver;
 mod signal_generate;
 mod syscalls;
+mod task_rename;
 mod user_stack;
 mod wait_syscalls;

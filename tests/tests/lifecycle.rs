@@ -329,6 +329,16 @@ fn zombie_older_than_the_trace_is_reported() {
     assert_eq!(findings[0]["predates_trace"], true);
     assert_eq!(findings[0]["resolution"], "zombie");
     assert_eq!(int(&findings[0]["parent_pid"]), parent);
+    // The summary and the parent's row agree: one exit (before the trace),
+    // unreaped.
+    assert_eq!((t.summary("exits"), t.summary("unreaped")), (1, 1));
+    let rows: Vec<(i64, i64, i64)> = t.report["parents"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (int(&r["parent_pid"]), int(&r["exits"]), int(&r["unreaped"])))
+        .collect();
+    assert_eq!(rows, [(parent, 1, 1)]);
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! rt_sigaction entered (from the raw `sys_enter` dispatch) for SIGCHLD: a
 //! handler, SIG_IGN or SIG_DFL being installed while we trace.
 
-use aya_ebpf::helpers::bpf_probe_read_user;
-use reaper_trace_common::{SIGCHLD, SigactionRecord, header_flags, kind, stack_owner};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_probe_read_user};
+use reaper_trace_common::{COMM_LEN, SIGCHLD, SigactionRecord, header_flags, kind, stack_owner};
 
 use crate::{
     config::conf,
@@ -65,6 +65,8 @@ pub fn enter(regs: Regs) -> Result<(), i64> {
         handler: action.handler,
         flags: action.flags,
         mask: action.mask,
+        // The thread's own name: the thread that changed SIGCHLD, named.
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
     });
     entry.submit(emit::wakeup_flags());
     Ok(())

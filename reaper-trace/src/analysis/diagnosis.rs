@@ -5,12 +5,13 @@ use serde::Serialize;
 
 use super::{
     facts::{ExitFacts, ProcessEnd},
-    parent::ParentFacts,
+    parent::{ParentFacts, WaitCall, wait_target},
 };
 use crate::trace::{
+    comm::Comm,
     escape::escape,
-    event::{Disposition, SignalResult},
-    names::{errno_name, sa_flags, seconds, wait_options},
+    event::{Disposition, NsPid, SignalResult},
+    names::{errno_name, sa_flags, seconds, signal_name, wait_options},
 };
 
 /// One diagnosis item. `code` is stable (docs/findings.md); `text` is for people.
@@ -31,6 +32,8 @@ pub struct DiagContext<'a> {
     pub parent: Option<&'a ParentFacts>,
     /// The parent is PID 1 of a pid namespace of its own.
     pub parent_ns_init: bool,
+    /// The child's start time (its fork), 0 when unknown.
+    pub child_start_ns: u64,
 }
 
 /// When `t` happened relative to the child's exit.
@@ -124,6 +127,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             format!("parent {p} is PID 1 of its pid namespace: when it exited, the kernel killed the namespace and the dying init reaped what was left"),
         ));
     }
+    parent_execed(ctx, facts, &mut out);
     if let Some(tracer) = exit.collected_by_tracer {
         out.push(diag(
             "collected_by_tracer",
@@ -155,8 +159,9 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
         out.push(diag(
             "sigchld_disposition_change",
             format!(
-                "thread {} of {p} set SIGCHLD to {to} with flags {} {when}",
+                "thread {}{} of {p} set SIGCHLD to {to} with flags {} {when}",
                 change.tid,
+                thread_name(change.comm),
                 sa_flags(change.flags),
             ),
         ));
@@ -176,6 +181,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             ),
         ));
     }
+    pidfd_held(ctx, facts, &mut out);
     if let Some(probe) = &facts.probe {
         let stuck: Vec<String> = probe
             .threads
@@ -229,12 +235,13 @@ pub fn events_lost(lost: u64, pid: u32) -> Diag {
     )
 }
 
-/// An orphan: its parent died while it ran, and it was adopted.
+/// An orphan: its parent died while it ran, and it was adopted. Each pid
+/// comes with its number in its own pid namespace, when that differs.
 pub fn orphaned(
-    pid: u32,
-    parent: u32,
+    pid: (u32, Option<NsPid>),
+    parent: (u32, Option<NsPid>),
     parent_end: Option<&ProcessEnd>,
-    adopter: Option<u32>,
+    adopter: Option<(u32, Option<NsPid>)>,
     exited_ns: Option<u64>,
 ) -> Diag {
     let how = parent_end
@@ -242,16 +249,105 @@ pub fn orphaned(
         .unwrap_or_default();
     let fate = match (adopter, exited_ns, parent_end) {
         (Some(a), Some(t), Some(end)) => format!(
-            "adopted by {a}, it exited {} later",
+            "adopted by {}, it exited {} later",
+            pid_text(a),
             seconds(t.saturating_sub(end.time_ns))
         ),
-        (Some(a), _, _) => format!("adopted by {a}"),
+        (Some(a), _, _) => format!("adopted by {}", pid_text(a)),
         (None, _, _) => "it was still running when the trace ended".into(),
     };
     diag(
         "orphaned",
-        format!("parent {parent} died{how} while {pid} was still running; {fate}"),
+        format!(
+            "parent {} died{how} while {} was still running; {fate}",
+            pid_text(parent),
+            pid_text(pid)
+        ),
     )
+}
+
+/// `16132 (ns pid 3)` for a process in a pid namespace of its own.
+fn pid_text((pid, ns): (u32, Option<NsPid>)) -> String {
+    match ns {
+        Some(ns) => format!("{pid} (ns pid {})", ns.pid),
+        None => pid.to_string(),
+    }
+}
+
+/// ` (webu)`: a thread's name after its tid, when known.
+fn thread_name(comm: Comm) -> String {
+    if comm == Comm::default() {
+        String::new()
+    } else {
+        format!(" ({comm})")
+    }
+}
+
+/// The parent exec'd another program after forking the child: the code
+/// that forked it (and would have waited for it) is gone.
+fn parent_execed(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
+    if ctx.child_start_ns == 0 {
+        return;
+    }
+    let mut execs = facts.execs_since(ctx.child_start_ns);
+    let Some(first) = execs.next() else {
+        return;
+    };
+    let last = execs.last().unwrap_or(first);
+    let old = if first.old_filename.is_empty() {
+        format!("{}", first.old_comm)
+    } else {
+        format!("{} ({})", first.old_comm, escape(&first.old_filename))
+    };
+    out.push(diag(
+        "parent_execed",
+        format!(
+            "parent {} exec'd {} ({}) {} after forking {}: the program that forked it, {old}, is gone, and the new image does not know about the children it inherited, so nothing in it waits for this one",
+            ctx.parent_pid,
+            escape(&last.new_filename),
+            last.new_comm,
+            seconds(first.time_ns.saturating_sub(ctx.child_start_ns)),
+            ctx.child_pid,
+        ),
+    ));
+}
+
+/// The parent holds a pidfd for the child (/proc, when the exit passed the
+/// threshold): it may poll it, but only a wait reaps.
+fn pidfd_held(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
+    let Some(probe) = &facts.probe else {
+        return;
+    };
+    let exit_time = ctx.exit.time_ns.unwrap_or(0);
+    for held in probe
+        .pidfds
+        .iter()
+        .filter(|h| h.pid == ctx.child_pid as i32)
+    {
+        let waited = facts
+            .waits
+            .iter()
+            .find(|w| w.pidfd == Some(held.fd) && w.time_ns >= exit_time);
+        let text = match waited {
+            None => format!(
+                "parent {} holds pidfd {} for {} and has not waited on it since the exit: a pidfd reports the exit (it polls readable) but does not reap; waitid(P_PIDFD, {}, ..., WEXITED) does",
+                ctx.parent_pid, held.fd, ctx.child_pid, held.fd
+            ),
+            Some(w) => format!(
+                "parent {} held pidfd {} for {} and waited on it only {}",
+                ctx.parent_pid,
+                held.fd,
+                ctx.child_pid,
+                since_exit(ctx.exit, w.time_ns)
+            ),
+        };
+        let code = if waited.is_none() {
+            "pidfd_not_waited"
+        } else {
+            "pidfd_held"
+        };
+        out.push(diag(code, text));
+    }
 }
 
 fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
@@ -263,6 +359,33 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
         out.push(diag(
             "no_sigchld",
             format!("{} was created with exit_signal 0 (clone): no SIGCHLD is sent, and only a wait with __WALL or __WCLONE reaps it", ctx.child_pid),
+        ));
+    } else if exit.exit_signal != reaper_trace_common::SIGCHLD {
+        // A "clone child": wait_consider_task skips it unless __WALL or
+        // __WCLONE is given (and, conversely, __WCLONE sees only those).
+        let blind = facts
+            .waits
+            .iter()
+            .filter(|w| {
+                w.time_ns >= exit.time_ns.unwrap_or(0)
+                    && w.options & (libc::__WALL | libc::__WCLONE) == 0
+            })
+            .count();
+        let waits = match blind {
+            0 => String::new(),
+            n => format!(
+                "; {n} wait call{} by parent {p} after the exit had neither, so could not see it",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        out.push(diag(
+            "exit_signal_not_sigchld",
+            format!(
+                "{} was created by clone with exit signal {} instead of SIGCHLD: parent {p} was sent {} at the exit, and wait(), waitpid() and waitid() without __WALL or __WCLONE do not see such a child (ECHILD){waits}",
+                ctx.child_pid,
+                signal_name(exit.exit_signal),
+                signal_name(exit.exit_signal),
+            ),
         ));
     }
     let (disposition, handler, flags, blocked) =
@@ -297,9 +420,13 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
             "sigchld_handler",
             format!("parent {p} has a SIGCHLD handler at {handler:#x} (flags {})", sa_flags(flags)),
         )),
-        Some(Disposition::Ignore) => out.push(diag(
+        Some(Disposition::Ignore) if exit.exit_signal == reaper_trace_common::SIGCHLD => out.push(diag(
             "sigchld_ignored",
             format!("parent {p} ignores SIGCHLD (SIG_IGN): the kernel reaps its children at exit"),
+        )),
+        Some(Disposition::Ignore) => out.push(diag(
+            "sigchld_ignored",
+            format!("parent {p} ignores SIGCHLD (SIG_IGN), but the kernel reaps at exit only children whose exit signal is SIGCHLD: not {}", ctx.child_pid),
         )),
         None => {}
     }
@@ -314,7 +441,7 @@ fn disposition(ctx: &DiagContext, facts: &ParentFacts, out: &mut Vec<Diag>) {
             "sigchld_result",
             format!("the SIGCHLD for this exit was {result}"),
         ));
-    } else if exit.exit_signal != 0 && exit.time_ns.is_some() {
+    } else if exit.exit_signal == reaper_trace_common::SIGCHLD && exit.time_ns.is_some() {
         out.push(diag(
             "sigchld_not_seen",
             format!("no SIGCHLD to parent {p} was seen for this exit"),
@@ -333,7 +460,7 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
     let others: std::collections::BTreeSet<i32> = after
         .iter()
         .map(|w| w.pid)
-        .chain(facts.waiting.values().map(|w| w.0))
+        .chain(facts.waiting.values().map(|w| w.pid))
         .filter(|&pid| pid > 0 && pid != child)
         .collect();
     if after.is_empty() && facts.waiting.is_empty() {
@@ -358,18 +485,14 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
             ),
         ));
     }
-    for (tid, (pid, options, since)) in &facts.waiting {
+    for (tid, w) in &facts.waiting {
         out.push(diag(
             "blocked_in_wait",
             format!(
                 "thread {tid} of {p} is blocked in a wait for {} (options {}) since {}",
-                if *pid == -1 {
-                    "any child".into()
-                } else {
-                    format!("pid {pid}")
-                },
-                wait_options(*options),
-                since_exit(ctx.exit, *since)
+                wait_target(w.pid, w.pidfd),
+                wait_options(w.options),
+                since_exit(ctx.exit, w.since_ns)
             ),
         ));
     }
@@ -377,9 +500,9 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
         out.push(diag(
             "first_wait_after",
             format!(
-                "parent {p}'s first wait call after the exit came {} later (pid {}, options {})",
+                "parent {p}'s first wait call after the exit came {} later ({}, options {})",
                 seconds(first.time_ns - exited),
-                first.pid,
+                first_wait_target(first),
                 wait_options(first.options)
             ),
         ));
@@ -393,5 +516,14 @@ fn waits(ctx: &DiagContext, facts: &ParentFacts, exit_time: u64, out: &mut Vec<D
             "wnohang_empty",
             format!("{empty_polls} WNOHANG polls by parent {p} found nothing ready after the exit"),
         ));
+    }
+}
+
+/// The first wait's target as the `first_wait_after` item has always said
+/// it (`pid 12`, `pid -1`), a pidfd wait as `pidfd 3 (pid 12)`.
+fn first_wait_target(w: &WaitCall) -> String {
+    match w.pidfd {
+        Some(_) => w.target(),
+        None => format!("pid {}", w.pid),
     }
 }

@@ -149,4 +149,7 @@ pub struct Orphaning {
     pub parent: u32,
     pub parent_comm: Comm,
     pub parent_end: ProcessEnd,
+    /// The parent's pid in its own pid namespace, kept here because the
+    /// parent's entry may be gone by the time the orphan's finding is made.
+    pub parent_ns_pid: Option<crate::trace::event::NsPid>,
 }

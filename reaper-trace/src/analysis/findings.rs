@@ -80,6 +80,10 @@ pub struct Finding {
     pub parent_end: Option<ProcessEnd>,
     /// Orphaned: the process it was reparented to, once known.
     pub adopted_by_pid: Option<u32>,
+    /// Orphaned: the adopter's pid in its own pid namespace, outside the
+    /// initial one (as `parent_ns_pid` is for the parent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted_by_ns_pid: Option<NsPid>,
     /// A short, specific remediation derived from the diagnosis.
     pub hint: Option<String>,
     /// Outside the initial pid namespace: the pid (and namespace) the

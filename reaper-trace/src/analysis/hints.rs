@@ -13,6 +13,18 @@ pub fn hint(f: &Finding) -> Option<String> {
             .find(|d| d.code == code)
             .map(|d| d.text.as_str())
     };
+    // The latest change by a thread other than the main one that took
+    // reaping away (SIG_IGN or SIG_DFL): a library behind the main loop.
+    let other_thread_change = f
+        .diagnosis
+        .iter()
+        .rev()
+        .filter(|d| d.code == "sigchld_disposition_change")
+        .map(|d| d.text.as_str())
+        .find(|t| {
+            !t.starts_with(&format!("thread {} ", f.parent_pid))
+                && (t.contains("to SIG_IGN") || t.contains("to SIG_DFL"))
+        });
     let hint = match f.kind {
         // A parent that exits on purpose may leave children behind (a double
         // fork); one that was killed did not mean to.
@@ -31,6 +43,21 @@ pub fn hint(f: &Finding) -> Option<String> {
         }
         _ if has("no_sigchld") => {
             "children made with exit_signal 0 send no SIGCHLD: reap them with waitpid(pid, __WALL) (or __WCLONE)".into()
+        }
+        _ if has("exit_signal_not_sigchld") => {
+            let signal = text("exit_signal_not_sigchld")
+                .and_then(|t| t.split("with exit signal ").nth(1))
+                .and_then(|t| t.split(' ').next())
+                .unwrap_or("another signal");
+            format!(
+                "this child was cloned with exit signal {signal}, which plain wait() never sees: reap it with waitpid(pid, &status, __WALL) (or __WCLONE), or clone it with SIGCHLD as its exit signal"
+            )
+        }
+        _ if has("pidfd_not_waited") => {
+            "the parent holds a pidfd for this child but never waits on it: when the pidfd polls readable, call waitid(P_PIDFD, fd, &info, WEXITED) (closing the pidfd does not reap)".into()
+        }
+        _ if has("parent_execed") => {
+            "the parent exec'd another program after forking this child: reap children before exec, or have the new program reap what it inherits (waitpid(-1, WNOHANG) at start and on SIGCHLD)".into()
         }
         _ if f.comm.as_bytes() == b"sh" && has("never_waited") => {
             "a shell child never waited for: pclose() every popen(), and waitpid() every child of system()-like calls".into()
@@ -53,20 +80,17 @@ pub fn hint(f: &Finding) -> Option<String> {
         _ if has("blocked_in_wait") => {
             "a thread blocks in a wait for another child: use waitpid(-1, …) or WNOHANG polling so one slow child does not hold up the rest".into()
         }
-        _ if has("parent_exited") && has("never_waited") => {
-            "the parent exited without waiting for its children: wait for them before exiting".into()
-        }
-        _ if text("sigchld_disposition_change").is_some_and(|t| {
-            // Another thread took reaping away: SIG_IGN or SIG_DFL.
-            !t.starts_with(&format!("thread {} ", f.parent_pid))
-                && (t.contains("to SIG_IGN") || t.contains("to SIG_DFL"))
-        }) =>
-        {
+        // Before "the parent exited": a thread that took reaping away is why
+        // nothing reaped before the parent ended.
+        _ if other_thread_change.is_some() => {
             format!(
                 "SIGCHLD was changed by another thread of {} — a library changed it behind the main loop: {}",
                 f.parent_pid,
-                text("sigchld_disposition_change").unwrap_or_default()
+                other_thread_change.unwrap_or_default()
             )
+        }
+        _ if has("parent_exited") && has("never_waited") => {
+            "the parent exited without waiting for its children: wait for them before exiting".into()
         }
         _ if has("never_waited") => {
             "call waitpid() for every child (or set SIGCHLD to SIG_IGN if their exit statuses are not needed)".into()

@@ -13,7 +13,7 @@ use super::{
     facts::{ExitFacts, Orphaning, Predates, ProcessEnd, SigchldFacts, SignalSent},
     findings::*,
     losses::Losses,
-    parent::{DispositionChange, ParentFacts, WaitCall},
+    parent::{DispositionChange, ParentFacts, WaitCall, Waiting},
     reap::{self, Collector, Release, WaitResult},
 };
 use reaper_trace_common::stack_owner;
@@ -130,6 +130,11 @@ impl Analyzer {
                     },
                 ));
                 self.procs.entry(seed.ppid).or_default().open_children += 1;
+                // Counted as an exit in the summary as in the parent's row:
+                // every unreaped child is an exit, and a summary with more
+                // unreaped than exits contradicts itself. The exit happened
+                // before the trace, which `predates_trace` says.
+                self.summary.exits += 1;
                 self.row(seed.ppid).exits += 1;
             }
         }
@@ -273,9 +278,12 @@ impl Analyzer {
             }
             EventData::Exec(x) => {
                 let proc = self.procs.entry(event.tgid).or_default();
+                proc.facts
+                    .record_exec(event.time_ns, proc.comm, x.comm, &x.filename);
                 proc.comm = x.comm;
                 proc.facts.exec_reset();
             }
+            EventData::TaskRename(r) => self.renamed(event, r),
             EventData::Exit(x) => {
                 self.pending_stacks.exited(event.tid);
                 if x.group_dead {
@@ -335,6 +343,7 @@ impl Analyzer {
                         flags: s.flags,
                         times: 1,
                         last_ns: event.time_ns,
+                        comm: s.comm,
                         stack: self.pending_stacks.take(
                             event.tid,
                             stack_owner::SIGACTION,
@@ -349,9 +358,23 @@ impl Analyzer {
                     .or_default()
                     .facts
                     .waiting
-                    .insert(event.tid, (pid, w.options, event.time_ns));
+                    .insert(
+                        event.tid,
+                        Waiting {
+                            pid,
+                            options: w.options,
+                            since_ns: event.time_ns,
+                            pidfd: w.pidfd,
+                        },
+                    );
             }
             EventData::WaitExit(w) => self.wait_exit(event, w),
+            EventData::ProcessWait(w) => self
+                .procs
+                .entry(event.tgid)
+                .or_default()
+                .facts
+                .resolve_pidfd_wait(event.tid, w.pid),
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
                 self.pending_stacks.fork_failed(event.tid);
@@ -411,6 +434,7 @@ impl Analyzer {
         // Its children still running are orphans now, adopted by a subreaper
         // or init: say so when each of them ends.
         let comm = x.comm;
+        let parent_ns_pid = self.procs.get(&event.tgid).and_then(|p| p.ns_pid);
         for child in orphans {
             if let Some(c) = self.procs.get_mut(&child)
                 && c.exit.is_none()
@@ -419,6 +443,7 @@ impl Analyzer {
                     parent: event.tgid,
                     parent_comm: comm,
                     parent_end: parent_end.clone(),
+                    parent_ns_pid,
                 });
             }
         }
@@ -547,6 +572,7 @@ impl Analyzer {
         let orphaning = self.procs.get(&old).map(|p| Orphaning {
             parent: old,
             parent_comm: p.comm,
+            parent_ns_pid: p.ns_pid,
             parent_end: p.facts.end.clone().unwrap_or(ProcessEnd {
                 time_ns: parent_end,
                 exit_code: None,
@@ -586,8 +612,14 @@ impl Analyzer {
 
     fn wait_exit(&mut self, event: &Event, w: &crate::trace::event::WaitExit) {
         let facts = &mut self.procs.entry(event.tgid).or_default().facts;
-        facts.waiting.remove(&event.tid);
-        let pid = wait_pid(w.syscall, w.which, w.upid);
+        let waiting = facts.waiting.remove(&event.tid);
+        // A pidfd wait can report only the process its fd stands for (which
+        // the kernel's process_wait named, when it came).
+        let pid = match w.pidfd {
+            Some(_) if w.reaped_pid > 0 => w.reaped_pid,
+            Some(_) => waiting.filter(|x| x.pidfd == w.pidfd).map_or(0, |x| x.pid),
+            None => wait_pid(w.syscall, w.which, w.upid),
+        };
         facts.record_wait(WaitCall {
             time_ns: event.time_ns,
             tid: event.tid,
@@ -596,6 +628,7 @@ impl Analyzer {
             options: w.options,
             ret: w.ret,
             reaped: w.reaped_pid,
+            pidfd: w.pidfd,
         });
         let Some(child_pid) = WaitResult::of(w).collected_exit() else {
             return;
@@ -733,7 +766,7 @@ impl Analyzer {
         }
         let autoreap = exit
             .parent_disposition
-            .is_some_and(|(d, flags)| reap::autoreaps(d, flags));
+            .is_some_and(|(d, flags)| reap::autoreaps(exit.exit_signal, d, flags));
         let parent_is_ns_init = self.is_ns_init(exit.parent);
         let release =
             reap::release_without_wait(autoreap, exit.adopted_by.is_some(), self.parent_gone(pid));

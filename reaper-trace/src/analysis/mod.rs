@@ -11,6 +11,7 @@ pub mod losses;
 mod overdue;
 pub mod parent;
 pub mod reap;
+mod rename;
 mod verdicts;
 
 pub use findings::{
@@ -52,6 +53,7 @@ pub mod tests_support {
             start_ns: 1,
             parent_end: None,
             adopted_by_pid: None,
+            adopted_by_ns_pid: None,
             hint: None,
             ns_pid: None,
             parent_ns_pid: None,

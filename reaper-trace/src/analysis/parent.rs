@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::facts::{ProcessEnd, SignalSent};
 use crate::trace::{
+    comm::Comm,
     event::{Disposition, WaitSyscall},
     host_facts::ParentProbe,
     stack::Stack,
@@ -19,6 +20,9 @@ const WAIT_HISTORY: usize = 32;
 const DISPOSITION_HISTORY: usize = 16;
 /// How many other signals to keep per process.
 const SIGNAL_HISTORY: usize = 4;
+/// How many execs to keep per process (a wrapper that execs another
+/// wrapper that execs the server).
+const EXEC_HISTORY: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DispositionChange {
@@ -31,6 +35,9 @@ pub struct DispositionChange {
     /// of them at `last_ns`.
     pub times: u32,
     pub last_ns: u64,
+    /// The name of the thread that made it (empty when unknown: recordings
+    /// made before ABI version 3).
+    pub comm: Comm,
     /// Where in the program the change was made, when stacks are copied.
     #[serde(skip)]
     pub stack: Option<Stack>,
@@ -46,6 +53,52 @@ pub struct WaitCall {
     pub options: i32,
     pub ret: i64,
     pub reaped: i32,
+    /// `waitid(P_PIDFD, fd, ...)`: the descriptor waited on (`pid` is then
+    /// the pid it reported, or 0).
+    pub pidfd: Option<i32>,
+}
+
+impl WaitCall {
+    /// What it waited for: `pid 12`, `any child`, `pidfd 3 (pid 12)`.
+    pub fn target(&self) -> String {
+        wait_target(self.pid, self.pidfd)
+    }
+}
+
+/// `pid 12`, `any child`, `process group 7`, `pidfd 3` or `pidfd 3 (pid
+/// 12)`: what a wait asked for, with the pid a pidfd stands for when known.
+pub fn wait_target(pid: i32, pidfd: Option<i32>) -> String {
+    match (pidfd, pid) {
+        (Some(fd), p) if p > 0 => format!("pidfd {fd} (pid {p})"),
+        (Some(fd), _) => format!("pidfd {fd}"),
+        (None, -1) => "any child".into(),
+        (None, 0) => "any child in its process group".into(),
+        (None, p) if p < -1 => format!("process group {}", p.wrapping_neg()),
+        (None, p) => format!("pid {p}"),
+    }
+}
+
+/// A wait in progress on one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// The pid asked for (wait4 convention); for a pidfd wait, the pid the
+    /// kernel's `sched_process_wait` resolved the fd to (0 until then).
+    pub pid: i32,
+    pub options: i32,
+    pub since_ns: u64,
+    pub pidfd: Option<i32>,
+}
+
+/// An exec: the program image that forked a child before it may be gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecChange {
+    pub time_ns: u64,
+    /// The name and file of the image it replaced (file empty when that
+    /// image was exec'd before the trace).
+    pub old_comm: Comm,
+    pub old_filename: String,
+    pub new_comm: Comm,
+    pub new_filename: String,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -60,8 +113,8 @@ pub struct ParentFacts {
     pub children_exited: u64,
     pub waits: VecDeque<WaitCall>,
     pub wnohang_empty: u64,
-    /// Waits in progress, per thread: (pid asked for, options, since).
-    pub waiting: HashMap<u32, (i32, i32, u64)>,
+    /// Waits in progress, per thread.
+    pub waiting: HashMap<u32, Waiting>,
     pub fork_failures: BTreeMap<i32, u64>,
     pub exited_ns: Option<u64>,
     pub leader_exited_ns: Option<u64>,
@@ -72,6 +125,9 @@ pub struct ParentFacts {
     pub fatal_signal: Option<(u64, i32)>,
     /// How it ended, once it has.
     pub end: Option<ProcessEnd>,
+    /// Its last few execs (oldest first), and the file of its image now.
+    pub execs: VecDeque<ExecChange>,
+    pub filename: String,
 }
 
 impl ParentFacts {
@@ -123,6 +179,39 @@ impl ParentFacts {
             Some((t, sig)) if Some(sig) == died_of && t <= exited => t,
             _ => exited,
         })
+    }
+
+    /// An exec into `filename`, named `new_comm`; the process was `old_comm`.
+    pub fn record_exec(&mut self, time_ns: u64, old_comm: Comm, new_comm: Comm, filename: &str) {
+        if self.execs.len() == EXEC_HISTORY {
+            self.execs.pop_front();
+        }
+        self.execs.push_back(ExecChange {
+            time_ns,
+            old_comm,
+            old_filename: std::mem::replace(&mut self.filename, filename.to_owned()),
+            new_comm,
+            new_filename: filename.to_owned(),
+        });
+    }
+
+    /// The execs after `since_ns` (a child's fork): the program that forked
+    /// the child is the first one's old image, the one now the last one's
+    /// new image.
+    pub fn execs_since(&self, since_ns: u64) -> impl Iterator<Item = &ExecChange> {
+        self.execs.iter().filter(move |e| e.time_ns >= since_ns)
+    }
+
+    /// The kernel's `sched_process_wait` for thread `tid`'s wait names the
+    /// pid it waits for, globally: for a pidfd wait, the process the fd
+    /// stands for (the syscall's argument is only the fd).
+    pub fn resolve_pidfd_wait(&mut self, tid: u32, pid: i32) {
+        if let Some(w) = self.waiting.get_mut(&tid)
+            && w.pidfd.is_some()
+            && pid > 0
+        {
+            w.pid = pid;
+        }
     }
 
     pub fn record_signal(&mut self, signal: SignalSent) {

@@ -190,10 +190,15 @@ pub fn adopted_by_signal(target: u32, parent: u32, parent_gone: bool) -> Option<
     (target != parent && parent_gone).then_some(target)
 }
 
-/// Whether the kernel releases a child at its exit, given its parent's
-/// SIGCHLD action at that moment: `SIG_IGN` or `SA_NOCLDWAIT`.
-pub fn autoreaps(parent_disposition: Disposition, parent_sa_flags: u64) -> bool {
-    parent_disposition == Disposition::Ignore || parent_sa_flags & libc::SA_NOCLDWAIT as u64 != 0
+/// Whether the kernel releases a child at its exit, given its exit signal
+/// and its parent's SIGCHLD action at that moment: `SIG_IGN` or
+/// `SA_NOCLDWAIT`, and only for a child whose exit signal is SIGCHLD
+/// (`do_notify_parent` autoreaps only then: a clone child with another
+/// exit signal, or none, stays a zombie whatever its parent's SIGCHLD).
+pub fn autoreaps(exit_signal: i32, parent_disposition: Disposition, parent_sa_flags: u64) -> bool {
+    exit_signal == reaper_trace_common::SIGCHLD
+        && (parent_disposition == Disposition::Ignore
+            || parent_sa_flags & libc::SA_NOCLDWAIT as u64 != 0)
 }
 
 /// How a child was released when its `free` arrives without a reaping wait
@@ -234,6 +239,7 @@ mod tests {
             args_known: true,
             upid_ns: None,
             reaped_ns_pid: None,
+            pidfd: None,
         }
     }
 
@@ -331,9 +337,25 @@ mod tests {
 
     #[test]
     fn autoreap_follows_the_parents_action() {
-        assert!(autoreaps(Disposition::Ignore, 0));
-        assert!(autoreaps(Disposition::Default, libc::SA_NOCLDWAIT as u64));
-        assert!(!autoreaps(Disposition::Handler, libc::SA_RESTART as u64));
+        let sigchld = reaper_trace_common::SIGCHLD;
+        assert!(autoreaps(sigchld, Disposition::Ignore, 0));
+        assert!(autoreaps(
+            sigchld,
+            Disposition::Default,
+            libc::SA_NOCLDWAIT as u64
+        ));
+        assert!(!autoreaps(
+            sigchld,
+            Disposition::Handler,
+            libc::SA_RESTART as u64
+        ));
+        // Another exit signal, or none: never autoreaped.
+        assert!(!autoreaps(libc::SIGUSR1, Disposition::Ignore, 0));
+        assert!(!autoreaps(
+            0,
+            Disposition::Default,
+            libc::SA_NOCLDWAIT as u64
+        ));
         assert_eq!(release_without_wait(true, true, true), Release::Autoreap);
         assert_eq!(release_without_wait(false, false, true), Release::Adopted);
         assert_eq!(

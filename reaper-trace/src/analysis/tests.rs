@@ -262,6 +262,7 @@ fn waiting_for_another_child_is_named() {
             upid: 12,
             options: 0,
             upid_ns: None,
+            pidfd: None,
         }),
     );
     let r = s.run(S, 5 * S);
@@ -1019,4 +1020,334 @@ fn the_sigaction_stack_is_the_one_of_the_change_in_force() {
     let r = a.finish(10 * S);
     assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
     assert_eq!(r.findings[0].sigaction_frames, None);
+}
+
+/// Issue 18, items 3 and 4: names kept current, and explanations that say
+/// what an expert would.
+mod explain {
+    use super::*;
+    use crate::trace::host_facts::PidfdProbe;
+
+    fn diag<'a>(f: &'a Finding, code: &str) -> &'a str {
+        f.diagnosis
+            .iter()
+            .find(|d| d.code == code)
+            .map(|d| d.text.as_str())
+            .unwrap_or_else(|| panic!("no {code} in {:#?}", f.diagnosis))
+    }
+
+    #[test]
+    fn a_parent_that_renames_itself_is_shown_under_its_new_name() {
+        let mut s = Seq::new();
+        s.add(b::exec(0, 10, "exe", "/bin/busybox"))
+            // A thread's name is not the process's; nor is a record of
+            // another process that had this pid (another start time).
+            .add(b::rename(MS / 2, 10, 12, "exe", "worker-thread"))
+            .add({
+                let mut late = b::rename(MS / 2, 10, 10, "exe", "stale");
+                if let EventData::TaskRename(r) = &mut late.data {
+                    r.process_start_ns = 99;
+                }
+                late
+            })
+            .fork(MS / 2, 10, 11)
+            .add(b::rename(MS, 10, 10, "exe", "sleep"))
+            .exit(2 * MS, 11, 11, 10, true, MS / 2);
+        let r = s.run(S, 5 * S);
+        assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+        assert_eq!(r.findings[0].parent_comm, Comm::from_str_lossy("sleep"));
+        assert_eq!(r.parents[0].parent_comm, Comm::from_str_lossy("sleep"));
+    }
+
+    #[test]
+    fn the_thread_that_changed_sigchld_is_named() {
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11)
+            .add(b::sigaction(MS, 10, 10, Disposition::Handler, 0x4000))
+            .add(b::by_thread(
+                b::sigaction(2 * MS, 10, 812, Disposition::Default, 0),
+                "webu",
+            ))
+            .exit(3 * MS, 11, 11, 10, true, MS);
+        let r = s.run(S, 5 * S);
+        let f = &r.findings[0];
+        let changes: Vec<&str> = f
+            .diagnosis
+            .iter()
+            .filter(|d| d.code == "sigchld_disposition_change")
+            .map(|d| d.text.as_str())
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "thread 10 of 10 set SIGCHLD to a handler at 0x4000 with flags 0 0.002s before the exit",
+                "thread 812 (webu) of 10 set SIGCHLD to SIG_DFL with flags 0 0.001s before the exit",
+            ]
+        );
+        // The helper's change is the cause, not the main thread's earlier one.
+        assert_eq!(
+            f.hint.as_deref(),
+            Some(
+                "SIGCHLD was changed by another thread of 10 — a library changed it behind the main loop: thread 812 (webu) of 10 set SIGCHLD to SIG_DFL with flags 0 0.001s before the exit"
+            )
+        );
+    }
+
+    #[test]
+    fn a_clone_child_with_another_exit_signal_is_explained() {
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11);
+        let mut exit = b::exit(2 * MS, 11, 11, 10, true, MS, Disposition::Default);
+        if let EventData::Exit(x) = &mut exit.data {
+            x.exit_signal = libc::SIGUSR1;
+        }
+        s.add(exit);
+        // A plain waitpid(11, 0) cannot see it: ECHILD.
+        s.add(b::wait_enter(3 * MS, 10, 11, 0));
+        let mut failed = b::wait_exit(3 * MS, 10, 11, 0, 0);
+        if let EventData::WaitExit(w) = &mut failed.data {
+            w.ret = -(libc::ECHILD as i64);
+        }
+        s.add(failed);
+        let r = s.run(S, 5 * S);
+        let f = &r.findings[0];
+        assert_eq!(f.kind, FindingKind::Unreaped);
+        assert_eq!(
+            diag(f, "exit_signal_not_sigchld"),
+            "11 was created by clone with exit signal SIGUSR1 instead of SIGCHLD: parent 10 was sent SIGUSR1 at the exit, and wait(), waitpid() and waitid() without __WALL or __WCLONE do not see such a child (ECHILD); 1 wait call by parent 10 after the exit had neither, so could not see it"
+        );
+        assert!(!codes(f).contains(&"sigchld_not_seen"), "{:?}", codes(f));
+        assert_eq!(
+            f.hint.as_deref(),
+            Some(
+                "this child was cloned with exit signal SIGUSR1, which plain wait() never sees: reap it with waitpid(pid, &status, __WALL) (or __WCLONE), or clone it with SIGCHLD as its exit signal"
+            )
+        );
+    }
+
+    #[test]
+    fn a_clone_child_with_another_exit_signal_is_not_autoreaped_by_sig_ign() {
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11);
+        let mut exit = b::exit(2 * MS, 11, 11, 10, true, MS, Disposition::Ignore);
+        if let EventData::Exit(x) = &mut exit.data {
+            x.exit_signal = libc::SIGUSR1;
+        }
+        s.add(exit);
+        // The parent exits; the zombie's free comes with no wait seen.
+        s.exit(S, 10, 10, 1, true, 1).free(S + 20 * MS, 11, 11);
+        let r = s.run(S, 5 * S);
+        assert_eq!(r.summary.autoreaped, 0, "{:#?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(
+            (f.kind, f.resolution, f.reap_kind),
+            (
+                FindingKind::Unreaped,
+                Some(Resolution::Adopted),
+                Some(ReapKind::Adopted)
+            )
+        );
+        assert_eq!(
+            diag(f, "sigchld_ignored"),
+            "parent 10 ignores SIGCHLD (SIG_IGN), but the kernel reaps at exit only children whose exit signal is SIGCHLD: not 11"
+        );
+    }
+
+    #[test]
+    fn a_held_pidfd_never_waited_on_is_said() {
+        let mut a = Analyzer::new(S);
+        a.on_event(&b::fork(MS, 10, 11, false));
+        a.on_event(&b::exit(2 * MS, 11, 11, 10, true, MS, Disposition::Default));
+        assert_eq!(a.due_probes(2 * S), vec![10]);
+        a.attach_probe(
+            10,
+            ParentProbe {
+                pidfds: vec![PidfdProbe { fd: 3, pid: 11 }, PidfdProbe { fd: 4, pid: 99 }],
+                ..Default::default()
+            },
+        );
+        let r = a.finish(5 * S);
+        let f = &r.findings[0];
+        assert_eq!(
+            diag(f, "pidfd_not_waited"),
+            "parent 10 holds pidfd 3 for 11 and has not waited on it since the exit: a pidfd reports the exit (it polls readable) but does not reap; waitid(P_PIDFD, 3, ..., WEXITED) does"
+        );
+        assert_eq!(
+            f.hint.as_deref(),
+            Some(
+                "the parent holds a pidfd for this child but never waits on it: when the pidfd polls readable, call waitid(P_PIDFD, fd, &info, WEXITED) (closing the pidfd does not reap)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_late_pidfd_wait_names_the_descriptor_and_the_pid() {
+        let mut a = Analyzer::new(S);
+        a.on_event(&b::fork(MS, 10, 11, false));
+        a.on_event(&b::exit(2 * MS, 11, 11, 10, true, MS, Disposition::Default));
+        a.attach_probe(
+            10,
+            ParentProbe {
+                pidfds: vec![PidfdProbe { fd: 3, pid: 11 }],
+                ..Default::default()
+            },
+        );
+        a.on_event(&b::pidfd_wait_exit(2 * S + 2 * MS, 10, 3, 11));
+        let r = a.finish(5 * S);
+        let f = &r.findings[0];
+        assert_eq!(
+            (f.kind, f.reap_kind, f.reaped_by_pid),
+            (FindingKind::LateReap, Some(ReapKind::Wait), Some(10))
+        );
+        assert_eq!(
+            diag(f, "first_wait_after"),
+            "parent 10's first wait call after the exit came 2.000s later (pidfd 3 (pid 11), options WEXITED)"
+        );
+        assert_eq!(
+            diag(f, "pidfd_held"),
+            "parent 10 held pidfd 3 for 11 and waited on it only 2.000s after the exit"
+        );
+        // Waiting on another child's pidfd is waiting for another child.
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11)
+            .fork(MS, 10, 12)
+            .exit(2 * MS, 11, 11, 10, true, MS)
+            .exit(2 * MS, 12, 12, 10, true, MS)
+            .add(b::pidfd_wait_exit(3 * MS, 10, 4, 12));
+        let r = s.run(S, 5 * S);
+        assert_eq!(
+            diag(&r.findings[0], "waited_for_other"),
+            "parent 10 waited for pid 12 instead of 11"
+        );
+        // Blocked on another child's pidfd, resolved by the kernel's
+        // process_wait: named by fd and pid.
+        let mut s = Seq::new();
+        s.fork(MS, 10, 11)
+            .fork(MS, 10, 12)
+            .exit(2 * MS, 11, 11, 10, true, MS);
+        for e in b::pidfd_wait_enter(3 * MS, 10, 4, 12) {
+            s.add(e);
+        }
+        let r = s.run(S, 5 * S);
+        let f = &r.findings[0];
+        assert_eq!(
+            diag(f, "blocked_in_wait"),
+            "thread 10 of 10 is blocked in a wait for pidfd 4 (pid 12) (options WEXITED) since 0.001s after the exit"
+        );
+        assert_eq!(
+            diag(f, "waited_for_other"),
+            "parent 10 waited for pid 12 instead of 11"
+        );
+    }
+
+    #[test]
+    fn a_parent_that_execed_after_forking_names_both_programs() {
+        let mut s = Seq::new();
+        s.add(b::exec(0, 10, "bash", "/bin/bash"))
+            .fork(MS, 10, 11)
+            .add(b::exec(3 * MS, 10, "server", "/usr/sbin/server"))
+            .exit(4 * MS, 11, 11, 10, true, MS);
+        let r = s.run(S, 5 * S);
+        let f = &r.findings[0];
+        assert_eq!(
+            diag(f, "parent_execed"),
+            "parent 10 exec'd /usr/sbin/server (server) 0.002s after forking 11: the program that forked it, bash (/bin/bash), is gone, and the new image does not know about the children it inherited, so nothing in it waits for this one"
+        );
+        assert_eq!(
+            f.hint.as_deref(),
+            Some(
+                "the parent exec'd another program after forking this child: reap children before exec, or have the new program reap what it inherits (waitpid(-1, WNOHANG) at start and on SIGCHLD)"
+            )
+        );
+        // An exec before the fork says nothing of it.
+        let mut s = Seq::new();
+        s.add(b::exec(0, 10, "bash", "/bin/bash"))
+            .fork(MS, 10, 11)
+            .exit(4 * MS, 11, 11, 10, true, MS);
+        let r = s.run(S, 5 * S);
+        assert!(!codes(&r.findings[0]).contains(&"parent_execed"));
+    }
+
+    fn ns_pids(t: u64, parent: u32, child: u32, ns_pid: u32) -> Event {
+        b::at(
+            t,
+            parent,
+            parent,
+            EventData::NsPids(NsPids {
+                child_tgid: child,
+                levels: vec![
+                    NsPid { pid: child, ns: 1 },
+                    NsPid {
+                        pid: ns_pid,
+                        ns: 4026532000,
+                    },
+                ],
+            }),
+        )
+    }
+
+    #[test]
+    fn orphans_name_parent_and_adopter_with_their_namespace_pids() {
+        let mut s = Seq::new();
+        // 5 is the namespace's init (ns pid 1), 11 its child, 12 the orphan.
+        s.fork(0, 1, 5)
+            .add(ns_pids(0, 1, 5, 1))
+            .fork(0, 5, 11)
+            .add(ns_pids(0, 5, 11, 2))
+            .fork(MS, 11, 12)
+            .add(ns_pids(MS, 11, 12, 3))
+            .exit(2 * MS, 11, 11, 5, true, 0)
+            .wait(3 * MS, 5, 11, 0, 11)
+            .free(20 * MS, 11, 11);
+        s.exit(30 * MS, 12, 12, 5, true, MS)
+            .wait(31 * MS, 5, -1, 0, 12)
+            .free(50 * MS, 12, 12);
+        let r = s.run(S, 5 * S);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::Orphaned)
+            .expect("an orphan");
+        assert_eq!(
+            (
+                f.ns_pid.map(|n| n.pid),
+                f.parent_ns_pid.map(|n| n.pid),
+                f.adopted_by_ns_pid.map(|n| n.pid)
+            ),
+            (Some(3), Some(2), Some(1))
+        );
+        assert_eq!(
+            f.diagnosis[0].text,
+            "parent 11 (ns pid 2) died (exited 0) while 12 (ns pid 3) was still running; adopted by 5 (ns pid 1), it exited 0.028s later"
+        );
+        let line = crate::output::report::finding_line(f);
+        assert!(
+            line.starts_with("orphaned 12 (ns pid 3) (c) exited 0; parent 11 (ns pid 2) (c): its parent died (exited 0) while it ran; adopted by 5 (ns pid 1)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn zombies_older_than_the_trace_are_exits_in_the_summary_and_the_table() {
+        let mut a = Analyzer::new(S);
+        let zombie = |pid| SeedProcess {
+            pid,
+            ppid: 10,
+            comm: Comm::from_str_lossy("z"),
+            zombie: true,
+            started_ns: None,
+            ns_pids: Vec::new(),
+        };
+        a.seed(&[zombie(20), zombie(21)], S);
+        let r = a.finish(3 * S);
+        assert_eq!(
+            (
+                r.summary.exits,
+                r.summary.unreaped,
+                r.summary.zombies_at_end
+            ),
+            (2, 2, 2)
+        );
+        assert_eq!((r.parents[0].exits, r.parents[0].unreaped), (2, 2));
+    }
 }

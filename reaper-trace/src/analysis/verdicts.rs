@@ -123,6 +123,7 @@ impl Analyzer {
             parent_pid: exit.parent,
             parent: parent.map(|p| &p.facts),
             parent_ns_init: self.is_ns_init(exit.parent),
+            child_start_ns: proc.start_ns,
         });
         Finding {
             kind,
@@ -146,6 +147,7 @@ impl Analyzer {
             start_ns: proc.start_ns,
             parent_end: parent.and_then(|p| p.facts.end.clone()),
             adopted_by_pid: None,
+            adopted_by_ns_pid: None,
             hint: None,
             ns_pid: proc.ns_pid,
             parent_ns_pid: parent.and_then(|p| p.ns_pid),
@@ -199,11 +201,17 @@ impl Analyzer {
             .unwrap_or(0);
         let exit = proc.exit.as_ref();
         let parent_end = orphaning.map(|o| o.parent_end.clone());
+        let parent_ns_pid = orphaning
+            .and_then(|o| o.parent_ns_pid)
+            .or_else(|| self.procs.get(&parent).and_then(|p| p.ns_pid));
+        let adopter_ns_pid = adopter
+            .and_then(|a| self.procs.get(&a))
+            .and_then(|p| p.ns_pid);
         let diagnosis = vec![diagnosis::orphaned(
-            pid,
-            parent,
+            (pid, proc.ns_pid),
+            (parent, parent_ns_pid),
             parent_end.as_ref(),
-            adopter,
+            adopter.map(|a| (a, adopter_ns_pid)),
             exit.and_then(|e| e.time_ns),
         )];
         let orphaned_at = parent_end.as_ref().map_or(0, |end| end.time_ns);
@@ -231,9 +239,10 @@ impl Analyzer {
             start_ns: proc.start_ns,
             parent_end,
             adopted_by_pid: adopter,
+            adopted_by_ns_pid: adopter_ns_pid,
             hint: None,
             ns_pid: proc.ns_pid,
-            parent_ns_pid: self.procs.get(&parent).and_then(|p| p.ns_pid),
+            parent_ns_pid,
             reaped_by_ns_pid: None,
             cgroup: self.cgroup_of(pid),
             fork_frames: proc.fork_stack.clone(),

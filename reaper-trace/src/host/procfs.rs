@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::trace::{
     clock,
     event::NsPid,
-    host_facts::{ParentProbe, SeedProcess, ThreadProbe},
+    host_facts::{ParentProbe, PidfdProbe, SeedProcess, ThreadProbe},
 };
 
 /// Threads of a parent kept in a probe.
@@ -158,24 +158,51 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
         probe.threads = threads;
     }
     if let Ok(fds) = process.fd() {
-        probe.signalfd_sigchld = fds.filter_map(Result::ok).any(|fd| {
-            let is_signalfd = matches!(
-                &fd.target,
-                procfs::process::FDTarget::AnonInode(name) if name.contains("signalfd")
-            );
-            is_signalfd
-                && std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.fd))
-                    .ok()
+        let fdinfo = |fd: i32| std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok();
+        for fd in fds.filter_map(Result::ok) {
+            let procfs::process::FDTarget::AnonInode(name) = &fd.target else {
+                continue;
+            };
+            if name.contains("signalfd") && !probe.signalfd_sigchld {
+                probe.signalfd_sigchld = fdinfo(fd.fd)
                     .and_then(|info| hex_field(&info, "sigmask:"))
-                    .is_some_and(|mask| mask & SIGCHLD_BIT != 0)
-        });
+                    .is_some_and(|mask| mask & SIGCHLD_BIT != 0);
+            } else if name.contains("pidfd")
+                && probe.pidfds.len() < MAX_PROBED_PIDFDS
+                && let Some(pid) = fdinfo(fd.fd).and_then(|info| pidfd_pid(&info))
+            {
+                probe.pidfds.push(PidfdProbe { fd: fd.fd, pid });
+            }
+        }
+        probe.pidfds.sort_by_key(|p| p.fd);
     }
     Some(probe)
+}
+
+/// How many pidfds a probe keeps: enough for any parent that holds one per
+/// child it has yet to wait for, small enough for one record.
+const MAX_PROBED_PIDFDS: usize = 256;
+
+/// The process a pidfd refers to: the `Pid:` line of its fdinfo (Linux 5.4+).
+fn pidfd_pid(fdinfo: &str) -> Option<i32> {
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_pidfds_pid() {
+        let fdinfo =
+            "pos:\t0\nflags:\t02000002\nmnt_id:\t4\nino:\t20518\nPid:\t20517\nNSpid:\t20517\n";
+        assert_eq!(pidfd_pid(fdinfo), Some(20517));
+        assert_eq!(pidfd_pid("Pid:\t-1\n"), Some(-1));
+        assert_eq!(pidfd_pid("pos:\t0\n"), None);
+    }
 
     #[test]
     fn reads_a_signalfd_mask() {

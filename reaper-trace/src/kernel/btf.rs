@@ -217,6 +217,20 @@ impl Btf {
     /// Byte offset of `path` (members separated by `.`) inside the struct or
     /// union `ty`, looking through anonymous members as C does.
     pub fn member_offset(&self, ty: &str, path: &str) -> Result<u32, BtfError> {
+        let offset_bits = self.member_bit_offset(ty, path)?;
+        if !offset_bits.is_multiple_of(8) {
+            return Err(BtfError::MissingMember {
+                ty: ty.to_owned(),
+                member: format!("{path} (a bitfield)"),
+            });
+        }
+        Ok(offset_bits / 8)
+    }
+
+    /// Bit offset of member `path` from the start of struct `ty`: for a
+    /// bitfield (one-bit flags such as `task_struct.in_execve`), which
+    /// [`Btf::member_offset`] refuses.
+    pub fn member_bit_offset(&self, ty: &str, path: &str) -> Result<u32, BtfError> {
         let mut id = self
             .find(ty, &[kind::STRUCT, kind::UNION])
             .ok_or_else(|| BtfError::MissingType(format!("struct {ty}")))?;
@@ -231,13 +245,7 @@ impl Btf {
             offset_bits += bits;
             id = self.resolve(member_type);
         }
-        if !offset_bits.is_multiple_of(8) {
-            return Err(BtfError::MissingMember {
-                ty: ty.to_owned(),
-                member: format!("{path} (a bitfield)"),
-            });
-        }
-        Ok(offset_bits / 8)
+        Ok(offset_bits)
     }
 
     /// (bit offset, type id) of member `name` of struct `id`, searching

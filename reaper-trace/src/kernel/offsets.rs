@@ -23,7 +23,7 @@ pub enum OffsetError {
 /// has a `btf_trace_<name>` typedef in the kernel's BTF giving its
 /// `TP_PROTO`, which is how a missing or changed one is caught here, with
 /// one line, rather than by the kernel at attach.
-pub const RAW_TRACEPOINTS: [(&str, usize); 9] = [
+pub const RAW_TRACEPOINTS: [(&str, usize); 10] = [
     ("sched_process_fork", 2),
     ("sched_process_exec", 3),
     ("sched_process_exit", 1),
@@ -33,6 +33,8 @@ pub const RAW_TRACEPOINTS: [(&str, usize); 9] = [
     ("signal_deliver", 3),
     ("sys_enter", 2),
     ("sys_exit", 2),
+    // TP_PROTO(struct task_struct *task, const char *comm)
+    ("task_rename", 2),
 ];
 
 /// The struct offsets, from BTF.
@@ -75,6 +77,11 @@ pub fn kernel_struct_offsets(btf: &Btf, config: &mut Config) -> Result<(), Offse
     config.regs_sp = regs("sp")?;
     config.regs_bp = regs("bp")?;
     config.task_ti_status = task("thread_info.status")?;
+    // A one-bit flag; absent, every rename is sent (exec's too, which the
+    // EXEC record follows anyway).
+    config.task_in_execve_bit = btf
+        .member_bit_offset("task_struct", "in_execve")
+        .unwrap_or(u32::MAX);
     for (tracepoint, needed) in RAW_TRACEPOINTS {
         let found = btf.tracepoint_arg_count(tracepoint)?;
         if found < needed {
@@ -126,5 +133,7 @@ mod tests {
             (112, 104, 96, 56, 120)
         );
         assert!(config.k_sigaction_size >= 24);
+        // A bitfield inside task_struct, not a byte boundary by chance alone.
+        assert!(config.task_in_execve_bit < 8 * 16384, "{config:?}");
     }
 }

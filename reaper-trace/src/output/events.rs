@@ -7,6 +7,7 @@ use crate::{
     trace::{
         cgroup::Cgroup,
         clock::ClockRef,
+        comm::Comm,
         escape::escape,
         event::*,
         names::{cld_code, errno_name, sa_flags, signal_name, wait_options},
@@ -46,6 +47,22 @@ fn with_ns_pid(pid: i32, ns_pid: Option<i32>) -> String {
     match ns_pid {
         Some(local) => format!("{pid} (ns pid {local})"),
         None => pid.to_string(),
+    }
+}
+
+/// What a wait asked for: `pid 12`, or `pidfd 3` (a file descriptor, not a
+/// pid) with the process it stands for when the wait reported one:
+/// `pidfd 3 (pid 12)`.
+fn wait_target(
+    upid: i32,
+    upid_ns: Option<i32>,
+    pidfd: Option<i32>,
+    reported: Option<i32>,
+) -> String {
+    match (pidfd, reported) {
+        (Some(fd), Some(pid)) => format!("pidfd {fd} (pid {pid})"),
+        (Some(fd), None) => format!("pidfd {fd}"),
+        (None, _) => format!("pid {}", with_ns_pid(upid, upid_ns)),
     }
 }
 
@@ -168,16 +185,21 @@ pub fn write_text_line(
         ),
         EventData::WaitEnter(w) => write!(
             line,
-            "{:?} pid {} options {}",
+            "{:?} {} options {}",
             w.syscall,
-            with_ns_pid(w.upid, w.upid_ns),
+            wait_target(w.upid, w.upid_ns, w.pidfd, None),
             wait_options(w.options)
         ),
         EventData::WaitExit(w) => write!(
             line,
-            "{:?} pid {} options {} -> {}",
+            "{:?} {} options {} -> {}",
             w.syscall,
-            with_ns_pid(w.upid, w.upid_ns),
+            wait_target(
+                w.upid,
+                w.upid_ns,
+                w.pidfd,
+                (w.reaped_pid > 0).then_some(w.reaped_pid)
+            ),
             wait_options(w.options),
             wait_outcome(w)
         ),
@@ -190,19 +212,27 @@ pub fn write_text_line(
             write!(line, "process {} is {}", n.child_tgid, levels.join(", "))
         }
         EventData::Free(f) => write!(line, "{} reaped (task freed)", f.comm),
-        EventData::Sigaction(s) => write!(
-            line,
-            "{} set to {} flags {}",
-            signal_name(s.sig),
-            disposition(s.disposition, s.handler),
-            sa_flags(s.flags)
-        ),
+        EventData::Sigaction(s) => {
+            let by = if s.comm == Comm::default() {
+                String::new()
+            } else {
+                format!(" by thread {}", s.comm)
+            };
+            write!(
+                line,
+                "{} set to {} flags {}{by}",
+                signal_name(s.sig),
+                disposition(s.disposition, s.handler),
+                sa_flags(s.flags)
+            )
+        }
         EventData::ForkFailed(f) => write!(
             line,
             "fork failed: {} (syscall {})",
             errno_name(f.errno),
             f.syscall_nr
         ),
+        EventData::TaskRename(r) => write!(line, "{} renamed to {}", r.old_comm, r.new_comm),
     };
     // Only a container or unit: the root cgroup, or a path that names
     // neither, would be noise on every line.
@@ -303,6 +333,7 @@ mod tests {
             args_known: true,
             upid_ns: None,
             reaped_ns_pid: None,
+            pidfd: None,
         };
         // A stopped child (0x7f low byte), once read as "killed by SIG127".
         assert_eq!(wait_outcome(&w), "15892 stopped by SIG0: not reaped");
@@ -323,5 +354,64 @@ mod tests {
         );
         w.ret = -10;
         assert_eq!(wait_outcome(&w), "error ECHILD");
+    }
+
+    #[test]
+    fn pidfd_waits_and_renames_read_as_what_they_are() {
+        use crate::trace::test_events as b;
+        let clock = ClockRef {
+            monotonic_ns: 0,
+            realtime_ns: 0,
+        };
+        let line = text_line(&b::pidfd_wait_exit(5, 10, 3, 4321), &clock, None);
+        assert!(
+            line.ends_with(
+                "wait_exit            10/10      Waitid pidfd 3 (pid 4321) options WEXITED -> reaps 4321 (exited 0)"
+            ),
+            "{line}"
+        );
+        let line = text_line(&b::pidfd_wait_exit(5, 10, 3, 0), &clock, None);
+        assert!(
+            line.ends_with("Waitid pidfd 3 options WEXITED -> nothing ready"),
+            "{line}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line(&b::pidfd_wait_exit(5, 10, 3, 4321), None)).unwrap();
+        assert_eq!(
+            (v["pidfd"].as_i64(), v["reaped_pid"].as_i64()),
+            (Some(3), Some(4321))
+        );
+        let plain: serde_json::Value =
+            serde_json::from_str(&json_line(&b::wait_exit(5, 10, -1, 0, 7), None)).unwrap();
+        assert_eq!(plain.get("pidfd"), None);
+
+        let rename = b::rename(5, 10, 12, "exe", "\x1bsleep");
+        let line = text_line(&rename, &clock, None);
+        assert!(
+            line.ends_with("task_rename          10/12      exe renamed to \\x1bsleep"),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json_line(&rename, None)).unwrap();
+        assert_eq!(
+            (
+                v["kind"].as_str(),
+                v["old_comm"].as_str(),
+                v["new_comm"].as_str(),
+                v["tid"].as_i64()
+            ),
+            (
+                Some("task_rename"),
+                Some("exe"),
+                Some("\u{1b}sleep"),
+                Some(12)
+            )
+        );
+        let sigaction = b::by_thread(b::sigaction(5, 10, 12, Disposition::Ignore, 1), "webu");
+        assert!(
+            text_line(&sigaction, &clock, None)
+                .ends_with("SIGCHLD set to SIG_IGN flags 0 by thread webu"),
+            "{}",
+            text_line(&sigaction, &clock, None)
+        );
     }
 }

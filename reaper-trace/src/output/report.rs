@@ -86,7 +86,7 @@ pub fn finding_line(f: &Finding) -> String {
                 .unwrap_or_default();
             let adopter = f
                 .adopted_by_pid
-                .map(|a| format!("adopted by {a}"))
+                .map(|a| format!("adopted by {}", pid_text(a, f.adopted_by_ns_pid)))
                 .unwrap_or_else(|| "still running when the trace ended".into());
             write!(line, ": its parent died{how} while it ran; {adopter}")
         }

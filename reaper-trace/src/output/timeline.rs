@@ -345,6 +345,10 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
                     json!({"old_pid": x.old_pid}),
                 )?;
             }
+            // A process renamed after exec: its track takes the name ps shows.
+            EventData::TaskRename(r) if e.tid == e.tgid => {
+                self.name(e.tgid, &String::from_utf8_lossy(r.new_comm.as_bytes()))?;
+            }
             EventData::Exit(x) if x.group_dead => {
                 let span = self.spans.entry(e.tgid).or_default();
                 span.exit_ns = Some(ts);

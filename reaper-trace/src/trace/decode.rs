@@ -53,6 +53,7 @@ records!(
     ForkFailedRecord = FORK_FAILED,
     NsPidsRecord = NS_PIDS,
     UserStackRecord = USTACK,
+    TaskRenameRecord = TASK_RENAME,
 );
 
 /// A user stack record, when `bytes` is one: the live tracer unwinds it
@@ -124,12 +125,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         kind::WAIT_ENTER => {
             let r: abi::WaitEnterRecord = read(bytes);
+            let syscall = wait_kind(r.syscall);
             EventData::WaitEnter(WaitEnter {
-                syscall: wait_kind(r.syscall),
+                syscall,
                 which: r.which,
                 upid: r.upid,
                 options: r.options,
                 upid_ns: None,
+                pidfd: wait_pidfd(syscall, r.which, r.upid),
             })
         }
         kind::WAIT_EXIT => wait_exit(read(bytes)),
@@ -152,6 +155,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 flags: r.flags,
                 mask: r.mask,
                 has_stack: r.header.flags & abi::header_flags::HAS_STACK != 0,
+                comm: Comm(r.comm),
             })
         }
         kind::FORK_FAILED => {
@@ -175,6 +179,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     .collect(),
             })
         }
+        kind::TASK_RENAME => {
+            let r: abi::TaskRenameRecord = read(bytes);
+            EventData::TaskRename(TaskRename {
+                process_start_ns: r.process_start_ns,
+                old_comm: Comm(r.old_comm),
+                new_comm: Comm(r.new_comm),
+            })
+        }
         kind::USTACK => return Err(DecodeError::NotAnEvent(kind)),
         other => return Err(DecodeError::UnknownKind(other)),
     };
@@ -192,22 +204,39 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 }
 
 /// Decodes a record written under `abi_version`: recordings keep the ABI
-/// they were made with, and version 1 headers had no `cgroup_id`.
+/// they were made with. Version 1 headers had no `cgroup_id`; before
+/// version 3 a `SIGACTION` record had no `comm` (decoded as empty).
 pub fn decode_abi(bytes: &[u8], abi_version: u32) -> Result<Event, DecodeError> {
-    if abi_version != 1 {
+    if abi_version >= 3 {
         return decode(bytes);
     }
-    if bytes.len() < abi::V1_HEADER_LEN {
-        return Err(DecodeError::Short {
-            len: bytes.len(),
-            need: abi::V1_HEADER_LEN,
-        });
+    let mut widened = if abi_version == 1 {
+        if bytes.len() < abi::V1_HEADER_LEN {
+            return Err(DecodeError::Short {
+                len: bytes.len(),
+                need: abi::V1_HEADER_LEN,
+            });
+        }
+        let mut widened = Vec::with_capacity(bytes.len() + 8 + abi::COMM_LEN);
+        widened.extend_from_slice(&bytes[..abi::V1_HEADER_LEN]);
+        widened.extend_from_slice(&0u64.to_le_bytes());
+        widened.extend_from_slice(&bytes[abi::V1_HEADER_LEN..]);
+        widened
+    } else {
+        bytes.to_vec()
+    };
+    // Only a record of the old size is widened: any other length stays
+    // as it is, for `decode` to reject.
+    if peek_raw_kind(&widened) == Some(kind::SIGACTION) && widened.len() == abi::SIGACTION_V2_LEN {
+        widened.extend_from_slice(&[0; abi::COMM_LEN]);
     }
-    let mut widened = Vec::with_capacity(bytes.len() + 8);
-    widened.extend_from_slice(&bytes[..abi::V1_HEADER_LEN]);
-    widened.extend_from_slice(&0u64.to_le_bytes());
-    widened.extend_from_slice(&bytes[abi::V1_HEADER_LEN..]);
     decode(&widened)
+}
+
+/// The kind field of a record at least a header long, unchecked.
+fn peek_raw_kind(bytes: &[u8]) -> Option<u32> {
+    (bytes.len() >= size_of::<Header>())
+        .then(|| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
 fn fork(r: abi::ForkRecord) -> EventData {
@@ -324,6 +353,11 @@ fn wait_exit(r: abi::WaitExitRecord) -> EventData {
         args_known,
         upid_ns: None,
         reaped_ns_pid: None,
+        pidfd: if args_known {
+            wait_pidfd(syscall, r.which, r.upid)
+        } else {
+            None
+        },
     })
 }
 
@@ -383,6 +417,78 @@ mod tests {
         ));
         // The same bytes read as the current ABI are framed wrong.
         assert!(decode_abi(&old, 2).is_err());
+    }
+
+    #[test]
+    fn sigaction_records_before_version_3_have_no_comm_and_still_decode() {
+        let record = abi::SigactionRecord {
+            header: header(kind::SIGACTION),
+            sig: SIGCHLD,
+            handler: 1,
+            comm: comm("webu"),
+            ..Default::default()
+        };
+        let now = record_bytes(&record).to_vec();
+        let v2 = now[..abi::SIGACTION_V2_LEN].to_vec();
+        let e = decode_abi(&v2, 2).expect("a version 2 sigaction decodes");
+        let EventData::Sigaction(s) = e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!((s.handler, s.comm), (1, Comm::default()));
+        assert_eq!(e.cgroup_id, 7);
+        // Version 1: no cgroup_id in the header, no comm at the end.
+        let mut v1 = v2[..abi::V1_HEADER_LEN].to_vec();
+        v1.extend_from_slice(&v2[abi::V1_HEADER_LEN + 8..]);
+        let e = decode_abi(&v1, 1).expect("a version 1 sigaction decodes");
+        assert!(matches!(e.data, EventData::Sigaction(ref s) if s.handler == 1));
+        assert_eq!(e.cgroup_id, 0);
+        // The current size under version 3, and nothing but the two sizes.
+        let EventData::Sigaction(s) = decode_abi(&now, 3).expect("current").data else {
+            panic!()
+        };
+        assert_eq!(s.comm, Comm::from_str_lossy("webu"));
+        assert!(decode_abi(&v2, 3).is_err());
+        assert!(decode_abi(&now[..abi::SIGACTION_V2_LEN - 8], 2).is_err());
+        // Other kinds are the same in versions 2 and 3.
+        let exit = abi::ExitRecord {
+            header: header(kind::EXIT),
+            ..Default::default()
+        };
+        assert!(decode_abi(record_bytes(&exit), 2).is_ok());
+    }
+
+    #[test]
+    fn pidfd_waits_say_their_argument_is_a_descriptor() {
+        let record = abi::WaitExitRecord {
+            header: header(kind::WAIT_EXIT),
+            syscall: wait_syscall::WAITID,
+            which: P_PIDFD,
+            upid: 3,
+            options: libc::WEXITED,
+            reaped_pid: 4321,
+            ..Default::default()
+        };
+        let EventData::WaitExit(w) = roundtrip(record).data else {
+            panic!()
+        };
+        assert_eq!((w.pidfd, w.upid, w.reaped_pid), (Some(3), 3, 4321));
+        let EventData::WaitExit(w) = roundtrip(abi::WaitExitRecord { which: 1, ..record }).data
+        else {
+            panic!()
+        };
+        assert_eq!(w.pidfd, None);
+        let EventData::WaitEnter(w) = roundtrip(abi::WaitEnterRecord {
+            header: header(kind::WAIT_ENTER),
+            syscall: wait_syscall::WAITID,
+            which: P_PIDFD,
+            upid: 5,
+            options: libc::WEXITED,
+        })
+        .data
+        else {
+            panic!()
+        };
+        assert_eq!(w.pidfd, Some(5));
     }
 
     #[test]
@@ -556,6 +662,7 @@ mod tests {
                 upid: 7,
                 options: 4,
                 upid_ns: None,
+                pidfd: None,
             })
         );
         let e = roundtrip(abi::WaitExitRecord {
@@ -609,6 +716,7 @@ mod tests {
             handler: 1,
             flags: 2,
             mask: 0,
+            comm: comm("webu"),
         });
         assert!(matches!(
             e.data,
@@ -619,6 +727,24 @@ mod tests {
                 ..
             })
         ));
+        let EventData::Sigaction(s) = e.data else {
+            panic!()
+        };
+        assert_eq!(s.comm, Comm::from_str_lossy("webu"));
+        let e = roundtrip(abi::TaskRenameRecord {
+            header: header(kind::TASK_RENAME),
+            process_start_ns: 5,
+            old_comm: comm("exe"),
+            new_comm: comm("sleep"),
+        });
+        assert_eq!(
+            e.data,
+            EventData::TaskRename(TaskRename {
+                process_start_ns: 5,
+                old_comm: Comm::from_str_lossy("exe"),
+                new_comm: Comm::from_str_lossy("sleep"),
+            })
+        );
         let e = roundtrip(abi::ForkFailedRecord {
             header: header(kind::FORK_FAILED),
             syscall_nr: 56,

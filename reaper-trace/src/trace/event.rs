@@ -41,6 +41,7 @@ pub enum EventData {
     Sigaction(Sigaction),
     ForkFailed(ForkFailed),
     NsPids(NsPids),
+    TaskRename(TaskRename),
 }
 
 impl EventData {
@@ -59,6 +60,7 @@ impl EventData {
             EventData::Sigaction(_) => kind::SIGACTION,
             EventData::ForkFailed(_) => kind::FORK_FAILED,
             EventData::NsPids(_) => kind::NS_PIDS,
+            EventData::TaskRename(_) => kind::TASK_RENAME,
         }
     }
 
@@ -213,6 +215,9 @@ pub struct WaitEnter {
     /// differs from the global `upid` (set by `trace::pidns`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upid_ns: Option<i32>,
+    /// `waitid(P_PIDFD, fd, ...)`: `upid` is this file descriptor, not a pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfd: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -236,6 +241,19 @@ pub struct WaitExit {
     pub upid_ns: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reaped_ns_pid: Option<i32>,
+    /// `waitid(P_PIDFD, fd, ...)`: `upid` is this file descriptor, not a
+    /// pid; the process it refers to is `reaped_pid` when the wait
+    /// reported one (a pidfd wait can report no other).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfd: Option<i32>,
+}
+
+/// waitid's `which` for a pidfd (`P_PIDFD`, Linux 5.4).
+pub const P_PIDFD: i32 = 3;
+
+/// The file descriptor a wait passed, when it waited on a pidfd.
+pub fn wait_pidfd(syscall: WaitSyscall, which: i32, upid: i32) -> Option<i32> {
+    (syscall == WaitSyscall::Waitid && which == P_PIDFD).then_some(upid)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -259,6 +277,18 @@ pub struct Sigaction {
     /// The thread's user stack was sent for this call (`HAS_STACK`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub has_stack: bool,
+    /// The calling thread's name; empty in recordings made before ABI
+    /// version 3.
+    pub comm: Comm,
+}
+
+/// A task's name changed (not by exec). The event's tgid/tid name the
+/// renamed task.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskRename {
+    pub process_start_ns: u64,
+    pub old_comm: Comm,
+    pub new_comm: Comm,
 }
 
 /// A pid as one pid namespace sees it.

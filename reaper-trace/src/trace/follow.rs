@@ -73,6 +73,18 @@ impl Follow {
                 }
                 self.pids.contains(&event.tgid)
             }
+            // As the kernel does: renamed into the wanted name, followed.
+            EventData::TaskRename(r) => {
+                if event.tid == event.tgid
+                    && self
+                        .comm
+                        .as_deref()
+                        .is_some_and(|c| r.new_comm.as_bytes() == c.as_bytes())
+                {
+                    self.pids.insert(event.tgid);
+                }
+                self.pids.contains(&event.tgid)
+            }
             EventData::SignalGenerate(s) => {
                 self.pids.contains(&event.tgid) || self.pids.contains(&s.target_tgid)
             }
@@ -99,6 +111,19 @@ mod tests {
             started_ns: None,
             ns_pids: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_process_renamed_into_the_comm_is_followed_as_live_does() {
+        use crate::trace::test_events as b;
+        let mut follow = Follow::new([], Some("nginx".into()));
+        assert!(!follow.admit(&b::rename(1, 30, 31, "exe", "nginx")));
+        assert!(
+            !follow.is_followed(30),
+            "a thread's name is not the process's"
+        );
+        assert!(follow.admit(&b::rename(2, 30, 30, "exe", "nginx")));
+        assert!(follow.is_followed(30));
     }
 
     #[test]

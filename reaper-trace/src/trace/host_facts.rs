@@ -52,6 +52,20 @@ pub struct ParentProbe {
     pub sigchld_blocked: bool,
     pub sigchld_ignored: bool,
     pub sigchld_caught: bool,
+    /// The pidfds the process holds (`pidfd_open`, `CLONE_PIDFD`): a parent
+    /// may hold one for a child it never waits on. Absent in recordings
+    /// made before it was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pidfds: Vec<PidfdProbe>,
+}
+
+/// One pidfd a process holds: its descriptor and the process it refers to
+/// (`/proc/PID/fdinfo/FD`'s `Pid:`, in the tracer's pid namespace; -1 once
+/// that process has been reaped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidfdProbe {
+    pub fd: i32,
+    pub pid: i32,
 }
 
 #[cfg(test)]
@@ -66,5 +80,20 @@ mod tests {
         assert_eq!(seed.started_ns, None);
         let back = serde_json::to_string(&seed).unwrap();
         assert_eq!(back, r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#);
+    }
+
+    #[test]
+    fn probes_recorded_before_pidfds_were_read_still_parse() {
+        let old = r#"{"threads":[],"signalfd_sigchld":false,"sigchld_blocked":false,"sigchld_ignored":false,"sigchld_caught":false}"#;
+        let probe: ParentProbe = serde_json::from_str(old).unwrap();
+        assert!(probe.pidfds.is_empty());
+        assert_eq!(serde_json::to_string(&probe).unwrap(), old);
+        let new = ParentProbe {
+            pidfds: vec![PidfdProbe { fd: 3, pid: 77 }],
+            ..probe
+        };
+        let back: ParentProbe =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 }

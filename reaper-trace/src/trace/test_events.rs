@@ -142,6 +142,7 @@ pub fn wait_enter(t: u64, parent: u32, upid: i32, options: i32) -> Event {
             upid,
             options,
             upid_ns: None,
+            pidfd: None,
         }),
     )
 }
@@ -164,8 +165,63 @@ pub fn wait_exit(t: u64, parent: u32, upid: i32, options: i32, reaped: i32) -> E
             args_known: true,
             upid_ns: None,
             reaped_ns_pid: None,
+            pidfd: None,
         }),
     )
+}
+
+/// `parent` waits with `waitid(P_PIDFD, fd, ..., WEXITED)`, which reports
+/// `reaped` (0: nothing).
+pub fn pidfd_wait_exit(t: u64, parent: u32, fd: i32, reaped: i32) -> Event {
+    let mut event = wait_exit(t, parent, fd, libc::WEXITED, reaped);
+    if let EventData::WaitExit(w) = &mut event.data {
+        w.syscall = WaitSyscall::Waitid;
+        w.which = P_PIDFD;
+        w.ret = 0;
+        w.si_code = if reaped > 0 { libc::CLD_EXITED } else { 0 };
+        w.pidfd = Some(fd);
+    }
+    event
+}
+
+/// `parent` enters `waitid(P_PIDFD, fd, ..., WEXITED)`, and the kernel's
+/// `sched_process_wait` names the process the fd stands for, `target`.
+pub fn pidfd_wait_enter(t: u64, parent: u32, fd: i32, target: i32) -> [Event; 2] {
+    let mut enter = wait_enter(t, parent, fd, libc::WEXITED);
+    if let EventData::WaitEnter(w) = &mut enter.data {
+        w.syscall = WaitSyscall::Waitid;
+        w.which = P_PIDFD;
+        w.pidfd = Some(fd);
+    }
+    let resolved = at(
+        t,
+        parent,
+        parent,
+        EventData::ProcessWait(ProcessWait { pid: target }),
+    );
+    [enter, resolved]
+}
+
+/// Task `tid` of `pid` renames itself from `old` to `new` (not by exec).
+pub fn rename(t: u64, pid: u32, tid: u32, old: &str, new: &str) -> Event {
+    at(
+        t,
+        pid,
+        tid,
+        EventData::TaskRename(TaskRename {
+            process_start_ns: 0,
+            old_comm: Comm::from_str_lossy(old),
+            new_comm: Comm::from_str_lossy(new),
+        }),
+    )
+}
+
+/// `event` (a sigaction) made by a thread named `comm`.
+pub fn by_thread(mut event: Event, comm: &str) -> Event {
+    if let EventData::Sigaction(s) = &mut event.data {
+        s.comm = Comm::from_str_lossy(comm);
+    }
+    event
 }
 
 pub fn free(t: u64, pid: u32, tid: u32) -> Event {
@@ -215,6 +271,7 @@ pub fn sigaction(t: u64, pid: u32, tid: u32, disposition: Disposition, handler: 
             flags: 0,
             mask: 0,
             has_stack: false,
+            comm: Comm::default(),
         }),
     )
 }

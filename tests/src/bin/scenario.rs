@@ -13,6 +13,8 @@
 mod basic;
 #[path = "scenario/clone.rs"]
 mod clone;
+#[path = "scenario/explain.rs"]
+mod explain;
 #[path = "scenario/handlers.rs"]
 mod handlers;
 #[path = "scenario/race.rs"]
@@ -83,6 +85,12 @@ const SCENARIOS: &[Scenario] = &[
         &["ROUNDS", "LAZY_MS"],
         race::fork_exit_race,
     ),
+    scenario("renamed_parent", &["HOLD_MS"], explain::renamed_parent),
+    scenario("thread_sigchld", &[], explain::thread_sigchld),
+    scenario("thread_named_before", &[], explain::thread_named_before),
+    scenario("clone_sigusr1", &["SIGCHLD_IGN"], explain::clone_sigusr1),
+    scenario("pidfd_hold", &["HOLD_MS", "WAIT"], explain::pidfd_hold),
+    scenario("exec_after_fork", &[], explain::exec_after_fork),
 ];
 
 fn usage() -> String {

@@ -14,7 +14,7 @@ const PID_REUSE_ATTEMPTS: u32 = 5;
 /// clone3 with fork-like semantics (no CLONE_VM, no new stack): the child
 /// returns here on a copy of the caller's stack and must only `_exit`.
 /// Returns the child's pid, 0 in the child, or -1 with errno set.
-fn clone3(exit_signal: libc::c_int, set_tid: Option<&[pid_t]>) -> pid_t {
+pub fn clone3(exit_signal: libc::c_int, set_tid: Option<&[pid_t]>) -> pid_t {
     // SAFETY: all-zero clone_args is "no flags, no optional pointers".
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.exit_signal = exit_signal as u64;
