@@ -545,7 +545,7 @@ impl Analyzer {
     /// The parent began to exit when a signal that kills it was queued
     /// (`timeout -s KILL` kills its own group), or else at its exit; the
     /// child became a zombie at its first SIGCHLD (`exit_notify`), or else
-    /// at its exit.
+    /// (another exit signal, none, or not seen) at its exit.
     fn adopt_if_parent_died_first(
         &mut self,
         pid: u32,
@@ -556,7 +556,12 @@ impl Analyzer {
             return;
         };
         let old = exit.parent;
-        let zombie_at = exit.sigchld.first().map(|s| s.time_ns).or(exit.time_ns);
+        // Only a SIGCHLD child's first SIGCHLD is its own notification: any
+        // other child is announced with SIGCHLD only when reparented.
+        let own_sigchld = (exit.exit_signal == reaper_trace_common::SIGCHLD)
+            .then(|| exit.sigchld.first().map(|s| s.time_ns))
+            .flatten();
+        let zombie_at = own_sigchld.or(exit.time_ns);
         let (Some(zombie_at), Some(parent_exiting)) = (
             zombie_at,
             self.procs

@@ -642,6 +642,39 @@ fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
 }
 
 #[test]
+fn a_clone_child_announced_only_by_its_reparenting_stays_its_parents_leak() {
+    // Exit signal SIGUSR1: no SIGCHLD at its exit; the kernel sends one
+    // only when it reparents the zombie, after the parent died.
+    let mut exit = b::exit(MS, 11, 11, 10, true, 5, Disposition::Default);
+    if let EventData::Exit(x) = &mut exit.data {
+        x.exit_signal = libc::SIGUSR1;
+    }
+    let mut a = Analyzer::new(S);
+    for e in [
+        b::fork(5, 10, 11, false),
+        exit,
+        b::exit(2 * S, 10, 10, 1, true, 1, Disposition::Default),
+        b::sigchld(
+            2 * S + 10,
+            11,
+            5,
+            SignalResult::Ignored,
+            Disposition::Default,
+            false,
+        ),
+        b::free_under(2 * S + 20 * MS, 11, 5, 5),
+    ] {
+        a.on_event(&e);
+    }
+    let r = a.finish(5 * S);
+    let f = r.findings.iter().find(|f| f.pid == 11).expect("a finding");
+    assert_eq!(
+        (f.kind, f.resolution, f.parent_pid),
+        (FindingKind::Unreaped, Some(Resolution::Adopted), 10)
+    );
+}
+
+#[test]
 fn a_lazy_adopter_is_blamed_not_the_dead_parent() {
     let r = exiting_parent(&[0, 1, 2], false);
     let late: Vec<_> = r
