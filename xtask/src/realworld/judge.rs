@@ -276,15 +276,25 @@ fn by_sampler(f: &Finding, sampler: &SamplerView, window: Window, slack: &Slack)
             Some(e) => (e, e + f.latency_ns),
             None => (window.trace_started_ns, window.trace_started_ns + 1),
         };
-        let looked = from >= sampler.started_ns
-            && to <= sampler.ended_ns
-            && (f.exited_at_ns.is_none()
-                || sampler.max_gap_ns < f.latency_ns.saturating_sub(slack.below_ns) / 2);
+        let looked = match f.exited_at_ns {
+            // Already a zombie when tracing began: the sampler, started
+            // first, saw the machine then.
+            None => sampler.started_ns <= from && from <= sampler.ended_ns,
+            // A whole scan within the time the tool says it was a zombie
+            // (less the slack at both ends) would have seen it.
+            Some(_) => {
+                sampler.looked_within(from + slack.below_ns, to.saturating_sub(slack.above_ns))
+            }
+        };
         let mut e = Evidence::none(format!(
-            "never saw pid {} (start {}) as a zombie (polls at most {} apart)",
+            "never saw pid {} (start {}) as a zombie{}",
             f.pid,
             f.start_ns,
-            secs(sampler.max_gap_ns)
+            if looked {
+                ", though it looked in that time"
+            } else {
+                ""
+            }
         ));
         if looked {
             e.life = Some(false);
@@ -369,6 +379,14 @@ fn by_kernel(f: &Finding, kernel: &KernelView, slack: &Slack) -> Evidence {
     }
     let claimed_end = exit.exit_ns + f.latency_ns;
     let zombie_at_end = f.resolution == "zombie";
+    let parent_exit = kernel.pid_exited_within(
+        f.parent_pid,
+        exit.exit_ns,
+        wait.map_or(claimed_end, |w| w.ns),
+    );
+    if let Some(t) = parent_exit {
+        seen.push_str(&format!(", parent exited after {}", secs(t - exit.exit_ns)));
+    }
     // The end of its life: a wait is exact; a free trails the release by
     // an RCU grace period (bpftrace may also miss one: perf output from
     // the softirq the free runs in fails silently when nested).
@@ -385,10 +403,14 @@ fn by_kernel(f: &Finding, kernel: &KernelView, slack: &Slack) -> Evidence {
         parent: exit.notified_parent.map(|p| p == f.parent_pid),
         life,
         reaper: match (f.kind, wait) {
-            (_, None) => None,
             (_, Some(_)) if zombie_at_end => None,
             (Kind::LateReap, Some(w)) => Some(w.waiter == f.parent_pid),
             (Kind::Unreaped, Some(w)) => Some(w.waiter != f.parent_pid),
+            // The parent's own exit came before the release: it never
+            // reaped it with a wait (a dying namespace init reaps its
+            // children inside the kernel, with no wait call to see).
+            (Kind::Unreaped, None) => parent_exit.map(|_| true),
+            (Kind::LateReap, None) => None,
         },
         seen,
     }
@@ -532,6 +554,10 @@ mod tests {
             ended_ns: 200 * S,
             max_gap_ns: 8 * MS,
             scans: 1000,
+            // A scan every 5 ms, taking 3.
+            scan_times: (S / (5 * MS)..200 * S / (5 * MS))
+                .map(|i| (i * 5 * MS, i * 5 * MS + 3 * MS))
+                .collect(),
         }
     }
 
@@ -783,6 +809,33 @@ mod tests {
             &Slack::default(),
         );
         assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
+    }
+
+    #[test]
+    fn a_parent_that_exited_before_the_release_never_reaped() {
+        // A namespace's dying init reaps its children inside the kernel:
+        // no wait call, but its exit came first.
+        let mut f = finding(Kind::Unreaped, 100, 50, 10 * S, 17 * MS);
+        f.reaped_by_pid = Some(50);
+        let st = f.start_ns;
+        let k = kernel(&format!(
+            "X {} 100 50 {st} sh\nN {} 100 50 {st} 50 0\nX {} 50 1 7 init\nF {} 100\n",
+            10 * S,
+            10 * S + MS,
+            10 * S + 5 * MS,
+            10 * S + 30 * MS
+        ));
+        let j = judge(
+            &f,
+            &no_sampler(),
+            &k,
+            Window {
+                trace_started_ns: S,
+            },
+            &Slack::default(),
+        );
+        assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
+        assert!(j.evidence().contains("parent exited after 0.005s"));
     }
 
     #[test]

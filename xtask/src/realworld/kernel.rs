@@ -62,6 +62,8 @@ pub struct Wait {
 #[derive(Debug, Default)]
 pub struct KernelView {
     exits: HashMap<(u32, u64), Exit>,
+    /// When processes with each pid exited, in order.
+    exit_times: HashMap<u32, Vec<u64>>,
     /// Collecting waits and frees, by the pid they name, in time order.
     waits: HashMap<u32, Vec<Wait>>,
     frees: HashMap<u32, Vec<u64>>,
@@ -142,7 +144,17 @@ impl KernelView {
                 .find(|&t| t > exit.exit_ns)
                 .unwrap_or(u64::MAX);
         }
+        view.exit_times = exit_times;
         view
+    }
+
+    /// When a process with this pid exited within `from..=to`.
+    pub fn pid_exited_within(&self, pid: u32, from: u64, to: u64) -> Option<u64> {
+        self.exit_times
+            .get(&pid)?
+            .iter()
+            .copied()
+            .find(|&t| t >= from && t <= to)
     }
 
     pub fn exit(&self, pid: u32, start_ns: u64) -> Option<&Exit> {
@@ -268,6 +280,8 @@ mod tests {
         assert_eq!(view.reaping_wait(again), None);
         assert_eq!(view.free_after(again), Some(320));
         assert!(view.exit(7, 51).is_none());
+        assert_eq!(view.pid_exited_within(7, 150, 300), Some(300));
+        assert_eq!(view.pid_exited_within(7, 101, 299), None);
     }
 
     #[test]

@@ -51,6 +51,17 @@ pub struct SamplerView {
     /// the next: a zombie at least this long was certainly seen.
     pub max_gap_ns: u64,
     pub scans: u64,
+    /// Each scan's start and end, in order.
+    pub scan_times: Vec<(u64, u64)>,
+}
+
+impl SamplerView {
+    /// Whether a whole scan fell within `from..to`: a process that was a
+    /// zombie all that time was certainly seen as one.
+    pub fn looked_within(&self, from: u64, to: u64) -> bool {
+        let i = self.scan_times.partition_point(|&(start, _)| start < from);
+        self.scan_times.get(i).is_some_and(|&(_, end)| end <= to)
+    }
 }
 
 /// The fields of one `/proc/PID/stat` line the sampler keeps.
@@ -93,7 +104,7 @@ pub struct Tracker {
     first_start: Option<u64>,
     last_end: u64,
     max_gap: u64,
-    scans: u64,
+    scan_times: Vec<(u64, u64)>,
 }
 
 impl Tracker {
@@ -150,7 +161,7 @@ impl Tracker {
         }
         self.prev_start = Some(self.this_start);
         self.last_end = now;
-        self.scans += 1;
+        self.scan_times.push((self.this_start, now));
     }
 
     pub fn finish(mut self) -> SamplerView {
@@ -161,7 +172,8 @@ impl Tracker {
             started_ns: self.first_start.unwrap_or(0),
             ended_ns: self.last_end,
             max_gap_ns: self.max_gap,
-            scans: self.scans,
+            scans: self.scan_times.len() as u64,
+            scan_times: self.scan_times,
         }
     }
 }
@@ -305,6 +317,11 @@ mod tests {
         let view = t.finish();
         assert_eq!(view.scans, 4);
         assert_eq!(view.max_gap_ns, 13);
+        assert!(view.looked_within(10, 12));
+        assert!(view.looked_within(5, 25));
+        assert!(!view.looked_within(11, 22));
+        assert!(!view.looked_within(25, 30));
+        assert!(!view.looked_within(32, 90));
         assert_eq!(
             view.zombies,
             vec![ZombieSeen {
