@@ -388,16 +388,18 @@ fn by_kernel(f: &Finding, kernel: &KernelView, slack: &Slack) -> Evidence {
         seen.push_str(&format!(", parent exited after {}", secs(t - exit.exit_ns)));
     }
     // The end of its life: a wait is exact; a free trails the release by
-    // an RCU grace period (bpftrace may also miss one: perf output from
-    // the softirq the free runs in fails silently when nested).
+    // an RCU grace period. No task can take the pid while the zombie
+    // holds it, so a wait or free for it before the claimed end is
+    // evidence against; but bpftrace may miss a free (perf output from
+    // the softirq it runs in fails silently when nested), and a later one
+    // may be a thread's with the same number, so a late free says nothing.
     let life = match (wait, free) {
-        (Some(w), _) if zombie_at_end => Some(w.ns + slack.kernel_ns >= claimed_end),
+        (Some(w), _) if w.ns + slack.kernel_ns < claimed_end => Some(false),
+        (Some(_), _) if zombie_at_end => None,
         (Some(w), _) => Some((w.ns - exit.exit_ns).abs_diff(f.latency_ns) <= slack.kernel_ns),
-        (None, Some(fr)) if zombie_at_end => Some(fr + slack.kernel_ns >= claimed_end),
-        (None, Some(fr)) => {
-            Some(fr + slack.kernel_ns >= claimed_end && fr <= claimed_end + slack.above_ns)
-        }
-        (None, None) => None,
+        (None, Some(fr)) if fr + slack.kernel_ns < claimed_end => Some(false),
+        (None, Some(fr)) if !zombie_at_end && fr <= claimed_end + slack.above_ns => Some(true),
+        (None, _) => None,
     };
     Evidence {
         parent: exit.notified_parent.map(|p| p == f.parent_pid),
@@ -836,6 +838,30 @@ mod tests {
         );
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
         assert!(j.evidence().contains("parent exited after 0.005s"));
+    }
+
+    #[test]
+    fn a_free_long_after_the_claimed_reap_says_nothing() {
+        // bpftrace missed the free; a later thread with the same tid was
+        // freed a minute later.
+        let f = finding(Kind::LateReap, 100, 1, 10 * S, 1500 * MS);
+        let st = f.start_ns;
+        let k = kernel(&format!(
+            "X {} 100 1 {st} sh\nN {} 100 1 {st} 1 0\nF {} 100\n",
+            10 * S,
+            10 * S + MS,
+            80 * S
+        ));
+        let j = judge(
+            &f,
+            &no_sampler(),
+            &k,
+            Window {
+                trace_started_ns: S,
+            },
+            &Slack::default(),
+        );
+        assert_eq!(j.verdict, Verdict::Unconfirmed, "{}", j.evidence());
     }
 
     #[test]
