@@ -9,7 +9,9 @@
 //!   reparenting, so this is who the zombie belonged to. A dying parent
 //!   that hands a zombie to its adopter sends one too, before its own: the
 //!   last `N` of a (pid, start time) is its own exit's;
-//! - `W`/`I`: a wait4/waitid that collected a pid, and who called it;
+//! - `W`/`I`: a wait4/waitid that collected a pid, and who called it
+//!   (only callers in the initial pid namespace: a wait returns the pid as
+//!   the caller's namespace numbers it, and every other pid here is global);
 //! - `F`: the task's free (`sched_process_free`), an RCU grace period after
 //!   whoever released it.
 
@@ -31,8 +33,10 @@ tracepoint:sched:sched_process_exit /pid == tid/ {
 tracepoint:signal:signal_generate /args->sig == 17 && args->code >= 1 && args->code <= 3/ {
   printf("N %llu %d %d %llu %d %d\n", nsecs, pid, curtask->real_parent->tgid, curtask->start_time, args->pid, args->result);
 }
-tracepoint:syscalls:sys_exit_wait4 /args->ret > 0/ { printf("W %llu %d %d\n", nsecs, pid, args->ret); }
-tracepoint:syscalls:sys_enter_waitid { @infop[tid] = args->infop; }
+tracepoint:syscalls:sys_exit_wait4 /args->ret > 0 && curtask->thread_pid->level == 0/ {
+  printf("W %llu %d %d\n", nsecs, pid, args->ret);
+}
+tracepoint:syscalls:sys_enter_waitid /curtask->thread_pid->level == 0/ { @infop[tid] = args->infop; }
 tracepoint:syscalls:sys_exit_waitid /@infop[tid] != 0/ {
   if (args->ret == 0) { printf("I %llu %d %d\n", nsecs, pid, *uptr((int32*)((uint64)@infop[tid] + 16))); }
   delete(@infop[tid]);

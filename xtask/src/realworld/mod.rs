@@ -183,7 +183,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .map(|f| judge::judge(f, &sampler_view, &kernel_view, window, &slack))
         .collect();
     let missed = judge::missed(&expected, &output.findings);
-    let text = summary(
+    let mut text = summary(
         &output,
         &sampler_view,
         &kernel_view,
@@ -191,6 +191,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         &expected,
         &missed,
         &root.path,
+    );
+    let _ = writeln!(
+        text,
+        "\nthe harness (sampler, judge) used {:.1}s of CPU; traced for {:.0}s",
+        own_cpu_secs(),
+        t0.elapsed().as_secs_f64()
     );
     std::fs::write(out.join("verdicts.txt"), &text)?;
     print!("{text}");
@@ -296,6 +302,15 @@ fn summary(
     s
 }
 
+/// CPU time (user + system) of this process alone, not its children.
+fn own_cpu_secs() -> f64 {
+    // SAFETY: a zeroed rusage out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// The workload names are static; a cgroup name maps back to one.
 fn workloads_name(name: &str) -> &'static str {
     const NAMES: &[&str] = &[
@@ -331,12 +346,17 @@ fn parse_live(text: &str) -> anyhow::Result<LiveOutput> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).with_context(|| format!("bad line {line:?}"))?;
         match v["type"].as_str() {
-            Some("finding") => streamed.extend(Finding::from_json(&v)),
+            // A pending notice announces an exit still waiting: the
+            // finding follows when it ends.
+            Some("pending" | "event") => {}
+            // Findings, wherever the report lists them (certain and
+            // uncertain ones may be listed apart).
             Some("report") => {
                 reported.extend(
-                    v["findings"]
-                        .as_array()
+                    v.as_object()
                         .into_iter()
+                        .flat_map(|o| o.values())
+                        .filter_map(Value::as_array)
                         .flatten()
                         .filter_map(Finding::from_json),
                 );
@@ -349,7 +369,7 @@ fn parse_live(text: &str) -> anyhow::Result<LiveOutput> {
                 lost = v["lost"].as_u64().unwrap_or(0);
                 ended = true;
             }
-            _ => {}
+            _ => streamed.extend(Finding::from_json(&v)),
         }
     }
     if !ended {
@@ -517,13 +537,14 @@ mod tests {
     fn live_output_merges_streamed_and_reported_findings() {
         let text = r#"{"type":"pending","kind":"unreaped","pid":7,"parent_pid":6,"latency_ns":1,"start_ns":3}
 {"type":"finding","kind":"late_reap","pid":7,"parent_pid":6,"latency_ns":4,"certain":true,"start_ns":3,"resolution":"reaped"}
-{"type":"report","findings":[{"kind":"late_reap","pid":7,"parent_pid":6,"latency_ns":4,"certain":false,"start_ns":3},{"kind":"orphaned","pid":9,"parent_pid":6}]}
+{"type":"report","findings":[{"kind":"late_reap","pid":7,"parent_pid":6,"latency_ns":4,"certain":false,"start_ns":3},{"kind":"orphaned","pid":9,"parent_pid":6}],"uncertain":[{"kind":"unreaped","pid":8,"parent_pid":6,"latency_ns":4,"certain":false,"start_ns":3}],"parents":[{"parent_pid":6}]}
 {"type":"totals","events":{"exit":5,"fork":6},"lost":2}
 "#;
         let out = parse_live(text).unwrap();
         assert_eq!((out.events, out.lost), (11, 2));
-        assert_eq!(out.findings.len(), 1);
+        assert_eq!(out.findings.len(), 2);
         assert!(out.findings[0].certain);
+        assert!(!out.findings[1].certain);
         assert!(parse_live("{\"type\":\"report\"}").is_err());
     }
 }
