@@ -68,7 +68,7 @@ enum Task {
     /// finding against a /proc sampler and bpftrace (root, about 3 minutes).
     Realworld {
         /// How long the looping workloads run (seconds).
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 90)]
         seconds: u64,
         /// Also record the trace to target/realworld/trace.rtrc.
         #[arg(long)]
@@ -189,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cargo(&test)?;
             build_release_bins()?;
             realworld::run(realworld::Options {
-                seconds: 100,
+                seconds: 90,
                 record: false,
             })?;
             vm::run()

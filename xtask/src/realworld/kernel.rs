@@ -9,9 +9,11 @@
 //!   reparenting, so this is who the zombie belonged to. A dying parent
 //!   that hands a zombie to its adopter sends one too, before its own: the
 //!   last `N` of a (pid, start time) is its own exit's;
-//! - `W`/`I`: a wait4/waitid that collected a pid, and who called it
-//!   (only callers in the initial pid namespace: a wait returns the pid as
-//!   the caller's namespace numbers it, and every other pid here is global);
+//! - `W`/`I`: a wait4/waitid that returned a pid, who called it, its
+//!   options and the status (wait4) or `si_code` (waitid), so that a stop,
+//!   a continue or a `WNOWAIT` peek is not taken for a reap; only callers
+//!   in the initial pid namespace (a wait returns the pid as the caller's
+//!   namespace numbers it, and every other pid here is global);
 //! - `F`: the task's free (`sched_process_free`), an RCU grace period after
 //!   whoever released it.
 
@@ -33,13 +35,26 @@ tracepoint:sched:sched_process_exit /pid == tid/ {
 tracepoint:signal:signal_generate /args->sig == 17 && args->code >= 1 && args->code <= 3/ {
   printf("N %llu %d %d %llu %d %d\n", nsecs, pid, curtask->real_parent->tgid, curtask->start_time, args->pid, args->result);
 }
-tracepoint:syscalls:sys_exit_wait4 /args->ret > 0 && curtask->thread_pid->level == 0/ {
-  printf("W %llu %d %d\n", nsecs, pid, args->ret);
+tracepoint:syscalls:sys_enter_wait4 /curtask->thread_pid->level == 0/ {
+  @w4on[tid] = 1; @w4opt[tid] = args->options; @w4st[tid] = (uint64)args->stat_addr;
 }
-tracepoint:syscalls:sys_enter_waitid /curtask->thread_pid->level == 0/ { @infop[tid] = args->infop; }
-tracepoint:syscalls:sys_exit_waitid /@infop[tid] != 0/ {
-  if (args->ret == 0) { printf("I %llu %d %d\n", nsecs, pid, *uptr((int32*)((uint64)@infop[tid] + 16))); }
-  delete(@infop[tid]);
+tracepoint:syscalls:sys_exit_wait4 /@w4on[tid]/ {
+  if (args->ret > 0) {
+    $st = (int64)-1;
+    if (@w4st[tid] != 0) { $st = (int64)*uptr((int32*)@w4st[tid]); }
+    printf("W %llu %d %d %d %lld\n", nsecs, pid, args->ret, @w4opt[tid], $st);
+  }
+  delete(@w4on[tid]); delete(@w4opt[tid]); delete(@w4st[tid]);
+}
+tracepoint:syscalls:sys_enter_waitid /curtask->thread_pid->level == 0/ {
+  @wion[tid] = 1; @wiopt[tid] = args->options; @wiinf[tid] = (uint64)args->infop;
+}
+tracepoint:syscalls:sys_exit_waitid /@wion[tid]/ {
+  if (args->ret == 0 && @wiinf[tid] != 0) {
+    printf("I %llu %d %d %d %d\n", nsecs, pid, *uptr((int32*)(@wiinf[tid] + 16)), @wiopt[tid],
+      *uptr((int32*)(@wiinf[tid] + 8)));
+  }
+  delete(@wion[tid]); delete(@wiopt[tid]); delete(@wiinf[tid]);
 }
 tracepoint:sched:sched_process_free { printf("F %llu %d\n", nsecs, args->pid); }
 "#;
@@ -116,9 +131,16 @@ impl KernelView {
                         notified.insert((pid as u32, start), parent as u32);
                     }
                 }
-                (Some("W" | "I"), Some(ns), Some(waiter)) => {
-                    if let Some(reaped) = num(3) {
-                        view.waits.entry(reaped as u32).or_default().push(Wait {
+                (Some(kind @ ("W" | "I")), Some(ns), Some(waiter)) => {
+                    let int = |i: usize| f.get(i).and_then(|s| s.trim().parse::<i64>().ok());
+                    let (options, status) = (int(4).unwrap_or(0), int(5));
+                    let reaped = if kind == "W" {
+                        wait4_reaped(options, status)
+                    } else {
+                        waitid_reaped(options, status)
+                    };
+                    if let Some(pid) = num(3).filter(|&p| p > 0 && reaped) {
+                        view.waits.entry(pid as u32).or_default().push(Wait {
                             ns,
                             waiter: waiter as u32,
                         });
@@ -182,6 +204,26 @@ impl KernelView {
             .copied()
             .find(|&t| t >= exit.exit_ns && t < exit.until_ns)
     }
+}
+
+const WUNTRACED: i64 = 2;
+const WCONTINUED: i64 = 8;
+const WNOWAIT: i64 = 0x0100_0000;
+
+/// Whether a wait4 that returned a pid released it: it reported an exit
+/// (not a stop, `0x7f` in the low byte, nor a continue, `0xffff`). Without
+/// a status (a NULL pointer), only when it could not have reported either.
+fn wait4_reaped(options: i64, status: Option<i64>) -> bool {
+    match status {
+        Some(-1) | None => options & (WUNTRACED | WCONTINUED) == 0,
+        Some(st) => st & 0x7f != 0x7f && st != 0xffff,
+    }
+}
+
+/// Whether a waitid released the child: an exit (`si_code` CLD_EXITED,
+/// CLD_KILLED or CLD_DUMPED) without `WNOWAIT`.
+fn waitid_reaped(options: i64, code: Option<i64>) -> bool {
+    options & WNOWAIT == 0 && code.is_none_or(|c| (1..=3).contains(&c))
 }
 
 /// bpftrace running the script, its output going to a file.
@@ -286,6 +328,24 @@ mod tests {
         assert!(view.exit(7, 51).is_none());
         assert_eq!(view.pid_exited_within(7, 150, 300), Some(300));
         assert_eq!(view.pid_exited_within(7, 101, 299), None);
+    }
+
+    #[test]
+    fn stops_continues_and_peeks_are_not_reaps() {
+        let view = KernelView::parse(
+            "X 100 7 6 50 c\n\
+             W 110 6 7 2 4991\n\
+             W 120 6 7 8 65535\n\
+             I 130 6 7 16777220 1\n\
+             W 140 6 7 2 -1\n\
+             I 150 6 7 4 5\n\
+             W 160 6 7 0 9\n",
+        );
+        let exit = view.exit(7, 50).unwrap();
+        assert_eq!(view.reaping_wait(exit), Some(Wait { ns: 160, waiter: 6 }));
+        assert!(wait4_reaped(0, Some(256)));
+        assert!(wait4_reaped(0, None));
+        assert!(waitid_reaped(4, Some(2)));
     }
 
     #[test]

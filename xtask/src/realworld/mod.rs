@@ -35,6 +35,9 @@ pub struct Options {
     pub record: bool,
 }
 
+/// How long after the looping workloads the others may take (Python's
+/// test_subprocess takes about 110 s alone here) before they are killed.
+const GRACE_SECS: u64 = 40;
 /// How often the sampler reads /proc.
 const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 /// When the deliberate leaks run, from the workloads' start.
@@ -125,9 +128,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     // The workloads' ends (the looping ones stop by themselves; the rest
     // are bounded by a deadline).
-    let deadline = t0 + Duration::from_secs(opts.seconds + 60);
+    let deadline = t0 + Duration::from_secs(opts.seconds + GRACE_SECS);
     let mut failures = Vec::new();
-    for (name, must_succeed, child) in &mut running {
+    for ((name, must_succeed, child), cg) in running.iter_mut().zip(&cgroups) {
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
@@ -137,6 +140,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
+        if status.is_none() {
+            // Ended while still traced, so that its end is judged too.
+            kill_cgroup(cg);
+        }
         let ok = status.is_some_and(|s| s.success());
         let what = status.map_or("still running at the deadline".into(), |s| s.to_string());
         eprintln!(
@@ -300,6 +307,25 @@ fn summary(
         }
     }
     s
+}
+
+/// SIGKILL to every process in a workload's cgroup (only the harness's
+/// own processes are in it).
+fn kill_cgroup(cg: &TestCgroup) {
+    let Some(v2) = reaper_trace_tests::cgroup_mounts().0 else {
+        return;
+    };
+    let procs = v2
+        .join(cg.path.trim_start_matches('/'))
+        .join("cgroup.procs");
+    for pid in std::fs::read_to_string(procs)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+    {
+        // SAFETY: a process of the harness's own cgroup.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 /// CPU time (user + system) of this process alone, not its children.

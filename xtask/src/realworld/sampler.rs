@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashMap,
-    io::Read as _,
+    os::unix::fs::FileExt as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -209,33 +209,44 @@ impl Sampler {
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, -10);
             }
             let mut tracker = Tracker::default();
-            let mut buf = Vec::with_capacity(1024);
+            let mut buf = [0u8; 2048];
+            // Each process's stat file stays open and is read again from
+            // the start (pread): a scan then costs a directory listing and
+            // one read per process, not a path walk and an open each. A
+            // file whose process is gone fails with ESRCH, and a reused
+            // pid is a new entry in the listing, opened anew.
+            let mut files: HashMap<u32, std::fs::File> = HashMap::new();
+            let mut listed: Vec<u32> = Vec::new();
             let mut ready = Some(ready_tx);
             while !flag.load(Ordering::Relaxed) {
                 let start = monotonic_ns();
                 tracker.begin_scan(start);
+                listed.clear();
                 if let Ok(dir) = std::fs::read_dir("/proc") {
-                    for entry in dir.flatten() {
-                        let name = entry.file_name();
-                        let Some(pid) = name
-                            .to_str()
-                            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-                        else {
-                            continue;
-                        };
-                        buf.clear();
-                        let path = format!("/proc/{pid}/stat");
-                        if std::fs::File::open(&path)
-                            .and_then(|mut f| f.read_to_end(&mut buf))
-                            .is_err()
-                        {
-                            continue;
-                        }
-                        let now = monotonic_ns();
-                        if let Some(stat) = parse_stat(&String::from_utf8_lossy(&buf)) {
-                            tracker.observe(&stat, now);
-                        }
+                    listed.extend(dir.flatten().filter_map(|e| {
+                        e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+                    }));
+                }
+                for &pid in &listed {
+                    let cached = files.get(&pid).and_then(|f| f.read_at(&mut buf, 0).ok());
+                    // Not open yet, or open on a process that is gone (the
+                    // pid may be another's now): open it anew.
+                    let read = cached.or_else(|| {
+                        files.remove(&pid);
+                        let f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+                        let n = f.read_at(&mut buf, 0).ok()?;
+                        files.insert(pid, f);
+                        Some(n)
+                    });
+                    let Some(n) = read else { continue };
+                    let now = monotonic_ns();
+                    if let Some(stat) = parse_stat(&String::from_utf8_lossy(&buf[..n])) {
+                        tracker.observe(&stat, now);
                     }
+                }
+                if files.len() > listed.len() {
+                    let here: std::collections::HashSet<u32> = listed.iter().copied().collect();
+                    files.retain(|pid, _| here.contains(pid));
                 }
                 tracker.end_scan(monotonic_ns());
                 if let Some(tx) = ready.take() {
