@@ -92,7 +92,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     );
 
     let t0 = Instant::now();
-    let mut running: Vec<(&'static str, bool, Child)> = Vec::new();
+    let mut running: Vec<Running> = Vec::new();
     for w in workloads::all(&ctx) {
         let cg = TestCgroup::create_at(&format!("{}/{}", root.path, w.name));
         let cmd = cg.wrap(&["bash".into(), "-c".into(), w.script]);
@@ -105,57 +105,69 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting workload {}", w.name))?;
-        running.push((w.name, w.must_succeed, child));
+        running.push(Running {
+            name: w.name,
+            must_succeed: w.must_succeed,
+            child,
+            ended: None,
+        });
         cgroups.push(cg);
     }
 
-    // The deliberate leaks, spread over the run.
+    // The deliberate leaks, spread over the run in a thread of their own,
+    // while this one reaps each workload as soon as it ends (the harness's
+    // own late reaps would be true findings, and noise).
     let leaks_cg = TestCgroup::create_at(&format!("{}/leaks", root.path));
-    let mut expected: Vec<Expected> = Vec::new();
-    for (i, at) in LEAKS_AT.iter().enumerate() {
-        let when = t0 + Duration::from_secs(*at);
-        std::thread::sleep(when.saturating_duration_since(Instant::now()));
-        let run = |args: &[&str], log: &str| {
-            let mut c = vec![scenario.to_string_lossy().into_owned()];
-            c.extend(args.iter().map(|a| a.to_string()));
-            workloads::leak(leaks_cg.wrap(&c), &out.join(log))
-        };
-        expected.extend(run(
-            &["zombie_hold", HOLD_MS],
-            &format!("leak-hold-{i}.log"),
-        )?);
-        expected.extend(run(&["demo"], &format!("leak-demo-{i}.log"))?);
-    }
+    let deadline = t0 + Duration::from_secs(opts.seconds + GRACE_SECS);
+    let expected = std::thread::scope(|scope| -> anyhow::Result<Vec<Expected>> {
+        let leaks = scope.spawn(|| -> anyhow::Result<Vec<Expected>> {
+            let mut expected = Vec::new();
+            for (i, at) in LEAKS_AT.iter().enumerate() {
+                std::thread::sleep(
+                    (t0 + Duration::from_secs(*at)).saturating_duration_since(Instant::now()),
+                );
+                let run = |args: &[&str], log: &str| {
+                    let mut c = vec![scenario.to_string_lossy().into_owned()];
+                    c.extend(args.iter().map(|a| a.to_string()));
+                    workloads::leak(leaks_cg.wrap(&c), &out.join(log))
+                };
+                expected.extend(run(
+                    &["zombie_hold", HOLD_MS],
+                    &format!("leak-hold-{i}.log"),
+                )?);
+                expected.extend(run(&["demo"], &format!("leak-demo-{i}.log"))?);
+            }
+            Ok(expected)
+        });
+        while running.iter().any(|r| r.ended.is_none()) && Instant::now() < deadline {
+            for r in &mut running {
+                r.poll(t0)?;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        leaks
+            .join()
+            .map_err(|_| anyhow::anyhow!("the leak thread panicked"))?
+    })?;
     cgroups.push(leaks_cg);
 
-    // The workloads' ends (the looping ones stop by themselves; the rest
-    // are bounded by a deadline).
-    let deadline = t0 + Duration::from_secs(opts.seconds + GRACE_SECS);
     let mut failures = Vec::new();
-    for ((name, must_succeed, child), cg) in running.iter_mut().zip(&cgroups) {
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        if status.is_none() {
+    for (r, cg) in running.iter_mut().zip(&cgroups) {
+        if r.ended.is_none() {
             // Ended while still traced, so that its end is judged too.
             kill_cgroup(cg);
+            let _ = r.child.wait();
         }
-        let ok = status.is_some_and(|s| s.success());
-        let what = status.map_or("still running at the deadline".into(), |s| s.to_string());
-        eprintln!(
-            "xtask realworld: workload {name}: {what} after {:.0}s",
-            t0.elapsed().as_secs_f64()
-        );
-        if !ok && *must_succeed {
+        let what = match r.ended {
+            Some((status, secs)) => format!("{status} after {secs:.0}s"),
+            None => "killed at the deadline".into(),
+        };
+        eprintln!("xtask realworld: workload {}: {what}", r.name);
+        if r.must_succeed && !r.ended.is_some_and(|(s, _)| s.success()) {
             failures.push(format!(
-                "workload {name} failed ({what}): see {}",
-                out.join(format!("{name}.log")).display()
+                "workload {} failed ({what}): see {}",
+                r.name,
+                out.join(format!("{}.log", r.name)).display()
             ));
         }
     }
@@ -174,10 +186,6 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let output = live.stop()?;
     let kernel_view = bpftrace.stop()?;
     let sampler_view = sampler.stop();
-    for (_, _, child) in &mut running {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 
     let slack = Slack {
         boot_offset_ns: sampler::clock_ns(libc::CLOCK_BOOTTIME) as i64
@@ -208,6 +216,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
     std::fs::write(out.join("verdicts.txt"), &text)?;
+    // Every verdict with its evidence, the true ones too, for a look.
+    let all: String = judged
+        .iter()
+        .map(|j| format!("{:?}: {}\n", j.verdict, j.evidence()))
+        .collect();
+    std::fs::write(out.join("verdicts-all.txt"), all)?;
     print!("{text}");
 
     let bad: Vec<&Judged> = judged
@@ -309,6 +323,25 @@ fn summary(
         }
     }
     s
+}
+
+/// A workload's bash, and how it ended (status, seconds after the start).
+struct Running {
+    name: &'static str,
+    must_succeed: bool,
+    child: Child,
+    ended: Option<(std::process::ExitStatus, f64)>,
+}
+
+impl Running {
+    fn poll(&mut self, t0: Instant) -> anyhow::Result<()> {
+        if self.ended.is_none()
+            && let Some(status) = self.child.try_wait()?
+        {
+            self.ended = Some((status, t0.elapsed().as_secs_f64()));
+        }
+        Ok(())
+    }
 }
 
 /// SIGKILL to every process in a workload's cgroup (only the harness's
