@@ -394,9 +394,12 @@ fn by_kernel(f: &Finding, kernel: &KernelView, slack: &Slack) -> Evidence {
     // the softirq it runs in fails silently when nested), and a later one
     // may be a thread's with the same number, so a late free says nothing.
     let life = match (wait, free) {
-        (Some(w), _) if w.ns + slack.kernel_ns < claimed_end => Some(false),
-        (Some(_), _) if zombie_at_end => None,
-        (Some(w), _) => Some((w.ns - exit.exit_ns).abs_diff(f.latency_ns) <= slack.kernel_ns),
+        (Some(w), _) if zombie_at_end => (w.ns + slack.kernel_ns < claimed_end).then_some(false),
+        // The tool may time the reap by the free that trails the wait.
+        (Some(w), _) => Some(
+            f.latency_ns + slack.kernel_ns >= w.ns - exit.exit_ns
+                && f.latency_ns <= w.ns - exit.exit_ns + slack.above_ns,
+        ),
         (None, Some(fr)) if fr + slack.kernel_ns < claimed_end => Some(false),
         (None, Some(fr)) if !zombie_at_end && fr <= claimed_end + slack.above_ns => Some(true),
         (None, _) => None,
@@ -908,6 +911,31 @@ mod tests {
             &Slack::default(),
         );
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
+        // Timed by a free that trailed the wait by 150 ms: still the reap.
+        let mut g = f.clone();
+        g.latency_ns += 150 * MS;
+        let j = judge(
+            &g,
+            &no_sampler(),
+            &k,
+            Window {
+                trace_started_ns: S,
+            },
+            &Slack::default(),
+        );
+        assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
+        // Not half a second before the wait, though.
+        g.latency_ns = 700 * MS;
+        let j = judge(
+            &g,
+            &no_sampler(),
+            &k,
+            Window {
+                trace_started_ns: S,
+            },
+            &Slack::default(),
+        );
+        assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
     }
 
     #[test]
