@@ -6,6 +6,7 @@
 mod bench;
 mod deb;
 mod dist;
+mod realworld;
 mod setup;
 mod soak;
 mod vm;
@@ -61,8 +62,21 @@ enum Task {
     /// Boot the static binary on the newest Debian cloud kernel of each
     /// series in qemu, and run the same checks on the host (root).
     VmTest,
-    /// Build, then run every test: unit tests, the kernel tests and the
-    /// kernel matrix of `vm-test` (root).
+    /// Trace the whole machine while real programs run (git, timeout,
+    /// make, Python's test_subprocess, PostgreSQL with pgbench, bash job
+    /// control, xargs, a fork storm) and deliberate leaks; judge every
+    /// finding against a /proc sampler and bpftrace (root, about 3 minutes).
+    Realworld {
+        /// How long the looping workloads run (seconds).
+        #[arg(long, default_value_t = 90)]
+        seconds: u64,
+        /// Also record the trace to target/realworld/trace.rtrc.
+        #[arg(long)]
+        record: bool,
+    },
+    /// Build, then run every test: unit tests, the kernel tests, the
+    /// real-machine test of `realworld` and the kernel matrix of `vm-test`
+    /// (root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -173,13 +187,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 test.extend(args.iter().map(String::as_str));
             }
             cargo(&test)?;
-            vm::run()
+            build_release_bins()?;
+            // The kernel matrix runs whatever the real-machine test says;
+            // its failure is reported after.
+            let real_machine = realworld::run(realworld::Options {
+                seconds: 90,
+                record: false,
+            });
+            vm::run()?;
+            real_machine
+        }
+        Task::Realworld { seconds, record } => {
+            setup::run()?;
+            build_release_bins()?;
+            realworld::run(realworld::Options { seconds, record })
         }
         Task::VmTest => {
             setup::run()?;
             vm::run()
         }
     }
+}
+
+/// The release tool and scenario programs the real-machine test runs.
+fn build_release_bins() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "reaper-trace",
+        "-p",
+        "reaper-trace-tests",
+        "--bins",
+    ])
 }
 
 /// The tool and the scenario programs the demo and the kernel tests run.

@@ -18,8 +18,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the peer the benchmark compares against, bpftool to inspect programs,
 /// prometheus for the real scrape test (its promtool checks the fleet
 /// examples), qemu, busybox-static and cpio to boot other kernels with
-/// the static binary (`vm-test`), python3-venv for the Perfetto venv, and
-/// gcc and binutils (strip, objcopy) for the C programs of the stack tests.
+/// the static binary (`vm-test`), python3-venv for the Perfetto venv,
+/// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
+/// and the real programs the real-machine test runs (`realworld`): git,
+/// make and PostgreSQL (with pgbench).
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -32,6 +34,9 @@ const PACKAGES: &[&str] = &[
     "python3-venv",
     "gcc",
     "binutils",
+    "git",
+    "make",
+    "postgresql",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
@@ -56,6 +61,7 @@ pub fn run() -> anyhow::Result<()> {
     musl_target()?;
     bpf_linker()?;
     packages()?;
+    python_testsuite()?;
     perfetto_python()?;
     eprintln!(
         "xtask: set-up complete in {:.1}s",
@@ -264,6 +270,34 @@ fn packages() -> anyhow::Result<()> {
     };
     // A stale package index fails the install: refresh it and retry once.
     install(false).or_else(|_| install(true))
+}
+
+/// Python's own test package (the real-machine test runs its
+/// `test_subprocess`): Debian ships it apart, as libpython3.X-testsuite for
+/// its python3 3.X. Nothing to do when a python3 on PATH has it already.
+fn python_testsuite() -> anyhow::Result<()> {
+    let has_tests = |python: &str| {
+        Command::new(python)
+            .args(["-c", "import test.test_subprocess"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_tests("python3") || has_tests("/usr/bin/python3") {
+        return Ok(());
+    }
+    let version = output(Command::new("/usr/bin/python3").args([
+        "-c",
+        "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+    ]))?;
+    let package = format!("libpython{}-testsuite", version.trim());
+    eprintln!("xtask: installing {package} (Python's test_subprocess)");
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", &package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// The venv's packages at the pinned versions, as `name==version` lines
