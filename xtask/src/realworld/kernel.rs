@@ -248,24 +248,29 @@ impl Bpftrace {
             .stderr(std::fs::File::create(dir.join("kernel-view.stderr"))?)
             .spawn()
             .context("starting bpftrace (cargo xtask setup installs it)")?;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Owned at once, so that it is stopped on every way out of here.
+        let mut bpftrace = Bpftrace { child, out };
+        // Compiling its probes takes bpftrace 0.17 a minute or more on two
+        // busy cores.
+        const ATTACH_WITHIN: Duration = Duration::from_secs(180);
+        let deadline = Instant::now() + ATTACH_WITHIN;
         loop {
-            if let Ok(f) = std::fs::File::open(&out)
+            if let Ok(f) = std::fs::File::open(&bpftrace.out)
                 && BufReader::new(f)
                     .lines()
                     .map_while(Result::ok)
                     .any(|l| l == "READY")
             {
-                return Ok(Bpftrace { child, out });
+                return Ok(bpftrace);
             }
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = bpftrace.child.try_wait()? {
                 bail!(
                     "bpftrace ended before attaching ({status}): {}",
                     std::fs::read_to_string(dir.join("kernel-view.stderr")).unwrap_or_default()
                 );
             }
             if Instant::now() > deadline {
-                bail!("bpftrace did not attach within 60s");
+                bail!("bpftrace did not attach within {ATTACH_WITHIN:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
