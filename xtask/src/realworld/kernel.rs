@@ -238,7 +238,7 @@ impl Bpftrace {
         let script = dir.join("kernel-view.bt");
         std::fs::write(&script, SCRIPT)?;
         let out = dir.join("kernel-view.txt");
-        let mut child = Command::new("bpftrace")
+        let child = Command::new("bpftrace")
             .args(["-B", "line"])
             .arg("-o")
             .arg(&out)
