@@ -238,13 +238,14 @@ impl Bpftrace {
         let script = dir.join("kernel-view.bt");
         std::fs::write(&script, SCRIPT)?;
         let out = dir.join("kernel-view.txt");
+        // Its standard output into the file, line-buffered: with `-o FILE`
+        // bpftrace buffers whole blocks, and READY would show only once a
+        // busy machine filled one.
         let child = Command::new("bpftrace")
             .args(["-B", "line"])
-            .arg("-o")
-            .arg(&out)
             .arg(&script)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
             .stderr(std::fs::File::create(dir.join("kernel-view.stderr"))?)
             .spawn()
             .context("starting bpftrace (cargo xtask setup installs it)")?;
