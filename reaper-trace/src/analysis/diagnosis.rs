@@ -73,7 +73,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
         out.push(diag(
             "parent_was_exiting",
             format!(
-                "its parent {} ({}) had already begun to exit when it exited ({}): a dying process never waits, so the kernel handed it to {p} to reap",
+                "its parent {} ({}) was already exiting when it exited ({}): the kernel had handed it to {p} before announcing its exit, so it was {p}'s to reap",
                 from.parent,
                 from.parent_comm,
                 from.parent_end.describe()

@@ -239,9 +239,6 @@ impl Analyzer {
 
     pub fn on_event(&mut self, event: &Event) {
         self.note_cgroup(event);
-        if let EventData::SignalGenerate(s) = &event.data {
-            self.note_fatal(event.time_ns, s);
-        }
         match &event.data {
             EventData::Fork(f) if !f.is_thread => {
                 // A fork reusing a pid proves the old process was released,
@@ -461,21 +458,6 @@ impl Analyzer {
         parent.open_children += 1;
     }
 
-    /// A signal that kills its target as it is queued: SIGKILL, or one left
-    /// at its default action and not blocked (the probe sends the latter
-    /// only when its default is to terminate).
-    fn note_fatal(&mut self, time_ns: u64, s: &crate::trace::event::SignalGenerate) {
-        let kills = s.sig == libc::SIGKILL
-            || (s.target_disposition == crate::trace::event::Disposition::Default
-                && !s.target_blocked);
-        if s.sig == reaper_trace_common::SIGCHLD || !kills || s.result != SignalResult::Delivered {
-            return;
-        }
-        if let Some(target) = self.procs.get_mut(&s.target_tgid) {
-            target.facts.record_fatal_signal(time_ns, s.sig);
-        }
-    }
-
     fn sigchld(&mut self, event: &Event, s: &crate::trace::event::SignalGenerate) {
         let target = self.procs.entry(s.target_tgid).or_default();
         target.facts.sigchld_generated += 1;
@@ -536,16 +518,18 @@ impl Analyzer {
         self.adopt_if_parent_died_first(pid, by, None);
     }
 
-    /// A child whose parent had begun to exit by the time the child became
-    /// a zombie was never its parent's to reap: the kernel reparents it in
-    /// the parent's `exit_notify` (before or after the child's own, so the
-    /// child's exit record may still name the dying parent). Its lifecycle
-    /// becomes the adopter's, as if its exit had named the adopter (which
-    /// is what /proc shows), and its parent's death makes it an orphan.
-    /// The parent began to exit when a signal that kills it was queued
-    /// (`timeout -s KILL` kills its own group), or else at its exit; the
-    /// child became a zombie at its first SIGCHLD (`exit_notify`), or else
-    /// (another exit signal, none, or not seen) at its exit.
+    /// A child that the kernel had already reparented when it became a
+    /// zombie was never its dead parent's: its exit record (written early
+    /// in `do_exit`) can still name the parent, which then reached its own
+    /// `exit_notify` and handed its children over before the child reached
+    /// its. The kernel's own word on whose zombie it became is where its
+    /// exit's SIGCHLD went (`do_notify_parent` in the child's
+    /// `exit_notify`); without one (another exit signal, or not seen), the
+    /// order of the two exits. Its lifecycle then becomes the adopter's, as
+    /// if its exit had named the adopter (which is what /proc shows), and
+    /// its parent's death makes it an orphan. A zombie that was announced
+    /// to its parent stays the parent's: dying without reaping it leaves it
+    /// unreaped, adopted.
     fn adopt_if_parent_died_first(
         &mut self,
         pid: u32,
@@ -556,24 +540,24 @@ impl Analyzer {
             return;
         };
         let old = exit.parent;
+        let Some(parent_end) = self.procs.get(&old).and_then(|p| p.facts.exited_ns) else {
+            return;
+        };
+        if adopter == old || exit.reap.is_some() {
+            return;
+        }
         // Only a SIGCHLD child's first SIGCHLD is its own notification: any
         // other child is announced with SIGCHLD only when reparented.
         let own_sigchld = (exit.exit_signal == reaper_trace_common::SIGCHLD)
-            .then(|| exit.sigchld.first().map(|s| s.time_ns))
+            .then(|| exit.sigchld.first())
             .flatten();
-        let zombie_at = own_sigchld.or(exit.time_ns);
-        let (Some(zombie_at), Some(parent_exiting)) = (
-            zombie_at,
-            self.procs
-                .get(&old)
-                .and_then(|p| p.facts.exiting_since_ns()),
-        ) else {
-            return;
+        let handed_over = match own_sigchld {
+            Some(notified) => notified.target_tgid == adopter,
+            None => exit.time_ns.is_some_and(|t| parent_end <= t),
         };
-        if parent_exiting > zombie_at || adopter == old || exit.reap.is_some() {
+        if !handed_over {
             return;
         }
-        let parent_end = parent_exiting;
         let orphaning = self.procs.get(&old).map(|p| Orphaning {
             parent: old,
             parent_comm: p.comm,

@@ -121,8 +121,6 @@ pub struct ParentFacts {
     pub probe: Option<ParentProbe>,
     /// The last few other signals sent to it (newest last).
     pub signals: VecDeque<SignalSent>,
-    /// The first signal generated for it that kills it: (time, signal).
-    pub fatal_signal: Option<(u64, i32)>,
     /// How it ended, once it has.
     pub end: Option<ProcessEnd>,
     /// Its last few execs (oldest first), and the file of its image now.
@@ -161,24 +159,6 @@ impl ParentFacts {
             self.disposition_history.pop_front();
         }
         self.disposition_history.push_back(change);
-    }
-
-    /// A signal that will kill the process was generated at `time_ns`:
-    /// from then on it is exiting, whatever it was doing (the kernel marks
-    /// the whole group for exit as the signal is queued). The first counts.
-    pub fn record_fatal_signal(&mut self, time_ns: u64, sig: i32) {
-        self.fatal_signal.get_or_insert((time_ns, sig));
-    }
-
-    /// Since when the process has been exiting, once its exit is seen: the
-    /// fatal signal it died of, or else its exit.
-    pub fn exiting_since_ns(&self) -> Option<u64> {
-        let exited = self.exited_ns?;
-        let died_of = self.end.as_ref().and_then(|e| e.signal);
-        Some(match self.fatal_signal {
-            Some((t, sig)) if Some(sig) == died_of && t <= exited => t,
-            _ => exited,
-        })
     }
 
     /// An exec into `filename`, named `new_comm`; the process was `old_comm`.

@@ -579,46 +579,49 @@ fn a_child_of_an_exiting_parent_is_judged_by_its_adopter() {
     }
 }
 
-/// timeout -s KILL: timeout (10) sends SIGKILL to sh (11), then to its own
-/// group at `MS + 1 µs`, which dooms it; sh becomes a zombie (its SIGCHLD
-/// to 10) at `zombie_at`, and init (1) reaps it 1.5 s later, with no wait
-/// system call seen.
-fn timeout_kill(zombie_at: u64) -> Report {
+/// timeout -s KILL: timeout (10) kills sh (11) and then its own group;
+/// sh's exit record names timeout, but by the time sh became a zombie the
+/// kernel had announced it to `notified` (timeout, or init (1) when timeout
+/// had already handed its children over). Init reaps it 1.5 s later, with
+/// no wait system call seen.
+fn timeout_kill(notified: u32) -> Report {
     let mut a = Analyzer::new(S);
-    for e in [
+    let mut events = vec![
         b::fork(5, 10, 11, false),
         b::kill(MS, 10, 11, libc::SIGKILL),
-        b::kill(MS + 1_000, 10, 10, libc::SIGKILL),
-        // The exit record may come before the parent is doomed.
         b::killed(MS + 500, 11, 10, 5, libc::SIGKILL),
+        b::killed(MS + 1_000, 10, 1, 1, libc::SIGKILL),
         b::sigchld(
-            zombie_at,
+            MS + 3_000,
             11,
-            10,
+            notified,
             SignalResult::Ignored,
             Disposition::Default,
             false,
         ),
-        b::killed(MS + 5_000, 10, 1, 1, libc::SIGKILL),
-        b::sigchld(
+    ];
+    if notified == 10 {
+        // timeout's exit_notify hands the zombie to init and announces it.
+        events.push(b::sigchld(
             MS + 9_000,
             11,
             1,
             SignalResult::Delivered,
             Disposition::Handler,
             false,
-        ),
-        b::free_under(1_500 * MS, 11, 5, 1),
-    ] {
-        a.on_event(&e);
+        ));
+    }
+    events.push(b::free_under(1_500 * MS, 11, 5, 1));
+    for e in &events {
+        a.on_event(e);
     }
     a.finish(5 * S)
 }
 
 #[test]
-fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
-    // sh became a zombie after timeout was doomed: init's, and late.
-    let r = timeout_kill(MS + 3_000);
+fn whose_zombie_it_was_is_where_its_exit_was_announced() {
+    // Announced to init: init's from the start, and late.
+    let r = timeout_kill(1);
     let late: Vec<_> = r
         .findings
         .iter()
@@ -631,13 +634,18 @@ fn a_parent_that_kills_its_own_group_is_exiting_from_the_kill() {
         "{:#?}",
         late[0]
     );
-    // Had it become a zombie before the kill that doomed its parent, the
-    // parent would have left it unreaped.
-    let r = timeout_kill(MS + 700);
+    assert!(codes(late[0]).contains(&"parent_was_exiting"));
+    // Announced to the dying timeout: its zombie, left unreaped, adopted.
+    let r = timeout_kill(10);
     let f = r.findings.iter().find(|f| f.pid == 11).expect("a finding");
     assert_eq!(
-        (f.kind, f.resolution, f.parent_pid),
-        (FindingKind::Unreaped, Some(Resolution::Adopted), 10)
+        (f.kind, f.resolution, f.parent_pid, f.reaped_by_pid),
+        (
+            FindingKind::Unreaped,
+            Some(Resolution::Adopted),
+            10,
+            Some(1)
+        )
     );
 }
 
