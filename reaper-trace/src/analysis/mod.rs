@@ -19,6 +19,8 @@ pub use lifecycle::Analyzer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod sender_tests;
 
 /// A made-up finding for other modules' tests.
 #[cfg(test)]

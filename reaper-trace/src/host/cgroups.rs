@@ -408,6 +408,14 @@ impl CgroupResolver {
         self.known.contains_key(&id)
     }
 
+    /// A name found another way: the cgroups /proc gave the processes
+    /// that existed when tracing started.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        if id != 0 {
+            self.known.insert(id, path.to_owned());
+        }
+    }
+
     /// Forgets the paths of cgroups that are gone.
     pub fn forget(&mut self, ids: &[u64]) {
         for id in ids {

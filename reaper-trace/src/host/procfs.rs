@@ -5,8 +5,9 @@
 
 use procfs::process::{ProcState, Process};
 
-use std::collections::HashMap;
+use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
+use super::cgroups::CgroupFs;
 use crate::trace::{
     clock,
     event::NsPid,
@@ -19,9 +20,42 @@ const MAX_PROBED_THREADS: usize = 64;
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
 /// Every process now (threads excluded), with its pids per namespace level
-/// when it lives outside the initial pid namespace. Processes that vanish
-/// while being read are skipped.
-pub fn snapshot() -> Vec<SeedProcess> {
+/// when it lives outside the initial pid namespace, and its cgroup v2 (id
+/// and path) when `fs` has a v2 hierarchy. Processes that vanish while
+/// being read are skipped.
+pub fn snapshot(fs: &CgroupFs) -> Vec<SeedProcess> {
+    let mut processes = processes();
+    if fs.has_v2() {
+        attach_cgroups(&mut processes, CgroupFs::cgroup_of_pid, |path| {
+            let (dir, _) = fs.locate(path).ok()?;
+            std::fs::metadata(dir).ok().map(|m| m.ino())
+        });
+    }
+    processes
+}
+
+/// Gives each process its cgroup: the path /proc says (`path_of`, which a
+/// zombie still has) and that directory's id (`id_of`, looked up once per
+/// path). A process whose cgroup cannot be read keeps none.
+fn attach_cgroups(
+    processes: &mut [SeedProcess],
+    mut path_of: impl FnMut(u32) -> Option<String>,
+    mut id_of: impl FnMut(&str) -> Option<u64>,
+) {
+    let mut ids: HashMap<String, Option<u64>> = HashMap::new();
+    for p in processes.iter_mut() {
+        let Some(path) = path_of(p.pid) else {
+            continue;
+        };
+        let id = *ids.entry(path.clone()).or_insert_with(|| id_of(&path));
+        if let Some(id) = id.filter(|&id| id != 0) {
+            p.cgroup_id = id;
+            p.cgroup = Some(path);
+        }
+    }
+}
+
+fn processes() -> Vec<SeedProcess> {
     let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
@@ -71,6 +105,7 @@ pub fn snapshot() -> Vec<SeedProcess> {
                 .ok()
                 .and_then(|ns| ns.checked_sub(suspended)),
                 ns_pids,
+                ..Default::default()
             })
         })
         .collect();
@@ -186,13 +221,61 @@ mod tests {
     }
 
     #[test]
+    fn seeded_processes_get_their_cgroup_id_and_path() {
+        let mut processes: Vec<SeedProcess> = [10, 11, 12, 13]
+            .into_iter()
+            .map(|pid| SeedProcess {
+                pid,
+                ..Default::default()
+            })
+            .collect();
+        let mut looked_up = Vec::new();
+        attach_cgroups(
+            &mut processes,
+            |pid| match pid {
+                10 | 11 => Some("/docker/abc".to_owned()),
+                12 => Some("/gone".to_owned()),
+                _ => None,
+            },
+            |path| {
+                looked_up.push(path.to_owned());
+                (path == "/docker/abc").then_some(777)
+            },
+        );
+        let got: Vec<(u32, u64, Option<&str>)> = processes
+            .iter()
+            .map(|p| (p.pid, p.cgroup_id, p.cgroup.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10, 777, Some("/docker/abc")),
+                (11, 777, Some("/docker/abc")),
+                // Removed between reading /proc and the directory.
+                (12, 0, None),
+                (13, 0, None),
+            ]
+        );
+        // One lookup per path.
+        assert_eq!(looked_up, ["/docker/abc", "/gone"]);
+    }
+
+    #[test]
     fn probes_this_process() {
         let me = std::process::id();
         let probe = probe_parent(me).expect("this process is in /proc");
         assert!(probe.threads.iter().any(|t| t.tid == me));
-        let seeded = snapshot();
+        let fs = CgroupFs::discover();
+        let seeded = snapshot(&fs);
         let mine = seeded.iter().find(|p| p.pid == me).expect("this process");
         assert!(!mine.zombie);
+        if let Some(root) = &fs.v2 {
+            // Its cgroup, as /proc says, with that directory's inode.
+            let path = CgroupFs::cgroup_of_pid(me).expect("a v2 cgroup");
+            assert_eq!(mine.cgroup.as_deref(), Some(path.as_str()));
+            let dir = root.join(path.trim_start_matches('/'));
+            assert_eq!(mine.cgroup_id, std::fs::metadata(dir).unwrap().ino());
+        }
         let started = mine.started_ns.expect("a start time");
         let now = crate::trace::clock::monotonic_ns();
         assert!(

@@ -61,7 +61,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
     let seed: Vec<SeedProcess> = match &follow {
         // Only a command, not started yet: nothing exists to seed.
         Some(f) if f.pids.is_empty() => Vec::new(),
-        _ => procfs::snapshot()
+        _ => procfs::snapshot(&cgroup_fs)
             .into_iter()
             .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
             .collect(),
@@ -99,6 +99,12 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         }
         None => None,
     };
+    let mut cgroups = CgroupResolver::new(cgroup_fs);
+    for p in &seed {
+        if let Some(path) = &p.cgroup {
+            cgroups.learn(p.cgroup_id, path);
+        }
+    }
     Ok(Started {
         tracer,
         clock,
@@ -106,7 +112,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         scope,
         recorder,
         command: gated,
-        cgroups: CgroupResolver::new(cgroup_fs),
+        cgroups,
     })
 }
 
@@ -130,7 +136,7 @@ fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<Fo
         // has nothing to say (reading it costs tens of milliseconds).
         return Ok(Some(FollowSpec::default()));
     }
-    let processes = procfs::snapshot();
+    let processes = procfs::snapshot(fs);
     if let Some(&missing) = options
         .pids
         .iter()
