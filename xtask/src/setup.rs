@@ -19,7 +19,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// prometheus for the real scrape test (its promtool checks the fleet
 /// examples), qemu, busybox-static and cpio to boot other kernels with
 /// the static binary (`vm-test`), python3-venv for the Perfetto venv, and
-/// gcc and binutils (strip, objcopy) for the C programs of the stack tests.
+/// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
+/// and Debian's docker.io and podman for the real runtime tests.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -32,6 +33,12 @@ const PACKAGES: &[&str] = &[
     "python3-venv",
     "gcc",
     "binutils",
+    // Real container runtimes for tests/tests/runtimes.rs (containerd comes
+    // with docker.io; podman runs containers with runc, since crun 1.8
+    // refuses hybrid cgroup hosts).
+    "docker.io",
+    "podman",
+    "runc",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official

@@ -18,9 +18,9 @@ pub use findings::{
 pub use lifecycle::Analyzer;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod sender_tests;
+#[cfg(test)]
+mod tests;
 
 /// A made-up finding for other modules' tests.
 #[cfg(test)]

@@ -74,9 +74,15 @@ fn senders_the_trace_never_saw_are_named_as_the_kernel_kept_them() {
     });
     let end = child_finding(&r);
     let term = end.after_signal.as_ref().expect("the SIGTERM before");
-    assert_eq!((term.from_pid, term.from_comm), (900, Comm::from_str_lossy("runc")));
+    assert_eq!(
+        (term.from_pid, term.from_comm),
+        (900, Comm::from_str_lossy("runc"))
+    );
     let kill = end.signal_from.as_ref().expect("the SIGKILL's sender");
-    assert_eq!((kill.from_pid, kill.from_comm), (901, Comm::from_str_lossy("runc")));
+    assert_eq!(
+        (kill.from_pid, kill.from_comm),
+        (901, Comm::from_str_lossy("runc"))
+    );
     assert_eq!(
         end.describe(),
         "killed by SIGKILL from 901 (runc) 1.001s after SIGTERM from 900 (runc)"

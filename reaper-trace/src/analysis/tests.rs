@@ -352,7 +352,10 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
                 started_ns: Some(S / 2),
                 ns_pids: Vec::new(),
                 cgroup_id: 4242,
-                cgroup: Some("/docker/3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a".into()),
+                cgroup: Some(
+                    "/docker/3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a"
+                        .into(),
+                ),
             },
             SeedProcess {
                 pid: 10,
@@ -392,8 +395,14 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
     // Named after the cgroup /proc gave it, container and all.
     let cgroup = f.cgroup.as_ref().expect("the seed's cgroup");
     assert_eq!(cgroup.id, 4242);
-    assert_eq!(cgroup.path, "/docker/3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a");
-    assert_eq!(cgroup.container.brief().as_deref(), Some("docker 3f2a9c1e0b7d"));
+    assert_eq!(
+        cgroup.path,
+        "/docker/3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a"
+    );
+    assert_eq!(
+        cgroup.container.brief().as_deref(),
+        Some("docker 3f2a9c1e0b7d")
+    );
     let predates = f
         .diagnosis
         .iter()

@@ -231,7 +231,11 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
         kind::SENDER if payload.len() <= 16 => {
             let mut comm = Comm::default();
             comm.0[..payload.len()].copy_from_slice(payload);
-            UserRecord::Sender { time_ns, tgid, comm }
+            UserRecord::Sender {
+                time_ns,
+                tgid,
+                comm,
+            }
         }
         other => UserRecord::Unknown(other),
     })
