@@ -327,21 +327,29 @@ impl Docker {
             cgroup,
             image: format!("reaper-trace-test-{}:latest", std::process::id()),
         };
-        wait_for("dockerd to answer", || {
+        // A daemon that cannot start here fails the test, with its reason.
+        let log = || std::fs::read_to_string(docker.dir.join("dockerd.log")).unwrap_or_default();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
             if let Ok(Some(status)) = docker.daemon.try_wait() {
-                panic!(
-                    "dockerd exited ({status}) before answering:\n{}",
-                    std::fs::read_to_string(docker.dir.join("dockerd.log")).unwrap_or_default()
-                );
+                panic!("dockerd exited ({status}) before answering:\n{}", log());
             }
-            let out = Command::new(DOCKER)
+            let answered = Command::new(DOCKER)
                 .args(["-H", &docker.socket, "version"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .ok()?;
-            out.success().then_some(())
-        });
+                .is_ok_and(|s| s.success());
+            if answered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not answer in {DEADLINE:?}:\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let tarball = image_tarball(&docker.dir);
         docker.cli(&["import", &tarball.to_string_lossy(), &docker.image]);
         docker

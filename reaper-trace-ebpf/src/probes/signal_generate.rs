@@ -90,7 +90,7 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<(), i64> {
                 time_ns: header.ktime_ns,
             };
             let _ = SENDERS
-                .insert(&key, &comm, 0)
+                .insert(key, comm, 0)
                 .map_err(i64::from)
                 .or_log(PROBE, "keeping the sender's name");
         }
