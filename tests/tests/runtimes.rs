@@ -812,27 +812,6 @@ fn docker_zombies_older_than_the_trace_are_named_with_their_container() {
     );
 }
 
-/// `reaper-trace serve --cgroup PATH` on a port the kernel picks, once it
-/// traces, and that port.
-fn serve_cgroup(path: &str) -> (Background, std::net::SocketAddr) {
-    let serve = Background::start(&[
-        "serve".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--cgroup".into(),
-        path.into(),
-        "--threshold".into(),
-        format!("{}ms", THRESHOLD.as_millis()),
-    ]);
-    let addr = serve
-        .preamble
-        .iter()
-        .find_map(|line| line.strip_prefix("reaper-trace: serving metrics on http://"))
-        .and_then(|rest| rest.trim_end_matches("/metrics").parse().ok())
-        .unwrap_or_else(|| panic!("serve printed no address: {:?}", serve.preamble));
-    (serve, addr)
-}
-
 /// Scrapes until `metric` with `labels` reads `expected`; the last text.
 fn scrape_until(
     addr: std::net::SocketAddr,
@@ -863,7 +842,13 @@ fn scrape_until(
 fn zombies_per_container(engine: &dyn Engine, runtime: &str, cgroup_of: impl Fn(&str) -> String) {
     let before = engine.start(&[], &["noreap_hold", &LEAKS.to_string()]);
     leaked_children(&before);
-    let (serve, addr) = serve_cgroup(engine.cgroup_parent());
+    let threshold = format!("{}ms", THRESHOLD.as_millis());
+    let (serve, addr) = start_serve(&[
+        "--cgroup",
+        engine.cgroup_parent(),
+        "--threshold",
+        &threshold,
+    ]);
     let after = engine.start(&[], &["noreap_hold", "2"]);
     assert_eq!(leaked_children(&after).len(), 2);
     for (c, n) in [(&before, LEAKS), (&after, 2)] {
