@@ -5,9 +5,8 @@
 
 use procfs::process::{ProcState, Process};
 
-use std::{collections::HashMap, os::unix::fs::MetadataExt};
+use std::collections::HashMap;
 
-use super::cgroups::CgroupFs;
 use crate::trace::{
     clock,
     event::NsPid,
@@ -19,25 +18,10 @@ const MAX_PROBED_THREADS: usize = 64;
 
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
-/// Every process now (threads excluded), with its pids per namespace level
-/// when it lives outside the initial pid namespace, and its cgroup v2 (id
-/// and path) when `fs` has a v2 hierarchy. Processes that vanish while
-/// being read are skipped.
-pub fn snapshot(fs: &CgroupFs) -> Vec<SeedProcess> {
-    let mut processes = processes();
-    if fs.has_v2() {
-        attach_cgroups(&mut processes, CgroupFs::cgroup_of_pid, |path| {
-            let (dir, _) = fs.locate(path).ok()?;
-            std::fs::metadata(dir).ok().map(|m| m.ino())
-        });
-    }
-    processes
-}
-
 /// Gives each process its cgroup: the path /proc says (`path_of`, which a
 /// zombie still has) and that directory's id (`id_of`, looked up once per
 /// path). A process whose cgroup cannot be read keeps none.
-fn attach_cgroups(
+pub fn attach_cgroups(
     processes: &mut [SeedProcess],
     mut path_of: impl FnMut(u32) -> Option<String>,
     mut id_of: impl FnMut(&str) -> Option<u64>,
@@ -55,7 +39,11 @@ fn attach_cgroups(
     }
 }
 
-fn processes() -> Vec<SeedProcess> {
+/// Every process now (threads excluded), with its pids per namespace level
+/// when it lives outside the initial pid namespace. Processes that vanish
+/// while being read are skipped. Their cgroups are added by
+/// `CgroupFs::name_seed`, which knows where the hierarchy is.
+pub fn snapshot() -> Vec<SeedProcess> {
     let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
@@ -265,17 +253,9 @@ mod tests {
         let me = std::process::id();
         let probe = probe_parent(me).expect("this process is in /proc");
         assert!(probe.threads.iter().any(|t| t.tid == me));
-        let fs = CgroupFs::discover();
-        let seeded = snapshot(&fs);
+        let seeded = snapshot();
         let mine = seeded.iter().find(|p| p.pid == me).expect("this process");
         assert!(!mine.zombie);
-        if let Some(root) = &fs.v2 {
-            // Its cgroup, as /proc says, with that directory's inode.
-            let path = CgroupFs::cgroup_of_pid(me).expect("a v2 cgroup");
-            assert_eq!(mine.cgroup.as_deref(), Some(path.as_str()));
-            let dir = root.join(path.trim_start_matches('/'));
-            assert_eq!(mine.cgroup_id, std::fs::metadata(dir).unwrap().ino());
-        }
         let started = mine.started_ns.expect("a start time");
         let now = crate::trace::clock::monotonic_ns();
         assert!(

@@ -61,10 +61,15 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
     let seed: Vec<SeedProcess> = match &follow {
         // Only a command, not started yet: nothing exists to seed.
         Some(f) if f.pids.is_empty() => Vec::new(),
-        _ => procfs::snapshot(&cgroup_fs)
-            .into_iter()
-            .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
-            .collect(),
+        _ => {
+            let mut seed: Vec<SeedProcess> = procfs::snapshot()
+                .into_iter()
+                .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
+                .collect();
+            // Zombies older than the trace are named after their container.
+            cgroup_fs.name_seed(&mut seed);
+            seed
+        }
     };
     let mut gated = None;
     if has_command {
@@ -136,7 +141,7 @@ fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<Fo
         // has nothing to say (reading it costs tens of milliseconds).
         return Ok(Some(FollowSpec::default()));
     }
-    let processes = procfs::snapshot(fs);
+    let processes = procfs::snapshot();
     if let Some(&missing) = options
         .pids
         .iter()
