@@ -106,6 +106,16 @@ pub struct Config {
     pub task_in_execve_bit: u32,
 }
 
+/// Key of the `SENDERS` map: a signal, as its `SIGNAL_GENERATE` record's
+/// header names it (the sender's tgid and the record's time).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SenderKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub time_ns: u64,
+}
+
 /// Key of the per-process fork-failure counters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -13,7 +13,7 @@
 pub mod config;
 pub mod events;
 
-pub use config::{Config, ForkFailKey};
+pub use config::{Config, ForkFailKey, SenderKey};
 pub use events::*;
 
 /// Bumped whenever a record layout changes in a way an old reader cannot read.
@@ -71,4 +71,5 @@ mod pod {
 
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ForkFailKey {}
+    unsafe impl aya::Pod for SenderKey {}
 }

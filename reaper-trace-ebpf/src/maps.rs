@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use reaper_trace_common::{ForkFailKey, kind};
+use reaper_trace_common::{COMM_LEN, ForkFailKey, SenderKey, kind};
 
 /// All records go here. The loader may resize it (`--ringbuf-size`).
 #[map]
@@ -27,6 +27,14 @@ pub static WAIT_ARGS: HashMap<u32, WaitArgs> = HashMap::with_max_entries(16_384,
 /// probe takes the entry and marks its record `HAS_STACK`.
 #[map]
 pub static STACKED: HashMap<u32, u32> = HashMap::with_max_entries(16_384, 0);
+
+/// The comm of a process that sent a signal to a followed one while not
+/// followed itself (`docker stop`'s `runc kill`, gone 50 µs later): the
+/// signal record's layout has no room for it, and nothing else tells
+/// userspace its name. Keyed by the record's header; userspace takes the
+/// entry when it reads the record, and the oldest go first if it does not.
+#[map]
+pub static SENDERS: LruHashMap<SenderKey, [u8; COMM_LEN]> = LruHashMap::with_max_entries(1_024, 0);
 
 /// Failed fork/clone calls per (tgid, errno).
 #[map]

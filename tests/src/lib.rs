@@ -632,6 +632,24 @@ impl Drop for Background {
     }
 }
 
+/// `reaper-trace serve --listen 127.0.0.1:0 <args>` once it traces, and
+/// the address it serves on (the port the kernel picked, which it prints).
+pub fn start_serve(args: &[&str]) -> (Background, std::net::SocketAddr) {
+    let mut all: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.extend(args.iter().map(|s| s.to_string()));
+    let serve = Background::start(&all);
+    let addr = serve
+        .preamble
+        .iter()
+        .find_map(|line| line.strip_prefix("reaper-trace: serving metrics on http://"))
+        .and_then(|rest| rest.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("serve printed no address: {:?}", serve.preamble));
+    (serve, addr)
+}
+
 /// A scenario started directly by the test, with piped stdin and stderr.
 pub struct Scenario {
     pub child: Child,

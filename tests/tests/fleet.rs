@@ -37,19 +37,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `reaper-trace serve` on a port the kernel picks, once it traces, and
-/// that port.
-fn start_serve() -> (Background, SocketAddr) {
-    let serve = Background::start(&["serve".into(), "--listen".into(), "127.0.0.1:0".into()]);
-    let addr = serve
-        .preamble
-        .iter()
-        .find_map(|line| line.strip_prefix("reaper-trace: serving metrics on http://"))
-        .and_then(|rest| rest.trim_end_matches("/metrics").parse().ok())
-        .unwrap_or_else(|| panic!("serve printed no address: {:?}", serve.preamble));
-    (serve, addr)
-}
-
 /// A real Prometheus scraping `target` every second, in a temp directory.
 struct Prometheus {
     child: Child,
@@ -141,7 +128,7 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
         );
         return;
     };
-    let (serve, serve_addr) = start_serve();
+    let (serve, serve_addr) = start_serve(&[]);
     let prometheus = Prometheus::start(&prometheus, serve_addr);
     let (a_id, b_id) = (container_id(1), container_id(2));
     let a = TestCgroup::create(&format!("system.slice/docker-{a_id}.scope"));

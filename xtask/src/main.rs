@@ -171,6 +171,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::run()?;
             // The kernel tests drive the binaries: build them first.
             build_debug_bins()?;
+            // The runtime tests put the scenario in images built FROM
+            // scratch: it must be static.
+            cargo(&[
+                "build",
+                "-p",
+                "reaper-trace-tests",
+                "--bin",
+                "scenario",
+                "--target",
+                setup::STATIC_TARGET,
+            ])?;
             // The pure core alone (what the fuzz target builds): nothing in
             // it may need the kernel feature's crates.
             cargo(&[

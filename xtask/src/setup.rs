@@ -20,8 +20,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// examples), qemu, busybox-static and cpio to boot other kernels with
 /// the static binary (`vm-test`), python3-venv for the Perfetto venv,
 /// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
-/// and the real programs the real-machine test runs (`realworld`): git,
-/// make and PostgreSQL (with pgbench).
+/// the real programs the real-machine test runs (`realworld`): git, make
+/// and PostgreSQL (with pgbench), and Debian's docker.io and podman for the
+/// real runtime tests.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -37,6 +38,12 @@ const PACKAGES: &[&str] = &[
     "git",
     "make",
     "postgresql",
+    // Real container runtimes for tests/tests/runtimes.rs (containerd comes
+    // with docker.io; podman runs containers with runc, since crun 1.8
+    // refuses hybrid cgroup hosts).
+    "docker.io",
+    "podman",
+    "runc",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official

@@ -2,13 +2,16 @@
 //! (how a parent hears of a child's exit) and for signals whose default action
 //! terminates, handled or not (how a parent ended, and who asked it to).
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use reaper_trace_common::{SIGCHLD, SignalGenerateRecord, kind};
+use aya_ebpf::{
+    helpers::bpf_get_current_comm, macros::raw_tracepoint, programs::RawTracePointContext,
+};
+use reaper_trace_common::{SIGCHLD, SenderKey, SignalGenerateRecord, kind};
 
 use crate::{
     config::conf,
     emit, filter,
     log::OrLog,
+    maps::SENDERS,
     siginfo::{self, SEND_SIG_PRIV, SI_QUEUE, SI_TKILL, SI_USER},
     task,
 };
@@ -77,8 +80,23 @@ fn try_signal_generate(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(mut entry) = emit::reserve::<SignalGenerateRecord>(kind::SIGNAL_GENERATE) else {
         return Ok(());
     };
+    let header = emit::current_header(kind::SIGNAL_GENERATE);
+    if sent && sig != SIGCHLD && !filter::is_traced(header.tgid) {
+        // Userspace never saw this sender start: keep its name for it.
+        if let Ok(comm) = bpf_get_current_comm() {
+            let key = SenderKey {
+                tgid: header.tgid,
+                _pad: 0,
+                time_ns: header.ktime_ns,
+            };
+            let _ = SENDERS
+                .insert(key, comm, 0)
+                .map_err(i64::from)
+                .or_log(PROBE, "keeping the sender's name");
+        }
+    }
     entry.write(SignalGenerateRecord {
-        header: emit::current_header(kind::SIGNAL_GENERATE),
+        header,
         sig,
         code,
         result: ctx.arg::<u64>(4) as i32,

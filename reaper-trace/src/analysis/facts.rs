@@ -109,6 +109,21 @@ pub struct ProcessEnd {
     pub signal: Option<i32>,
     pub core_dumped: bool,
     pub after_signal: Option<SignalSent>,
+    /// Killed by a signal a process sent (`docker kill`'s SIGKILL from
+    /// `runc`): who sent it, when the trace saw it sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_from: Option<SignalSent>,
+}
+
+impl SignalSent {
+    /// `4411 (systemd)`, or the pid alone when the name is unknown.
+    fn sender(&self) -> String {
+        if self.from_comm == Comm::default() {
+            self.from_pid.to_string()
+        } else {
+            format!("{} ({})", self.from_pid, self.from_comm)
+        }
+    }
 }
 
 impl ProcessEnd {
@@ -127,16 +142,15 @@ impl ProcessEnd {
             ),
             _ => "ended".into(),
         };
+        if let Some(s) = &self.signal_from {
+            text.push_str(&format!(" from {}", s.sender()));
+        }
         if let Some(s) = &self.after_signal {
-            let from = if s.from_comm == Comm::default() {
-                s.from_pid.to_string()
-            } else {
-                format!("{} ({})", s.from_pid, s.from_comm)
-            };
             text.push_str(&format!(
-                " {} after {} from {from}",
+                " {} after {} from {}",
                 seconds(self.time_ns.saturating_sub(s.time_ns)),
-                signal_name(s.sig)
+                signal_name(s.sig),
+                s.sender()
             ));
         }
         text

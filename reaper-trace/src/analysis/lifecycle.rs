@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    facts::{ExitFacts, Orphaning, Predates, ProcessEnd, SigchldFacts, SignalSent},
+    facts::{ExitFacts, Orphaning, Predates, SigchldFacts, SignalSent},
     findings::*,
     losses::Losses,
     parent::{DispositionChange, ParentFacts, WaitCall, Waiting},
@@ -69,6 +69,9 @@ pub struct Analyzer {
     pub(super) losses: Losses,
     /// When the loss counters were last read (0: since the trace began).
     losses_read_ns: u64,
+    /// The name of the sender of the next signal, when the trace never saw
+    /// that process (see [`Analyzer::name_sender`]).
+    pub(super) next_sender: Option<(u32, u64, Comm)>,
 }
 
 impl Analyzer {
@@ -85,6 +88,7 @@ impl Analyzer {
             pending_stacks: PendingStacks::default(),
             losses: Losses::default(),
             losses_read_ns: 0,
+            next_sender: None,
         }
     }
 
@@ -116,8 +120,15 @@ impl Analyzer {
     /// Processes (and zombies) that exist when tracing starts, at `now_ns`.
     pub fn seed(&mut self, processes: &[SeedProcess], now_ns: u64) {
         for seed in processes {
+            if let Some(path) = &seed.cgroup
+                && seed.cgroup_id != 0
+                && !self.cgroups.contains(seed.cgroup_id)
+            {
+                self.cgroups.insert(seed.cgroup_id, path);
+            }
             let proc = self.procs.entry(seed.pid).or_default();
             proc.comm = seed.comm;
+            proc.cgroup_id = seed.cgroup_id;
             if seed.ns_pids.len() > 1 {
                 proc.ns_pid = seed.ns_pids.last().copied();
             }
@@ -143,6 +154,30 @@ impl Analyzer {
     /// The path of cgroup `id`, resolved live or read from a recording.
     pub fn name_cgroup(&mut self, id: u64, path: &str) {
         self.cgroups.insert(id, path);
+    }
+
+    /// The name of process `tgid`, which sent the signal recorded at
+    /// `time_ns` (the next event) though the trace never saw it start (an
+    /// unfollowed `runc kill`): live has it from the kernel, replay from
+    /// the recording.
+    pub fn name_sender(&mut self, tgid: u32, time_ns: u64, comm: Comm) {
+        self.next_sender = Some((tgid, time_ns, comm));
+    }
+
+    /// The name of the process that sent signal `event`: as the trace knows
+    /// it, else as [`Analyzer::name_sender`] gave it; empty if neither.
+    fn sender_comm(&mut self, event: &Event) -> Comm {
+        let named = self
+            .next_sender
+            .take()
+            .filter(|&(tgid, time_ns, _)| (tgid, time_ns) == (event.tgid, event.time_ns))
+            .map(|(_, _, comm)| comm);
+        self.procs
+            .get(&event.tgid)
+            .map(|p| p.comm)
+            .filter(|comm| *comm != Comm::default())
+            .or(named)
+            .unwrap_or_default()
     }
 
     /// Whether cgroup `id` has a name already.
@@ -304,11 +339,7 @@ impl Analyzer {
             EventData::SignalGenerate(s)
                 if matches!(s.code, libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL) =>
             {
-                let from_comm = self
-                    .procs
-                    .get(&event.tgid)
-                    .map(|p| p.comm)
-                    .unwrap_or_default();
+                let from_comm = self.sender_comm(event);
                 self.procs
                     .entry(s.target_tgid)
                     .or_default()
@@ -540,9 +571,11 @@ impl Analyzer {
             return;
         };
         let old = exit.parent;
-        let Some(parent_end) = self.procs.get(&old).and_then(|p| p.facts.exited_ns) else {
+        // How the parent ended: set with its exit, so known once it exited.
+        let Some(end) = self.procs.get(&old).and_then(|p| p.facts.end.clone()) else {
             return;
         };
+        let parent_end = end.time_ns;
         if adopter == old || exit.reap.is_some() {
             return;
         }
@@ -562,13 +595,7 @@ impl Analyzer {
             parent: old,
             parent_comm: p.comm,
             parent_ns_pid: p.ns_pid,
-            parent_end: p.facts.end.clone().unwrap_or(ProcessEnd {
-                time_ns: parent_end,
-                exit_code: None,
-                signal: None,
-                core_dumped: false,
-                after_signal: None,
-            }),
+            parent_end: end,
         });
         let proc = self.procs.get_mut(&pid).expect("looked up above");
         if proc.orphaning.is_none() {

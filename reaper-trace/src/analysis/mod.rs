@@ -20,6 +20,8 @@ pub use findings::{
 pub use lifecycle::Analyzer;
 
 #[cfg(test)]
+mod sender_tests;
+#[cfg(test)]
 mod tests;
 
 /// A made-up finding for other modules' tests.

@@ -214,12 +214,23 @@ impl ParentFacts {
                 Some(s.sig) != x.signal && s.time_ns <= time_ns && time_ns - s.time_ns <= WINDOW_NS
             })
             .cloned();
+        // The fatal signal itself, when a process sent it (the kernel's own,
+        // a fault's SIGSEGV, are not kept).
+        let signal_from = self
+            .signals
+            .iter()
+            .rev()
+            .find(|s| {
+                Some(s.sig) == x.signal && s.time_ns <= time_ns && time_ns - s.time_ns <= WINDOW_NS
+            })
+            .cloned();
         let end = ProcessEnd {
             time_ns,
             exit_code: x.exit_code,
             signal: x.signal,
             core_dumped: x.core_dumped,
             after_signal,
+            signal_from,
         };
         self.end = Some(end.clone());
         end

@@ -352,6 +352,11 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
                 zombie: true,
                 started_ns: Some(S / 2),
                 ns_pids: Vec::new(),
+                cgroup_id: 4242,
+                cgroup: Some(
+                    "/docker/3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a"
+                        .into(),
+                ),
             },
             SeedProcess {
                 pid: 10,
@@ -360,6 +365,7 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
                 zombie: false,
                 started_ns: None,
                 ns_pids: Vec::new(),
+                ..Default::default()
             },
         ],
         41 * S,
@@ -377,6 +383,8 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
         .filter(|n| matches!(n, Notice::Pending(_)))
         .collect();
     assert_eq!((pending.len(), probes), (1, 1));
+    // `serve`'s zombies gauge counts it in its cgroup.
+    assert_eq!(a_cgroup_overdue(&a, 44 * S), vec![(4242, 1)]);
     let r = a.finish(44 * S);
     assert_eq!(r.findings.len(), 1);
     let f = &r.findings[0];
@@ -385,6 +393,17 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
     // A lower bound, never unknown: a zombie at least since the trace began.
     assert_eq!(f.latency_ns, Some(3 * S));
     assert_eq!(r.parents[0].worst_latency_ns, 3 * S);
+    // Named after the cgroup /proc gave it, container and all.
+    let cgroup = f.cgroup.as_ref().expect("the seed's cgroup");
+    assert_eq!(cgroup.id, 4242);
+    assert_eq!(
+        cgroup.path,
+        "/docker/3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a"
+    );
+    assert_eq!(
+        cgroup.container.brief().as_deref(),
+        Some("docker 3f2a9c1e0b7d")
+    );
     let predates = f
         .diagnosis
         .iter()
@@ -394,6 +413,13 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
         predates.text,
         "it was already a zombie when tracing started, 40.500s after the process started"
     );
+}
+
+/// What `overdue_by_cgroup` counts, sorted.
+fn a_cgroup_overdue(a: &Analyzer, now_ns: u64) -> Vec<(u64, i64)> {
+    let mut v: Vec<_> = a.overdue_by_cgroup(now_ns).into_iter().collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -1378,6 +1404,8 @@ mod explain {
             zombie: true,
             started_ns: None,
             ns_pids: Vec::new(),
+            cgroup_id: 0,
+            cgroup: None,
         };
         a.seed(&[zombie(20), zombie(21)], S);
         let r = a.finish(3 * S);

@@ -14,7 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::trace::{container::Container, escape::escape};
+use super::procfs as host_procfs;
+use crate::trace::{container::Container, escape::escape, host_facts::SeedProcess};
 
 /// Directories visited by one scan of the v2 tree, at most: a bound on the
 /// work a scan does on a machine with very many cgroups.
@@ -244,6 +245,19 @@ impl CgroupFs {
             .map(|c| c.pathname)
     }
 
+    /// Gives the processes of a /proc snapshot their cgroup v2: the path
+    /// /proc/PID/cgroup says and that directory's inode, the id the kernel
+    /// reports (`bpf_get_current_cgroup_id`). Nothing without a v2 mount.
+    pub fn name_seed(&self, processes: &mut [SeedProcess]) {
+        if !self.has_v2() {
+            return;
+        }
+        host_procfs::attach_cgroups(processes, CgroupFs::cgroup_of_pid, |path| {
+            let (dir, _) = self.locate(path).ok()?;
+            std::fs::metadata(dir).ok().map(|m| m.ino())
+        });
+    }
+
     /// The processes in the cgroup at `relative` and below it.
     pub fn procs_under(&self, relative: &str) -> Vec<u32> {
         let mut pids = Vec::new();
@@ -408,6 +422,14 @@ impl CgroupResolver {
         self.known.contains_key(&id)
     }
 
+    /// A name found another way: the cgroups /proc gave the processes
+    /// that existed when tracing started.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        if id != 0 {
+            self.known.insert(id, path.to_owned());
+        }
+    }
+
     /// Forgets the paths of cgroups that are gone.
     pub fn forget(&mut self, ids: &[u64]) {
         for id in ids {
@@ -459,6 +481,25 @@ mod tests {
             container_cgroup(podman, A).unwrap(),
             format!("/machine.slice/libpod-{A}.scope")
         );
+    }
+
+    #[test]
+    fn seeds_this_process_with_its_cgroup() {
+        let fs = CgroupFs::discover();
+        let me = std::process::id();
+        let mut seeded = host_procfs::snapshot();
+        fs.name_seed(&mut seeded);
+        let mine = seeded.iter().find(|p| p.pid == me).expect("this process");
+        match &fs.v2 {
+            Some(root) => {
+                // Its cgroup, as /proc says, with that directory's inode.
+                let path = CgroupFs::cgroup_of_pid(me).expect("a v2 cgroup");
+                assert_eq!(mine.cgroup.as_deref(), Some(path.as_str()));
+                let dir = root.join(path.trim_start_matches('/'));
+                assert_eq!(mine.cgroup_id, std::fs::metadata(dir).unwrap().ino());
+            }
+            None => assert_eq!((mine.cgroup_id, mine.cgroup.as_deref()), (0, None)),
+        }
     }
 
     #[test]

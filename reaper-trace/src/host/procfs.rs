@@ -18,9 +18,31 @@ const MAX_PROBED_THREADS: usize = 64;
 
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
+/// Gives each process its cgroup: the path /proc says (`path_of`, which a
+/// zombie still has) and that directory's id (`id_of`, looked up once per
+/// path). A process whose cgroup cannot be read keeps none.
+pub fn attach_cgroups(
+    processes: &mut [SeedProcess],
+    mut path_of: impl FnMut(u32) -> Option<String>,
+    mut id_of: impl FnMut(&str) -> Option<u64>,
+) {
+    let mut ids: HashMap<String, Option<u64>> = HashMap::new();
+    for p in processes.iter_mut() {
+        let Some(path) = path_of(p.pid) else {
+            continue;
+        };
+        let id = *ids.entry(path.clone()).or_insert_with(|| id_of(&path));
+        if let Some(id) = id.filter(|&id| id != 0) {
+            p.cgroup_id = id;
+            p.cgroup = Some(path);
+        }
+    }
+}
+
 /// Every process now (threads excluded), with its pids per namespace level
 /// when it lives outside the initial pid namespace. Processes that vanish
-/// while being read are skipped.
+/// while being read are skipped. Their cgroups are added by
+/// `CgroupFs::name_seed`, which knows where the hierarchy is.
 pub fn snapshot() -> Vec<SeedProcess> {
     let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
@@ -71,6 +93,7 @@ pub fn snapshot() -> Vec<SeedProcess> {
                 .ok()
                 .and_then(|ns| ns.checked_sub(suspended)),
                 ns_pids,
+                ..Default::default()
             })
         })
         .collect();
@@ -210,6 +233,46 @@ mod tests {
             "pos:\t0\nflags:\t02004002\nmnt_id:\t15\nino:\t1057\nsigmask:\t0000000000010000\n";
         assert_eq!(hex_field(fdinfo, "sigmask:"), Some(SIGCHLD_BIT));
         assert_eq!(hex_field(fdinfo, "missing:"), None);
+    }
+
+    #[test]
+    fn seeded_processes_get_their_cgroup_id_and_path() {
+        let mut processes: Vec<SeedProcess> = [10, 11, 12, 13]
+            .into_iter()
+            .map(|pid| SeedProcess {
+                pid,
+                ..Default::default()
+            })
+            .collect();
+        let mut looked_up = Vec::new();
+        attach_cgroups(
+            &mut processes,
+            |pid| match pid {
+                10 | 11 => Some("/docker/abc".to_owned()),
+                12 => Some("/gone".to_owned()),
+                _ => None,
+            },
+            |path| {
+                looked_up.push(path.to_owned());
+                (path == "/docker/abc").then_some(777)
+            },
+        );
+        let got: Vec<(u32, u64, Option<&str>)> = processes
+            .iter()
+            .map(|p| (p.pid, p.cgroup_id, p.cgroup.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10, 777, Some("/docker/abc")),
+                (11, 777, Some("/docker/abc")),
+                // Removed between reading /proc and the directory.
+                (12, 0, None),
+                (13, 0, None),
+            ]
+        );
+        // One lookup per path.
+        assert_eq!(looked_up, ["/docker/abc", "/gone"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint},
 };
-use reaper_trace_common::{COMM_LEN, Config, ForkFailKey, filter, kind};
+use reaper_trace_common::{COMM_LEN, Config, ForkFailKey, SenderKey, filter, kind};
 
 use super::{
     btf::{Btf, BtfError},
@@ -121,6 +121,9 @@ pub struct Tracer {
     ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     followed: BpfHashMap<MapData, u32, u32>,
+    /// Names of signal senders not followed (a field of its own, so that
+    /// they can be looked up while a record borrows `events`).
+    pub senders: SenderNames,
     /// `category/name` of every hook attached.
     pub hooks: Vec<String>,
     /// Declared after `ebpf`, so dropped after the programs are: its last
@@ -247,10 +250,12 @@ impl Tracer {
         };
         let hooks = attach_all(&mut ebpf)?;
         let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
+        let senders = SenderNames(take_map(&mut ebpf, "SENDERS", BpfHashMap::try_from)?);
         Ok(Tracer {
             ebpf,
             events,
             followed,
+            senders,
             hooks,
             _probe_log: probe_log,
         })
@@ -297,6 +302,25 @@ impl Tracer {
     /// The ring buffer's file descriptor, for readiness polling.
     pub fn events_fd(&self) -> i32 {
         self.events.as_raw_fd()
+    }
+}
+
+/// The names the kernel kept of processes that signalled a followed one
+/// without being followed themselves (the `SENDERS` map).
+pub struct SenderNames(BpfHashMap<MapData, SenderKey, [u8; COMM_LEN]>);
+
+impl SenderNames {
+    /// Takes the name kept for the signal that `tgid` sent at `time_ns`
+    /// (its record's header), if the kernel kept one.
+    pub fn take(&mut self, tgid: u32, time_ns: u64) -> Option<[u8; COMM_LEN]> {
+        let key = SenderKey {
+            tgid,
+            _pad: 0,
+            time_ns,
+        };
+        let comm = self.0.get(&key, 0).ok()?;
+        let _ = self.0.remove(&key);
+        Some(comm)
     }
 }
 

@@ -8,4 +8,4 @@ pub mod privileges;
 pub mod probe_log;
 pub mod support;
 
-pub use loader::{CgroupTarget, FollowSpec, SetupError, Tracer, TracerOptions};
+pub use loader::{CgroupTarget, FollowSpec, SenderNames, SetupError, Tracer, TracerOptions};

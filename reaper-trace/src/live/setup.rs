@@ -61,10 +61,15 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
     let seed: Vec<SeedProcess> = match &follow {
         // Only a command, not started yet: nothing exists to seed.
         Some(f) if f.pids.is_empty() => Vec::new(),
-        _ => procfs::snapshot()
-            .into_iter()
-            .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
-            .collect(),
+        _ => {
+            let mut seed: Vec<SeedProcess> = procfs::snapshot()
+                .into_iter()
+                .filter(|p| follow.as_ref().is_none_or(|f| f.pids.contains(&p.pid)))
+                .collect();
+            // Zombies older than the trace are named after their container.
+            cgroup_fs.name_seed(&mut seed);
+            seed
+        }
     };
     let mut gated = None;
     if has_command {
@@ -99,6 +104,12 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         }
         None => None,
     };
+    let mut cgroups = CgroupResolver::new(cgroup_fs);
+    for p in &seed {
+        if let Some(path) = &p.cgroup {
+            cgroups.learn(p.cgroup_id, path);
+        }
+    }
     Ok(Started {
         tracer,
         clock,
@@ -106,7 +117,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         scope,
         recorder,
         command: gated,
-        cgroups: CgroupResolver::new(cgroup_fs),
+        cgroups,
     })
 }
 

@@ -11,11 +11,12 @@ use super::{Display, stacks::LiveStacks};
 use crate::{
     analysis::{Analyzer, Notice},
     host::{cgroups::CgroupResolver, procfs},
-    kernel::Tracer,
+    kernel::{SenderNames, Tracer},
     output::{events, metrics::Metrics, report},
     recording::{file::Recorder, user_record},
     trace::{
         clock::{self, ClockRef},
+        comm::Comm,
         decode::{decode, user_stack},
         event::{Event, EventData},
         pidns::PidNamespaces,
@@ -126,7 +127,26 @@ impl Sink {
         Ok(())
     }
 
-    fn record(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+    /// Names the sender of a signal that the trace never saw start, from
+    /// what the kernel kept (the record has no room for it, and the sender
+    /// is often gone before /proc can be read): for the analysis, and in
+    /// the recording, just before the signal, so that `report` names it too.
+    fn name_sender(&mut self, event: &Event, senders: &mut SenderNames) -> anyhow::Result<()> {
+        let EventData::SignalGenerate(_) = &event.data else {
+            return Ok(());
+        };
+        let Some(comm) = senders.take(event.tgid, event.time_ns) else {
+            return Ok(());
+        };
+        let comm = Comm(comm);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(&user_record::sender(event.time_ns, event.tgid, &comm))?;
+        }
+        self.analyzer.name_sender(event.tgid, event.time_ns, comm);
+        Ok(())
+    }
+
+    fn record(&mut self, bytes: &[u8], senders: &mut SenderNames) -> anyhow::Result<()> {
         // A stack copy is unwound now, while its process is alive; the
         // recording gets the frames, not the 16 KiB copy.
         if let Some(raw) = user_stack(bytes) {
@@ -147,6 +167,7 @@ impl Sink {
             // The cgroup's name goes into the recording before the record
             // from it, so that replay names it as this run does.
             self.name_cgroup(event)?;
+            self.name_sender(event, senders)?;
         }
         if let Some(recorder) = &mut self.recorder {
             recorder.push(bytes)?;
@@ -241,7 +262,7 @@ impl Sink {
     /// could touch it are known), then shows what was found and flushes.
     pub fn drain(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
         while let Some(item) = tracer.events.next() {
-            self.record(&item)?;
+            self.record(&item, &mut tracer.senders)?;
         }
         self.read_losses(tracer)?;
         self.notices();

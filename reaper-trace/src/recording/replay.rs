@@ -150,6 +150,11 @@ pub fn replay_with(
                                 analyzer.attach_stack(recorded.tid, recorded.owner, stack);
                             }
                         }
+                        Some(UserRecord::Sender {
+                            time_ns,
+                            tgid,
+                            comm,
+                        }) => analyzer.name_sender(tgid, time_ns, comm),
                         Some(UserRecord::Unknown(_)) => skipped += 1,
                         None => match decode_abi(record, meta.abi_version) {
                             Ok(mut event) => {

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::trace::{host_facts::ParentProbe, stack::Module};
+use crate::trace::{comm::Comm, host_facts::ParentProbe, stack::Module};
 
 /// A STACK record: frames name modules by the ids of earlier MODULE records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub mod kind {
     /// module id (u32) and file offset (u64). The header's time is the
     /// stack's, its tgid the process's.
     pub const STACK: u32 = 0x1004;
+    /// The name of a process that sent a signal without being followed
+    /// (the kernel kept it in its `SENDERS` map): the comm's bytes. The
+    /// header's time and tgid are the signal record's, which it precedes.
+    pub const SENDER: u32 = 0x1005;
 }
 
 /// The largest stack a STACK record may claim: a bound on what a corrupt
@@ -73,6 +77,11 @@ pub enum UserRecord {
         module: Module,
     },
     Stack(RecordedStack),
+    Sender {
+        time_ns: u64,
+        tgid: u32,
+        comm: Comm,
+    },
     /// A userspace kind this build does not know (a newer writer's).
     Unknown(u32),
 }
@@ -111,6 +120,12 @@ pub fn cgroup(time_ns: u64, id: u64, path: &str) -> Bytes {
     payload.extend_from_slice(&id.to_le_bytes());
     payload.extend_from_slice(path.as_bytes());
     encode(kind::CGROUP, time_ns, 0, &payload)
+}
+
+/// The `SENDER` record naming `tgid`, which sent the signal recorded at
+/// `time_ns`.
+pub fn sender(time_ns: u64, tgid: u32, comm: &Comm) -> Bytes {
+    encode(kind::SENDER, time_ns, tgid, comm.as_bytes())
 }
 
 /// The `MODULE` record giving `module` the id `id`.
@@ -228,6 +243,15 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
         }
         kind::MODULE => parse_module(payload).unwrap_or(UserRecord::Unknown(kind)),
         kind::STACK => parse_stack(time_ns, tgid, payload).unwrap_or(UserRecord::Unknown(kind)),
+        kind::SENDER if payload.len() <= 16 => {
+            let mut comm = Comm::default();
+            comm.0[..payload.len()].copy_from_slice(payload);
+            UserRecord::Sender {
+                time_ns,
+                tgid,
+                comm,
+            }
+        }
         other => UserRecord::Unknown(other),
     })
 }
@@ -321,5 +345,22 @@ mod tests {
         assert_eq!(parse(&[0u8; 8]), None);
         let future = encode(0x1fff, 0, 0, b"");
         assert_eq!(parse(&future), Some(UserRecord::Unknown(0x1fff)));
+    }
+
+    #[test]
+    fn a_senders_name_round_trips_and_a_long_one_is_refused() {
+        for name in ["runc", "", "fifteen-chars-x"] {
+            let comm = Comm::from_str_lossy(name);
+            assert_eq!(
+                parse(&sender(42, 7, &comm)),
+                Some(UserRecord::Sender {
+                    time_ns: 42,
+                    tgid: 7,
+                    comm
+                })
+            );
+        }
+        let long = encode(kind::SENDER, 42, 7, &[b'a'; 17]);
+        assert_eq!(parse(&long), Some(UserRecord::Unknown(kind::SENDER)));
     }
 }

@@ -110,6 +110,7 @@ mod tests {
             zombie: false,
             started_ns: None,
             ns_pids: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -9,7 +9,7 @@ use crate::trace::{comm::Comm, event::NsPid};
 
 /// A process found in /proc when tracing started. Stored as is in the
 /// recording's header (docs/recording.md: `seed`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedProcess {
     pub pid: u32,
     pub ppid: u32,
@@ -25,6 +25,19 @@ pub struct SeedProcess {
     /// (global) first, from /proc's `NSpid`; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ns_pids: Vec<NsPid>,
+    /// Its cgroup v2 id (the directory's inode number, as the kernel's
+    /// `bpf_get_current_cgroup_id` gives it); 0 when unknown (no v2
+    /// hierarchy, or a recording made before it was kept).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cgroup_id: u64,
+    /// That cgroup's path below the v2 root (`0::` of /proc/PID/cgroup), so
+    /// that a zombie older than the trace is named after its container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn comm_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<Comm, D::Error> {
@@ -78,6 +91,7 @@ mod tests {
             serde_json::from_str(r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#).unwrap();
         assert_eq!(seed.comm, Comm::from_str_lossy("sleep"));
         assert_eq!(seed.started_ns, None);
+        assert_eq!((seed.cgroup_id, seed.cgroup.as_deref()), (0, None));
         let back = serde_json::to_string(&seed).unwrap();
         assert_eq!(back, r#"{"pid":7,"ppid":1,"comm":"sleep","zombie":true}"#);
     }
@@ -95,5 +109,14 @@ mod tests {
         let back: ParentProbe =
             serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
         assert_eq!(back, new);
+    }
+
+    #[test]
+    fn a_seeds_cgroup_is_kept_in_the_recording() {
+        let text = r#"{"pid":7,"ppid":1,"comm":"app","zombie":true,"cgroup_id":4242,"cgroup":"/docker/abc"}"#;
+        let seed: SeedProcess = serde_json::from_str(text).unwrap();
+        assert_eq!(seed.cgroup_id, 4242);
+        assert_eq!(seed.cgroup.as_deref(), Some("/docker/abc"));
+        assert_eq!(serde_json::to_string(&seed).unwrap(), text);
     }
 }

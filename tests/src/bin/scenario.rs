@@ -53,6 +53,7 @@ const SCENARIOS: &[Scenario] = &[
     scenario("thread_exec", &[], basic::thread_exec),
     scenario("tree", &[], basic::tree),
     scenario("noreap", &["N"], reaping::noreap),
+    scenario("noreap_hold", &["N", "HOLD_MS"], reaping::noreap_hold),
     scenario("sigign_many", &["N"], reaping::sigign_many),
     scenario("nocldwait", &["N"], reaping::nocldwait),
     scenario("handler_once", &["N"], handlers::handler_once),

@@ -26,6 +26,15 @@ pub fn noreap(args: &Args) {
     truth(json!({ "parent": getpid(), "children": children, "zombies": zombies }));
 }
 
+/// `noreap`, then lives on for HOLD_MS (10 minutes by default) with its
+/// zombies, as a leaky container's PID 1 does until it is stopped. With
+/// the default SIGTERM action, as PID 1 of a pid namespace it ignores
+/// SIGTERM: only SIGKILL ends it.
+pub fn noreap_hold(args: &Args) {
+    noreap(args);
+    sleep_ms(args.num(1, "HOLD_MS", 600_000));
+}
+
 /// Forks N children under an auto-reaping SIGCHLD disposition and waits for
 /// the kernel to reap them all; the scenario itself never calls wait.
 fn autoreap(args: &Args, handler: libc::sighandler_t, flags: i32) {
