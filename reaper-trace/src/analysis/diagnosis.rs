@@ -226,6 +226,18 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
     out
 }
 
+/// A reap no wait showed (a reaper whose waits the probes do not see, such
+/// as an init that reaps through io_uring): dated by the task's free.
+pub fn reap_unseen(parent: u32, freed_ns: u64, exit: &ExitFacts) -> Diag {
+    diag(
+        "reap_unseen",
+        format!(
+            "no wait by {parent} that reaped it was seen; it was released no later than {}, when the kernel freed it, but the kernel frees tasks from an RCU callback that can trail the reap by seconds on a busy machine: it may have been reaped in time, so this finding is not certain",
+            since_exit(exit, freed_ns)
+        ),
+    )
+}
+
 pub fn events_lost(lost: u64, pid: u32) -> Diag {
     diag(
         "events_lost",

@@ -43,6 +43,12 @@ pub struct ExitFacts {
     /// Its parent is known to be dead (it was released under another
     /// parent), even when that parent's own exit was not seen.
     pub parent_died: bool,
+    /// No wait that reaped it was seen: its reap is dated by its free (or
+    /// the reuse of its pid, or the end of the trace), which the kernel
+    /// runs from an RCU callback, at times many seconds after the reap on
+    /// a busy machine. A finding whose latency rests on it, past the
+    /// threshold, is uncertain.
+    pub reap_unseen: bool,
     /// The parent its exit record named, when that parent had already begun
     /// to exit and `parent` is the adopter that took it over.
     pub adopted_at_exit_from: Option<Orphaning>,
@@ -76,6 +82,7 @@ impl ExitFacts {
             adopted_by: None,
             collected_by_tracer: None,
             parent_died: false,
+            reap_unseen: false,
             adopted_at_exit_from: None,
             parent_disposition: None,
             reap: None,

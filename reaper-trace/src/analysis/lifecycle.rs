@@ -450,6 +450,7 @@ impl Analyzer {
             adopted_by: None,
             collected_by_tracer: None,
             parent_died: false,
+            reap_unseen: false,
             adopted_at_exit_from: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
@@ -809,8 +810,32 @@ impl Analyzer {
         };
         if let Some(exit) = self.procs.get_mut(&pid).and_then(|p| p.exit.as_mut()) {
             exit.reap = Some(reap);
+            // Dated by now (a free, a reused pid, the end): no record of
+            // the reap itself.
+            exit.reap_unseen = matches!(release, Release::UnseenWait | Release::Adopted);
         }
         self.finish_child(pid, now_ns);
+    }
+
+    /// Exits whose reap has not been seen: as the trace ends, live asks
+    /// /proc which of them are still zombies ([`Analyzer::gone`]).
+    pub fn open_exits(&self) -> Vec<u32> {
+        let mut open: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none()))
+            .map(|(&pid, _)| pid)
+            .collect();
+        open.sort_unstable();
+        open
+    }
+
+    /// `pid` was found no longer a zombie at `now_ns`: released, though
+    /// neither its reap nor its free was seen (the kernel runs frees from
+    /// RCU callbacks, at times long after the reap). Closed as released by
+    /// then, so never a zombie at the end; a finding it makes is uncertain.
+    pub fn gone(&mut self, pid: u32, now_ns: u64) {
+        self.release_unseen(pid, now_ns);
     }
 
     /// Whether `pid` is PID 1 of a pid namespace of its own.

@@ -117,7 +117,7 @@ impl Analyzer {
         let latency_ns = exit
             .zombie_since_ns()
             .map(|t| reap.map_or(now_ns, |r| r.time_ns).saturating_sub(t));
-        let diagnosis = diagnosis::diagnose(&DiagContext {
+        let mut diagnosis = diagnosis::diagnose(&DiagContext {
             child_pid: pid,
             exit,
             parent_pid: exit.parent,
@@ -125,6 +125,13 @@ impl Analyzer {
             parent_ns_init: self.is_ns_init(exit.parent),
             child_start_ns: proc.start_ns,
         });
+        // A reap no wait showed is dated by the free, which may trail the
+        // reap by seconds: past the threshold, it may not have been late
+        // at all.
+        let dated_by_free = exit.reap_unseen && latency_ns.is_some_and(|l| l > self.threshold_ns);
+        if let (true, Some(reap)) = (dated_by_free, reap) {
+            diagnosis.push(diagnosis::reap_unseen(exit.parent, reap.time_ns, exit));
+        }
         Finding {
             kind,
             pid,
@@ -142,8 +149,8 @@ impl Analyzer {
             latency_ns,
             diagnosis,
             predates_trace: exit.time_ns.is_none(),
-            // Settled when shown (`settle_certainty`).
-            certain: true,
+            // Losses are settled when shown (`settle_certainty`).
+            certain: !dated_by_free,
             start_ns: proc.start_ns,
             parent_end: parent.and_then(|p| p.facts.end.clone()),
             adopted_by_pid: None,

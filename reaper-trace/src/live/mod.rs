@@ -267,6 +267,7 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         })
         .collect();
     let end_ns = clock::monotonic_ns();
+    sink.settle_gone(end_ns)?;
     // The last drain read the loss counters after the last records.
     let analyzer = std::mem::replace(&mut sink.analyzer, Analyzer::new(0));
     let mut report = analyzer.finish(end_ns);

@@ -321,6 +321,24 @@ impl Sink {
         Ok(())
     }
 
+    /// As the trace ends: the exits whose reap was not seen that /proc
+    /// says are zombies no more. The kernel frees a task from an RCU
+    /// callback, which on a busy machine can come many seconds after the
+    /// reap, so a missing free does not make a zombie. Recorded, so that
+    /// `report` closes them as this run does.
+    pub fn settle_gone(&mut self, now: u64) -> anyhow::Result<()> {
+        for pid in self.analyzer.open_exits() {
+            if procfs::is_zombie(pid) {
+                continue;
+            }
+            if let Some(recorder) = &mut self.recorder {
+                recorder.push(&user_record::gone(now, pid))?;
+            }
+            self.analyzer.gone(pid, now);
+        }
+        Ok(())
+    }
+
     /// What the metrics show besides events and findings: the tracer's own
     /// counts and the zombies now; every few seconds, the cgroups' pids
     /// controllers and (`serve`) the cgroups gone long enough to forget.

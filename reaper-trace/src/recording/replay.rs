@@ -155,6 +155,7 @@ pub fn replay_with(
                             tgid,
                             comm,
                         }) => analyzer.name_sender(tgid, time_ns, comm),
+                        Some(UserRecord::Gone { time_ns, tgid }) => analyzer.gone(tgid, time_ns),
                         Some(UserRecord::Unknown(_)) => skipped += 1,
                         None => match decode_abi(record, meta.abi_version) {
                             Ok(mut event) => {

@@ -47,6 +47,11 @@ pub mod kind {
     /// (the kernel kept it in its `SENDERS` map): the comm's bytes. The
     /// header's time and tgid are the signal record's, which it precedes.
     pub const SENDER: u32 = 0x1005;
+    /// As the trace ended, /proc showed that the exited process `tgid`
+    /// (the header's) was no longer a zombie, though neither its reap nor
+    /// its free had been seen (the kernel may run a free long after the
+    /// reap). No payload.
+    pub const GONE: u32 = 0x1006;
 }
 
 /// The largest stack a STACK record may claim: a bound on what a corrupt
@@ -81,6 +86,10 @@ pub enum UserRecord {
         time_ns: u64,
         tgid: u32,
         comm: Comm,
+    },
+    Gone {
+        time_ns: u64,
+        tgid: u32,
     },
     /// A userspace kind this build does not know (a newer writer's).
     Unknown(u32),
@@ -126,6 +135,11 @@ pub fn cgroup(time_ns: u64, id: u64, path: &str) -> Bytes {
 /// `time_ns`.
 pub fn sender(time_ns: u64, tgid: u32, comm: &Comm) -> Bytes {
     encode(kind::SENDER, time_ns, tgid, comm.as_bytes())
+}
+
+/// The `GONE` record: `tgid` was no longer a zombie at `time_ns`.
+pub fn gone(time_ns: u64, tgid: u32) -> Bytes {
+    encode(kind::GONE, time_ns, tgid, &[])
 }
 
 /// The `MODULE` record giving `module` the id `id`.
@@ -243,6 +257,7 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
         }
         kind::MODULE => parse_module(payload).unwrap_or(UserRecord::Unknown(kind)),
         kind::STACK => parse_stack(time_ns, tgid, payload).unwrap_or(UserRecord::Unknown(kind)),
+        kind::GONE => UserRecord::Gone { time_ns, tgid },
         kind::SENDER if payload.len() <= 16 => {
             let mut comm = Comm::default();
             comm.0[..payload.len()].copy_from_slice(payload);
@@ -362,5 +377,12 @@ mod tests {
         }
         let long = encode(kind::SENDER, 42, 7, &[b'a'; 17]);
         assert_eq!(parse(&long), Some(UserRecord::Unknown(kind::SENDER)));
+        assert_eq!(
+            parse(&gone(42, 7)),
+            Some(UserRecord::Gone {
+                time_ns: 42,
+                tgid: 7
+            })
+        );
     }
 }
