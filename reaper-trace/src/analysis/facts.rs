@@ -49,6 +49,10 @@ pub struct ExitFacts {
     /// a busy machine. A finding whose latency rests on it, past the
     /// threshold, is uncertain.
     pub reap_unseen: bool,
+    /// When /proc last showed it still a zombie (live, as it became
+    /// overdue): proof that it outlived the threshold, whatever the free
+    /// says.
+    pub zombie_seen_ns: Option<u64>,
     /// The parent its exit record named, when that parent had already begun
     /// to exit and `parent` is the adopter that took it over.
     pub adopted_at_exit_from: Option<Orphaning>,
@@ -83,6 +87,7 @@ impl ExitFacts {
             collected_by_tracer: None,
             parent_died: false,
             reap_unseen: false,
+            zombie_seen_ns: None,
             adopted_at_exit_from: None,
             parent_disposition: None,
             reap: None,

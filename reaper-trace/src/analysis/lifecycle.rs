@@ -451,6 +451,7 @@ impl Analyzer {
             collected_by_tracer: None,
             parent_died: false,
             reap_unseen: false,
+            zombie_seen_ns: None,
             adopted_at_exit_from: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,

@@ -57,6 +57,30 @@ impl Analyzer {
         parents
     }
 
+    /// The exits about to be announced as overdue that exited during the
+    /// trace: live asks /proc whether each is still a zombie, and says so
+    /// with [`Analyzer::zombie_seen`] before [`Analyzer::announce_overdue`].
+    /// That look, not the free that comes later, is what makes a late reap
+    /// certain when the reap itself is not seen.
+    pub fn due_zombie_checks(&self, now_ns: u64) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .overdue(now_ns)
+            .filter(|(_, exit)| exit.time_ns.is_some())
+            .map(|(pid, _)| pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// /proc showed `pid` still a zombie at `now_ns`.
+    pub fn zombie_seen(&mut self, pid: u32, now_ns: u64) {
+        if let Some(exit) = self.procs.get_mut(&pid).and_then(|p| p.exit.as_mut())
+            && exit.reap.is_none()
+        {
+            exit.zombie_seen_ns = Some(now_ns);
+        }
+    }
+
     /// Announces exits that have waited past the threshold (`Pending`
     /// notices), each once.
     pub fn announce_overdue(&mut self, now_ns: u64) {

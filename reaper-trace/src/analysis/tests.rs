@@ -716,6 +716,40 @@ fn a_clone_child_announced_only_by_its_reparenting_stays_its_parents_leak() {
 }
 
 #[test]
+fn a_zombie_seen_in_proc_past_the_threshold_makes_a_free_dated_reap_certain() {
+    let run = |seen_at: Option<u64>| {
+        let mut a = Analyzer::new(S);
+        for e in [
+            b::fork(5, 1, 11, false),
+            b::exit(MS, 11, 11, 1, true, 5, Disposition::Default),
+        ] {
+            a.on_event(&e);
+        }
+        if let Some(t) = seen_at {
+            let due: &[u32] = if t > S { &[11] } else { &[] };
+            assert_eq!(a.due_zombie_checks(t), due);
+            a.zombie_seen(11, t);
+        }
+        // Init reaps with no wait seen; the free dates it.
+        a.on_event(&b::free_of(1_500 * MS, 11, 5));
+        a.finish(5 * S)
+    };
+    let r = run(Some(1_050 * MS));
+    let [f] = &r.findings[..] else {
+        panic!("{r:#?}")
+    };
+    assert_eq!((f.kind, f.certain), (FindingKind::LateReap, true));
+    assert!(!codes(f).contains(&"reap_unseen"), "{:?}", codes(f));
+    // Without the look, or with one before the threshold, it may have been
+    // reaped in time.
+    for seen in [None, Some(900 * MS)] {
+        let r = run(seen);
+        assert!(r.findings.is_empty(), "{r:#?}");
+        assert_eq!(r.uncertain.len(), 1, "{r:#?}");
+    }
+}
+
+#[test]
 fn an_exit_gone_from_proc_without_its_free_is_no_zombie_at_the_end() {
     // Init reaps 11 with no wait seen, and its free has not come when the
     // trace ends: /proc shows it gone.

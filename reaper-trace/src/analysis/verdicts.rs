@@ -127,8 +127,14 @@ impl Analyzer {
         });
         // A reap no wait showed is dated by the free, which may trail the
         // reap by seconds: past the threshold, it may not have been late
-        // at all.
-        let dated_by_free = exit.reap_unseen && latency_ns.is_some_and(|l| l > self.threshold_ns);
+        // at all, unless /proc showed the zombie still there past it.
+        let seen_past_threshold = exit
+            .zombie_seen_ns
+            .zip(exit.zombie_since_ns())
+            .is_some_and(|(seen, since)| seen.saturating_sub(since) > self.threshold_ns);
+        let dated_by_free = exit.reap_unseen
+            && !seen_past_threshold
+            && latency_ns.is_some_and(|l| l > self.threshold_ns);
         if let (true, Some(reap)) = (dated_by_free, reap) {
             diagnosis.push(diagnosis::reap_unseen(exit.parent, reap.time_ns, exit));
         }

@@ -308,6 +308,14 @@ impl Sink {
             }
             self.analyzer.attach_probe(parent, probe);
         }
+        for pid in self.analyzer.due_zombie_checks(now) {
+            if procfs::is_zombie(pid) {
+                if let Some(recorder) = &mut self.recorder {
+                    recorder.push(&user_record::zombie(now, pid))?;
+                }
+                self.analyzer.zombie_seen(pid, now);
+            }
+        }
         self.analyzer.announce_overdue(now);
         self.notices();
         self.update_metrics(now);

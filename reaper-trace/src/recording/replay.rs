@@ -156,6 +156,9 @@ pub fn replay_with(
                             comm,
                         }) => analyzer.name_sender(tgid, time_ns, comm),
                         Some(UserRecord::Gone { time_ns, tgid }) => analyzer.gone(tgid, time_ns),
+                        Some(UserRecord::Zombie { time_ns, tgid }) => {
+                            analyzer.zombie_seen(tgid, time_ns)
+                        }
                         Some(UserRecord::Unknown(_)) => skipped += 1,
                         None => match decode_abi(record, meta.abi_version) {
                             Ok(mut event) => {

@@ -52,6 +52,9 @@ pub mod kind {
     /// its free had been seen (the kernel may run a free long after the
     /// reap). No payload.
     pub const GONE: u32 = 0x1006;
+    /// /proc showed the exited process `tgid` still a zombie at the
+    /// header's time, as it became overdue. No payload.
+    pub const ZOMBIE: u32 = 0x1007;
 }
 
 /// The largest stack a STACK record may claim: a bound on what a corrupt
@@ -88,6 +91,10 @@ pub enum UserRecord {
         comm: Comm,
     },
     Gone {
+        time_ns: u64,
+        tgid: u32,
+    },
+    Zombie {
         time_ns: u64,
         tgid: u32,
     },
@@ -140,6 +147,11 @@ pub fn sender(time_ns: u64, tgid: u32, comm: &Comm) -> Bytes {
 /// The `GONE` record: `tgid` was no longer a zombie at `time_ns`.
 pub fn gone(time_ns: u64, tgid: u32) -> Bytes {
     encode(kind::GONE, time_ns, tgid, &[])
+}
+
+/// The `ZOMBIE` record: `tgid` was still a zombie at `time_ns`.
+pub fn zombie(time_ns: u64, tgid: u32) -> Bytes {
+    encode(kind::ZOMBIE, time_ns, tgid, &[])
 }
 
 /// The `MODULE` record giving `module` the id `id`.
@@ -258,6 +270,7 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
         kind::MODULE => parse_module(payload).unwrap_or(UserRecord::Unknown(kind)),
         kind::STACK => parse_stack(time_ns, tgid, payload).unwrap_or(UserRecord::Unknown(kind)),
         kind::GONE => UserRecord::Gone { time_ns, tgid },
+        kind::ZOMBIE => UserRecord::Zombie { time_ns, tgid },
         kind::SENDER if payload.len() <= 16 => {
             let mut comm = Comm::default();
             comm.0[..payload.len()].copy_from_slice(payload);
@@ -377,6 +390,13 @@ mod tests {
         }
         let long = encode(kind::SENDER, 42, 7, &[b'a'; 17]);
         assert_eq!(parse(&long), Some(UserRecord::Unknown(kind::SENDER)));
+        assert_eq!(
+            parse(&zombie(42, 7)),
+            Some(UserRecord::Zombie {
+                time_ns: 42,
+                tgid: 7
+            })
+        );
         assert_eq!(
             parse(&gone(42, 7)),
             Some(UserRecord::Gone {
