@@ -53,6 +53,9 @@ pub struct ExitFacts {
     /// overdue): proof that it outlived the threshold, whatever the free
     /// says.
     pub zombie_seen_ns: Option<u64>,
+    /// When live should look at it in /proc again (0: as it becomes
+    /// overdue).
+    pub next_zombie_check_ns: u64,
     /// The parent its exit record named, when that parent had already begun
     /// to exit and `parent` is the adopter that took it over.
     pub adopted_at_exit_from: Option<Orphaning>,
@@ -88,6 +91,7 @@ impl ExitFacts {
             parent_died: false,
             reap_unseen: false,
             zombie_seen_ns: None,
+            next_zombie_check_ns: 0,
             adopted_at_exit_from: None,
             parent_disposition: None,
             reap: None,

@@ -452,6 +452,7 @@ impl Analyzer {
             parent_died: false,
             reap_unseen: false,
             zombie_seen_ns: None,
+            next_zombie_check_ns: 0,
             adopted_at_exit_from: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,

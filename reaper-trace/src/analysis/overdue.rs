@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use super::{facts::ExitFacts, findings::*, lifecycle::Analyzer};
 
+/// The shortest time between two looks at one overdue zombie in /proc.
+pub const ZOMBIE_RECHECK_NS: u64 = 50_000_000;
+
 impl Analyzer {
     /// Exits unreaped past the threshold and not yet announced.
     fn overdue(&self, now_ns: u64) -> impl Iterator<Item = (u32, &ExitFacts)> {
@@ -57,16 +60,26 @@ impl Analyzer {
         parents
     }
 
-    /// The exits about to be announced as overdue that exited during the
-    /// trace: live asks /proc whether each is still a zombie, and says so
-    /// with [`Analyzer::zombie_seen`] before [`Analyzer::announce_overdue`].
-    /// That look, not the free that comes later, is what makes a late reap
-    /// certain when the reap itself is not seen.
+    /// The overdue exits (of the trace, still unreaped) to look up in /proc
+    /// now: live asks whether each is still a zombie, and says so with
+    /// [`Analyzer::zombie_seen`] or [`Analyzer::gone`]. Those looks, not
+    /// the free (which the kernel may run seconds after the reap), date a
+    /// reap that no wait showed: the first proves the zombie outlived the
+    /// threshold, the last bounds when it went. Each exit is looked at
+    /// again after a tenth of its age (at least [`ZOMBIE_RECHECK_NS`]), so
+    /// the bound stays within about 10 % while a zombie that stays costs
+    /// a few dozen looks an hour.
     pub fn due_zombie_checks(&self, now_ns: u64) -> Vec<u32> {
         let mut pids: Vec<u32> = self
-            .overdue(now_ns)
-            .filter(|(_, exit)| exit.time_ns.is_some())
-            .map(|(pid, _)| pid)
+            .procs
+            .iter()
+            .filter_map(|(&pid, p)| {
+                let exit = p.exit.as_ref()?;
+                let exited = exit.time_ns?;
+                let due = self.overdue_exit(exit, now_ns).is_some()
+                    && now_ns >= exit.next_zombie_check_ns.max(exited);
+                due.then_some(pid)
+            })
             .collect();
         pids.sort_unstable();
         pids
@@ -78,6 +91,8 @@ impl Analyzer {
             && exit.reap.is_none()
         {
             exit.zombie_seen_ns = Some(now_ns);
+            let age = exit.time_ns.map_or(0, |t| now_ns.saturating_sub(t));
+            exit.next_zombie_check_ns = now_ns + (age / 10).max(ZOMBIE_RECHECK_NS);
         }
     }
 

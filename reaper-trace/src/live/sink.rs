@@ -309,12 +309,7 @@ impl Sink {
             self.analyzer.attach_probe(parent, probe);
         }
         for pid in self.analyzer.due_zombie_checks(now) {
-            if procfs::is_zombie(pid) {
-                if let Some(recorder) = &mut self.recorder {
-                    recorder.push(&user_record::zombie(now, pid))?;
-                }
-                self.analyzer.zombie_seen(pid, now);
-            }
+            self.look_in_proc(pid, now)?;
         }
         self.analyzer.announce_overdue(now);
         self.notices();
@@ -336,12 +331,26 @@ impl Sink {
     /// `report` closes them as this run does.
     pub fn settle_gone(&mut self, now: u64) -> anyhow::Result<()> {
         for pid in self.analyzer.open_exits() {
-            if procfs::is_zombie(pid) {
-                continue;
-            }
-            if let Some(recorder) = &mut self.recorder {
-                recorder.push(&user_record::gone(now, pid))?;
-            }
+            self.look_in_proc(pid, now)?;
+        }
+        Ok(())
+    }
+
+    /// Whether exited `pid` is still a zombie, as /proc says now: for the
+    /// analysis, and in the recording (`ZOMBIE`, `GONE`) for `report`.
+    fn look_in_proc(&mut self, pid: u32, now: u64) -> anyhow::Result<()> {
+        let zombie = procfs::is_zombie(pid);
+        if let Some(recorder) = &mut self.recorder {
+            let record = if zombie {
+                user_record::zombie(now, pid)
+            } else {
+                user_record::gone(now, pid)
+            };
+            recorder.push(&record)?;
+        }
+        if zombie {
+            self.analyzer.zombie_seen(pid, now);
+        } else {
             self.analyzer.gone(pid, now);
         }
         Ok(())
