@@ -155,7 +155,12 @@ pub fn replay_with(
                             tgid,
                             comm,
                         }) => analyzer.name_sender(tgid, time_ns, comm),
-                        Some(UserRecord::Gone { time_ns, tgid }) => analyzer.gone(tgid, time_ns),
+                        Some(UserRecord::Gone { time_ns, tgid }) => {
+                            analyzer.gone(tgid, time_ns);
+                            for verdict in analyzer.drain_verdicts() {
+                                visitor.verdict(&verdict)?;
+                            }
+                        }
                         Some(UserRecord::Zombie { time_ns, tgid }) => {
                             analyzer.zombie_seen(tgid, time_ns)
                         }
