@@ -75,9 +75,8 @@ impl Analyzer {
             .iter()
             .filter_map(|(&pid, p)| {
                 let exit = p.exit.as_ref()?;
-                let exited = exit.time_ns?;
                 let due = self.overdue_exit(exit, now_ns).is_some()
-                    && now_ns >= exit.next_zombie_check_ns.max(exited);
+                    && now_ns >= exit.next_zombie_check_ns;
                 due.then_some(pid)
             })
             .collect();
@@ -91,7 +90,9 @@ impl Analyzer {
             && exit.reap.is_none()
         {
             exit.zombie_seen_ns = Some(now_ns);
-            let age = exit.time_ns.map_or(0, |t| now_ns.saturating_sub(t));
+            let age = exit
+                .zombie_since_ns()
+                .map_or(0, |t| now_ns.saturating_sub(t));
             exit.next_zombie_check_ns = now_ns + (age / 10).max(ZOMBIE_RECHECK_NS);
         }
     }

@@ -132,7 +132,10 @@ impl Analyzer {
             .zombie_seen_ns
             .zip(exit.zombie_since_ns())
             .is_some_and(|(seen, since)| seen.saturating_sub(since) > self.threshold_ns);
+        // A zombie older than the trace was seen in /proc as it began: its
+        // latency is a lower bound anyway.
         let dated_by_free = exit.reap_unseen
+            && exit.predates.is_none()
             && !seen_past_threshold
             && latency_ns.is_some_and(|l| l > self.threshold_ns);
         if let (true, Some(reap)) = (dated_by_free, reap) {
