@@ -121,16 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             soak_minutes,
         } => {
             setup::run()?;
-            cargo(&[
-                "build",
-                "--release",
-                "-p",
-                "reaper-trace",
-                "-p",
-                "reaper-trace-tests",
-                "--bins",
-                "--examples",
-            ])?;
+            build_release_bins(&["--examples"])?;
             bench::run(bench::Options {
                 rounds,
                 storm,
@@ -198,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 test.extend(args.iter().map(String::as_str));
             }
             cargo(&test)?;
-            build_release_bins()?;
+            build_release_bins(&[])?;
             // The kernel matrix runs whatever the real-machine test says;
             // its failure is reported after.
             let real_machine = realworld::run(realworld::Options {
@@ -210,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Task::Realworld { seconds, record } => {
             setup::run()?;
-            build_release_bins()?;
+            build_release_bins(&[])?;
             realworld::run(realworld::Options { seconds, record })
         }
         Task::VmTest => {
@@ -220,9 +211,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The release tool and scenario programs the real-machine test runs.
-fn build_release_bins() -> anyhow::Result<()> {
-    cargo(&[
+/// The release tool and scenario programs (the real-machine test, the
+/// benchmarks), and `extra` targets.
+fn build_release_bins(extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec![
         "build",
         "--release",
         "-p",
@@ -230,7 +222,9 @@ fn build_release_bins() -> anyhow::Result<()> {
         "-p",
         "reaper-trace-tests",
         "--bins",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    cargo(&args)
 }
 
 /// The tool and the scenario programs the demo and the kernel tests run.

@@ -579,6 +579,19 @@ mod tests {
         KernelView::parse("")
     }
 
+    /// [`judge`] for a trace that began at 1 s, with the default slack.
+    fn judged(f: &Finding, s: &SamplerView, k: &KernelView) -> Judged {
+        judge(
+            f,
+            s,
+            k,
+            Window {
+                trace_started_ns: S,
+            },
+            &Slack::default(),
+        )
+    }
+
     #[test]
     fn a_late_reap_the_sampler_saw_under_its_parent_is_true() {
         let f = finding(Kind::LateReap, 100, 50, 10 * S, 1200 * MS);
@@ -588,15 +601,7 @@ mod tests {
             11 * S + 195 * MS,
             &[(50, 10 * S, 11 * S)],
         )]);
-        let j = judge(
-            &f,
-            &s,
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &s, &no_kernel());
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
     }
 
@@ -611,15 +616,7 @@ mod tests {
             11 * S + 195 * MS,
             &[(1, 10 * S, 11 * S)],
         )]);
-        let j = judge(
-            &f,
-            &s,
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &s, &no_kernel());
         assert_eq!(j.verdict, Verdict::False);
         assert!(j.evidence().contains("reaper NO"), "{}", j.evidence());
     }
@@ -634,15 +631,7 @@ mod tests {
             10 * S + MS,
             11 * S + 215 * MS
         ));
-        let j = judge(
-            &f,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
         assert!(
             j.evidence().contains("kernel:  parent NO"),
@@ -662,15 +651,7 @@ mod tests {
             10 * S + 5 * MS,
             &[(50, 10 * S, 10 * S + 5 * MS)],
         )]);
-        let j = judge(
-            &f,
-            &s,
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &s, &no_kernel());
         assert_eq!(j.verdict, Verdict::False);
         assert!(
             j.evidence().contains("sampler: parent yes life NO"),
@@ -682,15 +663,7 @@ mod tests {
     #[test]
     fn a_zombie_the_sampler_never_saw_is_false() {
         let f = finding(Kind::Unreaped, 100, 50, 10 * S, 3 * S);
-        let j = judge(
-            &f,
-            &sampler(vec![]),
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &sampler(vec![]), &no_kernel());
         assert_eq!(j.verdict, Verdict::False);
         assert!(
             j.evidence().contains("life NO reaper ?: never saw pid 100"),
@@ -704,15 +677,7 @@ mod tests {
         let f = finding(Kind::Unreaped, 100, 50, 10 * S, 3 * S);
         let mut z = zombie(100, 10 * S, 13 * S, &[(50, 10 * S, 13 * S)]);
         z.start_ticks = 900;
-        let j = judge(
-            &f,
-            &sampler(vec![z]),
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &sampler(vec![z]), &no_kernel());
         assert_eq!(j.verdict, Verdict::False);
     }
 
@@ -727,15 +692,7 @@ mod tests {
             11 * S + 495 * MS,
             &[(1, 10 * S, 11 * S)],
         )]);
-        let j = judge(
-            &f,
-            &s,
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &s, &no_kernel());
         assert_eq!(j.verdict, Verdict::Unconfirmed, "{}", j.evidence());
         let st = f.start_ns;
         let k = kernel(&format!(
@@ -744,15 +701,7 @@ mod tests {
             10 * S + MS,
             11 * S + 515 * MS
         ));
-        let j = judge(
-            &f,
-            &s,
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &s, &k);
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
     }
 
@@ -774,15 +723,7 @@ mod tests {
             10 * S,
             10 * S + MS
         ));
-        let j = judge(
-            &f,
-            &s,
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &s, &k);
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
     }
 
@@ -830,15 +771,7 @@ mod tests {
             10 * S + 5 * MS,
             10 * S + 30 * MS
         ));
-        let j = judge(
-            &f,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
         assert!(j.evidence().contains("parent exited after 0.005s"));
     }
@@ -855,15 +788,7 @@ mod tests {
             10 * S + MS,
             80 * S
         ));
-        let j = judge(
-            &f,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::Unconfirmed, "{}", j.evidence());
     }
 
@@ -877,15 +802,7 @@ mod tests {
             10 * S + MS,
             11 * S + 500 * MS
         ));
-        let j = judge(
-            &f,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
     }
 
@@ -901,40 +818,16 @@ mod tests {
             10 * S + MS,
             11 * S + 200 * MS
         ));
-        let j = judge(
-            &f,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
         // Timed by a free that trailed the wait by 150 ms: still the reap.
         let mut g = f.clone();
         g.latency_ns += 150 * MS;
-        let j = judge(
-            &g,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&g, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
         // Not half a second before the wait, though.
         g.latency_ns = 700 * MS;
-        let j = judge(
-            &g,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&g, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
     }
 
@@ -949,28 +842,12 @@ mod tests {
             10 * S + MS,
             12 * S
         ));
-        let j = judge(
-            &f,
-            &no_sampler(),
-            &k,
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &no_sampler(), &k);
         assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
         // Still there when the sampler stopped: its life is open-ended.
         let mut z = zombie(100, 10 * S, 40 * S, &[(50, 10 * S, 40 * S)]);
         z.gone_by_ns = None;
-        let j = judge(
-            &f,
-            &sampler(vec![z]),
-            &no_kernel(),
-            Window {
-                trace_started_ns: S,
-            },
-            &Slack::default(),
-        );
+        let j = judged(&f, &sampler(vec![z]), &no_kernel());
         assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
     }
 
@@ -1016,24 +893,8 @@ mod tests {
         g.certain = false;
         g.cgroup = "/elsewhere".into();
         let judged = [
-            judge(
-                &f,
-                &sampler(vec![]),
-                &no_kernel(),
-                Window {
-                    trace_started_ns: S,
-                },
-                &Slack::default(),
-            ),
-            judge(
-                &g,
-                &no_sampler(),
-                &no_kernel(),
-                Window {
-                    trace_started_ns: S,
-                },
-                &Slack::default(),
-            ),
+            judged(&f, &sampler(vec![]), &no_kernel()),
+            judged(&g, &no_sampler(), &no_kernel()),
         ];
         let rows = tally(&judged, |f| {
             if f.cgroup.ends_with("timeout") {
