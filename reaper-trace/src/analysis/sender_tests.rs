@@ -8,30 +8,6 @@ use crate::trace::{comm::Comm, event::*, test_events as b};
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;
 
-/// `sender` sends `sig` to `target` with kill(2) at `t`.
-fn kill(t: u64, sender: u32, target: u32, sig: i32) -> Event {
-    b::at(
-        t,
-        sender,
-        sender,
-        EventData::SignalGenerate(SignalGenerate {
-            sig,
-            code: libc::SI_USER,
-            result: SignalResult::Delivered,
-            group: true,
-            target_tgid: target,
-            target_tid: target,
-            si_pid: sender as i32,
-            si_status: 0,
-            target_disposition: Disposition::Default,
-            target_handler: 0,
-            target_sa_flags: 0,
-            target_blocked: false,
-            si_ns_pid: None,
-        }),
-    )
-}
-
 /// Parent 10 forks 11, which exits at once and is never reaped; 10 is
 /// then told to stop by 900 (SIGTERM, at 1 s) and killed by 901 (SIGKILL,
 /// at 2 s). `name` runs before each signal, as live and replay call
@@ -45,8 +21,8 @@ fn stopped_parent(mut name: impl FnMut(&mut Analyzer, &Event)) -> Report {
     let events = [
         b::fork(MS, 10, 11, false),
         b::exit(2 * MS, 11, 11, 10, true, MS, Disposition::Default),
-        kill(S, 900, 10, libc::SIGTERM),
-        kill(2 * S, 901, 10, libc::SIGKILL),
+        b::kill(S, 900, 10, libc::SIGTERM),
+        b::kill(2 * S, 901, 10, libc::SIGKILL),
         killed,
     ];
     for event in &events {
