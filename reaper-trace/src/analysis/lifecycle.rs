@@ -486,10 +486,28 @@ impl Analyzer {
             }
         }
         self.summary.exits += 1;
-        self.row(x.real_parent_tgid).exits += 1;
-        let parent = self.procs.entry(x.real_parent_tgid).or_default();
+        self.charge_exit(x.real_parent_tgid);
+    }
+
+    /// A child's exit is `parent`'s: in its row, its facts, and the open
+    /// verdicts that keep it.
+    fn charge_exit(&mut self, parent: u32) {
+        self.row(parent).exits += 1;
+        let parent = self.procs.entry(parent).or_default();
         parent.facts.children_exited += 1;
         parent.open_children += 1;
+    }
+
+    /// Undoes [`Analyzer::charge_exit`]: the exit turned out to be
+    /// another's. `parent` is forgotten if nothing more is open about it.
+    fn uncharge_exit(&mut self, parent: u32) {
+        let row = self.row(parent);
+        row.exits = row.exits.saturating_sub(1);
+        if let Some(p) = self.procs.get_mut(&parent) {
+            p.facts.children_exited = p.facts.children_exited.saturating_sub(1);
+            p.open_children = p.open_children.saturating_sub(1);
+        }
+        self.release(parent);
     }
 
     fn sigchld(&mut self, event: &Event, s: &crate::trace::event::SignalGenerate) {
@@ -611,17 +629,8 @@ impl Analyzer {
         exit.adopted_at_exit_from = orphaning;
         exit.parent_disposition = disposition;
         // The counts move with it.
-        let row = self.row(old);
-        row.exits = row.exits.saturating_sub(1);
-        if let Some(p) = self.procs.get_mut(&old) {
-            p.facts.children_exited = p.facts.children_exited.saturating_sub(1);
-            p.open_children = p.open_children.saturating_sub(1);
-        }
-        self.release(old);
-        self.row(adopter).exits += 1;
-        let parent = self.procs.entry(adopter).or_default();
-        parent.facts.children_exited += 1;
-        parent.open_children += 1;
+        self.uncharge_exit(old);
+        self.charge_exit(adopter);
         self.summary.adopted_while_running += 1;
         if self.orphans_listed() {
             let finding = self.orphan_finding(pid, Some(adopter));

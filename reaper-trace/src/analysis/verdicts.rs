@@ -317,13 +317,13 @@ impl Analyzer {
         // Certainty, with every loss known; uncertain findings are counted
         // apart, not as unreaped children or late reaps.
         let mut findings = std::mem::take(&mut self.findings);
-        let mut uncertain = Vec::new();
         for f in &mut findings {
             self.settle_certainty(f);
-            if f.certain || f.kind == FindingKind::Orphaned {
-                continue;
-            }
-            uncertain.push(f.clone());
+        }
+        let (findings, uncertain): (Vec<Finding>, Vec<Finding>) = findings
+            .into_iter()
+            .partition(|f| f.certain || f.kind == FindingKind::Orphaned);
+        for f in &uncertain {
             self.summary.uncertain += 1;
             let row = self.row(f.parent_pid);
             if f.kind == FindingKind::Unreaped {
@@ -334,7 +334,6 @@ impl Analyzer {
                 self.summary.late_reaps = self.summary.late_reaps.saturating_sub(1);
             }
         }
-        findings.retain(|f| f.certain || f.kind == FindingKind::Orphaned);
         self.findings = findings;
         let mut parents: Vec<ParentRow> = self
             .rows

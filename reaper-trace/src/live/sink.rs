@@ -212,10 +212,8 @@ impl Sink {
             if analyzer.exits() > exits_before {
                 metrics.exit(event.cgroup_id, || analyzer.cgroup(event.cgroup_id));
             }
-            for verdict in analyzer.drain_verdicts() {
-                metrics.verdict(&verdict, || analyzer.cgroup(verdict.cgroup_id));
-            }
         }
+        self.feed_verdicts();
         if let Some(captured) = &mut self.captured {
             captured.push(event.clone());
         }
@@ -352,8 +350,20 @@ impl Sink {
             self.analyzer.zombie_seen(pid, now);
         } else {
             self.analyzer.gone(pid, now);
+            self.feed_verdicts();
         }
         Ok(())
+    }
+
+    /// The lifecycles that ended since the last call, into the metrics'
+    /// reap-latency histogram.
+    fn feed_verdicts(&mut self) {
+        if let Some(metrics) = &mut self.metrics {
+            let analyzer = &mut self.analyzer;
+            for verdict in analyzer.drain_verdicts() {
+                metrics.verdict(&verdict, || analyzer.cgroup(verdict.cgroup_id));
+            }
+        }
     }
 
     /// What the metrics show besides events and findings: the tracer's own
