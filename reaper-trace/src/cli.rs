@@ -31,9 +31,13 @@ pub struct CheckArgs {
     /// Also write JUnit XML here: one failing case per finding.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Also write a recording here.
+    /// Also write a recording here (a new file: an existing one is refused).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace the recording's path if it exists (a link is replaced, never
+    /// written through).
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// Once the command exits, wait this long for the rest of its tree.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
     pub drain_timeout: u64,
@@ -150,17 +154,27 @@ pub enum Command {
         /// Print only findings and the report, not every event.
         #[arg(long)]
         no_events: bool,
-        /// Also write a recording to this file.
+        /// Also write a recording to this file (a new file: an existing one
+        /// is refused).
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
+        /// Replace the recording's path if it exists (a link is replaced,
+        /// never written through).
+        #[arg(long, requires = "record")]
+        force: bool,
         #[command(flatten)]
         trace: Trace,
     },
     /// Record to a file for `report` later; prints the report at the end.
     Record {
-        /// The recording to write (mode 0600).
+        /// The recording to write, a new file of mode 0600 (an existing
+        /// path is refused).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
+        /// Replace the path if it exists (a link is replaced, never written
+        /// through).
+        #[arg(long)]
+        force: bool,
         /// Print the final report as JSON.
         #[arg(long)]
         json: bool,
@@ -311,6 +325,7 @@ pub fn live_options(
     json: bool,
     display: Display,
     record: Option<PathBuf>,
+    record_force: bool,
 ) -> LiveOptions {
     LiveOptions {
         json,
@@ -321,6 +336,7 @@ pub fn live_options(
         command: trace.command,
         ringbuf_bytes: trace.ringbuf_size,
         record,
+        record_force,
         duration: trace.duration.map(Duration::from_nanos),
         thread_events: trace.threads,
         probe_log: trace.probe_log,

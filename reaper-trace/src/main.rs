@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             json,
             no_events,
             record,
+            force,
             trace,
         } => {
             let display = if no_events {
@@ -26,13 +27,20 @@ fn main() -> ExitCode {
             } else {
                 Display::Everything
             };
-            commands::run_live(live_options(trace, json, display, record))
+            commands::run_live(live_options(trace, json, display, record, force))
         }
         Command::Record {
             output,
+            force,
             json,
             trace,
-        } => commands::run_live(live_options(trace, json, Display::ReportOnly, Some(output))),
+        } => commands::run_live(live_options(
+            trace,
+            json,
+            Display::ReportOnly,
+            Some(output),
+            force,
+        )),
         Command::Check(args) => commands::run_check(args),
         Command::Serve(args) => {
             let listen = args.listen;

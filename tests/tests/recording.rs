@@ -136,6 +136,112 @@ fn recording_is_private_and_complete() {
     );
 }
 
+/// `record -o PATH [--force] -- /bin/true`: (exit code, stderr).
+fn record_true(path: &Path, force: bool) -> (Option<i32>, String) {
+    let out = Command::new(tool())
+        .arg("record")
+        .args(force.then_some("--force"))
+        .arg("-o")
+        .arg(path)
+        .args(["--", "/bin/true"])
+        .stdout(Stdio::null())
+        .output()
+        .expect("run record");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A file's bytes and permission bits.
+fn contents_and_mode(path: &Path) -> (Vec<u8>, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    (
+        std::fs::read(path).unwrap(),
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777,
+    )
+}
+
+#[test]
+fn an_existing_path_is_refused_and_never_written_through() {
+    kernel_test!();
+    use std::os::unix::fs::PermissionsExt;
+    let victim = temp_path("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = contents_and_mode(&victim);
+    let symlink = temp_path("symlink");
+    std::os::unix::fs::symlink(&victim, &symlink).unwrap();
+    let hardlink = temp_path("hardlink");
+    std::fs::hard_link(&victim, &hardlink).unwrap();
+    let dangling = temp_path("dangling");
+    let nowhere = temp_path("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    for (name, path) in [
+        ("a symlink", &symlink),
+        ("a hard link", &hardlink),
+        ("a plain file", &victim),
+        ("a dangling symlink", &dangling),
+    ] {
+        let (code, stderr) = record_true(path, false);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} already exists", path.display()))
+                && stderr.contains("--force"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(contents_and_mode(&victim), before, "{name}: untouched");
+    }
+    assert!(
+        !nowhere.exists(),
+        "nothing created through the dangling link"
+    );
+    assert_eq!(std::fs::read_link(&symlink).unwrap(), victim);
+}
+
+#[test]
+fn force_replaces_the_link_never_its_target() {
+    kernel_test!();
+    use std::os::unix::fs::PermissionsExt;
+    let victim = temp_path("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = contents_and_mode(&victim);
+    let symlink = temp_path("symlink");
+    std::os::unix::fs::symlink(&victim, &symlink).unwrap();
+    let (code, stderr) = record_true(&symlink, true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        contents_and_mode(&victim),
+        before,
+        "the target is untouched"
+    );
+    let meta = std::fs::symlink_metadata(&symlink).unwrap();
+    assert!(meta.file_type().is_file(), "the link became a regular file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(report_json(&symlink)["summary"]["exits"], 1);
+    // And a plain file is replaced the same way: a new inode, 0600.
+    let plain = temp_path("plain");
+    std::fs::write(&plain, b"old").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let hardlink = temp_path("plain-link");
+    std::fs::hard_link(&plain, &hardlink).unwrap();
+    let (code, stderr) = record_true(&plain, true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(contents_and_mode(&hardlink), (b"old".to_vec(), 0o644));
+    assert_eq!(report_json(&plain)["summary"]["exits"], 1);
+    let leftovers: Vec<_> = std::fs::read_dir(scratch_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary file left: {leftovers:?}"
+    );
+}
+
 /// Starts `record --pid` on a storm the test owns, and returns both.
 fn record_a_storm(file: &Path) -> (Scenario, std::process::Child) {
     let storm = Scenario::start(&["storm", "400000"]);

@@ -73,6 +73,8 @@ pub struct LiveOptions {
     pub ringbuf_bytes: u32,
     /// Write a recording here.
     pub record: Option<PathBuf>,
+    /// Replace the recording's path if it exists (never writing through it).
+    pub record_force: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Once the command has exited, how long to wait for the rest of its
@@ -125,6 +127,7 @@ impl Default for LiveOptions {
             command: Vec::new(),
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             record: None,
+            record_force: false,
             duration: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             run_as: None,

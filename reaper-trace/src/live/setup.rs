@@ -13,7 +13,7 @@ use crate::{
     kernel::{CgroupTarget, FollowSpec, SetupError, Tracer, TracerOptions},
     recording::{
         Meta,
-        file::{Recorder, machine_meta},
+        file::{self, Recorder, machine_meta},
     },
     trace::{clock::ClockRef, escape::escape, follow::initial_pids, host_facts::SeedProcess},
 };
@@ -36,6 +36,10 @@ pub struct Started {
 /// Attaches the programs and prepares the rest; the command, if any, is
 /// spawned but held until [`GatedChild::release`].
 pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
+    // Before anything starts: an existing path is refused with nothing done.
+    if let Some(path) = &options.record {
+        file::refuse_existing(path, options.record_force)?;
+    }
     let cgroup_fs = CgroupFs::discover();
     let follow = follow_spec(options, &cgroup_fs)?;
     let has_command = !options.command.is_empty();
@@ -100,7 +104,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
                 scope: scope.clone(),
                 seed: seed.clone(),
             };
-            Some(Recorder::create(path, &meta)?)
+            Some(Recorder::create(path, &meta, options.record_force)?)
         }
         None => None,
     };

@@ -1,11 +1,16 @@
 //! Writing a recording to disk while tracing: bounded buffering (one block),
 //! flushed when a block fills and at least once a second, created mode 0600
 //! because it holds command lines.
+//!
+//! The file is always a new one of ours: never opened through a symlink or
+//! a hard link someone planted, never an existing file truncated or
+//! chmodded. An existing path is refused, or with `--force` replaced by a
+//! rename, which replaces the link itself and never touches its target.
 
 use std::{
     fs::{File, OpenOptions},
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -17,13 +22,20 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
-    #[error("cannot create recording {path}: {source}; choose a writable path")]
+    /// The path exists (a file, a link, anything): it is left as it is.
+    #[error(
+        "{} already exists; choose another path, or pass --force to replace it",
+        path.display()
+    )]
+    Exists { path: PathBuf },
+    #[error("cannot create recording {}: {source}; choose a writable path", path.display())]
     Create {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "writing recording {path}: {source}; what was written before stays readable with `reaper-trace report`"
+        "writing recording {}: {source}; what was written before stays readable with `reaper-trace report`",
+        path.display()
     )]
     Write {
         path: PathBuf,
@@ -41,22 +53,24 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (or truncates) `path` with mode 0600 and writes the header.
-    pub fn create(path: &Path, meta: &Meta) -> Result<Recorder, RecorderError> {
-        let create = |source| RecorderError::Create {
-            path: path.to_owned(),
-            source,
+    /// Creates `path` new with mode 0600 and writes the header. With
+    /// `replace`, an existing `path` is replaced (the link itself when it
+    /// is one); without, it is an error and nothing is touched.
+    pub fn create(path: &Path, meta: &Meta, replace: bool) -> Result<Recorder, RecorderError> {
+        let created = if replace {
+            create_replacing(path)
+        } else {
+            create_new(path)
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(create)?;
-        // An existing file keeps its mode through open: tighten it.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(create)?;
+        let file = created.map_err(|source| match source.kind() {
+            io::ErrorKind::AlreadyExists => RecorderError::Exists {
+                path: path.to_owned(),
+            },
+            _ => RecorderError::Create {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
         let mut recorder = Recorder {
             path: path.to_owned(),
             file,
@@ -120,6 +134,57 @@ impl Recorder {
                 source,
             })
     }
+}
+
+/// Refuses an existing `path` (unless `replace`), before tracing starts:
+/// the same check as [`Recorder::create`] makes, early, so that nothing is
+/// started for a run that cannot record.
+pub fn refuse_existing(path: &Path, replace: bool) -> Result<(), RecorderError> {
+    if !replace && path.symlink_metadata().is_ok() {
+        return Err(RecorderError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A new file at `path`: `O_EXCL` fails on any existing name, a dangling
+/// symlink included, and `O_NOFOLLOW` says so again for the last component.
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// A new file renamed over `path`: a temporary name no one can guess, in
+/// the same directory (a rename stays in one file system), created new and
+/// then renamed into place, which replaces whatever `path` was (a link is
+/// replaced, its target left alone).
+fn create_replacing(path: &Path) -> io::Result<File> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temp = dir.join(format!(
+        ".{}.{}.{nanos:09}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let file = create_new(&temp)?;
+    if let Err(e) = std::fs::rename(&temp, path) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    Ok(file)
 }
 
 /// This machine's identity for the header.
