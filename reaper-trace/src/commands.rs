@@ -17,7 +17,7 @@ use reaper_trace::{
     },
     live::{self, Display, LiveOptions},
     output::{
-        check,
+        check, error_line,
         metrics::MetricsVisitor,
         report,
         timeline::{self, TimelineFormat},
@@ -310,9 +310,9 @@ pub fn warn_truncated(path: &std::path::Path, at: Option<u64>) {
     }
 }
 
-/// One line: the error and its causes, without newlines.
+/// One line: the error and its causes, each said once, without newlines.
 pub fn fail(error: &anyhow::Error) -> ExitCode {
-    let message = format!("{error:#}").replace('\n', " | ");
+    let message = error_line::one_line(error.chain());
     eprintln!("reaper-trace: {message}");
     ExitCode::from(2)
 }

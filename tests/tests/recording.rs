@@ -343,6 +343,11 @@ fn full_disk_is_a_clear_error_and_the_file_stays_readable() {
         error.contains("No space left on device") && error.contains("full.rtrace"),
         "{stderr}"
     );
+    assert_eq!(
+        error.matches("No space left on device").count(),
+        1,
+        "the OS error is said once: {error}"
+    );
     let (code, _, report_err) = report(&copy, &[]);
     assert_eq!(code, Some(0), "{report_err}");
     assert!(report_err.contains("truncated at byte"), "{report_err}");
@@ -367,6 +372,30 @@ fn unwritable_path_is_a_clear_error() {
     assert!(
         stderr.contains("cannot create recording /proc/no/such/dir/x.rtrace"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_read_only_file_system_is_named_once() {
+    kernel_test!();
+    let dir = temp_path("read-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,ro", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a read-only tmpfs");
+    let (code, stderr) = record_true(&dir.join("x.rtrace"), false);
+    let _ = Command::new("umount").arg(&dir).status();
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot create recording"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Read-only file system").count(),
+        1,
+        "the OS error is said once: {stderr}"
     );
 }
 

@@ -3,6 +3,7 @@
 //! the analysis concluded; decides nothing itself.
 
 pub mod check;
+pub mod error_line;
 pub mod events;
 pub mod junit;
 pub mod metrics;

@@ -46,7 +46,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
                     Row {
                         behaviour: "raw tracepoints and a ring buffer".into(),
                         expected: "available".into(),
-                        seen: format!("{e:#}"),
+                        seen: crate::output::error_line::one_line(e.chain()),
                         ok: false,
                     },
                 );
