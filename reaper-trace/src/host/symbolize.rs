@@ -68,17 +68,9 @@ impl Symbolizer {
         if self.files.contains_key(module) {
             return;
         }
-        let here = matching_segments(module, &module.path);
-        let found = here
-            .map(|segments| (segments, module.path.clone()))
-            .or_else(|| {
-                let root = format!("/proc/{tgid}/root{}", module.path);
-                let file = open_regular(&root)?;
-                let segments = matching_segments(module, &root)?;
-                let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-                self.opened.push(file);
-                Some((segments, path))
-            });
+        let found = self
+            .open_matching(module, &module.path)
+            .or_else(|| self.open_matching(module, &format!("/proc/{tgid}/root{}", module.path)));
         self.files.insert(module.clone(), found);
     }
 
@@ -134,30 +126,53 @@ impl Symbolizer {
     /// ran: same build id, when the module has one.
     fn segments(&mut self, module: &Module) -> Option<&(Vec<Segment>, String)> {
         if !self.files.contains_key(module) {
-            let found = matching_segments(module, &module.path)
-                .map(|segments| (segments, module.path.clone()));
+            let found = self.open_matching(module, &module.path);
             self.files.insert(module.clone(), found);
         }
         self.files[module].as_ref()
     }
+
+    /// The segments of the regular file at `path` when it is `module`'s,
+    /// and the path blazesym is to read it by: `/proc/self/fd/N` of the
+    /// file checked here, kept open, so that what blazesym reads is that
+    /// very file even if the path changes meanwhile.
+    fn open_matching(&mut self, module: &Module, path: &str) -> Option<(Vec<Segment>, String)> {
+        let file = open_regular(path)?;
+        let segments = matching_segments(module, &file)?;
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        self.opened.push(file);
+        Some((segments, path))
+    }
 }
 
-/// A regular file at `path`, opened without blocking. A recording names any
-/// path it likes: a FIFO would block `report` forever, and a device should
-/// not be opened.
-fn open_regular(path: &str) -> Option<File> {
+/// The regular file at `path`, opened for reading; `None` for anything
+/// else. A recording names any path it likes, and opening is not harmless:
+/// a FIFO's writer sees a reader, a device may act on open (a watchdog, a
+/// tape, a terminal). So the path is first resolved with `O_PATH`, which
+/// opens nothing (symlinks are followed, as `/proc/PID/root` paths need),
+/// the object found is checked with `fstat`, and only a regular file is
+/// then opened, through `/proc/self/fd` of that handle: the same inode,
+/// whatever the path has become meanwhile.
+pub fn open_regular(path: &str) -> Option<File> {
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(Path::new(path))
+        .ok()?;
+    if !handle.metadata().is_ok_and(|m| m.is_file()) {
+        return None;
+    }
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(Path::new(path))
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
         .ok()
         .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
 }
 
-/// The segments of the file at `path`, when it is `module`'s. blazesym opens
-/// the path only after this.
-fn matching_segments(module: &Module, path: &str) -> Option<Vec<Segment>> {
-    let facts = elf::read(open_regular(path)?, false).ok()?;
+/// The segments of `file`, when it is `module`'s.
+fn matching_segments(module: &Module, file: &File) -> Option<Vec<Segment>> {
+    let facts = elf::read(file.try_clone().ok()?, false).ok()?;
     // The file that ran: the same build id, or without one the same size
     // and modification time; with neither, nothing can say so.
     let same = match (&module.build_id, module.stamp) {
@@ -308,6 +323,31 @@ mod tests {
         elf::read(File::open(path).unwrap(), false)
             .unwrap()
             .build_id
+    }
+
+    #[test]
+    fn only_regular_files_are_opened() {
+        let dir = std::env::temp_dir().join(format!("reaper-trace-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let file = dir.join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let fifo_link = dir.join("fifo-link");
+        std::os::unix::fs::symlink(&fifo, &fifo_link).unwrap();
+        let opened = |p: &Path| open_regular(p.to_str().unwrap()).is_some();
+        assert!(opened(&file));
+        assert!(opened(&link), "a symlink to a regular file is followed");
+        assert!(!opened(&fifo));
+        assert!(!opened(&fifo_link));
+        assert!(!opened(Path::new("/dev/null")));
+        assert!(!opened(&dir), "a directory");
+        assert!(!opened(&dir.join("missing")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
