@@ -129,29 +129,66 @@ pub fn forks_recording(n: u32) -> Vec<u8> {
 }
 
 /// `reaper-trace report FILE`, its exit status, stderr, and its peak
-/// resident set size in bytes (the kernel's `ru_maxrss` of that very child).
+/// resident set size in bytes: its `VmHWM`, read from /proc as it exits.
+/// (`wait4`'s `ru_maxrss` will not do: it keeps the high-water mark of the
+/// memory the child had before its exec, which is this test's.) The child
+/// is traced and stopped at its exit (`PTRACE_O_TRACEEXIT`), when its
+/// memory is still there to read.
 fn report_with_peak_rss(file: &Path) -> (ExitStatus, String, u64) {
+    use std::os::unix::process::CommandExt as _;
     let stderr_path = PathBuf::from(format!("{}.stderr", file.display()));
-    let child = Command::new(tool())
+    let mut command = Command::new(tool());
+    command
         .arg("report")
         .arg(file)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("run report");
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("run report");
+    let pid = child.id() as i32;
+    let mut peak = 0;
     let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, filling `status` and `usage`.
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as i32, "wait4 on report");
+    loop {
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            break;
+        }
+        let stop = libc::WSTOPSIG(status);
+        let event = status >> 16;
+        let mut deliver = 0;
+        if event == libc::PTRACE_EVENT_EXIT {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            peak = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .expect("VmHWM in /proc/PID/status")
+                * 1024;
+        } else if stop == libc::SIGTRAP && event == 0 && peak == 0 {
+            // The stop after exec: from here, stop again at the exit.
+            // SAFETY: our tracee, stopped.
+            unsafe {
+                libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, libc::PTRACE_O_TRACEEXIT);
+            }
+        } else {
+            deliver = stop;
+        }
+        // SAFETY: our tracee, stopped; resumes it with its own signal.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, deliver) };
+    }
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let _ = std::fs::remove_file(&stderr_path);
-    (
-        ExitStatus::from_raw(status),
-        stderr,
-        usage.ru_maxrss as u64 * 1024,
-    )
+    assert!(peak > 0, "no exit stop seen: {stderr}");
+    (ExitStatus::from_raw(status), stderr, peak)
 }
 
 /// Peak RSS of `report` on a crafted file stays below `K × size + C`: the
@@ -185,7 +222,7 @@ fn assert_rss_bounded(name: &str, bytes: &[u8]) {
 }
 
 /// The multiple of the file size `report` may use.
-const RSS_PER_FILE_BYTE: u64 = 12;
+const RSS_PER_FILE_BYTE: u64 = 16;
 
 #[test]
 fn many_open_lifecycles_cost_a_bounded_multiple_of_the_file() {

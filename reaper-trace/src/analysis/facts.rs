@@ -58,7 +58,7 @@ pub struct ExitFacts {
     pub next_zombie_check_ns: u64,
     /// The parent its exit record named, when that parent had already begun
     /// to exit and `parent` is the adopter that took it over.
-    pub adopted_at_exit_from: Option<Orphaning>,
+    pub adopted_at_exit_from: Option<Box<Orphaning>>,
     /// The parent's SIGCHLD disposition and flags when it exited.
     pub parent_disposition: Option<(Disposition, u64)>,
     pub reap: Option<Reap>,

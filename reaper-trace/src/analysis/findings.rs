@@ -170,6 +170,9 @@ pub struct Summary {
     pub adopted_while_running: u64,
     /// Exits whose outcome the trace does not show (still running, or lost).
     pub zombies_at_end: u64,
+    /// Zombies at the end counted here and in the parent rows but not
+    /// listed as findings, past the first `MAX_LISTED_ZOMBIES`.
+    pub zombies_not_listed: u64,
     /// Unreaped children and late reaps that events lost around them may
     /// have made up: listed apart, and not counted in `unreaped` or
     /// `late_reaps`.

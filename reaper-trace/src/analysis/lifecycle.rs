@@ -26,34 +26,61 @@ use crate::trace::{
     stack::{PendingStacks, Stack},
 };
 
+/// One process. There is one per open lifecycle, and a recording from
+/// another machine decides how many: what every process has is inline and
+/// small, what only some have (an exit, the facts of a parent, an
+/// orphaning, a stack) is boxed and allocated when first needed.
+/// `a_process_entry_stays_small` holds the size down.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Proc {
     /// 0 when unknown (found in /proc, or only seen as a parent).
     pub(super) start_ns: u64,
     pub(super) comm: Comm,
     pub(super) parent_at_fork: Option<u32>,
-    pub(super) exit: Option<ExitFacts>,
+    pub(super) exit: Option<Box<ExitFacts>>,
     pub(super) announced: bool,
     pub(super) finished: bool,
-    pub(super) facts: ParentFacts,
+    /// Empty (and unallocated) until it acts as a parent or gets a signal.
+    pub(super) facts: LazyFacts,
     /// Exited children whose verdict is still open.
     pub(super) open_children: u32,
-    /// Children forked during the trace that have not exited yet.
-    pub(super) running_children: Vec<u32>,
     /// Set when its parent died while it was running.
-    pub(super) orphaning: Option<Orphaning>,
+    pub(super) orphaning: Option<Box<Orphaning>>,
     /// Its pid in its own pid namespace, outside the initial one.
     pub(super) ns_pid: Option<NsPid>,
     /// Its cgroup v2 id when last seen running (0: unknown).
     pub(super) cgroup_id: u64,
     /// Where its parent's code forked it, when stacks are copied.
-    pub(super) fork_stack: Option<Stack>,
+    pub(super) fork_stack: Option<Box<Stack>>,
+}
+
+/// A process's [`ParentFacts`], allocated on the first write: most
+/// processes never fork, wait or get a signal, and reading the facts of
+/// one that did not reads an empty set.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LazyFacts(Option<Box<ParentFacts>>);
+
+impl std::ops::Deref for LazyFacts {
+    type Target = ParentFacts;
+    fn deref(&self) -> &ParentFacts {
+        static EMPTY: std::sync::LazyLock<ParentFacts> =
+            std::sync::LazyLock::new(ParentFacts::default);
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for LazyFacts {
+    fn deref_mut(&mut self) -> &mut ParentFacts {
+        self.0.get_or_insert_default()
+    }
 }
 
 /// Rebuilds lifecycles from events and reports what was never reaped.
 pub struct Analyzer {
     pub(super) threshold_ns: u64,
-    pub(super) procs: HashMap<u32, Proc>,
+    /// Boxed: the table stays a few bytes per slot, and its growth copies
+    /// pointers, not entries.
+    pub(super) procs: HashMap<u32, Box<Proc>>,
     pub(super) rows: BTreeMap<u32, ParentRow>,
     pub(super) findings: Vec<Finding>,
     pub(super) notices: Vec<Notice>,
@@ -133,13 +160,13 @@ impl Analyzer {
                 proc.ns_pid = seed.ns_pids.last().copied();
             }
             if seed.zombie {
-                proc.exit = Some(ExitFacts::predating(
+                proc.exit = Some(Box::new(ExitFacts::predating(
                     seed.ppid,
                     Predates {
                         trace_start_ns: now_ns,
                         started_ns: seed.started_ns,
                     },
-                ));
+                )));
                 self.procs.entry(seed.ppid).or_default().open_children += 1;
                 // Counted as an exit in the summary as in the parent's row:
                 // every unreaped child is an exit, and a summary with more
@@ -292,6 +319,7 @@ impl Analyzer {
                 self.procs
                     .entry(parent)
                     .or_default()
+                    .facts
                     .running_children
                     .push(f.child_tgid);
                 let child = self.procs.entry(f.child_tgid).or_default();
@@ -301,9 +329,10 @@ impl Analyzer {
                 // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
                 // aside, which its own first event corrects).
                 child.cgroup_id = event.cgroup_id;
-                child.fork_stack =
-                    self.pending_stacks
-                        .take(event.tid, stack_owner::FORK, f.has_stack);
+                child.fork_stack = self
+                    .pending_stacks
+                    .take(event.tid, stack_owner::FORK, f.has_stack)
+                    .map(Box::new);
             }
             EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
@@ -439,7 +468,7 @@ impl Analyzer {
         proc.start_ns = x.process_start_ns;
         proc.comm = x.comm;
         proc.facts.exited_ns = Some(event.time_ns);
-        proc.exit = Some(ExitFacts {
+        proc.exit = Some(Box::new(ExitFacts {
             time_ns: Some(event.time_ns),
             exit_code: x.exit_code,
             signal: x.signal,
@@ -457,10 +486,10 @@ impl Analyzer {
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
             predates: None,
-        });
+        }));
         let parent_end = proc.facts.record_end(event.time_ns, x);
         let orphaned_from = proc.parent_at_fork.filter(|&p| p != x.real_parent_tgid);
-        let orphans = std::mem::take(&mut proc.running_children);
+        let orphans = std::mem::take(&mut proc.facts.running_children);
         self.forget_running(event.tgid);
         // Its children still running are orphans now, adopted by a subreaper
         // or init: say so when each of them ends.
@@ -470,12 +499,12 @@ impl Analyzer {
             if let Some(c) = self.procs.get_mut(&child)
                 && c.exit.is_none()
             {
-                c.orphaning = Some(Orphaning {
+                c.orphaning = Some(Box::new(Orphaning {
                     parent: event.tgid,
                     parent_comm: comm,
                     parent_end: parent_end.clone(),
                     parent_ns_pid,
-                });
+                }));
             }
         }
         if orphaned_from.is_some() {
@@ -620,13 +649,13 @@ impl Analyzer {
         });
         let proc = self.procs.get_mut(&pid).expect("looked up above");
         if proc.orphaning.is_none() {
-            proc.orphaning = orphaning.clone();
+            proc.orphaning = orphaning.clone().map(Box::new);
         }
         let exit = proc.exit.as_mut().expect("looked up above");
         exit.parent = adopter;
         exit.parent_died = false;
         exit.adopted_by = None;
-        exit.adopted_at_exit_from = orphaning;
+        exit.adopted_at_exit_from = orphaning.map(Box::new);
         exit.parent_disposition = disposition;
         // The counts move with it.
         self.uncharge_exit(old);
@@ -777,9 +806,9 @@ impl Analyzer {
             return;
         };
         if let Some(p) = self.procs.get_mut(&parent)
-            && let Some(i) = p.running_children.iter().position(|&c| c == pid)
+            && let Some(i) = p.facts.running_children.iter().position(|&c| c == pid)
         {
-            p.running_children.swap_remove(i);
+            p.facts.running_children.swap_remove(i);
         }
     }
 
@@ -880,5 +909,25 @@ fn wait_pid(syscall: WaitSyscall, which: i32, upid: i32) -> i32 {
         (WaitSyscall::Waitid, 1) => upid,
         (WaitSyscall::Waitid, 2) => upid.wrapping_neg(),
         (WaitSyscall::Waitid, _) => 0,
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// What one open lifecycle costs: a recording of N forks that never
+    /// exit holds N of these (1,072 bytes each, inline in the table, before
+    /// issue 19), and N zombies as many exits.
+    #[test]
+    fn a_process_entry_stays_small() {
+        eprintln!(
+            "Proc {} ExitFacts {} ParentFacts {}",
+            size_of::<Proc>(),
+            size_of::<ExitFacts>(),
+            size_of::<ParentFacts>()
+        );
+        assert!(size_of::<Proc>() <= 96, "{}", size_of::<Proc>());
+        assert!(size_of::<ExitFacts>() <= 192, "{}", size_of::<ExitFacts>());
     }
 }

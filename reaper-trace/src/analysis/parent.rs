@@ -126,6 +126,8 @@ pub struct ParentFacts {
     /// Its last few execs (oldest first), and the file of its image now.
     pub execs: VecDeque<ExecChange>,
     pub filename: String,
+    /// Children forked during the trace that have not exited yet.
+    pub running_children: Vec<u32>,
 }
 
 impl ParentFacts {

@@ -1490,4 +1490,31 @@ mod explain {
         );
         assert_eq!((r.parents[0].exits, r.parents[0].unreaped), (2, 2));
     }
+
+    #[test]
+    fn zombies_past_the_listed_ones_are_counted_not_listed() {
+        let max = super::verdicts::MAX_LISTED_ZOMBIES as u32;
+        let mut a = Analyzer::new(S);
+        let seeds: Vec<SeedProcess> = (0..max + 5)
+            .map(|i| SeedProcess {
+                pid: 100 + i,
+                ppid: 10,
+                comm: Comm::from_str_lossy("z"),
+                zombie: true,
+                ..Default::default()
+            })
+            .collect();
+        a.seed(&seeds, S);
+        let r = a.finish(3 * S);
+        assert_eq!(r.findings.len() as u32, max);
+        assert_eq!(r.summary.zombies_not_listed, 5);
+        assert_eq!(r.summary.unreaped as u32, max + 5);
+        assert_eq!(r.parents[0].unreaped as u32, max + 5);
+        let text = crate::output::report::text(&r);
+        assert!(
+            text.contains("... and 5 more zombies left at the end"),
+            "{}",
+            &text[text.len() - 400..]
+        );
+    }
 }

@@ -10,6 +10,12 @@ use super::{
 };
 use crate::trace::{comm::Comm, stack::Stack};
 
+/// How many zombies left at the end are listed as findings, the rest
+/// only counted (`zombies_not_listed`): each finding costs about a
+/// kilobyte, and a recording from elsewhere may claim millions of zombies
+/// in a few bytes each.
+pub const MAX_LISTED_ZOMBIES: u64 = 10_000;
+
 impl Analyzer {
     /// A child's verdict, once it is reaped.
     pub(super) fn finish_child(&mut self, pid: u32, now_ns: u64) {
@@ -121,7 +127,7 @@ impl Analyzer {
             child_pid: pid,
             exit,
             parent_pid: exit.parent,
-            parent: parent.map(|p| &p.facts),
+            parent: parent.map(|p| &*p.facts),
             parent_ns_init: self.is_ns_init(exit.parent),
             child_start_ns: proc.start_ns,
         });
@@ -172,7 +178,7 @@ impl Analyzer {
                 .and_then(|by| self.procs.get(&by))
                 .and_then(|p| p.ns_pid),
             cgroup: self.cgroup_of(pid),
-            fork_frames: proc.fork_stack.clone(),
+            fork_frames: proc.fork_stack.as_deref().cloned(),
             sigaction_frames: parent.and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
@@ -261,7 +267,7 @@ impl Analyzer {
             parent_ns_pid,
             reaped_by_ns_pid: None,
             cgroup: self.cgroup_of(pid),
-            fork_frames: proc.fork_stack.clone(),
+            fork_frames: proc.fork_stack.as_deref().cloned(),
             sigaction_frames: self
                 .procs
                 .get(&parent)
@@ -299,6 +305,7 @@ impl Analyzer {
             .map(|(&pid, _)| pid)
             .collect();
         zombies.sort_unstable();
+        let mut listed_zombies = 0;
         for pid in zombies {
             let parent = self.procs[&pid]
                 .exit
@@ -307,12 +314,26 @@ impl Analyzer {
                 .unwrap_or(0);
             self.summary.unreaped += 1;
             self.summary.zombies_at_end += 1;
-            let finding =
+            let mut finding =
                 self.finding(pid, FindingKind::Unreaped, Some(Resolution::Zombie), now_ns);
             let row = self.row(parent);
             row.unreaped += 1;
             row.worst_latency_ns = row.worst_latency_ns.max(finding.latency_ns.unwrap_or(0));
-            self.findings.push(finding);
+            if self.summary.zombies_not_listed == 0 && listed_zombies < MAX_LISTED_ZOMBIES {
+                listed_zombies += 1;
+                self.findings.push(finding);
+                continue;
+            }
+            // Counted as the listed ones are (certainty included), then
+            // dropped: a finding costs far more than the records behind it.
+            self.summary.zombies_not_listed += 1;
+            self.settle_certainty(&mut finding);
+            if !finding.certain {
+                self.summary.uncertain += 1;
+                self.summary.unreaped = self.summary.unreaped.saturating_sub(1);
+                let row = self.row(parent);
+                row.unreaped = row.unreaped.saturating_sub(1);
+            }
         }
         // Certainty, with every loss known; uncertain findings are counted
         // apart, not as unreaped children or late reaps.

@@ -146,6 +146,13 @@ pub fn text(report: &Report) -> String {
     for f in &report.findings {
         let _ = writeln!(out, "{}", finding_line(f));
     }
+    if report.summary.zombies_not_listed > 0 {
+        let _ = writeln!(
+            out,
+            "... and {} more zombies left at the end, counted in the table and the summary but not listed",
+            report.summary.zombies_not_listed
+        );
+    }
     if !report.uncertain.is_empty() {
         let _ = writeln!(
             out,

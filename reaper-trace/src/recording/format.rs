@@ -45,6 +45,9 @@ pub struct Meta {
     pub hooks: Vec<String>,
     /// What was traced: "the whole system", "command ...".
     pub scope: String,
+    /// Written whole; never read with the rest (a recording may list
+    /// millions): [`super::Reader::seeds`] hands them over one at a time.
+    #[serde(skip_deserializing)]
     pub seed: Vec<SeedProcess>,
 }
 

@@ -7,6 +7,7 @@ pub mod file;
 pub mod format;
 pub mod reader;
 pub mod replay;
+pub mod seeds;
 pub mod stacks;
 pub mod user_record;
 pub mod writer;

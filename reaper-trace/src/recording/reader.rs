@@ -5,6 +5,7 @@
 use std::io::{self, Read};
 
 use super::format::*;
+use crate::trace::host_facts::SeedProcess;
 
 /// What the next step of reading found.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct Reader<R> {
     compressed: Vec<u8>,
     raw: Vec<u8>,
     finished: bool,
+    /// The metadata JSON, until its seed list has been read.
+    meta_json: Vec<u8>,
 }
 
 /// Outcome of filling a buffer from the input.
@@ -38,7 +41,8 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 impl<R: Read> Reader<R> {
-    /// Reads and checks the header.
+    /// Reads and checks the header. The metadata comes without its seed
+    /// list, which [`Reader::seeds`] reads.
     pub fn open(input: R) -> Result<(Reader<R>, Meta), RecordingError> {
         let mut reader = Reader {
             input,
@@ -46,6 +50,7 @@ impl<R: Read> Reader<R> {
             compressed: Vec::new(),
             raw: Vec::new(),
             finished: false,
+            meta_json: Vec::new(),
         };
         let mut head = [0u8; HEADER_LEN];
         match reader.fill(&mut head)? {
@@ -95,7 +100,19 @@ impl<R: Read> Reader<R> {
             offset: HEADER_LEN as u64,
             reason: e.to_string(),
         })?;
+        reader.meta_json = json;
         Ok((reader, meta))
+    }
+
+    /// Hands over the header's seed list one process at a time, then frees
+    /// the metadata; a second call finds none.
+    pub fn seeds(&mut self, each: &mut dyn FnMut(SeedProcess)) -> Result<(), RecordingError> {
+        let json = std::mem::take(&mut self.meta_json);
+        super::seeds::for_each_seed(&json, each).map_err(|e| RecordingError::Malformed {
+            what: "the metadata's seed list",
+            offset: HEADER_LEN as u64,
+            reason: e.to_string(),
+        })
     }
 
     /// Byte offset of the next read.

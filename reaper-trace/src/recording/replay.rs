@@ -105,16 +105,29 @@ pub fn replay_with(
         });
     }
     visitor.start(&meta)?;
-    let mut follow = (!options.pids.is_empty() || options.comm.is_some()).then(|| {
-        Follow::new(
-            initial_pids(&meta.seed, &options.pids, options.comm.as_deref()),
-            options.comm.clone(),
-        )
-    });
     let mut analyzer = Analyzer::new(options.threshold_ns).with_verdicts();
-    analyzer.seed(&meta.seed, meta.clock.monotonic_ns);
     let mut pidns = PidNamespaces::default();
-    pidns.seed(&meta.seed);
+    let start_ns = meta.clock.monotonic_ns;
+    let mut follow = None;
+    if options.pids.is_empty() && options.comm.is_none() {
+        // Each process becomes analysis state as it is read: no list of
+        // them all (a recording may hold millions).
+        reader.seeds(&mut |seed| {
+            let one = std::slice::from_ref(&seed);
+            analyzer.seed(one, start_ns);
+            pidns.seed(one);
+        })?;
+    } else {
+        // Following needs the whole tree to find descendants.
+        let mut seeds = Vec::new();
+        reader.seeds(&mut |seed| seeds.push(seed))?;
+        follow = Some(Follow::new(
+            initial_pids(&seeds, &options.pids, options.comm.as_deref()),
+            options.comm.clone(),
+        ));
+        analyzer.seed(&seeds, start_ns);
+        pidns.seed(&seeds);
+    }
     let mut modules = ModuleTable::default();
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
     let (mut trailer, mut truncated_at) = (None, None);
