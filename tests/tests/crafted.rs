@@ -152,6 +152,10 @@ fn report_with_peak_rss(file: &Path) -> (ExitStatus, String, u64) {
             Ok(())
         });
     }
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by the waitpid loop below, which tracing needs"
+    )]
     let child = command.spawn().expect("run report");
     let pid = child.id() as i32;
     let mut peak = 0;

@@ -77,7 +77,7 @@ mod tests {
             pid,
             ppid: 1,
             comm: Comm::from_str_lossy("x"),
-            zombie: pid % 2 == 0,
+            zombie: pid.is_multiple_of(2),
             ..SeedProcess::default()
         }
     }
