@@ -276,7 +276,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                         let mut cmd = on_cpu1(&tool);
                         cmd.arg("live").stdout(Stdio::null());
                         if *mode == "live --record" {
+                            // The same file each round: replaced, as
+                            // `record` refuses an existing path otherwise.
                             cmd.args([
+                                "--force",
                                 "--record",
                                 shm.join("reaper-trace-bench.rtrace")
                                     .to_str()
@@ -381,6 +384,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             .args([
                 "record",
                 "--json",
+                "--force",
                 "-o",
                 file.to_str().expect("utf-8"),
                 "--",
@@ -492,7 +496,8 @@ fn stacks_cost(tool: &Path, scenario: &Path, storm: u64, rounds: usize) -> anyho
                 c.arg(scenario);
             }
             Some(on) => {
-                c.arg(tool).args(["check", "--threshold", "10s", "-o"]);
+                c.arg(tool)
+                    .args(["check", "--threshold", "10s", "--force", "-o"]);
                 c.arg(&recording);
                 if !on {
                     c.arg("--no-stacks");
