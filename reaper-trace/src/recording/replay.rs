@@ -82,6 +82,11 @@ pub trait Visitor {
     }
 }
 
+/// The most bytes of cgroup paths a replay names cgroups with: far more
+/// than any host's cgroups, and a bound on what a crafted file naming a
+/// new cgroup in every record can make `report` hold.
+pub const MAX_CGROUP_NAME_BYTES: usize = 16 << 20;
+
 /// Only the report.
 struct ReportOnly;
 impl Visitor for ReportOnly {}
@@ -130,6 +135,7 @@ pub fn replay_with(
     }
     let mut modules = ModuleTable::default();
     let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
+    let mut cgroup_bytes = 0;
     let (mut trailer, mut truncated_at) = (None, None);
     // Where the next loss window opens, when a LOST record does not say.
     let mut losses_read_ns = meta.clock.monotonic_ns;
@@ -152,8 +158,12 @@ pub fn replay_with(
                             losses_read_ns = time_ns;
                         }
                         Some(UserRecord::Cgroup { id, path }) => {
-                            visitor.cgroup(id, &path)?;
-                            analyzer.name_cgroup(id, &path);
+                            // Names past the budget stay unnamed ids.
+                            if cgroup_bytes + path.len() <= MAX_CGROUP_NAME_BYTES {
+                                cgroup_bytes += path.len();
+                                visitor.cgroup(id, &path)?;
+                                analyzer.name_cgroup(id, &path);
+                            }
                         }
                         Some(UserRecord::Module { id, module }) => modules.insert(id, module),
                         Some(UserRecord::Stack(recorded)) => {

@@ -46,15 +46,31 @@ impl ModuleIds {
     }
 }
 
+/// The most bytes of module paths and build ids a replay keeps: far more
+/// than any trace's modules, and a bound on what a crafted file that
+/// names a new module in every record can make `report` hold.
+pub const MAX_MODULE_BYTES: usize = 16 << 20;
+
 /// The reader's side: the modules read so far, by id.
 #[derive(Debug, Default)]
 pub struct ModuleTable {
     modules: HashMap<u32, Arc<Module>>,
+    /// Path and build id bytes held, up to [`MAX_MODULE_BYTES`].
+    bytes: usize,
 }
 
 impl ModuleTable {
+    /// Keeps `module` as `id`, unless the table holds its fill already: a
+    /// frame in a module not kept ends its stack (as a damaged file's).
     pub fn insert(&mut self, id: u32, module: Module) {
-        self.modules.insert(id, Arc::new(module));
+        let size = module.path.len() + module.build_id.as_ref().map_or(0, Vec::len);
+        if self.bytes + size > MAX_MODULE_BYTES {
+            return;
+        }
+        self.bytes += size;
+        if let Some(old) = self.modules.insert(id, Arc::new(module)) {
+            self.bytes -= old.path.len() + old.build_id.as_ref().map_or(0, Vec::len);
+        }
     }
 
     /// The stack a `STACK` record describes. A frame naming a module no
@@ -135,5 +151,34 @@ mod tests {
         });
         assert_eq!(stack.frames.len(), 1);
         assert!(stack.truncated);
+    }
+
+    #[test]
+    fn the_table_holds_a_bounded_number_of_bytes() {
+        let mut table = ModuleTable::default();
+        let path = "/m".repeat(2048);
+        let n = MAX_MODULE_BYTES / path.len();
+        for id in 0..n as u32 + 10 {
+            table.insert(
+                id,
+                Module {
+                    path: path.clone(),
+                    build_id: None,
+                    stamp: None,
+                },
+            );
+        }
+        assert_eq!(table.modules.len(), n);
+        assert!(table.bytes <= MAX_MODULE_BYTES);
+        // Replacing an id frees its bytes.
+        table.insert(
+            0,
+            Module {
+                path: String::new(),
+                build_id: None,
+                stamp: None,
+            },
+        );
+        assert_eq!(table.bytes, (n - 1) * path.len());
     }
 }

@@ -57,9 +57,16 @@ pub mod kind {
     pub const ZOMBIE: u32 = 0x1007;
 }
 
-/// The largest stack a STACK record may claim: a bound on what a corrupt
-/// file can make the reader allocate.
-const MAX_FRAMES: usize = 1024;
+/// The most frames a STACK record keeps: the unwinder's own limit
+/// (`host::unwind::MAX_FRAMES`). A record claiming more is from no
+/// reaper-trace: its first frames are kept, marked truncated, so that a
+/// crafted file cannot make every process hold a huge stack.
+const MAX_FRAMES: usize = 64;
+/// The longest path a MODULE or CGROUP record may name (`PATH_MAX`), and
+/// the longest build id (GNU's are 20 bytes): longer ones are from no
+/// reaper-trace, and are skipped rather than kept.
+pub const MAX_PATH: usize = 4096;
+const MAX_BUILD_ID: usize = 64;
 
 const HEADER_LEN: usize = 24;
 
@@ -194,11 +201,15 @@ fn parse_module(mut payload: &[u8]) -> Option<UserRecord> {
     let id_len = payload.get_u32_le() as usize;
     let (size, mtime) = (payload.get_u64_le(), payload.get_i64_le());
     let stamp = (size, mtime) != (0, 0);
-    if payload.remaining() < id_len {
+    if payload.remaining() < id_len || id_len > MAX_BUILD_ID {
         return None;
     }
     let build_id = (id_len > 0).then(|| payload[..id_len].to_vec());
-    let path = std::str::from_utf8(&payload[id_len..]).ok()?.to_owned();
+    let path = &payload[id_len..];
+    if path.len() > MAX_PATH {
+        return None;
+    }
+    let path = std::str::from_utf8(path).ok()?.to_owned();
     Some(UserRecord::Module {
         id,
         module: Module {
@@ -216,10 +227,10 @@ fn parse_stack(time_ns: u64, tgid: u32, mut payload: &[u8]) -> Option<UserRecord
     let (tid, owner) = (payload.get_u32_le(), payload.get_u32_le());
     let truncated = payload.get_u32_le() != 0;
     let count = payload.get_u32_le() as usize;
-    if count > MAX_FRAMES || payload.remaining() < count * 12 {
+    if payload.remaining() < count.saturating_mul(12) {
         return None;
     }
-    let frames = (0..count)
+    let frames = (0..count.min(MAX_FRAMES))
         .map(|_| (payload.get_u32_le(), payload.get_u64_le()))
         .collect();
     Some(UserRecord::Stack(RecordedStack {
@@ -227,7 +238,7 @@ fn parse_stack(time_ns: u64, tgid: u32, mut payload: &[u8]) -> Option<UserRecord
         tgid,
         tid,
         owner,
-        truncated,
+        truncated: truncated || count > MAX_FRAMES,
         frames,
     }))
 }
@@ -257,7 +268,7 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
             total: payload.get_u64_le(),
             since_ns: (payload.remaining() >= 8).then(|| payload.get_u64_le()),
         },
-        kind::CGROUP if payload.remaining() >= 8 => {
+        kind::CGROUP if payload.remaining() >= 8 && payload.remaining() <= 8 + MAX_PATH => {
             let id = payload.get_u64_le();
             match std::str::from_utf8(payload) {
                 Ok(path) => UserRecord::Cgroup {
@@ -404,5 +415,46 @@ mod tests {
                 tgid: 7
             })
         );
+    }
+
+    #[test]
+    fn oversized_names_and_stacks_are_bounded() {
+        let long = "/".repeat(MAX_PATH + 1);
+        let m = Module {
+            path: long.clone(),
+            build_id: None,
+            stamp: Some((1, 1)),
+        };
+        assert_eq!(
+            parse(&module(1, 2, &m)),
+            Some(UserRecord::Unknown(kind::MODULE))
+        );
+        assert_eq!(
+            parse(&cgroup(1, 2, &long)),
+            Some(UserRecord::Unknown(kind::CGROUP))
+        );
+        let fits = Module {
+            path: "/".repeat(MAX_PATH),
+            ..m
+        };
+        assert!(matches!(
+            parse(&module(1, 2, &fits)),
+            Some(UserRecord::Module { .. })
+        ));
+        let deep = RecordedStack {
+            time_ns: 1,
+            tgid: 2,
+            tid: 2,
+            owner: 1,
+            truncated: false,
+            frames: vec![(0, 0); MAX_FRAMES + 10],
+        };
+        match parse(&stack(&deep)) {
+            Some(UserRecord::Stack(s)) => {
+                assert_eq!(s.frames.len(), MAX_FRAMES);
+                assert!(s.truncated);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
