@@ -128,6 +128,17 @@ pub fn forks_recording(n: u32) -> Vec<u8> {
     recording(&meta(Vec::new()), records, 1_000 + u64::from(n) + 1)
 }
 
+/// `n` children forked by one parent that all exit and are never reaped:
+/// zombies made during the trace.
+pub fn zombies_recording(n: u32) -> Vec<u8> {
+    let forks = (0..n).map(|i| fork(1_000 + u64::from(i), 1, 1000 + i, false));
+    let exits = (0..n).map(move |i| {
+        let start = 1_000 + u64::from(i);
+        exit(2_000_000 + u64::from(i), 1000 + i, 1, start)
+    });
+    recording(&meta(Vec::new()), forks.chain(exits), 10_000_000_000)
+}
+
 /// `reaper-trace report FILE`, its exit status, stderr, and its peak
 /// resident set size in bytes: its `VmHWM`, read from /proc as it exits.
 /// (`wait4`'s `ru_maxrss` will not do: it keeps the high-water mark of the
@@ -226,11 +237,16 @@ fn assert_rss_bounded(name: &str, bytes: &[u8]) {
 }
 
 /// The multiple of the file size `report` may use.
-const RSS_PER_FILE_BYTE: u64 = 16;
+const RSS_PER_FILE_BYTE: u64 = 20;
 
 #[test]
 fn many_open_lifecycles_cost_a_bounded_multiple_of_the_file() {
     assert_rss_bounded("forks", &forks_recording(200_000));
+}
+
+#[test]
+fn many_zombies_cost_a_bounded_multiple_of_the_file() {
+    assert_rss_bounded("zombies", &zombies_recording(200_000));
 }
 
 #[test]
@@ -432,4 +448,5 @@ fn write_large_crafted_recordings() {
     // About 60 MiB of seed list, within the 64 MiB metadata limit.
     std::fs::write(dir.join("seeds.rtrace"), seeds_recording(1_250_000)).unwrap();
     std::fs::write(dir.join("forks.rtrace"), forks_recording(1_000_000)).unwrap();
+    std::fs::write(dir.join("zombies.rtrace"), zombies_recording(1_000_000)).unwrap();
 }

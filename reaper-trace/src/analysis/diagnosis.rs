@@ -30,6 +30,8 @@ pub struct DiagContext<'a> {
     pub exit: &'a ExitFacts,
     pub parent_pid: u32,
     pub parent: Option<&'a ParentFacts>,
+    /// How the parent ended, once it has.
+    pub parent_end: Option<&'a ProcessEnd>,
     /// The parent is PID 1 of a pid namespace of its own.
     pub parent_ns_init: bool,
     /// The child's start time (its fork), 0 when unknown.
@@ -103,14 +105,14 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
 
     waits(ctx, facts, exit_time, &mut out);
 
-    if let Some(t) = facts.exited_ns.filter(|&t| t >= exit_time) {
+    let parent_exited_ns = ctx.parent_end.map(|end| end.time_ns);
+    if let Some(t) = parent_exited_ns.filter(|&t| t >= exit_time) {
         let adopter = exit
             .adopted_by
             .map(|a| format!(" and {} took it over", a))
             .unwrap_or_default();
-        let how = facts
-            .end
-            .as_ref()
+        let how = ctx
+            .parent_end
             .map(|end| format!(" ({})", end.describe()))
             .unwrap_or_default();
         out.push(diag(
@@ -121,7 +123,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             ),
         ));
     }
-    if ctx.parent_ns_init && facts.exited_ns.is_some() {
+    if ctx.parent_ns_init && parent_exited_ns.is_some() {
         out.push(diag(
             "namespace_ended",
             format!("parent {p} is PID 1 of its pid namespace: when it exited, the kernel killed the namespace and the dying init reaped what was left"),
@@ -134,7 +136,7 @@ pub fn diagnose(ctx: &DiagContext) -> Vec<Diag> {
             format!("its tracer {tracer} (ptrace) collected the exit with its own wait, which does not reap: the child went back to parent {p} to be reaped"),
         ));
     }
-    if let (Some(t), None) = (facts.leader_exited_ns, facts.exited_ns) {
+    if let (Some(t), None) = (facts.leader_exited_ns, parent_exited_ns) {
         out.push(diag(
             "parent_leader_exited",
             format!("parent {p}'s main thread exited {} while its other threads live on: ps shows it as Z, but it is not dead and gets no SIGCHLD of its own", since_exit(exit, t)),

@@ -64,6 +64,9 @@ pub struct ExitFacts {
     pub reap: Option<Reap>,
     /// For a zombie found when tracing started: when that was.
     pub predates: Option<Predates>,
+    /// How the process ended, for its children's findings (`None` for a
+    /// zombie older than the trace).
+    pub end: Option<Box<ProcessEnd>>,
 }
 
 /// A zombie older than the trace: its exit time is unknown, but it has been
@@ -96,6 +99,7 @@ impl ExitFacts {
             parent_disposition: None,
             reap: None,
             predates: Some(predates),
+            end: None,
         }
     }
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    facts::{ExitFacts, Orphaning, Predates, SigchldFacts, SignalSent},
+    facts::{ExitFacts, Orphaning, Predates, ProcessEnd, SigchldFacts, SignalSent},
     findings::*,
     losses::Losses,
     parent::{DispositionChange, ParentFacts, WaitCall, Waiting},
@@ -59,6 +59,24 @@ pub(super) struct Proc {
 /// one that did not reads an empty set.
 #[derive(Clone, Debug, Default)]
 pub(super) struct LazyFacts(Option<Box<ParentFacts>>);
+
+impl Proc {
+    /// How it ended, once it has (not for a zombie older than the trace).
+    pub(super) fn end(&self) -> Option<&ProcessEnd> {
+        self.exit.as_ref()?.end.as_deref()
+    }
+}
+
+impl LazyFacts {
+    /// Its running children, emptied, without allocating facts for a
+    /// process that has none.
+    fn take_running_children(&mut self) -> std::collections::BTreeSet<u32> {
+        self.0
+            .as_mut()
+            .map(|f| std::mem::take(&mut f.running_children))
+            .unwrap_or_default()
+    }
+}
 
 impl std::ops::Deref for LazyFacts {
     type Target = ParentFacts;
@@ -321,7 +339,7 @@ impl Analyzer {
                     .or_default()
                     .facts
                     .running_children
-                    .push(f.child_tgid);
+                    .insert(f.child_tgid);
                 let child = self.procs.entry(f.child_tgid).or_default();
                 child.start_ns = f.child_start_ns;
                 child.comm = f.comm;
@@ -467,7 +485,9 @@ impl Analyzer {
         }
         proc.start_ns = x.process_start_ns;
         proc.comm = x.comm;
-        proc.facts.exited_ns = Some(event.time_ns);
+        // How it ended, for its children: read from its facts, not written
+        // there (most processes have none, and get none).
+        let parent_end = proc.facts.end(event.time_ns, x);
         proc.exit = Some(Box::new(ExitFacts {
             time_ns: Some(event.time_ns),
             exit_code: x.exit_code,
@@ -486,10 +506,10 @@ impl Analyzer {
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
             predates: None,
+            end: Some(Box::new(parent_end.clone())),
         }));
-        let parent_end = proc.facts.record_end(event.time_ns, x);
         let orphaned_from = proc.parent_at_fork.filter(|&p| p != x.real_parent_tgid);
-        let orphans = std::mem::take(&mut proc.facts.running_children);
+        let orphans = proc.facts.take_running_children();
         self.forget_running(event.tgid);
         // Its children still running are orphans now, adopted by a subreaper
         // or init: say so when each of them ends.
@@ -622,7 +642,7 @@ impl Analyzer {
         };
         let old = exit.parent;
         // How the parent ended: set with its exit, so known once it exited.
-        let Some(end) = self.procs.get(&old).and_then(|p| p.facts.end.clone()) else {
+        let Some(end) = self.procs.get(&old).and_then(|p| p.end().cloned()) else {
             return;
         };
         let parent_end = end.time_ns;
@@ -806,9 +826,9 @@ impl Analyzer {
             return;
         };
         if let Some(p) = self.procs.get_mut(&parent)
-            && let Some(i) = p.facts.running_children.iter().position(|&c| c == pid)
+            && p.facts.running_children.contains(&pid)
         {
-            p.facts.running_children.swap_remove(i);
+            p.facts.running_children.remove(&pid);
         }
     }
 
@@ -897,7 +917,7 @@ impl Analyzer {
             || self
                 .procs
                 .get(&exit.parent)
-                .is_some_and(|p| p.facts.exited_ns.is_some())
+                .is_some_and(|p| p.end().is_some())
     }
 }
 

@@ -49,11 +49,7 @@ impl Analyzer {
         let mut parents: Vec<u32> = self
             .overdue(now_ns)
             .map(|(_, exit)| exit.parent)
-            .filter(|parent| {
-                self.procs
-                    .get(parent)
-                    .is_none_or(|p| p.facts.exited_ns.is_none())
-            })
+            .filter(|parent| self.procs.get(parent).is_none_or(|p| p.end().is_none()))
             .collect();
         parents.sort_unstable();
         parents.dedup();

@@ -2,7 +2,7 @@
 //! SIGCHLD disposition and its history, the SIGCHLDs it was sent, its waits,
 //! its failing forks, and (live only) what /proc said of its threads.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::Serialize;
 
@@ -116,18 +116,17 @@ pub struct ParentFacts {
     /// Waits in progress, per thread.
     pub waiting: HashMap<u32, Waiting>,
     pub fork_failures: BTreeMap<i32, u64>,
-    pub exited_ns: Option<u64>,
     pub leader_exited_ns: Option<u64>,
     pub probe: Option<ParentProbe>,
     /// The last few other signals sent to it (newest last).
     pub signals: VecDeque<SignalSent>,
-    /// How it ended, once it has.
-    pub end: Option<ProcessEnd>,
     /// Its last few execs (oldest first), and the file of its image now.
     pub execs: VecDeque<ExecChange>,
     pub filename: String,
-    /// Children forked during the trace that have not exited yet.
-    pub running_children: Vec<u32>,
+    /// Children forked during the trace that have not exited yet: a set,
+    /// since each exit takes one out (a list made that quadratic), ordered
+    /// so that orphans are told in pid order.
+    pub running_children: BTreeSet<u32>,
 }
 
 impl ParentFacts {
@@ -203,9 +202,9 @@ impl ParentFacts {
         self.signals.push_back(signal);
     }
 
-    /// How the process ended: its exit, and the latest other signal sent to
-    /// it before (a SIGTERM before the SIGSEGV of a crash during shutdown).
-    pub fn record_end(&mut self, time_ns: u64, x: &crate::trace::event::Exit) -> ProcessEnd {
+    /// How the process ended (kept with its exit, [`super::facts::ExitFacts::end`]):
+    /// its exit, and the latest other signal sent to it before (a SIGTERM before the SIGSEGV of a crash during shutdown).
+    pub fn end(&self, time_ns: u64, x: &crate::trace::event::Exit) -> ProcessEnd {
         // A request to end that came shortly before (a minute at most).
         const WINDOW_NS: u64 = 60_000_000_000;
         let after_signal = self
@@ -226,16 +225,14 @@ impl ParentFacts {
                 Some(s.sig) == x.signal && s.time_ns <= time_ns && time_ns - s.time_ns <= WINDOW_NS
             })
             .cloned();
-        let end = ProcessEnd {
+        ProcessEnd {
             time_ns,
             exit_code: x.exit_code,
             signal: x.signal,
             core_dumped: x.core_dumped,
             after_signal,
             signal_from,
-        };
-        self.end = Some(end.clone());
-        end
+        }
     }
 
     /// A new program image: exec resets a handled SIGCHLD to SIG_DFL (an

@@ -128,6 +128,7 @@ impl Analyzer {
             exit,
             parent_pid: exit.parent,
             parent: parent.map(|p| &*p.facts),
+            parent_end: parent.and_then(|p| p.end()),
             parent_ns_init: self.is_ns_init(exit.parent),
             child_start_ns: proc.start_ns,
         });
@@ -167,7 +168,7 @@ impl Analyzer {
             // Losses are settled when shown (`settle_certainty`).
             certain: !dated_by_free,
             start_ns: proc.start_ns,
-            parent_end: parent.and_then(|p| p.facts.end.clone()),
+            parent_end: parent.and_then(|p| p.end().cloned()),
             adopted_by_pid: None,
             adopted_by_ns_pid: None,
             hint: None,
