@@ -2,12 +2,19 @@
 //! system while leaky scenarios run in two containers' cgroups; Prometheus
 //! (Debian's package) scrapes it, and its query API must give each
 //! container's exact count of unreaped children. A direct scrape passes
-//! `promtool check metrics`.
+//! `promtool check metrics`. The endpoint keeps answering scrapes while
+//! idle and slowloris clients hold connections, and Prometheus scrapes it
+//! over TLS with basic auth from a `--web.config.file`.
 
 use std::{
-    io::Write,
-    net::{SocketAddr, TcpListener},
+    io::{BufRead as _, BufReader, Read as _, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -45,7 +52,9 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(binary: &str, target: SocketAddr) -> Prometheus {
+    /// `job`: more settings of the scrape job, as YAML lines indented by
+    /// four spaces (e.g. `scheme: https`).
+    fn start(binary: &str, target: SocketAddr, job: &str) -> Prometheus {
         let dir = temp_path("prometheus");
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let config = dir.join("prometheus.yml");
@@ -53,7 +62,7 @@ impl Prometheus {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: reaper-trace\n    static_configs:\n      - targets: ['{target}']\n"
+                 scrape_configs:\n  - job_name: reaper-trace\n{job}    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .expect("write config");
@@ -129,7 +138,7 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
         return;
     };
     let (serve, serve_addr) = start_serve(&[]);
-    let prometheus = Prometheus::start(&prometheus, serve_addr);
+    let prometheus = Prometheus::start(&prometheus, serve_addr, "");
     let (a_id, b_id) = (container_id(1), container_id(2));
     let a = TestCgroup::create(&format!("system.slice/docker-{a_id}.scope"));
     let b = TestCgroup::create(&format!(
@@ -223,4 +232,397 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
         }
     }
     assert!(t.report.is_null(), "serve prints no final report");
+}
+
+/// Keeps one connection to `addr` open until `stop`, opening a new one
+/// whenever the server closes it, as an attacker would. `slow`: it sends a
+/// request head that never ends, one byte every `SLOW_EVERY` (slowloris);
+/// otherwise it sends nothing. `opened` counts the connections it opened.
+fn hold_connection(addr: SocketAddr, slow: bool, stop: &AtomicBool, opened: &AtomicUsize) {
+    const SLOW_EVERY: Duration = Duration::from_secs(2);
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        opened.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        let mut sent = 0usize;
+        let mut last = Instant::now() - SLOW_EVERY;
+        let mut buf = [0u8; 1024];
+        while !stop.load(Ordering::Relaxed) {
+            if slow && last.elapsed() >= SLOW_EVERY {
+                let byte = head.get(sent).copied().unwrap_or(b'a');
+                if stream.write_all(&[byte]).is_err() {
+                    break;
+                }
+                sent += 1;
+                last = Instant::now();
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn scrapes_keep_working_while_idle_and_slow_connections_are_held() {
+    kernel_test!();
+    const IDLE: usize = 64;
+    const SLOW: usize = 8;
+    const SCRAPING: Duration = Duration::from_secs(6);
+    let (serve, addr) = start_serve(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..IDLE + SLOW)
+        .map(|i| {
+            let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
+            std::thread::spawn(move || hold_connection(addr, i >= IDLE, &stop, &opened))
+        })
+        .collect();
+    // Every attacker holds a connection before the scrapes start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while opened.load(Ordering::Relaxed) < IDLE + SLOW {
+        assert!(Instant::now() < deadline, "the attackers could not connect");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (mut ok, mut total, mut failures) = (0u32, 0u32, Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < SCRAPING {
+        total += 1;
+        match http_get(addr, "/metrics") {
+            Ok((200, body)) if body.contains("reaper_trace_") => ok += 1,
+            Ok((status, _)) => failures.push(format!("status {status}")),
+            Err(e) => failures.push(e.to_string()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.join().expect("attacker thread");
+    }
+    let rate = f64::from(ok) / f64::from(total);
+    eprintln!(
+        "scrapes while {IDLE} idle and {SLOW} slowloris connections were held: \
+         {ok}/{total} succeeded ({:.1} %), attackers opened {} connections",
+        rate * 100.0,
+        opened.load(Ordering::Relaxed)
+    );
+    assert!(total >= 50, "only {total} scrapes in {SCRAPING:?}");
+    assert!(
+        rate >= 0.99,
+        "{ok}/{total} scrapes succeeded under the attack; failures: {:?}",
+        &failures[..failures.len().min(10)]
+    );
+    let t = serve.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+}
+
+/// A CA, and a server certificate it signed for localhost and 127.0.0.1,
+/// made with the openssl command in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(openssl: &str, dir: &Path) -> Pki {
+    let run = |args: &[&str]| {
+        let out = Command::new(openssl)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=reaper-trace test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write extensions");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    Pki {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    }
+}
+
+/// `curl` over HTTPS trusting `ca`: (status, headers). `user`: basic auth.
+fn curl(curl: &str, ca: &Path, url: &str, user: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new(curl);
+    cmd.args([
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "10",
+        "--dump-header",
+        "-",
+        "--output",
+        "/dev/null",
+    ])
+    .arg("--cacert")
+    .arg(ca);
+    if let Some(user) = user {
+        cmd.args(["--user", user]);
+    }
+    let out = cmd.arg(url).output().expect("run curl");
+    let headers = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, headers)
+}
+
+#[test]
+fn prometheus_scrapes_serve_over_tls_with_basic_auth() {
+    kernel_test!();
+    let tools = ["prometheus", "openssl", "curl"].map(which);
+    let [Some(prometheus), Some(openssl), Some(curl_bin)] = tools else {
+        eprintln!(
+            "SKIP {}: prometheus, openssl or curl is not installed (cargo xtask setup installs them)",
+            module_path!()
+        );
+        return;
+    };
+    let dir = temp_path("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let pki = make_pki(&openssl, &dir);
+    // The password is random, its bcrypt hash is made now.
+    let password = format!("pw-{}-{:?}", std::process::id(), Instant::now());
+    let hash = bcrypt::hash(&password, 6).expect("bcrypt");
+    let web_config = dir.join("web.yml");
+    // Relative paths: from the file's directory, as in exporter-toolkit.
+    std::fs::write(
+        &web_config,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .expect("write web config");
+    let (serve, addr) = start_serve(&["--web.config.file", web_config.to_str().unwrap()]);
+    assert!(
+        serve.preamble.iter().any(|l| l.contains("https://")),
+        "{:?}",
+        serve.preamble
+    );
+
+    let prometheus = Prometheus::start(
+        &prometheus,
+        addr,
+        &format!(
+            "    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      \
+             username: prometheus\n      password: '{password}'\n",
+            pki.ca.display()
+        ),
+    );
+    let deadline = Instant::now() + PROMETHEUS_DEADLINE;
+    loop {
+        let up = prometheus.query("up{job=\"reaper-trace\"}", "job");
+        if up == [("reaper-trace".to_owned(), 1.0)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the target never came up: {up:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // It scraped the metrics themselves, not an error page.
+    let tracked = prometheus.query("reaper_trace_tracked_processes", "job");
+    assert_eq!(tracked.len(), 1, "{tracked:?}");
+    drop(prometheus);
+
+    let url = format!("https://{addr}/metrics");
+    let (status, _) = curl(
+        &curl_bin,
+        &pki.ca,
+        &url,
+        Some(&format!("prometheus:{password}")),
+    );
+    assert_eq!(status, 200);
+    for user in [None, Some("prometheus:wrong"), Some("nobody:wrong")] {
+        let (status, headers) = curl(&curl_bin, &pki.ca, &url, user);
+        assert_eq!(status, 401, "{user:?}: {headers}");
+        assert!(
+            headers
+                .to_ascii_lowercase()
+                .contains("www-authenticate: basic"),
+            "{headers}"
+        );
+    }
+    // Plain HTTP to the TLS port gets no metrics.
+    match http_get(addr, "/metrics") {
+        Ok((status, body)) => {
+            assert_ne!(status, 200, "{body}");
+            assert!(!body.contains("reaper_trace_"), "{body}");
+        }
+        Err(e) => eprintln!("plain HTTP to the TLS port: {e}"),
+    }
+    let t = serve.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `reaper-trace serve <args>`: its exit code and stderr, for runs that
+/// must stop before tracing.
+fn serve_fails(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(tool())
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run serve");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_web_configs_and_certificates_are_one_line_and_exit_2() {
+    let dir = temp_path("webconfig");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let missing = dir.join("missing.yml");
+    let unknown = dir.join("unknown.yml");
+    std::fs::write(&unknown, "tls_server_config:\n  cert_fil: x.crt\n").unwrap();
+    let no_cert = dir.join("no-cert.yml");
+    std::fs::write(
+        &no_cert,
+        "tls_server_config:\n  cert_file: none.crt\n  key_file: none.key\n",
+    )
+    .unwrap();
+    let not_pem = dir.join("not-pem.yml");
+    std::fs::write(dir.join("bad.crt"), "not a certificate\n").unwrap();
+    std::fs::write(
+        &not_pem,
+        "tls_server_config:\n  cert_file: bad.crt\n  key_file: bad.crt\n",
+    )
+    .unwrap();
+    let plain_password = dir.join("plain.yml");
+    std::fs::write(&plain_password, "basic_auth_users:\n  prometheus: secret\n").unwrap();
+    for (file, says) in [
+        (&missing, "cannot read the web config"),
+        (&unknown, "cert_fil"),
+        (&no_cert, "none.crt"),
+        (&not_pem, "bad.crt"),
+        (&plain_password, "not a bcrypt hash"),
+    ] {
+        let (code, stderr) = serve_fails(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--web.config.file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(2), "{}: {stderr}", file.display());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn listening_beyond_loopback_without_tls_warns_in_one_line() {
+    kernel_test!();
+    let mut child = Command::new(tool())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut before = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr line");
+        let done = line.contains("serving metrics on");
+        before.push(line);
+        if done {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = wait_bounded(&mut child);
+    let warnings: Vec<_> = before.iter().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{before:?}");
+    assert!(
+        warnings[0].contains("plain HTTP") && warnings[0].contains("tls_server_config"),
+        "{}",
+        warnings[0]
+    );
 }

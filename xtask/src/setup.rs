@@ -21,8 +21,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the static binary (`vm-test`), python3-venv for the Perfetto venv,
 /// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
 /// the real programs the real-machine test runs (`realworld`): git, make
-/// and PostgreSQL (with pgbench), and Debian's docker.io and podman for the
-/// real runtime tests.
+/// and PostgreSQL (with pgbench), Debian's docker.io and podman for the
+/// real runtime tests, and openssl (certificates) and curl (an HTTPS client
+/// with basic auth) for the TLS test of `serve`.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -44,6 +45,10 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "runc",
+    // A CA and a server certificate made at test time, and a client that
+    // shows a 401's headers (tests/tests/fleet.rs).
+    "openssl",
+    "curl",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
