@@ -414,6 +414,12 @@ fn make_pki(openssl: &str, dir: &Path) -> Pki {
     }
 }
 
+fn file_name(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name")
+}
+
 /// `curl` over HTTPS trusting `ca`: (status, headers). `user`: basic auth.
 fn curl(curl: &str, ca: &Path, url: &str, user: Option<&str>) -> (u16, String) {
     let mut cmd = Command::new(curl);
@@ -469,8 +475,10 @@ fn prometheus_scrapes_serve_over_tls_with_basic_auth() {
     std::fs::write(
         &web_config,
         format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
-             basic_auth_users:\n  prometheus: '{hash}'\n"
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n",
+            file_name(&pki.cert),
+            file_name(&pki.key),
         ),
     )
     .expect("write web config");

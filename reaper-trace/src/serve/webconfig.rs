@@ -379,14 +379,15 @@ impl WebConfig {
     }
 }
 
-/// A parser's message on one line (some span several, with a snippet).
+/// A parser's message on one line: its first (serde-saphyr's go on with a
+/// snippet of the file, which the first line's position already points at).
 fn one_line(message: &str) -> String {
-    message
+    let first = message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+        .find(|l| !l.is_empty())
+        .unwrap_or("not a YAML mapping");
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
 #[cfg(test)]
