@@ -22,8 +22,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
 /// the real programs the real-machine test runs (`realworld`): git, make
 /// and PostgreSQL (with pgbench), Debian's docker.io and podman for the
-/// real runtime tests, and openssl (certificates) and curl (an HTTPS client
-/// with basic auth) for the TLS test of `serve`.
+/// real runtime tests, openssl (certificates) and curl (an HTTPS client
+/// with basic auth) for the TLS test of `serve`, and musl-tools for the
+/// static release binary.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -49,6 +50,9 @@ const PACKAGES: &[&str] = &[
     // shows a 401's headers (tests/tests/fleet.rs).
     "openssl",
     "curl",
+    // musl-gcc: cc-rs compiles ring's C and assembly (the TLS of `serve`)
+    // with it for the static x86_64-unknown-linux-musl release.
+    "musl-tools",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
