@@ -327,90 +327,62 @@ fn scrapes_keep_working_while_idle_and_slow_connections_are_held() {
     assert!(t.status.success(), "{}", t.stderr);
 }
 
-/// A CA, and a server certificate it signed for localhost and 127.0.0.1,
-/// made with the openssl command in `dir`.
+/// A CA, a server certificate it signed for localhost and 127.0.0.1, and a
+/// client certificate it signed, made with the openssl command in `dir`.
 struct Pki {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 fn make_pki(openssl: &str, dir: &Path) -> Pki {
-    let run = |args: &[&str]| {
+    let run = |args: &str| {
         let out = Command::new(openssl)
-            .args(args)
+            .args(args.split(' '))
             .current_dir(dir)
             .stdin(Stdio::null())
             .output()
             .expect("run openssl");
         assert!(
             out.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=reaper-trace test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write extensions");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.crt",
-    ]);
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    run(&format!(
+        "req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=reaper-trace-test-CA"
+    ));
+    for (name, extensions) in [
+        (
+            "server",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        run(&format!(
+            "req {ec} -keyout {name}.key -out {name}.csr -subj /CN={name}"
+        ));
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}"
+            ),
+        )
+        .expect("write extensions");
+        run(&format!(
+            "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+             -extfile {name}.ext -out {name}.crt"
+        ));
+    }
     Pki {
         ca: dir.join("ca.crt"),
         cert: dir.join("server.crt"),
         key: dir.join("server.key"),
+        client_cert: dir.join("client.crt"),
+        client_key: dir.join("client.key"),
     }
 }
 
@@ -420,37 +392,34 @@ fn file_name(path: &Path) -> &str {
         .expect("a file name")
 }
 
-/// `curl` over HTTPS trusting `ca`: (status, headers). `user`: basic auth.
-fn curl(curl: &str, ca: &Path, url: &str, user: Option<&str>) -> (u16, String) {
-    let mut cmd = Command::new(curl);
-    cmd.args([
-        "--silent",
-        "--show-error",
-        "--max-time",
-        "10",
-        "--dump-header",
-        "-",
-        "--output",
-        "/dev/null",
-    ])
-    .arg("--cacert")
-    .arg(ca);
-    if let Some(user) = user {
-        cmd.args(["--user", user]);
+/// `curl` over HTTPS trusting `ca`, with more `args`: (status, headers), or
+/// curl's error when the exchange failed (e.g. the handshake).
+fn try_curl(curl: &str, ca: &Path, url: &str, args: &[&str]) -> Result<(u16, String), String> {
+    let out = Command::new(curl)
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(["--dump-header", "-", "--output", "/dev/null", "--cacert"])
+        .arg(ca)
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let out = cmd.arg(url).output().expect("run curl");
     let headers = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "curl {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let status = headers
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, headers)
+    Ok((status, headers))
+}
+
+/// `try_curl` with basic auth as `user` (`name:password`), which must
+/// complete.
+fn curl(curl: &str, ca: &Path, url: &str, user: Option<&str>) -> (u16, String) {
+    let args = user.map_or(Vec::new(), |u| vec!["--user", u]);
+    try_curl(curl, ca, url, &args).unwrap_or_else(|e| panic!("curl {url}: {e}"))
 }
 
 #[test]
@@ -633,4 +602,60 @@ fn listening_beyond_loopback_without_tls_warns_in_one_line() {
         "{}",
         warnings[0]
     );
+}
+
+#[test]
+fn client_certificates_are_required_when_the_web_config_says_so() {
+    kernel_test!();
+    let tools = ["openssl", "curl"].map(which);
+    let [Some(openssl), Some(curl_bin)] = tools else {
+        eprintln!(
+            "SKIP {}: openssl or curl is not installed (cargo xtask setup installs them)",
+            module_path!()
+        );
+        return;
+    };
+    let dir = temp_path("mtls");
+    std::fs::create_dir_all(&dir).expect("mtls dir");
+    let pki = make_pki(&openssl, &dir);
+    let web_config = dir.join("web.yml");
+    std::fs::write(
+        &web_config,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n\
+             \x20 client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            pki.cert.display(),
+            pki.key.display(),
+            pki.ca.display()
+        ),
+    )
+    .expect("write web config");
+    let (serve, addr) = start_serve(&["--web.config.file", web_config.to_str().unwrap()]);
+    let url = format!("https://{addr}/metrics");
+    let with_cert = [
+        "--cert",
+        pki.client_cert.to_str().unwrap(),
+        "--key",
+        pki.client_key.to_str().unwrap(),
+    ];
+    let (status, headers) = try_curl(&curl_bin, &pki.ca, &url, &with_cert)
+        .unwrap_or_else(|e| panic!("with the client certificate: {e}"));
+    assert_eq!(status, 200, "{headers}");
+    // The server's own certificate is no client certificate of the CA's.
+    let wrong = [
+        "--cert",
+        pki.cert.to_str().unwrap(),
+        "--key",
+        pki.key.to_str().unwrap(),
+    ];
+    for args in [&[][..], &wrong[..]] {
+        let outcome = try_curl(&curl_bin, &pki.ca, &url, args);
+        assert!(
+            !matches!(outcome, Ok((200, _))),
+            "{args:?}: served without a valid client certificate: {outcome:?}"
+        );
+    }
+    let t = serve.stop();
+    assert!(t.status.success(), "{}", t.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
 }
