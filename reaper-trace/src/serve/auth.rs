@@ -10,7 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use base64::Engine as _;
@@ -31,7 +31,7 @@ pub struct BasicAuth {
     /// User name → the HMAC of the last password that matched its hash.
     passed: Mutex<HashMap<String, hmac::Tag>>,
     /// One bcrypt at a time.
-    bcrypt_turn: Semaphore,
+    bcrypt_turn: Arc<Semaphore>,
 }
 
 /// Why the authenticator could not be made.
@@ -55,7 +55,7 @@ impl BasicAuth {
             decoy,
             key,
             passed: Mutex::new(HashMap::new()),
-            bcrypt_turn: Semaphore::new(1),
+            bcrypt_turn: Arc::new(Semaphore::new(1)),
         }))
     }
 
@@ -79,12 +79,18 @@ impl BasicAuth {
             Some(hash) => (hash.clone(), true),
             None => (self.decoy.clone(), false),
         };
-        let Ok(_turn) = self.bcrypt_turn.acquire().await else {
+        let Ok(turn) = Arc::clone(&self.bcrypt_turn).acquire_owned().await else {
             return false;
         };
-        let matched = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
-            .await
-            .is_ok_and(|r| r.unwrap_or(false));
+        // The turn ends with the bcrypt itself, not with this future: a
+        // client that hangs up (or is evicted) mid-check cannot start more.
+        let matched = tokio::task::spawn_blocking(move || {
+            let matched = bcrypt::verify(&password, &hash);
+            drop(turn);
+            matched
+        })
+        .await
+        .is_ok_and(|r| r.unwrap_or(false));
         if matched && known {
             self.passed
                 .lock()

@@ -4,8 +4,8 @@
 //!
 //! Every connection runs in its own task and holds a slot of [`Slots`]:
 //! past [`Limits::max_connections`], a new connection evicts the oldest one
-//! that has not sent a complete request, so idle or slow clients cannot
-//! keep a scraper out. Deadlines: the TLS handshake and the request head
+//! that has not sent a complete (and, with basic auth, authorized)
+//! request, so idle or slow clients cannot keep a scraper out. Deadlines: the TLS handshake and the request head
 //! each within [`Limits::timeout`] (hyper's header read timeout, which
 //! starts at the accept), the whole connection within twice that. One
 //! request per connection (`Connection: close`); request bodies are ignored.
@@ -173,7 +173,13 @@ fn error_response(status: StatusCode) -> Response<Full<Bytes>> {
     )
 }
 
-async fn respond(endpoint: &Endpoint, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// The response to a complete request head. `authorized` is called once
+/// the client is known to be allowed (at once without basic auth).
+async fn respond(
+    endpoint: &Endpoint,
+    request: &Request<Incoming>,
+    authorized: impl FnOnce(),
+) -> Response<Full<Bytes>> {
     if let Some(auth) = &endpoint.auth {
         let given = request
             .headers()
@@ -188,6 +194,7 @@ async fn respond(endpoint: &Endpoint, request: &Request<Incoming>) -> Response<F
             return r;
         }
     }
+    authorized();
     match route(request.method(), request.uri().path()) {
         // hyper sends no body for HEAD, but the length of this one.
         Route::Metrics { .. } => {
@@ -320,12 +327,11 @@ where
         let endpoint = Arc::clone(&endpoint);
         let slot = Arc::clone(&service_slot);
         async move {
-            // The head is complete: no longer evicted for newcomers.
-            slot.serving();
-            Ok::<_, Infallible>(with_common_headers(
-                respond(&endpoint, &request).await,
-                &endpoint,
-            ))
+            // A complete head from an allowed client is no longer evicted
+            // for newcomers; one still being checked is (a flood of wrong
+            // passwords waiting for bcrypt cannot fill the slots).
+            let response = respond(&endpoint, &request, || slot.serving()).await;
+            Ok::<_, Infallible>(with_common_headers(response, &endpoint))
         }
     });
     // hyper answers malformed heads itself (400, 431 past the buffer),

@@ -1,8 +1,9 @@
 //! The table of open connections, and who gives way when it is full.
 //!
 //! A connection is *waiting* from its accept until its request head is
-//! complete (TLS handshake included), *serving* while its response is
-//! produced and written, and waiting again while it lingers after it. When
+//! complete (TLS handshake included) and its client authorized, *serving*
+//! while its response is produced and written, and waiting again while it
+//! lingers after it. When
 //! every slot is taken, a new connection evicts the oldest waiting one: idle
 //! and slowloris clients cannot keep a scraper out, however many they hold
 //! (issue 19, item 11). Only when every slot is serving is the newcomer
