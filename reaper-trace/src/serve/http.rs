@@ -241,6 +241,12 @@ pub async fn serve(
                             tls.clone(),
                             Arc::clone(&endpoint),
                         ));
+                        // Let the new connection read what it was sent
+                        // before the next accept: under a flood of
+                        // connections, a scraper's request (already in
+                        // the socket) then makes it serving before
+                        // newcomers can evict it.
+                        tokio::task::yield_now().await;
                     }
                     // Every slot is answering a request: say so if the
                     // socket takes it without waiting (over plain HTTP),
