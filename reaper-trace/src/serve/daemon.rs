@@ -15,6 +15,9 @@ use crate::{
 };
 
 pub async fn run(options: LiveOptions, listen: SocketAddr) -> anyhow::Result<()> {
+    // Privileges first: without them nothing below can work, and the one
+    // line saying so must not follow a claim that metrics are served.
+    crate::kernel::loader::require_capabilities()?;
     // Listen before attaching anything: a port in use is the likeliest
     // mistake, and it should cost nothing.
     let listener = TcpListener::bind(listen).await.map_err(|e| {
