@@ -44,14 +44,23 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "runc",
+    // The DaemonSet test scrapes the container over HTTPS from inside its
+    // network namespace (curl with nsenter, from util-linux).
+    "curl",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
 /// bindings (`perfetto_trace_pb2`) `tests/perfetto_check.py` parses the
 /// timeline with, and the protobuf runtime they were checked with (the
 /// package leaves it unpinned; Debian's python3-protobuf is too old).
-/// Neither has a Debian package.
-const PERFETTO_PIP: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", "7.36.2")];
+/// Neither has a Debian package. Beside them, kubernetes-validate, which
+/// ships Kubernetes' own JSON schemas: the fleet tests check
+/// docs/fleet/daemonset.yaml with it, offline.
+const PERFETTO_PIP: &[(&str, &str)] = &[
+    ("perfetto", "0.59.1"),
+    ("protobuf", "7.36.2"),
+    ("kubernetes-validate", "1.37.0"),
+];
 
 /// Where the venv lives, under the target directory: the tests look for
 /// `perfetto-venv/bin/python` above their own executable.
