@@ -374,6 +374,12 @@ pub fn perfetto_python() -> PathBuf {
         })
 }
 
+/// A program of the same venv as [`perfetto_python`] (the test tools
+/// `cargo xtask setup` installs from PyPI, e.g. `kubernetes-validate`).
+pub fn venv_bin(name: &str) -> PathBuf {
+    perfetto_python().with_file_name(name)
+}
+
 /// Checks a native Perfetto trace with Perfetto's own schema and rules
 /// (`tests/perfetto_check.py`: no unknown field, iids and tracks defined
 /// before use, slices paired, flows whole) and returns its summary:

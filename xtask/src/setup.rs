@@ -46,10 +46,12 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "runc",
-    // A CA and a server certificate made at test time, and a client that
-    // shows a 401's headers (tests/tests/fleet.rs).
-    "openssl",
+    // The DaemonSet test scrapes the container over HTTPS from inside its
+    // network namespace (curl with nsenter, from util-linux); the TLS test
+    // of `serve` shows a 401's headers with it (tests/tests/fleet.rs).
     "curl",
+    // A CA and server and client certificates made at test time.
+    "openssl",
     // musl-gcc: cc-rs compiles ring's C and assembly (the TLS of `serve`)
     // with it for the static x86_64-unknown-linux-musl release.
     "musl-tools",
@@ -59,8 +61,14 @@ const PACKAGES: &[&str] = &[
 /// bindings (`perfetto_trace_pb2`) `tests/perfetto_check.py` parses the
 /// timeline with, and the protobuf runtime they were checked with (the
 /// package leaves it unpinned; Debian's python3-protobuf is too old).
-/// Neither has a Debian package.
-const PERFETTO_PIP: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", "7.36.2")];
+/// Neither has a Debian package. Beside them, kubernetes-validate, which
+/// ships Kubernetes' own JSON schemas: the fleet tests check
+/// docs/fleet/daemonset.yaml with it, offline.
+const PERFETTO_PIP: &[(&str, &str)] = &[
+    ("perfetto", "0.59.1"),
+    ("protobuf", "7.36.2"),
+    ("kubernetes-validate", "1.37.0"),
+];
 
 /// Where the venv lives, under the target directory: the tests look for
 /// `perfetto-venv/bin/python` above their own executable.
