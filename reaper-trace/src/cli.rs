@@ -120,9 +120,16 @@ pub struct CgroupScope {
 /// `reaper-trace serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Serve GET /metrics here (loopback by default: widen it on purpose).
+    /// Serve GET /metrics here (loopback by default: widen it on purpose,
+    /// with TLS and basic auth from --web.config.file).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: std::net::SocketAddr,
+    /// TLS and basic authentication for the endpoint, in the YAML format of
+    /// Prometheus' exporter-toolkit (as node_exporter's flag of the same
+    /// name): tls_server_config (cert_file, key_file, client_auth_type,
+    /// client_ca_file), basic_auth_users (bcrypt hashes), http_server_config.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// An exit unreaped longer than this is a zombie in the metrics.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
     pub threshold: u64,

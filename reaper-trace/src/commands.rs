@@ -167,8 +167,18 @@ pub fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
     ExitCode::from(if ok { 0 } else { 1 })
 }
 
-pub fn run_serve(options: LiveOptions, listen: std::net::SocketAddr) -> ExitCode {
-    match runtime().and_then(|rt| rt.block_on(reaper_trace::serve::run(options, listen))) {
+pub fn run_serve(
+    options: LiveOptions,
+    listen: std::net::SocketAddr,
+    web_config: Option<PathBuf>,
+) -> ExitCode {
+    match runtime().and_then(|rt| {
+        rt.block_on(reaper_trace::serve::run(
+            options,
+            listen,
+            web_config.as_deref(),
+        ))
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

@@ -35,8 +35,8 @@ fn main() -> ExitCode {
         } => commands::run_live(live_options(trace, json, Display::ReportOnly, Some(output))),
         Command::Check(args) => commands::run_check(args),
         Command::Serve(args) => {
-            let listen = args.listen;
-            commands::run_serve(serve_options(args), listen)
+            let (listen, web_config) = (args.listen, args.web_config_file.clone());
+            commands::run_serve(serve_options(args), listen, web_config)
         }
         Command::VerifyKernel { format, junit } => commands::run_verify(format, junit),
         Command::Workload { name } => {

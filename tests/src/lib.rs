@@ -639,7 +639,8 @@ impl Drop for Background {
 }
 
 /// `reaper-trace serve --listen 127.0.0.1:0 <args>` once it traces, and
-/// the address it serves on (the port the kernel picked, which it prints).
+/// the address it serves on (the port the kernel picked, which it prints,
+/// over http or https).
 pub fn start_serve(args: &[&str]) -> (Background, std::net::SocketAddr) {
     let mut all: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
         .iter()
@@ -650,7 +651,11 @@ pub fn start_serve(args: &[&str]) -> (Background, std::net::SocketAddr) {
     let addr = serve
         .preamble
         .iter()
-        .find_map(|line| line.strip_prefix("reaper-trace: serving metrics on http://"))
+        .find_map(|line| {
+            let rest = line.strip_prefix("reaper-trace: serving metrics on ")?;
+            rest.strip_prefix("http://")
+                .or_else(|| rest.strip_prefix("https://"))
+        })
         .and_then(|rest| rest.trim_end_matches("/metrics").parse().ok())
         .unwrap_or_else(|| panic!("serve printed no address: {:?}", serve.preamble));
     (serve, addr)

@@ -1,6 +1,7 @@
 //! The fleet examples in docs/fleet/, checked with the real tools: the alert
 //! rules and scrape config with promtool (and the rules' own unit tests), the
-//! systemd unit with systemd-analyze. A missing tool is a printed skip.
+//! systemd unit with systemd-analyze, the web config with reaper-trace's own
+//! parser. A missing tool is a printed skip.
 
 use std::{
     path::{Path, PathBuf},
@@ -406,4 +407,25 @@ fn dashboard_queries_use_exported_metrics_and_parse() {
         out.contains(&format!("SUCCESS: {} rules found", queries.len())),
         "{out}"
     );
+}
+
+#[test]
+fn web_config_example_is_valid() {
+    use reaper_trace::serve::webconfig::{TlsVersion, WebConfig};
+
+    let path = fleet("web-config.yml");
+    let config = WebConfig::parse(&read("web-config.yml"), &path)
+        .unwrap_or_else(|e| panic!("docs/fleet/web-config.yml: {e}"));
+    let tls = config.tls.expect("the example sets up TLS");
+    assert_eq!(tls.min_version, TlsVersion::Tls12);
+    assert!(tls.cert_file.is_absolute() && tls.key_file.is_absolute());
+    assert_eq!(
+        config.basic_auth_users.keys().collect::<Vec<_>>(),
+        ["prometheus"]
+    );
+    assert!(config.notes.is_empty(), "{:?}", config.notes);
+    // The scrape config shows the matching job settings.
+    let prometheus = read("prometheus.yml");
+    assert!(prometheus.contains("#   scheme: https\n"), "{prometheus}");
+    assert!(prometheus.contains("#   basic_auth:\n"), "{prometheus}");
 }

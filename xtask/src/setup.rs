@@ -21,8 +21,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the static binary (`vm-test`), python3-venv for the Perfetto venv,
 /// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
 /// the real programs the real-machine test runs (`realworld`): git, make
-/// and PostgreSQL (with pgbench), and Debian's docker.io and podman for the
-/// real runtime tests.
+/// and PostgreSQL (with pgbench), Debian's docker.io and podman for the
+/// real runtime tests, openssl (certificates) and curl (an HTTPS client
+/// with basic auth) for the TLS test of `serve`, and musl-tools for the
+/// static release binary.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -44,9 +46,14 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "runc",
-    // The DaemonSet test scrapes the container over HTTPS from inside its
-    // network namespace (curl with nsenter, from util-linux).
+    // A CA and a server certificate made at test time, and a client that
+    // shows a 401's headers (tests/tests/fleet.rs); the DaemonSet test
+    // scrapes its container over HTTPS inside its network namespace.
+    "openssl",
     "curl",
+    // musl-gcc: cc-rs compiles ring's C and assembly (the TLS of `serve`)
+    // with it for the static x86_64-unknown-linux-musl release.
+    "musl-tools",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
