@@ -46,12 +46,11 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "runc",
-    // The DaemonSet test scrapes the container over HTTPS from inside its
-    // network namespace (curl with nsenter, from util-linux); the TLS test
-    // of `serve` shows a 401's headers with it (tests/tests/fleet.rs).
-    "curl",
-    // A CA and server and client certificates made at test time.
+    // A CA and a server certificate made at test time, and a client that
+    // shows a 401's headers (tests/tests/fleet.rs); the DaemonSet test
+    // scrapes its container over HTTPS inside its network namespace.
     "openssl",
+    "curl",
     // musl-gcc: cc-rs compiles ring's C and assembly (the TLS of `serve`)
     // with it for the static x86_64-unknown-linux-musl release.
     "musl-tools",

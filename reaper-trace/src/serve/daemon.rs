@@ -27,7 +27,7 @@ pub async fn run(
     // Privileges first: without them nothing below can work, and the one
     // line saying so must not follow a claim that metrics are served.
     crate::kernel::loader::require_capabilities()?;
-    // Then the web config and the certificates, and listen, all before
+    // Read the web config and the certificates, then listen, all before
     // attaching anything: these are the likeliest mistakes, and they should
     // cost nothing.
     let web = web_config
