@@ -526,6 +526,14 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_2y_hashes_htpasswd_writes() {
+        // htpasswd -B writes $2y$, the same algorithm as $2b$.
+        let hash = hash().replacen("$2b$", "$2y$", 1);
+        let config = parse(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("2y");
+        assert!(bcrypt::verify("secret", &config.basic_auth_users["prometheus"]).expect("verify"));
+    }
+
+    #[test]
     fn refuses_passwords_that_are_not_bcrypt_hashes() {
         for bad in [
             "secret",
