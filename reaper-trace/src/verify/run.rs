@@ -10,7 +10,7 @@ use crate::{
 
 /// Every row, in order: availability, then each behaviour.
 pub async fn run() -> anyhow::Result<Vec<Row>> {
-    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let exe = std::env::current_exe()?.into_os_string();
     let mut rows = Vec::new();
     let (release, _, _) = machine_meta();
     let btf = std::fs::read("/sys/kernel/btf/vmlinux")
