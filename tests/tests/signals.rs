@@ -193,15 +193,16 @@ fn signal_name(signal: i32) -> &'static str {
 /// that ignores every stop signal and one that does not, says so, and
 /// waits; on SIGTERM, SIGINT or SIGHUP it notes which one it got and exits
 /// 0. The tracer is sent `signal` once everything runs. Returns the
-/// tracer's output, what the shell noted, the pids of its children, and how
-/// many of them ignored `signal` (sh runs its background jobs with SIGINT
-/// ignored, too).
+/// tracer's output, what the shell noted, those of its children still
+/// running once the tracer exited (killed then, so that none is left
+/// behind), and how many of them ignored `signal` (sh runs its background
+/// jobs with SIGINT ignored, too).
 fn interrupt(args: &[&str], signal: i32) -> (Output, String, Vec<i32>, usize) {
     let dir = scratch_dir().join(format!("interrupt-{}-{}", args[0], signal_name(signal)));
     std::fs::create_dir_all(&dir).unwrap();
     let (got, pids, ready) = (dir.join("got"), dir.join("pids"), dir.join("ready"));
     let script = format!(
-        "for s in TERM INT HUP; do trap \"echo $s > {got}; exit 0\" $s; done; \
+        "exec >/dev/null 2>&1; for s in TERM INT HUP; do trap \"echo $s > {got}; exit 0\" $s; done; \
          (trap '' TERM INT HUP; exec sleep 300) & echo $! >> {pids}; \
          sleep 300 & echo $! >> {pids}; \
          echo > {ready}; wait",
@@ -257,10 +258,20 @@ fn interrupt(args: &[&str], signal: i32) -> (Output, String, Vec<i32>, usize) {
     let out = child.wait_with_output().expect("output");
     let noted = std::fs::read_to_string(&got).unwrap_or_default();
     let pids = read_pids();
-    for &pid in &pids {
+    assert_eq!(pids.len(), 2);
+    let survivors: Vec<i32> = pids.into_iter().filter(|&pid| running(pid)).collect();
+    for &pid in &survivors {
+        // SAFETY: a process of this test's own scenario.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for pid in read_pids() {
+        wait_until("the leftovers to die", Duration::from_secs(10), || {
+            reap_if_ours(pid);
+            !running(pid)
+        });
         reap_if_ours(pid);
     }
-    (out, noted.trim().to_owned(), pids, ignoring)
+    (out, noted.trim().to_owned(), survivors, ignoring)
 }
 
 /// SigIgn of a live process.
@@ -271,7 +282,7 @@ fn ignored(pid: i32) -> u64 {
 }
 
 fn assert_interrupted(args: &[&str], signal: i32) -> (String, String) {
-    let (out, noted, pids, ignoring) = interrupt(args, signal);
+    let (out, noted, survivors, ignoring) = interrupt(args, signal);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let name = signal_name(signal);
@@ -279,13 +290,10 @@ fn assert_interrupted(args: &[&str], signal: i32) -> (String, String) {
         noted, name,
         "{args:?}: the command got SIG{name} from the tracer\n{stderr}"
     );
-    assert_eq!(pids.len(), 2);
-    for pid in pids {
-        assert!(
-            !running(pid),
-            "{args:?}: {pid} of the command's tree outlived the tracer"
-        );
-    }
+    assert!(
+        survivors.is_empty(),
+        "{args:?}: {survivors:?} of the command's tree outlived the tracer"
+    );
     assert_eq!(
         out.status.code(),
         Some(128 + signal),
