@@ -570,3 +570,45 @@ fn arguments_are_bytes_passed_on_unchanged() {
         "{stderr}"
     );
 }
+
+#[test]
+fn under_nohup_sighup_stays_ignored_by_the_tracer() {
+    kernel_test!();
+    let mut target = Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("spawn sleep");
+    let mut tracer = Setup::HupIgnored
+        .apply(
+            Command::new(tool())
+                .args(["live", "--no-events", "--pid", &target.id().to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+        .spawn()
+        .expect("spawn reaper-trace");
+    let stderr = tracer.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    // Its handlers are in place once it says it traces.
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("tracing")),
+        "reaper-trace did not start"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", tracer.id())).unwrap();
+    let lines_of: Vec<String> = status.lines().map(str::to_owned).collect();
+    let hup = 1 << (libc::SIGHUP - 1);
+    let (ignored, caught) = (mask_of(&lines_of, "SigIgn"), mask_of(&lines_of, "SigCgt"));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let stopped = wait_bounded(&mut tracer);
+    let _ = target.kill();
+    let _ = target.wait();
+    assert_ne!(ignored & hup, 0, "SIGHUP is still ignored, as nohup asked");
+    assert_eq!(caught & hup, 0, "no handler took SIGHUP over");
+    assert!(caught & (1 << (libc::SIGINT - 1)) != 0, "SIGINT is handled");
+    assert!(stopped.success(), "{stopped:?}");
+}

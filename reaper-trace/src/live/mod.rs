@@ -121,7 +121,8 @@ pub struct LiveOptions {
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Once the command has exited, how long to wait for the rest of its
-    /// tree before reporting.
+    /// tree before reporting; and once a SIGINT, SIGTERM or SIGHUP has been
+    /// forwarded to it, how long its tree gets before it is killed.
     pub drain_timeout: Duration,
     /// Run the command as this (uid, gid), supplementary groups dropped.
     pub run_as: Option<(u32, u32)>,
@@ -285,26 +286,29 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
             _ = recv_signal(&mut sigint) => Some(libc::SIGINT),
             _ = recv_signal(&mut sigterm) => Some(libc::SIGTERM),
             _ = recv_signal(&mut sighup) => Some(libc::SIGHUP),
-            event = recv(&mut reaper) => { match event {
-                Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => {
-                    command_status = Some(r.status);
-                    if let Some(stop) = &interrupted {
-                        // The job is being stopped: what the command left
-                        // running gets the signal too (as timeout(1) sends
-                        // it to the command's whole group), before the
-                        // drain timeout's SIGKILL.
-                        command::signal_tree(stop.signal, 1);
+            event = recv(&mut reaper) => {
+                match event {
+                    Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => {
+                        command_status = Some(r.status);
+                        if let Some(stop) = &interrupted {
+                            // The job is being stopped: what the command left
+                            // running gets the signal too (as timeout(1) sends
+                            // it to the command's whole group), before the
+                            // drain timeout's SIGKILL.
+                            command::signal_tree(stop.signal, 1);
+                        }
+                        // The rest of the tree gets a bounded time to finish.
+                        drain_deadline.get_or_insert(Instant::now() + options.drain_timeout);
                     }
-                    // The rest of the tree gets a bounded time to finish.
-                    drain_deadline.get_or_insert(Instant::now() + options.drain_timeout);
+                    Some(ReaperEvent::Reaped(_)) => {}
+                    Some(ReaperEvent::Drained) | None => {
+                        reaper = None;
+                        let grace = Instant::now() + DRAIN_GRACE;
+                        drain_deadline = Some(drain_deadline.map_or(grace, |d| d.min(grace)));
+                    }
                 }
-                Some(ReaperEvent::Reaped(_)) => {}
-                Some(ReaperEvent::Drained) | None => {
-                    reaper = None;
-                    let grace = Instant::now() + DRAIN_GRACE;
-                    drain_deadline = Some(drain_deadline.map_or(grace, |d| d.min(grace)));
-                }
-            }; None },
+                None
+            }
             _ = tick.tick() => {
                 sink.drain(&mut tracer)?;
                 sink.tick(&mut tracer)?;
@@ -342,7 +346,11 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         };
         let Some(signal) = received else { continue };
         let Some(pid) = command_pid else { break };
-        // A second signal is forwarded too; the first one names the stop.
+        // Forwarded even when it may have come from a terminal's Ctrl-C,
+        // which reaches the command too (it shares our process group), so
+        // that it then sees SIGINT twice, as under timeout(1): a signal sent
+        // to the tracer alone (a CI runner cancelling the job) must reach
+        // it. A second signal is forwarded too; the first names the stop.
         interrupted.get_or_insert(Interrupted { signal, killed: 0 });
         if command_status.is_none() {
             // Gone already (not yet reaped): nothing to forward to.
