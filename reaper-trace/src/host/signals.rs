@@ -64,6 +64,9 @@ impl Inherited {
 
     /// In a forked child before exec: every signal back to the default
     /// action, but those ignored at start, and the mask as it was at start.
+    /// Only the actions that differ are set: the child is already followed
+    /// by the probes, which would record a SIGCHLD action set to what it was
+    /// as a change made by reaper-trace.
     ///
     /// # Safety
     /// Only async-signal-safe calls (sigaction, sigprocmask) on memory of
@@ -73,13 +76,20 @@ impl Inherited {
             if signo == libc::SIGKILL || signo == libc::SIGSTOP {
                 continue;
             }
-            // SAFETY: a zeroed sigaction is valid (empty sa_mask, no flags).
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            action.sa_sigaction = if self.ignored(signo) {
+            let wanted = if self.ignored(signo) {
                 libc::SIG_IGN
             } else {
                 libc::SIG_DFL
             };
+            // SAFETY: a zeroed sigaction is valid (empty sa_mask, no flags);
+            // a query (no new action) changes nothing.
+            let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+            let queried = unsafe { libc::sigaction(signo, std::ptr::null(), &mut current) } == 0;
+            if !queried || current.sa_sigaction == wanted {
+                continue;
+            }
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = wanted;
             // The C library's own signals (glibc's 32 and 33) refuse with
             // EINVAL; they are no one else's business anyway.
             unsafe { libc::sigaction(signo, &action, std::ptr::null_mut()) };
