@@ -516,3 +516,31 @@ async fn recv(
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_run_names_its_signal_and_exits_as_a_shell_would() {
+        let term = Interrupted {
+            signal: libc::SIGTERM,
+            killed: 0,
+        };
+        assert_eq!(term.signal_name(), "SIGTERM");
+        assert_eq!(term.exit_code(), 143);
+        assert_eq!(
+            term.text(Duration::from_secs(10)),
+            "interrupted by SIGTERM: forwarded to the command"
+        );
+        let int = Interrupted {
+            signal: libc::SIGINT,
+            killed: 2,
+        };
+        assert_eq!(int.exit_code(), 130);
+        assert_eq!(
+            int.text(Duration::from_millis(1500)),
+            "interrupted by SIGINT: forwarded to the command; its tree did not end within the drain timeout (1.5s): 2 process(es) killed"
+        );
+    }
+}
