@@ -1,7 +1,7 @@
 //! The command line's shape: subcommands, their arguments, and the parsers
 //! of durations and sizes. What each subcommand does is in `commands`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reaper_trace::{
@@ -34,7 +34,9 @@ pub struct CheckArgs {
     /// Also write a recording here.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Once the command exits, wait this long for the rest of its tree.
+    /// Once the command exits, or once a SIGINT, SIGTERM or SIGHUP has been
+    /// forwarded to it, wait this long for the rest of its tree; what is
+    /// left after a signal is killed.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
     pub drain_timeout: u64,
     /// Under sudo, keep root for the command (default: run it as the invoking user).
@@ -57,9 +59,9 @@ pub struct CheckArgs {
     /// line that forked the child and the one that changed SIGCHLD).
     #[arg(long)]
     pub no_stacks: bool,
-    /// The command to run.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    /// The command to run (its arguments are bytes, passed on unchanged).
+    #[arg(last = true, required = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
 }
 
 /// What to trace, shared by `live` and `record`.
@@ -99,9 +101,13 @@ pub struct Trace {
     /// Do not copy user stacks.
     #[arg(long)]
     pub no_stacks: bool,
+    /// With a command: once it exits, or once a SIGINT, SIGTERM or SIGHUP
+    /// has been forwarded to it, wait this long for the rest of its tree.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
+    pub drain_timeout: u64,
     /// Run this command and trace its tree; ends when the tree is gone.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
 }
 
 /// Which cgroup to trace, shared by `live`, `record` and `serve`.
@@ -329,6 +335,7 @@ pub fn live_options(
         ringbuf_bytes: trace.ringbuf_size,
         record,
         duration: trace.duration.map(Duration::from_nanos),
+        drain_timeout: Duration::from_nanos(trace.drain_timeout),
         thread_events: trace.threads,
         probe_log: trace.probe_log,
         stacks: stacks_choice(trace.stacks, trace.no_stacks),

@@ -12,6 +12,17 @@ use cli::{Cli, Command, live_options, serve_options};
 use live::Display;
 use reaper_trace::{live, recording::replay::ReplayOptions};
 
+/// Runs before Rust's runtime sets SIGPIPE to ignored (and before any
+/// thread exists): the signal state this process inherited is what the
+/// command it runs gets (see `host::signals`).
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CAPTURE_SIGNALS: extern "C" fn() = capture_signals;
+
+extern "C" fn capture_signals() {
+    reaper_trace::host::signals::capture_at_start();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

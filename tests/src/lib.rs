@@ -619,9 +619,14 @@ impl Background {
     }
 
     /// Stops it with SIGINT and collects everything.
-    pub fn stop(mut self) -> Trace {
+    pub fn stop(self) -> Trace {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops it with `signal` and collects everything.
+    pub fn stop_with(mut self, signal: i32) -> Trace {
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let status = wait_bounded(&mut self.child);
         let stderr: Vec<String> = self.stderr_lines.try_iter().collect();
         let stdout = self.stdout.take().expect("stopped once");
