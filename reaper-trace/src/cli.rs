@@ -1,7 +1,7 @@
 //! The command line's shape: subcommands, their arguments, and the parsers
 //! of durations and sizes. What each subcommand does is in `commands`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reaper_trace::{
@@ -38,7 +38,9 @@ pub struct CheckArgs {
     /// written through).
     #[arg(long, requires = "output")]
     pub force: bool,
-    /// Once the command exits, wait this long for the rest of its tree.
+    /// Once the command exits, or once a SIGINT, SIGTERM or SIGHUP has been
+    /// forwarded to it, wait this long for the rest of its tree; what is
+    /// left after a signal is killed.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
     pub drain_timeout: u64,
     /// Under sudo, keep root for the command (default: run it as the invoking user).
@@ -61,9 +63,9 @@ pub struct CheckArgs {
     /// line that forked the child and the one that changed SIGCHLD).
     #[arg(long)]
     pub no_stacks: bool,
-    /// The command to run.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    /// The command to run (its arguments are bytes, passed on unchanged).
+    #[arg(last = true, required = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
 }
 
 /// What to trace, shared by `live` and `record`.
@@ -103,9 +105,13 @@ pub struct Trace {
     /// Do not copy user stacks.
     #[arg(long)]
     pub no_stacks: bool,
+    /// With a command: once it exits, or once a SIGINT, SIGTERM or SIGHUP
+    /// has been forwarded to it, wait this long for the rest of its tree.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
+    pub drain_timeout: u64,
     /// Run this command and trace its tree; ends when the tree is gone.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
 }
 
 /// Which cgroup to trace, shared by `live`, `record` and `serve`.
@@ -124,9 +130,16 @@ pub struct CgroupScope {
 /// `reaper-trace serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Serve GET /metrics here (loopback by default: widen it on purpose).
+    /// Serve GET /metrics here (loopback by default: widen it on purpose,
+    /// with TLS and basic auth from --web.config.file).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: std::net::SocketAddr,
+    /// TLS and basic authentication for the endpoint, in the YAML format of
+    /// Prometheus' exporter-toolkit (as node_exporter's flag of the same
+    /// name): tls_server_config (cert_file, key_file, client_auth_type,
+    /// client_ca_file), basic_auth_users (bcrypt hashes), http_server_config.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// An exit unreaped longer than this is a zombie in the metrics.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
     pub threshold: u64,
@@ -338,6 +351,7 @@ pub fn live_options(
         record,
         record_force,
         duration: trace.duration.map(Duration::from_nanos),
+        drain_timeout: Duration::from_nanos(trace.drain_timeout),
         thread_events: trace.threads,
         probe_log: trace.probe_log,
         stacks: stacks_choice(trace.stacks, trace.no_stacks),

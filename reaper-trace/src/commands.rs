@@ -38,26 +38,33 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn run_live(options: LiveOptions) -> ExitCode {
     let outcome = runtime().and_then(|rt| rt.block_on(live::run(options)));
-    match outcome {
-        Ok(o) => ExitCode::from(
-            o.command_status
-                .map(command::exit_code)
-                .unwrap_or(0)
-                .clamp(0, 255) as u8,
-        ),
-        Err(e) => fail(&e),
+    let o = match outcome {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    // The report is out; the recording's failure is the run's error.
+    if let Some(e) = o.recording_error {
+        return fail(&e.into());
     }
+    let code = match o.interrupted {
+        Some(stop) => stop.exit_code(),
+        // Stopping a trace without a command with a signal is its end.
+        None => o.command_status.map(command::exit_code).unwrap_or(0),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 /// The user to run the command as: the one who invoked sudo, unless
-/// `--as-root` (or not under sudo).
-pub fn sudo_user(as_root: bool) -> Option<(u32, u32)> {
+/// `--as-root` (or not under sudo). A half or invalid pair of sudo's
+/// variables is an error, never a reason to run the command as root.
+pub fn sudo_user(as_root: bool) -> anyhow::Result<Option<(u32, u32)>> {
     if as_root {
-        return None;
+        return Ok(None);
     }
-    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
-    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
-    Some((uid, gid))
+    Ok(command::run_as_from_sudo(
+        std::env::var_os("SUDO_UID").as_deref(),
+        std::env::var_os("SUDO_GID").as_deref(),
+    )?)
 }
 
 pub fn run_check(args: CheckArgs) -> ExitCode {
@@ -82,7 +89,14 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
             Err(_) => fail_on.uncertain = true,
         }
     }
-    let shown = reaper_trace::trace::escape::escape(&command.join(" "));
+    let drain_timeout = Duration::from_nanos(drain_timeout);
+    let run_as = match sudo_user(as_root) {
+        Ok(run_as) => run_as,
+        Err(e) => return fail(&e),
+    };
+    let shown = reaper_trace::trace::escape::escape_bytes(
+        command.join(std::ffi::OsStr::new(" ")).as_encoded_bytes(),
+    );
     let options = LiveOptions {
         json: format == CheckFormat::Json,
         display: Display::Silent,
@@ -91,8 +105,8 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         ringbuf_bytes: ringbuf_size,
         record: output,
         record_force: force,
-        drain_timeout: Duration::from_nanos(drain_timeout),
-        run_as: sudo_user(as_root),
+        drain_timeout,
+        run_as,
         metrics: metrics_file.is_some(),
         stacks: no_stacks.then_some(false),
         ..LiveOptions::default()
@@ -106,7 +120,12 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     {
         return fail(&e);
     }
-    let status = check::exit_status(outcome.command_status, &outcome.report, &fail_on);
+    // Stopped by a signal (forwarded to the command): the shell's status
+    // for it, whatever was found so far.
+    let status = match outcome.interrupted {
+        Some(stop) => stop.exit_code().clamp(0, 255) as u8,
+        None => check::exit_status(outcome.command_status, &outcome.report, &fail_on),
+    };
     if let Some(path) = &junit
         && let Err(e) = std::fs::write(
             path,
@@ -128,15 +147,24 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
             let mut value = report::json_value(&outcome.report);
             value["command_exit_code"] = outcome.command_status.map(command::exit_code).into();
             value["exit_status"] = status.into();
+            if let Some(stop) = &outcome.interrupted {
+                value["interrupted_by"] = stop.signal_name().into();
+                value["killed_after_drain_timeout"] = stop.killed.into();
+            }
             println!("{value}");
         }
         CheckFormat::Text => {
             println!("{}", report::text(&outcome.report).trim_end());
-            let verdict = match status {
-                check::exit::CLEAN => {
+            let verdict = match (status, &outcome.interrupted) {
+                (_, Some(stop)) => format!(
+                    "{}; {} finding(s) until then",
+                    stop.text(drain_timeout),
+                    check::failures(&outcome.report, &fail_on).len()
+                ),
+                (check::exit::CLEAN, None) => {
                     "clean: the command succeeded and every child was reaped in time".to_owned()
                 }
-                check::exit::FINDINGS => format!(
+                (check::exit::FINDINGS, None) => format!(
                     "FAILED: {} finding(s)",
                     check::failures(&outcome.report, &fail_on).len()
                 ),
@@ -147,6 +175,10 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
             };
             println!("reaper-trace check: {verdict} (exit {status})");
         }
+    }
+    // The report is out; the recording's failure is the run's error.
+    if let Some(e) = outcome.recording_error {
+        return fail(&e.into());
     }
     ExitCode::from(status)
 }
@@ -169,8 +201,18 @@ pub fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
     ExitCode::from(if ok { 0 } else { 1 })
 }
 
-pub fn run_serve(options: LiveOptions, listen: std::net::SocketAddr) -> ExitCode {
-    match runtime().and_then(|rt| rt.block_on(reaper_trace::serve::run(options, listen))) {
+pub fn run_serve(
+    options: LiveOptions,
+    listen: std::net::SocketAddr,
+    web_config: Option<PathBuf>,
+) -> ExitCode {
+    match runtime().and_then(|rt| {
+        rt.block_on(reaper_trace::serve::run(
+            options,
+            listen,
+            web_config.as_deref(),
+        ))
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

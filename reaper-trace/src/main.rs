@@ -12,6 +12,17 @@ use cli::{Cli, Command, live_options, serve_options};
 use live::Display;
 use reaper_trace::{live, recording::replay::ReplayOptions};
 
+/// Runs before Rust's runtime sets SIGPIPE to ignored (and before any
+/// thread exists): the signal state this process inherited is what the
+/// command it runs gets (see `host::signals`).
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CAPTURE_SIGNALS: extern "C" fn() = capture_signals;
+
+extern "C" fn capture_signals() {
+    reaper_trace::host::signals::capture_at_start();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -43,8 +54,8 @@ fn main() -> ExitCode {
         )),
         Command::Check(args) => commands::run_check(args),
         Command::Serve(args) => {
-            let listen = args.listen;
-            commands::run_serve(serve_options(args), listen)
+            let (listen, web_config) = (args.listen, args.web_config_file.clone());
+            commands::run_serve(serve_options(args), listen, web_config)
         }
         Command::VerifyKernel { format, junit } => commands::run_verify(format, junit),
         Command::Workload { name } => {

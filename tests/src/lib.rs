@@ -374,6 +374,12 @@ pub fn perfetto_python() -> PathBuf {
         })
 }
 
+/// A program of the same venv as [`perfetto_python`] (the test tools
+/// `cargo xtask setup` installs from PyPI, e.g. `kubernetes-validate`).
+pub fn venv_bin(name: &str) -> PathBuf {
+    perfetto_python().with_file_name(name)
+}
+
 /// Checks a native Perfetto trace with Perfetto's own schema and rules
 /// (`tests/perfetto_check.py`: no unknown field, iids and tracks defined
 /// before use, slices paired, flows whole) and returns its summary:
@@ -613,9 +619,14 @@ impl Background {
     }
 
     /// Stops it with SIGINT and collects everything.
-    pub fn stop(mut self) -> Trace {
+    pub fn stop(self) -> Trace {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops it with `signal` and collects everything.
+    pub fn stop_with(mut self, signal: i32) -> Trace {
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let status = wait_bounded(&mut self.child);
         let stderr: Vec<String> = self.stderr_lines.try_iter().collect();
         let stdout = self.stdout.take().expect("stopped once");
@@ -633,7 +644,8 @@ impl Drop for Background {
 }
 
 /// `reaper-trace serve --listen 127.0.0.1:0 <args>` once it traces, and
-/// the address it serves on (the port the kernel picked, which it prints).
+/// the address it serves on (the port the kernel picked, which it prints,
+/// over http or https).
 pub fn start_serve(args: &[&str]) -> (Background, std::net::SocketAddr) {
     let mut all: Vec<String> = ["serve", "--listen", "127.0.0.1:0"]
         .iter()
@@ -644,7 +656,11 @@ pub fn start_serve(args: &[&str]) -> (Background, std::net::SocketAddr) {
     let addr = serve
         .preamble
         .iter()
-        .find_map(|line| line.strip_prefix("reaper-trace: serving metrics on http://"))
+        .find_map(|line| {
+            let rest = line.strip_prefix("reaper-trace: serving metrics on ")?;
+            rest.strip_prefix("http://")
+                .or_else(|| rest.strip_prefix("https://"))
+        })
         .and_then(|rest| rest.trim_end_matches("/metrics").parse().ok())
         .unwrap_or_else(|| panic!("serve printed no address: {:?}", serve.preamble));
     (serve, addr)

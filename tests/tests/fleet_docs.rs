@@ -1,6 +1,7 @@
 //! The fleet examples in docs/fleet/, checked with the real tools: the alert
 //! rules and scrape config with promtool (and the rules' own unit tests), the
-//! systemd unit with systemd-analyze. A missing tool is a printed skip.
+//! systemd unit with systemd-analyze, the web config with reaper-trace's own
+//! parser. A missing tool is a printed skip.
 
 use std::{
     path::{Path, PathBuf},
@@ -238,4 +239,193 @@ fn docs_use_the_exported_metric_names_job_and_port() {
     assert!(read("reaper-trace.service").contains(&format!("{EXEC_START}\n")));
     assert!(EXEC_START.ends_with(" --listen 127.0.0.1:9464"));
     assert!(prometheus.contains(r#"targets: ["localhost:9464"]"#));
+}
+
+/// The Kubernetes versions the DaemonSet is checked against: the oldest
+/// still commonly run and the newest the schemas cover.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
+
+/// `kubernetes-validate`, from the venv `cargo xtask setup` makes (it ships
+/// Kubernetes' own JSON schemas, so this runs offline).
+fn kubernetes_validate() -> PathBuf {
+    let validate = reaper_trace_tests::venv_bin("kubernetes-validate");
+    assert!(
+        validate.exists(),
+        "{} is missing: run `cargo xtask setup` (it installs kubernetes-validate from PyPI)",
+        validate.display()
+    );
+    validate
+}
+
+/// Runs kubernetes-validate --strict on `file` for `version`: its success
+/// and output.
+fn validate(file: &Path, version: &str) -> (bool, String) {
+    let out = Command::new(kubernetes_validate())
+        .args(["--strict", "-k", version])
+        .arg(file)
+        .output()
+        .expect("run kubernetes-validate");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn daemonset_passes_kubernetes_schemas() {
+    let file = fleet("daemonset.yaml");
+    for version in KUBERNETES_VERSIONS {
+        let (ok, out) = validate(&file, version);
+        assert!(ok, "daemonset.yaml against Kubernetes {version}:\n{out}");
+        // Both documents were checked, not skipped as unknown kinds.
+        for resource in ["namespace/reaper-trace", "daemonset/reaper-trace"] {
+            assert!(
+                out.contains(&format!("passed for resource {resource} against")),
+                "{resource} not checked: {out}"
+            );
+        }
+        assert!(!out.contains("WARN"), "{out}");
+    }
+    // The validator is strict: a misspelt field fails it, so the pass
+    // above means something.
+    let dir = TempDir::new("daemonset");
+    let misspelt = dir.0.join("misspelt.yaml");
+    std::fs::write(
+        &misspelt,
+        read("daemonset.yaml").replace("hostPID: true", "hostPid: true"),
+    )
+    .expect("write misspelt copy");
+    let (ok, out) = validate(&misspelt, KUBERNETES_VERSIONS[1]);
+    assert!(!ok, "a misspelt field passed kubernetes-validate:\n{out}");
+}
+
+#[test]
+fn daemonset_matches_the_unit_and_the_scrape_annotations() {
+    let daemonset = read("daemonset.yaml");
+    // The same capabilities as the systemd unit, which its tests show are
+    // enough, and no more.
+    let unit = read("reaper-trace.service");
+    let unit_caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit's CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("\"{}\"", c.trim_start_matches("CAP_")))
+        .collect();
+    assert!(
+        daemonset.contains(&format!("add: [{}]\n", unit_caps.join(", "))),
+        "the DaemonSet's capabilities differ from the unit's {unit_caps:?}"
+    );
+    assert!(daemonset.contains("drop: [\"ALL\"]\n"));
+    assert!(daemonset.contains("readOnlyRootFilesystem: true\n"));
+    // The port served, the annotated one and the probed one are the same.
+    assert!(daemonset.contains("- 0.0.0.0:9464\n"));
+    assert!(daemonset.contains("containerPort: 9464\n"));
+    assert!(daemonset.contains("prometheus.io/port: \"9464\"\n"));
+    assert!(daemonset.contains("path: /metrics\n              port: metrics\n"));
+}
+
+/// Every PromQL expression of the Grafana dashboard, with the dashboard's
+/// variables replaced by what Grafana would put there.
+fn dashboard_queries() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("grafana-dashboard.json")).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let mut ids = std::collections::BTreeSet::new();
+    let mut queries = Vec::new();
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().expect("a panel id")));
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "panel {}: the data source is the dashboard's variable",
+            panel["title"]
+        );
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().expect("expr");
+            queries.push(
+                expr.replace("$__rate_interval", "1m")
+                    .replace("$__range", "6h")
+                    .replace("$instance", ".*"),
+            );
+        }
+    }
+    queries
+}
+
+#[test]
+fn dashboard_queries_use_exported_metrics_and_parse() {
+    let exported = reaper_trace::output::metrics::Metrics::exported_names();
+    let queries = dashboard_queries();
+    for query in &queries {
+        assert!(!query.contains('$'), "a variable left in {query}");
+        let mut rest = query.as_str();
+        let mut names = 0;
+        while let Some(at) = rest.find("reaper_trace_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                exported.contains(&name),
+                "the dashboard queries {name}, which reaper-trace does not export: {exported:?}"
+            );
+            names += 1;
+            rest = &rest[at + name.len()..];
+        }
+        assert!(
+            names > 0 || query.contains("up{job=\"reaper-trace\""),
+            "a query on no metric of reaper-trace: {query}"
+        );
+    }
+    // Each expression is valid PromQL: promtool parses it as a recording
+    // rule's.
+    let Some(promtool) = tool(
+        "promtool",
+        "dashboard_queries_use_exported_metrics_and_parse",
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("dashboard");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, query) in queries.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {}\n",
+            serde_json::to_string(query).unwrap()
+        ));
+    }
+    let file = dir.0.join("dashboard-rules.yml");
+    std::fs::write(&file, rules).expect("write rules");
+    let out = run_ok(Command::new(promtool).args(["check", "rules"]).arg(&file));
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", queries.len())),
+        "{out}"
+    );
+}
+
+#[test]
+fn web_config_example_is_valid() {
+    use reaper_trace::serve::webconfig::{TlsVersion, WebConfig};
+
+    let path = fleet("web-config.yml");
+    let config = WebConfig::parse(&read("web-config.yml"), &path)
+        .unwrap_or_else(|e| panic!("docs/fleet/web-config.yml: {e}"));
+    let tls = config.tls.expect("the example sets up TLS");
+    assert_eq!(tls.min_version, TlsVersion::Tls12);
+    assert!(tls.cert_file.is_absolute() && tls.key_file.is_absolute());
+    assert_eq!(
+        config.basic_auth_users.keys().collect::<Vec<_>>(),
+        ["prometheus"]
+    );
+    assert!(config.notes.is_empty(), "{:?}", config.notes);
+    // The scrape config shows the matching job settings.
+    let prometheus = read("prometheus.yml");
+    assert!(prometheus.contains("#   scheme: https\n"), "{prometheus}");
+    assert!(prometheus.contains("#   basic_auth:\n"), "{prometheus}");
 }

@@ -911,3 +911,278 @@ fn serve_exports_podman_zombies_per_container() {
     let parent = podman.cgroup_parent().to_owned();
     zombies_per_container(&podman, "podman", |id| format!("{parent}/libpod-{id}"));
 }
+
+/// docs/fleet/daemonset.yaml as JSON documents (through the PyYAML that
+/// kubernetes-validate brings into the test venv).
+fn daemonset_documents() -> Vec<Value> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/fleet/daemonset.yaml");
+    let out = Command::new(venv_bin("python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        ])
+        .arg(&file)
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the YAML as JSON")
+}
+
+/// The `podman run` options that give a container what the pod spec
+/// gives it: the pid namespace, user, capabilities, read-only root,
+/// privilege escalation, seccomp, memory limit and host mounts. Secret
+/// volumes are bound from `secrets` (a directory per secret name). Fails on
+/// anything in the spec it does not know how to give, so the spec cannot
+/// grow a setting this test ignores.
+fn podman_options_for(pod: &Value, secrets: &Path) -> Vec<String> {
+    let known_pod = [
+        "hostPID",
+        "tolerations",
+        "priorityClassName",
+        "automountServiceAccountToken",
+        "enableServiceLinks",
+        "terminationGracePeriodSeconds",
+        "containers",
+        "volumes",
+    ];
+    for key in pod.as_object().expect("a pod spec").keys() {
+        assert!(
+            known_pod.contains(&key.as_str()),
+            "pod spec {key}: not run by this test"
+        );
+    }
+    let container = &pod["containers"][0];
+    let mut options = Vec::new();
+    if pod["hostPID"] == true {
+        options.push("--pid=host".to_owned());
+    }
+    // What the kubelet's runtime gives every container on a cgroup v2 node:
+    // a cgroup namespace of its own, so /proc/PID/cgroup inside reads
+    // relative paths; the tracer must name cgroups from the host's tree.
+    options.push("--cgroupns=private".to_owned());
+    let security = &container["securityContext"];
+    options.push(format!("--user={}", security["runAsUser"]));
+    assert_eq!(security["privileged"], false);
+    if security["readOnlyRootFilesystem"] == true {
+        options.push("--read-only".to_owned());
+    }
+    if security["allowPrivilegeEscalation"] == false {
+        options.push("--security-opt=no-new-privileges".to_owned());
+    }
+    assert_eq!(security["seccompProfile"]["type"], "Unconfined");
+    options.push("--security-opt=seccomp=unconfined".to_owned());
+    let capabilities = &security["capabilities"];
+    assert_eq!(capabilities["drop"], serde_json::json!(["ALL"]));
+    options.push("--cap-drop=all".to_owned());
+    for cap in capabilities["add"].as_array().expect("added capabilities") {
+        options.push(format!("--cap-add={}", cap.as_str().expect("a name")));
+    }
+    let memory = container["resources"]["limits"]["memory"]
+        .as_str()
+        .expect("a memory limit");
+    let mib = memory.strip_suffix("Mi").expect("a limit in Mi");
+    options.push(format!("--memory={mib}m"));
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    for mount in container["volumeMounts"].as_array().expect("mounts") {
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mount's volume");
+        let source = if let Some(path) = volume["hostPath"]["path"].as_str() {
+            PathBuf::from(path)
+        } else if let Some(name) = volume["secret"]["secretName"].as_str() {
+            secrets.join(name)
+        } else {
+            panic!("volume {volume}: not run by this test");
+        };
+        let mut flags = vec![if mount["readOnly"] == true {
+            "ro"
+        } else {
+            "rw"
+        }];
+        match mount["mountPropagation"].as_str() {
+            None => {}
+            Some("HostToContainer") => flags.push("rslave"),
+            Some(other) => panic!("mountPropagation {other}: not run by this test"),
+        }
+        options.push(format!(
+            "--volume={}:{}:{}",
+            source.display(),
+            mount["mountPath"].as_str().expect("a mount path"),
+            flags.join(",")
+        ));
+    }
+    options
+}
+
+/// A self-signed certificate for 127.0.0.1 and the web config of the
+/// DaemonSet's Secret, in `dir/<secret name>`, as `kubectl create secret`
+/// would project them.
+fn daemonset_secret(dir: &Path, pod: &Value) -> PathBuf {
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v.get("secret").is_some())
+        .expect("a secret volume");
+    let secret = dir.join(volume["secret"]["secretName"].as_str().expect("a name"));
+    std::fs::create_dir_all(&secret).expect("secret dir");
+    let s = |name: &str| secret.join(name).to_string_lossy().into_owned();
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=reaper-trace",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            &s("tls.key"),
+            "-out",
+            &s("tls.crt"),
+        ],
+    );
+    std::fs::write(
+        secret.join("web.yml"),
+        "tls_server_config:\n  cert_file: /etc/reaper-trace/web/tls.crt\n  key_file: /etc/reaper-trace/web/tls.key\n",
+    )
+    .expect("web.yml");
+    secret
+}
+
+/// GET https://127.0.0.1:PORT/metrics from inside the network namespace of
+/// `pid`, checking the certificate against `ca`: (status, body).
+fn scrape_in_netns(pid: i64, port: u16, ca: &Path) -> Option<(u16, String)> {
+    let out = Command::new("nsenter")
+        .arg("-t")
+        .arg(pid.to_string())
+        .args(["-n", "curl", "-sS", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.trim().parse().ok()?, body.to_owned()))
+}
+
+/// The DaemonSet's container, run by podman as the pod spec says (its
+/// image from docs/fleet/Containerfile, its arguments, security context,
+/// mounts, Secret and memory limit), passes its readiness probe and
+/// counts the zombies of a container started beside it, under that
+/// container's name.
+#[test]
+fn daemonset_runs_as_written_and_counts_a_containers_zombies() {
+    kernel_test!();
+    let _one = one_at_a_time();
+    let documents = daemonset_documents();
+    let daemonset = documents
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("a DaemonSet");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let podman = Podman::start();
+    let dist = std::env::current_exe()
+        .expect("current exe")
+        .ancestors()
+        .nth(3)
+        .expect("target dir")
+        .join("dist");
+    let image = format!("localhost/{}", container["image"].as_str().expect("image"));
+    let containerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/fleet/Containerfile");
+    podman.cli(&[
+        "build",
+        "--network=none",
+        "-t",
+        &image,
+        "-f",
+        &containerfile.to_string_lossy(),
+        &dist.to_string_lossy(),
+    ]);
+    let dir = scratch("daemonset");
+    let secret = daemonset_secret(&dir, pod);
+    let mut args: Vec<String> = vec!["run".into(), "-d".into()];
+    args.extend(podman.run_options());
+    args.extend(podman_options_for(pod, &dir));
+    args.push(image);
+    args.extend(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("an argument").to_owned()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = podman.cli(&args);
+    let tracer_pid = wait_for("the tracer's container to run", || {
+        Some(podman.init_pid(&id)).filter(|&p| p > 0)
+    });
+    // The readiness probe: GET /metrics over HTTPS on the named port.
+    let probe = &container["readinessProbe"]["httpGet"];
+    assert_eq!(probe["scheme"], "HTTPS");
+    let port = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == probe["port"])
+        .and_then(|p| p["containerPort"].as_u64())
+        .expect("the probe's port") as u16;
+    let ca = secret.join("tls.crt");
+    wait_for("the readiness probe to pass", || {
+        let ready = scrape_in_netns(tracer_pid, port, &ca).filter(|(code, _)| *code == 200);
+        if ready.is_none() {
+            assert_ne!(
+                podman.init_pid(&id),
+                0,
+                "the tracer's container exited: {}",
+                podman.cli_lossy(&["logs", &id])
+            );
+        }
+        ready
+    });
+    let leaky = podman.start(&[], &["noreap_hold", &LEAKS.to_string()]);
+    assert_eq!(leaked_children(&leaky).len(), LEAKS);
+    let path = format!("{}/libpod-{}", podman.cgroup_parent(), leaky.id);
+    let labels = [
+        ("cgroup", path.as_str()),
+        ("runtime", "podman"),
+        ("container", &leaky.id[..12]),
+    ];
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let scraped = scrape_in_netns(tracer_pid, port, &ca);
+        if let Some((200, body)) = &scraped
+            && sample(body, "reaper_trace_zombies", &labels) == Some(LEAKS as f64)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the DaemonSet's tracer never counted {LEAKS} zombies for {labels:?}: {scraped:?}\n{}",
+            podman.cli_lossy(&["logs", &id])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Stopped as the kubelet stops it (SIGTERM, then the grace period).
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    podman.cli(&["stop", "-t", &grace.to_string(), &id]);
+    let logs = podman.cli_lossy(&["logs", &id]);
+    assert!(!logs.contains("panicked"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

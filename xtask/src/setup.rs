@@ -21,8 +21,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the static binary (`vm-test`), python3-venv for the Perfetto venv,
 /// gcc and binutils (strip, objcopy) for the C programs of the stack tests,
 /// the real programs the real-machine test runs (`realworld`): git, make
-/// and PostgreSQL (with pgbench), and Debian's docker.io and podman for the
-/// real runtime tests.
+/// and PostgreSQL (with pgbench), Debian's docker.io and podman for the
+/// real runtime tests, openssl (certificates) and curl (an HTTPS client
+/// with basic auth) for the TLS test of `serve`, and musl-tools for the
+/// static release binary.
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -44,14 +46,28 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "runc",
+    // A CA and a server certificate made at test time, and a client that
+    // shows a 401's headers (tests/tests/fleet.rs); the DaemonSet test
+    // scrapes its container over HTTPS inside its network namespace.
+    "openssl",
+    "curl",
+    // musl-gcc: cc-rs compiles ring's C and assembly (the TLS of `serve`)
+    // with it for the static x86_64-unknown-linux-musl release.
+    "musl-tools",
 ];
 
 /// What the venv holds: Perfetto's Python package, whose official
 /// bindings (`perfetto_trace_pb2`) `tests/perfetto_check.py` parses the
 /// timeline with, and the protobuf runtime they were checked with (the
 /// package leaves it unpinned; Debian's python3-protobuf is too old).
-/// Neither has a Debian package.
-const PERFETTO_PIP: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", "7.36.2")];
+/// Neither has a Debian package. Beside them, kubernetes-validate, which
+/// ships Kubernetes' own JSON schemas: the fleet tests check
+/// docs/fleet/daemonset.yaml with it, offline.
+const PERFETTO_PIP: &[(&str, &str)] = &[
+    ("perfetto", "0.59.1"),
+    ("protobuf", "7.36.2"),
+    ("kubernetes-validate", "1.37.0"),
+];
 
 /// Where the venv lives, under the target directory: the tests look for
 /// `perfetto-venv/bin/python` above their own executable.

@@ -7,5 +7,6 @@ pub mod cgroups;
 pub mod command;
 mod elf;
 pub mod procfs;
+pub mod signals;
 pub mod symbolize;
 pub mod unwind;

@@ -179,15 +179,24 @@ where
         .map_err(|e: ProgramError| SetupError::Map("program", format!("{name}: {e}")))
 }
 
+/// Fails with the missing-capability line when this process may not load
+/// tracing programs. Checked before anything else, so that every command
+/// run without privileges says the same thing (and not what the kernel
+/// lacks, which it cannot tell without them).
+pub fn require_capabilities() -> Result<(), SetupError> {
+    if let Some(effective) = privileges::effective_capabilities() {
+        let missing = privileges::missing_capabilities(effective);
+        if !missing.is_empty() {
+            return Err(SetupError::MissingCapabilities(missing));
+        }
+    }
+    Ok(())
+}
+
 impl Tracer {
     /// Checks privileges, resolves offsets, loads and attaches everything.
     pub fn start(options: &TracerOptions) -> Result<Tracer, SetupError> {
-        if let Some(effective) = privileges::effective_capabilities() {
-            let missing = privileges::missing_capabilities(effective);
-            if !missing.is_empty() {
-                return Err(SetupError::MissingCapabilities(missing));
-            }
-        }
+        require_capabilities()?;
         check_kernel()?;
         let mut config = Config::default();
         {

@@ -1,11 +1,13 @@
 //! `reaper-trace live` and `record`: trace, analyse as events arrive, and
 //! optionally write a recording that `report` reads later.
 
+mod recording;
 mod setup;
 mod sink;
 mod stacks;
 
 use std::{
+    ffi::OsString,
     io::Write,
     os::fd::{AsRawFd, RawFd},
     path::PathBuf,
@@ -15,7 +17,7 @@ use std::{
 use anyhow::Context as _;
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     time::Instant,
 };
 
@@ -23,7 +25,7 @@ use crate::{
     analysis::{Analyzer, Report},
     host::command::{self, ReaperEvent},
     output::{metrics::Metrics, report},
-    recording::Trailer,
+    recording::{Trailer, file::RecorderError},
     trace::{
         clock,
         event::Event,
@@ -59,6 +61,48 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// With `metrics`: fed by the whole run, the report's findings included.
     pub metrics: Option<Metrics>,
+    /// With a command: the signal that stopped the run early, forwarded to it.
+    pub interrupted: Option<Interrupted>,
+    /// The recording's first failed write: the trace went on without it.
+    pub recording_error: Option<RecorderError>,
+}
+
+/// A run with a command that SIGINT, SIGTERM or SIGHUP stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    /// The signal received, and forwarded to the command.
+    pub signal: i32,
+    /// The processes of the command's tree still alive when the drain
+    /// timeout ran out, which were killed (SIGKILL).
+    pub killed: usize,
+}
+
+impl Interrupted {
+    /// The signal's name, as `kill -l` prints it with the SIG prefix.
+    pub fn signal_name(&self) -> &'static str {
+        nix::sys::signal::Signal::try_from(self.signal).map_or("a signal", |s| s.as_str())
+    }
+
+    /// The shell's convention for a program that a signal ended: 128 + its
+    /// number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+    pub fn exit_code(&self) -> i32 {
+        128 + self.signal
+    }
+
+    /// One line for people: what happened to the command.
+    pub fn text(&self, drain_timeout: Duration) -> String {
+        let mut line = format!(
+            "interrupted by {}: forwarded to the command",
+            self.signal_name()
+        );
+        if self.killed > 0 {
+            line.push_str(&format!(
+                "; its tree did not end within the drain timeout ({drain_timeout:?}): {} process(es) killed",
+                self.killed
+            ));
+        }
+        line
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -69,7 +113,8 @@ pub struct LiveOptions {
     pub threshold_ns: u64,
     pub pids: Vec<u32>,
     pub comm: Option<String>,
-    pub command: Vec<String>,
+    /// The command to run, as bytes: passed to exec unchanged.
+    pub command: Vec<OsString>,
     pub ringbuf_bytes: u32,
     /// Write a recording here.
     pub record: Option<PathBuf>,
@@ -78,7 +123,8 @@ pub struct LiveOptions {
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Once the command has exited, how long to wait for the rest of its
-    /// tree before reporting.
+    /// tree before reporting; and once a SIGINT, SIGTERM or SIGHUP has been
+    /// forwarded to it, how long its tree gets before it is killed.
     pub drain_timeout: Duration,
     /// Run the command as this (uid, gid), supplementary groups dropped.
     pub run_as: Option<(u32, u32)>,
@@ -153,8 +199,11 @@ impl AsRawFd for RingFd {
     }
 }
 
-/// Runs until Ctrl-C/SIGTERM, `--duration`, or, with a command, until its
-/// tree is gone. Returns the process exit code.
+/// Runs until SIGINT/SIGTERM/SIGHUP, `--duration`, or, with a command,
+/// until its tree is gone. With a command, those signals are forwarded to it
+/// (as timeout(1) and tini do) and the trace goes on while its tree ends,
+/// for at most the drain timeout; what is left then is killed, so that
+/// nothing the tool started runs on untraced.
 pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
     let metrics = options.metrics.then(Metrics::new);
     run_with(options, metrics).await
@@ -171,10 +220,17 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         command: gated,
         cgroups,
     } = setup::start(&options)?;
+    let mut gated = gated;
     let command_pid = gated.as_ref().map(|c| c.pid);
+    let command_pidfd = gated.as_mut().and_then(|c| c.pidfd.take());
+    // Whatever ends this function early (an error), the command's tree
+    // does not run on untraced.
+    let mut tree_guard = TreeGuard(command_pid.is_some());
     // Before saying we trace: a Ctrl-C from then on must stop us cleanly.
-    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    // SIGHUP (an SSH session closing) stops as SIGTERM does.
+    let mut sigint = stop_signal(SignalKind::interrupt())?;
+    let mut sigterm = stop_signal(SignalKind::terminate())?;
+    let mut sighup = stop_signal(SignalKind::hangup())?;
     if !options.capture {
         // One write, before the command runs: its own stderr shares ours.
         let line = format!(
@@ -207,7 +263,7 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         options.json,
         options.display,
         analyzer,
-        recorder,
+        recording::Recording::new(recorder),
         clock,
         options.capture,
     );
@@ -219,43 +275,97 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
     let mut command_status = None;
     let mut drain_deadline: Option<Instant> = None;
     let stop_at = options.duration.map(|d| Instant::now() + d);
+    let mut interrupted: Option<Interrupted> = None;
+    let mut killed = false;
 
     loop {
-        tokio::select! {
+        let received = tokio::select! {
             guard = ring.readable() => {
                 let mut guard = guard.context("ring buffer")?;
                 sink.drain(&mut tracer)?;
                 guard.clear_ready();
+                None
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            event = recv(&mut reaper) => match event {
-                Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => {
-                    command_status = Some(r.status);
-                    // The rest of the tree gets a bounded time to finish.
-                    drain_deadline.get_or_insert(Instant::now() + options.drain_timeout);
+            _ = recv_signal(&mut sigint) => Some(libc::SIGINT),
+            _ = recv_signal(&mut sigterm) => Some(libc::SIGTERM),
+            _ = recv_signal(&mut sighup) => Some(libc::SIGHUP),
+            event = recv(&mut reaper) => {
+                match event {
+                    Some(ReaperEvent::Reaped(r)) if Some(r.pid) == command_pid => {
+                        command_status = Some(r.status);
+                        if let Some(stop) = &interrupted {
+                            // The job is being stopped: what the command left
+                            // running gets the signal too (as timeout(1) sends
+                            // it to the command's whole group), before the
+                            // drain timeout's SIGKILL.
+                            command::signal_tree(stop.signal, 1);
+                        }
+                        // The rest of the tree gets a bounded time to finish.
+                        drain_deadline.get_or_insert(Instant::now() + options.drain_timeout);
+                    }
+                    Some(ReaperEvent::Reaped(_)) => {}
+                    Some(ReaperEvent::Drained) | None => {
+                        reaper = None;
+                        let grace = Instant::now() + DRAIN_GRACE;
+                        drain_deadline = Some(drain_deadline.map_or(grace, |d| d.min(grace)));
+                    }
                 }
-                Some(ReaperEvent::Reaped(_)) => {}
-                Some(ReaperEvent::Drained) | None => {
-                    reaper = None;
-                    let grace = Instant::now() + DRAIN_GRACE;
-                    drain_deadline = Some(drain_deadline.map_or(grace, |d| d.min(grace)));
-                }
-            },
+                None
+            }
             _ = tick.tick() => {
                 sink.drain(&mut tracer)?;
                 sink.tick(&mut tracer)?;
                 if let Some(deadline) = drain_deadline
                     && ((reaper.is_none() && sink.unfreed.is_empty()) || Instant::now() >= deadline)
                 {
-                    break;
+                    match &mut interrupted {
+                        // Stopped by a signal and the tree outlived the
+                        // drain timeout: nothing may run on untraced.
+                        Some(stop) if !killed && reaper.is_some() => {
+                            killed = true;
+                            stop.killed = command::signal_tree(libc::SIGKILL, KILL_PASSES);
+                            eprintln!(
+                                "reaper-trace: the command's tree did not end within the drain timeout ({:?}) after {}: killed {} process(es)",
+                                options.drain_timeout,
+                                stop.signal_name(),
+                                stop.killed
+                            );
+                            // Their reaps and frees, then the report.
+                            drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+                        }
+                        _ => break,
+                    }
                 }
                 if stop_at.is_some_and(|t| Instant::now() >= t) {
                     break;
                 }
+                // Nothing is left to protect without a command: a recording
+                // that cannot be written ends the run.
+                if command_pid.is_none() && sink.recorder.has_failed() {
+                    break;
+                }
+                None
             }
+        };
+        let Some(signal) = received else { continue };
+        let Some(pid) = command_pid else { break };
+        // Forwarded even when it may have come from a terminal's Ctrl-C,
+        // which reaches the command too (it shares our process group), so
+        // that it then sees SIGINT twice, as under timeout(1): a signal sent
+        // to the tracer alone (a CI runner cancelling the job) must reach
+        // it. A second signal is forwarded too; the first names the stop.
+        interrupted.get_or_insert(Interrupted { signal, killed: 0 });
+        if command_status.is_none() {
+            // Gone already (not yet reaped): nothing to forward to.
+            let _ = command::signal_command(pid, command_pidfd.as_ref(), signal);
+        } else {
+            // The command is gone: what is left of its tree gets it.
+            command::signal_tree(signal, 1);
         }
+        let deadline = Instant::now() + options.drain_timeout;
+        drain_deadline = Some(drain_deadline.map_or(deadline, |d| d.min(deadline)));
     }
+    tree_guard.0 = false;
 
     sink.drain(&mut tracer)?;
     let lost = tracer.lost();
@@ -285,7 +395,7 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
     {
         metrics.report(&report);
     }
-    if let Some(recorder) = sink.recorder.take() {
+    let recording_error = {
         let mut lost_by_kind: std::collections::BTreeMap<String, u64> = sink
             .totals
             .lost_by_kind
@@ -297,13 +407,15 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         if sink.totals.stacks_lost > 0 {
             lost_by_kind.insert("ustack".into(), sink.totals.stacks_lost);
         }
-        recorder.finish(Trailer {
-            ended_ns: end_ns,
-            lost: sink.totals.lost,
-            lost_by_kind,
-            ..Default::default()
-        })?;
-    }
+        std::mem::take(&mut sink.recorder)
+            .finish(Trailer {
+                ended_ns: end_ns,
+                lost: sink.totals.lost,
+                lost_by_kind,
+                ..Default::default()
+            })
+            .err()
+    };
     if !matches!(options.display, Display::Silent) && !options.daemon {
         let rendered = if options.json {
             report::json(&report)
@@ -317,6 +429,10 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
             if let Some(status) = command_status {
                 totals["command_exit_code"] = command::exit_code(status).into();
             }
+            if let Some(stop) = &interrupted {
+                totals["interrupted_by"] = stop.signal_name().into();
+                totals["killed_after_drain_timeout"] = stop.killed.into();
+            }
             writeln!(sink.out, "{totals}")?;
         } else {
             write!(sink.out, "{}", sink.totals.text())?;
@@ -327,6 +443,9 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
                     command::exit_code(status)
                 )?;
             }
+            if let Some(stop) = &interrupted {
+                writeln!(sink.out, "{}", stop.text(options.drain_timeout))?;
+            }
         }
     }
     sink.out.flush()?;
@@ -334,7 +453,9 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
     if !options.capture {
         eprintln!("reaper-trace: {seen} events, {} lost", sink.totals.lost);
     }
-    if let Some(path) = &options.record {
+    if let Some(path) = &options.record
+        && recording_error.is_none()
+    {
         eprintln!("reaper-trace: recorded to {}", path.display());
     }
     Ok(Outcome {
@@ -344,7 +465,50 @@ pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow:
         events: sink.captured.take().unwrap_or_default(),
         metrics: sink.metrics.take(),
         totals: sink.totals,
+        interrupted,
+        recording_error,
     })
+}
+
+/// How many times the remaining tree is looked for and killed: a process
+/// forking as it is killed leaves a child the next pass finds.
+const KILL_PASSES: usize = 50;
+
+/// Kills the command's tree when armed as it drops: the run ended before
+/// the command did (an error), and it must not run on untraced.
+struct TreeGuard(bool);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        if self.0 {
+            let killed = command::signal_tree(libc::SIGKILL, KILL_PASSES);
+            if killed > 0 {
+                eprintln!(
+                    "reaper-trace: tracing stopped before the command's tree ended: killed {killed} process(es) rather than leave them untraced"
+                );
+            }
+        }
+    }
+}
+
+/// A stream of `kind`, or none when the signal was ignored as this process
+/// started: under `nohup` SIGHUP stays ignored, and so does SIGINT for a
+/// job a non-interactive shell started in the background, as POSIX shells
+/// leave signals ignored on entry.
+fn stop_signal(kind: SignalKind) -> anyhow::Result<Option<Signal>> {
+    if crate::host::signals::inherited().ignored(kind.as_raw_value()) {
+        return Ok(None);
+    }
+    signal(kind)
+        .map(Some)
+        .with_context(|| format!("handling signal {}", kind.as_raw_value()))
+}
+
+async fn recv_signal(signal: &mut Option<Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv(
@@ -353,5 +517,33 @@ async fn recv(
     match reaper {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_run_names_its_signal_and_exits_as_a_shell_would() {
+        let term = Interrupted {
+            signal: libc::SIGTERM,
+            killed: 0,
+        };
+        assert_eq!(term.signal_name(), "SIGTERM");
+        assert_eq!(term.exit_code(), 143);
+        assert_eq!(
+            term.text(Duration::from_secs(10)),
+            "interrupted by SIGTERM: forwarded to the command"
+        );
+        let int = Interrupted {
+            signal: libc::SIGINT,
+            killed: 2,
+        };
+        assert_eq!(int.exit_code(), 130);
+        assert_eq!(
+            int.text(Duration::from_millis(1500)),
+            "interrupted by SIGINT: forwarded to the command; its tree did not end within the drain timeout (1.5s): 2 process(es) killed"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Before the loop: what to follow, attaching the programs, the /proc seed,
 //! the command held at its gate, and the recording's header.
 
+use std::os::unix::ffi::OsStrExt as _;
+
 use anyhow::Context as _;
 
 use super::LiveOptions;
@@ -15,7 +17,12 @@ use crate::{
         Meta,
         file::{self, Recorder, machine_meta},
     },
-    trace::{clock::ClockRef, escape::escape, follow::initial_pids, host_facts::SeedProcess},
+    trace::{
+        clock::ClockRef,
+        escape::{escape, escape_bytes},
+        follow::initial_pids,
+        host_facts::SeedProcess,
+    },
 };
 
 /// Everything the loop starts with.
@@ -85,7 +92,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         (None, _) => "the whole system".to_owned(),
         (Some(_), Some(child)) => format!(
             "command {} (pid {}) and its descendants",
-            escape(&options.command.join(" ")),
+            escape_bytes(options.command.join(std::ffi::OsStr::new(" ")).as_bytes()),
             child.pid
         ),
         (Some(f), None) => describe_follow(f),

@@ -7,13 +7,13 @@ use std::{
     io::{BufWriter, Write},
 };
 
-use super::{Display, stacks::LiveStacks};
+use super::{Display, recording::Recording, stacks::LiveStacks};
 use crate::{
     analysis::{Analyzer, Notice},
     host::{cgroups::CgroupResolver, procfs},
     kernel::{SenderNames, Tracer},
     output::{events, metrics::Metrics, report},
-    recording::{file::Recorder, user_record},
+    recording::user_record,
     trace::{
         clock::{self, ClockRef},
         comm::Comm,
@@ -41,7 +41,7 @@ pub struct Sink {
     pub json: bool,
     pub display: Display,
     pub analyzer: Analyzer,
-    pub recorder: Option<Recorder>,
+    pub recorder: Recording,
     pub clock: ClockRef,
     pub out: BufWriter<std::io::Stdout>,
     pub totals: Totals,
@@ -81,7 +81,7 @@ impl Sink {
         json: bool,
         display: Display,
         analyzer: Analyzer,
-        recorder: Option<Recorder>,
+        recorder: Recording,
         clock: ClockRef,
         capture: bool,
     ) -> Sink {
@@ -120,9 +120,8 @@ impl Sink {
             return Ok(());
         };
         let path = path.to_owned();
-        if let Some(recorder) = &mut self.recorder {
-            recorder.push(&user_record::cgroup(event.time_ns, id, &path))?;
-        }
+        self.recorder
+            .push(&user_record::cgroup(event.time_ns, id, &path));
         self.analyzer.name_cgroup(id, &path);
         Ok(())
     }
@@ -139,9 +138,8 @@ impl Sink {
             return Ok(());
         };
         let comm = Comm(comm);
-        if let Some(recorder) = &mut self.recorder {
-            recorder.push(&user_record::sender(event.time_ns, event.tgid, &comm))?;
-        }
+        self.recorder
+            .push(&user_record::sender(event.time_ns, event.tgid, &comm));
         self.analyzer.name_sender(event.tgid, event.time_ns, comm);
         Ok(())
     }
@@ -151,7 +149,7 @@ impl Sink {
         // recording gets the frames, not the 16 KiB copy.
         if let Some(raw) = user_stack(bytes) {
             self.totals.count("ustack");
-            match self.stacks.unwind(&raw, self.recorder.as_mut())? {
+            match self.stacks.unwind(&raw, &mut self.recorder) {
                 Some((tid, owner, stack)) => self.analyzer.attach_stack(tid, owner, stack),
                 None => self.totals.stacks_not_unwound += 1,
             }
@@ -169,9 +167,7 @@ impl Sink {
             self.name_cgroup(event)?;
             self.name_sender(event, senders)?;
         }
-        if let Some(recorder) = &mut self.recorder {
-            recorder.push(bytes)?;
-        }
+        self.recorder.push(bytes);
         match decoded {
             Ok(mut event) => {
                 self.pidns.apply(&mut event);
@@ -279,9 +275,7 @@ impl Sink {
             eprintln!(
                 "reaper-trace: warning: {lost} events lost so far (ring buffer full); findings around them are marked uncertain; raise --ringbuf-size"
             );
-            if let Some(recorder) = &mut self.recorder {
-                recorder.push(&user_record::lost(now, lost, since))?;
-            }
+            self.recorder.push(&user_record::lost(now, lost, since));
         }
         Ok(())
     }
@@ -301,9 +295,7 @@ impl Sink {
             let Some(probe) = procfs::probe_parent(parent) else {
                 continue;
             };
-            if let Some(recorder) = &mut self.recorder {
-                recorder.push(&user_record::probe(now, parent, &probe))?;
-            }
+            self.recorder.push(&user_record::probe(now, parent, &probe));
             self.analyzer.attach_probe(parent, probe);
         }
         for pid in self.analyzer.due_zombie_checks(now) {
@@ -316,9 +308,7 @@ impl Sink {
             // Nothing is kept for a final report.
             self.analyzer.forget_history(&[]);
         }
-        if let Some(recorder) = &mut self.recorder {
-            recorder.tick()?;
-        }
+        self.recorder.tick();
         Ok(())
     }
 
@@ -338,13 +328,13 @@ impl Sink {
     /// analysis, and in the recording (`ZOMBIE`, `GONE`) for `report`.
     fn look_in_proc(&mut self, pid: u32, now: u64) -> anyhow::Result<()> {
         let zombie = procfs::is_zombie(pid);
-        if let Some(recorder) = &mut self.recorder {
+        if self.recorder.is_active() {
             let record = if zombie {
                 user_record::zombie(now, pid)
             } else {
                 user_record::gone(now, pid)
             };
-            recorder.push(&record)?;
+            self.recorder.push(&record);
         }
         if zombie {
             self.analyzer.zombie_seen(pid, now);

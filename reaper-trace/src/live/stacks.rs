@@ -3,16 +3,16 @@
 //! as module + offset frames: in the recording and for the analysis. Frames
 //! get names only when a finding is shown.
 
-use anyhow::Context as _;
 use reaper_trace_common::UserStackRecord;
 
+use super::recording::Recording;
 use crate::{
     analysis::Finding,
     host::{
         symbolize::{Symbolizer, symbolize_finding},
         unwind::{Unwinder, UserRegs},
     },
-    recording::{file::Recorder, stacks::ModuleIds},
+    recording::stacks::ModuleIds,
     trace::stack::Stack,
 };
 
@@ -29,11 +29,7 @@ pub type Unwound = (u32, u32, Stack);
 impl LiveStacks {
     /// Unwinds a copy from the kernel; writes it to the recording, if any.
     /// `None` when nothing could be said (its process was already gone).
-    pub fn unwind(
-        &mut self,
-        raw: &UserStackRecord,
-        recorder: Option<&mut Recorder>,
-    ) -> anyhow::Result<Option<Unwound>> {
+    pub fn unwind(&mut self, raw: &UserStackRecord, recording: &mut Recording) -> Option<Unwound> {
         let header = raw.header;
         let len = (raw.len as usize).min(raw.bytes.len());
         let regs = UserRegs {
@@ -46,20 +42,20 @@ impl LiveStacks {
             .unwind(header.tgid, regs, raw.base, &raw.bytes[..len])
         {
             Ok(stack) => stack,
-            Err(_) => return Ok(None),
+            Err(_) => return None,
         };
         // While the process lives: a container's files are reachable
         // through it, and will not be at their paths here.
         for frame in &stack.frames {
             self.symbolizer.prepare(&frame.module, header.tgid);
         }
-        if let Some(recorder) = recorder {
+        if recording.is_active() {
             let who = (header.tgid, header.tid, raw.owner);
             for record in self.modules.records(header.ktime_ns, who, &stack) {
-                recorder.push(&record).context("recording a stack")?;
+                recording.push(&record);
             }
         }
-        Ok(Some((header.tid, raw.owner, stack)))
+        Some((header.tid, raw.owner, stack))
     }
 
     /// A process execed or exited: its address space is not the one cached.

@@ -1,30 +1,66 @@
 //! `reaper-trace serve`: the live tracer as a daemon. It traces the whole
 //! system (or one cgroup), logs findings as JSON lines on stdout for
-//! journald and log shippers, and serves its metrics over HTTP. The HTTP
+//! journald and log shippers, and serves its metrics over HTTP(S). The HTTP
 //! server runs beside the tracing loop on the same runtime; its requests
 //! are bounded and time out, so a slow client never holds tracing up.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use tokio::net::TcpListener;
 
-use super::http::{self, Limits};
+use super::{
+    auth::BasicAuth,
+    http::{self, Endpoint, Limits},
+    tls,
+    webconfig::WebConfig,
+};
 use crate::{
     live::{self, LiveOptions},
     output::metrics::Metrics,
 };
 
-pub async fn run(options: LiveOptions, listen: SocketAddr) -> anyhow::Result<()> {
-    // Listen before attaching anything: a port in use is the likeliest
-    // mistake, and it should cost nothing.
+pub async fn run(
+    options: LiveOptions,
+    listen: SocketAddr,
+    web_config: Option<&Path>,
+) -> anyhow::Result<()> {
+    // Privileges first: without them nothing below can work, and the one
+    // line saying so must not follow a claim that metrics are served.
+    crate::kernel::loader::require_capabilities()?;
+    // Read the web config and the certificates, then listen, all before
+    // attaching anything: these are the likeliest mistakes, and they should
+    // cost nothing.
+    let web = web_config
+        .map(WebConfig::load)
+        .transpose()?
+        .unwrap_or_default();
+    let acceptor = web.tls.as_ref().map(tls::acceptor).transpose()?;
+    let auth = BasicAuth::new(web.basic_auth_users.clone())?;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e}; choose another address with --listen")
     })?;
     // The bound address: with port 0 the kernel chose one.
     let bound = listener.local_addr().unwrap_or(listen);
+    for note in &web.notes {
+        eprintln!("reaper-trace: note: {note}");
+    }
+    if acceptor.is_none() && !listen.ip().is_loopback() {
+        eprintln!(
+            "reaper-trace: warning: serving metrics in plain HTTP on {bound}, beyond loopback: \
+             anyone on the network can read them; set tls_server_config (and basic_auth_users) \
+             in a --web.config.file, or listen on 127.0.0.1"
+        );
+    }
     let metrics = Metrics::new();
-    let server = tokio::spawn(http::serve(listener, Limits::default(), metrics.renderer()));
-    eprintln!("reaper-trace: serving metrics on http://{bound}/metrics");
+    let endpoint = Endpoint::new(metrics.renderer(), auth, &web.headers)?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let server = tokio::spawn(http::serve(
+        listener,
+        Limits::default(),
+        acceptor,
+        Arc::new(endpoint),
+    ));
+    eprintln!("reaper-trace: serving metrics on {scheme}://{bound}/metrics");
     let outcome = live::run_with(options, Some(metrics)).await;
     server.abort();
     outcome.map(|_| ())

@@ -10,7 +10,10 @@ use crate::{
 
 /// Every row, in order: availability, then each behaviour.
 pub async fn run() -> anyhow::Result<Vec<Row>> {
-    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    // Without privileges no row can be judged: that is the user's to fix,
+    // not a verdict on the kernel.
+    crate::kernel::loader::require_capabilities()?;
+    let exe = std::env::current_exe()?.into_os_string();
     let mut rows = Vec::new();
     let (release, _, _) = machine_meta();
     let btf = std::fs::read("/sys/kernel/btf/vmlinux")
