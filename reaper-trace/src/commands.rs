@@ -12,7 +12,7 @@ use std::{
 use reaper_trace::{
     analysis::FindingKind,
     host::{
-        command,
+        command, new_file,
         symbolize::{Symbolizer, symbolize_finding},
     },
     live::{self, Display, LiveOptions},
@@ -222,35 +222,16 @@ pub fn run_serve(
 /// and a rename: a reader (node_exporter's textfile collector) sees the old
 /// file or the new one, never half of one.
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("{} names no file", path.display()))?;
-    // A name no one can guess, created only if it does not exist (never
-    // through a symlink someone planted in a shared directory).
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let temp = dir.join(format!(
-        ".{}.{}.{nanos:09}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
+    // Readable by others (0644 before the umask): node_exporter often runs
+    // as another user.
+    let result = new_file::create_beside(path, 0o644).and_then(|(temp, mut file)| {
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| new_file::rename_over(&temp, path))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&temp);
+            })
+    });
     result.map_err(|e| anyhow::anyhow!("writing metrics to {}: {e}", path.display()))
 }
 

@@ -214,22 +214,30 @@ fn systemd_unit_sandbox_stays_tight() {
     eprintln!("{}", overall.trim());
 }
 
+/// Every name of reaper-trace's metrics `text` mentions, in order.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("reaper_trace_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
 #[test]
 fn docs_use_the_exported_metric_names_job_and_port() {
     let exported = reaper_trace::output::metrics::Metrics::exported_names();
     for file in ["alerts.yml", "alerts.test.yml"] {
-        let text = read(file);
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find("reaper_trace_") {
-            let name: String = rest[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+        for name in metric_names(&read(file)) {
             assert!(
                 exported.contains(&name),
                 "{file} uses {name}, which reaper-trace does not export: {exported:?}"
             );
-            rest = &rest[at + name.len()..];
         }
     }
     let prometheus = read("prometheus.yml");
@@ -365,22 +373,15 @@ fn dashboard_queries_use_exported_metrics_and_parse() {
     let queries = dashboard_queries();
     for query in &queries {
         assert!(!query.contains('$'), "a variable left in {query}");
-        let mut rest = query.as_str();
-        let mut names = 0;
-        while let Some(at) = rest.find("reaper_trace_") {
-            let name: String = rest[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+        let names = metric_names(query);
+        for name in &names {
             assert!(
-                exported.contains(&name),
+                exported.contains(name),
                 "the dashboard queries {name}, which reaper-trace does not export: {exported:?}"
             );
-            names += 1;
-            rest = &rest[at + name.len()..];
         }
         assert!(
-            names > 0 || query.contains("up{job=\"reaper-trace\""),
+            !names.is_empty() || query.contains("up{job=\"reaper-trace\""),
             "a query on no metric of reaper-trace: {query}"
         );
     }

@@ -153,6 +153,19 @@ fn record_true(path: &Path, force: bool) -> (Option<i32>, String) {
     )
 }
 
+/// A file of someone else's (mode 0644, its bytes and mode), and a
+/// symlink to it: what a recording must never be written through.
+fn victim_and_symlink() -> (PathBuf, (Vec<u8>, u32), PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let victim = temp_path("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = contents_and_mode(&victim);
+    let symlink = temp_path("symlink");
+    std::os::unix::fs::symlink(&victim, &symlink).unwrap();
+    (victim, before, symlink)
+}
+
 /// A file's bytes and permission bits.
 fn contents_and_mode(path: &Path) -> (Vec<u8>, u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -165,13 +178,7 @@ fn contents_and_mode(path: &Path) -> (Vec<u8>, u32) {
 #[test]
 fn an_existing_path_is_refused_and_never_written_through() {
     kernel_test!();
-    use std::os::unix::fs::PermissionsExt;
-    let victim = temp_path("victim");
-    std::fs::write(&victim, b"precious\n").unwrap();
-    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let before = contents_and_mode(&victim);
-    let symlink = temp_path("symlink");
-    std::os::unix::fs::symlink(&victim, &symlink).unwrap();
+    let (victim, before, symlink) = victim_and_symlink();
     let hardlink = temp_path("hardlink");
     std::fs::hard_link(&victim, &hardlink).unwrap();
     let dangling = temp_path("dangling");
@@ -204,12 +211,7 @@ fn an_existing_path_is_refused_and_never_written_through() {
 fn force_replaces_the_link_never_its_target() {
     kernel_test!();
     use std::os::unix::fs::PermissionsExt;
-    let victim = temp_path("victim");
-    std::fs::write(&victim, b"precious\n").unwrap();
-    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let before = contents_and_mode(&victim);
-    let symlink = temp_path("symlink");
-    std::os::unix::fs::symlink(&victim, &symlink).unwrap();
+    let (victim, before, symlink) = victim_and_symlink();
     let (code, stderr) = record_true(&symlink, true);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(

@@ -6,6 +6,7 @@ pub mod cgroups;
 #[cfg(feature = "kernel")]
 pub mod command;
 mod elf;
+pub mod new_file;
 pub mod procfs;
 pub mod signals;
 pub mod symbolize;

@@ -8,14 +8,14 @@
 //! rename, which replaces the link itself and never touches its target.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Write},
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use super::{format::*, writer};
+use crate::host::new_file;
 
 /// How often a partly filled block is written anyway.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -60,7 +60,7 @@ impl Recorder {
         let created = if replace {
             create_replacing(path)
         } else {
-            create_new(path)
+            new_file::create_new(path, 0o600)
         };
         let file = created.map_err(|source| match source.kind() {
             io::ErrorKind::AlreadyExists => RecorderError::Exists {
@@ -148,42 +148,11 @@ pub fn refuse_existing(path: &Path, replace: bool) -> Result<(), RecorderError> 
     Ok(())
 }
 
-/// A new file at `path`: `O_EXCL` fails on any existing name, a dangling
-/// symlink included, and `O_NOFOLLOW` says so again for the last component.
-fn create_new(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// A new file renamed over `path`: a temporary name no one can guess, in
-/// the same directory (a rename stays in one file system), created new and
-/// then renamed into place, which replaces whatever `path` was (a link is
-/// replaced, its target left alone).
+/// A new file renamed over `path`, which replaces whatever `path` was (a
+/// link is replaced, its target left alone).
 fn create_replacing(path: &Path) -> io::Result<File> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let temp = dir.join(format!(
-        ".{}.{}.{nanos:09}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let file = create_new(&temp)?;
-    if let Err(e) = std::fs::rename(&temp, path) {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
+    let (temp, file) = new_file::create_beside(path, 0o600)?;
+    new_file::rename_over(&temp, path)?;
     Ok(file)
 }
 
