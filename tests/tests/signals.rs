@@ -25,14 +25,17 @@ const SHOW_SIGNALS: [&str; 3] = ["grep", "-E", "^Sig(Ign|Blk)"];
 enum Setup {
     Plain,
     HupIgnored,
+    /// As a non-interactive shell starts a background job (`cmd &`).
+    IntIgnored,
     Usr1Blocked,
     PipeIgnored,
 }
 
 impl Setup {
-    const ALL: [Setup; 4] = [
+    const ALL: [Setup; 5] = [
         Setup::Plain,
         Setup::HupIgnored,
+        Setup::IntIgnored,
         Setup::Usr1Blocked,
         Setup::PipeIgnored,
     ];
@@ -47,6 +50,9 @@ impl Setup {
                     Setup::Plain => {}
                     Setup::HupIgnored => {
                         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                    }
+                    Setup::IntIgnored => {
+                        libc::signal(libc::SIGINT, libc::SIG_IGN);
                     }
                     Setup::PipeIgnored => {
                         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -68,6 +74,7 @@ impl Setup {
         match self {
             Setup::Plain => None,
             Setup::HupIgnored => Some(("SigIgn", libc::SIGHUP)),
+            Setup::IntIgnored => Some(("SigIgn", libc::SIGINT)),
             Setup::PipeIgnored => Some(("SigIgn", libc::SIGPIPE)),
             Setup::Usr1Blocked => Some(("SigBlk", libc::SIGUSR1)),
         }
@@ -571,14 +578,14 @@ fn arguments_are_bytes_passed_on_unchanged() {
     );
 }
 
-#[test]
-fn under_nohup_sighup_stays_ignored_by_the_tracer() {
-    kernel_test!();
+/// Starts `live --no-events --pid <a sleep>` under `setup`, and returns
+/// its SigIgn and SigCgt once it traces, and how it ended after SIGINT.
+fn tracer_masks_then_sigint(setup: Setup) -> (u64, u64, std::process::ExitStatus) {
     let mut target = Command::new("sleep")
         .arg("300")
         .spawn()
         .expect("spawn sleep");
-    let mut tracer = Setup::HupIgnored
+    let mut tracer = setup
         .apply(
             Command::new(tool())
                 .args(["live", "--no-events", "--pid", &target.id().to_string()])
@@ -600,15 +607,32 @@ fn under_nohup_sighup_stays_ignored_by_the_tracer() {
     );
     let status = std::fs::read_to_string(format!("/proc/{}/status", tracer.id())).unwrap();
     let lines_of: Vec<String> = status.lines().map(str::to_owned).collect();
-    let hup = 1 << (libc::SIGHUP - 1);
-    let (ignored, caught) = (mask_of(&lines_of, "SigIgn"), mask_of(&lines_of, "SigCgt"));
+    let masks = (mask_of(&lines_of, "SigIgn"), mask_of(&lines_of, "SigCgt"));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
     let stopped = wait_bounded(&mut tracer);
     let _ = target.kill();
     let _ = target.wait();
+    (masks.0, masks.1, stopped)
+}
+
+#[test]
+fn under_nohup_sighup_stays_ignored_by_the_tracer() {
+    kernel_test!();
+    let (ignored, caught, stopped) = tracer_masks_then_sigint(Setup::HupIgnored);
+    let hup = 1 << (libc::SIGHUP - 1);
     assert_ne!(ignored & hup, 0, "SIGHUP is still ignored, as nohup asked");
     assert_eq!(caught & hup, 0, "no handler took SIGHUP over");
+    assert!(caught & (1 << (libc::SIGINT - 1)) != 0, "SIGINT is handled");
+    assert!(stopped.success(), "{stopped:?}");
+}
+
+#[test]
+fn started_in_the_background_by_a_script_sigint_still_stops_the_tracer() {
+    kernel_test!();
+    // `reaper-trace live & ... kill -INT $!` in a script: the shell started
+    // it with SIGINT ignored; the user still means to stop it.
+    let (_, caught, stopped) = tracer_masks_then_sigint(Setup::IntIgnored);
     assert!(caught & (1 << (libc::SIGINT - 1)) != 0, "SIGINT is handled");
     assert!(stopped.success(), "{stopped:?}");
 }

@@ -491,12 +491,17 @@ impl Drop for TreeGuard {
     }
 }
 
-/// A stream of `kind`, or none when the signal was ignored as this process
-/// started: under `nohup` SIGHUP stays ignored, and so does SIGINT for a
-/// job a non-interactive shell started in the background, as POSIX shells
-/// leave signals ignored on entry.
+/// A stream of `kind`, or none for SIGHUP when it was ignored as this
+/// process started: under `nohup` the trace must outlive the session.
+/// SIGINT and SIGTERM always stop the tracer, even when inherited ignored
+/// (a non-interactive shell ignores SIGINT in the jobs it starts in the
+/// background, and so does a CI runner started that way): stopping a
+/// tracer with them must not depend on how it was started. The command
+/// still gets what was inherited (`host::signals`).
 fn stop_signal(kind: SignalKind) -> anyhow::Result<Option<Signal>> {
-    if crate::host::signals::inherited().ignored(kind.as_raw_value()) {
+    if kind == SignalKind::hangup()
+        && crate::host::signals::inherited().ignored(kind.as_raw_value())
+    {
         return Ok(None);
     }
     signal(kind)
