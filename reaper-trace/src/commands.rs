@@ -17,7 +17,7 @@ use reaper_trace::{
     },
     live::{self, Display, LiveOptions},
     output::{
-        check, error_line,
+        check,
         metrics::MetricsVisitor,
         report,
         timeline::{self, TimelineFormat},
@@ -27,7 +27,10 @@ use reaper_trace::{
     trace::stack::Stack,
 };
 
-use crate::cli::{CheckArgs, CheckFormat, Format};
+use crate::{
+    cli::{CheckArgs, CheckFormat, Format},
+    fail,
+};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -331,11 +334,4 @@ pub fn warn_truncated(path: &std::path::Path, at: Option<u64>) {
             path.display()
         );
     }
-}
-
-/// One line: the error and its causes, each said once, without newlines.
-pub fn fail(error: &anyhow::Error) -> ExitCode {
-    let message = error_line::one_line(error.chain());
-    eprintln!("reaper-trace: {message}");
-    ExitCode::from(2)
 }

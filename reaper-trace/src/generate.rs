@@ -14,7 +14,10 @@ use anyhow::Context as _;
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use crate::{cli::Cli, cli::Generated, commands::fail};
+use crate::{
+    cli::{Cli, Generated},
+    fail,
+};
 
 /// The program's name, as installed and as the completions complete it.
 const NAME: &str = "reaper-trace";

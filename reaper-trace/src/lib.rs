@@ -14,6 +14,8 @@
 //! - [`analysis`]: the pure lifecycle state machine, the one home of the reap
 //!   rules, diagnosis and findings.
 //! - [`output`]: rendering events, reports, the Perfetto timeline, JUnit.
+//! - [`pipeline`]: the one path records take, live or replayed: pid
+//!   namespaces, follow, the analyzer, and the outputs (visitors).
 //! - [`recording`]: the file format, its writer and reader, and replay.
 //! - [`kernel`], [`host`], [`live`], [`serve`], [`verify`]: the parts that do
 //!   I/O (behind the `kernel` feature, except the pure judging of `verify`).
@@ -29,6 +31,7 @@ pub mod kernel;
 #[cfg(feature = "kernel")]
 pub mod live;
 pub mod output;
+pub mod pipeline;
 pub mod recording;
 #[cfg(feature = "kernel")]
 pub mod serve;

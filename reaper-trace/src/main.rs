@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use cli::{Cli, Command, live_options, serve_options};
 use live::Display;
-use reaper_trace::{live, recording::replay::ReplayOptions};
+use reaper_trace::{live, output::error_line, recording::replay::ReplayOptions};
 
 /// Runs before Rust's runtime sets SIGPIPE to ignored (and before any
 /// thread exists): the signal state this process inherited is what the
@@ -80,4 +80,12 @@ fn main() -> ExitCode {
             metrics_file.as_deref(),
         ),
     }
+}
+
+/// One line: the error and its causes, each said once, without newlines;
+/// every command fails this way, with exit status 2.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    let message = error_line::one_line(error.chain());
+    eprintln!("reaper-trace: {message}");
+    ExitCode::from(2)
 }

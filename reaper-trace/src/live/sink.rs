@@ -9,7 +9,8 @@ use std::{
 
 use super::{Display, recording::Recording, stacks::LiveStacks};
 use crate::{
-    analysis::{Analyzer, Notice},
+    analysis::{Analyzer, Notice, Verdict},
+    pipeline::{Pipeline, Visitor},
     host::{cgroups::CgroupResolver, procfs},
     kernel::{SenderNames, Tracer},
     output::{events, metrics::Metrics, report},
@@ -19,7 +20,6 @@ use crate::{
         comm::Comm,
         decode::{decode, user_stack},
         event::{Event, EventData},
-        pidns::PidNamespaces,
         starts::Starts,
         totals::Totals,
     },
@@ -37,11 +37,12 @@ const CGROUP_POLL_NS: u64 = 5_000_000_000;
 /// for the last scrapes to see their final values.
 pub const GONE_CGROUP_RETENTION_NS: u64 = 300_000_000_000;
 
-pub struct Sink {
+/// What live does with each admitted event and verdict besides the
+/// analysis: its counts and follow bookkeeping, the capture for
+/// `verify-kernel`, the event printer, and the metrics.
+pub struct LiveOutputs {
     pub json: bool,
     pub display: Display,
-    pub analyzer: Analyzer,
-    pub recorder: Recording,
     pub clock: ClockRef,
     pub out: BufWriter<std::io::Stdout>,
     pub totals: Totals,
@@ -54,42 +55,25 @@ pub struct Sink {
     /// own process.
     starts: Starts,
     pub captured: Option<Vec<Event>>,
-    /// Turns namespace-relative pids into global ones before anything else
-    /// sees the events.
-    pub pidns: PidNamespaces,
     /// Reused for every rendered line.
     line: String,
-    /// Cgroup ids to paths, read from the cgroup filesystem.
-    pub cgroups: CgroupResolver,
     /// Fed as the trace goes, when asked for (`serve`, `--metrics-file`).
     pub metrics: Option<Metrics>,
-    /// `serve`: findings count as they resolve, and nothing is kept for a
-    /// final report, so memory stays bounded however long it runs.
-    pub daemon: bool,
-    /// When the metrics' cgroups were last checked.
-    pub cgroups_polled_ns: u64,
-    /// Cgroups found gone, with when.
-    gone_since: HashMap<u64, u64>,
-    /// `serve`: how long a gone cgroup keeps its series and name.
-    pub gone_cgroup_retention_ns: u64,
     /// Unwinds the user stacks the kernel copies, and names their frames.
     pub stacks: LiveStacks,
 }
 
-impl Sink {
+impl LiveOutputs {
     pub fn new(
         json: bool,
         display: Display,
-        analyzer: Analyzer,
-        recorder: Recording,
         clock: ClockRef,
         capture: bool,
-    ) -> Sink {
-        Sink {
+        metrics: Option<Metrics>,
+    ) -> LiveOutputs {
+        LiveOutputs {
             json,
             display,
-            analyzer,
-            recorder,
             clock,
             out: BufWriter::new(std::io::stdout()),
             totals: Totals::default(),
@@ -97,88 +81,15 @@ impl Sink {
             to_unfollow: VecDeque::new(),
             starts: Starts::default(),
             captured: capture.then(Vec::new),
-            pidns: PidNamespaces::default(),
             line: String::with_capacity(256),
-            cgroups: CgroupResolver::default(),
-            metrics: None,
-            daemon: false,
-            cgroups_polled_ns: 0,
-            gone_since: HashMap::new(),
-            gone_cgroup_retention_ns: GONE_CGROUP_RETENTION_NS,
+            metrics,
             stacks: LiveStacks::default(),
         }
     }
 
-    /// Names the event's cgroup the first time it is seen: for the
-    /// analysis, and in the recording so that `report` names it too.
-    fn name_cgroup(&mut self, event: &Event) -> anyhow::Result<()> {
-        let id = event.cgroup_id;
-        if id == 0 || self.analyzer.knows_cgroup(id) {
-            return Ok(());
-        }
-        let Some(path) = self.cgroups.resolve(id) else {
-            return Ok(());
-        };
-        let path = path.to_owned();
-        self.recorder
-            .push(&user_record::cgroup(event.time_ns, id, &path));
-        self.analyzer.name_cgroup(id, &path);
-        Ok(())
-    }
-
-    /// Names the sender of a signal that the trace never saw start, from
-    /// what the kernel kept (the record has no room for it, and the sender
-    /// is often gone before /proc can be read): for the analysis, and in
-    /// the recording, just before the signal, so that `report` names it too.
-    fn name_sender(&mut self, event: &Event, senders: &mut SenderNames) -> anyhow::Result<()> {
-        let EventData::SignalGenerate(_) = &event.data else {
-            return Ok(());
-        };
-        let Some(comm) = senders.take(event.tgid, event.time_ns) else {
-            return Ok(());
-        };
-        let comm = Comm(comm);
-        self.recorder
-            .push(&user_record::sender(event.time_ns, event.tgid, &comm));
-        self.analyzer.name_sender(event.tgid, event.time_ns, comm);
-        Ok(())
-    }
-
-    fn record(&mut self, bytes: &[u8], senders: &mut SenderNames) -> anyhow::Result<()> {
-        // A stack copy is unwound now, while its process is alive; the
-        // recording gets the frames, not the 16 KiB copy.
-        if let Some(raw) = user_stack(bytes) {
-            self.totals.count("ustack");
-            match self.stacks.unwind(&raw, &mut self.recorder) {
-                Some((tid, owner, stack)) => self.analyzer.attach_stack(tid, owner, stack),
-                None => self.totals.stacks_not_unwound += 1,
-            }
-            return Ok(());
-        }
-        let mut decoded = decode(bytes);
-        if let Ok(event) = &mut decoded {
-            if !self.cgroups.fs().has_v2() {
-                // Without a v2 hierarchy every task reports the root's id:
-                // it names nothing.
-                event.cgroup_id = 0;
-            }
-            // The cgroup's name goes into the recording before the record
-            // from it, so that replay names it as this run does.
-            self.name_cgroup(event)?;
-            self.name_sender(event, senders)?;
-        }
-        self.recorder.push(bytes);
-        match decoded {
-            Ok(mut event) => {
-                self.pidns.apply(&mut event);
-                self.event(&event)
-            }
-            Err(_) => self.totals.undecodable += 1,
-        }
-        Ok(())
-    }
-
-    fn event(&mut self, event: &Event) {
+    /// Which processes are gone and when to unfollow them; a process's
+    /// stack unwinding state goes with its image.
+    fn follow_bookkeeping(&mut self, event: &Event) {
         self.totals.count(event.data.kind_name());
         match &event.data {
             EventData::Exit(x) if x.group_dead => {
@@ -201,53 +112,192 @@ impl Sink {
             }
             _ => {}
         }
-        let exits_before = self.analyzer.exits();
-        self.analyzer.on_event(event);
-        if let Some(metrics) = &mut self.metrics {
-            let analyzer = &mut self.analyzer;
-            if analyzer.exits() > exits_before {
-                metrics.exit(event.cgroup_id, || analyzer.cgroup(event.cgroup_id));
-            }
+    }
+
+    /// The event as a line on stdout, when every event is shown.
+    fn print(&mut self, event: &Event, analysis: &Analyzer) {
+        if self.display != Display::Everything {
+            return;
         }
-        self.feed_verdicts();
+        self.line.clear();
+        let cgroup = analysis.cgroup_name(event.cgroup_id);
+        if self.json {
+            self.line.push_str(&events::json_line(event, cgroup));
+        } else {
+            events::write_text_line(&mut self.line, event, &self.clock, cgroup);
+        }
+        self.line.push('\n');
+        let _ = self.out.write_all(self.line.as_bytes());
+    }
+}
+
+impl Visitor for LiveOutputs {
+    fn event(&mut self, event: &Event, analysis: &Analyzer) -> std::io::Result<()> {
+        self.follow_bookkeeping(event);
         if let Some(captured) = &mut self.captured {
             captured.push(event.clone());
         }
-        if self.display == Display::Everything {
-            self.line.clear();
-            let cgroup = self.analyzer.cgroup_name(event.cgroup_id);
-            if self.json {
-                self.line.push_str(&events::json_line(event, cgroup));
-            } else {
-                events::write_text_line(&mut self.line, event, &self.clock, cgroup);
-            }
-            self.line.push('\n');
-            let _ = self.out.write_all(self.line.as_bytes());
+        self.print(event, analysis);
+        Ok(())
+    }
+
+    fn exit(&mut self, event: &Event, analysis: &Analyzer) -> std::io::Result<()> {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.exit(event.cgroup_id, || analysis.cgroup(event.cgroup_id));
         }
+        Ok(())
+    }
+
+    /// A lifecycle's end: the metrics' reap-latency histogram.
+    fn verdict(&mut self, verdict: &Verdict, analysis: &Analyzer) -> std::io::Result<()> {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.verdict(verdict, || analysis.cgroup(verdict.cgroup_id));
+        }
+        Ok(())
+    }
+}
+
+/// `serve`'s memory bound: the cgroups gone long enough are forgotten, with
+/// their series, and nothing is kept for a final report.
+pub struct CgroupExpiry {
+    /// How long a gone cgroup keeps its series and name.
+    pub retention_ns: u64,
+    /// Cgroups found gone, with when.
+    gone_since: HashMap<u64, u64>,
+}
+
+impl CgroupExpiry {
+    pub fn new(retention_ns: u64) -> CgroupExpiry {
+        CgroupExpiry {
+            retention_ns,
+            gone_since: HashMap::new(),
+        }
+    }
+}
+
+/// The live source: ring-buffer records into the recording (as the kernel
+/// wrote them) and the pipeline; once a tick, what the kernel and /proc say
+/// beside the records.
+pub struct Sink {
+    pub pipeline: Pipeline,
+    pub outputs: LiveOutputs,
+    pub recorder: Recording,
+    /// Cgroup ids to paths, read from the cgroup filesystem.
+    pub cgroups: CgroupResolver,
+    /// `serve`: findings count as they resolve, and gone cgroups expire.
+    pub expiry: Option<CgroupExpiry>,
+    /// When the metrics' cgroups were last checked.
+    pub cgroups_polled_ns: u64,
+}
+
+impl Sink {
+    pub fn new(pipeline: Pipeline, outputs: LiveOutputs, recorder: Recording) -> Sink {
+        Sink {
+            pipeline,
+            outputs,
+            recorder,
+            cgroups: CgroupResolver::default(),
+            expiry: None,
+            cgroups_polled_ns: 0,
+        }
+    }
+
+    /// Names the event's cgroup the first time it is seen: for the
+    /// analysis, and in the recording so that `report` names it too.
+    fn name_cgroup(&mut self, event: &Event) -> anyhow::Result<()> {
+        let id = event.cgroup_id;
+        if id == 0 || self.pipeline.analyzer().knows_cgroup(id) {
+            return Ok(());
+        }
+        let Some(path) = self.cgroups.resolve(id) else {
+            return Ok(());
+        };
+        let path = path.to_owned();
+        self.recorder
+            .push(&user_record::cgroup(event.time_ns, id, &path));
+        self.pipeline.cgroup(id, &path, &mut self.outputs)?;
+        Ok(())
+    }
+
+    /// Names the sender of a signal that the trace never saw start, from
+    /// what the kernel kept (the record has no room for it, and the sender
+    /// is often gone before /proc can be read): for the analysis, and in
+    /// the recording, just before the signal, so that `report` names it too.
+    fn name_sender(&mut self, event: &Event, senders: &mut SenderNames) -> anyhow::Result<()> {
+        let EventData::SignalGenerate(_) = &event.data else {
+            return Ok(());
+        };
+        let Some(comm) = senders.take(event.tgid, event.time_ns) else {
+            return Ok(());
+        };
+        let comm = Comm(comm);
+        self.recorder
+            .push(&user_record::sender(event.time_ns, event.tgid, &comm));
+        self.pipeline
+            .analyzer_mut()
+            .name_sender(event.tgid, event.time_ns, comm);
+        Ok(())
+    }
+
+    fn record(&mut self, bytes: &[u8], senders: &mut SenderNames) -> anyhow::Result<()> {
+        // A stack copy is unwound now, while its process is alive; the
+        // recording gets the frames, not the 16 KiB copy.
+        if let Some(raw) = user_stack(bytes) {
+            self.outputs.totals.count("ustack");
+            match self.outputs.stacks.unwind(&raw, &mut self.recorder) {
+                Some(unwound) => {
+                    self.pipeline
+                        .stack(raw.header.tgid, unwound, &mut self.outputs)?
+                }
+                None => self.outputs.totals.stacks_not_unwound += 1,
+            }
+            return Ok(());
+        }
+        let mut decoded = decode(bytes);
+        if let Ok(event) = &mut decoded {
+            if !self.cgroups.fs().has_v2() {
+                // Without a v2 hierarchy every task reports the root's id:
+                // it names nothing.
+                event.cgroup_id = 0;
+            }
+            // The cgroup's name goes into the recording before the record
+            // from it, so that replay names it as this run does.
+            self.name_cgroup(event)?;
+            self.name_sender(event, senders)?;
+        }
+        self.recorder.push(bytes);
+        match decoded {
+            Ok(event) => {
+                self.pipeline.event(event, &mut self.outputs)?;
+            }
+            Err(_) => self.outputs.totals.undecodable += 1,
+        }
+        Ok(())
     }
 
     /// Prints what the analyzer noticed since last time.
     fn notices(&mut self) {
-        for mut notice in self.analyzer.drain_notices() {
-            if self.daemon
-                && let (Notice::Finding(finding), Some(metrics)) = (&notice, &mut self.metrics)
+        let outputs = &mut self.outputs;
+        for mut notice in self.pipeline.analyzer_mut().drain_notices() {
+            if self.expiry.is_some()
+                && let (Notice::Finding(finding), Some(metrics)) = (&notice, &mut outputs.metrics)
             {
                 metrics.finding(finding);
             }
-            if matches!(self.display, Display::ReportOnly | Display::Silent) {
+            if matches!(outputs.display, Display::ReportOnly | Display::Silent) {
                 continue;
             }
             // Named only when shown: the first look into a large binary's
             // DWARF takes a while, and the final report names them anyway.
             if let Notice::Finding(finding) | Notice::Pending(finding) = &mut notice {
-                self.stacks.symbolize(finding);
+                outputs.stacks.symbolize(finding);
             }
-            let line = if self.json {
+            let line = if outputs.json {
                 report::notice_json(&notice)
             } else {
                 report::notice_text(&notice)
             };
-            let _ = writeln!(self.out, "{line}");
+            let _ = writeln!(outputs.out, "{line}");
         }
     }
 
@@ -260,7 +310,7 @@ impl Sink {
         }
         self.read_losses(tracer)?;
         self.notices();
-        let _ = self.out.flush();
+        let _ = self.outputs.out.flush();
         Ok(())
     }
 
@@ -268,10 +318,10 @@ impl Sink {
     /// analysis, a warning, and a `LOST` record.
     fn read_losses(&mut self, tracer: &Tracer) -> anyhow::Result<()> {
         let now = clock::monotonic_ns();
-        self.totals.set_lost(&tracer.lost());
+        self.outputs.totals.set_lost(&tracer.lost());
         // Lost stacks leave findings without a line, not uncertain.
-        let lost = self.totals.lost;
-        if let Some((since, _)) = self.analyzer.losses_read(lost, now) {
+        let lost = self.outputs.totals.lost;
+        if let Some((since, _)) = self.pipeline.analyzer_mut().losses_read(lost, now) {
             eprintln!(
                 "reaper-trace: warning: {lost} events lost so far (ring buffer full); findings around them are marked uncertain; raise --ringbuf-size"
             );
@@ -285,28 +335,29 @@ impl Sink {
     /// said is recorded, so that `report` reaches the same findings.
     pub fn tick(&mut self, tracer: &mut Tracer) -> anyhow::Result<()> {
         let now = clock::monotonic_ns();
-        while let Some(&(tgid, due)) = self.to_unfollow.front()
+        let to_unfollow = &mut self.outputs.to_unfollow;
+        while let Some(&(tgid, due)) = to_unfollow.front()
             && due <= now
         {
             tracer.unfollow(tgid);
-            self.to_unfollow.pop_front();
+            to_unfollow.pop_front();
         }
-        for parent in self.analyzer.due_probes(now) {
+        for parent in self.pipeline.analyzer_mut().due_probes(now) {
             let Some(probe) = procfs::probe_parent(parent) else {
                 continue;
             };
             self.recorder.push(&user_record::probe(now, parent, &probe));
-            self.analyzer.attach_probe(parent, probe);
+            self.pipeline.analyzer_mut().attach_probe(parent, probe);
         }
-        for pid in self.analyzer.due_zombie_checks(now) {
+        for pid in self.pipeline.analyzer_mut().due_zombie_checks(now) {
             self.look_in_proc(pid, now)?;
         }
-        self.analyzer.announce_overdue(now);
+        self.pipeline.analyzer_mut().announce_overdue(now);
         self.notices();
         self.update_metrics(now);
-        if self.daemon {
+        if self.expiry.is_some() {
             // Nothing is kept for a final report.
-            self.analyzer.forget_history(&[]);
+            self.pipeline.analyzer_mut().forget_history(&[]);
         }
         self.recorder.tick();
         Ok(())
@@ -318,7 +369,7 @@ impl Sink {
     /// reap, so a missing free does not make a zombie. Recorded, so that
     /// `report` closes them as this run does.
     pub fn settle_gone(&mut self, now: u64) -> anyhow::Result<()> {
-        for pid in self.analyzer.open_exits() {
+        for pid in self.pipeline.analyzer().open_exits() {
             self.look_in_proc(pid, now)?;
         }
         Ok(())
@@ -337,36 +388,24 @@ impl Sink {
             self.recorder.push(&record);
         }
         if zombie {
-            self.analyzer.zombie_seen(pid, now);
+            self.pipeline.analyzer_mut().zombie_seen(pid, now);
         } else {
-            self.analyzer.gone(pid, now);
-            self.feed_verdicts();
+            self.pipeline.gone(pid, now, &mut self.outputs)?;
         }
         Ok(())
-    }
-
-    /// The lifecycles that ended since the last call, into the metrics'
-    /// reap-latency histogram.
-    fn feed_verdicts(&mut self) {
-        if let Some(metrics) = &mut self.metrics {
-            let analyzer = &mut self.analyzer;
-            for verdict in analyzer.drain_verdicts() {
-                metrics.verdict(&verdict, || analyzer.cgroup(verdict.cgroup_id));
-            }
-        }
     }
 
     /// What the metrics show besides events and findings: the tracer's own
     /// counts and the zombies now; every few seconds, the cgroups' pids
     /// controllers and (`serve`) the cgroups gone long enough to forget.
     pub fn update_metrics(&mut self, now: u64) {
-        if let Some(metrics) = &mut self.metrics {
-            metrics.totals(&self.totals, self.analyzer.tracked());
-            let zombies: Vec<_> = self
-                .analyzer
+        let analyzer = self.pipeline.analyzer();
+        if let Some(metrics) = &mut self.outputs.metrics {
+            metrics.totals(&self.outputs.totals, analyzer.tracked());
+            let zombies: Vec<_> = analyzer
                 .overdue_by_cgroup(now)
                 .into_iter()
-                .map(|(id, n)| (self.analyzer.cgroup(id), n))
+                .map(|(id, n)| (analyzer.cgroup(id), n))
                 .collect();
             metrics.set_zombies(&zombies);
         }
@@ -375,15 +414,15 @@ impl Sink {
         }
         self.cgroups_polled_ns = now;
         self.read_pids();
-        if self.daemon {
-            let expired = self.expire_gone_cgroups(now);
-            self.analyzer.forget_history(&expired);
+        if let Some(expiry) = &mut self.expiry {
+            let expired = expiry.expire(now, &mut self.cgroups, self.outputs.metrics.as_mut());
+            self.pipeline.analyzer_mut().forget_history(&expired);
         }
     }
 
     /// Each metered cgroup's pids controller.
     fn read_pids(&mut self) {
-        let Some(metrics) = &mut self.metrics else {
+        let Some(metrics) = &mut self.outputs.metrics else {
             return;
         };
         let fs = self.cgroups.fs();
@@ -397,23 +436,29 @@ impl Sink {
             }
         }
     }
+}
 
+impl CgroupExpiry {
     /// The cgroups, named or metered, that have been gone for the
     /// retention time: their series and names are dropped, so a daemon on
     /// a node whose containers come and go holds only what exists.
-    fn expire_gone_cgroups(&mut self, now: u64) -> Vec<u64> {
-        let fs = self.cgroups.fs();
-        let mut candidates: Vec<(u64, String)> = self
-            .cgroups
+    fn expire(
+        &mut self,
+        now: u64,
+        cgroups: &mut CgroupResolver,
+        mut metrics: Option<&mut Metrics>,
+    ) -> Vec<u64> {
+        let fs = cgroups.fs();
+        let mut candidates: Vec<(u64, String)> = cgroups
             .known()
             .map(|(id, path)| (id, path.to_owned()))
             .collect();
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &metrics {
             // A cgroup never named (gone before it could be) is gone now.
             candidates.extend(
                 metrics
                     .cgroups()
-                    .filter(|(id, _)| !self.cgroups.knows(*id))
+                    .filter(|(id, _)| !cgroups.knows(*id))
                     .map(|(id, _)| (id, String::new())),
             );
         }
@@ -424,17 +469,17 @@ impl Sink {
                 continue;
             }
             let since = *self.gone_since.entry(id).or_insert(now);
-            if now.saturating_sub(since) >= self.gone_cgroup_retention_ns {
+            if now.saturating_sub(since) >= self.retention_ns {
                 expired.push(id);
             }
         }
         for id in &expired {
-            if let Some(metrics) = &mut self.metrics {
+            if let Some(metrics) = &mut metrics {
                 metrics.expire(*id);
             }
             self.gone_since.remove(id);
         }
-        self.cgroups.forget(&expired);
+        cgroups.forget(&expired);
         expired
     }
 }

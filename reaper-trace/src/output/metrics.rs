@@ -19,8 +19,8 @@ use prometheus_client::{
 };
 
 use crate::{
-    analysis::{Finding, FindingKind, Report, Resolution, Verdict},
-    recording::replay::Visitor,
+    analysis::{Analyzer, Finding, FindingKind, Report, Resolution, Verdict},
+    pipeline::Visitor,
     trace::{
         cgroup::{Cgroup, CgroupNames},
         event::Event,
@@ -531,18 +531,18 @@ impl MetricsVisitor {
 }
 
 impl Visitor for MetricsVisitor {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+    fn event(&mut self, event: &Event, _: &Analyzer) -> std::io::Result<()> {
         self.totals.count(event.data.kind_name());
         Ok(())
     }
 
-    fn exit(&mut self, event: &Event) -> std::io::Result<()> {
+    fn exit(&mut self, event: &Event, _: &Analyzer) -> std::io::Result<()> {
         let cgroup = self.names.cgroup(event.cgroup_id);
         self.metrics.exit(event.cgroup_id, || cgroup);
         Ok(())
     }
 
-    fn verdict(&mut self, verdict: &Verdict) -> std::io::Result<()> {
+    fn verdict(&mut self, verdict: &Verdict, _: &Analyzer) -> std::io::Result<()> {
         let cgroup = self.names.cgroup(verdict.cgroup_id);
         self.metrics.verdict(verdict, || cgroup);
         Ok(())

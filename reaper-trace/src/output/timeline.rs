@@ -23,14 +23,15 @@ use reaper_trace_common::stack_owner;
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::{ReapKind, Resolution, Verdict},
+    analysis::{Analyzer, ReapKind, Resolution, Verdict},
     output::{
         events::{disposition, wait_outcome},
         perfetto::PerfettoSink,
     },
+    pipeline::Visitor,
     recording::{
         Meta,
-        replay::{ReplayError, ReplayOptions, Visitor, replay_with},
+        replay::{ReplayError, ReplayOptions, replay_with},
     },
     trace::{
         event::{Event, EventData},
@@ -305,7 +306,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
         Ok(())
     }
 
-    fn event(&mut self, e: &Event) -> std::io::Result<()> {
+    fn event(&mut self, e: &Event, _: &Analyzer) -> std::io::Result<()> {
         let ts = e.time_ns;
         match &e.data {
             EventData::Fork(f) if !f.is_thread => {
@@ -408,7 +409,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
     }
 
     /// Closes a lifecycle where the analyzer says it ended.
-    fn verdict(&mut self, v: &Verdict) -> std::io::Result<()> {
+    fn verdict(&mut self, v: &Verdict, _: &Analyzer) -> std::io::Result<()> {
         let same_process = self
             .spans
             .get(&v.pid)

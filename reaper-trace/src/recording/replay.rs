@@ -4,7 +4,8 @@
 use std::io::Read;
 
 use crate::{
-    analysis::{Analyzer, Report, Verdict},
+    analysis::{Analyzer, Report},
+    pipeline::{NoOutput, Pipeline, Visitor},
     recording::{
         Item, Meta, Reader, RecordingError, Trailer,
         stacks::ModuleTable,
@@ -12,10 +13,7 @@ use crate::{
     },
     trace::{
         decode::decode_abi,
-        event::Event,
         follow::{Follow, initial_pids},
-        pidns::PidNamespaces,
-        stack::Stack,
     },
 };
 
@@ -55,46 +53,15 @@ pub enum ReplayError {
     FutureAbi { found: u32 },
 }
 
-/// An output fed as the replay goes: each admitted event, then each
-/// lifecycle's verdict as the analyzer reaches it.
-pub trait Visitor {
-    fn start(&mut self, _meta: &Meta) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn event(&mut self, _event: &Event) -> std::io::Result<()> {
-        Ok(())
-    }
-    /// A process's exit, once per process (the analysis counted it).
-    fn exit(&mut self, _event: &Event) -> std::io::Result<()> {
-        Ok(())
-    }
-    /// A user stack of thread `tid`, for its next fork or SIGCHLD action
-    /// change (`owner`, a `reaper_trace_common::stack_owner`).
-    fn stack(&mut self, _tid: u32, _owner: u32, _stack: &Stack) -> std::io::Result<()> {
-        Ok(())
-    }
-    /// The path of a cgroup id, before the first event in it.
-    fn cgroup(&mut self, _id: u64, _path: &str) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn verdict(&mut self, _verdict: &Verdict) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The most bytes of cgroup paths a replay names cgroups with: far more
 /// than any host's cgroups, and a bound on what a crafted file naming a
 /// new cgroup in every record can make `report` hold.
 pub const MAX_CGROUP_NAME_BYTES: usize = 16 << 20;
 
-/// Only the report.
-struct ReportOnly;
-impl Visitor for ReportOnly {}
-
 /// Reads a whole recording through the analyzer. Memory is bounded by one
 /// block plus the lifecycles in flight.
 pub fn replay(input: impl Read, options: &ReplayOptions) -> Result<Replay, ReplayError> {
-    replay_with(input, options, &mut ReportOnly)
+    replay_with(input, options, &mut NoOutput)
 }
 
 /// [`replay`], feeding `visitor` the events and verdicts.
@@ -110,116 +77,36 @@ pub fn replay_with(
         });
     }
     visitor.start(&meta)?;
-    let mut analyzer = Analyzer::new(options.threshold_ns).with_verdicts();
-    let mut pidns = PidNamespaces::default();
-    let start_ns = meta.clock.monotonic_ns;
-    let mut follow = None;
-    if options.pids.is_empty() && options.comm.is_none() {
-        // Each process becomes analysis state as it is read: no list of
-        // them all (a recording may hold millions).
-        reader.seeds(&mut |seed| {
-            let one = std::slice::from_ref(&seed);
-            analyzer.seed(one, start_ns);
-            pidns.seed(one);
-        })?;
-    } else {
-        // Following needs the whole tree to find descendants.
-        let mut seeds = Vec::new();
-        reader.seeds(&mut |seed| seeds.push(seed))?;
-        follow = Some(Follow::new(
-            initial_pids(&seeds, &options.pids, options.comm.as_deref()),
-            options.comm.clone(),
-        ));
-        analyzer.seed(&seeds, start_ns);
-        pidns.seed(&seeds);
-    }
-    let mut modules = ModuleTable::default();
-    let (mut records, mut skipped, mut last_ns) = (0u64, 0u64, 0u64);
-    let mut cgroup_bytes = 0;
+    let mut replayer = Replayer {
+        pipeline: seeded_pipeline(&mut reader, &meta, options)?,
+        abi_version: meta.abi_version,
+        modules: ModuleTable::default(),
+        records: 0,
+        skipped: 0,
+        last_ns: 0,
+        cgroup_bytes: 0,
+        losses_read_ns: meta.clock.monotonic_ns,
+    };
     let (mut trailer, mut truncated_at) = (None, None);
-    // Where the next loss window opens, when a LOST record does not say.
-    let mut losses_read_ns = meta.clock.monotonic_ns;
     while let Some(item) = reader.next_item()? {
         match item {
             Item::Block => {
                 for record in reader.records() {
-                    records += 1;
-                    match user_record::parse(record) {
-                        Some(UserRecord::Probe { tgid, probe }) => {
-                            analyzer.attach_probe(tgid, probe)
-                        }
-                        Some(UserRecord::Lost {
-                            time_ns,
-                            total,
-                            since_ns,
-                        }) => {
-                            let since = since_ns.unwrap_or(losses_read_ns);
-                            analyzer.losses_in(total, since, time_ns);
-                            losses_read_ns = time_ns;
-                        }
-                        Some(UserRecord::Cgroup { id, path }) => {
-                            // Names past the budget stay unnamed ids.
-                            if cgroup_bytes + path.len() <= MAX_CGROUP_NAME_BYTES {
-                                cgroup_bytes += path.len();
-                                visitor.cgroup(id, &path)?;
-                                analyzer.name_cgroup(id, &path);
-                            }
-                        }
-                        Some(UserRecord::Module { id, module }) => modules.insert(id, module),
-                        Some(UserRecord::Stack(recorded)) => {
-                            if follow.as_ref().is_none_or(|f| f.is_followed(recorded.tgid)) {
-                                let stack = modules.stack(&recorded);
-                                visitor.stack(recorded.tid, recorded.owner, &stack)?;
-                                analyzer.attach_stack(recorded.tid, recorded.owner, stack);
-                            }
-                        }
-                        Some(UserRecord::Sender {
-                            time_ns,
-                            tgid,
-                            comm,
-                        }) => analyzer.name_sender(tgid, time_ns, comm),
-                        Some(UserRecord::Gone { time_ns, tgid }) => {
-                            analyzer.gone(tgid, time_ns);
-                            for verdict in analyzer.drain_verdicts() {
-                                visitor.verdict(&verdict)?;
-                            }
-                        }
-                        Some(UserRecord::Zombie { time_ns, tgid }) => {
-                            analyzer.zombie_seen(tgid, time_ns)
-                        }
-                        Some(UserRecord::Unknown(_)) => skipped += 1,
-                        None => match decode_abi(record, meta.abi_version) {
-                            Ok(mut event) => {
-                                pidns.apply(&mut event);
-                                last_ns = last_ns.max(event.time_ns);
-                                if follow.as_mut().is_none_or(|f| f.admit(&event)) {
-                                    let exits_before = analyzer.exits();
-                                    analyzer.on_event(&event);
-                                    visitor.event(&event)?;
-                                    if analyzer.exits() > exits_before {
-                                        visitor.exit(&event)?;
-                                    }
-                                    for verdict in analyzer.drain_verdicts() {
-                                        visitor.verdict(&verdict)?;
-                                    }
-                                }
-                            }
-                            Err(_) => skipped += 1,
-                        },
-                    }
+                    replayer.record(record, visitor)?;
                 }
-                analyzer.drain_notices();
+                replayer.pipeline.analyzer_mut().drain_notices();
             }
             Item::Trailer(t) => trailer = Some(t),
             Item::Truncated { at } => truncated_at = Some(at),
         }
     }
+    let mut analyzer = replayer.pipeline.into_analyzer();
     let end_ns = match &trailer {
         Some(t) => {
-            analyzer.losses_in(t.lost, losses_read_ns, t.ended_ns);
+            analyzer.losses_in(t.lost, replayer.losses_read_ns, t.ended_ns);
             t.ended_ns
         }
-        None => last_ns,
+        None => replayer.last_ns,
     };
     let report = analyzer.finish(end_ns);
     Ok(Replay {
@@ -227,8 +114,102 @@ pub fn replay_with(
         report,
         trailer,
         truncated_at,
-        records,
-        skipped,
+        records: replayer.records,
+        skipped: replayer.skipped,
         end_ns,
     })
+}
+
+/// The pipeline, seeded with the processes the recording starts with.
+fn seeded_pipeline(
+    reader: &mut Reader<impl Read>,
+    meta: &Meta,
+    options: &ReplayOptions,
+) -> Result<Pipeline, ReplayError> {
+    let mut pipeline = Pipeline::new(Analyzer::new(options.threshold_ns).with_verdicts());
+    let start_ns = meta.clock.monotonic_ns;
+    if options.pids.is_empty() && options.comm.is_none() {
+        // Each process becomes analysis state as it is read: no list of
+        // them all (a recording may hold millions).
+        reader.seeds(&mut |seed| pipeline.seed(std::slice::from_ref(&seed), start_ns))?;
+    } else {
+        // Following needs the whole tree to find descendants.
+        let mut seeds = Vec::new();
+        reader.seeds(&mut |seed| seeds.push(seed))?;
+        pipeline = pipeline.following(Follow::new(
+            initial_pids(&seeds, &options.pids, options.comm.as_deref()),
+            options.comm.clone(),
+        ));
+        pipeline.seed(&seeds, start_ns);
+    }
+    Ok(pipeline)
+}
+
+/// A replay under way: the pipeline, and what the records said besides
+/// events.
+struct Replayer {
+    pipeline: Pipeline,
+    abi_version: u32,
+    modules: ModuleTable,
+    records: u64,
+    /// Records this build could not decode.
+    skipped: u64,
+    /// The latest event's time, for a truncated file's end.
+    last_ns: u64,
+    /// The bytes of cgroup names so far, against the budget.
+    cgroup_bytes: usize,
+    /// Where the next loss window opens, when a LOST record does not say.
+    losses_read_ns: u64,
+}
+
+impl Replayer {
+    /// One record, as the live run handed it over.
+    fn record(&mut self, record: &[u8], visitor: &mut dyn Visitor) -> Result<(), ReplayError> {
+        self.records += 1;
+        let pipeline = &mut self.pipeline;
+        match user_record::parse(record) {
+            Some(UserRecord::Probe { tgid, probe }) => {
+                pipeline.analyzer_mut().attach_probe(tgid, probe)
+            }
+            Some(UserRecord::Lost {
+                time_ns,
+                total,
+                since_ns,
+            }) => {
+                let since = since_ns.unwrap_or(self.losses_read_ns);
+                pipeline.analyzer_mut().losses_in(total, since, time_ns);
+                self.losses_read_ns = time_ns;
+            }
+            Some(UserRecord::Cgroup { id, path }) => {
+                // Names past the budget stay unnamed ids.
+                if self.cgroup_bytes + path.len() <= MAX_CGROUP_NAME_BYTES {
+                    self.cgroup_bytes += path.len();
+                    pipeline.cgroup(id, &path, visitor)?;
+                }
+            }
+            Some(UserRecord::Module { id, module }) => self.modules.insert(id, module),
+            Some(UserRecord::Stack(recorded)) => {
+                let stack = self.modules.stack(&recorded);
+                pipeline.stack(recorded.tgid, (recorded.tid, recorded.owner, stack), visitor)?;
+            }
+            Some(UserRecord::Sender {
+                time_ns,
+                tgid,
+                comm,
+            }) => pipeline.analyzer_mut().name_sender(tgid, time_ns, comm),
+            Some(UserRecord::Gone { time_ns, tgid }) => pipeline.gone(tgid, time_ns, visitor)?,
+            Some(UserRecord::Zombie { time_ns, tgid }) => {
+                pipeline.analyzer_mut().zombie_seen(tgid, time_ns)
+            }
+            Some(UserRecord::Unknown(_)) => self.skipped += 1,
+            None => match decode_abi(record, self.abi_version) {
+                Ok(event) => {
+                    self.last_ns = self.last_ns.max(event.time_ns);
+                    pipeline.event(event, visitor)?;
+                }
+                Err(_) => self.skipped += 1,
+            },
+        }
+        Ok(())
+    }
 }
