@@ -6,7 +6,7 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reaper_trace::{
     analysis::FindingKind,
-    live::{self, Display, LiveOptions},
+    live::{self, Daemon, Display, Emit, LiveOptions, TraceOptions},
 };
 
 #[derive(Parser, Debug)]
@@ -341,23 +341,28 @@ pub fn live_options(
     record_force: bool,
 ) -> LiveOptions {
     LiveOptions {
-        json,
-        display,
-        threshold_ns: trace.threshold,
-        pids: trace.pids,
-        comm: trace.comm,
-        command: trace.command,
-        ringbuf_bytes: trace.ringbuf_size,
-        record,
-        record_force,
-        duration: trace.duration.map(Duration::from_nanos),
-        drain_timeout: Duration::from_nanos(trace.drain_timeout),
-        thread_events: trace.threads,
-        probe_log: trace.probe_log,
-        stacks: stacks_choice(trace.stacks, trace.no_stacks),
-        cgroup: trace.scope.cgroup,
-        container: trace.scope.container,
-        ..LiveOptions::default()
+        trace: TraceOptions {
+            threshold_ns: trace.threshold,
+            pids: trace.pids,
+            comm: trace.comm,
+            command: trace.command,
+            ringbuf_bytes: trace.ringbuf_size,
+            duration: trace.duration.map(Duration::from_nanos),
+            drain_timeout: Duration::from_nanos(trace.drain_timeout),
+            thread_events: trace.threads,
+            probe_log: trace.probe_log,
+            stacks: stacks_choice(trace.stacks, trace.no_stacks),
+            cgroup: trace.scope.cgroup,
+            container: trace.scope.container,
+            ..TraceOptions::default()
+        },
+        emit: Emit {
+            json,
+            display,
+            record,
+            record_force,
+            ..Emit::default()
+        },
     }
 }
 
@@ -373,16 +378,22 @@ pub fn stacks_choice(stacks: bool, no_stacks: bool) -> Option<bool> {
 
 pub fn serve_options(args: ServeArgs) -> LiveOptions {
     LiveOptions {
-        json: true,
-        display: Display::Findings,
-        threshold_ns: args.threshold,
-        ringbuf_bytes: args.ringbuf_size,
-        probe_log: args.probe_log,
-        cgroup: args.scope.cgroup,
-        container: args.scope.container,
-        metrics: true,
-        daemon: true,
-        gone_cgroup_retention: Duration::from_nanos(args.expire_after),
-        ..LiveOptions::default()
+        trace: TraceOptions {
+            threshold_ns: args.threshold,
+            ringbuf_bytes: args.ringbuf_size,
+            probe_log: args.probe_log,
+            cgroup: args.scope.cgroup,
+            container: args.scope.container,
+            ..TraceOptions::default()
+        },
+        emit: Emit {
+            json: true,
+            display: Display::Findings,
+            metrics: true,
+            daemon: Some(Daemon {
+                gone_cgroup_retention: Duration::from_nanos(args.expire_after),
+            }),
+            ..Emit::default()
+        },
     }
 }

@@ -10,12 +10,12 @@ use std::{
 };
 
 use reaper_trace::{
-    analysis::FindingKind,
+    analysis::{FindingKind, Report},
     host::{
         command, new_file,
         symbolize::{Symbolizer, symbolize_finding},
     },
-    live::{self, Display, LiveOptions},
+    live::{self, Display, Emit, LiveOptions, TraceOptions},
     output::{
         check,
         metrics::MetricsVisitor,
@@ -26,6 +26,8 @@ use reaper_trace::{
     recording::replay::{self, ReplayOptions},
     trace::stack::Stack,
 };
+
+use serde::Serialize;
 
 use crate::{
     cli::{CheckArgs, CheckFormat, Format},
@@ -101,18 +103,23 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         command.join(std::ffi::OsStr::new(" ")).as_encoded_bytes(),
     );
     let options = LiveOptions {
-        json: format == CheckFormat::Json,
-        display: Display::Silent,
-        threshold_ns: threshold,
-        command,
-        ringbuf_bytes: ringbuf_size,
-        record: output,
-        record_force: force,
-        drain_timeout,
-        run_as,
-        metrics: metrics_file.is_some(),
-        stacks: no_stacks.then_some(false),
-        ..LiveOptions::default()
+        trace: TraceOptions {
+            threshold_ns: threshold,
+            command,
+            ringbuf_bytes: ringbuf_size,
+            drain_timeout,
+            run_as,
+            stacks: no_stacks.then_some(false),
+            ..TraceOptions::default()
+        },
+        emit: Emit {
+            json: format == CheckFormat::Json,
+            display: Display::Silent,
+            record: output,
+            record_force: force,
+            metrics: metrics_file.is_some(),
+            ..Emit::default()
+        },
     };
     let outcome = match runtime().and_then(|rt| rt.block_on(live::run(options))) {
         Ok(o) => o,
@@ -147,14 +154,15 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     }
     match format {
         CheckFormat::Json => {
-            let mut value = report::json_value(&outcome.report);
-            value["command_exit_code"] = outcome.command_status.map(command::exit_code).into();
-            value["exit_status"] = status.into();
-            if let Some(stop) = &outcome.interrupted {
-                value["interrupted_by"] = stop.signal_name().into();
-                value["killed_after_drain_timeout"] = stop.killed.into();
-            }
-            println!("{value}");
+            let json = CheckJson {
+                report: &outcome.report,
+                kind: "report",
+                command_exit_code: outcome.command_status.map(command::exit_code),
+                exit_status: status,
+                interrupted_by: outcome.interrupted.map(|stop| stop.signal_name()),
+                killed_after_drain_timeout: outcome.interrupted.map(|stop| stop.killed),
+            };
+            println!("{}", sorted_json(&json));
         }
         CheckFormat::Text => {
             println!("{}", report::text(&outcome.report).trim_end());
@@ -314,17 +322,55 @@ pub fn run_report(
     warn_truncated(path, replay.truncated_at);
     let rendered = match format {
         Format::Json => {
-            let mut value = report::json_value(&replay.report);
-            value["truncated_at"] = replay.truncated_at.into();
-            value["records"] = replay.records.into();
-            value["kernel_release"] = replay.meta.kernel_release.clone().into();
-            value["hostname"] = replay.meta.hostname.clone().into();
-            value.to_string()
+            let json = ReportJson {
+                report: &replay.report,
+                kind: "report",
+                truncated_at: replay.truncated_at,
+                records: replay.records,
+                kernel_release: &replay.meta.kernel_release,
+                hostname: &replay.meta.hostname,
+            };
+            sorted_json(&json)
         }
         _ => report::text(&replay.report),
     };
     println!("{}", rendered.trim_end());
     ExitCode::SUCCESS
+}
+
+/// `check --format json`: the report, the command's end and the status
+/// chosen.
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    command_exit_code: Option<i32>,
+    exit_status: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    killed_after_drain_timeout: Option<usize>,
+}
+
+/// `report --format json`: the report, and where the recording came from.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    truncated_at: Option<u64>,
+    records: u64,
+    kernel_release: &'a str,
+    hostname: &'a str,
+}
+
+/// One JSON object, through a `Value` whose keys are sorted: the order
+/// these objects have always had.
+fn sorted_json(shape: &impl Serialize) -> String {
+    serde_json::to_value(shape).unwrap_or_default().to_string()
 }
 
 pub fn warn_truncated(path: &std::path::Path, at: Option<u64>) {

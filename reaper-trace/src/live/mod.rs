@@ -86,10 +86,16 @@ impl Interrupted {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A live run: what to trace, and what to make of it.
+#[derive(Clone, Debug, Default)]
 pub struct LiveOptions {
-    pub json: bool,
-    pub display: Display,
+    pub trace: TraceOptions,
+    pub emit: Emit,
+}
+
+/// What to trace: which processes, how, for how long.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
     /// An exit unreaped for longer than this is reported.
     pub threshold_ns: u64,
     pub pids: Vec<u32>,
@@ -97,10 +103,6 @@ pub struct LiveOptions {
     /// The command to run, as bytes: passed to exec unchanged.
     pub command: Vec<OsString>,
     pub ringbuf_bytes: u32,
-    /// Write a recording here.
-    pub record: Option<PathBuf>,
-    /// Replace the recording's path if it exists (never writing through it).
-    pub record_force: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Once the command has exited, how long to wait for the rest of its
@@ -109,8 +111,6 @@ pub struct LiveOptions {
     pub drain_timeout: Duration,
     /// Run the command as this (uid, gid), supplementary groups dropped.
     pub run_as: Option<(u32, u32)>,
-    /// Keep every event in the outcome.
-    pub capture: bool,
     /// Also trace per-thread events (thread forks, exits and frees).
     pub thread_events: bool,
     /// Print the probes' rare-path logs (failed kernel or user reads, full
@@ -124,13 +124,39 @@ pub struct LiveOptions {
     pub cgroup: Option<String>,
     /// Only processes in the container (or pod) whose id starts with this.
     pub container: Option<String>,
+}
+
+/// What to emit: stdout, a recording, the outcome's events and metrics.
+#[derive(Clone, Debug)]
+pub struct Emit {
+    pub json: bool,
+    pub display: Display,
+    /// Write a recording here.
+    pub record: Option<PathBuf>,
+    /// Replace the recording's path if it exists (never writing through it).
+    pub record_force: bool,
+    /// Keep every event in the outcome.
+    pub capture: bool,
     /// Keep Prometheus metrics (returned in the outcome).
     pub metrics: bool,
     /// `serve`: no final report; findings feed the metrics as they resolve,
     /// and nothing is kept for a report, so memory stays bounded.
-    pub daemon: bool,
-    /// `serve`: how long a cgroup that is gone keeps its series and name.
+    pub daemon: Option<Daemon>,
+}
+
+/// `serve`'s bounds on what a run that never ends keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Daemon {
+    /// How long a cgroup that is gone keeps its series and name.
     pub gone_cgroup_retention: Duration,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Daemon {
+            gone_cgroup_retention: Duration::from_nanos(sink::GONE_CGROUP_RETENTION_NS),
+        }
+    }
 }
 
 /// The default ring buffer: room for about 50k records. It shows twice in
@@ -142,31 +168,38 @@ pub const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
 /// How long `-- CMD` runs wait for the rest of the tree once CMD exits.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Default for LiveOptions {
-    /// The whole system, every event as text, the command line's defaults.
+impl Default for TraceOptions {
+    /// The whole system, the command line's defaults.
     fn default() -> Self {
-        LiveOptions {
-            json: false,
-            display: Display::Everything,
+        TraceOptions {
             threshold_ns: 1_000_000_000,
             pids: Vec::new(),
             comm: None,
             command: Vec::new(),
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
-            record: None,
-            record_force: false,
             duration: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             run_as: None,
-            capture: false,
             thread_events: false,
             probe_log: false,
             stacks: None,
             cgroup: None,
             container: None,
+        }
+    }
+}
+
+impl Default for Emit {
+    /// Every event as text, nothing else.
+    fn default() -> Self {
+        Emit {
+            json: false,
+            display: Display::Everything,
+            record: None,
+            record_force: false,
+            capture: false,
             metrics: false,
-            daemon: false,
-            gone_cgroup_retention: Duration::from_nanos(sink::GONE_CGROUP_RETENTION_NS),
+            daemon: None,
         }
     }
 }

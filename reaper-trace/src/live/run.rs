@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use serde::Serialize;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
@@ -16,7 +17,7 @@ use tokio::{
 };
 
 use super::{
-    Display, Interrupted, LiveOptions, Outcome, recording,
+    Display, Emit, Interrupted, LiveOptions, Outcome, TraceOptions, recording,
     setup::{self, Started},
     sink::{CgroupExpiry, LiveOutputs, Sink},
 };
@@ -27,7 +28,10 @@ use crate::{
     output::{metrics::Metrics, report},
     pipeline::Pipeline,
     recording::{Trailer, file::RecorderError},
-    trace::{clock, totals::ForkFailures},
+    trace::{
+        clock,
+        totals::{ForkFailures, Totals},
+    },
 };
 
 /// How long to wait, once the traced command's tree is gone, for the last
@@ -44,16 +48,17 @@ const KILL_PASSES: usize = 50;
 /// for at most the drain timeout; what is left then is killed, so that
 /// nothing the tool started runs on untraced.
 pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
-    let metrics = options.metrics.then(Metrics::new);
+    let metrics = options.emit.metrics.then(Metrics::new);
     run_with(options, metrics).await
 }
 
 /// [`run`], feeding `metrics` (which the caller may be serving meanwhile).
 pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow::Result<Outcome> {
-    let started = setup::start(&options)?;
-    let mut run = Run::start(started, &options, metrics)?;
+    let LiveOptions { trace, emit } = options;
+    let started = setup::start(&trace, emit.record.as_deref(), emit.record_force)?;
+    let mut run = Run::start(started, &trace, &emit, metrics)?;
     run.trace().await?;
-    run.finish(&options)
+    run.finish(&emit)
 }
 
 /// The ring buffer's fd, owned by the `Tracer`, for `AsyncFd`.
@@ -85,7 +90,8 @@ struct Run {
 impl Run {
     fn start(
         started: Started,
-        options: &LiveOptions,
+        trace: &TraceOptions,
+        emit: &Emit,
         metrics: Option<Metrics>,
     ) -> anyhow::Result<Run> {
         let Started {
@@ -97,13 +103,13 @@ impl Run {
             command: mut gated,
             cgroups,
         } = started;
-        let mut command = CommandControl::new(gated.as_mut(), options.drain_timeout);
+        let mut command = CommandControl::new(gated.as_mut(), trace.drain_timeout);
         // Before saying we trace: a Ctrl-C from then on must stop us cleanly.
         // SIGHUP (an SSH session closing) stops as SIGTERM does.
         let sigint = stop_signal(SignalKind::interrupt())?;
         let sigterm = stop_signal(SignalKind::terminate())?;
         let sighup = stop_signal(SignalKind::hangup())?;
-        if !options.capture {
+        if !emit.capture {
             // One write, before the command runs: its own stderr shares ours.
             let line = format!(
                 "reaper-trace: tracing {scope}; {} hooks attached; Ctrl-C to stop\n",
@@ -124,25 +130,19 @@ impl Run {
             )
         }
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-        let mut analyzer = Analyzer::new(options.threshold_ns);
+        let mut analyzer = Analyzer::new(trace.threshold_ns);
         if metrics.is_some() {
             // Every lifecycle's end: the reap latency histogram.
             analyzer = analyzer.with_verdicts();
         }
         let mut pipeline = Pipeline::new(analyzer);
         pipeline.seed(&seed, clock.monotonic_ns);
-        let outputs = LiveOutputs::new(
-            options.json,
-            options.display,
-            clock,
-            options.capture,
-            metrics,
-        );
+        let outputs = LiveOutputs::new(emit.json, emit.display, clock, emit.capture, metrics);
         let mut sink = Sink::new(pipeline, outputs, recording::Recording::new(recorder));
         sink.cgroups = cgroups;
-        sink.expiry = options
+        sink.expiry = emit
             .daemon
-            .then(|| CgroupExpiry::new(options.gone_cgroup_retention.as_nanos() as u64));
+            .map(|d| CgroupExpiry::new(d.gone_cgroup_retention.as_nanos() as u64));
         Ok(Run {
             ring,
             tick: tokio::time::interval(Duration::from_millis(50)),
@@ -150,7 +150,7 @@ impl Run {
             sigterm,
             sighup,
             command,
-            stop_at: options.duration.map(|d| Instant::now() + d),
+            stop_at: trace.duration.map(|d| Instant::now() + d),
             sink,
             tracer,
         })
@@ -206,7 +206,7 @@ impl Run {
 
     /// The last records, the report, the recording's trailer, and what is
     /// printed at the end.
-    fn finish(mut self, options: &LiveOptions) -> anyhow::Result<Outcome> {
+    fn finish(mut self, emit: &Emit) -> anyhow::Result<Outcome> {
         let end_ns = self.settle()?;
         let sink = &mut self.sink;
         // The last drain read the loss counters after the last records.
@@ -219,24 +219,26 @@ impl Run {
         sink.cgroups_polled_ns = 0;
         sink.update_metrics(end_ns);
         if let Some(metrics) = &mut sink.outputs.metrics
-            && !options.daemon
+            && emit.daemon.is_none()
         {
             metrics.report(&report);
         }
         let recording_error = finish_recording(sink, end_ns);
         let (status, interrupted) = (self.command.status, self.command.interrupted);
-        if !matches!(options.display, Display::Silent) && !options.daemon {
-            print_end(&mut sink.outputs, &report, status, interrupted.as_ref(), options)?;
+        if !matches!(emit.display, Display::Silent) && emit.daemon.is_none() {
+            let drain_timeout = self.command.drain_timeout;
+            let stop = interrupted.map(|stop| (stop, drain_timeout));
+            print_end(&mut sink.outputs, &report, status, stop.as_ref())?;
         }
         sink.outputs.out.flush()?;
         let seen: u64 = sink.outputs.totals.events.values().sum();
-        if !options.capture {
+        if !emit.capture {
             eprintln!(
                 "reaper-trace: {seen} events, {} lost",
                 sink.outputs.totals.lost
             );
         }
-        if let Some(path) = &options.record
+        if let Some(path) = &emit.record
             && recording_error.is_none()
         {
             eprintln!("reaper-trace: recorded to {}", path.display());
@@ -304,37 +306,52 @@ fn print_end(
     outputs: &mut LiveOutputs,
     report: &Report,
     command_status: Option<i32>,
-    interrupted: Option<&Interrupted>,
-    options: &LiveOptions,
+    interrupted: Option<&(Interrupted, Duration)>,
 ) -> anyhow::Result<()> {
-    let rendered = if options.json {
+    let rendered = if outputs.json {
         report::json(report)
     } else {
         report::text(report)
     };
     let out = &mut outputs.out;
     writeln!(out, "{}", rendered.trim_end())?;
-    if options.json {
-        let mut totals = serde_json::to_value(&outputs.totals)?;
-        totals["type"] = "totals".into();
-        if let Some(status) = command_status {
-            totals["command_exit_code"] = command::exit_code(status).into();
-        }
-        if let Some(stop) = interrupted {
-            totals["interrupted_by"] = stop.signal_name().into();
-            totals["killed_after_drain_timeout"] = stop.killed.into();
-        }
-        writeln!(out, "{totals}")?;
+    if outputs.json {
+        let line = TotalsLine {
+            totals: &outputs.totals,
+            kind: "totals",
+            command_exit_code: command_status.map(command::exit_code),
+            interrupted_by: interrupted.map(|(stop, _)| stop.signal_name()),
+            killed_after_drain_timeout: interrupted.map(|(stop, _)| stop.killed),
+        };
+        // Through a `Value`, whose keys are sorted: the line's order since
+        // it was first printed.
+        writeln!(out, "{}", serde_json::to_value(&line)?)?;
     } else {
         write!(out, "{}", outputs.totals.text())?;
         if let Some(status) = command_status {
             writeln!(out, "command exit code: {}", command::exit_code(status))?;
         }
-        if let Some(stop) = interrupted {
-            writeln!(out, "{}", stop.text(options.drain_timeout))?;
+        if let Some((stop, drain_timeout)) = interrupted {
+            writeln!(out, "{}", stop.text(*drain_timeout))?;
         }
     }
     Ok(())
+}
+
+/// The JSON line that ends a run: the totals, and what became of the
+/// command.
+#[derive(Serialize)]
+struct TotalsLine<'a> {
+    #[serde(flatten)]
+    totals: &'a Totals,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    killed_after_drain_timeout: Option<usize>,
 }
 
 /// The traced command, when there is one: its reaping, the signals

@@ -1,11 +1,11 @@
 //! Before the loop: what to follow, attaching the programs, the /proc seed,
 //! the command held at its gate, and the recording's header.
 
-use std::os::unix::ffi::OsStrExt as _;
+use std::{os::unix::ffi::OsStrExt as _, path::Path};
 
 use anyhow::Context as _;
 
-use super::LiveOptions;
+use super::TraceOptions;
 use crate::{
     host::{
         cgroups::{CgroupFs, CgroupResolver, container_cgroup},
@@ -42,10 +42,14 @@ pub struct Started {
 
 /// Attaches the programs and prepares the rest; the command, if any, is
 /// spawned but held until [`GatedChild::release`].
-pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
+pub fn start(
+    options: &TraceOptions,
+    record: Option<&Path>,
+    record_force: bool,
+) -> anyhow::Result<Started> {
     // Before anything starts: an existing path is refused with nothing done.
-    if let Some(path) = &options.record {
-        file::refuse_existing(path, options.record_force)?;
+    if let Some(path) = record {
+        file::refuse_existing(path, record_force)?;
     }
     let cgroup_fs = CgroupFs::discover();
     let follow = follow_spec(options, &cgroup_fs)?;
@@ -97,7 +101,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
         ),
         (Some(f), None) => describe_follow(f),
     };
-    let recorder = match &options.record {
+    let recorder = match record {
         Some(path) => {
             let (kernel_release, boot_id, hostname) = machine_meta();
             let meta = Meta {
@@ -111,7 +115,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
                 scope: scope.clone(),
                 seed: seed.clone(),
             };
-            Some(Recorder::create(path, &meta, options.record_force)?)
+            Some(Recorder::create(path, &meta, record_force)?)
         }
         None => None,
     };
@@ -134,7 +138,7 @@ pub fn start(options: &LiveOptions) -> anyhow::Result<Started> {
 
 /// The processes to follow: the named pids and comm, with the descendants
 /// they already have.
-fn follow_spec(options: &LiveOptions, fs: &CgroupFs) -> anyhow::Result<Option<FollowSpec>> {
+fn follow_spec(options: &TraceOptions, fs: &CgroupFs) -> anyhow::Result<Option<FollowSpec>> {
     if options.pids.is_empty()
         && options.comm.is_none()
         && options.command.is_empty()

@@ -10,10 +10,10 @@ use std::{
 use super::{Display, recording::Recording, stacks::LiveStacks};
 use crate::{
     analysis::{Analyzer, Notice, Verdict},
-    pipeline::{Pipeline, Visitor},
     host::{cgroups::CgroupResolver, procfs},
     kernel::{SenderNames, Tracer},
     output::{events, metrics::Metrics, report},
+    pipeline::{Pipeline, Visitor},
     recording::user_record,
     trace::{
         clock::{self, ClockRef},

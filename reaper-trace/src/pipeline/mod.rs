@@ -67,7 +67,8 @@ impl Visitor for [&mut dyn Visitor] {
         self.iter_mut().try_for_each(|v| v.cgroup(id, path))
     }
     fn verdict(&mut self, verdict: &Verdict, analysis: &Analyzer) -> io::Result<()> {
-        self.iter_mut().try_for_each(|v| v.verdict(verdict, analysis))
+        self.iter_mut()
+            .try_for_each(|v| v.verdict(verdict, analysis))
     }
 }
 

@@ -190,7 +190,11 @@ impl Replayer {
             Some(UserRecord::Module { id, module }) => self.modules.insert(id, module),
             Some(UserRecord::Stack(recorded)) => {
                 let stack = self.modules.stack(&recorded);
-                pipeline.stack(recorded.tgid, (recorded.tid, recorded.owner, stack), visitor)?;
+                pipeline.stack(
+                    recorded.tgid,
+                    (recorded.tid, recorded.owner, stack),
+                    visitor,
+                )?;
             }
             Some(UserRecord::Sender {
                 time_ns,

@@ -3,7 +3,7 @@
 
 use crate::{
     kernel::btf::Btf,
-    live::{self, Display, LiveOptions},
+    live::{self, Display, Emit, LiveOptions, TraceOptions},
     recording::file::machine_meta,
     verify::suite::{self, Behaviour, Row},
 };
@@ -29,15 +29,20 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     ));
     for behaviour in Behaviour::ALL {
         let options = LiveOptions {
-            display: Display::Silent,
-            command: vec![
-                exe.clone(),
-                "__workload".into(),
-                behaviour.workload().into(),
-            ],
-            ringbuf_bytes: 1 << 20,
-            capture: true,
-            ..LiveOptions::default()
+            trace: TraceOptions {
+                command: vec![
+                    exe.clone(),
+                    "__workload".into(),
+                    behaviour.workload().into(),
+                ],
+                ringbuf_bytes: 1 << 20,
+                ..TraceOptions::default()
+            },
+            emit: Emit {
+                display: Display::Silent,
+                capture: true,
+                ..Emit::default()
+            },
         };
         let outcome = live::run(options).await;
         let outcome = match outcome {
