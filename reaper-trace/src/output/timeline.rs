@@ -642,23 +642,27 @@ mod tests {
             ev::exit(200, 11, 11, 10, true, 100, Disposition::Default),
         ];
         // Pid 10's stacks come before its events, as recorded.
+        let analysis = Analyzer::new(0);
         let stack = Stack::default();
         timeline.stack(10, stack_owner::SIGACTION, &stack).unwrap();
         timeline.stack(10, stack_owner::FORK, &stack).unwrap();
         for e in &events {
-            timeline.event(e).unwrap();
+            timeline.event(e, &analysis).unwrap();
         }
-        timeline.verdict(&verdict(11, 100, 300)).unwrap();
+        timeline.verdict(&verdict(11, 100, 300), &analysis).unwrap();
         // Pid 11 again: a new process, on a new track.
         timeline.stack(10, stack_owner::FORK, &stack).unwrap();
         timeline
-            .event(&ev::stacked(ev::fork(400, 10, 11, false)))
+            .event(&ev::stacked(ev::fork(400, 10, 11, false)), &analysis)
             .unwrap();
         // A stack whose own sigaction was lost: the next one, which says it
         // has none, does not get it.
         timeline.stack(11, stack_owner::SIGACTION, &stack).unwrap();
         timeline
-            .event(&ev::sigaction(450, 11, 11, Disposition::Default, 0))
+            .event(
+                &ev::sigaction(450, 11, 11, Disposition::Default, 0),
+                &analysis,
+            )
             .unwrap();
         let log = std::mem::take(&mut timeline.sink.0);
         drop(timeline);
