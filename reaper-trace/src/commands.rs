@@ -152,6 +152,23 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     {
         return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
     }
+    print_check(format, &outcome, status, &fail_on, drain_timeout);
+    // The report is out; the recording's failure is the run's error.
+    if let Some(e) = outcome.recording_error {
+        return fail(&e.into());
+    }
+    ExitCode::from(status)
+}
+
+/// `check`'s verdict on stdout: the report and what it decided, as JSON
+/// or text.
+fn print_check(
+    format: CheckFormat,
+    outcome: &live::Outcome,
+    status: u8,
+    fail_on: &check::FailOn,
+    drain_timeout: Duration,
+) {
     match format {
         CheckFormat::Json => {
             let json = CheckJson {
@@ -170,14 +187,14 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
                 (_, Some(stop)) => format!(
                     "{}; {} finding(s) until then",
                     stop.text(drain_timeout),
-                    check::failures(&outcome.report, &fail_on).len()
+                    check::failures(&outcome.report, fail_on).len()
                 ),
                 (check::exit::CLEAN, None) => {
                     "clean: the command succeeded and every child was reaped in time".to_owned()
                 }
                 (check::exit::FINDINGS, None) => format!(
                     "FAILED: {} finding(s)",
-                    check::failures(&outcome.report, &fail_on).len()
+                    check::failures(&outcome.report, fail_on).len()
                 ),
                 _ => format!(
                     "the command failed (exit code {}); no findings",
@@ -187,11 +204,6 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
             println!("reaper-trace check: {verdict} (exit {status})");
         }
     }
-    // The report is out; the recording's failure is the run's error.
-    if let Some(e) = outcome.recording_error {
-        return fail(&e.into());
-    }
-    ExitCode::from(status)
 }
 
 pub fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
