@@ -11,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use reaper_trace_tests::tool;
+use reaper_trace_tests::{tool, xtask_bin};
 
 /// The repository's root.
 fn repo() -> PathBuf {
@@ -129,23 +129,6 @@ fn help(cache: &mut HashMap<Vec<String>, String>, program: &Path, args: &[&str])
         .clone()
 }
 
-/// The xtask binary `cargo xtask` runs, built next to this test's own
-/// executable (`cargo xtask test` has built and run it).
-fn xtask() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("xtask");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build -p xtask`)",
-        bin.display()
-    );
-    bin
-}
-
 /// Whether a `--help` text's command list names a subcommand.
 fn lists_subcommand(help: &str, name: &str) -> bool {
     help.lines()
@@ -176,7 +159,7 @@ fn check_command(
 #[test]
 fn every_documented_command_parses() {
     let mut cache = HashMap::new();
-    let (reaper_trace, xtask) = (tool(), xtask());
+    let (reaper_trace, xtask) = (tool(), xtask_bin());
     let mut problems = Vec::new();
     let mut checked = 0;
     for doc in documents() {
