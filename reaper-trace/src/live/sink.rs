@@ -247,7 +247,7 @@ impl Sink {
             match self.outputs.stacks.unwind(&raw, &mut self.recorder) {
                 Some(unwound) => {
                     self.pipeline
-                        .stack(raw.header.tgid, unwound, &mut self.outputs)?
+                        .stack(raw.header.tgid, || unwound, &mut self.outputs)?
                 }
                 None => self.outputs.totals.stacks_not_unwound += 1,
             }

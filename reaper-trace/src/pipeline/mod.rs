@@ -146,14 +146,16 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A user stack of thread `tid` of process `tgid`, if followed.
+    /// A user stack of process `tgid`: whose thread (`tid`), for what
+    /// (`owner`), and its frames, made only if the process is followed.
     pub fn stack(
         &mut self,
         tgid: u32,
-        (tid, owner, stack): (u32, u32, Stack),
+        stack: impl FnOnce() -> (u32, u32, Stack),
         outputs: &mut dyn Visitor,
     ) -> io::Result<()> {
         if self.follow.as_ref().is_none_or(|f| f.is_followed(tgid)) {
+            let (tid, owner, stack) = stack();
             outputs.stack(tid, owner, &stack)?;
             self.analyzer.attach_stack(tid, owner, stack);
         }

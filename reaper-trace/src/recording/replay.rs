@@ -189,12 +189,10 @@ impl Replayer {
             }
             Some(UserRecord::Module { id, module }) => self.modules.insert(id, module),
             Some(UserRecord::Stack(recorded)) => {
-                let stack = self.modules.stack(&recorded);
-                pipeline.stack(
-                    recorded.tgid,
-                    (recorded.tid, recorded.owner, stack),
-                    visitor,
-                )?;
+                // Made only for a followed process.
+                let modules = &self.modules;
+                let stack = || (recorded.tid, recorded.owner, modules.stack(&recorded));
+                pipeline.stack(recorded.tgid, stack, visitor)?;
             }
             Some(UserRecord::Sender {
                 time_ns,
