@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use reaper_trace::{
     output::timeline::{self, TimelineFormat},
-    recording::replay::{ReplayOptions, replay},
+    pipeline::replay::{ReplayOptions, replay},
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -23,7 +23,7 @@ use reaper_trace::{
         timeline::{self, TimelineFormat},
         verify,
     },
-    recording::replay::{self, ReplayOptions},
+    pipeline::replay::{self, ReplayOptions},
     trace::stack::Stack,
 };
 

@@ -15,8 +15,9 @@
 //!   rules, diagnosis and findings.
 //! - [`output`]: rendering events, reports, the Perfetto timeline, JUnit.
 //! - [`pipeline`]: the one path records take, live or replayed: pid
-//!   namespaces, follow, the analyzer, and the outputs (visitors).
-//! - [`recording`]: the file format, its writer and reader, and replay.
+//!   namespaces, follow, the analyzer, and the outputs (visitors); and
+//!   replay, the recording as its source.
+//! - [`recording`]: the file format, its writer and reader.
 //! - [`kernel`], [`host`], [`live`], [`serve`], [`verify`]: the parts that do
 //!   I/O (behind the `kernel` feature, except the pure judging of `verify`).
 //!

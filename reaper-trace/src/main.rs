@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use cli::{Cli, Command, live_options, serve_options};
 use live::Display;
-use reaper_trace::{live, output::error_line, recording::replay::ReplayOptions};
+use reaper_trace::{live, output::error_line, pipeline::replay::ReplayOptions};
 
 /// Runs before Rust's runtime sets SIGPIPE to ignored (and before any
 /// thread exists): the signal state this process inherited is what the

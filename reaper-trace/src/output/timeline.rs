@@ -28,11 +28,11 @@ use crate::{
         events::{disposition, wait_outcome},
         perfetto::PerfettoSink,
     },
-    pipeline::Visitor,
-    recording::{
-        Meta,
+    pipeline::{
+        Visitor,
         replay::{ReplayError, ReplayOptions, replay_with},
     },
+    recording::Meta,
     trace::{
         event::{Event, EventData},
         names::{sa_flags, signal_name},

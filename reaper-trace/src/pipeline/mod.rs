@@ -7,6 +7,8 @@
 //! the end) is its own. Outputs never decide what happened: they see the
 //! analyzer read-only, to name what they render.
 
+pub mod replay;
+
 use std::io;
 
 use crate::{

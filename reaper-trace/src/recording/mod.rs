@@ -6,7 +6,6 @@
 pub mod file;
 pub mod format;
 pub mod reader;
-pub mod replay;
 pub mod seeds;
 pub mod stacks;
 pub mod user_record;
