@@ -79,10 +79,11 @@ pub(super) fn check_seconds(lines: &[(f64, String)]) -> BTreeMap<String, f64> {
 mod tests {
     use super::*;
 
-
     #[test]
     fn markers_are_found_behind_kernel_noise() {
-        let c = parse_console("[   3.1] random: crng initRT-START 6.1.0\nRT-RESULT x 0\nRT-DONE\n".lines());
+        let c = parse_console(
+            "[   3.1] random: crng initRT-START 6.1.0\nRT-RESULT x 0\nRT-DONE\n".lines(),
+        );
         assert_eq!(c.uname.as_deref(), Some("6.1.0"));
         assert_eq!(c.runs["x"].code, Some(0));
         assert!(c.done);

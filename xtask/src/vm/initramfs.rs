@@ -3,19 +3,22 @@
 
 use std::{
     fs,
+    io::Write as _,
     path::{Path, PathBuf},
     process::Command,
 };
 
 use anyhow::Context as _;
+use cpio::newc;
 
 use super::{checks_script, command_output};
 use crate::dist::StaticBins;
 
 /// A newc ("070701") cpio archive, the format the kernel unpacks as an
-/// initramfs. Written here rather than with cpio(1) so that /dev/console
-/// (needed before init can mount devtmpfs) is a device node without
-/// mknod or root, and the archive does not depend on file times or owners.
+/// initramfs, written with the `cpio` crate rather than cpio(1) so that
+/// /dev/console (needed before init can mount devtmpfs) is a device node
+/// without mknod or root, and the archive does not depend on file times or
+/// owners (every entry is root's, at time 0).
 #[derive(Default)]
 pub struct Cpio {
     bytes: Vec<u8>,
@@ -23,56 +26,35 @@ pub struct Cpio {
 }
 
 impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+    fn entry(&mut self, entry: newc::Builder, data: &[u8]) {
         self.next_ino += 1;
-        let fields = [
-            self.next_ino,
-            mode,
-            0, // uid
-            0, // gid
-            if mode & 0o170000 == 0o040000 { 2 } else { 1 },
-            0, // mtime
-            data.len() as u32,
-            0, // dev major
-            0, // dev minor
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0, // check
-        ];
-        self.bytes.extend_from_slice(b"070701");
-        for f in fields {
-            self.bytes.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        self.bytes.extend_from_slice(name.as_bytes());
-        self.bytes.push(0);
-        self.pad();
-        self.bytes.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.bytes.len().is_multiple_of(4) {
-            self.bytes.push(0);
-        }
+        let mut writer = entry
+            .ino(self.next_ino)
+            .write(&mut self.bytes, data.len() as u32);
+        // Writing into memory cannot fail.
+        writer.write_all(data).expect("an in-memory cpio entry");
+        writer.finish().expect("an in-memory cpio entry");
     }
 
     pub fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040755, (0, 0), &[]);
+        // A directory's own "." and its entry in the parent.
+        self.entry(newc::Builder::new(name).mode(0o040755).nlink(2), &[]);
     }
 
     pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.entry(name, 0o100000 | mode, (0, 0), data);
+        self.entry(newc::Builder::new(name).mode(0o100000 | mode), data);
     }
 
     pub fn char_dev(&mut self, name: &str, major: u32, minor: u32) {
-        self.entry(name, 0o020600, (major, minor), &[]);
+        let node = newc::Builder::new(name)
+            .mode(0o020600)
+            .rdev_major(major)
+            .rdev_minor(minor);
+        self.entry(node, &[]);
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
-        self.next_ino = 0;
-        self.entry("TRAILER!!!", 0, (0, 0), &[]);
-        self.bytes
+    pub fn finish(self) -> Vec<u8> {
+        newc::trailer(self.bytes).expect("an in-memory cpio trailer")
     }
 }
 
@@ -133,7 +115,6 @@ pub(super) fn write_initramfs(bins: &StaticBins, dir: &Path) -> anyhow::Result<P
 mod tests {
     use super::*;
 
-
     #[test]
     fn cpio_entries_are_newc_and_aligned() {
         let mut c = Cpio::default();
@@ -150,5 +131,32 @@ mod tests {
         assert!(text.contains("#!/bin/sh\n"));
         assert!(text.contains("TRAILER!!!\0"));
         assert_eq!(text.matches("070701").count(), 4);
+
+        // What a reader of the format sees: each entry's name, type and node.
+        let mut rest = &bytes[..];
+        let mut seen = Vec::new();
+        loop {
+            let entry = newc::Reader::new(rest).unwrap();
+            if entry.entry().is_trailer() {
+                break;
+            }
+            let e = entry.entry();
+            seen.push((
+                e.name().to_owned(),
+                e.ino(),
+                e.mode(),
+                e.rdev_major(),
+                e.rdev_minor(),
+            ));
+            rest = entry.finish().unwrap();
+        }
+        assert_eq!(
+            seen,
+            [
+                ("dev".to_owned(), 1, 0o040755, 0, 0),
+                ("dev/console".to_owned(), 2, 0o020600, 5, 1),
+                ("init".to_owned(), 3, 0o100755, 0, 0),
+            ]
+        );
     }
 }

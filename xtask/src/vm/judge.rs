@@ -338,7 +338,6 @@ mod tests {
     use super::*;
     use crate::vm::console::parse_console;
 
-
     /// An excerpt of a real console: target/vm/6.1.0-56-cloud-amd64.log.
     const LOG_6_1: &str = include_str!("../../fixtures/vm-6.1.0-56-cloud-amd64.log");
 

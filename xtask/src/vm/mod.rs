@@ -33,9 +33,9 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use self::{
+    initramfs::write_initramfs,
     kernels::fetch_kernels,
     qemu::{boot, host},
-    initramfs::write_initramfs,
     table::{Row, print_table, round_ms},
 };
 use crate::{dist, target_dir};
@@ -167,8 +167,6 @@ pub fn run() -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-
 
 /// A command's stdout; on failure a one-line error with its last line of
 /// stderr (apt's `E: ...` names the unreachable host).
