@@ -6,6 +6,7 @@
 mod bench;
 mod deb;
 mod dist;
+mod measure;
 mod realworld;
 mod setup;
 mod soak;

@@ -144,7 +144,7 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         cycles += 1;
         if Instant::now() >= next_sample {
             let elapsed = started.elapsed();
-            let (rss, _) = crate::bench::rss_kb(serve.id());
+            let (rss, _) = crate::measure::rss_kb(serve.id());
             samples.push(json!({"s": elapsed.as_secs(), "rss_kb": rss}));
             eprintln!(
                 "xtask soak: {:>4}s {cycles} cycles, serve RSS {rss} KiB",
@@ -169,12 +169,12 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         .lines()
         .filter(|l| l.starts_with("reaper_trace_exits_total{") && l.contains(&restarted_path))
         .count();
-    let (rss_end, _) = crate::bench::rss_kb(serve.id());
+    let (rss_end, _) = crate::measure::rss_kb(serve.id());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
     serve.wait()?;
     let lines: Vec<String> = rx.try_iter().collect();
-    let lost_reported = crate::bench::events_and_lost(&lines).1;
+    let lost_reported = crate::measure::events_and_lost(&lines).1;
     Ok(json!({
         "minutes": minutes,
         "cycles": cycles,
@@ -196,5 +196,5 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
 }
 
 fn which(name: &str) -> Option<String> {
-    crate::bench::which(name).map(|p| p.to_string_lossy().into_owned())
+    crate::measure::which(name).map(|p| p.to_string_lossy().into_owned())
 }
