@@ -148,6 +148,18 @@ impl Bench {
         c
     }
 
+    /// A made-up recording of `events` events at `file`, by the
+    /// synth_recording example.
+    fn synthesize(&self, file: &Path, events: u64) -> anyhow::Result<()> {
+        measured(
+            Command::new(&self.synth)
+                .arg(file)
+                .arg(events.to_string())
+                .stderr(Stdio::null()),
+        )?;
+        Ok(())
+    }
+
     /// The fork storm, not pinned: the parallel storm uses both CPUs.
     fn storm(&self) -> Command {
         let mut c = Command::new(&self.scenario);
@@ -385,12 +397,7 @@ fn recording(b: &Bench) -> anyhow::Result<Value> {
     let bytes = std::fs::metadata(&file)?.len();
     let _ = std::fs::remove_file(&file);
     let synth_file = shm.join("reaper-trace-bench-10m.rtrace");
-    measured(
-        Command::new(&b.synth)
-            .arg(&synth_file)
-            .arg("10000000")
-            .stderr(Stdio::null()),
-    )?;
+    b.synthesize(&synth_file, 10_000_000)?;
     let mut runs = Vec::new();
     let mut rss = 0;
     for _ in 0..3 {
@@ -426,12 +433,7 @@ fn startup(b: &Bench) -> anyhow::Result<Value> {
 fn memory(b: &Bench) -> anyhow::Result<Value> {
     eprintln!("xtask bench: memory after 1 million lifecycles");
     let file = Path::new(SHM).join("reaper-trace-bench-1m.rtrace");
-    measured(
-        Command::new(&b.synth)
-            .arg(&file)
-            .arg("7000000")
-            .stderr(Stdio::null()),
-    )?;
+    b.synthesize(&file, 7_000_000)?;
     let (_, rss) = measured(
         Command::new(&b.tool)
             .args(["report", "--format", "json"])
