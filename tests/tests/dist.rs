@@ -147,8 +147,8 @@ fn linking(file: &[u8]) -> Linking {
                 linking.needed += entries
                     .iter()
                     .map(|d| d.tag(endian))
-                    .take_while(|&tag| tag != i64::from(elf::DT_NULL))
-                    .filter(|&tag| tag == i64::from(elf::DT_NEEDED))
+                    .take_while(|&tag| tag != elf::DT_NULL)
+                    .filter(|&tag| tag == elf::DT_NEEDED)
                     .count();
             }
             _ => {}
