@@ -1174,7 +1174,7 @@ mod explain {
     use super::*;
     use crate::trace::host_facts::PidfdProbe;
 
-    fn diag<'a>(f: &'a Finding, code: DiagCode) -> &'a str {
+    fn diag(f: &Finding, code: DiagCode) -> &str {
         f.diagnosis
             .iter()
             .find(|d| d.code == code)
