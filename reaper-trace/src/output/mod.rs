@@ -11,4 +11,3 @@ pub mod perfetto;
 pub mod protobuf;
 pub mod report;
 pub mod timeline;
-pub mod verify;
