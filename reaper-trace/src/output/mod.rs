@@ -7,7 +7,6 @@ pub mod error_line;
 pub mod events;
 pub mod junit;
 pub mod metrics;
-pub mod perfetto;
 pub mod protobuf;
 pub mod report;
 pub mod timeline;

@@ -24,11 +24,9 @@ use std::{collections::HashMap, io::Write};
 
 use serde_json::Value;
 
+use super::model::{Instant, Sink, Slice, Track};
 use crate::{
-    output::{
-        protobuf::Message,
-        timeline::{Instant, Sink, Slice, Track},
-    },
+    output::protobuf::Message,
     recording::Meta,
     trace::stack::Symbol,
 };
