@@ -18,12 +18,14 @@ use super::{
 };
 use reaper_trace_common::stack_owner;
 
-use crate::trace::{
+use crate::{
     cgroup::{Cgroup, CgroupNames},
-    comm::Comm,
-    event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
-    host_facts::{ParentProbe, SeedProcess},
-    stack::{PendingStacks, Stack},
+    trace::{
+        comm::Comm,
+        event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
+        host_facts::{ParentProbe, SeedProcess},
+        stack::{PendingStacks, Stack},
+    },
 };
 
 /// One process. There is one per open lifecycle, and a recording from

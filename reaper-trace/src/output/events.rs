@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use crate::{
     analysis::reap::{ChildStatus, WaitResult},
+    cgroup::Cgroup,
     trace::{
-        cgroup::Cgroup,
         clock::ClockRef,
         comm::Comm,
         escape::escape,

@@ -3,9 +3,9 @@
 //! `workloads` are the programs traced, `run` traces them, `render` prints
 //! the verdicts (table, JSON, JUnit).
 
+pub mod render;
 #[cfg(feature = "kernel")]
 mod run;
-pub mod render;
 pub mod suite;
 pub mod workloads;
 
