@@ -11,15 +11,13 @@ use std::{
 
 use reaper_trace::{
     analysis::FindingKind,
-    host::{
-        command, new_file,
-        symbolize::{Symbolizer, symbolize_finding},
-    },
+    host::{command, new_file, symbolize::Symbolizer},
     live::{self, Display, LiveOptions},
     output::{
         check, error_line,
         metrics::MetricsVisitor,
         report,
+        stacks::symbolize_finding,
         timeline::{self, TimelineFormat},
     },
     recording::replay::{self, ReplayOptions},

@@ -29,6 +29,8 @@ pub mod cgroup;
 pub mod host;
 #[cfg(feature = "kernel")]
 pub mod kernel;
+#[cfg(test)]
+mod layers;
 #[cfg(feature = "kernel")]
 pub mod live;
 pub mod output;

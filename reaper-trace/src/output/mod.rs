@@ -9,4 +9,5 @@ pub mod junit;
 pub mod metrics;
 pub mod protobuf;
 pub mod report;
+pub mod stacks;
 pub mod timeline;
