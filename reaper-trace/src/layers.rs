@@ -28,7 +28,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 /// The top modules from the bottom up. A module may import those on its
