@@ -351,12 +351,15 @@ fn resolve(
         .rev()
         .find(|&n| modules.contains(&path[..n]))?;
     let module = path[..len].to_vec();
-    if let (Some(name), true) = (path.get(len), depth < 8) {
-        if let Some(target) = exports.get(&(module.clone(), name.clone())) {
-            let mut full = target.clone();
-            full.extend(path[len + 1..].iter().cloned());
-            return resolve(&full, modules, exports, depth + 1).or(Some(module));
-        }
+    // `depth` bounds a chain of re-exports (`pub use super::x::*` could
+    // name itself).
+    if let Some(name) = path.get(len)
+        && depth < 8
+        && let Some(target) = exports.get(&(module.clone(), name.clone()))
+    {
+        let mut full = target.clone();
+        full.extend(path[len + 1..].iter().cloned());
+        return resolve(&full, modules, exports, depth + 1).or(Some(module));
     }
     Some(module)
 }
