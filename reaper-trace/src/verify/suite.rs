@@ -127,30 +127,26 @@ fn exit_parent(events: &[Event], pid: u32) -> Option<u32> {
 pub fn judge(behaviour: Behaviour, root: u32, events: &[Event]) -> Row {
     let name = behaviour.name();
     let first_child = children(events, root).first().copied();
-    match behaviour {
-        Behaviour::SigIgnAutoreaps | Behaviour::NoCldWaitAutoreaps => {
-            judge_autoreap(behaviour, name, first_child, events)
+    use Behaviour::*;
+    match (behaviour, first_child) {
+        (SigIgnAutoreaps | NoCldWaitAutoreaps | ExitSignalZeroSendsNothing, None) => {
+            row(name, "a child", "no fork seen".into(), false)
         }
-        Behaviour::OrphanGoesToSubreaper => judge_orphan(name, root, first_child, events),
-        Behaviour::SigchldCoalesces => judge_coalescing(name, root, events),
-        Behaviour::ExitSignalZeroSendsNothing => {
-            judge_exit_signal_zero(name, root, first_child, events)
+        (SigIgnAutoreaps | NoCldWaitAutoreaps, Some(child)) => {
+            judge_autoreap(behaviour, name, child, events)
         }
-        Behaviour::LeaderExitsBeforeGroup => judge_leader_exit(name, root, events),
+        (OrphanGoesToSubreaper, _) => judge_orphan(name, root, first_child, events),
+        (SigchldCoalesces, _) => judge_coalescing(name, root, events),
+        (ExitSignalZeroSendsNothing, Some(child)) => {
+            judge_exit_signal_zero(name, root, child, events)
+        }
+        (LeaderExitsBeforeGroup, _) => judge_leader_exit(name, root, events),
     }
 }
 
 /// SIG_IGN or SA_NOCLDWAIT: the child is released without a wait (and a
 /// SIGCHLD is generated only under SA_NOCLDWAIT).
-fn judge_autoreap(
-    behaviour: Behaviour,
-    name: &str,
-    first_child: Option<u32>,
-    events: &[Event],
-) -> Row {
-    let Some(child) = first_child else {
-        return row(name, "a child", "no fork seen".into(), false);
-    };
+fn judge_autoreap(behaviour: Behaviour, name: &str, child: u32, events: &[Event]) -> Row {
     let signals = sigchlds(events, child).len();
     let waited = reaped_by(events, child).is_some();
     let released = freed(events, child);
@@ -229,15 +225,7 @@ fn judge_coalescing(name: &str, root: u32, events: &[Event]) -> Row {
 }
 
 /// A child with exit signal 0 sends no SIGCHLD, and is still reaped.
-fn judge_exit_signal_zero(
-    name: &str,
-    root: u32,
-    first_child: Option<u32>,
-    events: &[Event],
-) -> Row {
-    let Some(child) = first_child else {
-        return row(name, "a child", "no fork seen".into(), false);
-    };
+fn judge_exit_signal_zero(name: &str, root: u32, child: u32, events: &[Event]) -> Row {
     let signals = sigchlds(events, child).len();
     let reaper = reaped_by(events, child);
     let seen = format!("{signals} SIGCHLD, reaped by {}", opt(reaper));
