@@ -30,6 +30,11 @@ pub fn scenario_bin() -> PathBuf {
     built_binary("SCENARIO_BIN", "scenario")
 }
 
+/// The project's tasks, the binary `cargo xtask` runs.
+pub fn xtask_bin() -> PathBuf {
+    built_binary("XTASK_BIN", "xtask")
+}
+
 fn built_binary(override_var: &str, name: &str) -> PathBuf {
     if let Some(bin) = std::env::var_os(override_var) {
         return bin.into();

@@ -133,14 +133,6 @@ impl FindingKind {
     pub const FAIL_BY_DEFAULT: [FindingKind; 2] = [FindingKind::Unreaped, FindingKind::LateReap];
 }
 
-impl Finding {
-    /// The finding with its remediation hint filled in.
-    pub fn with_hint(mut self) -> Finding {
-        self.hint = super::hints::hint(&self);
-        self
-    }
-}
-
 /// What the analyzer tells its caller as the trace goes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
