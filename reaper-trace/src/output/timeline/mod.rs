@@ -40,7 +40,7 @@ use crate::{
         replay::{ReplayError, ReplayOptions, Visitor, replay_with},
     },
     trace::{
-        event::{Event, EventData},
+        event::{Event, EventData, Fork},
         names::{sa_flags, signal_name},
         stack::{PendingStacks, Stack, Symbol},
     },
@@ -238,6 +238,39 @@ impl<S: Sink> Timeline<'_, S> {
 }
 
 impl<S: Sink> Timeline<'_, S> {
+    /// A new process: a new lifecycle, on a new track, with a flow from
+    /// its parent's fork.
+    fn fork(&mut self, e: &Event, f: &Fork) -> std::io::Result<()> {
+        let ts = e.time_ns;
+        let comm = String::from_utf8_lossy(f.comm.as_bytes()).into_owned();
+        self.name(e.tgid, &comm)?;
+        // A new process: a new lifecycle, on a new track.
+        self.spans.remove(&f.child_tgid);
+        self.tracks.remove(&f.child_tgid);
+        self.name(f.child_tgid, &comm)?;
+        self.flow_id += 1;
+        let id = self.flow_id;
+        let child = self.spans.entry(f.child_tgid).or_default();
+        child.fork_ns = Some(ts);
+        child.start_ns = f.child_start_ns;
+        child.flow_in = Some(id);
+        let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
+        let stack = self.stack_of(e.tid, stack_owner::FORK, f.has_stack);
+        self.sink.fork(
+            parent,
+            child,
+            &Instant {
+                name: "fork",
+                category: "fork",
+                ts_ns: ts,
+                args: json!({"child": f.child_tgid}),
+                flow_out: Some(id),
+                stack: stack.as_deref(),
+            },
+        )?;
+        Ok(())
+    }
+
     /// The named frames of thread `tid`'s stack for this event, when the
     /// event has one (`has_stack`: paired as the analysis pairs them).
     fn stack_of(&mut self, tid: u32, owner: u32, has_stack: bool) -> Option<Vec<Symbol>> {
@@ -259,34 +292,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
     fn event(&mut self, e: &Event) -> std::io::Result<()> {
         let ts = e.time_ns;
         match &e.data {
-            EventData::Fork(f) if !f.is_thread => {
-                let comm = String::from_utf8_lossy(f.comm.as_bytes()).into_owned();
-                self.name(e.tgid, &comm)?;
-                // A new process: a new lifecycle, on a new track.
-                self.spans.remove(&f.child_tgid);
-                self.tracks.remove(&f.child_tgid);
-                self.name(f.child_tgid, &comm)?;
-                self.flow_id += 1;
-                let id = self.flow_id;
-                let child = self.spans.entry(f.child_tgid).or_default();
-                child.fork_ns = Some(ts);
-                child.start_ns = f.child_start_ns;
-                child.flow_in = Some(id);
-                let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
-                let stack = self.stack_of(e.tid, stack_owner::FORK, f.has_stack);
-                self.sink.fork(
-                    parent,
-                    child,
-                    &Instant {
-                        name: "fork",
-                        category: "fork",
-                        ts_ns: ts,
-                        args: json!({"child": f.child_tgid}),
-                        flow_out: Some(id),
-                        stack: stack.as_deref(),
-                    },
-                )?;
-            }
+            EventData::Fork(f) if !f.is_thread => self.fork(e, f)?,
             EventData::Exec(x) => {
                 self.name(e.tgid, &String::from_utf8_lossy(x.comm.as_bytes()))?;
                 self.instant(
