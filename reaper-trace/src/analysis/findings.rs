@@ -6,11 +6,13 @@ use serde::Serialize;
 
 pub use super::reap::{Reap, ReapKind};
 use super::{diagnosis::Diag, facts::ProcessEnd};
-use crate::trace::{
+use crate::{
     cgroup::Cgroup,
-    comm::Comm,
-    event::NsPid,
-    stack::{Stack, Symbol},
+    trace::{
+        comm::Comm,
+        event::NsPid,
+        stack::{Stack, Symbol},
+    },
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -18,15 +18,17 @@ use super::{
 };
 use reaper_trace_common::stack_owner;
 
-use crate::trace::{
+use crate::{
     cgroup::{Cgroup, CgroupNames},
-    comm::Comm,
-    event::{
-        Event, EventData, Exec, Exit, Fork, Free, NsPid, Sigaction, SignalGenerate, SignalResult,
-        WaitEnter, WaitExit, WaitSyscall,
+    trace::{
+        comm::Comm,
+        event::{
+            Event, EventData, Exec, Exit, Fork, Free, NsPid, Sigaction, SignalGenerate,
+            SignalResult, WaitEnter, WaitExit, WaitSyscall,
+        },
+        host_facts::{ParentProbe, SeedProcess},
+        stack::{PendingStacks, Stack},
     },
-    host_facts::{ParentProbe, SeedProcess},
-    stack::{PendingStacks, Stack},
 };
 
 /// One process. There is one per open lifecycle, and a recording from
