@@ -11,20 +11,18 @@ use std::{
 
 use reaper_trace::{
     analysis::{FindingKind, Report},
-    host::{
-        command, new_file,
-        symbolize::{Symbolizer, symbolize_finding},
-    },
+    host::{command, new_file, symbolize::Symbolizer},
     live::{self, Display, Emit, LiveOptions, TraceOptions},
     output::{
         check,
         metrics::MetricsVisitor,
         report,
+        stacks::symbolize_finding,
         timeline::{self, TimelineFormat},
-        verify,
     },
     pipeline::replay::{self, ReplayOptions},
     trace::stack::Stack,
+    verify::render,
 };
 
 use serde::Serialize;
@@ -213,13 +211,13 @@ pub fn run_verify(format: CheckFormat, junit: Option<PathBuf>) -> ExitCode {
     };
     let ok = rows.iter().all(|r| r.ok);
     if let Some(path) = &junit
-        && let Err(e) = std::fs::write(path, verify::junit(&rows))
+        && let Err(e) = std::fs::write(path, render::junit(&rows))
     {
         return fail(&anyhow::anyhow!("writing JUnit to {}: {e}", path.display()));
     }
     match format {
-        CheckFormat::Json => println!("{}", verify::json(&rows)),
-        CheckFormat::Text => print!("{}", verify::table(&rows)),
+        CheckFormat::Json => println!("{}", render::json(&rows)),
+        CheckFormat::Text => print!("{}", render::table(&rows)),
     }
     ExitCode::from(if ok { 0 } else { 1 })
 }

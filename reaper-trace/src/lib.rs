@@ -11,6 +11,8 @@
 //! - [`trace`]: what the kernel (and /proc) tell us, typed: decoding the
 //!   ring-buffer records, events, comm and escaping, signal names, totals,
 //!   the `--pid`/`--comm` follow rule.
+//! - [`cgroup`]: cgroup naming: what a cgroup v2 path says (container,
+//!   pod, unit), the id → name map, and this machine's cgroup filesystems.
 //! - [`analysis`]: the pure lifecycle state machine, the one home of the reap
 //!   rules, diagnosis and findings.
 //! - [`output`]: rendering events, reports, the Perfetto timeline, JUnit.
@@ -26,9 +28,12 @@
 //! root).
 
 pub mod analysis;
+pub mod cgroup;
 pub mod host;
 #[cfg(feature = "kernel")]
 pub mod kernel;
+#[cfg(test)]
+mod layers;
 #[cfg(feature = "kernel")]
 pub mod live;
 pub mod output;

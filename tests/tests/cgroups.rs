@@ -287,7 +287,7 @@ fn a_cgroup_id_resolves_to_its_path_directly_and_by_scanning() {
     kernel_test!();
     use std::os::unix::fs::MetadataExt;
     let c = docker_cgroup(&container_id(6));
-    let fs = reaper_trace::host::cgroups::CgroupFs::discover();
+    let fs = reaper_trace::cgroup::fs::CgroupFs::discover();
     let (id, level, relative) = fs.id_and_level(&c.path).expect("the test cgroup");
     let (v2, _) = cgroup_mounts();
     let dir = v2.unwrap().join(c.path.trim_start_matches('/'));

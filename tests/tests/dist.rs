@@ -10,6 +10,12 @@ use std::{
     process::{Command, Output},
 };
 
+use object::{
+    LittleEndian, elf,
+    elf::FileHeader64,
+    read::elf::{Dyn as _, FileHeader as _, ProgramHeader as _},
+};
+
 /// Every file the package installs, as `dpkg-deb --contents` lists them.
 const PACKAGED: &[&str] = &[
     "./usr/bin/reaper-trace",
@@ -125,32 +131,24 @@ struct Linking {
 /// it names an interpreter (PT_INTERP), and how many libraries its dynamic
 /// section needs (DT_NEEDED). A static-pie binary has a PT_DYNAMIC for its
 /// own relocations, but needs nothing.
-fn linking(elf: &[u8]) -> Linking {
-    const PT_DYNAMIC: u32 = 2;
-    const PT_INTERP: u32 = 3;
-    const DT_NEEDED: u64 = 1;
-    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap());
-    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
-    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
-    assert_eq!((elf[4], elf[5]), (2, 1), "not little-endian ELF64");
-    assert_eq!(u16_at(0x12), 62, "not x86-64");
-    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+fn linking(file: &[u8]) -> Linking {
+    let header = FileHeader64::<LittleEndian>::parse(file).expect("not an ELF64 file");
+    let endian = header.endian().expect("not little-endian ELF64");
+    assert_eq!(header.e_machine(endian), elf::EM_X86_64, "not x86-64");
     let mut linking = Linking {
         interpreter: false,
         needed: 0,
     };
-    for i in 0..phnum as usize {
-        let ph = phoff + i * phentsize as usize;
-        match u32_at(ph) {
-            PT_INTERP => linking.interpreter = true,
-            PT_DYNAMIC => {
-                let (offset, size) = (u64_at(ph + 8) as usize, u64_at(ph + 32) as usize);
-                linking.needed += (offset..offset + size)
-                    .step_by(16)
-                    .map(u64_at)
-                    .take_while(|&tag| tag != 0)
-                    .filter(|&tag| tag == DT_NEEDED)
+    for ph in header.program_headers(endian, file).unwrap() {
+        match ph.p_type(endian) {
+            elf::PT_INTERP => linking.interpreter = true,
+            elf::PT_DYNAMIC => {
+                let entries = ph.dynamic(endian, file).unwrap().unwrap_or_default();
+                linking.needed += entries
+                    .iter()
+                    .map(|d| d.tag(endian))
+                    .take_while(|&tag| tag != elf::DT_NULL)
+                    .filter(|&tag| tag == elf::DT_NEEDED)
                     .count();
             }
             _ => {}

@@ -8,9 +8,11 @@ use std::{collections::BTreeMap, path::Path, process::Command};
 
 use reaper_trace::{
     output::{
-        perfetto::PerfettoSink,
         protobuf::Message,
-        timeline::{Instant, Sink, Slice, Track},
+        timeline::{
+            model::{Instant, Sink, Slice, Track},
+            perfetto::PerfettoSink,
+        },
     },
     recording::Meta,
     trace::stack::Symbol,

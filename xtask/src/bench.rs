@@ -3,16 +3,20 @@
 //! (target/bench/latest.json). Ratios, not absolute times: these 2-core
 //! machines are noisy, so every traced run is compared with an untraced run
 //! of the same round.
+//!
+//! The benchmark is a table of named parts ([`PARTS`]); `--only NAME` runs
+//! one of them.
 
 use std::{
-    io::{BufRead, BufReader},
+    collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+
+use crate::measure::{Background, Cost, events_and_lost, measured, median, rss_kb, which};
 
 pub struct Options {
     pub rounds: usize,
@@ -22,155 +26,159 @@ pub struct Options {
     pub soak_minutes: f64,
 }
 
-/// Wall and CPU seconds of one run.
-#[derive(Clone, Copy, Debug, Default)]
-struct Cost {
-    wall: f64,
-    cpu: f64,
+/// One named part of the benchmark.
+struct Part {
+    /// What `--only` selects it by.
+    name: &'static str,
+    /// Its key in latest.json.
+    key: &'static str,
+    /// Whether a run without `--only` includes it: the soak is left out,
+    /// it takes `--soak-minutes`.
+    by_default: bool,
+    run: fn(&Bench) -> anyhow::Result<Value>,
+    /// Its lines of the table, from its value in latest.json.
+    print: fn(&Value),
 }
 
-fn bins() -> (PathBuf, PathBuf, PathBuf) {
-    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    (
-        release.join("reaper-trace"),
-        release.join("scenario"),
-        release.join("examples/synth_recording"),
-    )
+/// The parts, in the order they run and print.
+const PARTS: &[Part] = &[
+    Part {
+        name: "soak",
+        key: "soak",
+        by_default: false,
+        run: soak,
+        print: print_soak,
+    },
+    Part {
+        name: "overhead",
+        key: "fork_storm_overhead",
+        by_default: true,
+        run: overhead,
+        print: print_overhead,
+    },
+    Part {
+        name: "syscalls",
+        key: "syscall_overhead",
+        by_default: true,
+        run: syscall_overhead,
+        print: print_syscalls,
+    },
+    Part {
+        name: "stacks",
+        key: "stacks",
+        by_default: true,
+        run: stacks_cost,
+        print: print_stacks,
+    },
+    Part {
+        name: "parallel",
+        key: "parallel_storm",
+        by_default: true,
+        run: parallel,
+        print: print_parallel,
+    },
+    Part {
+        name: "filtered",
+        key: "filtered_unrelated_storm",
+        by_default: true,
+        run: filtered,
+        print: print_filtered,
+    },
+    Part {
+        name: "recording",
+        key: "recording",
+        by_default: true,
+        run: recording,
+        print: print_recording,
+    },
+    Part {
+        name: "startup",
+        key: "startup",
+        by_default: true,
+        run: startup,
+        print: print_startup,
+    },
+    Part {
+        name: "memory",
+        key: "memory",
+        by_default: true,
+        run: memory,
+        print: print_memory,
+    },
+];
+
+/// What every part runs and how much: the release binaries and the sizes
+/// asked for on the command line.
+struct Bench {
+    tool: PathBuf,
+    scenario: PathBuf,
+    synth: PathBuf,
+    storm: u32,
+    rounds: usize,
+    soak_minutes: f64,
+    bpftrace: Option<PathBuf>,
 }
 
-fn rusage_secs(ru: &libc::rusage) -> f64 {
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Runs a command to its end: its wall time, and the CPU time of it and of
-/// every child it reaped (from wait4's rusage). Also the peak RSS (KiB).
-fn measured(cmd: &mut Command) -> anyhow::Result<(Cost, i64)> {
-    let start = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
-    let mut status = 0;
-    // SAFETY: zeroed rusage out-parameter, our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    if pid <= 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{cmd:?} failed (status {status:#x})");
-    }
-    Ok((
-        Cost {
-            wall: start.elapsed().as_secs_f64(),
-            cpu: rusage_secs(&ru),
-        },
-        ru.ru_maxrss,
-    ))
-}
-
-/// CPU seconds a live process has used so far (utime + stime).
-fn cpu_of(pid: u32) -> f64 {
-    let Ok(stat) = procfs::process::Process::new(pid as i32).and_then(|p| p.stat()) else {
-        return 0.0;
-    };
-    (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
-}
-
-/// RSS now and at its peak (VmRSS, VmHWM; KiB) of a live process.
-pub fn rss_kb(pid: u32) -> (u64, u64) {
-    procfs::process::Process::new(pid as i32)
-        .and_then(|p| p.status())
-        .map(|s| (s.vmrss.unwrap_or(0), s.vmhwm.unwrap_or(0)))
-        .unwrap_or((0, 0))
-}
-
-/// A tracer running in the background.
-struct Background {
-    child: Child,
-    stderr: std::sync::mpsc::Receiver<String>,
-    cpu_at_start: f64,
-}
-
-impl Background {
-    /// Starts `cmd` and waits for a line containing `ready` on stderr (or in
-    /// `ready_file`, for bpftrace which prints it on stdout).
-    fn start(
-        cmd: &mut Command,
-        ready: &str,
-        ready_file: Option<&Path>,
-    ) -> anyhow::Result<Background> {
-        let mut child = cmd
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("spawning {cmd:?}"))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut lines = Vec::new();
-        loop {
-            if let Some(file) = ready_file
-                && std::fs::read_to_string(file).is_ok_and(|s| s.contains(ready))
-            {
-                break;
-            }
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
-                let found = line.contains(ready);
-                lines.push(line);
-                if found && ready_file.is_none() {
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("{cmd:?} never became ready: {lines:?}");
-            }
-        }
-        let cpu_at_start = cpu_of(child.id());
-        Ok(Background {
-            child,
-            stderr: rx,
-            cpu_at_start,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// CPU used since it became ready, and its peak RSS; then SIGINT and wait.
-    fn stop(mut self) -> anyhow::Result<(f64, u64, Vec<String>)> {
-        let cpu = cpu_of(self.pid()) - self.cpu_at_start;
-        let (_, rss) = rss_kb(self.pid());
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
-        self.child.wait()?;
-        Ok((cpu, rss, self.stderr.try_iter().collect()))
-    }
-}
-
-/// `reaper-trace: N events, M lost` from the tool's stderr.
-pub fn events_and_lost(lines: &[String]) -> (u64, u64) {
-    for line in lines {
-        if let Some(rest) = line.strip_prefix("reaper-trace: ")
-            && let Some((events, lost)) = rest.split_once(" events, ")
-            && let (Ok(e), Some(Ok(l))) =
-                (events.parse(), lost.strip_suffix(" lost").map(str::parse))
-        {
-            return (e, l);
+impl Bench {
+    fn new(options: &Options) -> Bench {
+        let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+        Bench {
+            tool: release.join("reaper-trace"),
+            scenario: release.join("scenario"),
+            synth: release.join("examples/synth_recording"),
+            storm: options.storm,
+            rounds: options.rounds,
+            soak_minutes: options.soak_minutes,
+            bpftrace: which("bpftrace"),
         }
     }
-    (0, 0)
-}
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
+    /// The fork storm, on CPU 0. Every tracer's userspace runs on CPU 1
+    /// ([`on_cpu1`]), so that run-to-run noise from the scheduler moving
+    /// them around stays out of the ratios; the probes themselves run in the
+    /// storm, on CPU 0.
+    fn pinned_storm(&self) -> Command {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"])
+            .arg(&self.scenario)
+            .args(["storm", &self.storm.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    /// A made-up recording of `events` events at `file`, by the
+    /// synth_recording example.
+    fn synthesize(&self, file: &Path, events: u64) -> anyhow::Result<()> {
+        measured(
+            Command::new(&self.synth)
+                .arg(file)
+                .arg(events.to_string())
+                .stderr(Stdio::null()),
+        )?;
+        Ok(())
+    }
+
+    /// The fork storm, not pinned: the parallel storm uses both CPUs.
+    fn storm(&self) -> Command {
+        let mut c = Command::new(&self.scenario);
+        c.args(["storm", &self.storm.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
     }
 }
+
+fn on_cpu1(program: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", "1"]).arg(program);
+    c
+}
+
+/// Where the parts put their scratch files: memory, not the disk.
+const SHM: &str = "/dev/shm";
 
 const BPFTRACE_SCRIPT: &str = r#"
 tracepoint:sched:sched_process_fork { printf("fork %d %d\n", args->parent_pid, args->child_pid); }
@@ -182,290 +190,17 @@ tracepoint:sched:sched_process_free { printf("free %d\n", args->pid); }
 "#;
 
 pub fn run(options: Options) -> anyhow::Result<()> {
-    let (tool, scenario, synth) = bins();
+    let bench = Bench::new(&options);
     let mut results = serde_json::Map::new();
-    let want = |name: &str| options.only.as_deref().is_none_or(|o| o == name);
-    if options.only.as_deref() == Some("soak") {
-        eprintln!(
-            "xtask bench: soak, serve for {} minutes under churn",
-            options.soak_minutes
-        );
-        let soak = crate::soak::run_soak(&tool, &scenario, options.soak_minutes)?;
-        results.insert("soak".into(), soak);
-    }
-    let storm = options.storm.to_string();
-    // The storm runs on CPU 0 and every tracer's userspace on CPU 1, so that
-    // run-to-run noise from the scheduler moving them around stays out of
-    // the ratios; the probes themselves run in the storm, on CPU 0. The
-    // parallel storm is not pinned: it uses both CPUs.
-    let pinned_storm = || {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"])
-            .arg(&scenario)
-            .args(["storm", &storm])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
-    let storm_cmd = || {
-        let mut c = Command::new(&scenario);
-        c.args(["storm", &storm])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
-    let on_cpu1 = |program: &Path| {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "1"]).arg(program);
-        c
-    };
-    let bpftrace = which("bpftrace");
-    let shm = Path::new("/dev/shm");
-
-    if want("overhead") {
-        let mut modes: Vec<&str> = vec!["live", "live --record", "serve"];
-        if bpftrace.is_some() {
-            modes.push("bpftrace");
+    for part in PARTS {
+        let wanted = match options.only.as_deref() {
+            Some(only) => only == part.name,
+            None => part.by_default,
+        };
+        if wanted {
+            results.insert(part.key.into(), (part.run)(&bench)?);
         }
-        let mut wall: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-        let mut cpu: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-        let mut lost: std::collections::BTreeMap<&str, u64> = Default::default();
-        for round in 0..options.rounds {
-            eprintln!(
-                "xtask bench: overhead round {}/{}",
-                round + 1,
-                options.rounds
-            );
-            let (base, _) = measured(&mut pinned_storm())?;
-            for mode in &modes {
-                let (tracer_cpu, run_cost, run_lost) = match *mode {
-                    "bpftrace" => {
-                        let out = shm.join("reaper-trace-bench-bpftrace.txt");
-                        let file = std::fs::File::create(&out)?;
-                        let bg = Background::start(
-                            on_cpu1(bpftrace.as_ref().expect("checked"))
-                                .args(["-e", BPFTRACE_SCRIPT])
-                                .stdout(file),
-                            "Attaching",
-                            Some(&out),
-                        )?;
-                        let (cost, _) = measured(&mut pinned_storm())?;
-                        let (tcpu, _, lines) = bg.stop()?;
-                        let text = std::fs::read_to_string(&out).unwrap_or_default();
-                        let lost: u64 = text
-                            .lines()
-                            .chain(lines.iter().map(String::as_str))
-                            .filter_map(|l| l.strip_prefix("Lost "))
-                            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-                            .sum();
-                        let _ = std::fs::remove_file(&out);
-                        (tcpu, cost, lost)
-                    }
-                    "serve" => {
-                        let mut cmd = on_cpu1(&tool);
-                        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-                            .stdout(Stdio::null());
-                        let bg = Background::start(&mut cmd, "tracing", None)?;
-                        let (cost, _) = measured(&mut pinned_storm())?;
-                        let (tcpu, _, lines) = bg.stop()?;
-                        (tcpu, cost, events_and_lost(&lines).1)
-                    }
-                    _ => {
-                        let mut cmd = on_cpu1(&tool);
-                        cmd.arg("live").stdout(Stdio::null());
-                        if *mode == "live --record" {
-                            // The same file each round: replaced, as
-                            // `record` refuses an existing path otherwise.
-                            cmd.args([
-                                "--force",
-                                "--record",
-                                shm.join("reaper-trace-bench.rtrace")
-                                    .to_str()
-                                    .expect("utf-8"),
-                            ]);
-                        }
-                        let bg = Background::start(&mut cmd, "tracing", None)?;
-                        let (cost, _) = measured(&mut pinned_storm())?;
-                        let (tcpu, _, lines) = bg.stop()?;
-                        (tcpu, cost, events_and_lost(&lines).1)
-                    }
-                };
-                wall.entry(mode)
-                    .or_default()
-                    .push(run_cost.wall / base.wall);
-                cpu.entry(mode)
-                    .or_default()
-                    .push((run_cost.cpu + tracer_cpu) / base.cpu);
-                *lost.entry(mode).or_default() += run_lost;
-            }
-        }
-        let mut table = serde_json::Map::new();
-        for mode in &modes {
-            table.insert(
-                (*mode).into(),
-                json!({"wall_ratio": median(wall[mode].clone()), "cpu_ratio": median(cpu[mode].clone()), "lost": lost[mode], "rounds": options.rounds}),
-            );
-        }
-        results.insert("fork_storm_overhead".into(), Value::Object(table));
-        let _ = std::fs::remove_file(shm.join("reaper-trace-bench.rtrace"));
     }
-
-    if want("syscalls") {
-        results.insert(
-            "syscall_overhead".into(),
-            syscall_overhead(&tool, &scenario, bpftrace.as_deref(), options.rounds)?,
-        );
-    }
-
-    if want("stacks") {
-        results.insert(
-            "stacks".into(),
-            stacks_cost(&tool, &scenario, options.storm.into(), options.rounds)?,
-        );
-    }
-
-    if want("parallel") {
-        eprintln!("xtask bench: parallel storm");
-        let bg = Background::start(
-            Command::new(&tool).arg("live").stdout(Stdio::null()),
-            "tracing",
-            None,
-        )?;
-        let start = Instant::now();
-        let mut a = storm_cmd().spawn()?;
-        let mut b = storm_cmd().spawn()?;
-        a.wait()?;
-        b.wait()?;
-        let wall = start.elapsed().as_secs_f64();
-        let (tcpu, rss, lines) = bg.stop()?;
-        let (events, lost) = events_and_lost(&lines);
-        results.insert(
-            "parallel_storm".into(),
-            json!({"processes": 2 * options.storm, "wall_s": wall, "events": events, "events_per_s": events as f64 / wall, "lost": lost,
-                   "tool_cpu_s_per_million_events": tcpu / (events as f64 / 1e6), "tool_peak_rss_kb": rss}),
-        );
-    }
-
-    if want("filtered") {
-        let mut ratios = Vec::new();
-        for round in 0..options.rounds {
-            eprintln!(
-                "xtask bench: filtered round {}/{}",
-                round + 1,
-                options.rounds
-            );
-            let (base, _) = measured(&mut pinned_storm())?;
-            let mut target = Command::new("sleep").arg("600").spawn()?;
-            let bg = Background::start(
-                on_cpu1(&tool)
-                    .args(["live", "--pid", &target.id().to_string()])
-                    .stdout(Stdio::null()),
-                "tracing",
-                None,
-            )?;
-            let (cost, _) = measured(&mut pinned_storm())?;
-            bg.stop()?;
-            let _ = target.kill();
-            let _ = target.wait();
-            ratios.push(cost.wall / base.wall);
-        }
-        results.insert(
-            "filtered_unrelated_storm".into(),
-            json!({"wall_ratio": median(ratios), "rounds": options.rounds}),
-        );
-    }
-
-    if want("recording") {
-        eprintln!("xtask bench: recording size and report throughput");
-        let file = shm.join("reaper-trace-bench-storm.rtrace");
-        let out = Command::new(&tool)
-            .args([
-                "record",
-                "--json",
-                "--force",
-                "-o",
-                file.to_str().expect("utf-8"),
-                "--",
-            ])
-            .arg(&scenario)
-            .args(["storm", &storm])
-            .stderr(Stdio::null())
-            .output()?;
-        let totals: Value = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .find(|v: &Value| v["type"] == "totals")
-            .unwrap_or_default();
-        let events: u64 = totals["events"]
-            .as_object()
-            .map(|m| m.values().filter_map(Value::as_u64).sum())
-            .unwrap_or(0);
-        let bytes = std::fs::metadata(&file)?.len();
-        let _ = std::fs::remove_file(&file);
-        let synth_file = shm.join("reaper-trace-bench-10m.rtrace");
-        measured(
-            Command::new(&synth)
-                .arg(&synth_file)
-                .arg("10000000")
-                .stderr(Stdio::null()),
-        )?;
-        let mut runs = Vec::new();
-        let mut rss = 0;
-        for _ in 0..3 {
-            let (cost, maxrss) = measured(
-                Command::new("taskset")
-                    .args(["-c", "1"])
-                    .arg(&tool)
-                    .args(["report", "--format", "json"])
-                    .arg(&synth_file)
-                    .stdout(Stdio::null()),
-            )?;
-            runs.push(cost.wall);
-            rss = rss.max(maxrss);
-        }
-        let _ = std::fs::remove_file(&synth_file);
-        let wall = median(runs);
-        results.insert(
-            "recording".into(),
-            json!({"storm_processes": options.storm, "storm_events": events, "file_bytes": bytes, "bytes_per_event": bytes as f64 / events.max(1) as f64,
-                   "report_events": 10_000_000, "report_wall_s": wall, "report_events_per_s": 1e7 / wall, "report_peak_rss_kb": rss}),
-        );
-    }
-
-    if want("startup") {
-        eprintln!("xtask bench: start-up and memory, glibc and static builds");
-        let static_tool = crate::dist::build_static()?.tool;
-        let mut table = serde_json::Map::new();
-        for (name, binary) in [("glibc", &tool), ("static (musl)", &static_tool)] {
-            results_startup(&mut table, name, binary, options.rounds)?;
-        }
-        results.insert("startup".into(), Value::Object(table));
-    }
-
-    if want("memory") {
-        eprintln!("xtask bench: memory after 1 million lifecycles");
-        let file = shm.join("reaper-trace-bench-1m.rtrace");
-        measured(
-            Command::new(&synth)
-                .arg(&file)
-                .arg("7000000")
-                .stderr(Stdio::null()),
-        )?;
-        let (_, rss) = measured(
-            Command::new(&tool)
-                .args(["report", "--format", "json"])
-                .arg(&file)
-                .stdout(Stdio::null()),
-        )?;
-        let _ = std::fs::remove_file(&file);
-        results.insert(
-            "memory".into(),
-            json!({"lifecycles": 1_000_000, "report_peak_rss_kb": rss}),
-        );
-    }
-
     let results = Value::Object(results);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -473,19 +208,249 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         dir.join("latest.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
-    print_table(&results);
+    // Each part's lines of the table, in the parts' order.
+    for part in PARTS {
+        if let Some(value) = results.get(part.key) {
+            (part.print)(value);
+        }
+    }
     eprintln!("xtask bench: wrote target/bench/latest.json");
     Ok(())
 }
 
-/// `check -- /bin/true` wall time (median of `rounds`), and `live`'s RSS
-/// after 3 s of an idle system-wide trace and its peak.
+/// `serve` for a long time under churn (see soak.rs).
+fn soak(b: &Bench) -> anyhow::Result<Value> {
+    eprintln!(
+        "xtask bench: soak, serve for {} minutes under churn",
+        b.soak_minutes
+    );
+    crate::soak::run_soak(&b.tool, &b.scenario, b.soak_minutes)
+}
+
+/// The fork storm under each tracer, interleaved per round with the
+/// untraced storm: wall and CPU (the storm's and the tracer's) ratios, and
+/// the events each tracer lost.
+fn overhead(b: &Bench) -> anyhow::Result<Value> {
+    let mut modes: Vec<&str> = vec!["live", "live --record", "serve"];
+    if b.bpftrace.is_some() {
+        modes.push("bpftrace");
+    }
+    let mut wall: BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut cpu: BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut lost: BTreeMap<&str, u64> = Default::default();
+    for round in 0..b.rounds {
+        eprintln!("xtask bench: overhead round {}/{}", round + 1, b.rounds);
+        let (base, _) = measured(&mut b.pinned_storm())?;
+        for mode in &modes {
+            let (tracer_cpu, run_cost, run_lost) = traced_storm(b, mode)?;
+            wall.entry(mode)
+                .or_default()
+                .push(run_cost.wall / base.wall);
+            cpu.entry(mode)
+                .or_default()
+                .push((run_cost.cpu + tracer_cpu) / base.cpu);
+            *lost.entry(mode).or_default() += run_lost;
+        }
+    }
+    let mut table = serde_json::Map::new();
+    for mode in &modes {
+        table.insert(
+            (*mode).into(),
+            json!({"wall_ratio": median(wall[mode].clone()), "cpu_ratio": median(cpu[mode].clone()), "lost": lost[mode], "rounds": b.rounds}),
+        );
+    }
+    let _ = std::fs::remove_file(Path::new(SHM).join("reaper-trace-bench.rtrace"));
+    Ok(Value::Object(table))
+}
+
+/// One pinned storm under the tracer `mode`: the tracer's CPU seconds, the
+/// storm's cost and the events the tracer lost.
+fn traced_storm(b: &Bench, mode: &str) -> anyhow::Result<(f64, Cost, u64)> {
+    let shm = Path::new(SHM);
+    if mode == "bpftrace" {
+        return bpftrace_storm(b);
+    }
+    let mut cmd = on_cpu1(&b.tool);
+    if mode == "serve" {
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null());
+    } else {
+        cmd.arg("live").stdout(Stdio::null());
+        if mode == "live --record" {
+            // The same file each round: replaced, as
+            // `record` refuses an existing path otherwise.
+            cmd.args([
+                "--force",
+                "--record",
+                shm.join("reaper-trace-bench.rtrace")
+                    .to_str()
+                    .expect("utf-8"),
+            ]);
+        }
+    }
+    let bg = Background::start(&mut cmd, "tracing", None)?;
+    let (cost, _) = measured(&mut b.pinned_storm())?;
+    let (tcpu, _, lines) = bg.stop()?;
+    Ok((tcpu, cost, events_and_lost(&lines).1))
+}
+
+/// [`traced_storm`] under bpftrace, which prints its events (and says it is
+/// attached) on stdout, and its losses as `Lost N events`.
+fn bpftrace_storm(b: &Bench) -> anyhow::Result<(f64, Cost, u64)> {
+    let out = Path::new(SHM).join("reaper-trace-bench-bpftrace.txt");
+    let file = std::fs::File::create(&out)?;
+    let bg = Background::start(
+        on_cpu1(b.bpftrace.as_ref().expect("checked"))
+            .args(["-e", BPFTRACE_SCRIPT])
+            .stdout(file),
+        "Attaching",
+        Some(&out),
+    )?;
+    let (cost, _) = measured(&mut b.pinned_storm())?;
+    let (tcpu, _, lines) = bg.stop()?;
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let lost: u64 = text
+        .lines()
+        .chain(lines.iter().map(String::as_str))
+        .filter_map(|l| l.strip_prefix("Lost "))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    let _ = std::fs::remove_file(&out);
+    Ok((tcpu, cost, lost))
+}
+
+/// Two storms at once under a system-wide `live`: events per second, loss,
+/// and the tool's CPU per million events and peak RSS.
+fn parallel(b: &Bench) -> anyhow::Result<Value> {
+    eprintln!("xtask bench: parallel storm");
+    let bg = Background::start(
+        Command::new(&b.tool).arg("live").stdout(Stdio::null()),
+        "tracing",
+        None,
+    )?;
+    let start = Instant::now();
+    let mut first = b.storm().spawn()?;
+    let mut second = b.storm().spawn()?;
+    first.wait()?;
+    second.wait()?;
+    let wall = start.elapsed().as_secs_f64();
+    let (tcpu, rss, lines) = bg.stop()?;
+    let (events, lost) = events_and_lost(&lines);
+    Ok(
+        json!({"processes": 2 * b.storm, "wall_s": wall, "events": events, "events_per_s": events as f64 / wall, "lost": lost,
+               "tool_cpu_s_per_million_events": tcpu / (events as f64 / 1e6), "tool_peak_rss_kb": rss}),
+    )
+}
+
+/// A storm unrelated to what `live --pid` follows (an idle sleep): what the
+/// filter leaves of the overhead.
+fn filtered(b: &Bench) -> anyhow::Result<Value> {
+    let mut ratios = Vec::new();
+    for round in 0..b.rounds {
+        eprintln!("xtask bench: filtered round {}/{}", round + 1, b.rounds);
+        let (base, _) = measured(&mut b.pinned_storm())?;
+        let mut target = Command::new("sleep").arg("600").spawn()?;
+        let bg = Background::start(
+            on_cpu1(&b.tool)
+                .args(["live", "--pid", &target.id().to_string()])
+                .stdout(Stdio::null()),
+            "tracing",
+            None,
+        )?;
+        let (cost, _) = measured(&mut b.pinned_storm())?;
+        bg.stop()?;
+        let _ = target.kill();
+        let _ = target.wait();
+        ratios.push(cost.wall / base.wall);
+    }
+    Ok(json!({"wall_ratio": median(ratios), "rounds": b.rounds}))
+}
+
+/// The recording's size per event on a recorded storm, and `report`'s
+/// throughput and peak RSS over a synthetic 10-million-event recording.
+fn recording(b: &Bench) -> anyhow::Result<Value> {
+    eprintln!("xtask bench: recording size and report throughput");
+    let shm = Path::new(SHM);
+    let file = shm.join("reaper-trace-bench-storm.rtrace");
+    let out = Command::new(&b.tool)
+        .args([
+            "record",
+            "--json",
+            "--force",
+            "-o",
+            file.to_str().expect("utf-8"),
+            "--",
+        ])
+        .arg(&b.scenario)
+        .args(["storm", &b.storm.to_string()])
+        .stderr(Stdio::null())
+        .output()?;
+    let totals: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &Value| v["type"] == "totals")
+        .unwrap_or_default();
+    let events: u64 = totals["events"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    let bytes = std::fs::metadata(&file)?.len();
+    let _ = std::fs::remove_file(&file);
+    let synth_file = shm.join("reaper-trace-bench-10m.rtrace");
+    b.synthesize(&synth_file, 10_000_000)?;
+    let mut runs = Vec::new();
+    let mut rss = 0;
+    for _ in 0..3 {
+        let (cost, maxrss) = measured(
+            on_cpu1(&b.tool)
+                .args(["report", "--format", "json"])
+                .arg(&synth_file)
+                .stdout(Stdio::null()),
+        )?;
+        runs.push(cost.wall);
+        rss = rss.max(maxrss);
+    }
+    let _ = std::fs::remove_file(&synth_file);
+    let wall = median(runs);
+    Ok(
+        json!({"storm_processes": b.storm, "storm_events": events, "file_bytes": bytes, "bytes_per_event": bytes as f64 / events.max(1) as f64,
+               "report_events": 10_000_000, "report_wall_s": wall, "report_events_per_s": 1e7 / wall, "report_peak_rss_kb": rss}),
+    )
+}
+
+/// Start-up and memory of the glibc and the static (musl) build.
+fn startup(b: &Bench) -> anyhow::Result<Value> {
+    eprintln!("xtask bench: start-up and memory, glibc and static builds");
+    let static_tool = crate::dist::build_static()?.tool;
+    let mut table = serde_json::Map::new();
+    for (name, binary) in [("glibc", &b.tool), ("static (musl)", &static_tool)] {
+        table.insert(name.into(), startup_of(binary, b.rounds)?);
+    }
+    Ok(Value::Object(table))
+}
+
+/// `report`'s peak RSS over a synthetic recording of a million lifecycles.
+fn memory(b: &Bench) -> anyhow::Result<Value> {
+    eprintln!("xtask bench: memory after 1 million lifecycles");
+    let file = Path::new(SHM).join("reaper-trace-bench-1m.rtrace");
+    b.synthesize(&file, 7_000_000)?;
+    let (_, rss) = measured(
+        Command::new(&b.tool)
+            .args(["report", "--format", "json"])
+            .arg(&file)
+            .stdout(Stdio::null()),
+    )?;
+    let _ = std::fs::remove_file(&file);
+    Ok(json!({"lifecycles": 1_000_000, "report_peak_rss_kb": rss}))
+}
+
 /// What copying and unwinding user stacks costs a followed fork storm:
 /// `check -- storm N` with stacks (the default) and `--no-stacks`,
 /// interleaved with the untraced storm, pinned to CPU 0 (the tracer is not
 /// pinned: `check` runs the storm itself); and the recording's bytes per
 /// forked process, each way.
-fn stacks_cost(tool: &Path, scenario: &Path, storm: u64, rounds: usize) -> anyhow::Result<Value> {
+fn stacks_cost(b: &Bench) -> anyhow::Result<Value> {
+    let (tool, scenario, storm, rounds) = (&b.tool, &b.scenario, u64::from(b.storm), b.rounds);
     let n = storm.to_string();
     let recording = Path::new("/dev/shm").join("reaper-trace-bench-stacks.rtrace");
     let run = |stacks: Option<bool>| -> anyhow::Result<(Cost, u64)> {
@@ -514,8 +479,8 @@ fn stacks_cost(tool: &Path, scenario: &Path, storm: u64, rounds: usize) -> anyho
         let _ = std::fs::remove_file(&recording);
         Ok((cost, bytes))
     };
-    let mut wall: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    let mut bytes: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut wall: BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut bytes: BTreeMap<&str, u64> = Default::default();
     for round in 0..rounds {
         eprintln!("xtask bench: stacks round {}/{rounds}", round + 1);
         let (base, _) = run(None)?;
@@ -540,12 +505,9 @@ fn stacks_cost(tool: &Path, scenario: &Path, storm: u64, rounds: usize) -> anyho
 /// under `live`, and under bpftrace holding one classic syscall tracepoint
 /// (the hooks reaper-trace used before, which also put every system call
 /// through the kernel's traced slow path).
-fn syscall_overhead(
-    tool: &Path,
-    scenario: &Path,
-    bpftrace: Option<&Path>,
-    rounds: usize,
-) -> anyhow::Result<Value> {
+fn syscall_overhead(b: &Bench) -> anyhow::Result<Value> {
+    let (tool, scenario, bpftrace, rounds) =
+        (&b.tool, &b.scenario, b.bpftrace.as_deref(), b.rounds);
     const CALLS: u64 = 5_000_000;
     let loop_cmd = || {
         let mut c = Command::new("taskset");
@@ -557,7 +519,7 @@ fn syscall_overhead(
             .stderr(Stdio::null());
         c
     };
-    let mut ns: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut ns: BTreeMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds {
         eprintln!("xtask bench: syscall overhead round {}/{rounds}", round + 1);
         let (base, _) = measured(&mut loop_cmd())?;
@@ -605,12 +567,9 @@ fn syscall_overhead(
     Ok(Value::Object(table))
 }
 
-fn results_startup(
-    table: &mut serde_json::Map<String, Value>,
-    name: &str,
-    binary: &Path,
-    rounds: usize,
-) -> anyhow::Result<()> {
+/// `check -- /bin/true` wall time (median of `rounds`), and `live`'s RSS
+/// after 3 s of an idle system-wide trace and its peak.
+fn startup_of(binary: &Path, rounds: usize) -> anyhow::Result<Value> {
     let mut walls = Vec::new();
     for _ in 0..rounds {
         let (cost, _) = measured(
@@ -627,130 +586,156 @@ fn results_startup(
     std::thread::sleep(Duration::from_secs(3));
     let (steady_kb, _) = rss_kb(bg.pid());
     let (_, peak_kb, _) = bg.stop()?;
-    table.insert(
-        name.into(),
+    Ok(
         json!({"check_true_wall_s": median(walls), "rounds": rounds, "live_steady_rss_kb": steady_kb, "live_peak_rss_kb": peak_kb}),
+    )
+}
+
+fn print_soak(s: &Value) {
+    println!(
+        "soak: serve for {} min, {} cycles ({} processes, cgroups made and removed): RSS {} KiB after warm-up, max {} KiB, {} KiB at the end; lost {}; unreaped {}/{} and exits {}/{} (seen/truth), {} cycle(s) off",
+        s["minutes"],
+        s["cycles"],
+        s["processes"],
+        s["rss_kb_after_warm_up"],
+        s["rss_kb_max_after_warm_up"],
+        s["rss_kb_end"],
+        s["lost"],
+        s["unreaped_seen"],
+        s["unreaped_truth"],
+        s["exits_seen"],
+        s["exits_truth"],
+        s["mismatched_cycles"]
     );
-    Ok(())
 }
 
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+fn print_overhead(part: &Value) {
+    let Some(modes) = part.as_object() else {
+        return;
+    };
+    println!(
+        "fork storm ({} rounds, interleaved), median ratio to untraced:",
+        modes
+            .values()
+            .next()
+            .map(|m| m["rounds"].clone())
+            .unwrap_or_default()
+    );
+    println!(
+        "  {:<16} {:>10} {:>10} {:>8}",
+        "tracer", "wall", "cpu", "lost"
+    );
+    for (mode, m) in modes {
+        println!(
+            "  {:<16} {:>9.3}x {:>9.3}x {:>8}",
+            mode,
+            m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
+            m["cpu_ratio"].as_f64().unwrap_or(f64::NAN),
+            m["lost"]
+        );
+    }
 }
 
-fn print_table(r: &Value) {
-    if let Some(modes) = r["fork_storm_overhead"].as_object() {
+fn print_syscalls(part: &Value) {
+    let Some(modes) = part.as_object() else {
+        return;
+    };
+    println!("getppid loop, pinned, interleaved, median per call:");
+    for (mode, m) in modes {
         println!(
-            "fork storm ({} rounds, interleaved), median ratio to untraced:",
-            modes
-                .values()
-                .next()
-                .map(|m| m["rounds"].clone())
-                .unwrap_or_default()
-        );
-        println!(
-            "  {:<16} {:>10} {:>10} {:>8}",
-            "tracer", "wall", "cpu", "lost"
-        );
-        for (mode, m) in modes {
-            println!(
-                "  {:<16} {:>9.3}x {:>9.3}x {:>8}",
-                mode,
-                m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
-                m["cpu_ratio"].as_f64().unwrap_or(f64::NAN),
-                m["lost"]
-            );
-        }
-    }
-    if let Some(modes) = r["syscall_overhead"].as_object() {
-        println!("getppid loop, pinned, interleaved, median per call:");
-        for (mode, m) in modes {
-            println!(
-                "  {:<44} {:>7.1} ns {:>7.3}x",
-                mode,
-                m["ns_per_call"].as_f64().unwrap_or(f64::NAN),
-                m["ratio"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
-    }
-    if let Some(modes) = r["stacks"].as_object() {
-        println!("followed fork storm, median wall ratio to untraced, recording size:");
-        for (mode, m) in modes {
-            println!(
-                "  {:<20} {:>7.3}x {:>8.1} bytes per process",
-                mode,
-                m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
-                m["recording_bytes_per_process"]
-                    .as_f64()
-                    .unwrap_or(f64::NAN)
-            );
-        }
-    }
-    if let Some(p) = r.get("parallel_storm") {
-        println!(
-            "parallel storm: {} events in {:.2}s = {:.0} events/s, lost {}, tool CPU {:.3}s per million events, tool peak RSS {} KiB",
-            p["events"],
-            p["wall_s"].as_f64().unwrap_or(0.0),
-            p["events_per_s"].as_f64().unwrap_or(0.0),
-            p["lost"],
-            p["tool_cpu_s_per_million_events"].as_f64().unwrap_or(0.0),
-            p["tool_peak_rss_kb"]
+            "  {:<44} {:>7.1} ns {:>7.3}x",
+            mode,
+            m["ns_per_call"].as_f64().unwrap_or(f64::NAN),
+            m["ratio"].as_f64().unwrap_or(f64::NAN)
         );
     }
-    if let Some(f) = r.get("filtered_unrelated_storm") {
+}
+
+fn print_stacks(part: &Value) {
+    let Some(modes) = part.as_object() else {
+        return;
+    };
+    println!("followed fork storm, median wall ratio to untraced, recording size:");
+    for (mode, m) in modes {
         println!(
-            "filtered (--pid of an idle process), unrelated storm: median wall ratio {:.3}x",
-            f["wall_ratio"].as_f64().unwrap_or(f64::NAN)
+            "  {:<20} {:>7.3}x {:>8.1} bytes per process",
+            mode,
+            m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
+            m["recording_bytes_per_process"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
         );
     }
-    if let Some(rec) = r.get("recording") {
+}
+
+fn print_parallel(p: &Value) {
+    println!(
+        "parallel storm: {} events in {:.2}s = {:.0} events/s, lost {}, tool CPU {:.3}s per million events, tool peak RSS {} KiB",
+        p["events"],
+        p["wall_s"].as_f64().unwrap_or(0.0),
+        p["events_per_s"].as_f64().unwrap_or(0.0),
+        p["lost"],
+        p["tool_cpu_s_per_million_events"].as_f64().unwrap_or(0.0),
+        p["tool_peak_rss_kb"]
+    );
+}
+
+fn print_filtered(f: &Value) {
+    println!(
+        "filtered (--pid of an idle process), unrelated storm: median wall ratio {:.3}x",
+        f["wall_ratio"].as_f64().unwrap_or(f64::NAN)
+    );
+}
+
+fn print_recording(rec: &Value) {
+    println!(
+        "recording: {:.1} bytes/event on a {}-process storm; report: {:.2}M events/s on one core, peak RSS {} KiB",
+        rec["bytes_per_event"].as_f64().unwrap_or(0.0),
+        rec["storm_processes"],
+        rec["report_events_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+        rec["report_peak_rss_kb"]
+    );
+}
+
+fn print_startup(part: &Value) {
+    let Some(modes) = part.as_object() else {
+        return;
+    };
+    println!("start-up and memory:");
+    println!(
+        "  {:<16} {:>22} {:>18} {:>16}",
+        "build", "check -- /bin/true", "live steady RSS", "live peak RSS"
+    );
+    for (build, m) in modes {
         println!(
-            "recording: {:.1} bytes/event on a {}-process storm; report: {:.2}M events/s on one core, peak RSS {} KiB",
-            rec["bytes_per_event"].as_f64().unwrap_or(0.0),
-            rec["storm_processes"],
-            rec["report_events_per_s"].as_f64().unwrap_or(0.0) / 1e6,
-            rec["report_peak_rss_kb"]
+            "  {:<16} {:>21.3}s {:>14} KiB {:>12} KiB",
+            build,
+            m["check_true_wall_s"].as_f64().unwrap_or(f64::NAN),
+            m["live_steady_rss_kb"],
+            m["live_peak_rss_kb"]
         );
     }
-    if let Some(s) = r.get("soak") {
-        println!(
-            "soak: serve for {} min, {} cycles ({} processes, cgroups made and removed): RSS {} KiB after warm-up, max {} KiB, {} KiB at the end; lost {}; unreaped {}/{} and exits {}/{} (seen/truth), {} cycle(s) off",
-            s["minutes"],
-            s["cycles"],
-            s["processes"],
-            s["rss_kb_after_warm_up"],
-            s["rss_kb_max_after_warm_up"],
-            s["rss_kb_end"],
-            s["lost"],
-            s["unreaped_seen"],
-            s["unreaped_truth"],
-            s["exits_seen"],
-            s["exits_truth"],
-            s["mismatched_cycles"]
-        );
-    }
-    if let Some(modes) = r["startup"].as_object() {
-        println!("start-up and memory:");
-        println!(
-            "  {:<16} {:>22} {:>18} {:>16}",
-            "build", "check -- /bin/true", "live steady RSS", "live peak RSS"
-        );
-        for (build, m) in modes {
-            println!(
-                "  {:<16} {:>21.3}s {:>14} KiB {:>12} KiB",
-                build,
-                m["check_true_wall_s"].as_f64().unwrap_or(f64::NAN),
-                m["live_steady_rss_kb"],
-                m["live_peak_rss_kb"]
-            );
-        }
-    }
-    if let Some(m) = r.get("memory") {
-        println!(
-            "memory: report over 1,000,000 lifecycles peaks at {} KiB RSS",
-            m["report_peak_rss_kb"]
-        );
+}
+
+fn print_memory(m: &Value) {
+    println!(
+        "memory: report over 1,000,000 lifecycles peaks at {} KiB RSS",
+        m["report_peak_rss_kb"]
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_have_distinct_names_and_keys() {
+        let mut names: Vec<&str> = PARTS.iter().map(|p| p.name).collect();
+        let mut keys: Vec<&str> = PARTS.iter().map(|p| p.key).collect();
+        names.sort_unstable();
+        names.dedup();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!((names.len(), keys.len()), (PARTS.len(), PARTS.len()));
     }
 }

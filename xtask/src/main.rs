@@ -6,6 +6,7 @@
 mod bench;
 mod deb;
 mod dist;
+mod measure;
 mod realworld;
 mod setup;
 mod soak;
@@ -97,23 +98,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.task {
         Task::Setup => setup::run(),
-        Task::Demo { json } => {
-            setup::run()?;
-            build_debug_bins()?;
-            let target = target_dir();
-            let mut cmd = Command::new(format!("{target}/debug/reaper-trace"));
-            cmd.arg("live");
-            if json {
-                cmd.arg("--json");
-            }
-            cmd.args(["--", &format!("{target}/debug/scenario"), "demo"]);
-            eprintln!("xtask: running {cmd:?}");
-            let status = cmd.status().context("running reaper-trace")?;
-            if !status.success() {
-                bail!("reaper-trace exited with {status}");
-            }
-            Ok(())
-        }
+        Task::Demo { json } => demo(json),
         Task::Bench {
             rounds,
             storm,
@@ -133,72 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::run()?;
             dist::run()
         }
-        Task::Fuzz { seconds } => {
-            setup::run()?;
-            setup::cargo_fuzz()?;
-            let fuzz_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz");
-            let status = Command::new("cargo")
-                .current_dir(fuzz_dir)
-                .args([
-                    "+nightly",
-                    "fuzz",
-                    "run",
-                    "read_recording",
-                    "corpus/read_recording",
-                    "--",
-                ])
-                .arg(format!("-max_total_time={seconds}"))
-                .args(["-rss_limit_mb=2048", "-print_final_stats=1"])
-                .status()
-                .context("running cargo fuzz")?;
-            if !status.success() {
-                bail!(
-                    "the fuzzer found a crash: see fuzz/artifacts/read_recording/ and add it as a regression test"
-                );
-            }
-            Ok(())
-        }
-        Task::Test { args } => {
-            setup::run()?;
-            // The kernel tests drive the binaries: build them first.
-            build_debug_bins()?;
-            // The runtime tests put the scenario in images built FROM
-            // scratch: it must be static.
-            cargo(&[
-                "build",
-                "-p",
-                "reaper-trace-tests",
-                "--bin",
-                "scenario",
-                "--target",
-                setup::STATIC_TARGET,
-            ])?;
-            // The pure core alone (what the fuzz target builds): nothing in
-            // it may need the kernel feature's crates.
-            cargo(&[
-                "check",
-                "-p",
-                "reaper-trace",
-                "--lib",
-                "--no-default-features",
-            ])?;
-            dist::run()?;
-            let mut test = vec!["test", "--workspace", "--exclude", "reaper-trace-ebpf"];
-            if !args.is_empty() {
-                test.push("--");
-                test.extend(args.iter().map(String::as_str));
-            }
-            cargo(&test)?;
-            build_release_bins(&[])?;
-            // The kernel matrix runs whatever the real-machine test says;
-            // its failure is reported after.
-            let real_machine = realworld::run(realworld::Options {
-                seconds: 90,
-                record: false,
-            });
-            vm::run()?;
-            real_machine
-        }
+        Task::Fuzz { seconds } => fuzz(seconds),
+        Task::Test { args } => test(&args),
         Task::Realworld { seconds, record } => {
             setup::run()?;
             build_release_bins(&[])?;
@@ -209,6 +130,96 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             vm::run()
         }
     }
+}
+
+/// `cargo xtask demo`: the bundled workload that leaks zombies, traced.
+fn demo(json: bool) -> anyhow::Result<()> {
+    setup::run()?;
+    build_debug_bins()?;
+    let target = target_dir();
+    let mut cmd = Command::new(format!("{target}/debug/reaper-trace"));
+    cmd.arg("live");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(["--", &format!("{target}/debug/scenario"), "demo"]);
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().context("running reaper-trace")?;
+    if !status.success() {
+        bail!("reaper-trace exited with {status}");
+    }
+    Ok(())
+}
+
+/// `cargo xtask fuzz`: the recording reader's fuzzer for `seconds`.
+fn fuzz(seconds: u64) -> anyhow::Result<()> {
+    setup::run()?;
+    setup::cargo_fuzz()?;
+    let fuzz_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz");
+    let status = Command::new("cargo")
+        .current_dir(fuzz_dir)
+        .args([
+            "+nightly",
+            "fuzz",
+            "run",
+            "read_recording",
+            "corpus/read_recording",
+            "--",
+        ])
+        .arg(format!("-max_total_time={seconds}"))
+        .args(["-rss_limit_mb=2048", "-print_final_stats=1"])
+        .status()
+        .context("running cargo fuzz")?;
+    if !status.success() {
+        bail!(
+            "the fuzzer found a crash: see fuzz/artifacts/read_recording/ and add it as a regression test"
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask test`: every build, test and check, then the real-machine
+/// test and the kernel matrix.
+fn test(args: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    // The kernel tests drive the binaries: build them first.
+    build_debug_bins()?;
+    // The runtime tests put the scenario in images built FROM
+    // scratch: it must be static.
+    cargo(&[
+        "build",
+        "-p",
+        "reaper-trace-tests",
+        "--bin",
+        "scenario",
+        "--target",
+        setup::STATIC_TARGET,
+    ])?;
+    // The pure core alone (what the fuzz target builds): nothing in
+    // it may need the kernel feature's crates.
+    cargo(&[
+        "check",
+        "-p",
+        "reaper-trace",
+        "--lib",
+        "--no-default-features",
+    ])?;
+    dist::run()?;
+    let mut test = vec!["test", "--workspace", "--exclude", "reaper-trace-ebpf"];
+    if !args.is_empty() {
+        test.push("--");
+        test.extend(args.iter().map(String::as_str));
+    }
+    cargo(&test)?;
+    build_release_bins(&[])?;
+    // The kernel matrix runs whatever the real-machine test says;
+    // its failure is reported after.
+    let real_machine = realworld::run(realworld::Options {
+        seconds: 90,
+        record: false,
+    });
+    vm::run()?;
+    real_machine
 }
 
 /// The release tool and scenario programs (the real-machine test, the

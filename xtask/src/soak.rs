@@ -10,7 +10,8 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::Path,
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
+    sync::mpsc::Receiver,
     time::{Duration, Instant},
 };
 
@@ -54,8 +55,9 @@ fn container_id(cycle: u64) -> String {
     .repeat(4)
 }
 
-pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Value> {
-    let tini = which("tini").context("the soak needs tini (cargo xtask setup installs it)")?;
+/// `serve` with a short expiry, once it traces: the child, where it
+/// listens, and its later stderr lines.
+fn start_serve(tool: &Path) -> anyhow::Result<(Child, SocketAddr, Receiver<String>)> {
     let mut serve = Command::new(tool)
         .args([
             "serve",
@@ -86,11 +88,80 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
             let _ = tx.send(line);
         }
     });
-    let scenario = scenario.to_string_lossy().into_owned();
+    Ok((serve, addr, rx))
+}
+
+/// What every cycle of the soak uses.
+struct Cycle {
+    tini: String,
+    scenario: String,
+    restarted_path: String,
+    addr: SocketAddr,
+}
+
+/// One cycle in a new container cgroup (removed at its end): a leak, a pid
+/// reuse and a storm, each under tini, and a storm in a restarted unit; then
+/// the daemon's counts of unreaped children and exits for the container,
+/// once they settle, said when they are off.
+fn cycle(soak: &Cycle, number: u64) -> anyhow::Result<(f64, f64)> {
+    let Cycle {
+        tini,
+        scenario,
+        restarted_path,
+        addr,
+    } = soak;
+    let cgroup = TestCgroup::create(&format!(
+        "system.slice/docker-{}.scope",
+        container_id(number)
+    ));
+    cgroup.set_pids_max(4 * STORM);
+    let under_tini = |args: &[&str]| {
+        let mut c = vec![tini.clone(), "-s".into(), "--".into(), scenario.clone()];
+        c.extend(args.iter().map(|a| a.to_string()));
+        cgroup.wrap(&c)
+    };
+    run(&under_tini(&["noreap", &LEAKED.to_string()]))?;
+    run(&under_tini(&["pid_reuse", "20"]))?;
+    run(&cgroup.wrap(&[scenario.clone(), "storm".into(), STORM.to_string()]))?;
+    // A unit restarted every cycle: a new cgroup (a new id) at the same
+    // path, whose old ids must expire all the same.
+    let restarted = TestCgroup::create_at(restarted_path);
+    run(&restarted.wrap(&[scenario.clone(), "storm".into(), "20".into()]))?;
+    drop(restarted);
+    let here = [("cgroup", cgroup.path.as_str())];
+    let settle = Instant::now() + SETTLE;
+    let (unreaped, exits) = loop {
+        let text = http_get(*addr, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let unreaped = sample(&text, "reaper_trace_unreaped_total", &here).unwrap_or(0.0);
+        let exits = sample(&text, "reaper_trace_exits_total", &here).unwrap_or(0.0);
+        if (unreaped, exits) == (UNREAPED_PER_CYCLE, EXITS_PER_CYCLE) || Instant::now() > settle {
+            break (unreaped, exits);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if (unreaped, exits) != (UNREAPED_PER_CYCLE, EXITS_PER_CYCLE) {
+        eprintln!(
+            "xtask soak: cycle {number}: unreaped {unreaped} (want {UNREAPED_PER_CYCLE}), exits {exits} (want {EXITS_PER_CYCLE})"
+        );
+    }
+    Ok((unreaped, exits))
+}
+
+pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Value> {
+    let tini = which("tini").context("the soak needs tini (cargo xtask setup installs it)")?;
+    let (mut serve, addr, rx) = start_serve(tool)?;
     let restarted_path = format!(
         "/reaper-trace-soak-{}/system.slice/restarted.service",
         std::process::id()
     );
+    let soak = Cycle {
+        tini,
+        scenario: scenario.to_string_lossy().into_owned(),
+        restarted_path: restarted_path.clone(),
+        addr,
+    };
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(minutes * 60.0);
     let (mut cycles, mut mismatched) = (0u64, 0u64);
@@ -100,51 +171,16 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
     let mut samples = Vec::new();
     let mut next_sample = started;
     while Instant::now() < deadline {
-        let cgroup = TestCgroup::create(&format!(
-            "system.slice/docker-{}.scope",
-            container_id(cycles)
-        ));
-        cgroup.set_pids_max(4 * STORM);
-        let under_tini = |args: &[&str]| {
-            let mut c = vec![tini.clone(), "-s".into(), "--".into(), scenario.clone()];
-            c.extend(args.iter().map(|a| a.to_string()));
-            cgroup.wrap(&c)
-        };
-        run(&under_tini(&["noreap", &LEAKED.to_string()]))?;
-        run(&under_tini(&["pid_reuse", "20"]))?;
-        run(&cgroup.wrap(&[scenario.clone(), "storm".into(), STORM.to_string()]))?;
-        // A unit restarted every cycle: a new cgroup (a new id) at the same
-        // path, whose old ids must expire all the same.
-        let restarted = TestCgroup::create_at(&restarted_path);
-        run(&restarted.wrap(&[scenario.clone(), "storm".into(), "20".into()]))?;
-        drop(restarted);
-        let here = [("cgroup", cgroup.path.as_str())];
-        let settle = Instant::now() + SETTLE;
-        let (unreaped, exits) = loop {
-            let text = http_get(addr, "/metrics")
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            let unreaped = sample(&text, "reaper_trace_unreaped_total", &here).unwrap_or(0.0);
-            let exits = sample(&text, "reaper_trace_exits_total", &here).unwrap_or(0.0);
-            if (unreaped, exits) == (UNREAPED_PER_CYCLE, EXITS_PER_CYCLE) || Instant::now() > settle
-            {
-                break (unreaped, exits);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let (unreaped, exits) = cycle(&soak, cycles)?;
         if (unreaped, exits) != (UNREAPED_PER_CYCLE, EXITS_PER_CYCLE) {
             mismatched += 1;
-            eprintln!(
-                "xtask soak: cycle {cycles}: unreaped {unreaped} (want {UNREAPED_PER_CYCLE}), exits {exits} (want {EXITS_PER_CYCLE})"
-            );
         }
         unreaped_seen += unreaped;
         exits_seen += exits;
-        drop(cgroup);
         cycles += 1;
         if Instant::now() >= next_sample {
             let elapsed = started.elapsed();
-            let (rss, _) = crate::bench::rss_kb(serve.id());
+            let (rss, _) = crate::measure::rss_kb(serve.id());
             samples.push(json!({"s": elapsed.as_secs(), "rss_kb": rss}));
             eprintln!(
                 "xtask soak: {:>4}s {cycles} cycles, serve RSS {rss} KiB",
@@ -169,12 +205,12 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
         .lines()
         .filter(|l| l.starts_with("reaper_trace_exits_total{") && l.contains(&restarted_path))
         .count();
-    let (rss_end, _) = crate::bench::rss_kb(serve.id());
+    let (rss_end, _) = crate::measure::rss_kb(serve.id());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
     serve.wait()?;
     let lines: Vec<String> = rx.try_iter().collect();
-    let lost_reported = crate::bench::events_and_lost(&lines).1;
+    let lost_reported = crate::measure::events_and_lost(&lines).1;
     Ok(json!({
         "minutes": minutes,
         "cycles": cycles,
@@ -196,5 +232,5 @@ pub fn run_soak(tool: &Path, scenario: &Path, minutes: f64) -> anyhow::Result<Va
 }
 
 fn which(name: &str) -> Option<String> {
-    crate::bench::which(name).map(|p| p.to_string_lossy().into_owned())
+    crate::measure::which(name).map(|p| p.to_string_lossy().into_owned())
 }

@@ -6,11 +6,13 @@ use serde::Serialize;
 
 pub use super::reap::{Reap, ReapKind};
 use super::{diagnosis::Diag, facts::ProcessEnd};
-use crate::trace::{
+use crate::{
     cgroup::Cgroup,
-    comm::Comm,
-    event::NsPid,
-    stack::{Stack, Symbol},
+    trace::{
+        comm::Comm,
+        event::NsPid,
+        stack::{Stack, Symbol},
+    },
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -129,14 +131,6 @@ impl FindingKind {
     /// What `check` fails on unless told otherwise: children left unreaped
     /// or reaped late. Orphans are information.
     pub const FAIL_BY_DEFAULT: [FindingKind; 2] = [FindingKind::Unreaped, FindingKind::LateReap];
-}
-
-impl Finding {
-    /// The finding with its remediation hint filled in.
-    pub fn with_hint(mut self) -> Finding {
-        self.hint = super::hints::hint(&self);
-        self
-    }
 }
 
 /// What the analyzer tells its caller as the trace goes.

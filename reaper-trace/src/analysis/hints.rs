@@ -2,12 +2,15 @@
 //! what the person who owns the parent's code should change. The most
 //! specific cause wins.
 
-use super::findings::{Finding, FindingKind};
+use super::{
+    codes::DiagCode::{self, *},
+    findings::{Finding, FindingKind},
+};
 
 /// The hint for a finding, if its diagnosis points at a fix.
 pub fn hint(f: &Finding) -> Option<String> {
-    let has = |code: &str| f.diagnosis.iter().any(|d| d.code == code);
-    let text = |code: &str| {
+    let has = |code: DiagCode| f.diagnosis.iter().any(|d| d.code == code);
+    let text = |code: DiagCode| {
         f.diagnosis
             .iter()
             .find(|d| d.code == code)
@@ -19,7 +22,7 @@ pub fn hint(f: &Finding) -> Option<String> {
         .diagnosis
         .iter()
         .rev()
-        .filter(|d| d.code == "sigchld_disposition_change")
+        .filter(|d| d.code == SigchldDispositionChange)
         .map(|d| d.text.as_str())
         .find(|t| {
             !t.starts_with(&format!("thread {} ", f.parent_pid))
@@ -34,18 +37,18 @@ pub fn hint(f: &Finding) -> Option<String> {
         }
         FindingKind::Orphaned => return None,
         _ if f.parent_ns_pid.is_some_and(|p| p.pid == 1)
-            && (has("never_waited") || has("waited_for_other")) =>
+            && (has(NeverWaited) || has(WaitedForOther)) =>
         {
             "this parent is PID 1 of its pid namespace (a container's init) and does not reap: run it under an init (tini, docker --init)".into()
         }
-        _ if has("collected_by_tracer") => {
+        _ if has(CollectedByTracer) => {
             "a tracer collected this exit first; the parent must still call wait() for it".into()
         }
-        _ if has("no_sigchld") => {
+        _ if has(NoSigchld) => {
             "children made with exit_signal 0 send no SIGCHLD: reap them with waitpid(pid, __WALL) (or __WCLONE)".into()
         }
-        _ if has("exit_signal_not_sigchld") => {
-            let signal = text("exit_signal_not_sigchld")
+        _ if has(ExitSignalNotSigchld) => {
+            let signal = text(ExitSignalNotSigchld)
                 .and_then(|t| t.split("with exit signal ").nth(1))
                 .and_then(|t| t.split(' ').next())
                 .unwrap_or("another signal");
@@ -53,31 +56,31 @@ pub fn hint(f: &Finding) -> Option<String> {
                 "this child was cloned with exit signal {signal}, which plain wait() never sees: reap it with waitpid(pid, &status, __WALL) (or __WCLONE), or clone it with SIGCHLD as its exit signal"
             )
         }
-        _ if has("pidfd_not_waited") => {
+        _ if has(PidfdNotWaited) => {
             "the parent holds a pidfd for this child but never waits on it: when the pidfd polls readable, call waitid(P_PIDFD, fd, &info, WEXITED) (closing the pidfd does not reap)".into()
         }
-        _ if has("parent_execed") => {
+        _ if has(ParentExeced) => {
             "the parent exec'd another program after forking this child: reap children before exec, or have the new program reap what it inherits (waitpid(-1, WNOHANG) at start and on SIGCHLD)".into()
         }
-        _ if f.comm.as_bytes() == b"sh" && has("never_waited") => {
+        _ if f.comm.as_bytes() == b"sh" && has(NeverWaited) => {
             "a shell child never waited for: pclose() every popen(), and waitpid() every child of system()-like calls".into()
         }
-        _ if has("sigchld_coalesced") && has("sigchld_handler") => {
+        _ if has(SigchldCoalesced) && has(SigchldHandler) => {
             "SIGCHLD does not queue: loop waitpid(-1, WNOHANG) in the handler until it returns 0".into()
         }
-        _ if has("sigchld_signalfd") => {
+        _ if has(SigchldSignalfd) => {
             "read the signalfd before any slow work in the event loop, and loop waitpid(-1, WNOHANG) until it returns 0 each time".into()
         }
-        _ if has("parent_thread_uninterruptible") => {
+        _ if has(ParentThreadUninterruptible) => {
             "the parent is stuck in uninterruptible sleep: fix what it waits on (I/O, a hung mount); it cannot reap until then".into()
         }
-        _ if has("parent_leader_exited") => {
+        _ if has(ParentLeaderExited) => {
             "the main thread exited while other threads run: join the threads before main returns, or reap from a thread that lives".into()
         }
-        _ if has("waited_for_other") => {
+        _ if has(WaitedForOther) => {
             "the parent waits for specific pids only: also reap the rest with waitpid(-1, WNOHANG) (or one wait per spawned child)".into()
         }
-        _ if has("blocked_in_wait") => {
+        _ if has(BlockedInWait) => {
             "a thread blocks in a wait for another child: use waitpid(-1, …) or WNOHANG polling so one slow child does not hold up the rest".into()
         }
         // Before "the parent exited": a thread that took reaping away is why
@@ -89,10 +92,10 @@ pub fn hint(f: &Finding) -> Option<String> {
                 other_thread_change.unwrap_or_default()
             )
         }
-        _ if has("parent_exited") && has("never_waited") => {
+        _ if has(ParentExited) && has(NeverWaited) => {
             "the parent exited without waiting for its children: wait for them before exiting".into()
         }
-        _ if has("never_waited") => {
+        _ if has(NeverWaited) => {
             "call waitpid() for every child (or set SIGCHLD to SIG_IGN if their exit statuses are not needed)".into()
         }
         _ if f.kind == FindingKind::LateReap => {
@@ -111,7 +114,7 @@ mod tests {
         trace::comm::Comm,
     };
 
-    fn with(codes: &[&'static str]) -> Finding {
+    fn with(codes: &[DiagCode]) -> Finding {
         let mut f = finding();
         f.diagnosis = codes
             .iter()
@@ -125,19 +128,15 @@ mod tests {
 
     #[test]
     fn the_most_specific_cause_wins() {
-        let coalesced = hint(&with(&[
-            "sigchld_handler",
-            "sigchld_coalesced",
-            "never_waited",
-        ]));
+        let coalesced = hint(&with(&[SigchldHandler, SigchldCoalesced, NeverWaited]));
         assert!(coalesced.unwrap().contains("loop waitpid(-1, WNOHANG)"));
-        let mut popen = with(&["sigchld_default", "never_waited"]);
+        let mut popen = with(&[SigchldDefault, NeverWaited]);
         popen.comm = Comm::from_str_lossy("sh");
         assert!(hint(&popen).unwrap().contains("pclose() every popen()"));
-        let plain = hint(&with(&["sigchld_default", "never_waited"])).unwrap();
+        let plain = hint(&with(&[SigchldDefault, NeverWaited])).unwrap();
         assert!(plain.starts_with("call waitpid()"), "{plain}");
-        assert_eq!(hint(&with(&["sigchld_default"])), None);
-        let mut other_thread = with(&["sigchld_disposition_change"]);
+        assert_eq!(hint(&with(&[SigchldDefault])), None);
+        let mut other_thread = with(&[SigchldDispositionChange]);
         other_thread.diagnosis[0].text = "thread 812 of 10 set SIGCHLD to SIG_IGN".into();
         assert!(
             hint(&other_thread)

@@ -18,12 +18,17 @@ use super::{
 };
 use reaper_trace_common::stack_owner;
 
-use crate::trace::{
+use crate::{
     cgroup::{Cgroup, CgroupNames},
-    comm::Comm,
-    event::{Event, EventData, NsPid, SignalResult, WaitSyscall},
-    host_facts::{ParentProbe, SeedProcess},
-    stack::{PendingStacks, Stack},
+    trace::{
+        comm::Comm,
+        event::{
+            Event, EventData, Exec, Exit, Fork, Free, NsPid, Sigaction, SignalGenerate,
+            SignalResult, WaitEnter, WaitExit, WaitSyscall,
+        },
+        host_facts::{ParentProbe, SeedProcess},
+        stack::{PendingStacks, Stack},
+    },
 };
 
 /// One process. There is one per open lifecycle, and a recording from
@@ -297,7 +302,7 @@ impl Analyzer {
 
     /// /proc facts about a parent, read (live) or replayed (from a recording).
     pub fn attach_probe(&mut self, parent: u32, probe: ParentProbe) {
-        self.procs.entry(parent).or_default().facts.probe = Some(probe);
+        self.facts_mut(parent).probe = Some(probe);
     }
 
     /// Takes what was noticed since the last call, each finding marked
@@ -320,64 +325,13 @@ impl Analyzer {
     pub fn on_event(&mut self, event: &Event) {
         self.note_cgroup(event);
         match &event.data {
-            EventData::Fork(f) if !f.is_thread => {
-                // A fork reusing a pid proves the old process was released,
-                // whether or not its reap reached us.
-                self.settle_stale(f.child_tgid, f.child_start_ns, event.time_ns);
-                let parent_comm = f.comm;
-                let forker = self.procs.entry(event.tgid).or_default();
-                if forker.comm == Comm::default() {
-                    forker.comm = parent_comm;
-                }
-                if forker.start_ns == 0 {
-                    forker.start_ns = f.parent_start_ns;
-                }
-                // With CLONE_PARENT the child's parent is the forker's parent.
-                let parent = f.real_parent_tgid.unwrap_or(event.tgid);
-                self.procs
-                    .entry(parent)
-                    .or_default()
-                    .facts
-                    .running_children
-                    .insert(f.child_tgid);
-                let child = self.procs.entry(f.child_tgid).or_default();
-                child.start_ns = f.child_start_ns;
-                child.comm = f.comm;
-                child.parent_at_fork = Some(parent);
-                // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
-                // aside, which its own first event corrects).
-                child.cgroup_id = event.cgroup_id;
-                child.fork_stack = self
-                    .pending_stacks
-                    .take(event.tid, stack_owner::FORK, f.has_stack)
-                    .map(Box::new);
-            }
+            EventData::Fork(f) if !f.is_thread => self.fork(event, f),
             EventData::NsPids(n) if n.levels.len() > 1 => {
                 self.procs.entry(n.child_tgid).or_default().ns_pid = n.levels.last().copied();
             }
-            EventData::Exec(x) => {
-                let proc = self.procs.entry(event.tgid).or_default();
-                proc.facts
-                    .record_exec(event.time_ns, proc.comm, x.comm, &x.filename);
-                proc.comm = x.comm;
-                proc.facts.exec_reset();
-            }
+            EventData::Exec(x) => self.exec(event, x),
             EventData::TaskRename(r) => self.renamed(event, r),
-            EventData::Exit(x) => {
-                self.pending_stacks.exited(event.tid);
-                if x.group_dead {
-                    self.process_exit(event, x);
-                } else if !x.is_thread {
-                    let proc = self.procs.entry(event.tgid).or_default();
-                    proc.facts.leader_exited_ns = Some(event.time_ns);
-                    self.summary.leader_exits += 1;
-                    self.notices.push(Notice::LeaderExit {
-                        pid: event.tgid,
-                        comm: x.comm,
-                        time_ns: event.time_ns,
-                    });
-                }
-            }
+            EventData::Exit(x) => self.exit(event, x),
             EventData::SignalGenerate(s) if s.sig == reaper_trace_common::SIGCHLD => {
                 self.sigchld(event, s)
             }
@@ -386,78 +340,24 @@ impl Analyzer {
             EventData::SignalGenerate(s)
                 if matches!(s.code, libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL) =>
             {
-                let from_comm = self.sender_comm(event);
-                self.procs
-                    .entry(s.target_tgid)
-                    .or_default()
-                    .facts
-                    .record_signal(SignalSent {
-                        time_ns: event.time_ns,
-                        sig: s.sig,
-                        from_pid: event.tgid,
-                        from_comm,
-                    });
+                self.signal_sent(event, s)
             }
             EventData::SignalDeliver(d) if d.sig == reaper_trace_common::SIGCHLD => {
-                self.procs
-                    .entry(event.tgid)
-                    .or_default()
-                    .facts
-                    .sigchld_delivered += 1;
+                self.facts_mut(event.tgid).sigchld_delivered += 1;
             }
             EventData::Sigaction(s) if s.sig == reaper_trace_common::SIGCHLD => {
-                self.procs
-                    .entry(event.tgid)
-                    .or_default()
-                    .facts
-                    .record_disposition(DispositionChange {
-                        time_ns: event.time_ns,
-                        tid: event.tid,
-                        disposition: s.disposition,
-                        handler: s.handler,
-                        flags: s.flags,
-                        times: 1,
-                        last_ns: event.time_ns,
-                        comm: s.comm,
-                        stack: self.pending_stacks.take(
-                            event.tid,
-                            stack_owner::SIGACTION,
-                            s.has_stack,
-                        ),
-                    });
+                self.sigchld_action(event, s)
             }
-            EventData::WaitEnter(w) => {
-                let pid = wait_pid(w.syscall, w.which, w.upid);
-                self.procs
-                    .entry(event.tgid)
-                    .or_default()
-                    .facts
-                    .waiting
-                    .insert(
-                        event.tid,
-                        Waiting {
-                            pid,
-                            options: w.options,
-                            since_ns: event.time_ns,
-                            pidfd: w.pidfd,
-                        },
-                    );
-            }
+            EventData::WaitEnter(w) => self.wait_enter(event, w),
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::ProcessWait(w) => self
-                .procs
-                .entry(event.tgid)
-                .or_default()
-                .facts
+                .facts_mut(event.tgid)
                 .resolve_pidfd_wait(event.tid, w.pid),
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
                 self.pending_stacks.fork_failed(event.tid);
                 *self
-                    .procs
-                    .entry(event.tgid)
-                    .or_default()
-                    .facts
+                    .facts_mut(event.tgid)
                     .fork_failures
                     .entry(f.errno)
                     .or_default() += 1;
@@ -466,7 +366,106 @@ impl Analyzer {
         }
     }
 
-    fn process_exit(&mut self, event: &Event, x: &crate::trace::event::Exit) {
+    /// The facts of `tgid` as a parent, allocated when first written.
+    fn facts_mut(&mut self, tgid: u32) -> &mut ParentFacts {
+        &mut self.procs.entry(tgid).or_default().facts
+    }
+
+    fn fork(&mut self, event: &Event, f: &Fork) {
+        // A fork reusing a pid proves the old process was released,
+        // whether or not its reap reached us.
+        self.settle_stale(f.child_tgid, f.child_start_ns, event.time_ns);
+        let parent_comm = f.comm;
+        let forker = self.procs.entry(event.tgid).or_default();
+        if forker.comm == Comm::default() {
+            forker.comm = parent_comm;
+        }
+        if forker.start_ns == 0 {
+            forker.start_ns = f.parent_start_ns;
+        }
+        // With CLONE_PARENT the child's parent is the forker's parent.
+        let parent = f.real_parent_tgid.unwrap_or(event.tgid);
+        self.facts_mut(parent).running_children.insert(f.child_tgid);
+        let child = self.procs.entry(f.child_tgid).or_default();
+        child.start_ns = f.child_start_ns;
+        child.comm = f.comm;
+        child.parent_at_fork = Some(parent);
+        // A child starts in its forker's cgroup (CLONE_INTO_CGROUP
+        // aside, which its own first event corrects).
+        child.cgroup_id = event.cgroup_id;
+        child.fork_stack = self
+            .pending_stacks
+            .take(event.tid, stack_owner::FORK, f.has_stack)
+            .map(Box::new);
+    }
+
+    fn exec(&mut self, event: &Event, x: &Exec) {
+        let proc = self.procs.entry(event.tgid).or_default();
+        proc.facts
+            .record_exec(event.time_ns, proc.comm, x.comm, &x.filename);
+        proc.comm = x.comm;
+        proc.facts.exec_reset();
+    }
+
+    /// A task exited: the whole process, or its leader before the rest of
+    /// its threads (noted, not flagged: `ps` shows it as Z, yet it lives).
+    fn exit(&mut self, event: &Event, x: &Exit) {
+        self.pending_stacks.exited(event.tid);
+        if x.group_dead {
+            self.process_exit(event, x);
+        } else if !x.is_thread {
+            self.facts_mut(event.tgid).leader_exited_ns = Some(event.time_ns);
+            self.summary.leader_exits += 1;
+            self.notices.push(Notice::LeaderExit {
+                pid: event.tgid,
+                comm: x.comm,
+                time_ns: event.time_ns,
+            });
+        }
+    }
+
+    fn signal_sent(&mut self, event: &Event, s: &SignalGenerate) {
+        let from_comm = self.sender_comm(event);
+        self.facts_mut(s.target_tgid).record_signal(SignalSent {
+            time_ns: event.time_ns,
+            sig: s.sig,
+            from_pid: event.tgid,
+            from_comm,
+        });
+    }
+
+    fn sigchld_action(&mut self, event: &Event, s: &Sigaction) {
+        let stack = self
+            .pending_stacks
+            .take(event.tid, stack_owner::SIGACTION, s.has_stack);
+        self.facts_mut(event.tgid)
+            .record_disposition(DispositionChange {
+                time_ns: event.time_ns,
+                tid: event.tid,
+                disposition: s.disposition,
+                handler: s.handler,
+                flags: s.flags,
+                times: 1,
+                last_ns: event.time_ns,
+                comm: s.comm,
+                stack,
+            });
+    }
+
+    fn wait_enter(&mut self, event: &Event, w: &WaitEnter) {
+        let pid = wait_pid(w.syscall, w.which, w.upid);
+        self.facts_mut(event.tgid).waiting.insert(
+            event.tid,
+            Waiting {
+                pid,
+                options: w.options,
+                since_ns: event.time_ns,
+                pidfd: w.pidfd,
+            },
+        );
+    }
+
+    fn process_exit(&mut self, event: &Event, x: &Exit) {
         // Before 6.16 the probe infers group_dead, and under exit_group
         // several threads may each report it: one exit per process.
         let repeated = self.procs.get(&event.tgid).is_some_and(|p| {
@@ -559,7 +558,7 @@ impl Analyzer {
         self.release(parent);
     }
 
-    fn sigchld(&mut self, event: &Event, s: &crate::trace::event::SignalGenerate) {
+    fn sigchld(&mut self, event: &Event, s: &SignalGenerate) {
         let target = self.procs.entry(s.target_tgid).or_default();
         target.facts.sigchld_generated += 1;
         if s.result == SignalResult::AlreadyPending {
@@ -687,8 +686,8 @@ impl Analyzer {
         }
     }
 
-    fn wait_exit(&mut self, event: &Event, w: &crate::trace::event::WaitExit) {
-        let facts = &mut self.procs.entry(event.tgid).or_default().facts;
+    fn wait_exit(&mut self, event: &Event, w: &WaitExit) {
+        let facts = self.facts_mut(event.tgid);
         let waiting = facts.waiting.remove(&event.tid);
         // A pidfd wait can report only the process its fd stands for (which
         // the kernel's process_wait named, when it came).
@@ -733,7 +732,7 @@ impl Analyzer {
         self.finish_child(child_pid, event.time_ns);
     }
 
-    fn free(&mut self, event: &Event, f: &crate::trace::event::Free) {
+    fn free(&mut self, event: &Event, f: &Free) {
         if event.tid != event.tgid {
             self.summary.threads_reaped += 1;
             return;

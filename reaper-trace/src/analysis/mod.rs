@@ -2,6 +2,7 @@
 //! I/O, no clock, no tokio. Live tracing and (later) replaying a recording
 //! feed the same code.
 
+pub mod codes;
 pub mod diagnosis;
 pub mod facts;
 pub mod findings;
@@ -14,6 +15,7 @@ pub mod reap;
 mod rename;
 mod verdicts;
 
+pub use codes::DiagCode;
 pub use findings::{
     Finding, FindingKind, Notice, ParentRow, Reap, ReapKind, Report, Resolution, Summary, Verdict,
 };
@@ -47,7 +49,7 @@ pub mod tests_support {
             resolution: Some(Resolution::Zombie),
             latency_ns: Some(5),
             diagnosis: vec![diagnosis::Diag {
-                code: "never_waited",
+                code: codes::DiagCode::NeverWaited,
                 text: "parent 10 made no wait call".into(),
             }],
             predates_trace: false,

@@ -73,7 +73,7 @@ impl Seq {
     }
 }
 
-fn codes(f: &Finding) -> Vec<&'static str> {
+fn codes(f: &Finding) -> Vec<DiagCode> {
     f.diagnosis.iter().map(|d| d.code).collect()
 }
 
@@ -142,9 +142,9 @@ fn never_waited_then_parent_exits_is_unreaped_adopted() {
     );
     let c = codes(f);
     assert!(
-        c.contains(&"sigchld_default")
-            && c.contains(&"never_waited")
-            && c.contains(&"parent_exited"),
+        c.contains(&DiagCode::SigchldDefault)
+            && c.contains(&DiagCode::NeverWaited)
+            && c.contains(&DiagCode::ParentExited),
         "{c:?}"
     );
     assert_eq!((r.summary.unreaped, r.summary.adopted), (1, 1));
@@ -190,7 +190,11 @@ fn late_reap_over_threshold() {
         (FindingKind::LateReap, Some(Resolution::Reaped))
     );
     assert_eq!(f.latency_ns, Some(2499 * MS));
-    assert!(codes(f).contains(&"sigchld_signalfd"), "{:?}", f.diagnosis);
+    assert!(
+        codes(f).contains(&DiagCode::SigchldSignalfd),
+        "{:?}",
+        f.diagnosis
+    );
     assert_eq!(r.summary.late_reaps, 1);
 }
 const WNOHANG_: i32 = 1;
@@ -242,7 +246,11 @@ fn coalesced_sigchld_is_named() {
     assert_eq!(r.findings.len(), 2);
     for f in &r.findings {
         assert_eq!(f.resolution, Some(Resolution::Zombie));
-        assert!(codes(f).contains(&"sigchld_coalesced"), "{:?}", f.diagnosis);
+        assert!(
+            codes(f).contains(&DiagCode::SigchldCoalesced),
+            "{:?}",
+            f.diagnosis
+        );
     }
 }
 
@@ -269,7 +277,7 @@ fn waiting_for_another_child_is_named() {
     let f = &r.findings[0];
     assert_eq!(f.pid, 11);
     assert!(
-        codes(f).contains(&"waited_for_other") && codes(f).contains(&"blocked_in_wait"),
+        codes(f).contains(&DiagCode::WaitedForOther) && codes(f).contains(&DiagCode::BlockedInWait),
         "{:?}",
         f.diagnosis
     );
@@ -407,7 +415,7 @@ fn predating_zombie_is_reported_and_pending_fires_once() {
     let predates = f
         .diagnosis
         .iter()
-        .find(|d| d.code == "predates_trace")
+        .find(|d| d.code == DiagCode::PredatesTrace)
         .unwrap();
     assert_eq!(
         predates.text,
@@ -432,7 +440,7 @@ fn lost_events_make_findings_uncertain() {
     let r = a.finish(5 * S);
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert!(!r.uncertain[0].certain);
-    assert!(codes(&r.uncertain[0]).contains(&"events_lost"));
+    assert!(codes(&r.uncertain[0]).contains(&DiagCode::EventsLost));
     assert_eq!(r.summary.lost_events, 3);
     // Listed, but counted apart.
     assert_eq!((r.summary.unreaped, r.summary.uncertain), (0, 1));
@@ -496,7 +504,7 @@ fn no_finding_is_shown_certain_before_the_losses_after_it_are_read() {
         panic!("{notices:#?}")
     };
     assert!(!f.certain);
-    assert!(codes(f).contains(&"events_lost"));
+    assert!(codes(f).contains(&DiagCode::EventsLost));
 }
 
 #[test]
@@ -662,7 +670,7 @@ fn whose_zombie_it_was_is_where_its_exit_was_announced() {
         "{:#?}",
         late[0]
     );
-    assert!(codes(late[0]).contains(&"parent_was_exiting"));
+    assert!(codes(late[0]).contains(&DiagCode::ParentWasExiting));
     // Announced to the dying timeout: its zombie, left unreaped, adopted.
     let r = timeout_kill(10);
     let f = r
@@ -739,7 +747,7 @@ fn a_zombie_seen_in_proc_past_the_threshold_makes_a_free_dated_reap_certain() {
         panic!("{r:#?}")
     };
     assert_eq!((f.kind, f.certain), (FindingKind::LateReap, true));
-    assert!(!codes(f).contains(&"reap_unseen"), "{:?}", codes(f));
+    assert!(!codes(f).contains(&DiagCode::ReapUnseen), "{:?}", codes(f));
     // Without the look, or with one before the threshold, it may have been
     // reaped in time.
     for seen in [None, Some(900 * MS)] {
@@ -771,7 +779,7 @@ fn an_exit_gone_from_proc_without_its_free_is_no_zombie_at_the_end() {
         (f.kind, f.pid, f.certain),
         (FindingKind::LateReap, 11, false)
     );
-    assert!(codes(f).contains(&"reap_unseen"), "{:?}", codes(f));
+    assert!(codes(f).contains(&DiagCode::ReapUnseen), "{:?}", codes(f));
 }
 
 #[test]
@@ -792,13 +800,13 @@ fn a_lazy_adopter_is_blamed_not_the_dead_parent() {
     );
     let c = codes(f);
     assert!(
-        c.contains(&"parent_was_exiting") && c.contains(&"reap_unseen"),
+        c.contains(&DiagCode::ParentWasExiting) && c.contains(&DiagCode::ReapUnseen),
         "{c:?}"
     );
     assert!(
         f.diagnosis
             .iter()
-            .all(|d| !d.text.contains("parent 10 made") && d.code != "parent_exited"),
+            .all(|d| !d.text.contains("parent 10 made") && d.code != DiagCode::ParentExited),
         "{:#?}",
         f.diagnosis
     );
@@ -922,7 +930,7 @@ fn exec_scopes_the_disposition_history_and_repeats_collapse() {
     let changes: Vec<&str> = r.findings[0]
         .diagnosis
         .iter()
-        .filter(|d| d.code == "sigchld_disposition_change")
+        .filter(|d| d.code == DiagCode::SigchldDispositionChange)
         .map(|d| d.text.as_str())
         .collect();
     assert_eq!(changes.len(), 1, "{changes:#?}");
@@ -1166,7 +1174,7 @@ mod explain {
     use super::*;
     use crate::trace::host_facts::PidfdProbe;
 
-    fn diag<'a>(f: &'a Finding, code: &str) -> &'a str {
+    fn diag(f: &Finding, code: DiagCode) -> &str {
         f.diagnosis
             .iter()
             .find(|d| d.code == code)
@@ -1212,7 +1220,7 @@ mod explain {
         let changes: Vec<&str> = f
             .diagnosis
             .iter()
-            .filter(|d| d.code == "sigchld_disposition_change")
+            .filter(|d| d.code == DiagCode::SigchldDispositionChange)
             .map(|d| d.text.as_str())
             .collect();
         assert_eq!(
@@ -1251,10 +1259,14 @@ mod explain {
         let f = &r.findings[0];
         assert_eq!(f.kind, FindingKind::Unreaped);
         assert_eq!(
-            diag(f, "exit_signal_not_sigchld"),
+            diag(f, DiagCode::ExitSignalNotSigchld),
             "11 was created by clone with exit signal SIGUSR1 instead of SIGCHLD: parent 10 was sent SIGUSR1 at the exit, and wait(), waitpid() and waitid() without __WALL or __WCLONE do not see such a child (ECHILD); 1 wait call by parent 10 after the exit had neither, so could not see it"
         );
-        assert!(!codes(f).contains(&"sigchld_not_seen"), "{:?}", codes(f));
+        assert!(
+            !codes(f).contains(&DiagCode::SigchldNotSeen),
+            "{:?}",
+            codes(f)
+        );
         assert_eq!(
             f.hint.as_deref(),
             Some(
@@ -1286,7 +1298,7 @@ mod explain {
             )
         );
         assert_eq!(
-            diag(f, "sigchld_ignored"),
+            diag(f, DiagCode::SigchldIgnored),
             "parent 10 ignores SIGCHLD (SIG_IGN), but the kernel reaps at exit only children whose exit signal is SIGCHLD: not 11"
         );
     }
@@ -1307,7 +1319,7 @@ mod explain {
         let r = a.finish(5 * S);
         let f = &r.findings[0];
         assert_eq!(
-            diag(f, "pidfd_not_waited"),
+            diag(f, DiagCode::PidfdNotWaited),
             "parent 10 holds pidfd 3 for 11 and has not waited on it since the exit: a pidfd reports the exit (it polls readable) but does not reap; waitid(P_PIDFD, 3, ..., WEXITED) does"
         );
         assert_eq!(
@@ -1338,11 +1350,11 @@ mod explain {
             (FindingKind::LateReap, Some(ReapKind::Wait), Some(10))
         );
         assert_eq!(
-            diag(f, "first_wait_after"),
+            diag(f, DiagCode::FirstWaitAfter),
             "parent 10's first wait call after the exit came 2.000s later (pidfd 3 (pid 11), options WEXITED)"
         );
         assert_eq!(
-            diag(f, "pidfd_held"),
+            diag(f, DiagCode::PidfdHeld),
             "parent 10 held pidfd 3 for 11 and waited on it only 2.000s after the exit"
         );
         // Waiting on another child's pidfd is waiting for another child.
@@ -1354,7 +1366,7 @@ mod explain {
             .add(b::pidfd_wait_exit(3 * MS, 10, 4, 12));
         let r = s.run(S, 5 * S);
         assert_eq!(
-            diag(&r.findings[0], "waited_for_other"),
+            diag(&r.findings[0], DiagCode::WaitedForOther),
             "parent 10 waited for pid 12 instead of 11"
         );
         // Blocked on another child's pidfd, resolved by the kernel's
@@ -1369,11 +1381,11 @@ mod explain {
         let r = s.run(S, 5 * S);
         let f = &r.findings[0];
         assert_eq!(
-            diag(f, "blocked_in_wait"),
+            diag(f, DiagCode::BlockedInWait),
             "thread 10 of 10 is blocked in a wait for pidfd 4 (pid 12) (options WEXITED) since 0.001s after the exit"
         );
         assert_eq!(
-            diag(f, "waited_for_other"),
+            diag(f, DiagCode::WaitedForOther),
             "parent 10 waited for pid 12 instead of 11"
         );
     }
@@ -1388,7 +1400,7 @@ mod explain {
         let r = s.run(S, 5 * S);
         let f = &r.findings[0];
         assert_eq!(
-            diag(f, "parent_execed"),
+            diag(f, DiagCode::ParentExeced),
             "parent 10 exec'd /usr/sbin/server (server) 0.002s after forking 11: the program that forked it, bash (/bin/bash), is gone, and the new image does not know about the children it inherited, so nothing in it waits for this one"
         );
         assert_eq!(
@@ -1403,7 +1415,7 @@ mod explain {
             .fork(MS, 10, 11)
             .exit(4 * MS, 11, 11, 10, true, MS);
         let r = s.run(S, 5 * S);
-        assert!(!codes(&r.findings[0]).contains(&"parent_execed"));
+        assert!(!codes(&r.findings[0]).contains(&DiagCode::ParentExeced));
     }
 
     fn ns_pids(t: u64, parent: u32, child: u32, ns_pid: u32) -> Event {

@@ -5,6 +5,7 @@
 use super::{
     diagnosis::{self, DiagContext},
     findings::*,
+    hints,
     lifecycle::Analyzer,
     losses,
 };
@@ -148,7 +149,7 @@ impl Analyzer {
         if let (true, Some(reap)) = (dated_by_free, reap) {
             diagnosis.push(diagnosis::reap_unseen(exit.parent, reap.time_ns, exit));
         }
-        Finding {
+        with_hint(Finding {
             kind,
             pid,
             comm: proc.comm,
@@ -188,8 +189,7 @@ impl Analyzer {
                     .map_or(0, |t| t.saturating_sub(losses::BEFORE_EXIT_NS)),
                 reap.map_or(now_ns, |r| r.time_ns),
             ),
-        }
-        .with_hint()
+        })
     }
 
     /// Marks `finding` uncertain when events were lost in the time it was
@@ -238,7 +238,7 @@ impl Analyzer {
             exit.and_then(|e| e.time_ns),
         )];
         let orphaned_at = parent_end.as_ref().map_or(0, |end| end.time_ns);
-        Finding {
+        with_hint(Finding {
             kind: FindingKind::Orphaned,
             pid,
             comm: proc.comm,
@@ -279,8 +279,7 @@ impl Analyzer {
                 orphaned_at.saturating_sub(losses::BEFORE_EXIT_NS),
                 exit.and_then(|e| e.time_ns).unwrap_or(orphaned_at),
             ),
-        }
-        .with_hint()
+        })
     }
 
     /// Ends the trace: every exit still unreaped is a zombie.
@@ -372,6 +371,12 @@ impl Analyzer {
             parents,
         }
     }
+}
+
+/// The finding with its remediation hint, derived from its diagnosis.
+fn with_hint(mut finding: Finding) -> Finding {
+    finding.hint = hints::hint(&finding);
+    finding
 }
 
 /// The stack of the parent's latest SIGCHLD action change: the line that

@@ -2,7 +2,6 @@
 //! files that user stacks are unwound and symbolized with.
 
 #[cfg(feature = "kernel")]
-pub mod cgroups;
 #[cfg(feature = "kernel")]
 pub mod command;
 mod elf;

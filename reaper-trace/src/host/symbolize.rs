@@ -22,10 +22,7 @@ use blazesym::symbolize::{
 };
 
 use super::elf::{self, Segment};
-use crate::{
-    analysis::Finding,
-    trace::stack::{Frame, Module, Stack, Symbol},
-};
+use crate::trace::stack::{Frame, Module, Stack, Symbol};
 
 /// Symbolizes frames, caching per module and offset. Not `Send` (blazesym
 /// keeps its caches in `Rc`s): one per thread that shows findings.
@@ -210,19 +207,6 @@ fn expand(module: &str, address: u64, sym: &Sym<'_>) -> Vec<Symbol> {
         .map(|inlined| symbol(&inlined.name, inlined.code_info.as_ref()))
         .chain([symbol(&sym.name, sym.code_info.as_deref())])
         .collect()
-}
-
-/// Fills a finding's `fork_stack` and `sigaction_stack` from its frames,
-/// where findings are shown (live, or in `report`).
-pub fn symbolize_finding(symbolizer: &mut Symbolizer, finding: &mut Finding) {
-    finding.fork_stack = finding
-        .fork_frames
-        .as_ref()
-        .map(|s| symbolizer.symbolize_stack(s));
-    finding.sigaction_stack = finding
-        .sigaction_frames
-        .as_ref()
-        .map(|s| symbolizer.symbolize_stack(s));
 }
 
 #[cfg(test)]

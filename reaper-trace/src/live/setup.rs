@@ -7,8 +7,8 @@ use anyhow::Context as _;
 
 use super::TraceOptions;
 use crate::{
+    cgroup::fs::{CgroupFs, CgroupResolver, container_cgroup},
     host::{
-        cgroups::{CgroupFs, CgroupResolver, container_cgroup},
         command::{self, GatedChild},
         procfs,
     },

@@ -10,7 +10,8 @@ use std::{
 use super::{Display, recording::Recording, stacks::LiveStacks};
 use crate::{
     analysis::{Analyzer, Notice, Verdict},
-    host::{cgroups::CgroupResolver, procfs},
+    cgroup::fs::CgroupResolver,
+    host::procfs,
     kernel::{SenderNames, Tracer},
     output::{events, metrics::Metrics, report},
     pipeline::{Pipeline, Visitor},

@@ -9,9 +9,10 @@ use super::recording::Recording;
 use crate::{
     analysis::Finding,
     host::{
-        symbolize::{Symbolizer, symbolize_finding},
+        symbolize::Symbolizer,
         unwind::{Unwinder, UserRegs},
     },
+    output::stacks::symbolize_finding,
     recording::stacks::ModuleIds,
     trace::stack::Stack,
 };

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use crate::{
     analysis::reap::{ChildStatus, WaitResult},
+    cgroup::Cgroup,
     trace::{
-        cgroup::Cgroup,
         clock::ClockRef,
         comm::Comm,
         escape::escape,
@@ -114,7 +114,17 @@ pub fn write_text_line(
         event.tgid,
         event.tid
     );
-    let _ = match &event.data {
+    let _ = write_details(line, &event.data);
+    // Only a container or unit: the root cgroup, or a path that names
+    // neither, would be noise on every line.
+    if let Some(brief) = cgroup.and_then(|c| c.container.brief()) {
+        let _ = write!(line, " [{}]", escape(&brief));
+    }
+}
+
+/// What follows the kind and the pid on an event's line.
+fn write_details(line: &mut String, data: &EventData) -> std::fmt::Result {
+    match data {
         EventData::Fork(f) => write!(
             line,
             "{} -> {} {}/{}",
@@ -123,49 +133,9 @@ pub fn write_text_line(
             f.child_tgid,
             f.child_tid
         ),
-        EventData::Exec(x) => {
-            let moved = if x.old_pid != x.pid {
-                format!(" (from thread {})", x.old_pid)
-            } else {
-                String::new()
-            };
-            write!(line, "{} {}{}", x.comm, escape(&x.filename), moved)
-        }
-        EventData::Exit(x) => {
-            let how = match (x.exit_code, x.signal) {
-                (Some(code), _) => format!("code {code}"),
-                (_, Some(sig)) => format!(
-                    "killed by {}{}",
-                    signal_name(sig),
-                    if x.core_dumped { " (core dumped)" } else { "" }
-                ),
-                _ => String::new(),
-            };
-            let scope = match (x.is_thread, x.group_dead) {
-                (true, false) => "thread exit",
-                (false, false) => "leader exit, threads live on",
-                (_, true) => "process exit",
-            };
-            write!(
-                line,
-                "{} {how}, {scope}, parent {}",
-                x.comm, x.real_parent_tgid
-            )
-        }
-        EventData::SignalGenerate(s) => write!(
-            line,
-            "{} -> {}/{} {} {} pid {} status {}: {:?}, target {}{}",
-            signal_name(s.sig),
-            s.target_tgid,
-            s.target_tid,
-            if s.group { "group" } else { "thread" },
-            cld_code(s.code),
-            with_ns_pid(s.si_pid, s.si_ns_pid),
-            s.si_status,
-            s.result,
-            disposition(s.target_disposition, s.target_handler),
-            if s.target_blocked { " (blocked)" } else { "" }
-        ),
+        EventData::Exec(x) => write_exec(line, x),
+        EventData::Exit(x) => write_exit(line, x),
+        EventData::SignalGenerate(s) => write_signal_generate(line, s),
         EventData::SignalDeliver(d) => write!(
             line,
             "{} {} to {} flags {}",
@@ -190,42 +160,10 @@ pub fn write_text_line(
             wait_target(w.upid, w.upid_ns, w.pidfd, None),
             wait_options(w.options)
         ),
-        EventData::WaitExit(w) => write!(
-            line,
-            "{:?} {} options {} -> {}",
-            w.syscall,
-            wait_target(
-                w.upid,
-                w.upid_ns,
-                w.pidfd,
-                (w.reaped_pid > 0).then_some(w.reaped_pid)
-            ),
-            wait_options(w.options),
-            wait_outcome(w)
-        ),
-        EventData::NsPids(n) => {
-            let levels: Vec<String> = n
-                .levels
-                .iter()
-                .map(|l| format!("{} in pid:[{}]", l.pid, l.ns))
-                .collect();
-            write!(line, "process {} is {}", n.child_tgid, levels.join(", "))
-        }
+        EventData::WaitExit(w) => write_wait_exit(line, w),
+        EventData::NsPids(n) => write_ns_pids(line, n),
         EventData::Free(f) => write!(line, "{} reaped (task freed)", f.comm),
-        EventData::Sigaction(s) => {
-            let by = if s.comm == Comm::default() {
-                String::new()
-            } else {
-                format!(" by thread {}", s.comm)
-            };
-            write!(
-                line,
-                "{} set to {} flags {}{by}",
-                signal_name(s.sig),
-                disposition(s.disposition, s.handler),
-                sa_flags(s.flags)
-            )
-        }
+        EventData::Sigaction(s) => write_sigaction(line, s),
         EventData::ForkFailed(f) => write!(
             line,
             "fork failed: {} (syscall {})",
@@ -233,12 +171,95 @@ pub fn write_text_line(
             f.syscall_nr
         ),
         EventData::TaskRename(r) => write!(line, "{} renamed to {}", r.old_comm, r.new_comm),
-    };
-    // Only a container or unit: the root cgroup, or a path that names
-    // neither, would be noise on every line.
-    if let Some(brief) = cgroup.and_then(|c| c.container.brief()) {
-        let _ = write!(line, " [{}]", escape(&brief));
     }
+}
+
+fn write_exec(line: &mut String, x: &Exec) -> std::fmt::Result {
+    let moved = if x.old_pid != x.pid {
+        format!(" (from thread {})", x.old_pid)
+    } else {
+        String::new()
+    };
+    write!(line, "{} {}{}", x.comm, escape(&x.filename), moved)
+}
+
+fn write_exit(line: &mut String, x: &Exit) -> std::fmt::Result {
+    let how = match (x.exit_code, x.signal) {
+        (Some(code), _) => format!("code {code}"),
+        (_, Some(sig)) => format!(
+            "killed by {}{}",
+            signal_name(sig),
+            if x.core_dumped { " (core dumped)" } else { "" }
+        ),
+        _ => String::new(),
+    };
+    let scope = match (x.is_thread, x.group_dead) {
+        (true, false) => "thread exit",
+        (false, false) => "leader exit, threads live on",
+        (_, true) => "process exit",
+    };
+    write!(
+        line,
+        "{} {how}, {scope}, parent {}",
+        x.comm, x.real_parent_tgid
+    )
+}
+
+fn write_signal_generate(line: &mut String, s: &SignalGenerate) -> std::fmt::Result {
+    write!(
+        line,
+        "{} -> {}/{} {} {} pid {} status {}: {:?}, target {}{}",
+        signal_name(s.sig),
+        s.target_tgid,
+        s.target_tid,
+        if s.group { "group" } else { "thread" },
+        cld_code(s.code),
+        with_ns_pid(s.si_pid, s.si_ns_pid),
+        s.si_status,
+        s.result,
+        disposition(s.target_disposition, s.target_handler),
+        if s.target_blocked { " (blocked)" } else { "" }
+    )
+}
+
+fn write_wait_exit(line: &mut String, w: &WaitExit) -> std::fmt::Result {
+    write!(
+        line,
+        "{:?} {} options {} -> {}",
+        w.syscall,
+        wait_target(
+            w.upid,
+            w.upid_ns,
+            w.pidfd,
+            (w.reaped_pid > 0).then_some(w.reaped_pid)
+        ),
+        wait_options(w.options),
+        wait_outcome(w)
+    )
+}
+
+fn write_ns_pids(line: &mut String, n: &NsPids) -> std::fmt::Result {
+    let levels: Vec<String> = n
+        .levels
+        .iter()
+        .map(|l| format!("{} in pid:[{}]", l.pid, l.ns))
+        .collect();
+    write!(line, "process {} is {}", n.child_tgid, levels.join(", "))
+}
+
+fn write_sigaction(line: &mut String, s: &Sigaction) -> std::fmt::Result {
+    let by = if s.comm == Comm::default() {
+        String::new()
+    } else {
+        format!(" by thread {}", s.comm)
+    };
+    write!(
+        line,
+        "{} set to {} flags {}{by}",
+        signal_name(s.sig),
+        disposition(s.disposition, s.handler),
+        sa_flags(s.flags)
+    )
 }
 
 /// One JSON object for an event (no trailing newline).

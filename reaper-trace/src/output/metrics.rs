@@ -20,12 +20,9 @@ use prometheus_client::{
 
 use crate::{
     analysis::{Analyzer, Finding, FindingKind, Report, Resolution, Verdict},
+    cgroup::{Cgroup, CgroupNames},
     pipeline::Visitor,
-    trace::{
-        cgroup::{Cgroup, CgroupNames},
-        event::Event,
-        totals::Totals,
-    },
+    trace::{event::Event, totals::Totals},
 };
 
 /// Reap latency buckets, seconds: a prompt reap takes microseconds, a

@@ -1,10 +1,8 @@
 //! What the kernel and /proc tell us, typed: ring-buffer records decoded
 //! into events, and the vocabulary every later stage shares.
 
-pub mod cgroup;
 pub mod clock;
 pub mod comm;
-pub mod container;
 pub mod decode;
 pub mod escape;
 pub mod event;

@@ -127,122 +127,141 @@ fn exit_parent(events: &[Event], pid: u32) -> Option<u32> {
 pub fn judge(behaviour: Behaviour, root: u32, events: &[Event]) -> Row {
     let name = behaviour.name();
     let first_child = children(events, root).first().copied();
-    match behaviour {
-        Behaviour::SigIgnAutoreaps | Behaviour::NoCldWaitAutoreaps => {
-            let Some(child) = first_child else {
-                return row(name, "a child", "no fork seen".into(), false);
-            };
-            let signals = sigchlds(events, child).len();
-            let waited = reaped_by(events, child).is_some();
-            let released = freed(events, child);
-            let want_signal = behaviour == Behaviour::NoCldWaitAutoreaps;
-            let expected = if want_signal {
-                "released without wait; SIGCHLD generated"
-            } else {
-                "released without wait; no SIGCHLD"
-            };
-            let seen = format!(
-                "{}; {} SIGCHLD",
-                if released && !waited {
-                    "released without wait"
-                } else if waited {
-                    "reaped by a wait"
-                } else {
-                    "never released"
-                },
-                signals
-            );
-            row(
-                name,
-                expected,
-                seen,
-                released && !waited && (signals > 0) == want_signal,
-            )
+    use Behaviour::*;
+    match (behaviour, first_child) {
+        (SigIgnAutoreaps | NoCldWaitAutoreaps | ExitSignalZeroSendsNothing, None) => {
+            row(name, "a child", "no fork seen".into(), false)
         }
-        Behaviour::OrphanGoesToSubreaper => {
-            let grandchild = first_child.and_then(|c| children(events, c).first().copied());
-            let Some(grandchild) = grandchild else {
-                return row(
-                    name,
-                    "a grandchild",
-                    "no grandchild fork seen".into(),
-                    false,
-                );
-            };
-            let parent = exit_parent(events, grandchild);
-            let reaper = reaped_by(events, grandchild);
-            let seen = format!("parent at exit {}, reaped by {}", opt(parent), opt(reaper));
-            row(
-                name,
-                &format!("parent at exit {root}, reaped by {root}"),
-                seen,
-                parent == Some(root) && reaper == Some(root),
-            )
+        (SigIgnAutoreaps | NoCldWaitAutoreaps, Some(child)) => {
+            judge_autoreap(behaviour, name, child, events)
         }
-        Behaviour::SigchldCoalesces => {
-            let results: Vec<SignalResult> = children(events, root)
-                .iter()
-                .flat_map(|c| sigchlds(events, *c))
-                .collect();
-            let pending = results
-                .iter()
-                .filter(|r| **r == SignalResult::AlreadyPending)
-                .count();
-            let queued = results
-                .iter()
-                .filter(|r| **r == SignalResult::Delivered)
-                .count();
-            let seen = format!(
-                "{} SIGCHLD: {queued} queued, {pending} already pending",
-                results.len()
-            );
-            row(
-                name,
-                "1 queued, the rest already pending",
-                seen,
-                results.len() >= 2 && queued == 1 && pending == results.len() - 1,
-            )
+        (OrphanGoesToSubreaper, _) => judge_orphan(name, root, first_child, events),
+        (SigchldCoalesces, _) => judge_coalescing(name, root, events),
+        (ExitSignalZeroSendsNothing, Some(child)) => {
+            judge_exit_signal_zero(name, root, child, events)
         }
-        Behaviour::ExitSignalZeroSendsNothing => {
-            let Some(child) = first_child else {
-                return row(name, "a child", "no fork seen".into(), false);
-            };
-            let signals = sigchlds(events, child).len();
-            let reaper = reaped_by(events, child);
-            let seen = format!("{signals} SIGCHLD, reaped by {}", opt(reaper));
-            row(
-                name,
-                &format!("0 SIGCHLD, reaped by {root}"),
-                seen,
-                signals == 0 && reaper == Some(root),
-            )
-        }
-        Behaviour::LeaderExitsBeforeGroup => {
-            let exits: Vec<(u32, bool)> = events
-                .iter()
-                .filter(|e| e.tgid == root)
-                .filter_map(|e| match &e.data {
-                    EventData::Exit(x) => Some((e.tid, x.group_dead)),
-                    _ => None,
-                })
-                .collect();
-            let leader_first = exits
-                .first()
-                .is_some_and(|&(tid, dead)| tid == root && !dead);
-            let group_dies_later = exits.iter().skip(1).any(|&(tid, dead)| tid != root && dead);
-            let seen = exits
-                .iter()
-                .map(|(tid, dead)| format!("{tid}{}", if *dead { " (group dead)" } else { "" }))
-                .collect::<Vec<_>>()
-                .join(", ");
-            row(
-                name,
-                "the leader's exit, then the group's death by another thread",
-                format!("exits: {seen}"),
-                leader_first && group_dies_later,
-            )
-        }
+        (LeaderExitsBeforeGroup, _) => judge_leader_exit(name, root, events),
     }
+}
+
+/// SIG_IGN or SA_NOCLDWAIT: the child is released without a wait (and a
+/// SIGCHLD is generated only under SA_NOCLDWAIT).
+fn judge_autoreap(behaviour: Behaviour, name: &str, child: u32, events: &[Event]) -> Row {
+    let signals = sigchlds(events, child).len();
+    let waited = reaped_by(events, child).is_some();
+    let released = freed(events, child);
+    let want_signal = behaviour == Behaviour::NoCldWaitAutoreaps;
+    let expected = if want_signal {
+        "released without wait; SIGCHLD generated"
+    } else {
+        "released without wait; no SIGCHLD"
+    };
+    let seen = format!(
+        "{}; {} SIGCHLD",
+        if released && !waited {
+            "released without wait"
+        } else if waited {
+            "reaped by a wait"
+        } else {
+            "never released"
+        },
+        signals
+    );
+    row(
+        name,
+        expected,
+        seen,
+        released && !waited && (signals > 0) == want_signal,
+    )
+}
+
+/// A grandchild orphaned below a subreaper is reparented to it and reaped
+/// by it.
+fn judge_orphan(name: &str, root: u32, first_child: Option<u32>, events: &[Event]) -> Row {
+    let grandchild = first_child.and_then(|c| children(events, c).first().copied());
+    let Some(grandchild) = grandchild else {
+        return row(
+            name,
+            "a grandchild",
+            "no grandchild fork seen".into(),
+            false,
+        );
+    };
+    let parent = exit_parent(events, grandchild);
+    let reaper = reaped_by(events, grandchild);
+    let seen = format!("parent at exit {}, reaped by {}", opt(parent), opt(reaper));
+    row(
+        name,
+        &format!("parent at exit {root}, reaped by {root}"),
+        seen,
+        parent == Some(root) && reaper == Some(root),
+    )
+}
+
+/// SIGCHLDs from several children while one is pending coalesce.
+fn judge_coalescing(name: &str, root: u32, events: &[Event]) -> Row {
+    let results: Vec<SignalResult> = children(events, root)
+        .iter()
+        .flat_map(|c| sigchlds(events, *c))
+        .collect();
+    let pending = results
+        .iter()
+        .filter(|r| **r == SignalResult::AlreadyPending)
+        .count();
+    let queued = results
+        .iter()
+        .filter(|r| **r == SignalResult::Delivered)
+        .count();
+    let seen = format!(
+        "{} SIGCHLD: {queued} queued, {pending} already pending",
+        results.len()
+    );
+    row(
+        name,
+        "1 queued, the rest already pending",
+        seen,
+        results.len() >= 2 && queued == 1 && pending == results.len() - 1,
+    )
+}
+
+/// A child with exit signal 0 sends no SIGCHLD, and is still reaped.
+fn judge_exit_signal_zero(name: &str, root: u32, child: u32, events: &[Event]) -> Row {
+    let signals = sigchlds(events, child).len();
+    let reaper = reaped_by(events, child);
+    let seen = format!("{signals} SIGCHLD, reaped by {}", opt(reaper));
+    row(
+        name,
+        &format!("0 SIGCHLD, reaped by {root}"),
+        seen,
+        signals == 0 && reaper == Some(root),
+    )
+}
+
+/// The group leader exits first; the group dies with another thread.
+fn judge_leader_exit(name: &str, root: u32, events: &[Event]) -> Row {
+    let exits: Vec<(u32, bool)> = events
+        .iter()
+        .filter(|e| e.tgid == root)
+        .filter_map(|e| match &e.data {
+            EventData::Exit(x) => Some((e.tid, x.group_dead)),
+            _ => None,
+        })
+        .collect();
+    let leader_first = exits
+        .first()
+        .is_some_and(|&(tid, dead)| tid == root && !dead);
+    let group_dies_later = exits.iter().skip(1).any(|&(tid, dead)| tid != root && dead);
+    let seen = exits
+        .iter()
+        .map(|(tid, dead)| format!("{tid}{}", if *dead { " (group dead)" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    row(
+        name,
+        "the leader's exit, then the group's death by another thread",
+        format!("exits: {seen}"),
+        leader_first && group_dies_later,
+    )
 }
 
 fn opt(pid: Option<u32>) -> String {

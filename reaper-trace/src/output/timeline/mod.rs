@@ -10,9 +10,14 @@
 //! processes in flight.
 //!
 //! What to draw is decided once, here; a [`Sink`] writes it in one format:
-//! the native Perfetto protobuf trace (`output::perfetto`, the default), or
-//! the Chrome trace-event JSON ([`JsonSink`], which Perfetto calls legacy
-//! and imports best-effort).
+//! the native Perfetto protobuf trace ([`perfetto`], the default), or
+//! the Chrome trace-event JSON ([`json`], which Perfetto calls legacy
+//! and imports best-effort). Both formats know only the [`model`], never
+//! the drawing, so imports flow one way: this file → formats → model.
+
+pub mod json;
+pub mod model;
+pub mod perfetto;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,19 +27,21 @@ use std::{
 use reaper_trace_common::stack_owner;
 use serde_json::{Value, json};
 
+use self::{
+    json::JsonSink,
+    model::{Instant, Sink, Slice, Track},
+    perfetto::PerfettoSink,
+};
 use crate::{
     analysis::{Analyzer, ReapKind, Resolution, Verdict},
-    output::{
-        events::{disposition, wait_outcome},
-        perfetto::PerfettoSink,
-    },
+    output::events::{disposition, wait_outcome},
     pipeline::{
         Visitor,
         replay::{ReplayError, ReplayOptions, replay_with},
     },
     recording::Meta,
     trace::{
-        event::{Event, EventData},
+        event::{Event, EventData, Fork},
         names::{sa_flags, signal_name},
         stack::{PendingStacks, Stack, Symbol},
     },
@@ -47,62 +54,6 @@ pub enum TimelineFormat {
     Perfetto,
     /// Chrome trace-event JSON.
     PerfettoJson,
-}
-
-/// A process's track. A process gets a new one when its pid is reused
-/// (`uuid`); the JSON format knows only the pid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Track {
-    pub pid: u32,
-    /// Nonzero, unique in the trace.
-    pub uuid: u64,
-}
-
-/// A span of time on a track. Times are the recording's CLOCK_MONOTONIC
-/// nanoseconds.
-#[derive(Debug)]
-pub struct Slice<'a> {
-    pub name: &'a str,
-    pub category: &'a str,
-    /// A color for the JSON format's `cname` (the protobuf one has none:
-    /// Perfetto colors slices by name).
-    pub color: &'a str,
-    pub start_ns: u64,
-    pub end_ns: u64,
-    /// A JSON object: its members become the slice's arguments.
-    pub args: Value,
-    /// The flow (from the parent's fork) that ends at this slice.
-    pub flow_in: Option<u64>,
-}
-
-/// A moment on a track.
-#[derive(Debug)]
-pub struct Instant<'a> {
-    pub name: &'a str,
-    pub category: &'a str,
-    pub ts_ns: u64,
-    /// A JSON object: its members become the instant's arguments.
-    pub args: Value,
-    /// A flow that starts here (a fork: it ends at the child's track).
-    pub flow_out: Option<u64>,
-    /// The user stack at this moment, innermost frame first.
-    pub stack: Option<&'a [Symbol]>,
-}
-
-/// A timeline format: what each thing the timeline draws becomes.
-pub trait Sink {
-    fn start(&mut self, meta: &Meta) -> std::io::Result<()>;
-    /// A new track, or a new name for one (`None`: not known yet). Called
-    /// before anything is drawn on the track.
-    fn describe(&mut self, track: Track, name: Option<&str>) -> std::io::Result<()>;
-    fn slice(&mut self, track: Track, slice: &Slice) -> std::io::Result<()>;
-    fn instant(&mut self, track: Track, instant: &Instant) -> std::io::Result<()>;
-    /// `parent` forked `child`: `fork.flow_out` is the flow to the child's
-    /// `running` slice (its `flow_in`).
-    fn fork(&mut self, parent: Track, child: Track, fork: &Instant) -> std::io::Result<()>;
-    /// A SIGCHLD disposition change: where a stack says who made it.
-    fn sigaction(&mut self, track: Track, sigaction: &Instant) -> std::io::Result<()>;
-    fn finish(&mut self) -> std::io::Result<()>;
 }
 
 /// How the timeline names the frames of a stack (a fork's, a SIGCHLD
@@ -288,6 +239,39 @@ impl<S: Sink> Timeline<'_, S> {
 }
 
 impl<S: Sink> Timeline<'_, S> {
+    /// A new process: a new lifecycle, on a new track, with a flow from
+    /// its parent's fork.
+    fn fork(&mut self, e: &Event, f: &Fork) -> std::io::Result<()> {
+        let ts = e.time_ns;
+        let comm = String::from_utf8_lossy(f.comm.as_bytes()).into_owned();
+        self.name(e.tgid, &comm)?;
+        // A new process: a new lifecycle, on a new track.
+        self.spans.remove(&f.child_tgid);
+        self.tracks.remove(&f.child_tgid);
+        self.name(f.child_tgid, &comm)?;
+        self.flow_id += 1;
+        let id = self.flow_id;
+        let child = self.spans.entry(f.child_tgid).or_default();
+        child.fork_ns = Some(ts);
+        child.start_ns = f.child_start_ns;
+        child.flow_in = Some(id);
+        let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
+        let stack = self.stack_of(e.tid, stack_owner::FORK, f.has_stack);
+        self.sink.fork(
+            parent,
+            child,
+            &Instant {
+                name: "fork",
+                category: "fork",
+                ts_ns: ts,
+                args: json!({"child": f.child_tgid}),
+                flow_out: Some(id),
+                stack: stack.as_deref(),
+            },
+        )?;
+        Ok(())
+    }
+
     /// The named frames of thread `tid`'s stack for this event, when the
     /// event has one (`has_stack`: paired as the analysis pairs them).
     fn stack_of(&mut self, tid: u32, owner: u32, has_stack: bool) -> Option<Vec<Symbol>> {
@@ -309,34 +293,7 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
     fn event(&mut self, e: &Event, _: &Analyzer) -> std::io::Result<()> {
         let ts = e.time_ns;
         match &e.data {
-            EventData::Fork(f) if !f.is_thread => {
-                let comm = String::from_utf8_lossy(f.comm.as_bytes()).into_owned();
-                self.name(e.tgid, &comm)?;
-                // A new process: a new lifecycle, on a new track.
-                self.spans.remove(&f.child_tgid);
-                self.tracks.remove(&f.child_tgid);
-                self.name(f.child_tgid, &comm)?;
-                self.flow_id += 1;
-                let id = self.flow_id;
-                let child = self.spans.entry(f.child_tgid).or_default();
-                child.fork_ns = Some(ts);
-                child.start_ns = f.child_start_ns;
-                child.flow_in = Some(id);
-                let (parent, child) = (self.track(e.tgid)?, self.track(f.child_tgid)?);
-                let stack = self.stack_of(e.tid, stack_owner::FORK, f.has_stack);
-                self.sink.fork(
-                    parent,
-                    child,
-                    &Instant {
-                        name: "fork",
-                        category: "fork",
-                        ts_ns: ts,
-                        args: json!({"child": f.child_tgid}),
-                        flow_out: Some(id),
-                        stack: stack.as_deref(),
-                    },
-                )?;
-            }
+            EventData::Fork(f) if !f.is_thread => self.fork(e, f)?,
             EventData::Exec(x) => {
                 self.name(e.tgid, &String::from_utf8_lossy(x.comm.as_bytes()))?;
                 self.instant(
@@ -452,81 +409,6 @@ impl<S: Sink> Visitor for Timeline<'_, S> {
         // The process is gone: its pid's next process gets a new track.
         self.tracks.remove(&v.pid);
         Ok(())
-    }
-}
-
-/// The Chrome trace-event JSON timeline, which ui.perfetto.dev and
-/// chrome://tracing open: `pid`s as tracks, times in microseconds.
-pub struct JsonSink<W: Write> {
-    out: W,
-    first: bool,
-}
-
-fn us(ns: u64) -> f64 {
-    ns as f64 / 1000.0
-}
-
-impl<W: Write> JsonSink<W> {
-    pub fn new(out: W) -> Self {
-        JsonSink { out, first: true }
-    }
-
-    fn emit(&mut self, value: Value) -> std::io::Result<()> {
-        if !self.first {
-            self.out.write_all(b",\n")?;
-        }
-        self.first = false;
-        serde_json::to_writer(&mut self.out, &value).map_err(std::io::Error::other)
-    }
-}
-
-impl<W: Write> Sink for JsonSink<W> {
-    fn start(&mut self, meta: &Meta) -> std::io::Result<()> {
-        self.out
-            .write_all(b"{\"displayTimeUnit\":\"ms\",\"otherData\":")?;
-        serde_json::to_writer(
-            &mut self.out,
-            &json!({"hostname": meta.hostname, "kernel": meta.kernel_release, "scope": meta.scope}),
-        )
-        .map_err(std::io::Error::other)?;
-        self.out.write_all(b",\"traceEvents\":[\n")
-    }
-
-    fn describe(&mut self, Track { pid, .. }: Track, name: Option<&str>) -> std::io::Result<()> {
-        match name {
-            Some(comm) => self.emit(
-                json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": format!("{comm} ({pid})")}}),
-            ),
-            None => Ok(()),
-        }
-    }
-
-    fn slice(&mut self, Track { pid, .. }: Track, s: &Slice) -> std::io::Result<()> {
-        let ts = us(s.start_ns);
-        self.emit(json!({"ph": "X", "name": s.name, "cat": s.category, "cname": s.color, "pid": pid, "tid": pid, "ts": ts, "dur": us(s.end_ns) - ts, "args": s.args}))
-    }
-
-    fn instant(&mut self, Track { pid, .. }: Track, i: &Instant) -> std::io::Result<()> {
-        self.emit(json!({"ph": "i", "s": "t", "name": i.name, "cat": i.category, "pid": pid, "tid": pid, "ts": us(i.ts_ns), "args": i.args}))
-    }
-
-    /// A flow's two ends, both at the fork; the child's binds to its
-    /// enclosing slice (`"bp": "e"`), the `running` one.
-    fn fork(&mut self, parent: Track, child: Track, fork: &Instant) -> std::io::Result<()> {
-        let (ts, id) = (us(fork.ts_ns), fork.flow_out);
-        self.emit(json!({"ph": "s", "id": id, "name": "fork", "cat": "fork", "pid": parent.pid, "tid": parent.pid, "ts": ts}))?;
-        self.emit(json!({"ph": "f", "bp": "e", "id": id, "name": "fork", "cat": "fork", "pid": child.pid, "tid": child.pid, "ts": ts}))
-    }
-
-    /// Not drawn: the JSON timeline stays as it was before stacks, which
-    /// are what these instants are for.
-    fn sigaction(&mut self, _: Track, _: &Instant) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        self.out.write_all(b"\n]}\n")?;
-        self.out.flush()
     }
 }
 

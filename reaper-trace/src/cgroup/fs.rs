@@ -14,8 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::procfs as host_procfs;
-use crate::trace::{container::Container, escape::escape, host_facts::SeedProcess};
+use super::container::Container;
+use crate::{
+    host::procfs as host_procfs,
+    trace::{escape::escape, host_facts::SeedProcess},
+};
 
 /// Directories visited by one scan of the v2 tree, at most: a bound on the
 /// work a scan does on a machine with very many cgroups.

@@ -1,8 +1,11 @@
-//! `verify-kernel`'s outputs: the behaviour table, JSON and JUnit.
+//! `verify-kernel`'s outputs: the behaviour table, JSON and JUnit. They live
+//! with the command, not in `output/`, so that `output` never depends on a
+//! command: `verify` uses `output::junit`, not the other way round.
 
 use std::fmt::Write as _;
 
-use crate::{output::junit, verify::suite::Row};
+use super::suite::Row;
+use crate::output::junit;
 
 /// The behaviour / expected / seen table, one line per behaviour.
 pub fn table(rows: &[Row]) -> String {

@@ -24,14 +24,8 @@ use std::{collections::HashMap, io::Write};
 
 use serde_json::Value;
 
-use crate::{
-    output::{
-        protobuf::Message,
-        timeline::{Instant, Sink, Slice, Track},
-    },
-    recording::Meta,
-    trace::stack::Symbol,
-};
+use super::model::{Instant, Sink, Slice, Track};
+use crate::{output::protobuf::Message, recording::Meta, trace::stack::Symbol};
 
 /// Field numbers, from Perfetto's protos (checked against the PyPI
 /// `perfetto` package's `perfetto_trace_pb2` by the tests).

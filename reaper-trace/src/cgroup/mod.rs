@@ -2,12 +2,20 @@
 //! directory's inode number); userspace resolves it to a path once (live,
 //! from the cgroup filesystem; replay, from the recording's `CGROUP`
 //! records), and the path says which container or unit it is.
+//!
+//! The one home of cgroup naming: [`container`] reads a path as a container
+//! or unit (pure text), [`fs`] reads this machine's cgroup filesystems
+//! (mounts, id → path, `pids.max`), and this file keeps the id → name map
+//! every later stage shares.
+
+pub mod container;
+pub mod fs;
 
 use std::{collections::HashMap, sync::Arc};
 
 use serde::Serialize;
 
-use super::container::Container;
+use self::container::Container;
 
 /// A resolved cgroup: its id, its path below the v2 root, and what the
 /// path says about the container or unit running there.

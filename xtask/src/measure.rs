@@ -1,0 +1,160 @@
+//! xtask's measuring helpers, shared by the benchmarks and the soak: a
+//! run's wall and CPU time, a live process's CPU and RSS, a tracer held in
+//! the background while a workload runs, the tool's event and loss counts,
+//! and the median of interleaved rounds.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Wall and CPU seconds of one run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cost {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+fn rusage_secs(ru: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs a command to its end: its wall time, and the CPU time of it and of
+/// every child it reaped (from wait4's rusage). Also the peak RSS (KiB).
+pub fn measured(cmd: &mut Command) -> anyhow::Result<(Cost, i64)> {
+    let start = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let mut status = 0;
+    // SAFETY: zeroed rusage out-parameter, our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    if pid <= 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{cmd:?} failed (status {status:#x})");
+    }
+    Ok((
+        Cost {
+            wall: start.elapsed().as_secs_f64(),
+            cpu: rusage_secs(&ru),
+        },
+        ru.ru_maxrss,
+    ))
+}
+
+/// CPU seconds a live process has used so far (utime + stime).
+fn cpu_of(pid: u32) -> f64 {
+    let Ok(stat) = procfs::process::Process::new(pid as i32).and_then(|p| p.stat()) else {
+        return 0.0;
+    };
+    (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
+}
+
+/// RSS now and at its peak (VmRSS, VmHWM; KiB) of a live process.
+pub fn rss_kb(pid: u32) -> (u64, u64) {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.status())
+        .map(|s| (s.vmrss.unwrap_or(0), s.vmhwm.unwrap_or(0)))
+        .unwrap_or((0, 0))
+}
+
+/// A tracer running in the background.
+pub struct Background {
+    child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    cpu_at_start: f64,
+}
+
+impl Background {
+    /// Starts `cmd` and waits for a line containing `ready` on stderr (or in
+    /// `ready_file`, for bpftrace which prints it on stdout).
+    pub fn start(
+        cmd: &mut Command,
+        ready: &str,
+        ready_file: Option<&Path>,
+    ) -> anyhow::Result<Background> {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {cmd:?}"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        loop {
+            if let Some(file) = ready_file
+                && std::fs::read_to_string(file).is_ok_and(|s| s.contains(ready))
+            {
+                break;
+            }
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
+                let found = line.contains(ready);
+                lines.push(line);
+                if found && ready_file.is_none() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("{cmd:?} never became ready: {lines:?}");
+            }
+        }
+        let cpu_at_start = cpu_of(child.id());
+        Ok(Background {
+            child,
+            stderr: rx,
+            cpu_at_start,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU used since it became ready, and its peak RSS; then SIGINT and wait.
+    pub fn stop(mut self) -> anyhow::Result<(f64, u64, Vec<String>)> {
+        let cpu = cpu_of(self.pid()) - self.cpu_at_start;
+        let (_, rss) = rss_kb(self.pid());
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
+        self.child.wait()?;
+        Ok((cpu, rss, self.stderr.try_iter().collect()))
+    }
+}
+
+/// `reaper-trace: N events, M lost` from the tool's stderr.
+pub fn events_and_lost(lines: &[String]) -> (u64, u64) {
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("reaper-trace: ")
+            && let Some((events, lost)) = rest.split_once(" events, ")
+            && let (Ok(e), Some(Ok(l))) =
+                (events.parse(), lost.strip_suffix(" lost").map(str::parse))
+        {
+            return (e, l);
+        }
+    }
+    (0, 0)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,447 @@
+//! The verdicts: pure functions from a parsed console to one cell per
+//! check, which the unit tests feed real console excerpts.
+
+use serde_json::Value;
+
+use super::{
+    CHECK_NAMES, STORM, TIMEOUT,
+    console::{Console, Run},
+};
+
+/// One cell of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub check: String,
+    pub ok: bool,
+    /// What held (ok) or why not (FAIL), in one line.
+    pub detail: String,
+}
+
+type Judged = Result<String, String>;
+
+impl Run {
+    fn expect_code(&self, want: i32) -> Result<(), String> {
+        match self.code {
+            Some(code) if code == want => Ok(()),
+            code => {
+                // The tool's own one-line error, when it printed one.
+                let last = self
+                    .err
+                    .iter()
+                    .rev()
+                    .find(|l| !l.starts_with("TRUTH "))
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
+                Err(format!("exit {code:?}, expected {want}{last}"))
+            }
+        }
+    }
+
+    fn json(&self) -> impl Iterator<Item = Value> + '_ {
+        self.out
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(Value::is_object)
+    }
+
+    /// The last JSON line of `type` on stdout.
+    fn typed(&self, kind: &str) -> Result<Value, String> {
+        self.json()
+            .filter(|v| v["type"] == kind)
+            .last()
+            .ok_or_else(|| format!("no JSON {kind} line on stdout"))
+    }
+
+    /// The scenario's TRUTH line that holds `key`.
+    fn truth(&self, key: &str) -> Result<Value, String> {
+        self.err
+            .iter()
+            .filter_map(|l| l.strip_prefix("TRUTH "))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v.get(key).is_some())
+            .ok_or_else(|| format!("no TRUTH line with {key:?} from the scenario"))
+    }
+}
+
+fn pids(v: &Value) -> Vec<i64> {
+    let mut p: Vec<i64> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    p.sort_unstable();
+    p
+}
+
+fn findings(report: &Value) -> Result<&Vec<Value>, String> {
+    report["findings"]
+        .as_array()
+        .ok_or_else(|| "the report has no findings array".to_owned())
+}
+
+fn codes(finding: &Value) -> Vec<&str> {
+    finding["diagnosis"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["code"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn no_loss(report: &Value) -> Result<(), String> {
+    match report["summary"]["lost_events"].as_i64() {
+        Some(0) => Ok(()),
+        Some(n) => Err(format!("{n} events lost")),
+        None => Err("the report has no summary.lost_events".into()),
+    }
+}
+
+/// The findings are exactly one unreaped finding per child, each with
+/// diagnosis `code`.
+fn unreaped_children(report: &Value, children: &[i64], code: &str) -> Result<(), String> {
+    let findings = findings(report)?;
+    let mut found: Vec<i64> = findings.iter().filter_map(|f| f["pid"].as_i64()).collect();
+    found.sort_unstable();
+    if found != children {
+        return Err(format!(
+            "findings for pids {found:?}, the scenario's children are {children:?}"
+        ));
+    }
+    for f in findings {
+        if f["kind"] != "unreaped" || !codes(f).contains(&code) {
+            return Err(format!(
+                "pid {}: kind {}, diagnosis {:?}; expected unreaped with {code}",
+                f["pid"],
+                f["kind"],
+                codes(f)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn get<'a>(c: &'a Console, name: &str) -> Result<&'a Run, String> {
+    c.runs
+        .get(name)
+        .filter(|r| r.code.is_some())
+        .ok_or_else(|| "did not run (no RT-RESULT)".to_owned())
+}
+
+fn verify_kernel(c: &Console) -> Judged {
+    let run = get(c, "verify-kernel")?;
+    let v = run.json().last().unwrap_or(Value::Null);
+    let behaviours = v["behaviours"].as_array();
+    // A verify-kernel that exits 1 still prints every behaviour: name the
+    // ones that differ rather than only the exit code.
+    let differing: Vec<String> = behaviours
+        .into_iter()
+        .flatten()
+        .filter(|b| b["ok"] != true)
+        .map(|b| {
+            format!(
+                "{}: expected {}, seen {}",
+                b["behaviour"].as_str().unwrap_or("?"),
+                b["expected"].as_str().unwrap_or("?"),
+                b["seen"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let differ = || format!(": {}", differing.join("; "));
+    run.expect_code(0).map_err(|e| {
+        if differing.is_empty() {
+            e
+        } else {
+            e + &differ()
+        }
+    })?;
+    let behaviours = behaviours.ok_or("no behaviours in the JSON on stdout")?;
+    if v["ok"] != true || !differing.is_empty() {
+        return Err(format!("exit 0 but not ok{}", differ()));
+    }
+    Ok(format!("all {} behaviours hold", behaviours.len()))
+}
+
+fn check_noreap(c: &Console) -> Judged {
+    let run = get(c, "check-noreap")?;
+    run.expect_code(1)?;
+    let children = pids(&run.truth("children")?["children"]);
+    let report = run.typed("report")?;
+    unreaped_children(&report, &children, "never_waited")?;
+    no_loss(&report)?;
+    Ok(format!(
+        "{} unreaped findings = the scenario's children",
+        children.len()
+    ))
+}
+
+fn check_sigign(c: &Console) -> Judged {
+    let run = get(c, "check-sigign")?;
+    run.expect_code(0)?;
+    let children = pids(&run.truth("children")?["children"]);
+    let report = run.typed("report")?;
+    let findings = findings(&report)?;
+    if !findings.is_empty() {
+        return Err(format!("{} findings, expected none", findings.len()));
+    }
+    let autoreaped = &report["summary"]["autoreaped"];
+    if autoreaped.as_i64() != Some(children.len() as i64) {
+        return Err(format!(
+            "autoreaped {autoreaped}, the scenario forked {}",
+            children.len()
+        ));
+    }
+    no_loss(&report)?;
+    Ok(format!("{autoreaped} autoreaped, no finding"))
+}
+
+fn check_handler_once(c: &Console) -> Judged {
+    let run = get(c, "check-handler-once")?;
+    run.expect_code(1)?;
+    let truth = run.truth("zombies_left")?;
+    let left = truth["zombies_left"].as_i64().unwrap_or(0);
+    if left < 1 {
+        return Err(format!("the scenario left no zombie: {truth}"));
+    }
+    let children = pids(&truth["children"]);
+    let report = run.typed("report")?;
+    let findings = findings(&report)?;
+    for f in findings {
+        let pid = f["pid"].as_i64().unwrap_or(-1);
+        if !children.contains(&pid)
+            || f["kind"] != "unreaped"
+            || !codes(f).contains(&"sigchld_coalesced")
+        {
+            return Err(format!(
+                "pid {pid}: kind {}, diagnosis {:?}; expected an unreaped child with sigchld_coalesced",
+                f["kind"],
+                codes(f)
+            ));
+        }
+    }
+    if findings.len() as i64 != left {
+        return Err(format!(
+            "{} findings, the scenario left {left} zombies",
+            findings.len()
+        ));
+    }
+    no_loss(&report)?;
+    Ok(format!("{left} coalesced-SIGCHLD zombies found"))
+}
+
+fn record(c: &Console) -> Judged {
+    let run = get(c, "record")?;
+    run.expect_code(0)?;
+    let children = pids(&run.truth("children")?["children"]);
+    Ok(format!("recorded {} unreaped children", children.len()))
+}
+
+/// The report of the recording names the children the recorded scenario
+/// left, on the kernel that recorded it.
+fn report(c: &Console) -> Judged {
+    let run = get(c, "report")?;
+    run.expect_code(0)?;
+    let recorded = get(c, "record")?;
+    let children = pids(&recorded.truth("children")?["children"]);
+    let report = run.typed("report")?;
+    unreaped_children(&report, &children, "never_waited")?;
+    no_loss(&report)?;
+    if let Some(uname) = &c.uname
+        && report["kernel_release"] != uname.as_str()
+    {
+        return Err(format!(
+            "recorded on kernel {}, but this is {uname}",
+            report["kernel_release"]
+        ));
+    }
+    Ok(format!(
+        "{} unreaped findings = the recorded children",
+        children.len()
+    ))
+}
+
+fn live(c: &Console) -> Judged {
+    let run = get(c, "live")?;
+    run.expect_code(0)?;
+    let report = run.typed("report")?;
+    no_loss(&report)?;
+    let totals = run.typed("totals")?;
+    if totals["lost"] != 0 {
+        return Err(format!("totals: lost {}", totals["lost"]));
+    }
+    let storm = run.truth("reaped")?;
+    let forked = storm["reaped"].as_i64().unwrap_or(0);
+    let exits = report["summary"]["exits"].as_i64().unwrap_or(0);
+    if forked < i64::from(STORM) || exits < forked {
+        return Err(format!(
+            "the storm forked and reaped {forked}, the system-wide trace saw {exits} exits"
+        ));
+    }
+    Ok(format!(
+        "system-wide: {exits} exits (a storm of {forked}), 0 lost"
+    ))
+}
+
+/// Every check's verdict, in [`CHECK_NAMES`] order.
+pub fn judge(c: &Console) -> Vec<Verdict> {
+    let judges: [fn(&Console) -> Judged; 7] = [
+        verify_kernel,
+        check_noreap,
+        check_sigign,
+        check_handler_once,
+        record,
+        report,
+        live,
+    ];
+    CHECK_NAMES
+        .iter()
+        .zip(judges)
+        .map(|(name, judge)| {
+            let (ok, detail) = match judge(c) {
+                Ok(d) => (true, d),
+                Err(d) => (false, d),
+            };
+            Verdict {
+                check: (*name).to_owned(),
+                ok,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// The "boot" cell: the expected kernel ran the script to its end in time.
+pub fn judge_boot(c: &Console, release: &str, timed_out: bool) -> Verdict {
+    let detail = if timed_out {
+        Err(format!(
+            "killed after {}s without finishing",
+            TIMEOUT.as_secs()
+        ))
+    } else if c.uname.is_none() {
+        Err("the checks never started (no RT-START: see the log for a panic)".to_owned())
+    } else if c.uname.as_deref() != Some(release) {
+        Err(format!("booted {:?}, expected {release}", c.uname))
+    } else if !c.done {
+        Err("ended before the last check (no RT-DONE)".to_owned())
+    } else {
+        Ok(format!("ran every check on {release}"))
+    };
+    let (ok, detail) = match detail {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    Verdict {
+        check: "boot".into(),
+        ok,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::console::parse_console;
+
+    /// An excerpt of a real console: target/vm/6.1.0-56-cloud-amd64.log.
+    const LOG_6_1: &str = include_str!("../../fixtures/vm-6.1.0-56-cloud-amd64.log");
+
+    fn console(text: &str) -> Console {
+        parse_console(text.lines())
+    }
+
+    #[test]
+    fn a_real_console_passes_every_check() {
+        let c = console(LOG_6_1);
+        assert_eq!(c.uname.as_deref(), Some("6.1.0-56-cloud-amd64"));
+        assert!(judge_boot(&c, "6.1.0-56-cloud-amd64", false).ok);
+        let verdicts = judge(&c);
+        assert_eq!(verdicts.len(), CHECK_NAMES.len());
+        for v in &verdicts {
+            assert!(v.ok, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_cut_console_fails_the_missing_checks_and_the_boot() {
+        let text: String = LOG_6_1
+            .lines()
+            .take_while(|l| !l.contains("RT-RESULT record"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = console(&text);
+        let boot = judge_boot(&c, "6.1.0-56-cloud-amd64", false);
+        assert!(!boot.ok && boot.detail.contains("RT-DONE"), "{boot:?}");
+        let failed: Vec<String> = judge(&c)
+            .into_iter()
+            .filter(|v| !v.ok)
+            .map(|v| v.check)
+            .collect();
+        assert_eq!(failed, ["record", "report", "live"]);
+        assert!(!judge_boot(&c, "6.12.117+deb12-cloud-amd64", true).ok);
+        assert!(!judge_boot(&c, "6.1.0-41-cloud-amd64", false).ok);
+    }
+
+    /// The lines of the real log, with `edit` applied to one check's.
+    fn edited(name: &str, edit: impl Fn(&str) -> String) -> Console {
+        let prefix = format!(" {name} ");
+        let text: String = LOG_6_1
+            .lines()
+            .map(|l| {
+                if l.contains(&prefix) {
+                    edit(l)
+                } else {
+                    l.to_owned()
+                }
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        console(&text)
+    }
+
+    fn verdict(c: &Console, check: &str) -> Verdict {
+        judge(c).into_iter().find(|v| v.check == check).unwrap()
+    }
+
+    #[test]
+    fn a_finding_for_another_pid_fails_noreap() {
+        let c = edited("check-noreap", |l| {
+            l.replacen("\"children\":[", "\"children\":[1,", 1)
+        });
+        let v = verdict(&c, "check-noreap");
+        assert!(!v.ok && v.detail.contains("children are [1,"), "{v:?}");
+    }
+
+    #[test]
+    fn a_wrong_exit_code_names_it() {
+        let c = edited("check-sigign", |l| {
+            l.replace("RT-RESULT check-sigign 0", "RT-RESULT check-sigign 1")
+        });
+        let v = verdict(&c, "check-sigign");
+        assert!(
+            !v.ok && v.detail.starts_with("exit Some(1), expected 0"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn lost_events_fail_live() {
+        let c = edited("live", |l| {
+            l.replace("\"lost_events\":0", "\"lost_events\":3")
+        });
+        let v = verdict(&c, "live");
+        assert!(!v.ok && v.detail == "3 events lost", "{v:?}");
+    }
+
+    #[test]
+    fn a_behaviour_that_differs_is_named() {
+        let c = edited("verify-kernel", |l| {
+            l.replacen("\"ok\":true", "\"ok\":false", 1)
+                .replace("RT-RESULT verify-kernel 0", "RT-RESULT verify-kernel 1")
+        });
+        let v = verdict(&c, "verify-kernel");
+        assert!(!v.ok, "{v:?}");
+        assert!(
+            v.detail.starts_with("exit Some(1), expected 0")
+                && v.detail.contains(
+                    ": raw tracepoints and a ring buffer: expected available, seen available"
+                ),
+            "{v:?}"
+        );
+    }
+}
