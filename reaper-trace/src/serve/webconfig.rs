@@ -182,19 +182,6 @@ impl WebConfig {
     /// Validates the text of the file at `path` (used in messages, and its
     /// directory to resolve relative certificate paths).
     pub fn parse(text: &str, path: &Path) -> Result<WebConfig, WebConfigError> {
-        let invalid = |message: String| WebConfigError::Invalid {
-            path: path.to_owned(),
-            message: one_line(&message),
-        };
-        let bad = |message: String| WebConfigError::Bad {
-            path: path.to_owned(),
-            message,
-        };
-        let unsupported = |key, hint| WebConfigError::Unsupported {
-            path: path.to_owned(),
-            key,
-            hint,
-        };
         // An empty file (or one of comments) is an empty config, as in Go.
         let file: FileConfig = if text
             .lines()
@@ -202,181 +189,235 @@ impl WebConfig {
         {
             FileConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?
+            serde_saphyr::from_str(text).map_err(|e| WebConfigError::Invalid {
+                path: path.to_owned(),
+                message: one_line(&e.to_string()),
+            })?
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let at = At(path);
         let mut config = WebConfig::default();
-
         if let Some(tls) = file.tls_server_config {
-            let refused = [
-                (
-                    "tls_server_config.cert",
-                    tls.cert.is_some(),
-                    "use cert_file",
-                ),
-                ("tls_server_config.key", tls.key.is_some(), "use key_file"),
-                (
-                    "tls_server_config.client_ca",
-                    tls.client_ca.is_some(),
-                    "use client_ca_file",
-                ),
-                (
-                    "tls_server_config.client_allowed_sans",
-                    tls.client_allowed_sans.is_some(),
-                    "remove it (any certificate signed by client_ca_file is accepted)",
-                ),
-                (
-                    "tls_server_config.cipher_suites",
-                    tls.cipher_suites.is_some(),
-                    "remove it (rustls offers only modern AEAD suites)",
-                ),
-                (
-                    "tls_server_config.prefer_server_cipher_suites",
-                    tls.prefer_server_cipher_suites.is_some(),
-                    "remove it (rustls prefers the server's order)",
-                ),
-                (
-                    "tls_server_config.curve_preferences",
-                    tls.curve_preferences.is_some(),
-                    "remove it (rustls picks X25519 first)",
-                ),
-            ];
-            if let Some((key, _, hint)) = refused.into_iter().find(|(_, present, _)| *present) {
-                return Err(unsupported(key, hint));
-            }
-            let resolve = |p: &str| dir.join(p);
-            let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
-            let client_auth = match tls.client_auth_type.as_deref() {
-                None | Some("" | "NoClientCert") => ClientAuth::None,
-                Some("VerifyClientCertIfGiven") => ClientAuth::VerifyIfGiven,
-                Some("RequireAndVerifyClientCert") => ClientAuth::Require,
-                Some("RequestClientCert" | "RequireAnyClientCert") => {
-                    return Err(unsupported(
-                        "tls_server_config.client_auth_type RequestClientCert/RequireAnyClientCert",
-                        "they accept unverified certificates: use VerifyClientCertIfGiven or \
-                         RequireAndVerifyClientCert with client_ca_file",
-                    ));
-                }
-                Some(other) => {
-                    return Err(bad(format!(
-                        "client_auth_type {other:?} is not one of NoClientCert, \
-                         VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-                    )));
-                }
-            };
-            let client_ca_file = nonempty(tls.client_ca_file).map(|p| resolve(&p));
-            match (client_auth, &client_ca_file) {
-                (ClientAuth::None, Some(_)) => {
-                    return Err(bad(
-                        "client_ca_file is set but client_auth_type is NoClientCert; set \
-                         client_auth_type to RequireAndVerifyClientCert (or remove client_ca_file)"
-                            .into(),
-                    ));
-                }
-                (ClientAuth::VerifyIfGiven | ClientAuth::Require, None) => {
-                    return Err(bad(
-                        "client_auth_type verifies client certificates but client_ca_file is \
-                         not set; name the CA that signs them"
-                            .into(),
-                    ));
-                }
-                _ => {}
-            }
-            let version = |v: Option<String>, default| match v.as_deref() {
-                None | Some("") => Ok(default),
-                Some("TLS12") => Ok(TlsVersion::Tls12),
-                Some("TLS13") => Ok(TlsVersion::Tls13),
-                Some("TLS10" | "TLS11") => Err(bad(format!(
-                    "{} is not supported (rustls speaks TLS 1.2 and 1.3); use TLS12 or TLS13",
-                    v.unwrap_or_default()
-                ))),
-                Some(other) => Err(bad(format!(
-                    "TLS version {other:?} is not one of TLS12, TLS13"
-                ))),
-            };
-            let min_version = version(tls.min_version, TlsVersion::Tls12)?;
-            let max_version = version(tls.max_version, TlsVersion::Tls13)?;
-            if min_version > max_version {
-                return Err(bad("min_version is above max_version".into()));
-            }
-            match (nonempty(tls.cert_file), nonempty(tls.key_file)) {
-                (Some(cert), Some(key)) => {
-                    config.tls = Some(TlsSettings {
-                        cert_file: resolve(&cert),
-                        key_file: resolve(&key),
-                        client_auth,
-                        client_ca_file,
-                        min_version,
-                        max_version,
-                    });
-                }
-                (Some(_), None) => {
-                    return Err(bad("tls_server_config has cert_file but no key_file".into()));
-                }
-                (None, Some(_)) => {
-                    return Err(bad("tls_server_config has key_file but no cert_file".into()));
-                }
-                // exporter-toolkit serves plain HTTP then; a section whose
-                // other settings would then do nothing is a mistake.
-                (None, None) if client_auth != ClientAuth::None => {
-                    return Err(bad(
-                        "tls_server_config sets client authentication but no cert_file/key_file"
-                            .into(),
-                    ));
-                }
-                (None, None) => {}
-            }
+            config.tls = at.tls(tls)?;
         }
-
         if let Some(http) = file.http_server_config {
-            if http.http2 == Some(true) {
-                config.notes.push(format!(
-                    "web config {}: http2 is set, but the endpoint serves HTTP/1.1 only \
-                     (Prometheus scrapes over HTTP/1.1)",
-                    path.display()
-                ));
-            }
-            for (name, value) in http.headers.unwrap_or_default() {
-                let Some(canonical) = SETTABLE_HEADERS
-                    .iter()
-                    .find(|h| h.eq_ignore_ascii_case(&name))
-                else {
-                    return Err(bad(format!(
-                        "http_server_config.headers.{name} cannot be set; only {} can",
-                        SETTABLE_HEADERS.join(", ")
-                    )));
-                };
-                if value.is_empty()
-                    || !value
-                        .bytes()
-                        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-                {
-                    return Err(bad(format!(
-                        "http_server_config.headers.{name} must be printable ASCII"
-                    )));
-                }
-                config.headers.push(((*canonical).to_owned(), value));
-            }
+            at.http(http, &mut config)?;
         }
-
         for (user, hash) in file.basic_auth_users.unwrap_or_default() {
-            if let Err(e) = bcrypt::HashParts::from_str(&hash) {
-                return Err(WebConfigError::BadHash {
-                    path: path.to_owned(),
-                    user,
-                    reason: e.to_string(),
-                });
-            }
-            // A user name with a colon could never be sent in basic auth.
-            if user.is_empty() || user.contains(':') {
-                return Err(bad(format!(
-                    "basic_auth_users has the user name {user:?}; names are non-empty and have no colon"
-                )));
-            }
+            at.check_user(&user, &hash)?;
             config.basic_auth_users.insert(user, hash);
         }
         Ok(config)
     }
+}
+
+/// The file a setting is read from: its errors name it, and relative paths
+/// are relative to its directory.
+struct At<'a>(&'a Path);
+
+impl At<'_> {
+    fn bad(&self, message: String) -> WebConfigError {
+        WebConfigError::Bad {
+            path: self.0.to_owned(),
+            message,
+        }
+    }
+
+    fn unsupported(&self, key: &'static str, hint: &'static str) -> WebConfigError {
+        WebConfigError::Unsupported {
+            path: self.0.to_owned(),
+            key,
+            hint,
+        }
+    }
+
+    fn resolve(&self, relative: &str) -> PathBuf {
+        self.0.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+
+    /// `tls_server_config`: the settings, or none when it names no
+    /// certificate (exporter-toolkit serves plain HTTP then).
+    fn tls(&self, tls: FileTls) -> Result<Option<TlsSettings>, WebConfigError> {
+        self.refuse_unimplemented(&tls)?;
+        let client_auth = self.client_auth(tls.client_auth_type.as_deref())?;
+        let client_ca_file = nonempty(tls.client_ca_file).map(|p| self.resolve(&p));
+        match (client_auth, &client_ca_file) {
+            (ClientAuth::None, Some(_)) => {
+                return Err(self.bad(
+                    "client_ca_file is set but client_auth_type is NoClientCert; set \
+                     client_auth_type to RequireAndVerifyClientCert (or remove client_ca_file)"
+                        .into(),
+                ));
+            }
+            (ClientAuth::VerifyIfGiven | ClientAuth::Require, None) => {
+                return Err(self.bad(
+                    "client_auth_type verifies client certificates but client_ca_file is \
+                     not set; name the CA that signs them"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        let min_version = self.version(tls.min_version, TlsVersion::Tls12)?;
+        let max_version = self.version(tls.max_version, TlsVersion::Tls13)?;
+        if min_version > max_version {
+            return Err(self.bad("min_version is above max_version".into()));
+        }
+        match (nonempty(tls.cert_file), nonempty(tls.key_file)) {
+            (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+                cert_file: self.resolve(&cert),
+                key_file: self.resolve(&key),
+                client_auth,
+                client_ca_file,
+                min_version,
+                max_version,
+            })),
+            (Some(_), None) => {
+                Err(self.bad("tls_server_config has cert_file but no key_file".into()))
+            }
+            (None, Some(_)) => {
+                Err(self.bad("tls_server_config has key_file but no cert_file".into()))
+            }
+            // A section whose other settings would then do nothing is a
+            // mistake.
+            (None, None) if client_auth != ClientAuth::None => Err(self.bad(
+                "tls_server_config sets client authentication but no cert_file/key_file".into(),
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// exporter-toolkit's keys this endpoint does not implement: refused by
+    /// name, never ignored.
+    fn refuse_unimplemented(&self, tls: &FileTls) -> Result<(), WebConfigError> {
+        let refused = [
+            (
+                "tls_server_config.cert",
+                tls.cert.is_some(),
+                "use cert_file",
+            ),
+            ("tls_server_config.key", tls.key.is_some(), "use key_file"),
+            (
+                "tls_server_config.client_ca",
+                tls.client_ca.is_some(),
+                "use client_ca_file",
+            ),
+            (
+                "tls_server_config.client_allowed_sans",
+                tls.client_allowed_sans.is_some(),
+                "remove it (any certificate signed by client_ca_file is accepted)",
+            ),
+            (
+                "tls_server_config.cipher_suites",
+                tls.cipher_suites.is_some(),
+                "remove it (rustls offers only modern AEAD suites)",
+            ),
+            (
+                "tls_server_config.prefer_server_cipher_suites",
+                tls.prefer_server_cipher_suites.is_some(),
+                "remove it (rustls prefers the server's order)",
+            ),
+            (
+                "tls_server_config.curve_preferences",
+                tls.curve_preferences.is_some(),
+                "remove it (rustls picks X25519 first)",
+            ),
+        ];
+        if let Some((key, _, hint)) = refused.into_iter().find(|(_, present, _)| *present) {
+            return Err(self.unsupported(key, hint));
+        }
+        Ok(())
+    }
+
+    fn client_auth(&self, kind: Option<&str>) -> Result<ClientAuth, WebConfigError> {
+        match kind {
+            None | Some("" | "NoClientCert") => Ok(ClientAuth::None),
+            Some("VerifyClientCertIfGiven") => Ok(ClientAuth::VerifyIfGiven),
+            Some("RequireAndVerifyClientCert") => Ok(ClientAuth::Require),
+            Some("RequestClientCert" | "RequireAnyClientCert") => Err(self.unsupported(
+                "tls_server_config.client_auth_type RequestClientCert/RequireAnyClientCert",
+                "they accept unverified certificates: use VerifyClientCertIfGiven or \
+                 RequireAndVerifyClientCert with client_ca_file",
+            )),
+            Some(other) => Err(self.bad(format!(
+                "client_auth_type {other:?} is not one of NoClientCert, \
+                 VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+            ))),
+        }
+    }
+
+    fn version(
+        &self,
+        v: Option<String>,
+        default: TlsVersion,
+    ) -> Result<TlsVersion, WebConfigError> {
+        match v.as_deref() {
+            None | Some("") => Ok(default),
+            Some("TLS12") => Ok(TlsVersion::Tls12),
+            Some("TLS13") => Ok(TlsVersion::Tls13),
+            Some(old @ ("TLS10" | "TLS11")) => Err(self.bad(format!(
+                "{old} is not supported (rustls speaks TLS 1.2 and 1.3); use TLS12 or TLS13"
+            ))),
+            Some(other) => {
+                Err(self.bad(format!("TLS version {other:?} is not one of TLS12, TLS13")))
+            }
+        }
+    }
+
+    /// `http_server_config`: the headers to send, and a note for `http2`.
+    fn http(&self, http: FileHttp, config: &mut WebConfig) -> Result<(), WebConfigError> {
+        if http.http2 == Some(true) {
+            config.notes.push(format!(
+                "web config {}: http2 is set, but the endpoint serves HTTP/1.1 only \
+                 (Prometheus scrapes over HTTP/1.1)",
+                self.0.display()
+            ));
+        }
+        for (name, value) in http.headers.unwrap_or_default() {
+            let Some(canonical) = SETTABLE_HEADERS
+                .iter()
+                .find(|h| h.eq_ignore_ascii_case(&name))
+            else {
+                return Err(self.bad(format!(
+                    "http_server_config.headers.{name} cannot be set; only {} can",
+                    SETTABLE_HEADERS.join(", ")
+                )));
+            };
+            if value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                return Err(self.bad(format!(
+                    "http_server_config.headers.{name} must be printable ASCII"
+                )));
+            }
+            config.headers.push(((*canonical).to_owned(), value));
+        }
+        Ok(())
+    }
+
+    /// A `basic_auth_users` entry: a bcrypt hash, for a name basic auth
+    /// can send.
+    fn check_user(&self, user: &str, hash: &str) -> Result<(), WebConfigError> {
+        if let Err(e) = bcrypt::HashParts::from_str(hash) {
+            return Err(WebConfigError::BadHash {
+                path: self.0.to_owned(),
+                user: user.to_owned(),
+                reason: e.to_string(),
+            });
+        }
+        // A user name with a colon could never be sent in basic auth.
+        if user.is_empty() || user.contains(':') {
+            return Err(self.bad(format!(
+                "basic_auth_users has the user name {user:?}; names are non-empty and have no colon"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn nonempty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
 }
 
 /// A parser's message on one line: its first (serde-saphyr's go on with a
