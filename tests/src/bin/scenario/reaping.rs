@@ -110,6 +110,15 @@ pub fn double_fork(_: &Args) {
     let grandchild = read_pid(rd);
     close(rd);
     reap_ok(child, "child");
+    // Stay until the adopter has reaped the grandchild (kill(0) succeeds on
+    // a zombie): under an init that exits with this process (tini in a pid
+    // namespace), ending first would race the grandchild's exit against the
+    // init's, and an init that exits before reaping leaves a true finding.
+    let deadline = mono_ns() + REPARENT_BOUND_NS;
+    // SAFETY: signal 0 only checks that the pid exists.
+    while unsafe { libc::kill(grandchild, 0) } == 0 && mono_ns() < deadline {
+        sleep_ms(1);
+    }
     truth(json!({ "parent": getpid(), "child": child, "grandchild": grandchild }));
 }
 
