@@ -78,6 +78,13 @@ const PARTS: &[Part] = &[
         print: print_parallel,
     },
     Part {
+        name: "burst",
+        key: "burst",
+        by_default: true,
+        run: burst,
+        print: crate::burst::print,
+    },
+    Part {
         name: "filtered",
         key: "filtered_unrelated_storm",
         by_default: true,
@@ -340,6 +347,13 @@ fn parallel(b: &Bench) -> anyhow::Result<Value> {
         json!({"processes": 2 * b.storm, "wall_s": wall, "events": events, "events_per_s": events as f64 / wall, "lost": lost,
                "tool_cpu_s_per_million_events": tcpu / (events as f64 / 1e6), "tool_peak_rss_kb": rss}),
     )
+}
+
+/// A fork storm beside busy loops on every core, under each tracer with
+/// the default settings, as the static release build runs (burst.rs).
+fn burst(b: &Bench) -> anyhow::Result<Value> {
+    let built = crate::dist::build_static()?;
+    crate::burst::run(&built.tool, &built.scenario, b.rounds)
 }
 
 /// A storm unrelated to what `live --pid` follows (an idle sleep): what the

@@ -4,10 +4,12 @@
 //! machine lacks and is quick when everything is there already.
 
 mod bench;
+mod burst;
 mod deb;
 mod dist;
 mod measure;
 mod realworld;
+mod ringfill;
 mod setup;
 mod soak;
 mod vm;
@@ -43,7 +45,7 @@ enum Task {
         /// Processes per fork storm.
         #[arg(long, default_value_t = 20_000)]
         storm: u32,
-        /// Only one part: overhead, syscalls, stacks, parallel, filtered, recording, memory, startup,
+        /// Only one part: overhead, syscalls, stacks, parallel, burst, filtered, recording, memory, startup,
         /// or soak (run only when asked for: it takes `--soak-minutes`).
         #[arg(long)]
         only: Option<String>,
