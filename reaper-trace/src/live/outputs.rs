@@ -3,7 +3,12 @@
 //! the end), the event capture for `verify-kernel`, the metrics, `serve`'s
 //! cgroup expiry, and the recording. A command picks which it has.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::{
+    cell::RefCell,
+    fmt::Write as _,
+    io::{self, BufWriter, Write as _},
+    rc::Rc,
+};
 
 use serde::Serialize;
 
@@ -18,22 +23,51 @@ use crate::{
     trace::{clock::ClockRef, event::Event, totals::Totals},
 };
 
+/// Stdout, buffered once for every printer: lines leave in the order they
+/// were written, whichever printer wrote them (a line longer than a buffer
+/// of its own would otherwise pass the lines buffered before it).
+#[derive(Clone)]
+pub struct Stdout(Rc<RefCell<BufWriter<io::Stdout>>>);
+
+impl Stdout {
+    pub fn new() -> Stdout {
+        Stdout(Rc::new(RefCell::new(BufWriter::new(io::stdout()))))
+    }
+
+    /// A closed stdout (a pager quit) must not stop the trace: errors are
+    /// dropped while tracing, and the end's report is written with
+    /// [`Stdout::write_checked`].
+    fn write(&self, bytes: &[u8]) {
+        let _ = self.0.borrow_mut().write_all(bytes);
+    }
+
+    fn write_checked(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut out = self.0.borrow_mut();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+
+    fn flush(&self) {
+        let _ = self.0.borrow_mut().flush();
+    }
+}
+
 /// Every admitted event as a line on stdout (`live` without
 /// `--findings-only`).
 pub struct EventPrinter {
     json: bool,
     clock: ClockRef,
-    out: BufWriter<Stdout>,
+    out: Stdout,
     /// Reused for every line.
     line: String,
 }
 
 impl EventPrinter {
-    pub fn new(json: bool, clock: ClockRef) -> EventPrinter {
+    pub fn new(json: bool, clock: ClockRef, out: Stdout) -> EventPrinter {
         EventPrinter {
             json,
             clock,
-            out: BufWriter::new(io::stdout()),
+            out,
             line: String::with_capacity(256),
         }
     }
@@ -49,13 +83,12 @@ impl Visitor for EventPrinter {
             events::write_text_line(&mut self.line, event, &self.clock, cgroup);
         }
         self.line.push('\n');
-        // A closed stdout (a pager quit) must not stop the trace.
-        let _ = self.out.write_all(self.line.as_bytes());
+        self.out.write(self.line.as_bytes());
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let _ = self.out.flush();
+        self.out.flush();
         Ok(())
     }
 }
@@ -66,16 +99,12 @@ pub struct FindingsPrinter {
     json: bool,
     /// Notices too, not only the report.
     notices: bool,
-    out: BufWriter<Stdout>,
+    out: Stdout,
 }
 
 impl FindingsPrinter {
-    pub fn new(json: bool, notices: bool) -> FindingsPrinter {
-        FindingsPrinter {
-            json,
-            notices,
-            out: BufWriter::new(io::stdout()),
-        }
+    pub fn new(json: bool, notices: bool, out: Stdout) -> FindingsPrinter {
+        FindingsPrinter { json, notices, out }
     }
 
     /// The report, the totals, and what became of the command.
@@ -91,7 +120,7 @@ impl FindingsPrinter {
         } else {
             report::text(report)
         };
-        let out = &mut self.out;
+        let mut out = String::new();
         writeln!(out, "{}", rendered.trim_end())?;
         if self.json {
             let line = TotalsLine {
@@ -113,7 +142,7 @@ impl FindingsPrinter {
                 writeln!(out, "{}", stop.text(*drain_timeout))?;
             }
         }
-        out.flush()?;
+        self.out.write_checked(out.as_bytes())?;
         Ok(())
     }
 }
@@ -123,12 +152,13 @@ impl Visitor for FindingsPrinter {
         if !self.notices {
             return Ok(());
         }
-        let line = if self.json {
+        let mut line = if self.json {
             report::notice_json(notice)
         } else {
             report::notice_text(notice)
         };
-        let _ = writeln!(self.out, "{line}");
+        line.push('\n');
+        self.out.write(line.as_bytes());
         Ok(())
     }
 
@@ -137,7 +167,7 @@ impl Visitor for FindingsPrinter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let _ = self.out.flush();
+        self.out.flush();
         Ok(())
     }
 }
@@ -183,12 +213,13 @@ pub struct LiveOutputs {
 impl LiveOutputs {
     /// The printers `display` asks for.
     pub fn printers(&mut self, display: Display, json: bool, clock: ClockRef) {
+        let out = Stdout::new();
         if display == Display::Everything {
-            self.events = Some(EventPrinter::new(json, clock));
+            self.events = Some(EventPrinter::new(json, clock, out.clone()));
         }
         if display != Display::Silent {
             let notices = matches!(display, Display::Everything | Display::Findings);
-            self.findings = Some(FindingsPrinter::new(json, notices));
+            self.findings = Some(FindingsPrinter::new(json, notices, out));
         }
     }
 
