@@ -117,6 +117,8 @@ fn one_run(tool: &Path, scenario: &Path, args: &[&str]) -> anyhow::Result<Value>
     let (peak_fill, ring_bytes) = fill.stop();
     let (cpu, peak_kb, lines) = tracer.stop()?;
     let (events, lost) = events_and_lost(&lines);
+    // No totals line would read as nothing lost.
+    anyhow::ensure!(events > 0, "{args:?} printed no totals: {lines:?}");
     Ok(json!({
         "events": events,
         "lost": lost,

@@ -126,7 +126,14 @@ impl Background {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
         self.child.wait()?;
-        Ok((cpu, rss, self.stderr.try_iter().collect()))
+        // Its last lines (the totals) may still be on their way from the
+        // reading thread: read until the pipe closes, with a bound in case
+        // something it started holds the pipe.
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        Ok((cpu, rss, lines))
     }
 }
 
