@@ -70,7 +70,9 @@ pub struct Background {
 
 impl Background {
     /// Starts `cmd` and waits for a line containing `ready` on stderr (or in
-    /// `ready_file`, for bpftrace which prints it on stdout).
+    /// `ready_file`, for tools that say it on stdout). A tracer that exits
+    /// first, or is not ready within a minute, is reaped and its lines
+    /// returned in the error: the bench leaves no zombie behind.
     pub fn start(
         cmd: &mut Command,
         ready: &str,
@@ -102,8 +104,14 @@ impl Background {
                     break;
                 }
             }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Its last lines may still be on their way.
+                lines.extend(rx.recv_timeout(Duration::from_millis(200)));
+                lines.extend(rx.try_iter());
+                bail!("{cmd:?} exited ({status}) before it was ready: {lines:?}");
+            }
             if Instant::now() > deadline {
-                let _ = child.kill();
+                end(&mut child);
                 bail!("{cmd:?} never became ready: {lines:?}");
             }
         }
@@ -128,6 +136,48 @@ impl Background {
         self.child.wait()?;
         Ok((cpu, rss, self.stderr.try_iter().collect()))
     }
+}
+
+/// A tracer left running when a part fails half-way (an `?` between
+/// `start` and `stop`) is stopped and reaped, not left behind.
+impl Drop for Background {
+    fn drop(&mut self) {
+        end(&mut self.child);
+    }
+}
+
+/// Stops a child that may still run (SIGINT, then SIGKILL after 10 s) and
+/// reaps it. Nothing to do for one already reaped.
+fn end(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        // SAFETY: signalling our own child, not yet reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// Fails, naming them, when this process has children that exited and were
+/// never reaped: every child the bench starts must be waited for.
+pub fn no_zombie_children() -> anyhow::Result<()> {
+    let me = std::process::id() as i32;
+    let zombies: Vec<String> = procfs::process::all_processes()?
+        .filter_map(Result::ok)
+        .filter_map(|p| p.stat().ok())
+        .filter(|s| s.ppid == me && s.state == 'Z')
+        .map(|s| format!("{} ({})", s.pid, s.comm))
+        .collect();
+    if !zombies.is_empty() {
+        bail!(
+            "the bench left zombie children behind (a child it started and never waited for): {}",
+            zombies.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `reaper-trace: N events, M lost` from the tool's stderr.
