@@ -234,6 +234,51 @@ fn prometheus_scrapes_each_containers_unreaped_children_from_serve() {
     assert!(t.report.is_null(), "serve prints no final report");
 }
 
+/// Polls `serve`'s metrics until `check` holds for the body, or the
+/// deadline passes; the last body.
+fn metrics_until(addr: SocketAddr, deadline: Duration, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + deadline;
+    loop {
+        let (_, body) = http_get(addr, "/metrics").expect("scrape");
+        if check(&body) || Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `serve`'s memory bound: a container's series are exported while its
+/// cgroup exists and for `--expire-after` once it is gone, then dropped,
+/// with its name; another cgroup's series stay.
+#[test]
+fn a_gone_containers_series_are_dropped_after_the_retention() {
+    kernel_test!();
+    let (serve, addr) = start_serve(&["--expire-after", "1s"]);
+    let gone = TestCgroup::create(&format!("system.slice/docker-{}.scope", container_id(3)));
+    let stays = TestCgroup::create(&format!("system.slice/docker-{}.scope", container_id(4)));
+    for cgroup in [&gone, &stays] {
+        // A process that exits there.
+        let wrapped = cgroup.wrap(&["/bin/true".to_owned()]);
+        let status = Command::new(&wrapped[0]).args(&wrapped[1..]).status();
+        assert!(status.expect("sh").success());
+    }
+    let series =
+        |cgroup: &TestCgroup| format!("reaper_trace_exits_total{{cgroup=\"{}\"", cgroup.path);
+    let both = |body: &str| body.contains(&series(&gone)) && body.contains(&series(&stays));
+    let body = metrics_until(addr, Duration::from_secs(30), both);
+    assert!(both(&body), "both containers' exits are exported:\n{body}");
+    let path = gone.path.clone();
+    drop(gone);
+    // Checked every 5 s, dropped once gone for 1 s.
+    let expired = |body: &str| !body.contains(&path) && body.contains(&series(&stays));
+    let body = metrics_until(addr, Duration::from_secs(30), expired);
+    assert!(
+        expired(&body),
+        "the gone cgroup's series are dropped, the other's stay:\n{body}"
+    );
+    drop(serve);
+}
+
 /// Keeps one connection to `addr` open until `stop`, opening a new one
 /// whenever the server closes it, as an attacker would. `slow`: it sends a
 /// request head that never ends, one byte every `SLOW_EVERY` (slowloris);

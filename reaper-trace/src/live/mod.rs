@@ -1,10 +1,12 @@
 //! `reaper-trace live` and `record`: trace, analyse as events arrive, and
 //! optionally write a recording that `report` reads later.
 
+mod metrics;
+mod outputs;
 mod recording;
 mod run;
 mod setup;
-mod sink;
+mod source;
 mod stacks;
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};
@@ -154,7 +156,7 @@ pub struct Daemon {
 impl Default for Daemon {
     fn default() -> Self {
         Daemon {
-            gone_cgroup_retention: Duration::from_nanos(sink::GONE_CGROUP_RETENTION_NS),
+            gone_cgroup_retention: Duration::from_nanos(metrics::GONE_CGROUP_RETENTION_NS),
         }
     }
 }

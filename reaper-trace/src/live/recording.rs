@@ -4,9 +4,12 @@
 //! recording stops there, with one line on stderr, and the run reports the
 //! error at its end.
 
-use crate::recording::{
-    Trailer,
-    file::{Recorder, RecorderError},
+use crate::{
+    pipeline::Visitor,
+    recording::{
+        Trailer,
+        file::{Recorder, RecorderError},
+    },
 };
 
 #[derive(Default)]
@@ -67,5 +70,28 @@ impl Recording {
             Some(recorder) => recorder.finish(trailer),
             None => Ok(()),
         }
+    }
+}
+
+/// The recorder is the output that keeps every record as it came.
+impl Visitor for Recording {
+    fn record(&mut self, record: &[u8]) {
+        self.push(record);
+    }
+
+    fn keeps_records(&self) -> bool {
+        self.is_active()
+    }
+
+    /// Writes the pending block when it is due.
+    fn tick(
+        &mut self,
+        _: u64,
+        _: &crate::analysis::Analyzer,
+        _: &crate::trace::totals::Totals,
+        _: &mut crate::pipeline::Forget,
+    ) -> std::io::Result<()> {
+        Recording::tick(self);
+        Ok(())
     }
 }

@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use serde::Serialize;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
@@ -17,21 +16,21 @@ use tokio::{
 };
 
 use super::{
-    Display, Emit, Interrupted, LiveOptions, Outcome, TraceOptions, recording,
+    Emit, Interrupted, LiveOptions, Outcome, TraceOptions,
+    metrics::{CgroupExpiry, LiveMetrics},
+    outputs::{Capture, LiveOutputs},
+    recording::Recording,
     setup::{self, Started},
-    sink::{CgroupExpiry, LiveOutputs, Sink},
+    source::RingSource,
 };
 use crate::{
-    analysis::{Analyzer, Report},
+    analysis::Analyzer,
     host::command::{self, ReaperEvent},
     kernel::Tracer,
-    output::{metrics::Metrics, report},
-    pipeline::Pipeline,
+    output::metrics::Metrics,
+    pipeline::{Pipeline, Visitor},
     recording::{Trailer, file::RecorderError},
-    trace::{
-        clock,
-        totals::{ForkFailures, Totals},
-    },
+    trace::{clock, totals::ForkFailures},
 };
 
 /// How long to wait, once the traced command's tree is gone, for the last
@@ -83,7 +82,7 @@ struct Run {
     command: CommandControl,
     /// `--duration`'s end.
     stop_at: Option<Instant>,
-    sink: Sink,
+    source: RingSource,
     tracer: Tracer,
 }
 
@@ -137,12 +136,20 @@ impl Run {
         }
         let mut pipeline = Pipeline::new(analyzer);
         pipeline.seed(&seed, clock.monotonic_ns);
-        let outputs = LiveOutputs::new(emit.json, emit.display, clock, emit.capture, metrics);
-        let mut sink = Sink::new(pipeline, outputs, recording::Recording::new(recorder));
-        sink.cgroups = cgroups;
-        sink.expiry = emit
-            .daemon
-            .map(|d| CgroupExpiry::new(d.gone_cgroup_retention.as_nanos() as u64));
+        let mut outputs = LiveOutputs {
+            recording: Recording::new(recorder),
+            capture: emit.capture.then(Capture::default),
+            metrics: metrics
+                .map(|m| LiveMetrics::new(m, cgroups.fs().clone(), emit.daemon.is_some())),
+            expiry: emit.daemon.map(|d| {
+                let known = cgroups.known().map(|(id, path)| (id, path.to_owned()));
+                let retention = d.gone_cgroup_retention.as_nanos() as u64;
+                CgroupExpiry::new(retention, cgroups.fs().clone(), known)
+            }),
+            ..LiveOutputs::default()
+        };
+        outputs.printers(emit.display, emit.json, clock);
+        let source = RingSource::new(pipeline, outputs, cgroups);
         Ok(Run {
             ring,
             tick: tokio::time::interval(Duration::from_millis(50)),
@@ -151,7 +158,7 @@ impl Run {
             sighup,
             command,
             stop_at: trace.duration.map(|d| Instant::now() + d),
-            sink,
+            source,
             tracer,
         })
     }
@@ -162,7 +169,7 @@ impl Run {
             let received = tokio::select! {
                 guard = self.ring.readable() => {
                     let mut guard = guard.context("ring buffer")?;
-                    self.sink.drain(&mut self.tracer)?;
+                    self.source.drain(&mut self.tracer)?;
                     guard.clear_ready();
                     None
                 }
@@ -191,9 +198,9 @@ impl Run {
 
     /// Reads the ring and does the tick's work; whether the run is over.
     fn on_tick(&mut self) -> anyhow::Result<bool> {
-        self.sink.drain(&mut self.tracer)?;
-        self.sink.tick(&mut self.tracer)?;
-        if self.command.drained(self.sink.outputs.unfreed.is_empty()) {
+        self.source.drain(&mut self.tracer)?;
+        self.source.tick(&mut self.tracer)?;
+        if self.command.drained(self.source.unfreed.is_empty()) {
             return Ok(true);
         }
         if self.stop_at.is_some_and(|t| Instant::now() >= t) {
@@ -201,56 +208,52 @@ impl Run {
         }
         // Nothing is left to protect without a command: a recording that
         // cannot be written ends the run.
-        Ok(self.command.pid.is_none() && self.sink.recorder.has_failed())
+        Ok(self.command.pid.is_none() && self.source.outputs.recording.has_failed())
     }
 
     /// The last records, the report, the recording's trailer, and what is
     /// printed at the end.
     fn finish(mut self, emit: &Emit) -> anyhow::Result<Outcome> {
         let end_ns = self.settle()?;
-        let sink = &mut self.sink;
+        let source = &mut self.source;
         // The last drain read the loss counters after the last records.
-        let analyzer = std::mem::replace(sink.pipeline.analyzer_mut(), Analyzer::new(0));
+        let analyzer = std::mem::replace(source.pipeline.analyzer_mut(), Analyzer::new(0));
         let mut report = analyzer.finish(end_ns);
         for finding in report.findings.iter_mut().chain(&mut report.uncertain) {
-            sink.outputs.stacks.symbolize(finding);
+            source.stacks.symbolize(finding);
         }
-        // The cgroups' pids controllers as the trace ends, however recently read.
-        sink.cgroups_polled_ns = 0;
-        sink.update_metrics(end_ns);
-        if let Some(metrics) = &mut sink.outputs.metrics
+        let outputs = &mut source.outputs;
+        let metrics = outputs.metrics.take().map(|m| {
+            let analysis = source.pipeline.analyzer();
+            m.finish(end_ns, analysis, &source.totals, &report)
+        });
+        let recording_error = finish_recording(source, end_ns);
+        let (status, interrupted) = (self.command.status, self.command.interrupted);
+        let outputs = &mut self.source.outputs;
+        outputs.all().flush()?;
+        if let Some(printer) = &mut outputs.findings
             && emit.daemon.is_none()
         {
-            metrics.report(&report);
+            let stop = interrupted.map(|stop| (stop, self.command.drain_timeout));
+            printer.print_end(&report, &self.source.totals, status, stop.as_ref())?;
         }
-        let recording_error = finish_recording(sink, end_ns);
-        let (status, interrupted) = (self.command.status, self.command.interrupted);
-        if !matches!(emit.display, Display::Silent) && emit.daemon.is_none() {
-            let drain_timeout = self.command.drain_timeout;
-            let stop = interrupted.map(|stop| (stop, drain_timeout));
-            print_end(&mut sink.outputs, &report, status, stop.as_ref())?;
-        }
-        sink.outputs.out.flush()?;
-        let seen: u64 = sink.outputs.totals.events.values().sum();
+        let totals = std::mem::take(&mut self.source.totals);
         if !emit.capture {
-            eprintln!(
-                "reaper-trace: {seen} events, {} lost",
-                sink.outputs.totals.lost
-            );
+            let seen: u64 = totals.events.values().sum();
+            eprintln!("reaper-trace: {seen} events, {} lost", totals.lost);
         }
         if let Some(path) = &emit.record
             && recording_error.is_none()
         {
             eprintln!("reaper-trace: recorded to {}", path.display());
         }
-        let outputs = &mut self.sink.outputs;
         Ok(Outcome {
             command_pid: self.command.pid,
             command_status: status,
             report,
-            events: outputs.captured.take().unwrap_or_default(),
-            metrics: outputs.metrics.take(),
-            totals: std::mem::take(&mut outputs.totals),
+            events: outputs.capture.take().unwrap_or_default().0,
+            metrics,
+            totals,
             interrupted,
             recording_error,
         })
@@ -259,8 +262,8 @@ impl Run {
     /// The records left in the ring, the kernel's counters, and the exits
     /// whose reap was missed; when the trace ended.
     fn settle(&mut self) -> anyhow::Result<u64> {
-        self.sink.drain(&mut self.tracer)?;
-        let totals = &mut self.sink.outputs.totals;
+        self.source.drain(&mut self.tracer)?;
+        let totals = &mut self.source.totals;
         totals.set_lost(&self.tracer.lost());
         totals.fork_failures = self
             .tracer
@@ -273,14 +276,14 @@ impl Run {
             })
             .collect();
         let end_ns = clock::monotonic_ns();
-        self.sink.settle_gone(end_ns)?;
+        self.source.settle_gone(end_ns)?;
         Ok(end_ns)
     }
 }
 
 /// The recording's trailer; its first failed write, if any.
-fn finish_recording(sink: &mut Sink, end_ns: u64) -> Option<RecorderError> {
-    let totals = &sink.outputs.totals;
+fn finish_recording(source: &mut RingSource, end_ns: u64) -> Option<RecorderError> {
+    let totals = &source.totals;
     let mut lost_by_kind: std::collections::BTreeMap<String, u64> = totals
         .lost_by_kind
         .iter()
@@ -291,7 +294,7 @@ fn finish_recording(sink: &mut Sink, end_ns: u64) -> Option<RecorderError> {
     if totals.stacks_lost > 0 {
         lost_by_kind.insert("ustack".into(), totals.stacks_lost);
     }
-    std::mem::take(&mut sink.recorder)
+    std::mem::take(&mut source.outputs.recording)
         .finish(Trailer {
             ended_ns: end_ns,
             lost: totals.lost,
@@ -299,59 +302,6 @@ fn finish_recording(sink: &mut Sink, end_ns: u64) -> Option<RecorderError> {
             ..Default::default()
         })
         .err()
-}
-
-/// The report, the totals, and what became of the command, on stdout.
-fn print_end(
-    outputs: &mut LiveOutputs,
-    report: &Report,
-    command_status: Option<i32>,
-    interrupted: Option<&(Interrupted, Duration)>,
-) -> anyhow::Result<()> {
-    let rendered = if outputs.json {
-        report::json(report)
-    } else {
-        report::text(report)
-    };
-    let out = &mut outputs.out;
-    writeln!(out, "{}", rendered.trim_end())?;
-    if outputs.json {
-        let line = TotalsLine {
-            totals: &outputs.totals,
-            kind: "totals",
-            command_exit_code: command_status.map(command::exit_code),
-            interrupted_by: interrupted.map(|(stop, _)| stop.signal_name()),
-            killed_after_drain_timeout: interrupted.map(|(stop, _)| stop.killed),
-        };
-        // Through a `Value`, whose keys are sorted: the line's order since
-        // it was first printed.
-        writeln!(out, "{}", serde_json::to_value(&line)?)?;
-    } else {
-        write!(out, "{}", outputs.totals.text())?;
-        if let Some(status) = command_status {
-            writeln!(out, "command exit code: {}", command::exit_code(status))?;
-        }
-        if let Some((stop, drain_timeout)) = interrupted {
-            writeln!(out, "{}", stop.text(*drain_timeout))?;
-        }
-    }
-    Ok(())
-}
-
-/// The JSON line that ends a run: the totals, and what became of the
-/// command.
-#[derive(Serialize)]
-struct TotalsLine<'a> {
-    #[serde(flatten)]
-    totals: &'a Totals,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command_exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    interrupted_by: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    killed_after_drain_timeout: Option<usize>,
 }
 
 /// The traced command, when there is one: its reaping, the signals

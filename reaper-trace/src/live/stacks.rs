@@ -5,7 +5,6 @@
 
 use reaper_trace_common::UserStackRecord;
 
-use super::recording::Recording;
 use crate::{
     analysis::Finding,
     host::{
@@ -13,6 +12,7 @@ use crate::{
         unwind::{Unwinder, UserRegs},
     },
     output::stacks::symbolize_finding,
+    pipeline::Visitor,
     recording::stacks::ModuleIds,
     trace::stack::Stack,
 };
@@ -28,9 +28,10 @@ pub struct LiveStacks {
 pub type Unwound = (u32, u32, Stack);
 
 impl LiveStacks {
-    /// Unwinds a copy from the kernel; writes it to the recording, if any.
-    /// `None` when nothing could be said (its process was already gone).
-    pub fn unwind(&mut self, raw: &UserStackRecord, recording: &mut Recording) -> Option<Unwound> {
+    /// Unwinds a copy from the kernel; hands its records (the stack and the
+    /// modules new to the trace) to the outputs that keep records. `None`
+    /// when nothing could be said (its process was already gone).
+    pub fn unwind(&mut self, raw: &UserStackRecord, outputs: &mut dyn Visitor) -> Option<Unwound> {
         let header = raw.header;
         let len = (raw.len as usize).min(raw.bytes.len());
         let regs = UserRegs {
@@ -50,10 +51,10 @@ impl LiveStacks {
         for frame in &stack.frames {
             self.symbolizer.prepare(&frame.module, header.tgid);
         }
-        if recording.is_active() {
+        if outputs.keeps_records() {
             let who = (header.tgid, header.tid, raw.owner);
             for record in self.modules.records(header.ktime_ns, who, &stack) {
-                recording.push(&record);
+                outputs.record(&record);
             }
         }
         Some((header.tid, raw.owner, stack))

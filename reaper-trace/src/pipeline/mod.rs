@@ -12,10 +12,11 @@ pub mod replay;
 use std::io;
 
 use crate::{
-    analysis::{Analyzer, Verdict},
+    analysis::{Analyzer, Finding, Notice, Verdict},
     recording::Meta,
     trace::{
         event::Event, follow::Follow, host_facts::SeedProcess, pidns::PidNamespaces, stack::Stack,
+        totals::Totals,
     },
 };
 
@@ -45,6 +46,54 @@ pub trait Visitor {
     fn verdict(&mut self, _verdict: &Verdict, _analysis: &Analyzer) -> io::Result<()> {
         Ok(())
     }
+    /// Every record of the trace as a recording holds it: the kernel's, and
+    /// those the source adds (cgroup names, /proc probes, stacks, losses).
+    /// A recorder handles its own failures: the trace goes on without it.
+    fn record(&mut self, _record: &[u8]) {}
+    /// Whether [`Visitor::record`] is wanted: records made only for a
+    /// recording are not made without one.
+    fn keeps_records(&self) -> bool {
+        false
+    }
+    /// What the analysis noticed (an overdue exit, a finding resolved), as
+    /// it is noticed.
+    fn notice(&mut self, _notice: &Notice) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether notices should come with their frames named. Naming costs
+    /// a first look into each binary's DWARF, so only outputs that show
+    /// frames ask for it.
+    fn names_frames(&self) -> bool {
+        false
+    }
+    /// Now and then, while tracing live: the time, the analysis, the
+    /// tracer's own counts; and what the analysis and the other outputs
+    /// may forget (a daemon's memory bound).
+    fn tick(
+        &mut self,
+        _now_ns: u64,
+        _analysis: &Analyzer,
+        _totals: &Totals,
+        _forget: &mut Forget,
+    ) -> io::Result<()> {
+        Ok(())
+    }
+    /// Cgroups that are gone for good: their state goes.
+    fn forget_cgroups(&mut self, _ids: &[u64]) {}
+    /// The end of a burst of work (a ring-buffer drain, a tick): what is
+    /// buffered goes out, in the order the outputs come.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the outputs ask the analysis to forget at a tick.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Forget {
+    /// Findings and rows kept for a final report: a daemon makes none.
+    pub history: bool,
+    /// Cgroups gone long enough: their names, and every output's state.
+    pub cgroups: Vec<u64>,
 }
 
 /// No output: the analysis alone (a report).
@@ -52,7 +101,7 @@ pub struct NoOutput;
 impl Visitor for NoOutput {}
 
 /// Several outputs, fed in order.
-impl Visitor for [&mut dyn Visitor] {
+impl<const N: usize> Visitor for [&mut dyn Visitor; N] {
     fn start(&mut self, meta: &Meta) -> io::Result<()> {
         self.iter_mut().try_for_each(|v| v.start(meta))
     }
@@ -71,6 +120,34 @@ impl Visitor for [&mut dyn Visitor] {
     fn verdict(&mut self, verdict: &Verdict, analysis: &Analyzer) -> io::Result<()> {
         self.iter_mut()
             .try_for_each(|v| v.verdict(verdict, analysis))
+    }
+    fn record(&mut self, record: &[u8]) {
+        self.iter_mut().for_each(|v| v.record(record))
+    }
+    fn keeps_records(&self) -> bool {
+        self.iter().any(|v| v.keeps_records())
+    }
+    fn notice(&mut self, notice: &Notice) -> io::Result<()> {
+        self.iter_mut().try_for_each(|v| v.notice(notice))
+    }
+    fn names_frames(&self) -> bool {
+        self.iter().any(|v| v.names_frames())
+    }
+    fn tick(
+        &mut self,
+        now_ns: u64,
+        analysis: &Analyzer,
+        totals: &Totals,
+        forget: &mut Forget,
+    ) -> io::Result<()> {
+        self.iter_mut()
+            .try_for_each(|v| v.tick(now_ns, analysis, totals, forget))
+    }
+    fn forget_cgroups(&mut self, ids: &[u64]) {
+        self.iter_mut().for_each(|v| v.forget_cgroups(ids))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.iter_mut().try_for_each(|v| v.flush())
     }
 }
 
@@ -171,11 +248,103 @@ impl Pipeline {
         self.verdicts(outputs)
     }
 
+    /// What the analysis noticed since the last call, to the outputs;
+    /// `name` names a finding's frames when an output shows them.
+    pub fn notices(
+        &mut self,
+        outputs: &mut dyn Visitor,
+        mut name: impl FnMut(&mut Finding),
+    ) -> io::Result<()> {
+        let names = outputs.names_frames();
+        for mut notice in self.analyzer.drain_notices() {
+            if names && let Notice::Finding(finding) | Notice::Pending(finding) = &mut notice {
+                name(finding);
+            }
+            outputs.notice(&notice)?;
+        }
+        Ok(())
+    }
+
+    /// A tick of a live trace, at `now_ns`: the outputs' periodic work, and
+    /// what they ask the analysis and each other to forget. Returns the
+    /// cgroups forgotten, for the source's own names.
+    pub fn tick(
+        &mut self,
+        now_ns: u64,
+        totals: &Totals,
+        outputs: &mut dyn Visitor,
+    ) -> io::Result<Vec<u64>> {
+        let mut forget = Forget::default();
+        outputs.tick(now_ns, &self.analyzer, totals, &mut forget)?;
+        if !forget.cgroups.is_empty() {
+            outputs.forget_cgroups(&forget.cgroups);
+        }
+        if forget.history || !forget.cgroups.is_empty() {
+            self.analyzer.forget_history(&forget.cgroups);
+        }
+        Ok(forget.cgroups)
+    }
+
     /// The verdicts reached since the last call, to the outputs.
     fn verdicts(&mut self, outputs: &mut dyn Visitor) -> io::Result<()> {
         for verdict in self.analyzer.drain_verdicts() {
             outputs.verdict(&verdict, &self.analyzer)?;
         }
         Ok(())
+    }
+}
+
+/// An output that a run may or may not have: nothing when absent.
+impl<V: Visitor> Visitor for Option<V> {
+    fn start(&mut self, meta: &Meta) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.start(meta))
+    }
+    fn event(&mut self, event: &Event, analysis: &Analyzer) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.event(event, analysis))
+    }
+    fn exit(&mut self, event: &Event, analysis: &Analyzer) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.exit(event, analysis))
+    }
+    fn stack(&mut self, tid: u32, owner: u32, stack: &Stack) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.stack(tid, owner, stack))
+    }
+    fn cgroup(&mut self, id: u64, path: &str) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.cgroup(id, path))
+    }
+    fn verdict(&mut self, verdict: &Verdict, analysis: &Analyzer) -> io::Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |v| v.verdict(verdict, analysis))
+    }
+    fn record(&mut self, record: &[u8]) {
+        if let Some(v) = self {
+            v.record(record)
+        }
+    }
+    fn keeps_records(&self) -> bool {
+        self.as_ref().is_some_and(|v| v.keeps_records())
+    }
+    fn notice(&mut self, notice: &Notice) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.notice(notice))
+    }
+    fn names_frames(&self) -> bool {
+        self.as_ref().is_some_and(|v| v.names_frames())
+    }
+    fn tick(
+        &mut self,
+        now_ns: u64,
+        analysis: &Analyzer,
+        totals: &Totals,
+        forget: &mut Forget,
+    ) -> io::Result<()> {
+        self.as_mut()
+            .map_or(Ok(()), |v| v.tick(now_ns, analysis, totals, forget))
+    }
+    fn forget_cgroups(&mut self, ids: &[u64]) {
+        if let Some(v) = self {
+            v.forget_cgroups(ids)
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.as_mut().map_or(Ok(()), |v| v.flush())
     }
 }

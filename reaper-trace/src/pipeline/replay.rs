@@ -94,7 +94,10 @@ pub fn replay_with(
                 for record in reader.records() {
                     replayer.record(record, visitor)?;
                 }
-                replayer.pipeline.analyzer_mut().drain_notices();
+                // As live shows them after each drain of the ring. Frames
+                // keep their module + offset: `report` names them once, in
+                // the report.
+                replayer.pipeline.notices(visitor, |_| {})?;
             }
             Item::Trailer(t) => trailer = Some(t),
             Item::Truncated { at } => truncated_at = Some(at),
@@ -166,6 +169,7 @@ impl Replayer {
     /// One record, as the live run handed it over.
     fn record(&mut self, record: &[u8], visitor: &mut dyn Visitor) -> Result<(), ReplayError> {
         self.records += 1;
+        visitor.record(record);
         let pipeline = &mut self.pipeline;
         match user_record::parse(record) {
             Some(UserRecord::Probe { tgid, probe }) => {

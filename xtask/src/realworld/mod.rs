@@ -50,18 +50,8 @@ const LEAKS_AT: [u64; 4] = [3, 30, 60, 85];
 const HOLD_MS: &str = "4000";
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        // As the kernel tests: skipped, and said so, only when asked.
-        if std::env::var_os("REAPER_TRACE_SKIP_KERNEL_TESTS").is_some() {
-            eprintln!(
-                "SKIP realworld: the real-machine test needs root (REAPER_TRACE_SKIP_KERNEL_TESTS is set)"
-            );
-            return Ok(());
-        }
-        bail!(
-            "the real-machine test traces the whole machine: run it as root, or set REAPER_TRACE_SKIP_KERNEL_TESTS=1 to skip it"
-        );
+    if !is_root()? {
+        return Ok(());
     }
     let release = PathBuf::from(crate::target_dir()).join("release");
     let (tool, scenario) = (release.join("reaper-trace"), release.join("scenario"));
@@ -73,18 +63,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let _tracefs = Tracefs::ensure()?;
     let work = TempDir::new()?;
     let root = TestCgroup::create("realworld");
-    let python = workloads::python_with_tests()?;
     let pg_bin = workloads::postgres_bin()?;
-    let fork_exit = workloads::build_fork_exit(&work.0)?;
     let ctx = workloads::Context {
         work: work.0.clone(),
         scenario: scenario.clone(),
-        fork_exit,
-        python,
+        fork_exit: workloads::build_fork_exit(&work.0)?,
+        python: workloads::python_with_tests()?,
         pg_bin: pg_bin.clone(),
         seconds: opts.seconds,
     };
-    let mut cgroups = Vec::new();
     let _postgres = Postgres {
         pg_bin,
         data: work.0.join("pg/data"),
@@ -103,14 +90,66 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     );
 
     let t0 = Instant::now();
-    let mut running: Vec<Running> = Vec::new();
-    for w in workloads::all(&ctx) {
+    let (mut running, mut cgroups) = start_workloads(&ctx, &root, &out)?;
+    let leaks_cg = TestCgroup::create_at(&format!("{}/leaks", root.path));
+    let deadline = t0 + Duration::from_secs(opts.seconds + GRACE_SECS);
+    let leaks = Leaks {
+        scenario: &scenario,
+        cgroup: &leaks_cg,
+        out: &out,
+        t0,
+    };
+    let expected = leaks.run_while_reaping(&mut running, deadline)?;
+    cgroups.push(leaks_cg);
+    let mut failures = end_workloads(&mut running, &cgroups, &out);
+    wait_until_gone(&expected, Duration::from_secs(10));
+
+    let traced = Traced {
+        output: live.stop()?,
+        kernel: bpftrace.stop()?,
+        sampler: sampler.stop(),
+    };
+    failures.extend(traced.judge(&expected, window, &root.path, t0, &out)?);
+    if !failures.is_empty() {
+        bail!("real-machine test failed: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// Whether the test can run: as root; otherwise a skip said aloud when
+/// asked for, and an error when not.
+fn is_root() -> anyhow::Result<bool> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(true);
+    }
+    // As the kernel tests: skipped, and said so, only when asked.
+    if std::env::var_os("REAPER_TRACE_SKIP_KERNEL_TESTS").is_some() {
+        eprintln!(
+            "SKIP realworld: the real-machine test needs root (REAPER_TRACE_SKIP_KERNEL_TESTS is set)"
+        );
+        return Ok(false);
+    }
+    bail!(
+        "the real-machine test traces the whole machine: run it as root, or set REAPER_TRACE_SKIP_KERNEL_TESTS=1 to skip it"
+    );
+}
+
+/// Each workload started in a cgroup of its own below `root`, its output
+/// in `out`.
+fn start_workloads(
+    ctx: &workloads::Context,
+    root: &TestCgroup,
+    out: &Path,
+) -> anyhow::Result<(Vec<Running>, Vec<TestCgroup>)> {
+    let (mut running, mut cgroups) = (Vec::new(), Vec::new());
+    for w in workloads::all(ctx) {
         let cg = TestCgroup::create_at(&format!("{}/{}", root.path, w.name));
         let cmd = cg.wrap(&["bash".into(), "-c".into(), w.script]);
         let log = std::fs::File::create(out.join(format!("{}.log", w.name)))?;
         let child = Command::new(&cmd[0])
             .args(&cmd[1..])
-            .current_dir(&work.0)
+            .current_dir(&ctx.work)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -124,48 +163,67 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         });
         cgroups.push(cg);
     }
+    Ok((running, cgroups))
+}
 
-    // The deliberate leaks, spread over the run in a thread of their own,
-    // while this one reaps each workload as soon as it ends (the harness's
-    // own late reaps would be true findings, and noise).
-    let leaks_cg = TestCgroup::create_at(&format!("{}/leaks", root.path));
-    let deadline = t0 + Duration::from_secs(opts.seconds + GRACE_SECS);
-    let expected = std::thread::scope(|scope| -> anyhow::Result<Vec<Expected>> {
-        let leaks = scope.spawn(|| -> anyhow::Result<Vec<Expected>> {
-            let mut expected = Vec::new();
-            for (i, at) in LEAKS_AT.iter().enumerate() {
-                std::thread::sleep(
-                    (t0 + Duration::from_secs(*at)).saturating_duration_since(Instant::now()),
-                );
-                let run = |args: &[&str], log: &str| {
-                    let mut c = vec![scenario.to_string_lossy().into_owned()];
-                    c.extend(args.iter().map(|a| a.to_string()));
-                    workloads::leak(leaks_cg.wrap(&c), &out.join(log))
-                };
-                expected.extend(run(
-                    &["zombie_hold", HOLD_MS],
-                    &format!("leak-hold-{i}.log"),
-                )?);
-                expected.extend(run(&["demo"], &format!("leak-demo-{i}.log"))?);
+/// The deliberate leaks: scenarios of known pids, run in their cgroup at
+/// [`LEAKS_AT`] from `t0`.
+struct Leaks<'a> {
+    scenario: &'a Path,
+    cgroup: &'a TestCgroup,
+    out: &'a Path,
+    t0: Instant,
+}
+
+impl Leaks<'_> {
+    /// Runs the leaks in a thread of their own while this one reaps each
+    /// workload as soon as it ends (the harness's own late reaps would be
+    /// true findings, and noise), until every workload ended or the
+    /// deadline. The leaks the trace must find.
+    fn run_while_reaping(
+        &self,
+        running: &mut [Running],
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<Expected>> {
+        std::thread::scope(|scope| {
+            let leaks = scope.spawn(|| self.run());
+            while running.iter().any(|r| r.ended.is_none()) && Instant::now() < deadline {
+                for r in running.iter_mut() {
+                    r.poll(self.t0)?;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            Ok(expected)
-        });
-        while running.iter().any(|r| r.ended.is_none()) && Instant::now() < deadline {
-            for r in &mut running {
-                r.poll(t0)?;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            leaks
+                .join()
+                .map_err(|_| anyhow::anyhow!("the leak thread panicked"))?
+        })
+    }
+
+    fn run(&self) -> anyhow::Result<Vec<Expected>> {
+        let mut expected = Vec::new();
+        for (i, at) in LEAKS_AT.iter().enumerate() {
+            std::thread::sleep(
+                (self.t0 + Duration::from_secs(*at)).saturating_duration_since(Instant::now()),
+            );
+            expected.extend(self.one(&["zombie_hold", HOLD_MS], &format!("leak-hold-{i}.log"))?);
+            expected.extend(self.one(&["demo"], &format!("leak-demo-{i}.log"))?);
         }
-        leaks
-            .join()
-            .map_err(|_| anyhow::anyhow!("the leak thread panicked"))?
-    })?;
-    cgroups.push(leaks_cg);
+        Ok(expected)
+    }
 
+    fn one(&self, args: &[&str], log: &str) -> anyhow::Result<Vec<Expected>> {
+        let mut c = vec![self.scenario.to_string_lossy().into_owned()];
+        c.extend(args.iter().map(|a| a.to_string()));
+        workloads::leak(self.cgroup.wrap(&c), &self.out.join(log))
+    }
+}
+
+/// Ends what still runs at the deadline (while still traced, so that its
+/// end is judged too) and says how each workload ended; the failures.
+fn end_workloads(running: &mut [Running], cgroups: &[TestCgroup], out: &Path) -> Vec<String> {
     let mut failures = Vec::new();
-    for (r, cg) in running.iter_mut().zip(&cgroups) {
+    for (r, cg) in running.iter_mut().zip(cgroups) {
         if r.ended.is_none() {
-            // Ended while still traced, so that its end is judged too.
             kill_cgroup(cg);
             let _ = r.child.wait();
         }
@@ -182,10 +240,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             ));
         }
     }
-    // The deliberate zombies are adopted once their scenario ends: wait
-    // (bounded) for their adopter to reap them, so their findings are
-    // whole.
-    let gone_by = Instant::now() + Duration::from_secs(10);
+    failures
+}
+
+/// The deliberate zombies are adopted once their scenario ends: waits
+/// (bounded) for their adopter to reap them, so their findings are whole.
+fn wait_until_gone(expected: &[Expected], at_most: Duration) {
+    let gone_by = Instant::now() + at_most;
     while expected
         .iter()
         .any(|e| Path::new(&format!("/proc/{}", e.pid)).exists())
@@ -193,65 +254,79 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     {
         std::thread::sleep(Duration::from_millis(50));
     }
+}
 
-    let output = live.stop()?;
-    let kernel_view = bpftrace.stop()?;
-    let sampler_view = sampler.stop();
+/// What the trace said, and the two ground truths beside it.
+struct Traced {
+    output: LiveOutput,
+    kernel: kernel::KernelView,
+    sampler: sampler::SamplerView,
+}
 
-    let slack = Slack {
-        boot_offset_ns: sampler::clock_ns(libc::CLOCK_BOOTTIME) as i64
-            - sampler::monotonic_ns() as i64,
-        // SAFETY: sysconf has no preconditions.
-        ns_per_tick: 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64,
-        ..Slack::default()
-    };
-    let judged: Vec<Judged> = output
-        .findings
-        .iter()
-        .map(|f| judge::judge(f, &sampler_view, &kernel_view, window, &slack))
-        .collect();
-    let missed = judge::missed(&expected, &output.findings);
-    let mut text = summary(
-        &output,
-        &sampler_view,
-        &kernel_view,
-        &judged,
-        &expected,
-        &missed,
-        &root.path,
-    );
-    let _ = writeln!(
-        text,
-        "\nthe harness (sampler, judge) used {:.1}s of CPU; traced for {:.0}s",
-        own_cpu_secs(),
-        t0.elapsed().as_secs_f64()
-    );
-    std::fs::write(out.join("verdicts.txt"), &text)?;
-    // Every verdict with its evidence, the true ones too, for a look.
-    let all: String = judged
-        .iter()
-        .map(|j| format!("{:?}: {}\n", j.verdict, j.evidence()))
-        .collect();
-    std::fs::write(out.join("verdicts-all.txt"), all)?;
-    print!("{text}");
+impl Traced {
+    /// Every finding judged against the ground truths, the leaks looked
+    /// for, the summary printed and kept in `out`; the failures.
+    fn judge(
+        &self,
+        expected: &[Expected],
+        window: judge::Window,
+        root: &str,
+        t0: Instant,
+        out: &Path,
+    ) -> anyhow::Result<Vec<String>> {
+        let slack = Slack {
+            boot_offset_ns: sampler::clock_ns(libc::CLOCK_BOOTTIME) as i64
+                - sampler::monotonic_ns() as i64,
+            // SAFETY: sysconf has no preconditions.
+            ns_per_tick: 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64,
+            ..Slack::default()
+        };
+        let judged: Vec<Judged> = self
+            .output
+            .findings
+            .iter()
+            .map(|f| judge::judge(f, &self.sampler, &self.kernel, window, &slack))
+            .collect();
+        let missed = judge::missed(expected, &self.output.findings);
+        let mut text = summary(
+            &self.output,
+            &self.sampler,
+            &self.kernel,
+            &judged,
+            expected,
+            &missed,
+            root,
+        );
+        let _ = writeln!(
+            text,
+            "\nthe harness (sampler, judge) used {:.1}s of CPU; traced for {:.0}s",
+            own_cpu_secs(),
+            t0.elapsed().as_secs_f64()
+        );
+        std::fs::write(out.join("verdicts.txt"), &text)?;
+        // Every verdict with its evidence, the true ones too, for a look.
+        let all: String = judged
+            .iter()
+            .map(|j| format!("{:?}: {}\n", j.verdict, j.evidence()))
+            .collect();
+        std::fs::write(out.join("verdicts-all.txt"), all)?;
+        print!("{text}");
 
-    let bad: Vec<&Judged> = judged
-        .iter()
-        .filter(|j| j.finding.certain && j.verdict != Verdict::True)
-        .collect();
-    if !bad.is_empty() {
-        failures.push(format!(
-            "{} certain findings the ground truth does not confirm",
-            bad.len()
-        ));
+        let mut failures = Vec::new();
+        let bad = judged
+            .iter()
+            .filter(|j| j.finding.certain && j.verdict != Verdict::True)
+            .count();
+        if bad > 0 {
+            failures.push(format!(
+                "{bad} certain findings the ground truth does not confirm"
+            ));
+        }
+        if !missed.is_empty() {
+            failures.push(format!("{} deliberate leaks not found", missed.len()));
+        }
+        Ok(failures)
     }
-    if !missed.is_empty() {
-        failures.push(format!("{} deliberate leaks not found", missed.len()));
-    }
-    if !failures.is_empty() {
-        bail!("real-machine test failed: {}", failures.join("; "));
-    }
-    Ok(())
 }
 
 /// The report: figures, the per-workload table, and every finding that is

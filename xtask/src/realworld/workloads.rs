@@ -34,17 +34,23 @@ pub struct Context {
     pub seconds: u64,
 }
 
+/// Every workload, each a real program doing its ordinary work.
 pub fn all(c: &Context) -> Vec<Workload> {
+    [
+        git, timeout, fork_exit, make, python, postgres, jobs, xargs, storm,
+    ]
+    .iter()
+    .map(|workload| workload(c))
+    .collect()
+}
+
+fn git(c: &Context) -> Workload {
     let w = c.work.display();
     let secs = c.seconds;
-    let scenario = c.scenario.display();
-    let fork_exit = c.fork_exit.display();
-    let pg = c.pg_bin.display();
-    vec![
-        Workload {
-            name: "git",
-            script: format!(
-                r#"set -e
+    Workload {
+        name: "git",
+        script: format!(
+            r#"set -e
 export HOME={w}/git GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=rt GIT_AUTHOR_EMAIL=rt@example.invalid GIT_COMMITTER_NAME=rt GIT_COMMITTER_EMAIL=rt@example.invalid
 mkdir -p "$HOME" && cd "$HOME" && git init -q repo && cd repo
 i=0
@@ -54,51 +60,71 @@ while [ $SECONDS -lt {secs} ]; do
   if [ $((i % 20)) = 0 ]; then git gc -q; fi
 done
 git log -p | tail -1 > /dev/null"#
-            ),
-            must_succeed: true,
-        },
-        Workload {
-            // Issue 18's reproduction: timeout kills its own process group.
-            name: "timeout",
-            script:
-                "for i in $(seq 60); do timeout -s KILL 0.5 sh -c 'sleep 3; echo no'; done; true"
-                    .into(),
-            must_succeed: true,
-        },
-        Workload {
-            // The other one: a child and its parent exit together.
-            name: "fork_exit",
-            script: format!("sleep 5; for i in $(seq 300); do {fork_exit}; done"),
-            must_succeed: true,
-        },
-        Workload {
-            name: "make",
-            script: format!(
-                r#"set -e
+        ),
+        must_succeed: true,
+    }
+}
+
+fn timeout(_: &Context) -> Workload {
+    Workload {
+        // Issue 18's reproduction: timeout kills its own process group.
+        name: "timeout",
+        script: "for i in $(seq 60); do timeout -s KILL 0.5 sh -c 'sleep 3; echo no'; done; true"
+            .into(),
+        must_succeed: true,
+    }
+}
+
+fn fork_exit(c: &Context) -> Workload {
+    let fork_exit = c.fork_exit.display();
+    Workload {
+        // The other one: a child and its parent exit together.
+        name: "fork_exit",
+        script: format!("sleep 5; for i in $(seq 300); do {fork_exit}; done"),
+        must_succeed: true,
+    }
+}
+
+fn make(c: &Context) -> Workload {
+    let w = c.work.display();
+    let secs = c.seconds;
+    Workload {
+        name: "make",
+        script: format!(
+            r#"set -e
 mkdir -p {w}/make && cd {w}/make
 {{ printf 'all:'; for i in $(seq 200); do printf ' out/%s.o' $i; done; printf '\n'
   printf 'out/%%.o: | out\n\t@echo $* > $@.tmp && mv $@.tmp $@\n'
   printf 'out:\n\tmkdir -p out\n'
   printf 'clean:\n\trm -rf out\n'; }} > Makefile
 while [ $SECONDS -lt {secs} ]; do make -s -j2; make -s clean; done"#
-            ),
-            must_succeed: true,
-        },
-        Workload {
-            name: "python",
-            script: format!(
-                "mkdir -p {w}/python && cd {w}/python && TMPDIR={w}/python {} -m test test_subprocess",
-                c.python
-            ),
-            must_succeed: false,
-        },
-        Workload {
-            // initdb refuses root: the server runs as postgres, on a unix
-            // socket in its own directory only; pgbench -C connects anew
-            // for every transaction (a backend forked each time).
-            name: "postgres",
-            script: format!(
-                r#"set -e
+        ),
+        must_succeed: true,
+    }
+}
+
+fn python(c: &Context) -> Workload {
+    let w = c.work.display();
+    Workload {
+        name: "python",
+        script: format!(
+            "mkdir -p {w}/python && cd {w}/python && TMPDIR={w}/python {} -m test test_subprocess",
+            c.python
+        ),
+        must_succeed: false,
+    }
+}
+
+fn postgres(c: &Context) -> Workload {
+    let w = c.work.display();
+    let pg = c.pg_bin.display();
+    Workload {
+        // initdb refuses root: the server runs as postgres, on a unix
+        // socket in its own directory only; pgbench -C connects anew
+        // for every transaction (a backend forked each time).
+        name: "postgres",
+        script: format!(
+            r#"set -e
 D={w}/pg
 mkdir -p $D && chown postgres: $D
 runuser -u postgres -- {pg}/initdb -D $D/data -A trust -U postgres --no-sync > $D/initdb.log
@@ -107,14 +133,18 @@ trap 'runuser -u postgres -- {pg}/pg_ctl -D $D/data -m fast -w stop > /dev/null'
 {pg}/pgbench -h $D -U postgres -i -q postgres 2> $D/init.log
 {pg}/pgbench -h $D -U postgres -C -c 2 -T {} postgres > $D/bench.log 2>&1
 tail -n 4 $D/bench.log"#,
-                secs.saturating_sub(30).max(20)
-            ),
-            must_succeed: true,
-        },
-        Workload {
-            name: "jobs",
-            script: format!(
-                r#"set -m
+            c.seconds.saturating_sub(30).max(20)
+        ),
+        must_succeed: true,
+    }
+}
+
+fn jobs(c: &Context) -> Workload {
+    let secs = c.seconds;
+    Workload {
+        name: "jobs",
+        script: format!(
+            r#"set -m
 while [ $SECONDS -lt {secs} ]; do
   sleep 10 &
   sleep 0.05 &
@@ -125,26 +155,33 @@ while [ $SECONDS -lt {secs} ]; do
   wait $!
 done
 true"#
-            ),
-            must_succeed: true,
-        },
-        Workload {
-            name: "xargs",
-            script: format!(
-                r#"set -e
+        ),
+        must_succeed: true,
+    }
+}
+
+fn xargs(c: &Context) -> Workload {
+    let secs = c.seconds;
+    Workload {
+        name: "xargs",
+        script: format!(
+            r#"set -e
 while [ $SECONDS -lt {secs} ]; do
   seq 400 | xargs -P 4 -n 1 true
   seq 400 | xargs -P 4 -n 20 sh -c 'for x; do :; done; ls / > /dev/null' sh
 done"#
-            ),
-            must_succeed: true,
-        },
-        Workload {
-            name: "storm",
-            script: format!("sleep 20; {scenario} storm 15000"),
-            must_succeed: true,
-        },
-    ]
+        ),
+        must_succeed: true,
+    }
+}
+
+fn storm(c: &Context) -> Workload {
+    let scenario = c.scenario.display();
+    Workload {
+        name: "storm",
+        script: format!("sleep 20; {scenario} storm 15000"),
+        must_succeed: true,
+    }
 }
 
 /// Builds the C program whose whole body is `fork(); _exit(0);`.
