@@ -7,7 +7,9 @@
 //! The benchmark is a table of named parts ([`PARTS`]); `--only NAME` runs
 //! one of them.
 
+mod burst;
 mod pgbench;
+mod ringfill;
 mod syscalls;
 mod tracefs;
 
@@ -88,7 +90,7 @@ const PARTS: &[Part] = &[
         key: "burst",
         by_default: true,
         run: burst,
-        print: crate::burst::print,
+        print: burst::print,
     },
     Part {
         name: "filtered",
@@ -392,7 +394,7 @@ fn parallel(b: &Bench) -> anyhow::Result<Value> {
 /// the default settings, as the static release build runs (burst.rs).
 fn burst(b: &Bench) -> anyhow::Result<Value> {
     let built = crate::dist::build_static()?;
-    crate::burst::run(&built.tool, &built.scenario, b.rounds)
+    burst::run(&built.tool, &built.scenario, b.rounds)
 }
 
 /// A storm unrelated to what `live --pid` follows (an idle sleep): what the

@@ -4,12 +4,10 @@
 //! machine lacks and is quick when everything is there already.
 
 mod bench;
-mod burst;
 mod deb;
 mod dist;
 mod measure;
 mod realworld;
-mod ringfill;
 mod setup;
 mod soak;
 mod vm;

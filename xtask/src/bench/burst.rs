@@ -19,10 +19,8 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    measure::{Background, events_and_lost, median, rss_kb},
-    ringfill::RingFill,
-};
+use super::ringfill::RingFill;
+use crate::measure::{Background, events_and_lost, median, rss_kb};
 
 /// The storm of the issue: this many processes, each forked, exited and
 /// reaped at once by its parent.
