@@ -7,7 +7,9 @@
 //! The benchmark is a table of named parts ([`PARTS`]); `--only NAME` runs
 //! one of them.
 
+mod burst;
 mod pgbench;
+mod ringfill;
 mod syscalls;
 mod tracefs;
 
@@ -82,6 +84,13 @@ const PARTS: &[Part] = &[
         by_default: true,
         run: parallel,
         print: print_parallel,
+    },
+    Part {
+        name: "burst",
+        key: "burst",
+        by_default: true,
+        run: burst,
+        print: burst::print,
     },
     Part {
         name: "filtered",
@@ -379,6 +388,13 @@ fn parallel(b: &Bench) -> anyhow::Result<Value> {
         json!({"processes": 2 * b.storm, "wall_s": wall, "events": events, "events_per_s": events as f64 / wall, "lost": lost,
                "tool_cpu_s_per_million_events": tcpu / (events as f64 / 1e6), "tool_peak_rss_kb": rss}),
     )
+}
+
+/// A fork storm beside busy loops on every core, under each tracer with
+/// the default settings, as the static release build runs (burst.rs).
+fn burst(b: &Bench) -> anyhow::Result<Value> {
+    let built = crate::dist::build_static()?;
+    burst::run(&built.tool, &built.scenario, b.rounds)
 }
 
 /// A storm unrelated to what `live --pid` follows (an idle sleep): what the

@@ -134,7 +134,14 @@ impl Background {
         if !end(&mut self.child) {
             bail!("{} did not stop on SIGINT and was killed", self.pid());
         }
-        Ok((cpu, rss, self.stderr.try_iter().collect()))
+        // Its last lines (the totals) may still be on their way from the
+        // reading thread: read until the pipe closes, with a bound in case
+        // something it started holds the pipe.
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        Ok((cpu, rss, lines))
     }
 }
 
