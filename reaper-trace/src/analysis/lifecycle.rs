@@ -370,13 +370,19 @@ impl Analyzer {
             EventData::WaitEnter(w) => self.wait_enter(event, w),
             EventData::WaitExit(w) => self.wait_exit(event, w),
             EventData::ProcessWait(w) => {
+                // A namespace's init reaps what is left as it dies
+                // (`zap_pid_ns_processes`): the kernel's waits, not the
+                // program's.
+                let dying = self.procs.get(&event.tgid).is_some_and(|p| p.end().is_some());
                 let facts = self.facts_mut(event.tgid);
                 facts.resolve_pidfd_wait(event.tid, w.pid);
-                facts.record_kernel_wait(KernelWait {
-                    time_ns: event.time_ns,
-                    tid: event.tid,
-                    pid: w.pid,
-                });
+                if !dying {
+                    facts.record_kernel_wait(KernelWait {
+                        time_ns: event.time_ns,
+                        tid: event.tid,
+                        pid: w.pid,
+                    });
+                }
             }
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
