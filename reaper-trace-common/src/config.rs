@@ -8,6 +8,9 @@
 
 use crate::COMM_LEN;
 
+/// An offset the kernel has no field for.
+pub const NO_OFFSET: u32 = u32::MAX;
+
 /// Offsets (bytes) and switches read by the programs. All fields are `u32` so
 /// the struct has no implicit padding.
 #[repr(C)]
@@ -52,19 +55,43 @@ pub struct Config {
 
     // --- struct linux_binprm
     pub binprm_filename: u32,
-    // --- struct pt_regs: the syscall's number and arguments (x86_64)
-    pub regs_orig_ax: u32,
-    pub regs_di: u32,
-    pub regs_si: u32,
-    pub regs_dx: u32,
-    pub regs_r10: u32,
-    /// The user registers an unwinder starts from.
+    // --- struct pt_regs: the syscall's number and arguments, at the
+    // offsets of this architecture's registers (the loader names them:
+    // x86_64 orig_ax, di, si, dx, r10; aarch64 syscallno, orig_x0, regs[1..3])
+    /// Read as an `i32`: x86_64's `orig_ax` is a long, aarch64's
+    /// `syscallno` an int; syscall numbers fit either way.
+    pub regs_nr: u32,
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
+    pub regs_arg3: u32,
+    /// The user registers an unwinder starts from: the instruction and
+    /// stack pointers, the frame pointer (rbp, x29) and the link register
+    /// (x30; [`NO_OFFSET`] on x86_64, which has none).
     pub regs_ip: u32,
     pub regs_sp: u32,
-    pub regs_bp: u32,
-    /// `task_struct.thread_info.status`, where x86 marks a 32-bit syscall
-    /// (`TS_COMPAT`): its number and arguments follow the i386 table.
-    pub task_ti_status: u32,
+    pub regs_fp: u32,
+    pub regs_lr: u32,
+    /// Where this architecture marks a 32-bit (compat) syscall, whose number
+    /// means another call in another table: a `u32` at `compat_offset` in
+    /// the current task (`compat_in_regs` 0: x86's `thread_info.status`,
+    /// `TS_COMPAT`) or in `pt_regs` (1: aarch64's `pstate`, whose
+    /// `PSR_MODE32_BIT` says the caller runs AArch32), and'ed with
+    /// `compat_mask`.
+    pub compat_offset: u32,
+    pub compat_in_regs: u32,
+    pub compat_mask: u32,
+
+    // --- this architecture's syscall numbers ([`crate::SyscallTable`]),
+    // which the raw `sys_enter`/`sys_exit` probes dispatch on;
+    // [`crate::syscall_nr::NONE`] for a call the architecture lacks.
+    pub nr_wait4: u32,
+    pub nr_waitid: u32,
+    pub nr_rt_sigaction: u32,
+    pub nr_clone: u32,
+    pub nr_clone3: u32,
+    pub nr_fork: u32,
+    pub nr_vfork: u32,
 
     // --- filtering
     /// One of [`crate::filter`].

@@ -331,7 +331,11 @@ pub struct UserStackRecord {
     pub len: u32,
     pub ip: u64,
     pub sp: u64,
+    /// The frame pointer: rbp on x86_64, x29 on aarch64.
     pub bp: u64,
+    /// aarch64's link register (x30): a leaf function's return address,
+    /// which is on no stack. 0 on x86_64.
+    pub lr: u64,
     /// The user address of `bytes[0]`: `sp` rounded down to its page.
     pub base: u64,
     pub bytes: [u8; USTACK_BYTES],

@@ -13,7 +13,7 @@
 pub mod config;
 pub mod events;
 
-pub use config::{Config, ForkFailKey, SenderKey};
+pub use config::{Config, ForkFailKey, NO_OFFSET, SenderKey};
 pub use events::*;
 
 /// Bumped whenever a record layout changes in a way an old reader cannot read.
@@ -43,25 +43,60 @@ pub mod filter {
     pub const FOLLOW: u32 = 1;
 }
 
-/// The `syscall` field of wait records.
+/// The `syscall` field of wait records: tags, the same on every
+/// architecture (x86_64's numbers, by history), so that a recording made on
+/// one decodes on another.
 pub mod wait_syscall {
     pub const WAIT4: u32 = 4;
     pub const WAITID: u32 = 247;
-    /// Set when the call began before tracing: its arguments are unknown and
-    /// the low bits hold the raw `__syscall_nr` instead.
+    /// Set when the call began before tracing: its arguments are unknown
+    /// (the low bits still hold the tag).
     pub const UNKNOWN_ARGS: u32 = 0x8000_0000;
 }
 
-/// x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl), which
-/// the raw `sys_enter`/`sys_exit` probes dispatch on.
+/// The syscall numbers the raw `sys_enter`/`sys_exit` probes dispatch on.
+/// They differ per architecture, and the eBPF object is the same on all of
+/// them: the loader writes its own architecture's into `Config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallTable {
+    pub rt_sigaction: u32,
+    pub clone: u32,
+    pub clone3: u32,
+    pub fork: u32,
+    pub vfork: u32,
+    pub wait4: u32,
+    pub waitid: u32,
+}
+
+/// Each architecture's [`SyscallTable`].
 pub mod syscall_nr {
-    pub const RT_SIGACTION: i64 = 13;
-    pub const CLONE: i64 = 56;
-    pub const FORK: i64 = 57;
-    pub const VFORK: i64 = 58;
-    pub const WAIT4: i64 = 61;
-    pub const WAITID: i64 = 247;
-    pub const CLONE3: i64 = 435;
+    use super::SyscallTable;
+
+    /// A call the architecture does not have (matches no syscall id).
+    pub const NONE: u32 = u32::MAX;
+
+    /// arch/x86/entry/syscalls/syscall_64.tbl
+    pub const X86_64: SyscallTable = SyscallTable {
+        rt_sigaction: 13,
+        clone: 56,
+        clone3: 435,
+        fork: 57,
+        vfork: 58,
+        wait4: 61,
+        waitid: 247,
+    };
+
+    /// include/uapi/asm-generic/unistd.h, which arm64 uses: no fork or
+    /// vfork (glibc and musl call clone).
+    pub const AARCH64: SyscallTable = SyscallTable {
+        rt_sigaction: 134,
+        clone: 220,
+        clone3: 435,
+        fork: NONE,
+        vfork: NONE,
+        wait4: 260,
+        waitid: 95,
+    };
 }
 
 #[cfg(feature = "user")]

@@ -8,13 +8,13 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_probe_read_user as read_user, generated::bpf_probe_read_user},
 };
-use reaper_trace_common::{USTACK_PAGES, UserStackRecord, kind, stack_owner, syscall_nr as nr};
+use reaper_trace_common::{NO_OFFSET, USTACK_PAGES, UserStackRecord, kind, stack_owner};
 
 use crate::{
     config::conf,
     emit, filter, log,
     maps::STACKED,
-    regs::{self, Regs},
+    regs::{self, Regs, is_nr},
     task,
 };
 
@@ -29,14 +29,14 @@ pub fn at_fork(regs: Regs, id: i64) -> Result<(), i64> {
     if !filter::current_is_traced(PROBE, emit::current_tgid()) {
         return Ok(());
     }
-    let flags = match id {
+    let flags = if is_nr!(id, nr_clone) {
         // clone(flags, newsp, parent_tid, child_tid, tls)
-        nr::CLONE => regs::arg(regs, 0)?,
+        regs::arg(regs, 0)?
+    } else if is_nr!(id, nr_clone3) {
         // clone3(struct clone_args *args, size): flags is its first field.
-        nr::CLONE3 => {
-            unsafe { read_user(regs::arg(regs, 0)? as *const u64) }.map_err(|e| e as i64)?
-        }
-        _ => 0,
+        unsafe { read_user(regs::arg(regs, 0)? as *const u64) }.map_err(|e| e as i64)?
+    } else {
+        0
     };
     if flags & CLONE_THREAD != 0 {
         return Ok(());
@@ -63,9 +63,19 @@ pub fn capture(regs: Regs, owner: u32) -> bool {
     let (Ok(ip), Ok(sp), Ok(bp)) = (
         task::read::<u64>(regs, conf!(regs_ip)),
         task::read::<u64>(regs, conf!(regs_sp)),
-        task::read::<u64>(regs, conf!(regs_bp)),
+        task::read::<u64>(regs, conf!(regs_fp)),
     ) else {
         return false;
+    };
+    // x86_64 has no link register: the return address is on the stack.
+    let lr_offset = conf!(regs_lr);
+    let lr = if lr_offset == NO_OFFSET {
+        0
+    } else {
+        match task::read::<u64>(regs, lr_offset) {
+            Ok(lr) => lr,
+            Err(_) => return false,
+        }
     };
     // The lifecycle records that follow matter more than a finding's
     // source line.
@@ -81,6 +91,7 @@ pub fn capture(regs: Regs, owner: u32) -> bool {
         (*record).ip = ip;
         (*record).sp = sp;
         (*record).bp = bp;
+        (*record).lr = lr;
         (*record).base = base;
         let bytes = (&raw mut (*record).bytes).cast::<u8>();
         let mut len = 0u32;

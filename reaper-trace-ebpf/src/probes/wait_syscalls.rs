@@ -90,14 +90,14 @@ pub fn enter(regs: Regs, syscall: u32) -> Result<(), i64> {
     Ok(())
 }
 
-/// wait4 or waitid (number `nr`) returned `ret`.
-pub fn exit(nr: i64, ret: i64) -> Result<(), i64> {
+/// wait4 or waitid (`syscall`: its [`wait_syscall`] tag) returned `ret`.
+pub fn exit(syscall: u32, ret: i64) -> Result<(), i64> {
     let header = emit::current_header(kind::WAIT_EXIT);
     let args = match unsafe { WAIT_ARGS.get(header.tid) }.copied() {
         Some(args) => args,
         // A wait that began before tracing: only the return is known.
         None => WaitArgs {
-            syscall: wait_syscall::UNKNOWN_ARGS | nr as u32,
+            syscall: wait_syscall::UNKNOWN_ARGS | syscall,
             which: 0,
             upid: 0,
             options: 0,

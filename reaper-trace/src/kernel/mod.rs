@@ -1,6 +1,7 @@
 //! Everything that talks to the kernel: finding offsets, loading and
 //! attaching the programs, and reading their maps.
 
+pub mod arch;
 pub mod btf;
 pub mod loader;
 pub mod offsets;

@@ -3,7 +3,10 @@
 
 use reaper_trace_common::Config;
 
-use super::btf::{Btf, BtfError};
+use super::{
+    arch::Arch,
+    btf::{Btf, BtfError},
+};
 
 /// Errors resolving offsets.
 #[derive(Debug, thiserror::Error)]
@@ -71,16 +74,8 @@ pub fn kernel_struct_offsets(btf: &Btf, config: &mut Config) -> Result<(), Offse
     config.siginfo_pid = btf.member_offset("kernel_siginfo", "_sifields._sigchld._pid")?;
     config.siginfo_status = btf.member_offset("kernel_siginfo", "_sifields._sigchld._status")?;
     config.binprm_filename = btf.member_offset("linux_binprm", "filename")?;
-    let regs = |m| btf.member_offset("pt_regs", m);
-    config.regs_orig_ax = regs("orig_ax")?;
-    config.regs_di = regs("di")?;
-    config.regs_si = regs("si")?;
-    config.regs_dx = regs("dx")?;
-    config.regs_r10 = regs("r10")?;
-    config.regs_ip = regs("ip")?;
-    config.regs_sp = regs("sp")?;
-    config.regs_bp = regs("bp")?;
-    config.task_ti_status = task("thread_info.status")?;
+    // The syscall ABI: this architecture's numbers and registers.
+    Arch::host().configure(btf, config)?;
     // A one-bit flag; absent, every rename is sent (exec's too, which the
     // EXEC record follows anyway).
     config.task_in_execve_bit = btf
@@ -125,17 +120,6 @@ mod tests {
             (8, 16, 24)
         );
         assert_ne!(config.task_tgid, config.task_pid);
-        // x86_64's pt_regs, fixed by the syscall entry code.
-        assert_eq!(
-            (
-                config.regs_di,
-                config.regs_si,
-                config.regs_dx,
-                config.regs_r10,
-                config.regs_orig_ax
-            ),
-            (112, 104, 96, 56, 120)
-        );
         assert!(config.k_sigaction_size >= 24);
         // A bitfield inside task_struct, not a byte boundary by chance alone.
         assert!(config.task_in_execve_bit < 8 * 16384, "{config:?}");

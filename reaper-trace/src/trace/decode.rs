@@ -318,7 +318,7 @@ fn signal_generate(r: abi::SignalGenerateRecord) -> EventData {
 
 fn wait_kind(raw: u32) -> WaitSyscall {
     if raw & wait_syscall::UNKNOWN_ARGS != 0 {
-        return if (raw & !wait_syscall::UNKNOWN_ARGS) as i64 == libc::SYS_waitid {
+        return if raw & !wait_syscall::UNKNOWN_ARGS == wait_syscall::WAITID {
             WaitSyscall::Waitid
         } else {
             WaitSyscall::Wait4
@@ -801,7 +801,7 @@ mod tests {
     fn a_wait_begun_before_tracing_reaps_its_return() {
         let record = abi::WaitExitRecord {
             header: header(kind::WAIT_EXIT),
-            syscall: wait_syscall::UNKNOWN_ARGS | libc::SYS_wait4 as u32,
+            syscall: wait_syscall::UNKNOWN_ARGS | wait_syscall::WAIT4,
             ret: 77,
             ..Default::default()
         };
@@ -813,7 +813,7 @@ mod tests {
             (WaitSyscall::Wait4, 77, false)
         );
         let record = abi::WaitExitRecord {
-            syscall: wait_syscall::UNKNOWN_ARGS | libc::SYS_waitid as u32,
+            syscall: wait_syscall::UNKNOWN_ARGS | wait_syscall::WAITID,
             ret: 0,
             ..record
         };
