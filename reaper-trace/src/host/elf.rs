@@ -16,8 +16,10 @@ pub type Data = Arc<[u8]>;
 pub enum ElfError {
     #[error("not an ELF file: {0}")]
     Parse(#[from] object::Error),
-    #[error("not an x86_64 ELF file")]
-    NotX86_64,
+    /// The stacks unwound are this machine's: another architecture's
+    /// file has no code they could run through.
+    #[error("not an ELF file of this machine's architecture ({expected:?})")]
+    OtherArchitecture { expected: object::Architecture },
 }
 
 /// A PT_LOAD segment: where its bytes are in the file and in memory.
@@ -48,7 +50,8 @@ pub struct ElfFacts {
     pub unwind: UnwindSections,
 }
 
-/// Reads the facts of an x86_64 ELF file; the unwind sections only when
+/// Reads the facts of an ELF file of this machine's architecture (x86_64
+/// or aarch64); the unwind sections only when
 /// asked (the symbolizer needs none).
 pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
     let stamp = file
@@ -57,8 +60,13 @@ pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
         .map(|m| crate::trace::stack::stamp_of(&m));
     let cache = ReadCache::new(file);
     let elf = object::File::parse(&cache)?;
-    if elf.architecture() != object::Architecture::X86_64 {
-        return Err(ElfError::NotX86_64);
+    let expected = if cfg!(target_arch = "aarch64") {
+        object::Architecture::Aarch64
+    } else {
+        object::Architecture::X86_64
+    };
+    if elf.architecture() != expected {
+        return Err(ElfError::OtherArchitecture { expected });
     }
     Ok(ElfFacts {
         // A malformed note section is no reason to lose the unwind info.

@@ -24,14 +24,51 @@ use std::{
     sync::Arc,
 };
 
-use framehop::{
-    ExplicitModuleSectionInfo, Unwinder as _,
-    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
-};
+use framehop::{ExplicitModuleSectionInfo, Unwinder as _};
 use procfs::process::{MMPermissions, MMapPath, MemoryMap};
 
+use self::native::{ArchUnwinder, Cache};
 use super::elf::{self, Data, ElfFacts, UnwindSections};
 use crate::trace::stack::{Frame, Module, Stack};
+
+/// framehop's unwinder for this machine's architecture: the stacks copied
+/// are this machine's processes'.
+#[cfg(target_arch = "x86_64")]
+mod native {
+    use framehop::x86_64::UnwindRegsX86_64;
+    pub use framehop::x86_64::{CacheX86_64 as Cache, UnwinderX86_64 as ArchUnwinder};
+
+    use super::UserRegs;
+
+    /// Kernel addresses start at 0xffff8000_00000000 on x86_64.
+    pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+
+    pub fn start(regs: UserRegs) -> UnwindRegsX86_64 {
+        UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp)
+    }
+}
+
+/// aarch64: the frame pointer is x29. The link register (x30) holds a leaf
+/// function's return address; the programs copy it (`UserStackRecord::lr`),
+/// but `UserRegs` does not carry it yet, so framehop gets 0 there: a fork
+/// entered from a leaf function (one that keeps its return address in x30,
+/// as the C libraries' clone wrappers in assembly do) ends the walk at its
+/// first frame. Functions that saved x30 on their stack unwind fully.
+#[cfg(target_arch = "aarch64")]
+mod native {
+    use framehop::aarch64::UnwindRegsAarch64;
+    pub use framehop::aarch64::{CacheAarch64 as Cache, UnwinderAarch64 as ArchUnwinder};
+
+    use super::UserRegs;
+
+    /// User addresses on arm64 stay below 2^52 (the largest VA size);
+    /// kernel addresses start at 0xfff0000000000000 or above.
+    pub const KERNEL_START: u64 = 1 << 52;
+
+    pub fn start(regs: UserRegs) -> UnwindRegsAarch64 {
+        UnwindRegsAarch64::new(0, regs.sp, regs.bp)
+    }
+}
 
 /// Frames kept at most; a deeper stack is marked truncated. The line users
 /// need is near the top: the fork is a few frames under it.
@@ -99,8 +136,7 @@ impl Unwinder {
         stack_base: u64,
         stack: &[u8],
     ) -> Result<Stack, UnwindError> {
-        // Kernel addresses start at 0xffff8000_00000000 on x86_64.
-        if regs.ip == 0 || regs.ip >= 0xffff_8000_0000_0000 {
+        if regs.ip == 0 || regs.ip >= native::KERNEL_START {
             return Err(UnwindError::NoUserContext { ip: regs.ip });
         }
         let fresh = !self.processes.contains_key(&tgid);
@@ -138,7 +174,7 @@ impl Unwinder {
     }
 
     fn process_modules(&mut self, tgid: u32, maps: &[MemoryMap]) -> ProcessModules {
-        let mut unwinder = UnwinderX86_64::new();
+        let mut unwinder = ArchUnwinder::new();
         let mut modules: Vec<Option<Arc<Module>>> = vec![None; maps.len()];
         for load in loads(maps) {
             let (module, unwind) = self.load_module(tgid, maps, &load);
@@ -162,7 +198,7 @@ impl Unwinder {
         ProcessModules {
             mappings,
             unwinder,
-            cache: CacheX86_64::new(),
+            cache: Cache::new(),
         }
     }
 
@@ -251,7 +287,7 @@ struct FileKey {
 struct CachedFile {
     /// The file's change time (seconds, nanoseconds) when it was read.
     changed: Option<(i64, i64)>,
-    /// `None` for a file that is no x86_64 ELF.
+    /// `None` for a file that is no ELF of this machine's architecture.
     facts: Option<Arc<ElfFacts>>,
 }
 
@@ -265,12 +301,12 @@ fn changed(file: &File) -> Option<(i64, i64)> {
 struct ProcessModules {
     /// Every mapping, in address order.
     mappings: Vec<Mapping>,
-    unwinder: UnwinderX86_64<Data>,
+    unwinder: ArchUnwinder<Data>,
     /// framehop's rule cache, one per process: its entries are tagged with
     /// a 16-bit module generation that wraps after some thousands of
     /// processes, so a cache shared by all could hand one process
     /// another's rules.
-    cache: CacheX86_64,
+    cache: Cache,
 }
 
 struct Mapping {
@@ -322,7 +358,7 @@ fn walk(process: &mut ProcessModules, regs: UserRegs, base: u64, bytes: &[u8]) -
         cache,
     } = process;
     let mut read_stack = |address| read_word(base, bytes, address);
-    let start = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    let start = native::start(regs);
     let mut addresses = unwinder.iter_frames(regs.ip, start, cache, &mut read_stack);
     let mut stack = Stack::default();
     let stop = |mut stack: Stack, truncated, unmapped| {
@@ -524,8 +560,8 @@ mod tests {
                 mapping(0x2000..0x4000, 0x1000, true, Some(&module)),
                 mapping(0x8000..0x9000, 0, true, None),
             ],
-            unwinder: UnwinderX86_64::new(),
-            cache: CacheX86_64::new(),
+            unwinder: ArchUnwinder::new(),
+            cache: Cache::new(),
         };
         assert!(matches!(
             place(&process.mappings, 0x3456),
@@ -693,8 +729,8 @@ mod tests {
         // Maps read before anything was loaded: the ip is in none of them.
         let stale = ProcessModules {
             mappings: Vec::new(),
-            unwinder: UnwinderX86_64::new(),
-            cache: CacheX86_64::new(),
+            unwinder: ArchUnwinder::new(),
+            cache: Cache::new(),
         };
         unwinder.processes.insert(pid, stale);
         assert_eq!(unwind(&mut unwinder), full);
