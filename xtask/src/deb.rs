@@ -92,16 +92,16 @@ pub fn deb_version(cargo_version: &str) -> String {
 }
 
 /// The package's file name, as dpkg names it.
-pub fn deb_file_name(cargo_version: &str) -> String {
-    format!("{PACKAGE}_{}_amd64.deb", deb_version(cargo_version))
+pub fn deb_file_name(cargo_version: &str, arch: &str) -> String {
+    format!("{PACKAGE}_{}_{arch}.deb", deb_version(cargo_version))
 }
 
 /// `DEBIAN/control`. No Depends: the binary is static.
-pub fn control(cargo_version: &str, installed_size_kib: u64) -> String {
+pub fn control(cargo_version: &str, installed_size_kib: u64, arch: &str) -> String {
     let mut out = format!(
         "Package: {PACKAGE}\n\
          Version: {}\n\
-         Architecture: amd64\n\
+         Architecture: {arch}\n\
          Maintainer: {MAINTAINER}\n\
          Installed-Size: {installed_size_kib}\n\
          Section: admin\n\
@@ -160,10 +160,14 @@ pub fn installed_size_kib(entries: impl IntoIterator<Item = Entry>) -> u64 {
         .sum()
 }
 
-/// Builds `<out_dir>/reaper-trace_<version>_amd64.deb` around `binary`,
-/// staging it in `staging` (emptied first).
+/// Builds `<out_dir>/reaper-trace_<version>_<arch>.deb` around `binary`,
+/// staging it in `staging` (emptied first). `generator` (a build of the
+/// same version that runs here) writes the man pages and completions: the
+/// packaged binary may be another architecture's.
 pub fn build(
     binary: &Path,
+    generator: &Path,
+    arch: &str,
     cargo_version: &str,
     staging: &Path,
     out_dir: &Path,
@@ -180,11 +184,11 @@ pub fn build(
     // The man pages, compressed as Debian policy asks: gzip -9, and -n so
     // that no name or time stamp makes two builds differ.
     let man_dir = root.join("usr/share/man/man1");
-    for page in generate(&installed, "man", &man_dir)? {
+    for page in generate(generator, "man", &man_dir)? {
         run(Command::new("gzip").arg("-9nf").arg(&page))?;
     }
 
-    for file in generate(&installed, "completions", &generated)? {
+    for file in generate(generator, "completions", &generated)? {
         let name = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -204,13 +208,13 @@ pub fn build(
     normalize_modes(&root, &bin_dir)?;
     let mut entries = Vec::new();
     walk(&root, &mut entries)?;
-    let control_text = control(cargo_version, installed_size_kib(entries));
+    let control_text = control(cargo_version, installed_size_kib(entries), arch);
     let debian = root.join("DEBIAN");
     mkdir(&debian)?;
     write(&debian.join("control"), &control_text)?;
     normalize_modes(&debian, &bin_dir)?;
 
-    let deb = out_dir.join(deb_file_name(cargo_version));
+    let deb = out_dir.join(deb_file_name(cargo_version, arch));
     let mut dpkg_deb = Command::new("dpkg-deb");
     dpkg_deb
         .args(["--build", "--root-owner-group"])
@@ -330,7 +334,7 @@ mod tests {
 
     #[test]
     fn control_has_the_fields_and_a_folded_long_description() {
-        let text = control("0.1.0", 4321);
+        let text = control("0.1.0", 4321, "amd64");
         let fields: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with(' '))
@@ -387,7 +391,15 @@ mod tests {
     fn pre_releases_sort_before_their_release_in_dpkg() {
         assert_eq!(deb_version("0.1.0"), "0.1.0");
         assert_eq!(deb_version("1.2.0-rc.1"), "1.2.0~rc.1");
-        assert_eq!(deb_file_name("0.1.0"), "reaper-trace_0.1.0_amd64.deb");
+        assert_eq!(
+            deb_file_name("0.1.0", "amd64"),
+            "reaper-trace_0.1.0_amd64.deb"
+        );
+        assert_eq!(
+            deb_file_name("0.2.0-rc.1", "arm64"),
+            "reaper-trace_0.2.0~rc.1_arm64.deb"
+        );
+        assert!(control("0.1.0", 1, "arm64").contains("\nArchitecture: arm64\n"));
     }
 
     #[test]

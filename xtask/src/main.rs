@@ -7,6 +7,7 @@ mod bench;
 mod deb;
 mod dist;
 mod measure;
+mod platform;
 mod realworld;
 mod setup;
 mod soak;

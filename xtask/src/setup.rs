@@ -55,7 +55,21 @@ const PACKAGES: &[&str] = &[
     // musl-gcc: cc-rs compiles ring's C and assembly (the TLS of `serve`)
     // with it for the static x86_64-unknown-linux-musl release.
     "musl-tools",
+    // The aarch64 release: Debian's cross gcc links it (with rustup's
+    // self-contained musl) and compiles ring for it; qemu-system-aarch64
+    // boots the arm64 kernels of the matrix.
+    "gcc-aarch64-linux-gnu",
+    // Its C headers (ring includes a few, which musl and glibc agree on).
+    "libc6-dev-arm64-cross",
+    "qemu-system-arm",
+    // The kernel's UAPI headers: the unit test that checks the syscall
+    // tables of both architectures reads them.
+    "linux-libc-dev",
 ];
+
+/// Debian's architecture whose kernels and busybox-static the matrix
+/// downloads (never installs), so dpkg must know it.
+const FOREIGN_ARCH: &str = "arm64";
 
 /// What the venv holds: Perfetto's Python package, whose official
 /// bindings (`perfetto_trace_pb2`) `tests/perfetto_check.py` parses the
@@ -79,11 +93,15 @@ fn perfetto_venv() -> PathBuf {
 /// The target of the static release binary (`dist`, `vm-test`).
 pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
 
+/// The static aarch64 release's target (`xtask/src/platform.rs`).
+const AARCH64_TARGET: &str = "aarch64-unknown-linux-musl";
+
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_rust_src()?;
     musl_target()?;
     bpf_linker()?;
+    foreign_arch()?;
     packages()?;
     python_testsuite()?;
     perfetto_python()?;
@@ -153,11 +171,30 @@ fn nightly_rust_src() -> anyhow::Result<()> {
 /// linked against it (rustup ships musl's C library inside it).
 fn musl_target() -> anyhow::Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if !installed.lines().any(|l| l.trim() == STATIC_TARGET) {
-        eprintln!("xtask: adding the {STATIC_TARGET} target (the static release binary)");
-        status(Command::new("rustup").args(["target", "add", STATIC_TARGET]))?;
+    for target in [STATIC_TARGET, AARCH64_TARGET] {
+        if !installed.lines().any(|l| l.trim() == target) {
+            eprintln!("xtask: adding the {target} target (a static release binary)");
+            status(Command::new("rustup").args(["target", "add", target]))?;
+        }
     }
     Ok(())
+}
+
+/// Adds [`FOREIGN_ARCH`] to dpkg and refreshes the package index once, so
+/// that `apt-get download` finds its packages.
+fn foreign_arch() -> anyhow::Result<()> {
+    let Ok(foreign) = output(Command::new("dpkg").arg("--print-foreign-architectures")) else {
+        eprintln!("xtask: no dpkg; the arm64 rows of vm-test need Debian's registry");
+        return Ok(());
+    };
+    if foreign.lines().any(|l| l.trim() == FOREIGN_ARCH) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: adding the {FOREIGN_ARCH} architecture to dpkg (the arm64 kernels of vm-test)"
+    );
+    status(Command::new("dpkg").args(["--add-architecture", FOREIGN_ARCH]))?;
+    status(Command::new("apt-get").args(["update", "-q"]))
 }
 
 fn cargo_home() -> PathBuf {
