@@ -80,12 +80,15 @@ poweroff -f
 "#;
 
 /// busybox-static's binary: it needs no loader or library in the archive.
-const BUSYBOX: &str = "/bin/busybox";
-
 /// target/vm/initrd.gz: busybox, the static tool and scenario programs,
 /// /init and the checks. Rebuilt every run (about a second): the binaries
 /// may have changed.
-pub(super) fn write_initramfs(bins: &StaticBins, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn write_initramfs(
+    bins: &StaticBins,
+    busybox: &Path,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
     let read = |p: &Path| fs::read(p).with_context(|| format!("reading {}", p.display()));
     let mut cpio = Cpio::default();
     // Parents first: the kernel's unpacker does not create them.
@@ -98,17 +101,17 @@ pub(super) fn write_initramfs(bins: &StaticBins, dir: &Path) -> anyhow::Result<P
     cpio.file(
         "bin/busybox",
         0o755,
-        &read(Path::new(BUSYBOX)).context("busybox-static is needed (cargo xtask setup)")?,
+        &read(busybox).context("busybox-static is needed (cargo xtask setup)")?,
     );
     cpio.file("bin/reaper-trace", 0o755, &read(&bins.tool)?);
     cpio.file("bin/scenario", 0o755, &read(&bins.scenario)?);
     cpio.file("init", 0o755, INIT.as_bytes());
     cpio.file("checks.sh", 0o644, checks_script().as_bytes());
-    let archive = dir.join("initrd.cpio");
+    let archive = dir.join(format!("{name}.cpio"));
     fs::write(&archive, cpio.finish()).with_context(|| format!("writing {}", archive.display()))?;
     // -n: no name or time in the header, so equal inputs give equal bytes.
     command_output(Command::new("gzip").args(["-n", "-f"]).arg(&archive))?;
-    Ok(dir.join("initrd.cpio.gz"))
+    Ok(dir.join(format!("{name}.cpio.gz")))
 }
 
 #[cfg(test)]

@@ -21,15 +21,17 @@ pub struct Kernel {
     pub version: String,
     /// What `uname -r` prints, e.g. 6.1.0-56-cloud-amd64.
     pub release: String,
+    /// Debian's architecture: amd64 or arm64.
+    pub arch: &'static str,
 }
 
 /// `linux-image-<release>[-unsigned]` → `<release>` when it is a real
 /// cloud kernel: `6.12-cloud-amd64` (the meta-package, no x.y.z) and the
 /// -dbg packages are not.
-fn cloud_release(package: &str) -> Option<String> {
+fn cloud_release(package: &str, arch: &str) -> Option<String> {
     let rest = package.strip_prefix("linux-image-")?;
     let release = rest.strip_suffix("-unsigned").unwrap_or(rest);
-    let abi = release.strip_suffix("-cloud-amd64")?;
+    let abi = release.strip_suffix(&format!("-cloud-{arch}"))?;
     let numeric: String = abi
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
@@ -39,11 +41,11 @@ fn cloud_release(package: &str) -> Option<String> {
 }
 
 /// The package names of `apt-cache search` lines (`name - description`).
-pub fn parse_search(out: &str) -> Vec<String> {
+pub fn parse_search(out: &str, arch: &str) -> Vec<String> {
     out.lines()
         .filter_map(|l| l.split(" - ").next())
         .map(str::trim)
-        .filter(|name| cloud_release(name).is_some())
+        .filter(|name| cloud_release(name, arch).is_some())
         .map(str::to_owned)
         .collect()
 }
@@ -78,10 +80,10 @@ fn version_key(version: &str) -> Vec<u64> {
 /// The newest kernel of each major.minor, oldest series first; of a signed
 /// and an unsigned package of the same version, the unsigned one (the
 /// signed one wraps the same kernel for Secure Boot).
-pub fn newest_per_series(candidates: &[(String, String)]) -> Vec<Kernel> {
+pub fn newest_per_series(candidates: &[(String, String)], arch: &'static str) -> Vec<Kernel> {
     let mut best: BTreeMap<(u64, u64), (Vec<u64>, bool, Kernel)> = BTreeMap::new();
     for (package, version) in candidates {
-        let Some(release) = cloud_release(package) else {
+        let Some(release) = cloud_release(package, arch) else {
             continue;
         };
         let key = version_key(version);
@@ -93,6 +95,7 @@ pub fn newest_per_series(candidates: &[(String, String)]) -> Vec<Kernel> {
             package: package.clone(),
             version: version.clone(),
             release,
+            arch,
         };
         let entry = best
             .entry((major, minor))
@@ -105,32 +108,44 @@ pub fn newest_per_series(candidates: &[(String, String)]) -> Vec<Kernel> {
 }
 
 /// The matrix from the local package index.
-fn discover() -> anyhow::Result<Vec<Kernel>> {
+fn discover(arch: &'static str) -> anyhow::Result<Vec<Kernel>> {
     let search = command_output(Command::new("apt-cache").args([
         "search",
         "--names-only",
-        r"^linux-image-[0-9.]+.*-cloud-amd64(-unsigned)?$",
+        &format!(r"^linux-image-[0-9.]+.*-cloud-{arch}(-unsigned)?$"),
     ]))?;
-    let names = parse_search(&search);
+    let names = parse_search(&search, arch);
     if names.is_empty() {
-        bail!("the package index lists no Debian cloud kernel (linux-image-*-cloud-amd64)");
+        bail!(
+            "the package index lists no Debian cloud kernel (linux-image-*-cloud-{arch}){}",
+            if arch == "amd64" {
+                ""
+            } else {
+                ": dpkg needs the architecture (cargo xtask setup adds it)"
+            }
+        );
     }
+    // An arch-qualified name: arm64 packages on an amd64 machine.
+    let names: Vec<String> = names.iter().map(|n| format!("{n}:{arch}")).collect();
     let show = command_output(
         Command::new("apt-cache")
             .args(["show", "--no-all-versions"])
             .args(&names),
     )?;
-    Ok(newest_per_series(&parse_show(&show)))
+    Ok(newest_per_series(&parse_show(&show), arch))
 }
 
 /// Each kernel's vmlinuz, downloaded and extracted once into `cache`.
 /// Tries the local index first, then refreshes it once: a stale index names
 /// versions the registry has dropped. Without a registry this is an error,
 /// never a skipped kernel.
-pub(super) fn fetch_kernels(cache: &Path) -> anyhow::Result<Vec<(Kernel, PathBuf)>> {
+pub(super) fn fetch_kernels(
+    cache: &Path,
+    arch: &'static str,
+) -> anyhow::Result<Vec<(Kernel, PathBuf)>> {
     fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     let attempt = || -> anyhow::Result<Vec<(Kernel, PathBuf)>> {
-        discover()?
+        discover(arch)?
             .into_iter()
             .map(|k| {
                 let vmlinuz = fetch_vmlinuz(&k, cache)?;
@@ -155,9 +170,10 @@ fn fetch_vmlinuz(k: &Kernel, cache: &Path) -> anyhow::Result<PathBuf> {
     }
     // apt-get download's file name: an epoch's colon is escaped.
     let deb = cache.join(format!(
-        "{}_{}_amd64.deb",
+        "{}_{}_{}.deb",
         k.package,
-        k.version.replace(':', "%3a")
+        k.version.replace(':', "%3a"),
+        k.arch
     ));
     if !deb.exists() {
         eprintln!("xtask: downloading {} {}", k.package, k.version);
@@ -166,7 +182,7 @@ fn fetch_vmlinuz(k: &Kernel, cache: &Path) -> anyhow::Result<PathBuf> {
                 .current_dir(cache)
                 // As root, apt downloads as _apt, which cannot write here.
                 .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
-                .arg(format!("{}={}", k.package, k.version)),
+                .arg(format!("{}:{}={}", k.package, k.arch, k.version)),
         )
         .with_context(|| {
             format!(
@@ -206,13 +222,37 @@ linux-image-6.12.117+deb12-cloud-amd64 - Linux 6.12 for x86-64 cloud (signed)
 
     #[test]
     fn search_keeps_real_cloud_kernels_only() {
-        let names = parse_search(SEARCH);
+        let names = parse_search(SEARCH, "amd64");
         assert_eq!(names.len(), 6);
         assert!(!names.contains(&"linux-image-6.12-cloud-amd64".to_owned()));
-        assert_eq!(cloud_release("linux-image-6.1.0-56-cloud-amd64-dbg"), None);
         assert_eq!(
-            cloud_release("linux-image-6.12.117+deb12-cloud-amd64-unsigned").as_deref(),
+            cloud_release("linux-image-6.1.0-56-cloud-amd64-dbg", "amd64"),
+            None
+        );
+        assert_eq!(
+            cloud_release("linux-image-6.12.117+deb12-cloud-amd64-unsigned", "amd64").as_deref(),
             Some("6.12.117+deb12-cloud-amd64")
+        );
+    }
+
+    #[test]
+    fn each_architecture_keeps_its_own_kernels() {
+        let search = "\
+linux-image-6.1.0-57-cloud-arm64-unsigned - Linux 6.1 for arm64 cloud
+linux-image-6.12-cloud-arm64 - Linux for arm64 cloud (meta-package)
+linux-image-6.12.118+deb12-cloud-arm64 - Linux 6.12 for arm64 cloud (signed)
+linux-image-6.1.0-56-cloud-amd64 - Linux 6.1 for x86-64 cloud (signed)
+";
+        assert_eq!(
+            parse_search(search, "arm64"),
+            [
+                "linux-image-6.1.0-57-cloud-arm64-unsigned",
+                "linux-image-6.12.118+deb12-cloud-arm64"
+            ]
+        );
+        assert_eq!(
+            parse_search(search, "amd64"),
+            ["linux-image-6.1.0-56-cloud-amd64"]
         );
     }
 
@@ -235,7 +275,7 @@ Version: 6.12.100-1~deb12u1
 Package: linux-image-6.12.117+deb12-cloud-amd64
 Version: 6.12.117-1~deb12u1
 ";
-        let kernels = newest_per_series(&parse_show(show));
+        let kernels = newest_per_series(&parse_show(show), "amd64");
         assert_eq!(
             kernels,
             vec![
@@ -243,11 +283,13 @@ Version: 6.12.117-1~deb12u1
                     package: "linux-image-6.1.0-56-cloud-amd64-unsigned".into(),
                     version: "6.1.192-2".into(),
                     release: "6.1.0-56-cloud-amd64".into(),
+                    arch: "amd64",
                 },
                 Kernel {
                     package: "linux-image-6.12.117+deb12-cloud-amd64".into(),
                     version: "6.12.117-1~deb12u1".into(),
                     release: "6.12.117+deb12-cloud-amd64".into(),
+                    arch: "amd64",
                 },
             ]
         );

@@ -1,6 +1,8 @@
 //! `cargo xtask vm-test`: the static binary against every Debian cloud
-//! kernel the package registry offers (the newest of each major.minor),
-//! each booted in qemu, and against the host's own kernel.
+//! kernel the package registry offers (the newest of each major.minor), for
+//! x86_64 and for arm64 (each with its own static binary, booted in
+//! qemu-system-x86_64 or qemu-system-aarch64 under TCG), and against the
+//! host's own kernel: one table for both architectures.
 //!
 //! One shell script ([`CHECKS`]) runs the same commands everywhere: as the
 //! tail of the initramfs's `/init` in a VM, under `sh` on the host. It
@@ -15,6 +17,7 @@
 //! and reading its console), [`console`] (the markers), [`judge`] (the
 //! verdicts) and [`table`] (the results).
 
+mod busybox;
 mod console;
 mod initramfs;
 mod judge;
@@ -33,12 +36,13 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use self::{
+    busybox::busybox,
     initramfs::write_initramfs,
     kernels::fetch_kernels,
     qemu::{boot, host},
     table::{Row, print_table, round_ms},
 };
-use crate::{dist, target_dir};
+use crate::{dist, platform, target_dir};
 
 /// A VM (or the host's run) that has not finished by then is killed and
 /// fails. A whole run takes about 30 s under TCG, so this only catches a
@@ -126,18 +130,30 @@ pub fn run() -> anyhow::Result<()> {
         );
     }
     let started = Instant::now();
-    let bins = dist::build_static()?;
     let dir = PathBuf::from(target_dir()).join("vm");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let kernels = fetch_kernels(&dir.join("kernels"))?;
-    let initrd = write_initramfs(&bins, &dir)?;
+    let cache = dir.join("kernels");
 
+    // Every platform's kernels, each booted with that platform's static
+    // binaries; the host's own kernel last.
     let mut rows = Vec::new();
-    for kernel in &kernels {
-        rows.push(boot(kernel, &initrd, &dir)?);
+    let mut host_bins = None;
+    for platform in platform::ALL {
+        let bins = dist::build_static_for(platform)?;
+        let kernels = fetch_kernels(&cache, platform.deb_arch)?;
+        let busybox = busybox(platform, &cache)?;
+        let name = format!("initrd-{}", platform.deb_arch);
+        let initrd = write_initramfs(&bins, &busybox, &dir, &name)?;
+        for kernel in &kernels {
+            rows.push(boot(platform, kernel, &initrd, &dir)?);
+        }
+        if platform.is_host() {
+            host_bins = Some(bins);
+        }
     }
-    rows.push(host(&bins, &dir)?);
+    let host_bins = host_bins.context("no platform is the host's")?;
+    rows.push(host(&host_bins, &dir)?);
 
     print_table(&rows);
     let results = dir.join("results.json");

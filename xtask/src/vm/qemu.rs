@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{TIMEOUT, checks_script, console::marker, kernels::Kernel, table::Row};
-use crate::dist::StaticBins;
+use crate::{dist::StaticBins, platform::Platform};
 
 /// What a VM's console (or the host's script) printed, line by line with
 /// the seconds since it started, and how it ended.
@@ -97,21 +97,24 @@ fn progress(label: &str, at: f64, line: &str) {
     }
 }
 
-pub(super) fn boot(k: &(Kernel, PathBuf), initrd: &Path, dir: &Path) -> anyhow::Result<Row> {
+pub(super) fn boot(
+    platform: &Platform,
+    k: &(Kernel, PathBuf),
+    initrd: &Path,
+    dir: &Path,
+) -> anyhow::Result<Row> {
     let (kernel, vmlinuz) = k;
-    let mut qemu = Command::new("qemu-system-x86_64");
+    let mut qemu = Command::new(platform.qemu);
     // KVM is not usable on these machines (qemu picks it and hangs): TCG.
-    qemu.args(["-accel", "tcg", "-m", "2G", "-smp", "2", "-kernel"])
+    qemu.args(platform.machine)
+        .args(["-accel", "tcg", "-m", "2G", "-smp", "2", "-kernel"])
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 quiet",
-            "-nographic",
-            // A panic (init died) reboots, and -no-reboot makes that an exit.
-            "-no-reboot",
-        ]);
+        .arg("-append")
+        .arg(format!("console={} panic=-1 quiet", platform.console))
+        // A panic (init died) reboots, and -no-reboot makes that an exit.
+        .args(["-nographic", "-no-reboot"]);
     let log = dir.join(format!("{}.log", kernel.release));
     eprintln!(
         "xtask: booting {} ({} {})",
