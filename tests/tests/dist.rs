@@ -127,14 +127,19 @@ struct Linking {
     needed: usize,
 }
 
-/// Reads the program headers of a little-endian ELF64 x86-64 file: whether
+/// Reads the program headers of a little-endian ELF64 file for `machine`
+/// (`EM_X86_64`, `EM_AARCH64`): whether
 /// it names an interpreter (PT_INTERP), and how many libraries its dynamic
 /// section needs (DT_NEEDED). A static-pie binary has a PT_DYNAMIC for its
 /// own relocations, but needs nothing.
-fn linking(file: &[u8]) -> Linking {
+fn linking(file: &[u8], machine: u16) -> Linking {
     let header = FileHeader64::<LittleEndian>::parse(file).expect("not an ELF64 file");
     let endian = header.endian().expect("not little-endian ELF64");
-    assert_eq!(header.e_machine(endian), elf::EM_X86_64, "not x86-64");
+    assert_eq!(
+        header.e_machine(endian),
+        machine,
+        "another architecture's ELF"
+    );
     let mut linking = Linking {
         interpreter: false,
         needed: 0,
@@ -161,7 +166,7 @@ fn linking(file: &[u8]) -> Linking {
 fn the_elf_reader_sees_a_dynamic_binary_as_one() {
     // The reader must be able to fail: the system's shell is dynamic.
     let sh = fs::read(fs::canonicalize("/bin/sh").unwrap()).unwrap();
-    let seen = linking(&sh);
+    let seen = linking(&sh, elf::EM_X86_64);
     assert!(seen.interpreter && seen.needed >= 1, "{seen:?}");
 }
 
@@ -172,7 +177,7 @@ fn the_binary_is_static_runs_and_matches_its_checksum() {
     };
     let elf = fs::read(&dist.binary).unwrap();
     assert_eq!(
-        linking(&elf),
+        linking(&elf, elf::EM_X86_64),
         Linking {
             interpreter: false,
             needed: 0
@@ -195,6 +200,64 @@ fn the_binary_is_static_runs_and_matches_its_checksum() {
         );
         assert_eq!(checked.trim(), format!("{name}: OK"));
     }
+}
+
+/// The aarch64 release: a static aarch64 binary matching its checksum, in
+/// an arm64 .deb with the same files as the amd64 one. It does not run
+/// here: the arm64 rows of `cargo xtask vm-test` run it.
+#[test]
+fn the_aarch64_binary_is_static_and_its_deb_holds_it() {
+    let Some(dist) = dist() else {
+        return;
+    };
+    let binary = dist
+        .dir
+        .join(format!("reaper-trace-{}-aarch64-linux-musl", dist.version));
+    let deb = dist.dir.join(format!(
+        "reaper-trace_{}_arm64.deb",
+        dist.version.replace('-', "~")
+    ));
+    let elf = fs::read(&binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    assert_eq!(
+        linking(&elf, elf::EM_AARCH64),
+        Linking {
+            interpreter: false,
+            needed: 0
+        },
+        "{} is not static",
+        binary.display()
+    );
+    for artifact in [&binary, &deb] {
+        let name = artifact.file_name().unwrap().to_str().unwrap();
+        let checked = stdout(
+            Command::new("sha256sum")
+                .args(["--check", "--strict", &format!("{name}.sha256")])
+                .current_dir(&dist.dir),
+        );
+        assert_eq!(checked.trim(), format!("{name}: OK"));
+    }
+    let arch = stdout(
+        Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(&deb)
+            .arg("Architecture"),
+    );
+    assert_eq!(arch.trim(), "arm64");
+    let contents = stdout(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    let mut listed: Vec<&str> = contents
+        .lines()
+        .filter(|l| !l.starts_with('d'))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    listed.sort();
+    let mut expected = PACKAGED.to_vec();
+    expected.sort();
+    assert_eq!(listed, expected, "\n{contents}");
+    let root = scratch("arm64-deb");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    let packaged = fs::read(root.join("usr/bin/reaper-trace")).unwrap();
+    assert!(packaged == elf, "the arm64 .deb holds another binary");
+    fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
