@@ -278,9 +278,24 @@ fn live(c: &Console) -> Judged {
     ))
 }
 
+/// Without syscall hooks (as `serve` runs by default), a never-waiting
+/// parent's children are still found, from the kernel's frees and /proc.
+fn no_syscall_hooks(c: &Console) -> Judged {
+    let run = get(c, "no-syscall-hooks")?;
+    run.expect_code(0)?;
+    let children = pids(&run.truth("children")?["children"]);
+    let report = run.typed("report")?;
+    unreaped_children(&report, &children, "never_waited")?;
+    no_loss(&report)?;
+    Ok(format!(
+        "{} unreaped findings = the scenario's children",
+        children.len()
+    ))
+}
+
 /// Every check's verdict, in [`CHECK_NAMES`] order.
 pub fn judge(c: &Console) -> Vec<Verdict> {
-    let judges: [fn(&Console) -> Judged; 7] = [
+    let judges: [fn(&Console) -> Judged; 8] = [
         verify_kernel,
         check_noreap,
         check_sigign,
@@ -288,6 +303,7 @@ pub fn judge(c: &Console) -> Vec<Verdict> {
         record,
         report,
         live,
+        no_syscall_hooks,
     ];
     CHECK_NAMES
         .iter()
@@ -338,8 +354,8 @@ mod tests {
     use super::*;
     use crate::vm::console::parse_console;
 
-    /// An excerpt of a real console: target/vm/6.1.0-56-cloud-amd64.log.
-    const LOG_6_1: &str = include_str!("../../fixtures/vm-6.1.0-56-cloud-amd64.log");
+    /// An excerpt of a real console: target/vm/6.1.0-57-cloud-amd64.log.
+    const LOG_6_1: &str = include_str!("../../fixtures/vm-6.1.0-57-cloud-amd64.log");
 
     fn console(text: &str) -> Console {
         parse_console(text.lines())
@@ -348,8 +364,8 @@ mod tests {
     #[test]
     fn a_real_console_passes_every_check() {
         let c = console(LOG_6_1);
-        assert_eq!(c.uname.as_deref(), Some("6.1.0-56-cloud-amd64"));
-        assert!(judge_boot(&c, "6.1.0-56-cloud-amd64", false).ok);
+        assert_eq!(c.uname.as_deref(), Some("6.1.0-57-cloud-amd64"));
+        assert!(judge_boot(&c, "6.1.0-57-cloud-amd64", false).ok);
         let verdicts = judge(&c);
         assert_eq!(verdicts.len(), CHECK_NAMES.len());
         for v in &verdicts {
@@ -365,14 +381,14 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         let c = console(&text);
-        let boot = judge_boot(&c, "6.1.0-56-cloud-amd64", false);
+        let boot = judge_boot(&c, "6.1.0-57-cloud-amd64", false);
         assert!(!boot.ok && boot.detail.contains("RT-DONE"), "{boot:?}");
         let failed: Vec<String> = judge(&c)
             .into_iter()
             .filter(|v| !v.ok)
             .map(|v| v.check)
             .collect();
-        assert_eq!(failed, ["record", "report", "live"]);
+        assert_eq!(failed, ["record", "report", "live", "no-syscall-hooks"]);
         assert!(!judge_boot(&c, "6.12.117+deb12-cloud-amd64", true).ok);
         assert!(!judge_boot(&c, "6.1.0-41-cloud-amd64", false).ok);
     }
