@@ -166,26 +166,21 @@ pub fn run(b: &Bench) -> anyhow::Result<Value> {
     let mut loop_ratio = Medians::new();
     let mut tps = Medians::new();
     let mut tps_ratio = Medians::new();
+    // Each traced run is paired with an untraced run just before it: the
+    // machine drifts within a round (pgbench by several percent), and one
+    // untraced run at the start of a round made every later tracer look
+    // slower, a peer that hooks no system call included.
     for round in 0..b.rounds {
         eprintln!("xtask bench: syscalls round {}/{}", round + 1, b.rounds);
-        let mut base = None;
-        for tracer in &tracers {
-            let held = tracer.start(b)?;
-            let (cost, _) = measured(&mut getppid_loop(&b.scenario))?;
-            let rate = cluster.select_tps(PGBENCH_SECONDS)?;
-            if let Some(bg) = held {
-                bg.stop()?;
+        for tracer in tracers.iter().skip(1) {
+            let (base_s, base_tps) = sample(b, &cluster, &Tracer::Untraced)?;
+            let (cpu, rate) = sample(b, &cluster, tracer)?;
+            for (name, cpu, rate) in [("untraced", base_s, base_tps), (tracer.name(), cpu, rate)] {
+                loop_s.entry(name).or_default().push(cpu);
+                loop_ratio.entry(name).or_default().push(cpu / base_s);
+                tps.entry(name).or_default().push(rate);
+                tps_ratio.entry(name).or_default().push(rate / base_tps);
             }
-            // CPU time, not wall: the same on a quiet machine, and blind to
-            // the time other work takes CPU 0 away from the loop on a busy
-            // one. The probes run in the loop's own system calls, so their
-            // cost is in it.
-            let (base_s, base_tps) = *base.get_or_insert((cost.cpu, rate));
-            let name = tracer.name();
-            loop_s.entry(name).or_default().push(cost.cpu);
-            loop_ratio.entry(name).or_default().push(cost.cpu / base_s);
-            tps.entry(name).or_default().push(rate);
-            tps_ratio.entry(name).or_default().push(rate / base_tps);
         }
     }
     drop(cluster);
@@ -206,6 +201,20 @@ pub fn run(b: &Bench) -> anyhow::Result<Value> {
     }))
 }
 
+/// Under `tracer`: the getppid loop's CPU seconds (CPU time, not wall: the
+/// same on a quiet machine, and blind to the time other work takes CPU 0
+/// away from the loop on a busy one; the probes run in the loop's own
+/// system calls, so their cost is in it), then `pgbench -S`'s TPS.
+fn sample(b: &Bench, cluster: &Cluster, tracer: &Tracer) -> anyhow::Result<(f64, f64)> {
+    let held = tracer.start(b)?;
+    let (cost, _) = measured(&mut getppid_loop(&b.scenario))?;
+    let rate = cluster.select_tps(PGBENCH_SECONDS)?;
+    if let Some(bg) = held {
+        bg.stop()?;
+    }
+    Ok((cost.cpu, rate))
+}
+
 /// The loop of [`CALLS`] getppid calls, on CPU 0.
 fn getppid_loop(scenario: &Path) -> Command {
     let mut c = Command::new("taskset");
@@ -220,7 +229,7 @@ fn getppid_loop(scenario: &Path) -> Command {
 
 pub fn print(part: &Value) {
     println!(
-        "getppid loop, {} calls pinned to CPU 0 (tracers on CPU 1), {} rounds interleaved, medians:",
+        "getppid loop, {} calls pinned to CPU 0 (tracers on CPU 1), {} rounds, each traced run paired with an untraced one just before it, medians:",
         part["getppid"]["calls"], part["rounds"]
     );
     println!("  {:<50} {:>9} {:>8}", "tracer", "CPU time", "ratio");
