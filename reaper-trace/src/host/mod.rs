@@ -10,3 +10,4 @@ pub mod procfs;
 pub mod signals;
 pub mod symbolize;
 pub mod unwind;
+pub mod zombies;

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use crate::trace::{
     clock,
     event::NsPid,
-    host_facts::{ParentProbe, PidfdProbe, SeedProcess, ThreadProbe},
+    host_facts::{
+        MAX_KERNEL_FRAMES, ParentProbe, PidfdProbe, SeedProcess, SyscallProbe, ThreadProbe,
+    },
 };
 
 /// Threads of a parent kept in a probe.
@@ -148,8 +150,9 @@ pub fn hex_field(text: &str, field: &str) -> Option<u64> {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
-/// What /proc says of a parent now: its threads' states and wait channels,
-/// its SIGCHLD masks, and whether it reads SIGCHLD through a signalfd.
+/// What /proc says of a parent now: its threads' states, wait channels,
+/// SIGCHLD masks, system calls and kernel stacks, its SIGCHLD action and
+/// pending set, and whether it reads SIGCHLD through a signalfd.
 pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
     let process = Process::new(pid as i32).ok()?;
     let status = process.status().ok()?;
@@ -157,27 +160,17 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
         sigchld_blocked: status.sigblk & SIGCHLD_BIT != 0,
         sigchld_ignored: status.sigign & SIGCHLD_BIT != 0,
         sigchld_caught: status.sigcgt & SIGCHLD_BIT != 0,
+        sigchld_shared_pending: Some(status.shdpnd & SIGCHLD_BIT != 0),
+        thread_count: u32::try_from(status.threads).ok(),
         ..Default::default()
     };
     if let Ok(tasks) = process.tasks() {
         let mut threads: Vec<ThreadProbe> = tasks
             .filter_map(Result::ok)
-            .filter_map(|task| {
-                let stat = task.stat().ok()?;
-                let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{}/wchan", task.tid))
-                    .unwrap_or_default();
-                Some(ThreadProbe {
-                    tid: u32::try_from(task.tid).ok()?,
-                    comm: stat.comm,
-                    state: stat.state,
-                    wchan: if wchan == "0" { String::new() } else { wchan },
-                })
-            })
+            .take(MAX_PROBED_THREADS)
+            .filter_map(|task| probe_thread(pid, &task))
             .collect();
         threads.sort_by_key(|t| t.tid);
-        // The diagnosis names a few; keep the recorded probe small (a record
-        // is at most 64 KiB) however many threads the parent has.
-        threads.truncate(MAX_PROBED_THREADS);
         probe.threads = threads;
     }
     if let Ok(fds) = process.fd() {
@@ -186,10 +179,14 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
             let procfs::process::FDTarget::AnonInode(name) = &fd.target else {
                 continue;
             };
-            if name.contains("signalfd") && !probe.signalfd_sigchld {
-                probe.signalfd_sigchld = fdinfo(fd.fd)
+            if name.contains("signalfd") {
+                let reads_sigchld = fdinfo(fd.fd)
                     .and_then(|info| hex_field(&info, "sigmask:"))
                     .is_some_and(|mask| mask & SIGCHLD_BIT != 0);
+                if reads_sigchld && probe.signalfds.len() < MAX_PROBED_PIDFDS {
+                    probe.signalfd_sigchld = true;
+                    probe.signalfds.push(fd.fd);
+                }
             } else if name.contains("pidfd")
                 && probe.pidfds.len() < MAX_PROBED_PIDFDS
                 && let Some(pid) = fdinfo(fd.fd).and_then(|info| pidfd_pid(&info))
@@ -198,8 +195,67 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
             }
         }
         probe.pidfds.sort_by_key(|p| p.fd);
+        probe.signalfds.sort_unstable();
     }
     Some(probe)
+}
+
+/// One thread of process `pid`: its state and where it sleeps (wait
+/// channel, system call, kernel stack), its SIGCHLD mask and pending bit,
+/// and its tracer. What cannot be read (the stack without root) stays
+/// empty. The diagnosis names a few threads; a probe keeps at most
+/// `MAX_PROBED_THREADS`, so that it fits one record (64 KiB).
+fn probe_thread(pid: u32, task: &procfs::process::Task) -> Option<ThreadProbe> {
+    let stat = task.stat().ok()?;
+    let dir = format!("/proc/{pid}/task/{}", task.tid);
+    let wchan = std::fs::read_to_string(format!("{dir}/wchan")).unwrap_or_default();
+    let status = task.status().ok();
+    let has_sigchld = |set: u64| set & SIGCHLD_BIT != 0;
+    Some(ThreadProbe {
+        tid: u32::try_from(task.tid).ok()?,
+        comm: stat.comm,
+        state: stat.state,
+        wchan: if wchan == "0" { String::new() } else { wchan },
+        sigchld_blocked: status.as_ref().map(|s| has_sigchld(s.sigblk)),
+        sigchld_pending: status.as_ref().map(|s| has_sigchld(s.sigpnd)),
+        tracer_pid: status
+            .as_ref()
+            .and_then(|s| u32::try_from(s.tracerpid).ok())
+            .filter(|&t| t != 0),
+        syscall: std::fs::read_to_string(format!("{dir}/syscall"))
+            .ok()
+            .and_then(|text| parse_syscall(&text)),
+        kernel_stack: std::fs::read_to_string(format!("{dir}/stack"))
+            .map(|text| parse_kernel_stack(&text))
+            .unwrap_or_default(),
+    })
+}
+
+/// `/proc/PID/task/TID/syscall`: `NR ARG1 … ARG6 SP PC` (hexadecimal with
+/// `0x`, NR decimal), `-1 SP PC` outside a system call, `running` while it
+/// runs (nothing to say then).
+pub fn parse_syscall(text: &str) -> Option<SyscallProbe> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let nr: i64 = fields.first()?.parse().ok()?;
+    let hex = |s: &&str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let (sp, pc) = match fields.len() {
+        3 | 9 => (hex(&fields[fields.len() - 2])?, hex(&fields[fields.len() - 1])?),
+        _ => return None,
+    };
+    Some(SyscallProbe { nr, sp, pc })
+}
+
+/// `/proc/PID/task/TID/stack` (`[<0>] do_wait+0x5d/0x110` a line) as
+/// function names, innermost first, at most `MAX_KERNEL_FRAMES`.
+pub fn parse_kernel_stack(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let name = line.split_once("] ").map_or(line, |(_, rest)| rest);
+            let name = name.split('+').next()?.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .take(MAX_KERNEL_FRAMES)
+        .collect()
 }
 
 /// How many pidfds a probe keeps: enough for any parent that holds one per
@@ -225,6 +281,35 @@ mod tests {
         assert_eq!(pidfd_pid(fdinfo), Some(20517));
         assert_eq!(pidfd_pid("Pid:\t-1\n"), Some(-1));
         assert_eq!(pidfd_pid("pos:\t0\n"), None);
+    }
+
+    #[test]
+    fn reads_a_blocked_threads_syscall_and_kernel_stack() {
+        let blocked = "61 0xffffffff 0x7ffc8a1c 0x0 0x0 0x0 0x0 0x7ffc8a00 0x7f12ab34\n";
+        assert_eq!(
+            parse_syscall(blocked),
+            Some(SyscallProbe {
+                nr: 61,
+                sp: 0x7ffc8a00,
+                pc: 0x7f12ab34
+            })
+        );
+        assert_eq!(
+            parse_syscall("-1 0x7ffc8a00 0x55aa\n"),
+            Some(SyscallProbe {
+                nr: -1,
+                sp: 0x7ffc8a00,
+                pc: 0x55aa
+            })
+        );
+        assert_eq!(parse_syscall("running\n"), None);
+        let stack = "[<0>] do_signal_stop+0x10b/0x230\n[<0>] get_signal+0x2f1/0x8c0\n[<0>] arch_do_signal_or_restart+0x3d/0x250\n";
+        assert_eq!(
+            parse_kernel_stack(stack),
+            ["do_signal_stop", "get_signal", "arch_do_signal_or_restart"]
+        );
+        let deep: String = (0..40).map(|i| format!("[<0>] f{i}+0x1/0x2\n")).collect();
+        assert_eq!(parse_kernel_stack(&deep).len(), MAX_KERNEL_FRAMES);
     }
 
     #[test]
@@ -279,7 +364,10 @@ mod tests {
     fn probes_this_process() {
         let me = std::process::id();
         let probe = probe_parent(me).expect("this process is in /proc");
-        assert!(probe.threads.iter().any(|t| t.tid == me));
+        let main = probe.threads.iter().find(|t| t.tid == me).expect("main");
+        assert_eq!(main.sigchld_blocked, Some(false));
+        assert_eq!(main.tracer_pid, None);
+        assert!(probe.thread_count.is_some_and(|n| n >= 1));
         let seeded = snapshot();
         let mine = seeded.iter().find(|p| p.pid == me).expect("this process");
         assert!(!mine.zombie);

@@ -303,12 +303,7 @@ mod tests {
     #[test]
     fn round_trips_and_leaves_kernel_records_alone() {
         let p = ParentProbe {
-            threads: vec![ThreadProbe {
-                tid: 7,
-                comm: "x".into(),
-                state: 'D',
-                wchan: "pipe_read".into(),
-            }],
+            threads: vec![ThreadProbe::basic(7, "x", 'D', "pipe_read")],
             signalfd_sigchld: true,
             ..Default::default()
         };
