@@ -176,6 +176,19 @@ fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// The blamed frame's source line (`leak.c:41`) and the function it called
+/// (`_IO_new_popen`), when the module has line info: what a fix names.
+/// Unescaped: callers escape.
+pub fn blamed_line(symbols: &[Symbol]) -> Option<(String, Option<&str>)> {
+    let at = blame(symbols)?;
+    let frame = &symbols[at];
+    let line = format!("{}:{}", base_name(frame.file.as_deref()?), frame.line?);
+    let callee = at
+        .checked_sub(1)
+        .and_then(|inner| symbols[inner].function.as_deref());
+    Some((line, callee))
+}
+
 /// Where a stack points, in one line: `leak.c:12 in main ← popen` (the
 /// blamed frame's line and function, and the function it called), or
 /// `app+0x1139` when the module has no symbols. Unescaped: callers escape.
@@ -339,6 +352,14 @@ mod tests {
         ];
         assert_eq!(blame(&stack), Some(2));
         assert_eq!(site(&stack).as_deref(), Some("leak.c:12 in main ← popen"));
+        assert_eq!(
+            blamed_line(&stack),
+            Some(("leak.c:12".to_owned(), Some("popen")))
+        );
+        // Without line info there is no line to name.
+        let mut no_lines = stack.clone();
+        no_lines[2].line = None;
+        assert_eq!(blamed_line(&no_lines), None);
     }
 
     #[test]
