@@ -98,6 +98,9 @@ pub fn hint_for(input: &HintInput) -> Option<String> {
         _ if has(ParentTraced) => {
             "a tracer (debugger or strace) holds the parent: continue or detach it, and the parent can reap again".into()
         }
+        _ if has(SigchldPendingBlocked) && has(SigchldHandler) && !has(SigchldSignalfd) => {
+            "SIGCHLD is blocked in every thread, so the handler never runs: unblock it (sigprocmask, pthread_sigmask) in a thread that lives, or read it with sigwaitinfo or a signalfd and loop waitpid(-1, WNOHANG) then".into()
+        }
         _ if input.parent_ns_init && (unwaited || has(WaitedForOther)) => {
             "this parent is PID 1 of its pid namespace (a container's init) and does not reap: run it under an init (tini, docker --init)".into()
         }
@@ -138,9 +141,6 @@ pub fn hint_for(input: &HintInput) -> Option<String> {
         ),
         _ if has(SigchldCoalesced) && has(SigchldHandler) => {
             "SIGCHLD does not queue: loop waitpid(-1, WNOHANG) in the handler until it returns 0".into()
-        }
-        _ if has(SigchldPendingBlocked) && has(SigchldHandler) && !has(SigchldSignalfd) => {
-            "SIGCHLD is blocked in every thread, so the handler never runs: unblock it (sigprocmask, pthread_sigmask) in a thread that lives, or read it with sigwaitinfo or a signalfd and loop waitpid(-1, WNOHANG) then".into()
         }
         _ if has(SigchldSignalfd) => {
             "read the signalfd before any slow work in the event loop, and loop waitpid(-1, WNOHANG) until it returns 0 each time".into()

@@ -12,6 +12,7 @@ pub mod losses;
 mod overdue;
 pub mod parent;
 pub mod reap;
+pub mod snapshot;
 mod rename;
 mod verdicts;
 

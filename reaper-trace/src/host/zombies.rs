@@ -21,16 +21,8 @@ use super::procfs::probe_parent;
 use crate::trace::{
     clock,
     comm::Comm,
-    host_facts::{ParentNow, ZombieProcess},
+    host_facts::{ParentNow, ZombieProcess, ZombieScan},
 };
-
-/// Everything the snapshot read, at `now_ns` (CLOCK_MONOTONIC).
-#[derive(Clone, Debug, Default)]
-pub struct ZombieScan {
-    pub now_ns: u64,
-    pub zombies: Vec<ZombieProcess>,
-    pub parents: Vec<ParentNow>,
-}
 
 /// What stat says of a zombie before the rest is read.
 struct Found {

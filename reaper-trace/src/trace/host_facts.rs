@@ -167,6 +167,14 @@ pub struct ZombieProcess {
     pub pids_cgroup: Option<String>,
 }
 
+/// Everything a zombie snapshot read, at `now_ns` (CLOCK_MONOTONIC).
+#[derive(Clone, Debug, Default)]
+pub struct ZombieScan {
+    pub now_ns: u64,
+    pub zombies: Vec<ZombieProcess>,
+    pub parents: Vec<ParentNow>,
+}
+
 /// A parent of zombies, as /proc showed it at the snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParentNow {
