@@ -33,11 +33,15 @@ struct Found {
     cpu: Option<usize>,
 }
 
-/// Reads every zombie and its parent. A process whose main thread exited
-/// while other threads live (stat says Z, `Threads:` more than one) is
-/// not a zombie: its parent gets no SIGCHLD until the rest end.
-pub fn scan() -> ZombieScan {
-    let found = find_zombies();
+/// Reads every zombie (of `parents` only, unless empty) and its parent. A
+/// process whose main thread exited while other threads live (stat says
+/// Z, `Threads:` more than one) is not a zombie: its parent gets no
+/// SIGCHLD until the rest end.
+pub fn scan(parents: &[u32]) -> ZombieScan {
+    let mut found = find_zombies();
+    if !parents.is_empty() {
+        found.retain(|z| parents.contains(&z.ppid));
+    }
     let cpus: BTreeSet<usize> = found.iter().filter_map(|z| z.cpu).collect();
     let offsets = task_clock_offsets(&cpus);
     let ticks = procfs::ticks_per_second().max(1);
@@ -244,7 +248,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no zombie");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let scan = scan();
+        let scan = scan(&[]);
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
         let z = scan
