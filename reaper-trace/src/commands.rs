@@ -377,7 +377,12 @@ pub fn run_zombies(json: bool, threshold_ns: u64, parents: &[u32]) -> ExitCode {
             .ok()
             .and_then(|(dir, _)| std::fs::metadata(dir).ok())
             .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
-        let pids = fs.pids_now(Some(path), z.pids_cgroup.as_deref());
+        // A zombie's v1 paths read `/` (the kernel moves an exiting task
+        // out of its v1 cgroups, though the pids controller still counts
+        // it): then the v2 path, where runtimes and systemd put the same
+        // cgroup in the v1 pids hierarchy too.
+        let v1 = z.pids_cgroup.as_deref().filter(|p| *p != "/").unwrap_or(path);
+        let pids = fs.pids_now(Some(path), Some(v1));
         cgroups.insert(
             path.clone(),
             CgroupNow {

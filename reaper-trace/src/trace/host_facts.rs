@@ -162,7 +162,9 @@ pub struct ZombieProcess {
     /// does not say.
     pub exited_by_ns: Option<u64>,
     /// Its cgroup v2 path (the `0::` line of /proc/PID/cgroup) and, on a
-    /// hybrid host, its path in the v1 pids hierarchy.
+    /// hybrid host, its path in the v1 pids hierarchy (`/` for a zombie on
+    /// the kernels seen: an exiting task leaves its v1 cgroups, though the
+    /// pids controller counts it until it is reaped).
     pub cgroup: Option<String>,
     pub pids_cgroup: Option<String>,
 }

@@ -123,7 +123,12 @@ fn masks(p: u32, probe: &ParentProbe) -> Option<Diag> {
             signalfd_list(probe)
         )
     } else {
-        ": nothing reads it (no signalfd; a sigwait would)".to_owned()
+        "; nothing reads it (no signalfd; sigwaitinfo would)".to_owned()
+    };
+    let handler = if probe.sigchld_caught {
+        ", so its handler never runs"
+    } else {
+        ""
     };
     Some(match (blocked.is_empty(), open.is_empty(), pending) {
         // Blocked nowhere: delivered (or discarded) at once; only a
@@ -139,7 +144,7 @@ fn masks(p: u32, probe: &ParentProbe) -> Option<Diag> {
         (false, true, true) => diag(
             DiagCode::SigchldPendingBlocked,
             format!(
-                "SIGCHLD is pending and blocked {} of parent {p}: no handler runs{reader}",
+                "SIGCHLD is pending and blocked {} of parent {p}{handler}{reader}",
                 every_thread(known.len(), probe)
             ),
         ),
@@ -307,7 +312,13 @@ mod tests {
         let items = explain(10, &p);
         assert_eq!(
             only(&items, DiagCode::SigchldPendingBlocked),
-            ["SIGCHLD is pending and blocked in every thread (2 of 2) of parent 10: no handler runs: nothing reads it (no signalfd; a sigwait would)"]
+            ["SIGCHLD is pending and blocked in every thread (2 of 2) of parent 10; nothing reads it (no signalfd; sigwaitinfo would)"]
+        );
+        let mut caught = p.clone();
+        caught.sigchld_caught = true;
+        assert!(
+            only(&explain(10, &caught), DiagCode::SigchldPendingBlocked)[0]
+                .contains("of parent 10, so its handler never runs; nothing reads it")
         );
         // With a signalfd: it would read it, and has not.
         let mut with_fd = p.clone();
