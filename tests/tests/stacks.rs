@@ -126,6 +126,37 @@ fn a_leaked_popen_names_its_line_with_and_without_frame_pointers() {
 }
 
 #[test]
+fn a_leaked_popens_fix_names_the_line_that_opened_it() {
+    kernel_test!();
+    let line = marked_line("popen");
+    let bin = build_leak("leak-hint", &["-O2"]);
+    let junit = scratch_dir().join("leak-hint.xml");
+    let recording = scratch_dir().join("leak-hint.rtrace");
+    let _ = std::fs::remove_file(&recording);
+    let (code, report, _) = check(
+        &[
+            "--junit",
+            junit.to_str().unwrap(),
+            "-o",
+            recording.to_str().unwrap(),
+        ],
+        &[bin.to_str().unwrap(), "popen"],
+    );
+    assert_eq!(code, Some(1), "the popen child leaks: {report:#}");
+    let hint = format!(
+        "pclose() the stream opened at leak.c:{line}: popen()'s child is reaped by pclose() alone"
+    );
+    assert_eq!(the_unreaped(&report)["hint"], Value::from(hint.as_str()));
+    let xml = std::fs::read_to_string(&junit).expect("JUnit written");
+    let in_xml = hint.replace('\'', "&apos;");
+    assert!(xml.contains(&format!("fix: {in_xml}")), "{xml}");
+    // `report` names the frames at its end, and the fix with them.
+    let text = report_output(&recording, &[]);
+    assert!(text.contains(&format!("\n    fix: {hint}")), "{text}");
+    let _ = std::fs::remove_file(&recording);
+}
+
+#[test]
 fn a_sigign_set_in_a_helper_thread_names_the_threads_line() {
     kernel_test!();
     let bin = build_leak("leak-sigign", &["-O2"]);

@@ -125,7 +125,9 @@ pub fn hint_for(input: &HintInput) -> Option<String> {
         _ if has(ParentExeced) => {
             "the parent exec'd another program after forking this child: reap children before exec, or have the new program reap what it inherits (waitpid(-1, WNOHANG) at start and on SIGCHLD)".into()
         }
-        _ if unwaited && called("popen") => format!(
+        // Whatever else it waited for (leak.c peeks with WNOWAIT): only
+        // pclose() reaps a popen()'s child.
+        _ if input.kind == FindingKind::Unreaped && called("popen") => format!(
             "pclose() the stream opened at {}: popen()'s child is reaped by pclose() alone",
             at.unwrap_or_default()
         ),
@@ -255,10 +257,13 @@ mod tests {
         let mut popen = with(&[SigchldDefault, NeverWaited]);
         popen.comm = Comm::from_str_lossy("sh");
         popen.fork_stack = Some(forked_by("_IO_new_popen", "leak_popen"));
-        assert_eq!(
-            hint(&popen).unwrap(),
-            "pclose() the stream opened at leak.c:41: popen()'s child is reaped by pclose() alone"
-        );
+        let pclose =
+            "pclose() the stream opened at leak.c:41: popen()'s child is reaped by pclose() alone";
+        assert_eq!(hint(&popen).unwrap(), pclose);
+        // A parent that peeked (WNOWAIT) and exited never reaped it either.
+        let mut peeked = with(&[FirstWaitAfter, ParentExited]);
+        peeked.fork_stack = Some(forked_by("_IO_new_popen", "leak_popen"));
+        assert_eq!(hint(&peeked).unwrap(), pclose);
         // A shell child forked by plain fork() is not popen()'s.
         popen.fork_stack = Some(forked_by("__libc_fork", "run_script"));
         assert!(
