@@ -3,7 +3,7 @@
 //! exist when tracing starts, and what a parent is doing when one of its
 //! exits becomes overdue. Everything read comes out as `trace::host_facts`.
 
-use procfs::process::{ProcState, Process};
+use procfs::process::{ProcState, Process, Status};
 
 use std::collections::HashMap;
 
@@ -156,6 +156,13 @@ pub fn hex_field(text: &str, field: &str) -> Option<u64> {
 pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
     let process = Process::new(pid as i32).ok()?;
     let status = process.status().ok()?;
+    Some(probe_of(&process, &status))
+}
+
+/// The probe of `process`, whose status was just read: a caller that needs
+/// the status too reads it once (the main thread's is the process's).
+pub fn probe_of(process: &Process, status: &Status) -> ParentProbe {
+    let pid = process.pid as u32;
     let mut probe = ParentProbe {
         sigchld_blocked: status.sigblk & SIGCHLD_BIT != 0,
         sigchld_ignored: status.sigign & SIGCHLD_BIT != 0,
@@ -168,7 +175,7 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
         let mut threads: Vec<ThreadProbe> = tasks
             .filter_map(Result::ok)
             .take(MAX_PROBED_THREADS)
-            .filter_map(|task| probe_thread(pid, &task))
+            .filter_map(|task| probe_thread(pid, &task, (task.tid == process.pid).then_some(status)))
             .collect();
         threads.sort_by_key(|t| t.tid);
         probe.threads = threads;
@@ -197,7 +204,7 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
         probe.pidfds.sort_by_key(|p| p.fd);
         probe.signalfds.sort_unstable();
     }
-    Some(probe)
+    probe
 }
 
 /// One thread of process `pid`: its state and where it sleeps (wait
@@ -205,11 +212,15 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
 /// and its tracer. What cannot be read (the stack without root) stays
 /// empty. The diagnosis names a few threads; a probe keeps at most
 /// `MAX_PROBED_THREADS`, so that it fits one record (64 KiB).
-fn probe_thread(pid: u32, task: &procfs::process::Task) -> Option<ThreadProbe> {
+fn probe_thread(
+    pid: u32,
+    task: &procfs::process::Task,
+    main_status: Option<&Status>,
+) -> Option<ThreadProbe> {
     let stat = task.stat().ok()?;
     let dir = format!("/proc/{pid}/task/{}", task.tid);
     let wchan = std::fs::read_to_string(format!("{dir}/wchan")).unwrap_or_default();
-    let status = task.status().ok();
+    let status = main_status.cloned().or_else(|| task.status().ok());
     let has_sigchld = |set: u64| set & SIGCHLD_BIT != 0;
     Some(ThreadProbe {
         tid: u32::try_from(task.tid).ok()?,

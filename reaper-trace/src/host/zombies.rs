@@ -15,9 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use procfs::process::Process;
+use procfs::{
+    FromRead as _,
+    process::{Process, Stat},
+};
 
-use super::procfs::probe_parent;
+use super::procfs::probe_of;
 use crate::trace::{
     clock,
     comm::Comm,
@@ -70,8 +73,13 @@ pub fn scan(parents: &[u32]) -> ZombieScan {
         })
         .collect();
     let now_ns = clock::monotonic_ns();
-    let parent_pids: BTreeSet<u32> = zombies.iter().map(|z| z.ppid).collect();
-    let parents = parent_pids.into_iter().map(parent_now).collect();
+    let parent_pids: Vec<u32> = zombies
+        .iter()
+        .map(|z| z.ppid)
+        .collect::<BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    let parents = read_parents(&parent_pids);
     ZombieScan {
         now_ns,
         zombies,
@@ -79,13 +87,16 @@ pub fn scan(parents: &[u32]) -> ZombieScan {
     }
 }
 
+/// Every process's stat, read directly (one open and read each: a
+/// machine with many processes is the case this must be quick for).
 fn find_zombies() -> Vec<Found> {
-    let Ok(all) = procfs::process::all_processes() else {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    all.filter_map(Result::ok)
-        .filter_map(|process| {
-            let stat = process.stat().ok()?;
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
             (stat.state == 'Z' && stat.num_threads <= 1).then_some(())?;
             Some(Found {
                 pid: u32::try_from(stat.pid).ok()?,
@@ -98,24 +109,51 @@ fn find_zombies() -> Vec<Found> {
         .collect()
 }
 
-/// The parent's name, its pid in its own namespace, and its probe.
+/// The parents, read on as many threads as there are CPUs (at most
+/// `MAX_READERS`): each costs a dozen small /proc reads, and a machine
+/// with a thousand leaking parents should still answer at once.
+fn read_parents(pids: &[u32]) -> Vec<ParentNow> {
+    const MAX_READERS: usize = 8;
+    let readers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_READERS);
+    if readers == 1 || pids.len() < 2 * readers {
+        return pids.iter().map(|&pid| parent_now(pid)).collect();
+    }
+    let chunk = pids.len().div_ceil(readers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pids
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|&pid| parent_now(pid)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// The parent's name, its pid in its own namespace, and its probe; the
+/// name alone (or nothing) when it is gone or unreadable.
 fn parent_now(pid: u32) -> ParentNow {
     let process = Process::new(pid as i32).ok();
-    let stat = process.as_ref().and_then(|p| p.stat().ok());
-    let ns_pid = process
+    let comm = process
         .as_ref()
-        .and_then(|p| p.status().ok())
-        .and_then(|s| s.nspid)
+        .and_then(|p| p.stat().ok())
+        .map(|s| Comm::from_str_lossy(&s.comm))
+        .unwrap_or_default();
+    let status = process.as_ref().and_then(|p| p.status().ok());
+    let ns_pid = status
+        .as_ref()
+        .and_then(|s| s.nspid.as_ref())
         .filter(|levels| levels.len() > 1)
         .and_then(|levels| levels.last().copied())
         .and_then(|nr| u32::try_from(nr).ok());
     ParentNow {
         pid,
-        comm: stat
-            .map(|s| Comm::from_str_lossy(&s.comm))
-            .unwrap_or_default(),
+        comm,
         ns_pid,
-        probe: probe_parent(pid),
+        probe: process.zip(status).map(|(p, s)| probe_of(&p, &s)),
     }
 }
 

@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(lines[0], "12 zombies under 1 parent; 12 exited more than 1.000s ago");
         assert_eq!(
             lines[1],
-            "cgroup /test/x\\ny: pids 13, limit 16 at /test/x\\ny (13 of 16: 3 left)"
+            "cgroup /test/x\\x0ay: pids 13, limit 16 at /test/x\\x0ay (13 of 16: 3 left)"
         );
         assert!(
             lines[2].starts_with("  parent 20 (ns pid 1) (a\\x1b[2Jpp): 12 zombies, the oldest exited at least 13.000s ago"),
