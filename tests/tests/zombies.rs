@@ -434,3 +434,41 @@ fn the_json_has_its_documented_shape_and_no_root_is_refused() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("zombies needs root"), "{stderr}");
 }
+
+/// CPU time (user + system) of this process's waited-for children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[test]
+fn a_thousand_zombies_are_listed_in_well_under_half_a_second() {
+    kernel_test!();
+    let (holder, truth) = hold(&["noreap_hold", "1000", "600000"]);
+    let parent = int(&truth["parent"]);
+    let cpu_before = children_cpu();
+    let started = Instant::now();
+    let out = Command::new(tool())
+        .args(["zombies", "--parent", &parent.to_string()])
+        .output()
+        .expect("run reaper-trace zombies");
+    let wall = started.elapsed();
+    let cpu = children_cpu() - cpu_before;
+    let (_, snap) = snapshot(parent, &[]);
+    let children = holder.children.clone();
+    drop(holder);
+
+    // Just made: under the default threshold of 1 s unless the machine
+    // stalled, so only the text is checked, not the status.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("1000 zombies under 1 parent; "), "{text}");
+    assert_eq!(zombie_pids(the_parent(&snap)), children);
+    // The CPU it used, not the wall time, which a loaded machine
+    // stretches: the debug build takes about 0.06 s of CPU here.
+    eprintln!("reaper-trace zombies, 1000 zombies: wall {wall:?}, cpu {cpu:?}");
+    assert!(cpu < Duration::from_millis(500), "cpu {cpu:?}, wall {wall:?}");
+}
