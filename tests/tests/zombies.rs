@@ -235,11 +235,16 @@ fn live_says_the_same_of_zombies_older_than_the_trace() {
     let parent = int(&truth["parent"]);
     let children = holder.children.clone();
     let (_, snap) = snapshot(parent, &[]);
+    let recording = temp_path("zombies-predates");
     let mut cmd = Command::new(tool());
-    cmd.args(["live", "--json", "--no-events", "--duration", "2s", "--pid"])
+    cmd.args(["live", "--json", "--no-events", "--duration", "2s", "--record"])
+        .arg(&recording)
+        .arg("--pid")
         .arg(parent.to_string());
     let t = run_to_end(cmd);
     holder.finish();
+    // The probe is recorded: `report` says the same.
+    assert_report_agrees(&recording, &t);
 
     assert!(t.status.success(), "{}", t.stderr);
     let snapped = the_parent(&snap);
