@@ -381,7 +381,11 @@ pub fn run_zombies(json: bool, threshold_ns: u64, parents: &[u32]) -> ExitCode {
         // out of its v1 cgroups, though the pids controller still counts
         // it): then the v2 path, where runtimes and systemd put the same
         // cgroup in the v1 pids hierarchy too.
-        let v1 = z.pids_cgroup.as_deref().filter(|p| *p != "/").unwrap_or(path);
+        let v1 = z
+            .pids_cgroup
+            .as_deref()
+            .filter(|p| *p != "/")
+            .unwrap_or(path);
         let pids = fs.pids_now(Some(path), Some(v1));
         cgroups.insert(
             path.clone(),

@@ -206,8 +206,9 @@ fn sigchld_pending_and_blocked_in_every_thread_is_named_with_each_thread() {
     );
     // The main thread waits in read() on its stdin pipe; the others sleep.
     assert!(
-        item(p, "parent_thread_at")
-            .starts_with(&format!("thread {parent} of {parent}: (scenario) S in read (")),
+        item(p, "parent_thread_at").starts_with(&format!(
+            "thread {parent} of {parent}: (scenario) S in read ("
+        )),
         "{p:#}"
     );
     assert_eq!(p["hint"], BLOCKED_HINT);
@@ -237,10 +238,17 @@ fn live_says_the_same_of_zombies_older_than_the_trace() {
     let (_, snap) = snapshot(parent, &[]);
     let recording = temp_path("zombies-predates");
     let mut cmd = Command::new(tool());
-    cmd.args(["live", "--json", "--no-events", "--duration", "2s", "--record"])
-        .arg(&recording)
-        .arg("--pid")
-        .arg(parent.to_string());
+    cmd.args([
+        "live",
+        "--json",
+        "--no-events",
+        "--duration",
+        "2s",
+        "--record",
+    ])
+    .arg(&recording)
+    .arg("--pid")
+    .arg(parent.to_string());
     let t = run_to_end(cmd);
     holder.finish();
     // The probe is recorded: `report` says the same.
@@ -268,7 +276,10 @@ fn live_says_the_same_of_zombies_older_than_the_trace() {
                 .to_owned()
         };
         // The snapshot's words, from the probe live made as the trace began.
-        assert_eq!(text("sigchld_pending_blocked"), pending_blocked_text(parent, 2));
+        assert_eq!(
+            text("sigchld_pending_blocked"),
+            pending_blocked_text(parent, 2)
+        );
         assert_eq!(
             text("sigchld_pending_blocked"),
             item(snapped, "sigchld_pending_blocked")
@@ -303,7 +314,10 @@ fn a_stopped_parent_is_named_and_told_to_continue() {
         )
     );
     let thread = &p["threads"][0];
-    assert_eq!((int(&thread["tid"]), &thread["state"]), (parent, &Value::from("T")));
+    assert_eq!(
+        (int(&thread["tid"]), &thread["state"]),
+        (parent, &Value::from("T"))
+    );
     // Root reads the kernel stack: a stopped task sleeps in do_signal_stop.
     assert_eq!(thread["kernel_stack"][0], "do_signal_stop", "{thread}");
     assert_eq!(
@@ -341,7 +355,10 @@ fn zombies_in_a_cgroup_show_its_pids_max_headroom() {
     let truth: Value = BufReader::new(stderr)
         .lines()
         .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("TRUTH ").map(|j| serde_json::from_str(j).expect("json")))
+        .find_map(|l| {
+            l.strip_prefix("TRUTH ")
+                .map(|j| serde_json::from_str(j).expect("json"))
+        })
         .expect("a TRUTH line");
     let parent = int(&truth["parent"]);
     let children = sorted(pids(&truth["children"]));
@@ -355,10 +372,18 @@ fn zombies_in_a_cgroup_show_its_pids_max_headroom() {
     assert_eq!(group["cgroup"]["cgroup"]["path"], Value::from(path));
     // The holder (the shell exec'd into it) and its three zombies.
     let current = 1 + children.len() as i64;
-    assert_eq!(int(&group["cgroup"]["pids"]["current"]), current, "{group:#}");
+    assert_eq!(
+        int(&group["cgroup"]["pids"]["current"]),
+        current,
+        "{group:#}"
+    );
     let limit = &group["cgroup"]["pids"]["limit"];
     assert_eq!(
-        (int(&limit["current"]), int(&limit["max"]), int(&limit["headroom"])),
+        (
+            int(&limit["current"]),
+            int(&limit["max"]),
+            int(&limit["headroom"])
+        ),
         (current, MAX, MAX - current),
         "{group:#}"
     );
@@ -395,7 +420,12 @@ fn exit_status_says_whether_a_zombie_is_older_than_the_threshold() {
         text.starts_with("2 zombies under 1 parent; 2 exited more than 0.500s ago\n"),
         "{text}"
     );
-    assert!(text.contains(&format!("\n  parent {parent} (scenario): 2 zombies, the oldest exited at least ")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\n  parent {parent} (scenario): 2 zombies, the oldest exited at least "
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -413,7 +443,15 @@ fn the_json_has_its_documented_shape_and_no_root_is_refused() {
     };
     assert_eq!(
         keys(&snap),
-        ["groups", "over_threshold", "parents", "taken_at_ns", "threshold_ns", "type", "zombies"]
+        [
+            "groups",
+            "over_threshold",
+            "parents",
+            "taken_at_ns",
+            "threshold_ns",
+            "type",
+            "zombies"
+        ]
     );
     assert_eq!(snap["type"], "zombies");
     assert_eq!(int(&snap["threshold_ns"]), 1_000_000_000);
@@ -421,11 +459,26 @@ fn the_json_has_its_documented_shape_and_no_root_is_refused() {
     let p = the_parent(&snap);
     assert_eq!(
         keys(p),
-        ["comm", "explanation", "hint", "pid", "read", "sigchld", "threads", "zombies"]
+        [
+            "comm",
+            "explanation",
+            "hint",
+            "pid",
+            "read",
+            "sigchld",
+            "threads",
+            "zombies"
+        ]
     );
     assert_eq!(
         keys(&p["zombies"][0]),
-        ["comm", "exited_ago_ns", "over_threshold", "pid", "started_ago_ns"]
+        [
+            "comm",
+            "exited_ago_ns",
+            "over_threshold",
+            "pid",
+            "started_ago_ns"
+        ]
     );
     assert_eq!(p["sigchld"]["action"], "default");
     assert_eq!(p["read"], true);
@@ -475,5 +528,8 @@ fn a_thousand_zombies_are_listed_in_well_under_half_a_second() {
     // The CPU it used, not the wall time, which a loaded machine
     // stretches: the debug build takes about 0.06 s of CPU here.
     eprintln!("reaper-trace zombies, 1000 zombies: wall {wall:?}, cpu {cpu:?}");
-    assert!(cpu < Duration::from_millis(500), "cpu {cpu:?}, wall {wall:?}");
+    assert!(
+        cpu < Duration::from_millis(500),
+        "cpu {cpu:?}, wall {wall:?}"
+    );
 }

@@ -288,7 +288,12 @@ mod tests {
         );
         let mut rust = with(&[NeverWaited]);
         rust.fork_stack = Some(vec![
-            frame("/usr/lib/x86_64-linux-gnu/libc.so.6", "__clone3", None, None),
+            frame(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "__clone3",
+                None,
+                None,
+            ),
             frame(
                 "/app",
                 "std::process::Command::spawn",
@@ -303,7 +308,11 @@ mod tests {
         );
         // Without line info the hint stays general; names are escaped.
         plain.fork_stack = Some(vec![frame("/src/leak", "main", None, None)]);
-        assert!(hint(&plain).unwrap().starts_with("call waitpid() for every child"));
+        assert!(
+            hint(&plain)
+                .unwrap()
+                .starts_with("call waitpid() for every child")
+        );
         plain.fork_stack = Some(vec![frame(
             "/src/leak",
             "main",
@@ -318,7 +327,11 @@ mod tests {
         let stopped = with(&[NeverWaited, ParentStopped]);
         assert!(hint(&stopped).unwrap().contains("kill -CONT 10"));
         let blocked = with(&[SigchldHandler, SigchldPendingBlocked, NeverWaited]);
-        assert!(hint(&blocked).unwrap().starts_with("SIGCHLD is blocked in every thread"));
+        assert!(
+            hint(&blocked)
+                .unwrap()
+                .starts_with("SIGCHLD is blocked in every thread")
+        );
         let with_fd = with(&[SigchldSignalfd, SigchldPendingBlocked, NeverWaited]);
         assert!(hint(&with_fd).unwrap().starts_with("read the signalfd"));
     }

@@ -12,8 +12,8 @@ pub mod losses;
 mod overdue;
 pub mod parent;
 pub mod reap;
-pub mod snapshot;
 mod rename;
+pub mod snapshot;
 mod verdicts;
 
 pub use codes::DiagCode;

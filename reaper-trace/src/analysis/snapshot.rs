@@ -171,7 +171,12 @@ pub fn build(
         .collect();
     let count = |g: &Group| g.parents.iter().map(|p| p.zombies.len()).sum::<usize>();
     groups.sort_by_key(|g| std::cmp::Reverse(count(g)));
-    let all = || groups.iter().flat_map(|g| &g.parents).flat_map(|p| &p.zombies);
+    let all = || {
+        groups
+            .iter()
+            .flat_map(|g| &g.parents)
+            .flat_map(|p| &p.zombies)
+    };
     Snapshot {
         kind: "zombies",
         taken_at_ns: scan.now_ns,
@@ -247,7 +252,10 @@ fn explain(ppid: u32, parent: Option<&ParentNow>, zombies: &[ZombieNow]) -> Expl
             "default"
         },
         pending: probe.sigchld_shared_pending == Some(true)
-            || probe.threads.iter().any(|t| t.sigchld_pending == Some(true)),
+            || probe
+                .threads
+                .iter()
+                .any(|t| t.sigchld_pending == Some(true)),
         blocked_in_every_thread: !known.is_empty()
             && known.iter().all(|t| t.sigchld_blocked == Some(true)),
         signalfds: probe.signalfds.clone(),
@@ -260,10 +268,7 @@ fn explain(ppid: u32, parent: Option<&ParentNow>, zombies: &[ZombieNow]) -> Expl
             .iter()
             .map(|t| ThreadNow {
                 probe: t.clone(),
-                syscall_name: t
-                    .syscall
-                    .filter(|s| s.nr >= 0)
-                    .map(|s| syscall_name(s.nr)),
+                syscall_name: t.syscall.filter(|s| s.nr >= 0).map(|s| syscall_name(s.nr)),
             })
             .collect(),
         explanation,
@@ -299,7 +304,7 @@ mod tests {
         main.sigchld_blocked = Some(true);
         main.sigchld_pending = Some(false);
         main.syscall = Some(SyscallProbe {
-            nr: libc::SYS_ppoll.into(),
+            nr: libc::SYS_ppoll,
             sp: 0,
             pc: 0,
         });
@@ -378,10 +383,19 @@ mod tests {
                 DiagCode::ParentThreadAt
             ]
         );
-        assert!(app.hint.as_deref().unwrap().starts_with("SIGCHLD is blocked in every thread"));
+        assert!(
+            app.hint
+                .as_deref()
+                .unwrap()
+                .starts_with("SIGCHLD is blocked in every thread")
+        );
         let sigchld = app.sigchld.as_ref().unwrap();
         assert_eq!(
-            (sigchld.action, sigchld.pending, sigchld.blocked_in_every_thread),
+            (
+                sigchld.action,
+                sigchld.pending,
+                sigchld.blocked_in_every_thread
+            ),
             ("handler", true, true)
         );
         assert_eq!(app.threads[0].syscall_name.as_deref(), Some("ppoll"));

@@ -59,9 +59,11 @@ pub fn scan(parents: &[u32]) -> ZombieScan {
                 pid: z.pid,
                 ppid: z.ppid,
                 comm: z.comm,
-                started_ns: u64::try_from(u128::from(z.starttime) * 1_000_000_000 / u128::from(ticks))
-                    .ok()
-                    .and_then(|ns| ns.checked_sub(suspended)),
+                started_ns: u64::try_from(
+                    u128::from(z.starttime) * 1_000_000_000 / u128::from(ticks),
+                )
+                .ok()
+                .and_then(|ns| ns.checked_sub(suspended)),
                 exited_by_ns: z
                     .cpu
                     .and_then(|cpu| offsets.get(&cpu))
@@ -124,7 +126,9 @@ fn read_parents(pids: &[u32]) -> Vec<ParentNow> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = pids
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|&pid| parent_now(pid)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|&pid| parent_now(pid)).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()

@@ -214,7 +214,10 @@ mod tests {
         assert!(!text.contains('\u{1b}'), "{text}");
         assert_eq!(text.lines().filter(|l| l.contains("x\ny")).count(), 0);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "12 zombies under 1 parent; 12 exited more than 1.000s ago");
+        assert_eq!(
+            lines[0],
+            "12 zombies under 1 parent; 12 exited more than 1.000s ago"
+        );
         assert_eq!(
             lines[1],
             "cgroup /test/x\\x0ay: pids 13, limit 16 at /test/x\\x0ay (13 of 16: 3 left)"
@@ -224,7 +227,10 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].ends_with(", … and 2 more"), "{text}");
-        assert!(text.contains("\n    [parent_stopped] parent 20 is stopped"), "{text}");
+        assert!(
+            text.contains("\n    [parent_stopped] parent 20 is stopped"),
+            "{text}"
+        );
         assert!(text.contains("\n    fix: the parent is stopped"), "{text}");
     }
 

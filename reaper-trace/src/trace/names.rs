@@ -90,7 +90,8 @@ pub fn sa_flags(flags: u64) -> String {
 /// thread is found blocked in (`/proc/PID/task/TID/syscall`);
 /// `syscall 512` for others.
 pub fn syscall_name(nr: i64) -> String {
-    let known: &[(libc::c_long, &str)] = &[
+    // `c_long` is i64 on the 64-bit targets the tool is built for.
+    let known: &[(i64, &str)] = &[
         (libc::SYS_read, "read"),
         (libc::SYS_write, "write"),
         (libc::SYS_ppoll, "ppoll"),
@@ -133,7 +134,7 @@ pub fn syscall_name(nr: i64) -> String {
     ];
     known
         .iter()
-        .find(|(n, _)| i64::from(*n) == nr)
+        .find(|(n, _)| *n == nr)
         .map_or_else(|| format!("syscall {nr}"), |(_, name)| (*name).to_owned())
 }
 
@@ -149,7 +150,7 @@ mod tests {
     #[test]
     fn names_signals_errnos_and_flags() {
         assert_eq!(signal_name(17), "SIGCHLD");
-        assert_eq!(syscall_name(libc::SYS_wait4.into()), "wait4");
+        assert_eq!(syscall_name(libc::SYS_wait4), "wait4");
         assert_eq!(syscall_name(100_000), "syscall 100000");
         assert_eq!(signal_name(9), "SIGKILL");
         assert_eq!(signal_name(40), "SIG40");

@@ -21,10 +21,10 @@ mod handlers;
 mod race;
 #[path = "scenario/reaping.rs"]
 mod reaping;
-#[path = "scenario/snapshot.rs"]
-mod snapshot;
 #[path = "scenario/shutdown.rs"]
 mod shutdown;
+#[path = "scenario/snapshot.rs"]
+mod snapshot;
 #[path = "scenario/threads.rs"]
 mod threads;
 #[path = "scenario/util.rs"]

@@ -111,9 +111,8 @@ fn masks(p: u32, probe: &ParentProbe) -> Option<Diag> {
     if known.is_empty() {
         return None;
     }
-    let (blocked, open): (Vec<&ThreadProbe>, Vec<&ThreadProbe>) = known
-        .iter()
-        .partition(|t| t.sigchld_blocked == Some(true));
+    let (blocked, open): (Vec<&ThreadProbe>, Vec<&ThreadProbe>) =
+        known.iter().partition(|t| t.sigchld_blocked == Some(true));
     let pending = probe.sigchld_shared_pending == Some(true)
         || known.iter().any(|t| t.sigchld_pending == Some(true));
     let has_signalfd = !probe.signalfds.is_empty();
@@ -312,7 +311,9 @@ mod tests {
         let items = explain(10, &p);
         assert_eq!(
             only(&items, DiagCode::SigchldPendingBlocked),
-            ["SIGCHLD is pending and blocked in every thread (2 of 2) of parent 10; nothing reads it (no signalfd; sigwaitinfo would)"]
+            [
+                "SIGCHLD is pending and blocked in every thread (2 of 2) of parent 10; nothing reads it (no signalfd; sigwaitinfo would)"
+            ]
         );
         let mut caught = p.clone();
         caught.sigchld_caught = true;
@@ -332,8 +333,10 @@ mod tests {
         // Pending for one thread alone counts too; a truncated list says so.
         let mut partial = probe(vec![thread(10, 'S', true, true)], false);
         partial.thread_count = Some(70);
-        assert!(only(&explain(10, &partial), DiagCode::SigchldPendingBlocked)[0]
-            .contains("in the 1 threads read (of 70)"));
+        assert!(
+            only(&explain(10, &partial), DiagCode::SigchldPendingBlocked)[0]
+                .contains("in the 1 threads read (of 70)")
+        );
     }
 
     #[test]
@@ -344,7 +347,9 @@ mod tests {
         );
         assert_eq!(
             only(&explain(10, &some), DiagCode::SigchldBlocked),
-            ["SIGCHLD is blocked in thread 10 of parent 10 but not in 12: the signal goes to a thread that does not block it"]
+            [
+                "SIGCHLD is blocked in thread 10 of parent 10 but not in 12: the signal goes to a thread that does not block it"
+            ]
         );
         let none = probe(vec![thread(10, 'S', false, false)], false);
         let items = explain(10, &none);
@@ -352,8 +357,10 @@ mod tests {
         assert!(only(&items, DiagCode::SigchldSignalfd).is_empty());
         let mut fd_unblocked = none.clone();
         fd_unblocked.signalfds = vec![3];
-        assert!(only(&explain(10, &fd_unblocked), DiagCode::SigchldSignalfd)[0]
-            .contains("blocks SIGCHLD in no thread"));
+        assert!(
+            only(&explain(10, &fd_unblocked), DiagCode::SigchldSignalfd)[0]
+                .contains("blocks SIGCHLD in no thread")
+        );
     }
 
     #[test]
@@ -370,7 +377,7 @@ mod tests {
     fn stopped_traced_and_where_each_thread_waits() {
         let mut main = thread(10, 'T', false, false);
         main.syscall = Some(SyscallProbe {
-            nr: libc::SYS_wait4.into(),
+            nr: libc::SYS_wait4,
             sp: 1,
             pc: 2,
         });
@@ -379,11 +386,15 @@ mod tests {
         let items = explain(10, &p);
         assert_eq!(
             only(&items, DiagCode::ParentStopped),
-            ["parent 10 is stopped (state T: SIGSTOP, SIGTSTP or job control) in every thread (1 of 1): it runs no code, so it reaps nothing until it gets SIGCONT"]
+            [
+                "parent 10 is stopped (state T: SIGSTOP, SIGTSTP or job control) in every thread (1 of 1): it runs no code, so it reaps nothing until it gets SIGCONT"
+            ]
         );
         assert_eq!(
             only(&items, DiagCode::ParentThreadAt),
-            ["thread 10 of 10: (app) T in wait4 (wchan do_sys_poll; kernel do_signal_stop ← get_signal)"]
+            [
+                "thread 10 of 10: (app) T in wait4 (wchan do_sys_poll; kernel do_signal_stop ← get_signal)"
+            ]
         );
         let mut traced = thread(10, 't', false, false);
         traced.tracer_pid = Some(99);
@@ -392,7 +403,9 @@ mod tests {
         let items = explain(10, &probe(vec![traced, other], false));
         assert_eq!(
             only(&items, DiagCode::ParentTraced),
-            ["threads 10, 11 of parent 10 are traced by 99 (ptrace: a debugger or strace), which holds 10 stopped (state t): it reaps nothing until the tracer lets it go on"]
+            [
+                "threads 10, 11 of parent 10 are traced by 99 (ptrace: a debugger or strace), which holds 10 stopped (state t): it reaps nothing until the tracer lets it go on"
+            ]
         );
         assert!(only(&items, DiagCode::ParentStopped).is_empty());
     }

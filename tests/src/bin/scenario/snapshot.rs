@@ -7,8 +7,8 @@ use serde_json::json;
 use crate::handlers::handler_addr;
 
 use crate::util::{
-    Args, drain_stdin, fork_exit, getpid, gettid, keep_errno, mask_sigchld, mono_ns,
-    set_sigchld, sleep_ms, truth, wait_all_zombies, waitpid_raw,
+    Args, drain_stdin, fork_exit, getpid, gettid, keep_errno, mask_sigchld, mono_ns, set_sigchld,
+    sleep_ms, truth, wait_all_zombies, waitpid_raw,
 };
 
 /// Would reap every child, if it ever ran.
