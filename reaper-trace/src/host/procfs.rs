@@ -17,6 +17,12 @@ use crate::trace::{
 
 /// Threads of a parent kept in a probe.
 const MAX_PROBED_THREADS: usize = 64;
+/// Threads whose kernel stack a probe keeps: with `MAX_KERNEL_FRAMES`
+/// names of at most `MAX_KERNEL_NAME` bytes each, a probe stays well
+/// inside one record (64 KiB; `probe_fits_one_record`).
+const MAX_STACKED_THREADS: usize = 16;
+/// The longest kernel function name kept (the kernel allows 512).
+const MAX_KERNEL_NAME: usize = 64;
 
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
@@ -175,8 +181,10 @@ pub fn probe_of(process: &Process, status: &Status) -> ParentProbe {
         let mut threads: Vec<ThreadProbe> = tasks
             .filter_map(Result::ok)
             .take(MAX_PROBED_THREADS)
-            .filter_map(|task| {
-                probe_thread(pid, &task, (task.tid == process.pid).then_some(status))
+            .enumerate()
+            .filter_map(|(i, task)| {
+                let main_status = (task.tid == process.pid).then_some(status);
+                probe_thread(pid, &task, main_status, i < MAX_STACKED_THREADS)
             })
             .collect();
         threads.sort_by_key(|t| t.tid);
@@ -218,6 +226,7 @@ fn probe_thread(
     pid: u32,
     task: &procfs::process::Task,
     main_status: Option<&Status>,
+    with_stack: bool,
 ) -> Option<ThreadProbe> {
     let stat = task.stat().ok()?;
     let dir = format!("/proc/{pid}/task/{}", task.tid);
@@ -238,9 +247,13 @@ fn probe_thread(
         syscall: std::fs::read_to_string(format!("{dir}/syscall"))
             .ok()
             .and_then(|text| parse_syscall(&text)),
-        kernel_stack: std::fs::read_to_string(format!("{dir}/stack"))
-            .map(|text| parse_kernel_stack(&text))
-            .unwrap_or_default(),
+        kernel_stack: if with_stack {
+            std::fs::read_to_string(format!("{dir}/stack"))
+                .map(|text| parse_kernel_stack(&text))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -268,7 +281,11 @@ pub fn parse_kernel_stack(text: &str) -> Vec<String> {
         .filter_map(|line| {
             let name = line.split_once("] ").map_or(line, |(_, rest)| rest);
             let name = name.split('+').next()?.trim();
-            (!name.is_empty()).then(|| name.to_owned())
+            let cut = (0..=name.len().min(MAX_KERNEL_NAME))
+                .rev()
+                .find(|&i| name.is_char_boundary(i))
+                .unwrap_or(0);
+            (!name.is_empty()).then(|| name[..cut].to_owned())
         })
         .take(MAX_KERNEL_FRAMES)
         .collect()
@@ -326,6 +343,48 @@ mod tests {
         );
         let deep: String = (0..40).map(|i| format!("[<0>] f{i}+0x1/0x2\n")).collect();
         assert_eq!(parse_kernel_stack(&deep).len(), MAX_KERNEL_FRAMES);
+    }
+
+    #[test]
+    fn probe_fits_one_record() {
+        let long = "k".repeat(600);
+        let stack: String = (0..40).map(|_| format!("[<0>] {long}+0x1/0x2\n")).collect();
+        let thread = |tid: u32, stacked: bool| ThreadProbe {
+            sigchld_blocked: Some(true),
+            sigchld_pending: Some(true),
+            tracer_pid: Some(u32::MAX),
+            syscall: Some(SyscallProbe {
+                nr: i64::MAX,
+                sp: u64::MAX,
+                pc: u64::MAX,
+            }),
+            kernel_stack: if stacked {
+                parse_kernel_stack(&stack)
+            } else {
+                Vec::new()
+            },
+            ..ThreadProbe::basic(tid, &"\u{1}".repeat(16), 'D', &"w".repeat(64))
+        };
+        let probe = ParentProbe {
+            threads: (0..MAX_PROBED_THREADS as u32)
+                .map(|i| thread(u32::MAX - i, (i as usize) < MAX_STACKED_THREADS))
+                .collect(),
+            pidfds: (0..MAX_PROBED_PIDFDS as i32)
+                .map(|fd| PidfdProbe {
+                    fd: i32::MAX - fd,
+                    pid: i32::MAX,
+                })
+                .collect(),
+            signalfds: (0..MAX_PROBED_PIDFDS as i32)
+                .map(|fd| i32::MAX - fd)
+                .collect(),
+            sigchld_shared_pending: Some(true),
+            thread_count: Some(u32::MAX),
+            ..Default::default()
+        };
+        assert_eq!(probe.threads[0].kernel_stack[0].len(), MAX_KERNEL_NAME);
+        let len = serde_json::to_vec(&probe).unwrap().len();
+        assert!(len < 60_000, "{len} bytes");
     }
 
     #[test]
