@@ -105,6 +105,12 @@ pub struct Trace {
     /// Do not copy user stacks.
     #[arg(long)]
     pub no_stacks: bool,
+    /// Leave the ring buffer's reader at normal priority. By default it
+    /// runs at the lowest real-time priority (or nice -10 where that is
+    /// refused), so that a busy machine cannot starve it while a burst
+    /// fills the ring.
+    #[arg(long)]
+    pub normal_priority: bool,
     /// With a command: once it exits, or once a SIGINT, SIGTERM or SIGHUP
     /// has been forwarded to it, wait this long for the rest of its tree.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ns)]
@@ -371,6 +377,7 @@ pub fn live_options(
             stacks: stacks_choice(trace.stacks, trace.no_stacks),
             cgroup: trace.scope.cgroup,
             container: trace.scope.container,
+            normal_priority: trace.normal_priority,
             ..TraceOptions::default()
         },
         emit: Emit {

@@ -43,7 +43,7 @@ enum Task {
         /// Processes per fork storm.
         #[arg(long, default_value_t = 20_000)]
         storm: u32,
-        /// Only one part: overhead, syscalls, stacks, parallel, filtered, recording, memory, startup,
+        /// Only one part: overhead, syscalls, stacks, parallel, burst, filtered, recording, memory, startup,
         /// or soak (run only when asked for: it takes `--soak-minutes`).
         #[arg(long)]
         only: Option<String>,

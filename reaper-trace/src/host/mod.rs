@@ -6,6 +6,8 @@
 pub mod command;
 mod elf;
 pub mod new_file;
+#[cfg(feature = "kernel")]
+pub mod priority;
 pub mod procfs;
 pub mod signals;
 pub mod symbolize;

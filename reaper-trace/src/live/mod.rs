@@ -126,6 +126,9 @@ pub struct TraceOptions {
     pub cgroup: Option<String>,
     /// Only processes in the container (or pod) whose id starts with this.
     pub container: Option<String>,
+    /// Leave the ring buffer's reader at the scheduling it inherited,
+    /// instead of raising it (`host::priority`).
+    pub normal_priority: bool,
 }
 
 /// What to emit: stdout, a recording, the outcome's events and metrics.
@@ -187,6 +190,7 @@ impl Default for TraceOptions {
             stacks: None,
             cgroup: None,
             container: None,
+            normal_priority: false,
         }
     }
 }

@@ -25,7 +25,10 @@ use super::{
 };
 use crate::{
     analysis::Analyzer,
-    host::command::{self, ReaperEvent},
+    host::{
+        command::{self, ReaperEvent},
+        priority,
+    },
     kernel::Tracer,
     output::metrics::Metrics,
     pipeline::{Pipeline, Visitor},
@@ -55,6 +58,14 @@ pub async fn run(options: LiveOptions) -> anyhow::Result<Outcome> {
 pub async fn run_with(options: LiveOptions, metrics: Option<Metrics>) -> anyhow::Result<Outcome> {
     let LiveOptions { trace, emit } = options;
     let started = setup::start(&trace, emit.record.as_deref(), emit.record_force)?;
+    // This thread reads the ring; the command, forked already, keeps the
+    // scheduling it inherited.
+    if !trace.normal_priority
+        && let Some(line) = priority::raise().warning()
+        && !emit.capture
+    {
+        eprintln!("{line}");
+    }
     let mut run = Run::start(started, &trace, &emit, metrics)?;
     run.trace().await?;
     run.finish(&emit)
