@@ -68,7 +68,9 @@ pub fn scan(parents: &[u32]) -> ZombieScan {
                     .cpu
                     .and_then(|cpu| offsets.get(&cpu))
                     .zip(last_ran_ns(&z.pid.to_string()))
-                    .and_then(|(&offset, ran)| offset.checked_add_signed(ran as i64)),
+                    .and_then(|(&offset, ran)| {
+                        u64::try_from(i64::try_from(ran).ok()?.checked_add(offset)?).ok()
+                    }),
                 cgroup,
                 pids_cgroup,
             }
@@ -209,11 +211,11 @@ pub fn exec_start_ns(text: &str) -> Option<u64> {
         .checked_add(ns_in_ms)
 }
 
-/// For each CPU, CLOCK_MONOTONIC minus its task clock, read by a thread
+/// For each CPU, CLOCK_MONOTONIC minus its task clock (ns), read by a thread
 /// of ours moved there: where it just started to run, so its own
 /// `se.exec_start` is fresh (a stale one only makes exits look later).
 /// A CPU this process may not run on (a cpuset) gets none.
-fn task_clock_offsets(cpus: &BTreeSet<usize>) -> BTreeMap<usize, u64> {
+fn task_clock_offsets(cpus: &BTreeSet<usize>) -> BTreeMap<usize, i64> {
     if cpus.is_empty() {
         return BTreeMap::new();
     }
@@ -230,8 +232,9 @@ fn task_clock_offsets(cpus: &BTreeSet<usize>) -> BTreeMap<usize, u64> {
     })
 }
 
-/// Runs the calling thread on `cpu` alone, then reads both clocks.
-fn offset_on(cpu: usize) -> Option<u64> {
+/// Runs the calling thread on `cpu` alone, then reads both clocks. Signed:
+/// the task clock may run ahead of CLOCK_MONOTONIC as well as behind it.
+fn offset_on(cpu: usize) -> Option<i64> {
     if cpu >= libc::CPU_SETSIZE as usize {
         return None;
     }
@@ -245,9 +248,9 @@ fn offset_on(cpu: usize) -> Option<u64> {
     if !pinned {
         return None;
     }
-    let ran = last_ran_ns("thread-self")?;
+    let ran = i64::try_from(last_ran_ns("thread-self")?).ok()?;
     // Read after: an offset too large makes exits look later, never earlier.
-    clock::monotonic_ns().checked_sub(ran)
+    i64::try_from(clock::monotonic_ns()).ok()?.checked_sub(ran)
 }
 
 #[cfg(test)]
