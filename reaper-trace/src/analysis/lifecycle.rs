@@ -281,6 +281,11 @@ impl Analyzer {
         self.cgroups.get(id).map(|c| &**c)
     }
 
+    /// The cgroups named so far (seeded, or named before their first event).
+    pub fn named_cgroups(&self) -> impl Iterator<Item = &Cgroup> {
+        self.cgroups.iter()
+    }
+
     /// The kernel's loss counters read at `now_ns` said `lost` in all:
     /// losses since the previous read happened between the two. Call it
     /// after handing over every record read before `now_ns` and before

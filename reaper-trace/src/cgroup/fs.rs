@@ -502,15 +502,6 @@ impl CgroupResolver {
         self.known.get(&id).map(String::as_str)
     }
 
-    /// Every name resolved so far.
-    pub fn known(&self) -> impl Iterator<Item = (u64, &str)> {
-        self.known.iter().map(|(id, path)| (*id, path.as_str()))
-    }
-
-    pub fn knows(&self, id: u64) -> bool {
-        self.known.contains_key(&id)
-    }
-
     /// A name found another way: the cgroups /proc gave the processes
     /// that existed when tracing started.
     pub fn learn(&mut self, id: u64, path: &str) {

@@ -90,6 +90,11 @@ impl CgroupNames {
         self.by_id.contains_key(&id)
     }
 
+    /// Every named cgroup.
+    pub fn iter(&self) -> impl Iterator<Item = &Cgroup> {
+        self.by_id.values().map(|c| &**c)
+    }
+
     /// Forgets a cgroup that is gone (the daemon's memory stays bounded).
     pub fn remove(&mut self, id: u64) {
         self.by_id.remove(&id);

@@ -149,9 +149,8 @@ pub struct CgroupExpiry {
     /// How long a gone cgroup keeps its series and name.
     retention_ns: u64,
     fs: CgroupFs,
-    /// The cgroups named so far, with their paths.
-    named: HashMap<u64, String>,
-    /// Cgroups with exits that were never named (gone before they could be).
+    /// Cgroups with exits that were never named (gone before they could
+    /// be). The named ones are the analysis's.
     unnamed: HashSet<u64>,
     /// Cgroups found gone, with when.
     gone_since: HashMap<u64, u64>,
@@ -159,16 +158,10 @@ pub struct CgroupExpiry {
 }
 
 impl CgroupExpiry {
-    /// `known`: the cgroups named before the trace (the seed's).
-    pub fn new(
-        retention_ns: u64,
-        fs: CgroupFs,
-        known: impl Iterator<Item = (u64, String)>,
-    ) -> CgroupExpiry {
+    pub fn new(retention_ns: u64, fs: CgroupFs) -> CgroupExpiry {
         CgroupExpiry {
             retention_ns,
             fs,
-            named: known.collect(),
             unnamed: HashSet::new(),
             gone_since: HashMap::new(),
             polled_ns: 0,
@@ -176,9 +169,13 @@ impl CgroupExpiry {
     }
 
     /// The cgroups gone for the retention time, now.
-    fn expired(&mut self, now: u64) -> Vec<u64> {
-        let named = self.named.iter().map(|(id, path)| (*id, path.as_str()));
-        let unnamed = self.unnamed.iter().map(|id| (*id, ""));
+    fn expired(&mut self, now: u64, analysis: &Analyzer) -> Vec<u64> {
+        let named = analysis.named_cgroups().map(|c| (c.id, c.path.as_str()));
+        let unnamed = self
+            .unnamed
+            .iter()
+            .filter(|id| !analysis.knows_cgroup(**id))
+            .map(|id| (*id, ""));
         let mut expired = Vec::new();
         for (id, path) in named.chain(unnamed) {
             if !path.is_empty() && self.fs.is_alive(id, path) {
@@ -195,31 +192,30 @@ impl CgroupExpiry {
 }
 
 impl Visitor for CgroupExpiry {
-    fn cgroup(&mut self, id: u64, path: &str) -> io::Result<()> {
-        self.unnamed.remove(&id);
-        self.named.insert(id, path.to_owned());
-        Ok(())
-    }
-
-    fn exit(&mut self, event: &Event, _: &Analyzer) -> io::Result<()> {
+    fn exit(&mut self, event: &Event, analysis: &Analyzer) -> io::Result<()> {
         let id = event.cgroup_id;
-        if id != 0 && !self.named.contains_key(&id) {
+        if id != 0 && !analysis.knows_cgroup(id) {
             self.unnamed.insert(id);
         }
         Ok(())
     }
 
-    fn tick(&mut self, now: u64, _: &Analyzer, _: &Totals, forget: &mut Forget) -> io::Result<()> {
+    fn tick(
+        &mut self,
+        now: u64,
+        analysis: &Analyzer,
+        _: &Totals,
+        forget: &mut Forget,
+    ) -> io::Result<()> {
         forget.history = true;
         if poll_due(&mut self.polled_ns, now) {
-            forget.cgroups.extend(self.expired(now));
+            forget.cgroups.extend(self.expired(now, analysis));
         }
         Ok(())
     }
 
     fn forget_cgroups(&mut self, ids: &[u64]) {
         for id in ids {
-            self.named.remove(id);
             self.unnamed.remove(id);
             self.gone_since.remove(id);
         }

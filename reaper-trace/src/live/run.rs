@@ -153,9 +153,8 @@ impl Run {
             metrics: metrics
                 .map(|m| LiveMetrics::new(m, cgroups.fs().clone(), emit.daemon.is_some())),
             expiry: emit.daemon.map(|d| {
-                let known = cgroups.known().map(|(id, path)| (id, path.to_owned()));
                 let retention = d.gone_cgroup_retention.as_nanos() as u64;
-                CgroupExpiry::new(retention, cgroups.fs().clone(), known)
+                CgroupExpiry::new(retention, cgroups.fs().clone())
             }),
             ..LiveOutputs::default()
         };

@@ -86,9 +86,14 @@ impl Tracer {
                 super::BPFTRACE_ATTACHED,
                 None,
             )?,
-            // It prints its header once attached.
+            // It prints its header once attached; line-buffered, or the
+            // header waits in stdio's buffer for enough exits to fill it
+            // (on a quiet machine, never).
             Tracer::Exitsnoop(exitsnoop) => Background::start(
-                on_cpu1(exitsnoop).stdout(std::fs::File::create(&out)?),
+                on_cpu1(Path::new("stdbuf"))
+                    .arg("-oL")
+                    .arg(exitsnoop)
+                    .stdout(std::fs::File::create(&out)?),
                 "PCOMM",
                 Some(&out),
             )?,
