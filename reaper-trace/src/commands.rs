@@ -22,7 +22,7 @@ use reaper_trace::{
         check,
         metrics::MetricsVisitor,
         report,
-        stacks::symbolize_finding,
+        stacks::{name_live_threads, symbolize_finding},
         timeline::{self, TimelineFormat},
         zombies,
     },
@@ -364,7 +364,13 @@ pub fn run_zombies(json: bool, threshold_ns: u64, parents: &[u32]) -> ExitCode {
             "zombies needs root: the signal masks, file descriptors and kernel stacks of other users' processes are not readable otherwise; run it with sudo"
         ));
     }
-    let scan = reaper_trace::host::zombies::scan(parents);
+    let mut scan = reaper_trace::host::zombies::scan(parents);
+    let mut symbolizer = Symbolizer::new();
+    for parent in &mut scan.parents {
+        if let Some(probe) = &mut parent.probe {
+            name_live_threads(&mut symbolizer, parent.pid, &mut probe.threads);
+        }
+    }
     let fs = CgroupFs::discover();
     let mut cgroups = BTreeMap::new();
     for z in &scan.zombies {

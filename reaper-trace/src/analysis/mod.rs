@@ -68,6 +68,7 @@ pub mod tests_support {
             sigaction_frames: None,
             fork_stack: None,
             sigaction_stack: None,
+            threads: Vec::new(),
             window_ns: (1, 6),
         }
     }

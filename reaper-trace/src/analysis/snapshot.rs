@@ -17,8 +17,7 @@ use crate::{
     cgroup::{Cgroup, fs::PidsNow},
     trace::{
         comm::Comm,
-        host_facts::{ParentNow, ThreadProbe, ZombieProcess, ZombieScan},
-        names::syscall_name,
+        host_facts::{ParentNow, ThreadNow, ThreadProbe, ZombieProcess, ZombieScan},
     },
 };
 
@@ -83,15 +82,6 @@ pub struct SigchldNow {
     pub blocked_in_every_thread: bool,
     /// Signalfds whose mask holds SIGCHLD.
     pub signalfds: Vec<i32>,
-}
-
-/// One thread of a parent: the probe as recorded, and its system call named.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ThreadNow {
-    #[serde(flatten)]
-    pub probe: ThreadProbe,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub syscall_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -263,14 +253,7 @@ fn explain(ppid: u32, parent: Option<&ParentNow>, zombies: &[ZombieNow]) -> Expl
     Explained {
         read: true,
         sigchld: Some(sigchld),
-        threads: probe
-            .threads
-            .iter()
-            .map(|t| ThreadNow {
-                probe: t.clone(),
-                syscall_name: t.syscall.filter(|s| s.nr >= 0).map(|s| syscall_name(s.nr)),
-            })
-            .collect(),
+        threads: probe.threads.iter().map(ThreadNow::of).collect(),
         explanation,
         hint,
     }

@@ -254,6 +254,8 @@ fn probe_thread(
         } else {
             Vec::new()
         },
+        user_stack: None,
+        user_place: None,
     })
 }
 

@@ -20,7 +20,7 @@ use procfs::{
     process::{Process, Stat},
 };
 
-use super::procfs::probe_of;
+use super::{procfs::probe_of, thread_stacks, unwind::Unwinder};
 use crate::trace::{
     clock,
     comm::Comm,
@@ -113,24 +113,37 @@ fn find_zombies() -> Vec<Found> {
         .collect()
 }
 
+/// How many parents get their threads' user stacks unwound (the first, by
+/// pid): each costs its memory maps and a stack read per thread, where the
+/// rest of a parent's probe is a dozen small reads; past these, threads
+/// show their system calls alone.
+pub const MAX_UNWOUND_PARENTS: usize = 64;
+
 /// The parents, read on as many threads as there are CPUs (at most
 /// `MAX_READERS`): each costs a dozen small /proc reads, and a machine
-/// with a thousand leaking parents should still answer at once.
+/// with a thousand leaking parents should still answer at once. Each
+/// reader keeps one unwinder, whose cache of unwind tables the parents
+/// that map the same files share.
 fn read_parents(pids: &[u32]) -> Vec<ParentNow> {
     const MAX_READERS: usize = 8;
     let readers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_READERS);
+    let read = |part: &[(usize, u32)]| {
+        let mut unwinder = Unwinder::new();
+        part.iter()
+            .map(|&(i, pid)| parent_now(pid, (i < MAX_UNWOUND_PARENTS).then_some(&mut unwinder)))
+            .collect::<Vec<_>>()
+    };
+    let pids: Vec<(usize, u32)> = pids.iter().copied().enumerate().collect();
     if readers == 1 || pids.len() < 2 * readers {
-        return pids.iter().map(|&pid| parent_now(pid)).collect();
+        return read(&pids);
     }
     let chunk = pids.len().div_ceil(readers);
     std::thread::scope(|scope| {
         let handles: Vec<_> = pids
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|&pid| parent_now(pid)).collect::<Vec<_>>())
-            })
+            .map(|part| scope.spawn(move || read(part)))
             .collect();
         handles
             .into_iter()
@@ -139,9 +152,10 @@ fn read_parents(pids: &[u32]) -> Vec<ParentNow> {
     })
 }
 
-/// The parent's name, its pid in its own namespace, and its probe; the
-/// name alone (or nothing) when it is gone or unreadable.
-fn parent_now(pid: u32) -> ParentNow {
+/// The parent's name, its pid in its own namespace, and its probe, with
+/// its threads' user stacks when given an unwinder; the name alone (or
+/// nothing) when it is gone or unreadable.
+fn parent_now(pid: u32, unwinder: Option<&mut Unwinder>) -> ParentNow {
     let process = Process::new(pid as i32).ok();
     let comm = process
         .as_ref()
@@ -155,11 +169,15 @@ fn parent_now(pid: u32) -> ParentNow {
         .filter(|levels| levels.len() > 1)
         .and_then(|levels| levels.last().copied())
         .and_then(|nr| u32::try_from(nr).ok());
+    let mut probe = process.zip(status).map(|(p, s)| probe_of(&p, &s));
+    if let (Some(probe), Some(unwinder)) = (probe.as_mut(), unwinder) {
+        thread_stacks::unwind_threads(unwinder, pid, &mut probe.threads);
+    }
     ParentNow {
         pid,
         comm,
         ns_pid,
-        probe: process.zip(status).map(|(p, s)| probe_of(&p, &s)),
+        probe,
     }
 }
 

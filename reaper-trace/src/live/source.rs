@@ -216,12 +216,12 @@ impl RingSource {
             self.to_unfollow.pop_front();
         }
         for parent in self.pipeline.analyzer_mut().due_probes(now) {
-            let Some(probe) = procfs::probe_parent(parent) else {
+            let Some(mut probe) = procfs::probe_parent(parent) else {
                 continue;
             };
-            self.outputs
-                .all()
-                .record(&user_record::probe(now, parent, &probe));
+            let outputs = &mut self.outputs.all();
+            self.stacks.unwind_threads(parent, now, &mut probe, outputs);
+            outputs.record(&user_record::probe(now, parent, &probe));
             self.pipeline.analyzer_mut().attach_probe(parent, probe);
         }
         for pid in self.pipeline.analyzer_mut().due_zombie_checks(now) {

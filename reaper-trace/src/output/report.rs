@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    analysis::{Finding, FindingKind, Notice, Report, Resolution},
+    analysis::{Finding, FindingKind, Notice, Report, Resolution, diagnosis::now},
     trace::{
         escape::escape,
         event::NsPid,
@@ -59,6 +59,18 @@ pub fn stack_notes(f: &Finding) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// Where each of the parent's threads was when the exit went overdue,
+/// escaped (`thread 4426 (main) blocked in clock_nanosleep ← sleep ←
+/// main.c:40 in wait_for_jobs`): once their user stacks are named, so a
+/// probe without them (an older recording's) reads as before.
+pub fn thread_notes(f: &Finding) -> impl Iterator<Item = String> + '_ {
+    let named = f.threads.iter().any(|t| t.probe.user_place.is_some());
+    f.threads
+        .iter()
+        .filter(move |_| named)
+        .map(|t| now::thread_line(&t.probe))
+}
+
 pub fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
     let kind = f.kind.name();
@@ -108,6 +120,9 @@ pub fn finding_line(f: &Finding) -> String {
     }
     for note in stack_notes(f) {
         let _ = write!(line, "\n    {note}");
+    }
+    for thread in thread_notes(f) {
+        let _ = write!(line, "\n    {thread}");
     }
     for d in &f.diagnosis {
         let _ = write!(line, "\n    [{}] {}", d.code, d.text);

@@ -5,6 +5,7 @@
 use crate::{
     analysis::{Finding, hints},
     host::symbolize::Symbolizer,
+    trace::{host_facts::ThreadProbe, stack::UserPlace},
 };
 
 /// Fills a finding's `fork_stack` and `sigaction_stack` from its frames,
@@ -26,5 +27,27 @@ pub fn symbolize_finding(symbolizer: &mut Symbolizer, finding: &mut Finding) {
         .map(|s| symbolizer.symbolize_stack(s));
     if finding.fork_stack.is_some() {
         finding.hint = hints::hint(finding);
+    }
+    for thread in &mut finding.threads {
+        name_thread(symbolizer, &mut thread.probe);
+    }
+}
+
+/// Names a probed thread's user stack (`user_place` from `user_stack`).
+pub fn name_thread(symbolizer: &mut Symbolizer, thread: &mut ThreadProbe) {
+    thread.user_place = thread
+        .user_stack
+        .as_ref()
+        .map(|stack| UserPlace::new(symbolizer.symbolize_stack(stack), stack.truncated));
+}
+
+/// Names the user stacks of the threads of `tgid`, a process alive now
+/// (the `zombies` snapshot): a container's files are reached through it.
+pub fn name_live_threads(symbolizer: &mut Symbolizer, tgid: u32, threads: &mut [ThreadProbe]) {
+    for thread in threads {
+        for frame in thread.user_stack.iter().flat_map(|s| &s.frames) {
+            symbolizer.prepare(&frame.module, tgid);
+        }
+        name_thread(symbolizer, thread);
     }
 }

@@ -5,7 +5,12 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::trace::{comm::Comm, event::NsPid};
+use crate::trace::{
+    comm::Comm,
+    event::NsPid,
+    names::syscall_name,
+    stack::{Stack, UserPlace},
+};
 
 /// A process found in /proc when tracing started. Stored as is in the
 /// recording's header (docs/recording.md: `seed`).
@@ -74,6 +79,16 @@ pub struct ThreadProbe {
     /// names innermost first, at most [`MAX_KERNEL_FRAMES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_stack: Vec<String>,
+    /// Its user stack, unwound from `syscall`'s stack pointer and program
+    /// counter into module + offset frames. Not in the probe's JSON: a
+    /// recording keeps it in a `THREAD_STACK` record of its own, whose
+    /// frames name modules as fork stacks do.
+    #[serde(skip)]
+    pub user_stack: Option<Stack>,
+    /// The same, named: filled where the probe is shown (naming reads the
+    /// modules' files), so never read back.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub user_place: Option<UserPlace>,
 }
 
 /// How many kernel frames a thread probe keeps: where it sleeps and why
@@ -106,6 +121,30 @@ impl ThreadProbe {
             tracer_pid: None,
             syscall: None,
             kernel_stack: Vec::new(),
+            user_stack: None,
+            user_place: None,
+        }
+    }
+}
+
+/// One thread of a parent as shown (a finding's `threads`, a snapshot's):
+/// the probe, and its system call named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ThreadNow {
+    #[serde(flatten)]
+    pub probe: ThreadProbe,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall_name: Option<String>,
+}
+
+impl ThreadNow {
+    pub fn of(probe: &ThreadProbe) -> ThreadNow {
+        ThreadNow {
+            probe: probe.clone(),
+            syscall_name: probe
+                .syscall
+                .filter(|s| s.nr >= 0)
+                .map(|s| syscall_name(s.nr)),
         }
     }
 }

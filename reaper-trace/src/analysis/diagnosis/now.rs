@@ -18,8 +18,9 @@ use crate::{
     },
 };
 
-/// How many threads get a `parent_thread_at` item.
-const MAX_THREADS_SHOWN: usize = 8;
+/// How many threads get a `parent_thread_at` item (and a finding's
+/// `threads`).
+pub const MAX_THREADS_SHOWN: usize = 8;
 
 /// Every item for parent `p`, as `reaper-trace zombies` shows them.
 pub fn explain(p: u32, probe: &ParentProbe) -> Vec<Diag> {
@@ -243,10 +244,10 @@ fn threads_at(p: u32, probe: &ParentProbe) -> Vec<Diag> {
         .collect()
 }
 
-/// Where one thread is, escaped: `(main) S in clock_nanosleep (wchan
-/// hrtimer_nanosleep; kernel do_nanosleep ← hrtimer_nanosleep ← …)`.
-/// The one place that says it: a user stack, unwound from the syscall's
-/// stack pointer and program counter, goes after the system call here.
+/// Where one thread is, escaped: `(main) S in clock_nanosleep ← sleep ←
+/// main.c:40 in wait_for_jobs (wchan hrtimer_nanosleep; kernel
+/// do_nanosleep ← hrtimer_nanosleep ← …)`. The user stack's part (the
+/// function called and the blamed line) is there once its frames are named.
 pub fn whereabouts(t: &ThreadProbe) -> String {
     let mut out = format!("({}) {}", escape(&t.comm), t.state);
     match t.syscall {
@@ -258,6 +259,7 @@ pub fn whereabouts(t: &ThreadProbe) -> String {
         None if t.state == 'R' => out.push_str(" running"),
         None => {}
     }
+    out.push_str(&outward(t));
     let mut notes = Vec::new();
     if !t.wchan.is_empty() {
         notes.push(format!("wchan {}", escape(&t.wchan)));
@@ -268,6 +270,44 @@ pub fn whereabouts(t: &ThreadProbe) -> String {
     }
     if !notes.is_empty() {
         out.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    out
+}
+
+/// ` ← sleep ← main.c:40 in wait_for_jobs`, escaped: the named user stack's
+/// part, empty before naming or when only libc was found.
+fn outward(t: &ThreadProbe) -> String {
+    t.user_place
+        .as_ref()
+        .map(|p| escape(&p.outward()))
+        .unwrap_or_default()
+}
+
+/// One line per thread for a finding, escaped: `thread 4426 (main) blocked
+/// in clock_nanosleep ← sleep ← main.c:40 in wait_for_jobs`, `thread 4427
+/// (worker) running`. The state is said where it is not a plain sleep (S).
+pub fn thread_line(t: &ThreadProbe) -> String {
+    let mut out = format!("thread {} ({})", t.tid, escape(&t.comm));
+    match t.syscall {
+        Some(call) if call.nr >= 0 => {
+            out.push_str(" blocked in ");
+            out.push_str(&syscall_name(call.nr));
+        }
+        Some(_) => out.push_str(" outside a system call"),
+        None if t.state == 'R' => out.push_str(" running"),
+        None => out.push_str(" (system call unknown)"),
+    }
+    out.push_str(&outward(t));
+    if let Some(place) = t.user_place.as_ref().filter(|p| p.waits_at.is_none()) {
+        // Unwound, but nothing outside libc was found.
+        let depth = place.frames.len();
+        out.push_str(&format!(
+            " (no frame of its own in the {depth} unwound{})",
+            if place.truncated { ", truncated" } else { "" }
+        ));
+    }
+    if !matches!(t.state, 'S' | 'R') {
+        out.push_str(&format!(" (state {})", t.state));
     }
     out
 }
@@ -417,6 +457,54 @@ mod tests {
         t.kernel_stack = vec!["x\u{1b}[2J".into()];
         let text = whereabouts(&t);
         assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
+    fn a_threads_line_names_its_call_and_where_its_code_waits() {
+        use crate::trace::stack::{Symbol, UserPlace};
+        let frame = |module: &str, function: &str, line: Option<u32>| Symbol {
+            module: module.into(),
+            address: 0x40,
+            function: Some(function.into()),
+            file: line.map(|_| "/src/main\u{1b}[2J.c".to_owned()),
+            line,
+        };
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+        let mut t = thread(4426, 'S', false, false);
+        t.comm = "main".into();
+        t.syscall = Some(SyscallProbe {
+            nr: libc::SYS_clock_nanosleep,
+            sp: 1,
+            pc: 2,
+        });
+        t.user_place = Some(UserPlace::new(
+            vec![
+                frame(libc, "clock_nanosleep", None),
+                frame(libc, "sleep", None),
+                frame("/src/app", "wait_for_jobs", Some(40)),
+            ],
+            false,
+        ));
+        assert_eq!(
+            thread_line(&t),
+            "thread 4426 (main) blocked in clock_nanosleep ← sleep ← main\\x1b[2J.c:40 in wait_for_jobs"
+        );
+        assert!(
+            whereabouts(&t).starts_with(
+                "(main) S in clock_nanosleep ← sleep ← main\\x1b[2J.c:40 in wait_for_jobs (wchan do_sys_poll"
+            ),
+            "{}",
+            whereabouts(&t)
+        );
+        // Unwound into libc alone; stopped; running.
+        t.user_place = Some(UserPlace::new(vec![frame(libc, "pause", None)], true));
+        t.state = 'T';
+        assert_eq!(
+            thread_line(&t),
+            "thread 4426 (main) blocked in clock_nanosleep (no frame of its own in the 1 unwound, truncated) (state T)"
+        );
+        let running = ThreadProbe::basic(4427, "worker", 'R', "");
+        assert_eq!(thread_line(&running), "thread 4427 (worker) running");
     }
 
     #[test]
