@@ -5,7 +5,10 @@
 use std::fmt::Write as _;
 
 use crate::{
-    analysis::snapshot::{CgroupNow, ParentGroup, Snapshot, ZombieNow},
+    analysis::{
+        diagnosis::now,
+        snapshot::{CgroupNow, ParentGroup, Snapshot, ZombieNow},
+    },
     trace::{escape::escape, names::seconds},
 };
 
@@ -120,6 +123,12 @@ fn parent_text(out: &mut String, p: &ParentGroup) {
     );
     if !p.read {
         out.push_str("    (the parent could not be read: it exited meanwhile)\n");
+    }
+    // Where its threads are in their own code, once their stacks are named.
+    if p.threads.iter().any(|t| t.probe.user_place.is_some()) {
+        for t in p.threads.iter().take(now::MAX_THREADS_SHOWN) {
+            let _ = writeln!(out, "    {}", now::thread_line(&t.probe));
+        }
     }
     for d in &p.explanation {
         let _ = writeln!(out, "    [{}] {}", d.code, d.text);
