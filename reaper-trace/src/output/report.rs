@@ -266,6 +266,60 @@ mod tests {
     }
 
     #[test]
+    fn the_parents_threads_are_shown_once_named() {
+        use crate::trace::{
+            host_facts::{SyscallProbe, ThreadNow, ThreadProbe},
+            stack::{Symbol, UserPlace},
+        };
+        let mut blocked = ThreadProbe::basic(10, "par\nent", 'S', "futex_do_wait");
+        blocked.syscall = Some(SyscallProbe {
+            nr: libc::SYS_futex,
+            sp: 1,
+            pc: 2,
+        });
+        let mut f = finding();
+        f.threads = vec![
+            ThreadNow::of(&blocked),
+            ThreadNow::of(&ThreadProbe::basic(12, "worker", 'R', "")),
+        ];
+        // Not named yet (or an older recording's probe): as before.
+        assert!(!finding_line(&f).contains("thread 10"));
+        f.threads[0].probe.user_place = Some(UserPlace::new(
+            vec![
+                Symbol {
+                    module: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                    function: Some("pthread_mutex_lock".into()),
+                    ..Symbol::default()
+                },
+                Symbol {
+                    module: "/src/app".into(),
+                    function: Some("reap_under_lock".into()),
+                    file: Some("/src/app.c".into()),
+                    line: Some(67),
+                    ..Symbol::default()
+                },
+            ],
+            false,
+        ));
+        let line = finding_line(&f);
+        assert!(
+            line.contains(
+                "\n    thread 10 (par\\x0aent) blocked in futex ← pthread_mutex_lock ← app.c:67 in reap_under_lock\n    thread 12 (worker) running\n    [never_waited]"
+            ),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&Report {
+            findings: vec![f],
+            ..Default::default()
+        }))
+        .unwrap();
+        let t = &v["findings"][0]["threads"][0];
+        assert_eq!(t["syscall_name"], "futex");
+        assert_eq!(t["user_place"]["waits_at"], "app.c:67 in reap_under_lock");
+        assert_eq!(t["user_place"]["frames"][1]["line"], 67);
+    }
+
+    #[test]
     fn json_report_keeps_the_schema_names() {
         let report = Report {
             findings: vec![finding()],
