@@ -12,28 +12,12 @@ const LEAK_C: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/leak.c");
 
 /// The line of `leak.c` carrying `MARK: <mark>`.
 fn marked_line(mark: &str) -> u64 {
-    let source = std::fs::read_to_string(LEAK_C).expect("leak.c");
-    let needle = format!("MARK: {mark} ");
-    source
-        .lines()
-        .position(|l| l.contains(&needle))
-        .map(|i| i as u64 + 1)
-        .unwrap_or_else(|| panic!("no {needle:?} in leak.c"))
+    reaper_trace_tests::marked_line(LEAK_C, mark)
 }
 
 /// leak.c built with `flags` (and -g) into the scratch directory.
 fn build_leak(name: &str, flags: &[&str]) -> PathBuf {
-    let out = scratch_dir().join(name);
-    let status = Command::new("cc")
-        .args(["-g", "-pthread"])
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(LEAK_C)
-        .status()
-        .expect("run cc (set-up installs gcc)");
-    assert!(status.success(), "cc {flags:?} failed");
-    out
+    build_c(LEAK_C, name, flags)
 }
 
 /// `check --format json --threshold 200ms <extra> -- cmd`: its exit code,

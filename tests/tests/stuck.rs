@@ -24,35 +24,14 @@ const STUCK_C: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/stuck.c");
 /// threshold, so that its threads are probed while stuck.
 const HOLD_MS: &str = "1500";
 
-/// The line of `stuck.c` carrying `MARK: <mark>`.
-fn marked_line(mark: &str) -> u64 {
-    let source = std::fs::read_to_string(STUCK_C).expect("stuck.c");
-    let needle = format!("MARK: {mark} ");
-    source
-        .lines()
-        .position(|l| l.contains(&needle))
-        .map(|i| i as u64 + 1)
-        .unwrap_or_else(|| panic!("no {needle:?} in stuck.c"))
-}
-
 /// `stuck.c:N in function` for the line marked `mark`.
 fn waits_at(mark: &str, function: &str) -> String {
-    format!("stuck.c:{} in {function}", marked_line(mark))
+    format!("stuck.c:{} in {function}", marked_line(STUCK_C, mark))
 }
 
 /// stuck.c built with `-g` and `flags` into the scratch directory.
 fn build(name: &str, flags: &[&str]) -> PathBuf {
-    let out = scratch_dir().join(name);
-    let status = Command::new("cc")
-        .args(["-g", "-pthread"])
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(STUCK_C)
-        .status()
-        .expect("run cc (set-up installs gcc)");
-    assert!(status.success(), "cc {flags:?} failed");
-    out
+    build_c(STUCK_C, name, flags)
 }
 
 /// What one traced run of `bin mode` showed: live's JSON lines, and the

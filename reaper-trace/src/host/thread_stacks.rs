@@ -253,7 +253,7 @@ mod tests {
     fn frame_records_chain_upwards_to_user_code() {
         // Word i of the copy is at sp + 8 i; sp + 8 is 16-byte aligned.
         let sp = 0x7fff_0000_0008_u64;
-        let mut words = vec![1u64; 16];
+        let mut words = [1u64; 16];
         // At sp + 8: a record pointing to sp + 0x28, then a return address.
         words[1] = sp + 0x28;
         words[2] = 0x5555_0000_1234;

@@ -134,10 +134,9 @@ mod tests {
         })
     }
 
-    #[test]
-    fn modules_are_written_once_and_stacks_read_back_the_same() {
-        let (app, libc) = (module("/app"), module("/libc.so.6"));
-        let stack = |frames: &[(&Arc<Module>, u64)]| Stack {
+    /// A stack of (module, file offset) frames.
+    fn stack_of(frames: &[(&Arc<Module>, u64)], truncated: bool) -> Stack {
+        Stack {
             frames: frames
                 .iter()
                 .map(|(m, o)| Frame {
@@ -145,8 +144,14 @@ mod tests {
                     file_offset: *o,
                 })
                 .collect(),
-            truncated: false,
-        };
+            truncated,
+        }
+    }
+
+    #[test]
+    fn modules_are_written_once_and_stacks_read_back_the_same() {
+        let (app, libc) = (module("/app"), module("/libc.so.6"));
+        let stack = |frames: &[(&Arc<Module>, u64)]| stack_of(frames, false);
         let first = stack(&[(&libc, 0x10), (&app, 0x20)]);
         let second = stack(&[(&libc, 0x30), (&app, 0x40), (&app, 0x50)]);
         let mut ids = ModuleIds::default();
@@ -171,22 +176,8 @@ mod tests {
     #[test]
     fn a_probed_threads_stack_reads_back_as_its_own_kind() {
         let (app, libc) = (module("/app"), module("/libc.so.6"));
-        let frames = |list: &[(&Arc<Module>, u64)]| {
-            list.iter()
-                .map(|(m, o)| Frame {
-                    module: (*m).clone(),
-                    file_offset: *o,
-                })
-                .collect()
-        };
-        let forked = Stack {
-            frames: frames(&[(&libc, 0x10)]),
-            truncated: false,
-        };
-        let blocked = Stack {
-            frames: frames(&[(&libc, 0x30), (&app, 0x40)]),
-            truncated: true,
-        };
+        let forked = stack_of(&[(&libc, 0x10)], false);
+        let blocked = stack_of(&[(&libc, 0x30), (&app, 0x40)], true);
         let mut ids = ModuleIds::default();
         let mut written = ids.records(1, (10, 11, 1), &forked);
         let thread = ids.thread_records(2, (10, 12), &blocked);

@@ -249,16 +249,7 @@ fn threads_at(p: u32, probe: &ParentProbe) -> Vec<Diag> {
 /// Where it is in its own code, once its user stack is named, is
 /// [`thread_line`]'s.
 pub fn whereabouts(t: &ThreadProbe) -> String {
-    let mut out = format!("({}) {}", escape(&t.comm), t.state);
-    match t.syscall {
-        Some(call) if call.nr >= 0 => {
-            out.push_str(" in ");
-            out.push_str(&syscall_name(call.nr));
-        }
-        Some(_) => out.push_str(" outside a system call"),
-        None if t.state == 'R' => out.push_str(" running"),
-        None => {}
-    }
+    let mut out = format!("({}) {}{}", escape(&t.comm), t.state, call_text(t, "in"));
     let mut notes = Vec::new();
     if !t.wchan.is_empty() {
         notes.push(format!("wchan {}", escape(&t.wchan)));
@@ -271,6 +262,17 @@ pub fn whereabouts(t: &ThreadProbe) -> String {
         out.push_str(&format!(" ({})", notes.join("; ")));
     }
     out
+}
+
+/// ` in clock_nanosleep` (`lead` first), ` outside a system call`,
+/// ` running`, or nothing when /proc did not say.
+fn call_text(t: &ThreadProbe, lead: &str) -> String {
+    match t.syscall {
+        Some(call) if call.nr >= 0 => format!(" {lead} {}", syscall_name(call.nr)),
+        Some(_) => " outside a system call".to_owned(),
+        None if t.state == 'R' => " running".to_owned(),
+        None => String::new(),
+    }
 }
 
 /// ` ← sleep ← main.c:40 in wait_for_jobs`, escaped: the named user stack's
@@ -286,17 +288,13 @@ fn outward(t: &ThreadProbe) -> String {
 /// in clock_nanosleep ← sleep ← main.c:40 in wait_for_jobs`, `thread 4427
 /// (worker) running`. The state is said where it is not a plain sleep (S).
 pub fn thread_line(t: &ThreadProbe) -> String {
-    let mut out = format!("thread {} ({})", t.tid, escape(&t.comm));
-    match t.syscall {
-        Some(call) if call.nr >= 0 => {
-            out.push_str(" blocked in ");
-            out.push_str(&syscall_name(call.nr));
-        }
-        Some(_) => out.push_str(" outside a system call"),
-        None if t.state == 'R' => out.push_str(" running"),
-        None => out.push_str(" (system call unknown)"),
-    }
-    out.push_str(&outward(t));
+    let mut out = format!(
+        "thread {} ({}){}{}",
+        t.tid,
+        escape(&t.comm),
+        call_text(t, "blocked in"),
+        outward(t)
+    );
     if let Some(place) = t.user_place.as_ref().filter(|p| p.waits_at.is_none()) {
         // Unwound, but nothing outside libc was found.
         let depth = place.frames.len();
