@@ -244,6 +244,60 @@ mod tests {
     }
 
     #[test]
+    fn named_threads_get_a_line_each_and_the_json_their_place() {
+        use crate::trace::stack::{Symbol, UserPlace};
+        let mut main = ThreadProbe::basic(20, "app", 'S', "anon_pipe_read");
+        main.syscall = Some(crate::trace::host_facts::SyscallProbe {
+            nr: libc::SYS_read,
+            sp: 1,
+            pc: 2,
+        });
+        let scan = |main: ThreadProbe| ZombieScan {
+            now_ns: 100 * S,
+            zombies: vec![ZombieProcess {
+                pid: 21,
+                ppid: 20,
+                comm: Comm::from_str_lossy("sh"),
+                ..Default::default()
+            }],
+            parents: vec![ParentNow {
+                pid: 20,
+                comm: Comm::from_str_lossy("app"),
+                ns_pid: None,
+                probe: Some(ParentProbe {
+                    threads: vec![main, ThreadProbe::basic(22, "worker", 'R', "")],
+                    ..Default::default()
+                }),
+            }],
+        };
+        // Not unwound: no thread lines.
+        let plain = text(&build(&scan(main.clone()), S, &BTreeMap::new()));
+        assert!(!plain.contains("    thread 20 (app)"), "{plain}");
+        main.user_place = Some(UserPlace::new(
+            vec![Symbol {
+                module: "/opt/app".into(),
+                function: Some("slow_handler".into()),
+                file: Some("/src/app.c".into()),
+                line: Some(81),
+                ..Symbol::default()
+            }],
+            false,
+        ));
+        let snapshot = build(&scan(main), S, &BTreeMap::new());
+        let text = text(&snapshot);
+        assert!(
+            text.contains(
+                "\n    thread 20 (app) blocked in read ← app.c:81 in slow_handler\n    thread 22 (worker) running\n"
+            ),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&snapshot)).unwrap();
+        let thread = &v["groups"][0]["parents"][0]["threads"][0];
+        assert_eq!(thread["user_place"]["waits_at"], "app.c:81 in slow_handler");
+        assert_eq!(thread["syscall_name"], "read");
+    }
+
+    #[test]
     fn no_zombies_says_so() {
         let empty = build(&ZombieScan::default(), S, &BTreeMap::new());
         assert_eq!(text(&empty), "no zombies\n");
