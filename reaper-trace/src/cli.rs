@@ -105,6 +105,14 @@ pub struct Trace {
     /// Do not copy user stacks.
     #[arg(long)]
     pub no_stacks: bool,
+    /// Hook no system call, so that tracing costs other programs' system
+    /// calls nothing (any syscall hook sends every system call of every
+    /// process through the kernel's slow path, about 1.9x for a cheap
+    /// one). What goes: the wait calls' options and results (reaps are
+    /// dated by the kernel's free of the task and by /proc instead),
+    /// SIGCHLD action changes, failed forks and user stacks.
+    #[arg(long, conflicts_with = "stacks")]
+    pub no_syscall_hooks: bool,
     /// Leave the ring buffer's reader at normal priority. By default it
     /// runs at the lowest real-time priority (or nice -10 where that is
     /// refused), so that a busy machine cannot starve it while a burst
@@ -161,6 +169,14 @@ pub struct ServeArgs {
     /// Print the probes' own logs of their rare paths on stderr.
     #[arg(long)]
     pub probe_log: bool,
+    /// Also hook the system calls: each finding then tells the parent's
+    /// wait calls (options, results) and SIGCHLD action changes, and reaps
+    /// are dated by the wait that made them. Off by default because any
+    /// syscall hook sends every system call of every process through the
+    /// kernel's slow path (about 1.9x for a cheap one); without it, reaps
+    /// are dated by the kernel's free of the task and by /proc.
+    #[arg(long)]
+    pub syscall_hooks: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -378,6 +394,7 @@ pub fn live_options(
             cgroup: trace.scope.cgroup,
             container: trace.scope.container,
             normal_priority: trace.normal_priority,
+            syscall_hooks: !trace.no_syscall_hooks,
             ..TraceOptions::default()
         },
         emit: Emit {
@@ -408,6 +425,7 @@ pub fn serve_options(args: ServeArgs) -> LiveOptions {
             probe_log: args.probe_log,
             cgroup: args.scope.cgroup,
             container: args.scope.container,
+            syscall_hooks: args.syscall_hooks,
             ..TraceOptions::default()
         },
         emit: Emit {

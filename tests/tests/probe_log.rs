@@ -35,6 +35,7 @@ fn traced_bad_sigaction(test: &str, probe_log: bool) -> Option<String> {
             thread_events: false,
             probe_log: value == "1",
             stacks: false,
+            syscall_hooks: true,
         })
         .expect("starting the tracer");
         assert_eq!(rt_sigaction_unmapped(), (-1, Some(libc::EFAULT)));

@@ -279,7 +279,7 @@ fn soak(b: &Bench) -> anyhow::Result<Value> {
 /// untraced storm: wall and CPU (the storm's and the tracer's) ratios, and
 /// the events each tracer lost.
 fn overhead(b: &Bench) -> anyhow::Result<Value> {
-    let mut modes: Vec<&str> = vec!["live", "live --record", "serve"];
+    let mut modes: Vec<&str> = vec!["live", "live --record", "serve", "serve --syscall-hooks"];
     if b.bpftrace.is_some() {
         modes.push("bpftrace");
     }
@@ -319,8 +319,9 @@ fn traced_storm(b: &Bench, mode: &str) -> anyhow::Result<(f64, Cost, u64)> {
         return bpftrace_storm(b);
     }
     let mut cmd = on_cpu1(&b.tool);
-    if mode == "serve" {
+    if let Some(options) = mode.strip_prefix("serve") {
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(options.split_whitespace())
             .stdout(Stdio::null());
     } else {
         cmd.arg("live").stdout(Stdio::null());

@@ -59,6 +59,9 @@ diag_codes! {
     BlockedInWait => "blocked_in_wait",
     /// How long after the exit the parent's first wait came.
     FirstWaitAfter => "first_wait_after",
+    /// Waits after the exit seen only by the kernel's `sched_process_wait`
+    /// (no syscall hooks): their options and results are unknown.
+    WaitsUntraced => "waits_untraced",
     /// WNOHANG polls after the exit that found nothing.
     WnohangEmpty => "wnohang_empty",
     /// The parent ended without reaping it.

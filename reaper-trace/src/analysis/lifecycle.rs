@@ -13,7 +13,7 @@ use super::{
     facts::{ExitFacts, Orphaning, Predates, ProcessEnd, SigchldFacts, SignalSent},
     findings::*,
     losses::Losses,
-    parent::{DispositionChange, ParentFacts, WaitCall, Waiting},
+    parent::{DispositionChange, KernelWait, ParentFacts, WaitCall, Waiting},
     reap::{self, Collector, Release, WaitResult},
 };
 use reaper_trace_common::stack_owner;
@@ -355,9 +355,15 @@ impl Analyzer {
             }
             EventData::WaitEnter(w) => self.wait_enter(event, w),
             EventData::WaitExit(w) => self.wait_exit(event, w),
-            EventData::ProcessWait(w) => self
-                .facts_mut(event.tgid)
-                .resolve_pidfd_wait(event.tid, w.pid),
+            EventData::ProcessWait(w) => {
+                let facts = self.facts_mut(event.tgid);
+                facts.resolve_pidfd_wait(event.tid, w.pid);
+                facts.record_kernel_wait(KernelWait {
+                    time_ns: event.time_ns,
+                    tid: event.tid,
+                    pid: w.pid,
+                });
+            }
             EventData::Free(f) => self.free(event, f),
             EventData::ForkFailed(f) => {
                 self.pending_stacks.fork_failed(event.tid);
@@ -768,7 +774,7 @@ impl Analyzer {
             }
             return;
         }
-        self.release_unseen(event.tgid, event.time_ns);
+        self.release_unseen(event.tgid, event.time_ns, f.real_parent_tgid);
     }
 
     /// An entry for `pid` with another start time belongs to a process that
@@ -785,7 +791,7 @@ impl Analyzer {
         if self.end_may_be_lost(pid, now_ns) {
             self.close_unknown(pid);
         } else {
-            self.release_unseen(pid, now_ns);
+            self.release_unseen(pid, now_ns, None);
         }
         self.forget_running(pid);
         self.procs.remove(&pid);
@@ -837,8 +843,9 @@ impl Analyzer {
     }
 
     /// `pid` was released at `now_ns` at the latest, and no reaping wait was
-    /// seen: decide how (the reap rules) and close its lifecycle.
-    fn release_unseen(&mut self, pid: u32, now_ns: u64) {
+    /// seen: decide how (the reap rules) and close its lifecycle. `freed_under`
+    /// is the real parent its free named, when a free did.
+    fn release_unseen(&mut self, pid: u32, now_ns: u64, freed_under: Option<u32>) {
         let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
             return;
         };
@@ -849,8 +856,17 @@ impl Analyzer {
             .parent_disposition
             .is_some_and(|(d, flags)| reap::autoreaps(exit.exit_signal, d, flags));
         let parent_is_ns_init = self.is_ns_init(exit.parent);
-        let release =
-            reap::release_without_wait(autoreap, exit.adopted_by.is_some(), self.parent_gone(pid));
+        // A dying process hands its zombies over rather than reaping them,
+        // except a namespace's init, which reaps what is left as it dies.
+        // So a free that still names the parent says the parent released
+        // it while alive, however long the free trailed the reap (and the
+        // parent may well have exited in between).
+        let freed_by_parent = freed_under == Some(exit.parent) && !parent_is_ns_init;
+        let release = reap::release_without_wait(
+            autoreap,
+            exit.adopted_by.is_some(),
+            self.parent_gone(pid) && !freed_by_parent,
+        );
         let reap = match release {
             Release::Autoreap => Reap {
                 time_ns: exit.time_ns.unwrap_or(now_ns),
@@ -899,7 +915,7 @@ impl Analyzer {
     /// RCU callbacks, at times long after the reap). Closed as released by
     /// then, so never a zombie at the end; a finding it makes is uncertain.
     pub fn gone(&mut self, pid: u32, now_ns: u64) {
-        self.release_unseen(pid, now_ns);
+        self.release_unseen(pid, now_ns, None);
     }
 
     /// Whether `pid` is PID 1 of a pid namespace of its own.

@@ -78,6 +78,18 @@ pub fn wait_target(pid: i32, pidfd: Option<i32>) -> String {
     }
 }
 
+/// A wait as the kernel's `sched_process_wait` told it, at the start of
+/// `do_wait`: who waited, for what, with no word on the options or the
+/// result. Without syscall hooks, the only sign of a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelWait {
+    pub time_ns: u64,
+    pub tid: u32,
+    /// The pid (or process group, or a pidfd's process) waited for, in the
+    /// initial namespace; 0: any child.
+    pub pid: i32,
+}
+
 /// A wait in progress on one thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Waiting {
@@ -115,6 +127,9 @@ pub struct ParentFacts {
     pub wnohang_empty: u64,
     /// Waits in progress, per thread.
     pub waiting: HashMap<u32, Waiting>,
+    /// The recent waits as the kernel reported them (`sched_process_wait`),
+    /// whether or not the wait syscalls were hooked.
+    pub kernel_waits: VecDeque<KernelWait>,
     pub fork_failures: BTreeMap<i32, u64>,
     pub leader_exited_ns: Option<u64>,
     pub probe: Option<ParentProbe>,
@@ -138,6 +153,13 @@ impl ParentFacts {
             self.waits.pop_front();
         }
         self.waits.push_back(call);
+    }
+
+    pub fn record_kernel_wait(&mut self, wait: KernelWait) {
+        if self.kernel_waits.len() == WAIT_HISTORY {
+            self.kernel_waits.pop_front();
+        }
+        self.kernel_waits.push_back(wait);
     }
 
     /// A SIGCHLD disposition change; a repeat of the previous one (same

@@ -1530,3 +1530,117 @@ mod explain {
         );
     }
 }
+
+/// Traces without syscall hooks (`serve`'s default): no wait records, only
+/// the kernel's `sched_process_wait` and the free.
+mod without_syscall_hooks {
+    use super::*;
+
+    fn kernel_wait(t: u64, parent: u32, pid: i32) -> Event {
+        b::at(
+            t,
+            parent,
+            parent,
+            EventData::ProcessWait(ProcessWait { pid }),
+        )
+    }
+
+    /// Parent 10 forks 11 (started at 5), which exits at 1 ms; 10 waits for
+    /// `waited_for` at `wait_at` and exits at 2 ms; the free of 11, naming
+    /// `freed_under` as its real parent, comes at 15 ms.
+    fn parent_exits_before_the_free(wait_at: u64, waited_for: i32, freed_under: u32) -> Report {
+        let mut s = Seq::new();
+        s.add(b::fork(0, 10, 11, false))
+            .exit(MS, 11, 11, 10, true, 5)
+            .sigchld(
+                MS,
+                11,
+                10,
+                SignalResult::Ignored,
+                Disposition::Default,
+                false,
+            )
+            .add(kernel_wait(wait_at, 10, waited_for))
+            .exit(2 * MS, 10, 10, 1, true, 1)
+            .add(b::free_under(15 * MS, 11, 5, freed_under))
+            .add(b::free_under(16 * MS, 10, 1, 1));
+        // The fork's start time is the child's (as the kernel gives it).
+        if let EventData::Fork(f) = &mut s.0[0].data {
+            f.child_start_ns = 5;
+        }
+        s.run(S, 5 * S)
+    }
+
+    /// The free trails the reap by an RCU grace period, and the parent may
+    /// exit in between: still naming the parent, it says the parent
+    /// released the child while alive. Without the wait records, taking the
+    /// parent's death for a hand-over made every child of a shell that
+    /// exits right after its last wait an unreaped finding.
+    #[test]
+    fn a_free_that_still_names_the_dead_parent_is_the_parents_reap() {
+        let r = parent_exits_before_the_free(MS + 10, 11, 10);
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+        assert_eq!((r.summary.reaped_by_parent, r.summary.unreaped), (2, 0));
+    }
+
+    /// Naming another process (the adopter), the free says the parent died
+    /// first: unreaped, adopted.
+    #[test]
+    fn a_free_naming_the_adopter_is_still_unreaped() {
+        let r = parent_exits_before_the_free(MS + 10, 12, 5);
+        assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.resolution, Some(Resolution::Adopted));
+        let c = codes(f);
+        // The parent waited (for 12) after the exit: not "never waited",
+        // and what it waited for is said, without options or result.
+        assert!(!c.contains(&DiagCode::NeverWaited), "{c:?}");
+        assert!(c.contains(&DiagCode::WaitsUntraced), "{c:?}");
+        let text = &f.diagnosis[c
+            .iter()
+            .position(|c| *c == DiagCode::WaitsUntraced)
+            .unwrap()];
+        assert!(
+            text.text
+                .contains("made 1 wait call after the child exited, the first 0.000s after it (for pid or process group 12)"),
+            "{}",
+            text.text
+        );
+    }
+
+    /// A wait that began before the exit may still be going on (its end is
+    /// not traced): never "never waited", and the wait is told.
+    #[test]
+    fn a_wait_begun_before_the_exit_may_still_be_blocked() {
+        let r = parent_exits_before_the_free(MS - 10, 12, 5);
+        let f = &r.findings[0];
+        let c = codes(f);
+        assert!(!c.contains(&DiagCode::NeverWaited), "{c:?}");
+        let text = &f.diagnosis[c
+            .iter()
+            .position(|c| *c == DiagCode::WaitsUntraced)
+            .unwrap()];
+        assert!(
+            text.text.contains("last wait call (thread 10, for pid or process group 12) began 0.000s before the exit")
+                && text.text.contains("it may have been blocked in it since"),
+            "{}",
+            text.text
+        );
+    }
+
+    /// With wait records, the kernel's report of the same waits changes
+    /// nothing: the syscall items stay, and `waits_untraced` never shows.
+    #[test]
+    fn with_wait_records_the_kernels_waits_add_nothing() {
+        let mut s = Seq::new();
+        s.fork(0, 10, 11)
+            .exit(MS, 11, 11, 10, true, 0)
+            .add(b::wait_enter(2 * MS, 10, 12, 0))
+            .add(kernel_wait(2 * MS, 10, 12))
+            .add(b::wait_exit(3 * MS, 10, 12, 0, -libc::ECHILD));
+        let r = s.run(S, 5 * S);
+        let c = codes(&r.findings[0]);
+        assert!(c.contains(&DiagCode::WaitedForOther), "{c:?}");
+        assert!(!c.contains(&DiagCode::WaitsUntraced), "{c:?}");
+    }
+}

@@ -114,6 +114,13 @@ pub struct TracerOptions {
     /// Copy the user stack at each fork of a process and each SIGCHLD
     /// action change of a traced process (`UserStackRecord`).
     pub stacks: bool,
+    /// Attach the raw `sys_enter`/`sys_exit` programs (wait calls and their
+    /// results, SIGCHLD action changes, failed forks, fork stacks). Any
+    /// syscall hook sends every system call of every task through the
+    /// kernel's slow path, which costs a `getppid` about 1.9x; without them
+    /// tracing costs other system calls nothing, and reaps are dated by
+    /// the kernel's free and /proc instead.
+    pub syscall_hooks: bool,
 }
 
 /// Loaded and attached programs.
@@ -149,11 +156,14 @@ fn check_kernel() -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Loads and attaches every program (each named after its tracepoint);
-/// returns the hooks' names.
-fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<String>, SetupError> {
+/// Loads and attaches every program (each named after its tracepoint),
+/// the syscall ones only with `syscall_hooks`; returns the hooks' names.
+fn attach_all(ebpf: &mut Ebpf, syscall_hooks: bool) -> Result<Vec<String>, SetupError> {
     let mut hooks = Vec::new();
     for (name, _) in offsets::RAW_TRACEPOINTS {
+        if !syscall_hooks && offsets::SYSCALL_TRACEPOINTS.contains(&name) {
+            continue;
+        }
         let program: &mut RawTracePoint = program(ebpf, name)?;
         program.load().map_err(|e| load_error(name, e))?;
         program.attach(name).map_err(|source| SetupError::Attach {
@@ -257,7 +267,7 @@ impl Tracer {
         } else {
             None
         };
-        let hooks = attach_all(&mut ebpf)?;
+        let hooks = attach_all(&mut ebpf, options.syscall_hooks)?;
         let events = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let senders = SenderNames(take_map(&mut ebpf, "SENDERS", BpfHashMap::try_from)?);
         Ok(Tracer {

@@ -37,6 +37,10 @@ pub const RAW_TRACEPOINTS: [(&str, usize); 10] = [
     ("task_rename", 2),
 ];
 
+/// The raw tracepoints of system calls, which tax every system call of
+/// every task once attached (`TracerOptions::syscall_hooks`).
+pub const SYSCALL_TRACEPOINTS: [&str; 2] = ["sys_enter", "sys_exit"];
+
 /// The struct offsets, from BTF.
 pub fn kernel_struct_offsets(btf: &Btf, config: &mut Config) -> Result<(), OffsetError> {
     let task = |m| btf.member_offset("task_struct", m);

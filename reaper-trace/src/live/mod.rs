@@ -129,6 +129,9 @@ pub struct TraceOptions {
     /// Leave the ring buffer's reader at the scheduling it inherited,
     /// instead of raising it (`host::priority`).
     pub normal_priority: bool,
+    /// Hook the system calls (see `TracerOptions::syscall_hooks`): on for
+    /// `live`, `record` and `check`, off for `serve`.
+    pub syscall_hooks: bool,
 }
 
 /// What to emit: stdout, a recording, the outcome's events and metrics.
@@ -191,6 +194,7 @@ impl Default for TraceOptions {
             cgroup: None,
             container: None,
             normal_priority: false,
+            syscall_hooks: true,
         }
     }
 }

@@ -65,9 +65,12 @@ pub fn start(
         wakeup_bytes: options.ringbuf_bytes / 16,
         thread_events: options.thread_events,
         probe_log: options.probe_log,
-        stacks: options
-            .stacks
-            .unwrap_or(!options.pids.is_empty() || options.comm.is_some() || has_command),
+        // The stacks are copied at the fork's and rt_sigaction's entry.
+        stacks: options.syscall_hooks
+            && options
+                .stacks
+                .unwrap_or(!options.pids.is_empty() || options.comm.is_some() || has_command),
+        syscall_hooks: options.syscall_hooks,
     })?;
     let clock = ClockRef::now();
     // Read /proc again now that the probes run (follow_spec read it before,

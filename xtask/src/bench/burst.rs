@@ -46,6 +46,10 @@ const MODES: &[(&str, &[&str])] = &[
     ("live (events to /dev/null)", &["live"]),
     ("serve", &["serve", "--listen", "127.0.0.1:0"]),
     (
+        "serve --syscall-hooks",
+        &["serve", "--listen", "127.0.0.1:0", "--syscall-hooks"],
+    ),
+    (
         "live --no-events --normal-priority",
         &["live", "--no-events", "--normal-priority"],
     ),

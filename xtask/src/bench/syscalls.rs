@@ -28,8 +28,9 @@ const PGBENCH_SECONDS: u32 = 5;
 /// A tracer held while the workloads run.
 enum Tracer {
     Untraced,
-    Live,
-    Serve,
+    /// reaper-trace with these arguments (its name in the table, then its
+    /// command line).
+    ReaperTrace(&'static str, &'static [&'static str]),
     /// bpftrace on the raw_syscalls tracepoints, filtered in the kernel on
     /// the numbers reaper-trace's syscall probes look at.
     Bpftrace(PathBuf),
@@ -45,8 +46,7 @@ impl Tracer {
     fn name(&self) -> &'static str {
         match self {
             Tracer::Untraced => "untraced",
-            Tracer::Live => "reaper-trace live --no-events",
-            Tracer::Serve => "reaper-trace serve",
+            Tracer::ReaperTrace(name, _) => name,
             Tracer::Bpftrace(_) => "bpftrace, raw_syscalls filtered",
             Tracer::BpftracePerSyscall(_) => "bpftrace, per-syscall tracepoints",
             Tracer::Exitsnoop(_) => "exitsnoop (libbpf-tools)",
@@ -58,17 +58,8 @@ impl Tracer {
         let out = Path::new(SHM).join("reaper-trace-bench-syscalls-peer.txt");
         let bg = match self {
             Tracer::Untraced => return Ok(None),
-            Tracer::Live => Background::start(
-                on_cpu1(&b.tool)
-                    .args(["live", "--no-events"])
-                    .stdout(Stdio::null()),
-                "tracing",
-                None,
-            )?,
-            Tracer::Serve => Background::start(
-                on_cpu1(&b.tool)
-                    .args(["serve", "--listen", "127.0.0.1:0"])
-                    .stdout(Stdio::null()),
+            Tracer::ReaperTrace(_, args) => Background::start(
+                on_cpu1(&b.tool).args(*args).stdout(Stdio::null()),
                 "tracing",
                 None,
             )?,
@@ -101,6 +92,21 @@ impl Tracer {
         Ok(Some(bg))
     }
 }
+
+/// reaper-trace as it runs by default (`serve` hooks no system call,
+/// `live` does) and the other way round.
+const REAPER_TRACE: [(&str, &[&str]); 4] = [
+    ("reaper-trace live --no-events", &["live", "--no-events"]),
+    (
+        "reaper-trace live --no-events --no-syscall-hooks",
+        &["live", "--no-events", "--no-syscall-hooks"],
+    ),
+    ("reaper-trace serve", &["serve", "--listen", "127.0.0.1:0"]),
+    (
+        "reaper-trace serve --syscall-hooks",
+        &["serve", "--listen", "127.0.0.1:0", "--syscall-hooks"],
+    ),
+];
 
 /// The same calls' own tracepoints (the fork family's exits, where a failure
 /// shows).
@@ -139,7 +145,8 @@ fn bpftrace_filter() -> String {
 type Medians = BTreeMap<&'static str, Vec<f64>>;
 
 pub fn run(b: &Bench) -> anyhow::Result<Value> {
-    let mut tracers = vec![Tracer::Untraced, Tracer::Live, Tracer::Serve];
+    let mut tracers = vec![Tracer::Untraced];
+    tracers.extend(REAPER_TRACE.iter().map(|(n, a)| Tracer::ReaperTrace(n, a)));
     match &b.bpftrace {
         Some(path) => tracers.extend([
             Tracer::Bpftrace(path.clone()),
@@ -216,10 +223,10 @@ pub fn print(part: &Value) {
         "getppid loop, {} calls pinned to CPU 0 (tracers on CPU 1), {} rounds interleaved, medians:",
         part["getppid"]["calls"], part["rounds"]
     );
-    println!("  {:<34} {:>9} {:>8}", "tracer", "CPU time", "ratio");
+    println!("  {:<50} {:>9} {:>8}", "tracer", "CPU time", "ratio");
     for row in part["getppid"]["tracers"].as_array().into_iter().flatten() {
         println!(
-            "  {:<34} {:>8.3}s {:>7.3}x",
+            "  {:<50} {:>8.3}s {:>7.3}x",
             row["tracer"].as_str().unwrap_or("?"),
             row["seconds"].as_f64().unwrap_or(f64::NAN),
             row["ratio"].as_f64().unwrap_or(f64::NAN)
@@ -229,14 +236,14 @@ pub fn print(part: &Value) {
         "pgbench -S, {} s, {} clients, same rounds, medians:",
         part["pgbench_select"]["seconds"], part["pgbench_select"]["clients"]
     );
-    println!("  {:<34} {:>9} {:>8}", "tracer", "TPS", "ratio");
+    println!("  {:<50} {:>9} {:>8}", "tracer", "TPS", "ratio");
     for row in part["pgbench_select"]["tracers"]
         .as_array()
         .into_iter()
         .flatten()
     {
         println!(
-            "  {:<34} {:>9.0} {:>7.3}x",
+            "  {:<50} {:>9.0} {:>7.3}x",
             row["tracer"].as_str().unwrap_or("?"),
             row["tps"].as_f64().unwrap_or(f64::NAN),
             row["ratio"].as_f64().unwrap_or(f64::NAN)

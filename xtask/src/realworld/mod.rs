@@ -48,6 +48,15 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 const LEAKS_AT: [u64; 4] = [3, 30, 60, 85];
 /// How long a deliberate zombie stays its parent's.
 const HOLD_MS: &str = "4000";
+/// The tracers run side by side over the same workloads, each judged
+/// against the same ground truths: as `live` runs by default, and without
+/// syscall hooks (as `serve` runs by default), whose reaps are dated by the
+/// kernel's frees and /proc rather than by the waits. Their files in
+/// target/realworld/ begin with the name.
+const TRACERS: [(&str, &[&str]); 2] = [
+    ("live", &[]),
+    ("live-no-syscall-hooks", &["--no-syscall-hooks"]),
+];
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
     if !is_root()? {
@@ -80,7 +89,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let sampler = sampler::Sampler::start(SAMPLE_EVERY);
     let bpftrace = kernel::Bpftrace::start(&out)?;
-    let live = Live::start(&tool, &out, opts.record)?;
+    let tracers = TRACERS
+        .iter()
+        .map(|(name, args)| Live::start(&tool, &out, name, args, opts.record && *name == "live"))
+        .collect::<anyhow::Result<Vec<Live>>>()?;
     let window = judge::Window {
         trace_started_ns: sampler::monotonic_ns(),
     };
@@ -104,12 +116,21 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let mut failures = end_workloads(&mut running, &cgroups, &out);
     wait_until_gone(&expected, Duration::from_secs(10));
 
-    let traced = Traced {
-        output: live.stop()?,
-        kernel: bpftrace.stop()?,
-        sampler: sampler.stop(),
-    };
-    failures.extend(traced.judge(&expected, window, &root.path, t0, &out)?);
+    let outputs = tracers
+        .into_iter()
+        .map(Live::stop)
+        .collect::<anyhow::Result<Vec<LiveOutput>>>()?;
+    let (kernel, sampler) = (bpftrace.stop()?, sampler.stop());
+    for ((name, _), output) in TRACERS.iter().zip(outputs) {
+        let traced = Traced {
+            name,
+            output,
+            kernel: &kernel,
+            sampler: &sampler,
+        };
+        let failed = traced.judge(&expected, window, &root.path, t0, &out)?;
+        failures.extend(failed.into_iter().map(|f| format!("{name}: {f}")));
+    }
     if !failures.is_empty() {
         bail!("real-machine test failed: {}", failures.join("; "));
     }
@@ -257,13 +278,15 @@ fn wait_until_gone(expected: &[Expected], at_most: Duration) {
 }
 
 /// What the trace said, and the two ground truths beside it.
-struct Traced {
+struct Traced<'a> {
+    /// Which of [`TRACERS`].
+    name: &'a str,
     output: LiveOutput,
-    kernel: kernel::KernelView,
-    sampler: sampler::SamplerView,
+    kernel: &'a kernel::KernelView,
+    sampler: &'a sampler::SamplerView,
 }
 
-impl Traced {
+impl Traced<'_> {
     /// Every finding judged against the ground truths, the leaks looked
     /// for, the summary printed and kept in `out`; the failures.
     fn judge(
@@ -285,13 +308,14 @@ impl Traced {
             .output
             .findings
             .iter()
-            .map(|f| judge::judge(f, &self.sampler, &self.kernel, window, &slack))
+            .map(|f| judge::judge(f, self.sampler, self.kernel, window, &slack))
             .collect();
         let missed = judge::missed(expected, &self.output.findings);
         let mut text = summary(
+            self.name,
             &self.output,
-            &self.sampler,
-            &self.kernel,
+            self.sampler,
+            self.kernel,
             &judged,
             expected,
             &missed,
@@ -303,13 +327,13 @@ impl Traced {
             own_cpu_secs(),
             t0.elapsed().as_secs_f64()
         );
-        std::fs::write(out.join("verdicts.txt"), &text)?;
+        std::fs::write(out.join(format!("{}-verdicts.txt", self.name)), &text)?;
         // Every verdict with its evidence, the true ones too, for a look.
         let all: String = judged
             .iter()
             .map(|j| format!("{:?}: {}\n", j.verdict, j.evidence()))
             .collect();
-        std::fs::write(out.join("verdicts-all.txt"), all)?;
+        std::fs::write(out.join(format!("{}-verdicts-all.txt", self.name)), all)?;
         print!("{text}");
 
         let mut failures = Vec::new();
@@ -332,6 +356,7 @@ impl Traced {
 /// The report: figures, the per-workload table, and every finding that is
 /// not confirmed and every missed leak, with the evidence.
 fn summary(
+    name: &str,
     output: &LiveOutput,
     sampler: &sampler::SamplerView,
     kernel: &kernel::KernelView,
@@ -343,7 +368,8 @@ fn summary(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n== real-machine test ==\ntool: {} events, {} lost; {} findings judged ({} certain, {} uncertain)",
+        "\n== real-machine test: {} ==\ntool: {} events, {} lost; {} findings judged ({} certain, {} uncertain)",
+        name,
         output.events,
         output.lost,
         judged.len(),
@@ -529,7 +555,8 @@ fn parse_live(text: &str) -> anyhow::Result<LiveOutput> {
     })
 }
 
-/// `reaper-trace live --json --no-events`, system-wide, into files.
+/// `reaper-trace live --json --no-events`, system-wide, into files named
+/// after it.
 struct Live {
     child: Child,
     stdout: PathBuf,
@@ -537,10 +564,19 @@ struct Live {
 }
 
 impl Live {
-    fn start(tool: &Path, out: &Path, record: bool) -> anyhow::Result<Live> {
-        let (stdout, stderr) = (out.join("live.jsonl"), out.join("live.stderr"));
+    fn start(
+        tool: &Path,
+        out: &Path,
+        name: &str,
+        options: &[&str],
+        record: bool,
+    ) -> anyhow::Result<Live> {
+        let (stdout, stderr) = (
+            out.join(format!("{name}.jsonl")),
+            out.join(format!("{name}.stderr")),
+        );
         let mut cmd = Command::new(tool);
-        cmd.args(["live", "--json", "--no-events"]);
+        cmd.args(["live", "--json", "--no-events"]).args(options);
         if record {
             cmd.arg("--record").arg(out.join("trace.rtrc"));
         }

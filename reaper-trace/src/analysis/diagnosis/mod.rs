@@ -83,6 +83,7 @@ const RULES: &[Rule] = &[
     One(waits::waited_for_other),
     Each(waits::blocked_in_wait),
     One(waits::first_wait_after),
+    One(waits::waits_untraced),
     One(waits::wnohang_empty),
     One(ends::parent_exited),
     One(ends::namespace_ended),

@@ -7,7 +7,7 @@ use super::{Diag, Scene, diag, since_exit};
 use crate::{
     analysis::{
         codes::DiagCode,
-        parent::{WaitCall, wait_target},
+        parent::{KernelWait, WaitCall, wait_target},
     },
     trace::names::{seconds, wait_options},
 };
@@ -18,11 +18,27 @@ fn after<'a>(s: &Scene<'a>) -> impl Iterator<Item = &'a WaitCall> {
     s.facts.waits.iter().filter(move |w| w.time_ns >= exit_time)
 }
 
+/// The kernel's reports of the parent's waits since the child exited.
+fn kernel_waits_after<'a>(s: &Scene<'a>) -> impl Iterator<Item = &'a KernelWait> {
+    let exit_time = s.exit_time;
+    s.facts
+        .kernel_waits
+        .iter()
+        .filter(move |w| w.time_ns >= exit_time)
+}
+
+/// The parent's waits are known only from the kernel's `sched_process_wait`
+/// (a trace without syscall hooks): when each began, never when it ended.
+fn waits_only_from_kernel(s: &Scene) -> bool {
+    s.facts.waits.is_empty() && s.facts.waiting.is_empty() && !s.facts.kernel_waits.is_empty()
+}
+
 pub(super) fn never_waited(s: &Scene) -> Option<Diag> {
-    if after(s).next().is_some() || !s.facts.waiting.is_empty() {
+    // A wait whose end was not traced may still have been going on.
+    if after(s).next().is_some() || !s.facts.waiting.is_empty() || waits_only_from_kernel(s) {
         return None;
     }
-    let ever = if s.facts.waits.is_empty() {
+    let ever = if s.facts.waits.is_empty() && s.facts.kernel_waits.is_empty() {
         ", nor at any time during the trace"
     } else {
         ""
@@ -99,6 +115,54 @@ fn first_wait_target(w: &WaitCall) -> String {
     match w.pidfd {
         Some(_) => w.target(),
         None => format!("pid {}", w.pid),
+    }
+}
+
+/// Waits that only the kernel's `sched_process_wait` told (a trace without
+/// syscall hooks): that the parent waited, when, and for what, but not with
+/// which options, what each returned, or when it ended.
+pub(super) fn waits_untraced(s: &Scene) -> Option<Diag> {
+    if !waits_only_from_kernel(s) {
+        return None;
+    }
+    let unknown = "the system calls were not hooked, so";
+    let mut after_exit = kernel_waits_after(s);
+    let text = match (after_exit.next(), s.exit.time_ns) {
+        (Some(first), exited) => {
+            let count = 1 + after_exit.count();
+            let calls = if count == 1 { "call" } else { "calls" };
+            let when = exited.map_or(String::new(), |e| {
+                format!(
+                    ", the first {} after it",
+                    seconds(first.time_ns.saturating_sub(e))
+                )
+            });
+            format!(
+                "parent {} made {count} wait {calls} after the child exited{when} ({}); {unknown} their options and results are unknown",
+                s.p,
+                kernel_wait_target(first)
+            )
+        }
+        (None, _) => {
+            let last = s.facts.kernel_waits.back()?;
+            format!(
+                "parent {}'s last wait call (thread {}, {}) began {}; {unknown} when it ended is unknown: it may have been blocked in it since",
+                s.p,
+                last.tid,
+                kernel_wait_target(last),
+                since_exit(s.exit, last.time_ns)
+            )
+        }
+    };
+    Some(diag(DiagCode::WaitsUntraced, text))
+}
+
+/// What `sched_process_wait` says a wait was for: its pid argument, which
+/// for a process-group wait is the group's number.
+fn kernel_wait_target(w: &KernelWait) -> String {
+    match w.pid {
+        0 => "for any child".to_owned(),
+        pid => format!("for pid or process group {pid}"),
     }
 }
 
