@@ -42,6 +42,14 @@ pub const STACK_BYTES: usize = 32 << 10;
 /// probe keeps (`procfs`'s `MAX_STACKED_THREADS`).
 pub const MAX_UNWOUND_THREADS: usize = 16;
 
+/// How many parents get their threads unwound at once (a `zombies`
+/// snapshot, a tick of the live trace): each costs its memory maps and up
+/// to [`MAX_UNWOUND_THREADS`] stack reads, where the rest of its probe is a
+/// dozen small /proc reads. A machine with a thousand leaking parents
+/// still answers at once; past these, threads show their system calls
+/// alone.
+pub const MAX_UNWOUND_PARENTS: usize = 64;
+
 const PAGE: u64 = 4096;
 
 /// Unwinds the user stacks of the first threads of process `tgid` that

@@ -113,16 +113,10 @@ fn find_zombies() -> Vec<Found> {
         .collect()
 }
 
-/// How many parents get their threads' user stacks unwound (the first, by
-/// pid): each costs its memory maps and a stack read per thread, where the
-/// rest of a parent's probe is a dozen small reads; past these, threads
-/// show their system calls alone.
-pub const MAX_UNWOUND_PARENTS: usize = 64;
-
 /// The parents, read on as many threads as there are CPUs (at most
 /// `MAX_READERS`): each costs a dozen small /proc reads, and a machine
-/// with a thousand leaking parents should still answer at once. Each
-/// reader keeps one unwinder, whose cache of unwind tables the parents
+/// with a thousand leaking parents should still answer at once. The first
+/// parents by pid get their threads unwound; each reader keeps one unwinder, whose cache of unwind tables the parents
 /// that map the same files share.
 fn read_parents(pids: &[u32]) -> Vec<ParentNow> {
     const MAX_READERS: usize = 8;
@@ -132,7 +126,10 @@ fn read_parents(pids: &[u32]) -> Vec<ParentNow> {
     let read = |part: &[(usize, u32)]| {
         let mut unwinder = Unwinder::new();
         part.iter()
-            .map(|&(i, pid)| parent_now(pid, (i < MAX_UNWOUND_PARENTS).then_some(&mut unwinder)))
+            .map(|&(i, pid)| {
+                let unwind = i < thread_stacks::MAX_UNWOUND_PARENTS;
+                parent_now(pid, unwind.then_some(&mut unwinder))
+            })
             .collect::<Vec<_>>()
     };
     let pids: Vec<(usize, u32)> = pids.iter().copied().enumerate().collect();
