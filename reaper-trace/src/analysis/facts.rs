@@ -49,13 +49,22 @@ pub struct ExitFacts {
     /// a busy machine. A finding whose latency rests on it, past the
     /// threshold, is uncertain.
     pub reap_unseen: bool,
+    /// Released after its parent died, without wait records, and nothing
+    /// said by whom (see `Analyzer::release_unseen`): its finding is not
+    /// certain.
+    pub releaser_unknown: bool,
     /// When /proc last showed it still a zombie (live, as it became
     /// overdue): proof that it outlived the threshold, whatever the free
     /// says.
-    pub zombie_seen_ns: Option<u64>,
+    /// (0: never; plain u64s keep the entry small.)
+    pub zombie_seen_ns: u64,
     /// When live should look at it in /proc again (0: as it becomes
     /// overdue).
     pub next_zombie_check_ns: u64,
+    /// When /proc showed it gone while the one who released it is for its
+    /// free to say (no wait records, and its parent died since its exit);
+    /// 0: not seen gone (a plain u64 keeps the entry small).
+    pub gone_ns: u64,
     /// The parent its exit record named, when that parent had already begun
     /// to exit and `parent` is the adopter that took it over.
     pub adopted_at_exit_from: Option<Box<Orphaning>>,
@@ -93,8 +102,10 @@ impl ExitFacts {
             collected_by_tracer: None,
             parent_died: false,
             reap_unseen: false,
-            zombie_seen_ns: None,
+            releaser_unknown: false,
+            zombie_seen_ns: 0,
             next_zombie_check_ns: 0,
+            gone_ns: 0,
             adopted_at_exit_from: None,
             parent_disposition: None,
             reap: None,

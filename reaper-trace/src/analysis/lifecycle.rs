@@ -119,6 +119,10 @@ pub struct Analyzer {
     pub(super) losses: Losses,
     /// When the loss counters were last read (0: since the trace began).
     losses_read_ns: u64,
+    /// Whether the wait calls were traced (syscall hooks): without them a
+    /// reap is dated by its free and by /proc, and who made it, once the
+    /// parent is gone, only by the free.
+    pub(super) waits_traced: bool,
     /// The name of the sender of the next signal, when the trace never saw
     /// that process (see [`Analyzer::name_sender`]).
     pub(super) next_sender: Option<(u32, u64, Comm)>,
@@ -139,7 +143,17 @@ impl Analyzer {
             losses: Losses::default(),
             losses_read_ns: 0,
             next_sender: None,
+            waits_traced: true,
         }
+    }
+
+    /// The trace has no wait records (no syscall hooks, see
+    /// [`Analyzer::waits_traced`]): exits are looked up in /proc from half
+    /// the threshold on, and one found gone after its parent died waits for
+    /// its free to say who released it.
+    pub fn without_wait_records(mut self) -> Analyzer {
+        self.waits_traced = false;
+        self
     }
 
     /// A user stack, unwound, taken as thread `tid` entered a fork
@@ -510,8 +524,10 @@ impl Analyzer {
             collected_by_tracer: None,
             parent_died: false,
             reap_unseen: false,
-            zombie_seen_ns: None,
+            releaser_unknown: false,
+            zombie_seen_ns: 0,
             next_zombie_check_ns: 0,
+            gone_ns: 0,
             adopted_at_exit_from: None,
             parent_disposition: Some((x.parent_disposition, x.parent_sa_flags)),
             reap: None,
@@ -756,7 +772,10 @@ impl Analyzer {
         if proc.start_ns != 0 && f.process_start_ns != 0 && proc.start_ns != f.process_start_ns {
             return;
         }
-        if let Some(by) = f.real_parent_tgid {
+        let freed_under = f
+            .real_parent_tgid
+            .filter(|&by| self.free_names_releaser(event.tgid, by));
+        if let Some(by) = freed_under {
             self.released_under(event.tgid, by);
         }
         let Some(proc) = self.procs.get(&event.tgid) else {
@@ -774,7 +793,25 @@ impl Analyzer {
             }
             return;
         }
-        self.release_unseen(event.tgid, event.time_ns, f.real_parent_tgid);
+        self.release_unseen(event.tgid, event.time_ns, freed_under);
+    }
+
+    /// Whether the real parent `by` that `pid`'s free read can be taken at
+    /// its word. A child its parent released keeps pointing at that parent,
+    /// whose task, once it has died too, may be freed and its memory
+    /// reused by the time the child's free runs: the free then reads a
+    /// stranger's tgid. With wait records the parent's reap was seen first;
+    /// without them another parent than the exit's is believed only when the
+    /// kernel's SIGCHLD announced the child to it (a zombie's reparenting
+    /// does).
+    fn free_names_releaser(&self, pid: u32, by: u32) -> bool {
+        let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
+            return true;
+        };
+        self.waits_traced
+            || by == exit.parent
+            || exit.adopted_by == Some(by)
+            || !self.parent_gone(pid)
     }
 
     /// An entry for `pid` with another start time belongs to a process that
@@ -812,7 +849,7 @@ impl Analyzer {
     /// Closes `pid`'s open exit without a verdict: its pid was reused, so
     /// it was released, but how and when went with lost events. It counts
     /// as an unknown end, never as a finding.
-    fn close_unknown(&mut self, pid: u32) {
+    pub(super) fn close_unknown(&mut self, pid: u32) {
         let Some(exit) = self.procs.get(&pid).and_then(|p| p.exit.as_ref()) else {
             return;
         };
@@ -852,6 +889,11 @@ impl Analyzer {
         if exit.reap.is_some() {
             return;
         }
+        // Seen gone from /proc before: released by then.
+        let now_ns = match exit.gone_ns {
+            0 => now_ns,
+            gone => gone.min(now_ns),
+        };
         let autoreap = exit
             .parent_disposition
             .is_some_and(|(d, flags)| reap::autoreaps(exit.exit_signal, d, flags));
@@ -862,11 +904,23 @@ impl Analyzer {
         // it while alive, however long the free trailed the reap (and the
         // parent may well have exited in between).
         let freed_by_parent = freed_under == Some(exit.parent) && !parent_is_ns_init;
-        let release = reap::release_without_wait(
-            autoreap,
-            exit.adopted_by.is_some(),
-            self.parent_gone(pid) && !freed_by_parent,
-        );
+        let parent_gone = self.parent_gone(pid) && !freed_by_parent;
+        // Without wait records, a parent that died leaves open whether it
+        // released the child before (in time or late) or handed it over:
+        // only the kernel's SIGCHLD to an adopter, or a free naming one,
+        // says. Otherwise no verdict, unless /proc showed the zombie past
+        // the threshold: then a finding, but not a certain one.
+        let releaser_unknown = !self.waits_traced
+            && parent_gone
+            && !autoreap
+            && exit.adopted_by.is_none()
+            && freed_under.is_none_or(|by| by == exit.parent);
+        if releaser_unknown && !self.zombie_seen_past_threshold(exit) {
+            self.close_unknown(pid);
+            self.release(pid);
+            return;
+        }
+        let release = reap::release_without_wait(autoreap, exit.adopted_by.is_some(), parent_gone);
         let reap = match release {
             Release::Autoreap => Reap {
                 time_ns: exit.time_ns.unwrap_or(now_ns),
@@ -893,6 +947,7 @@ impl Analyzer {
             // Dated by now (a free, a reused pid, the end): no record of
             // the reap itself.
             exit.reap_unseen = matches!(release, Release::UnseenWait | Release::Adopted);
+            exit.releaser_unknown = releaser_unknown;
         }
         self.finish_child(pid, now_ns);
     }
@@ -903,7 +958,11 @@ impl Analyzer {
         let mut open: Vec<u32> = self
             .procs
             .iter()
-            .filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none()))
+            .filter(|(_, p)| {
+                p.exit
+                    .as_ref()
+                    .is_some_and(|e| e.reap.is_none() && e.gone_ns == 0)
+            })
             .map(|(&pid, _)| pid)
             .collect();
         open.sort_unstable();
@@ -914,7 +973,22 @@ impl Analyzer {
     /// neither its reap nor its free was seen (the kernel runs frees from
     /// RCU callbacks, at times long after the reap). Closed as released by
     /// then, so never a zombie at the end; a finding it makes is uncertain.
+    ///
+    /// Without wait records, one whose parent has died since its exit may
+    /// have been released by the parent before it died or by the adopter
+    /// after: its free, which names the real parent, decides (and dates the
+    /// release no later than now).
     pub fn gone(&mut self, pid: u32, now_ns: u64) {
+        let undecided = !self.waits_traced && self.parent_gone(pid);
+        if let Some(exit) = self.procs.get_mut(&pid).and_then(|p| p.exit.as_mut())
+            && undecided
+            && exit.adopted_by.is_none()
+        {
+            if exit.gone_ns == 0 {
+                exit.gone_ns = now_ns;
+            }
+            return;
+        }
         self.release_unseen(pid, now_ns, None);
     }
 

@@ -19,10 +19,21 @@ impl Analyzer {
     }
 
     fn overdue_exit<'a>(&self, exit: &'a ExitFacts, now_ns: u64) -> Option<&'a ExitFacts> {
-        let overdue = exit
+        self.unreaped_for(exit, now_ns, self.threshold_ns)
+    }
+
+    /// `exit`, when it has waited longer than `age_ns` with no reap seen
+    /// and /proc has not shown it gone.
+    fn unreaped_for<'a>(
+        &self,
+        exit: &'a ExitFacts,
+        now_ns: u64,
+        age_ns: u64,
+    ) -> Option<&'a ExitFacts> {
+        let old = exit
             .time_ns
-            .is_none_or(|t| now_ns.saturating_sub(t) > self.threshold_ns);
-        (exit.reap.is_none() && overdue).then_some(exit)
+            .is_none_or(|t| now_ns.saturating_sub(t) > age_ns);
+        (exit.reap.is_none() && exit.gone_ns == 0 && old).then_some(exit)
     }
 
     /// Exits unreaped past the threshold now, announced or not, per cgroup
@@ -65,13 +76,24 @@ impl Analyzer {
     /// again after a tenth of its age (at least [`ZOMBIE_RECHECK_NS`]), so
     /// the bound stays within about 10 % while a zombie that stays costs
     /// a few dozen looks an hour.
+    ///
+    /// Without wait records every reap is dated this way or by its free, so
+    /// the looks begin at half the threshold: a reap found done then was in
+    /// time, whenever its free comes (seconds later on a busy machine, with
+    /// lazy RCU); one still pending is looked at again until past the
+    /// threshold.
     pub fn due_zombie_checks(&self, now_ns: u64) -> Vec<u32> {
+        let first_look_ns = if self.waits_traced {
+            self.threshold_ns
+        } else {
+            self.threshold_ns / 2
+        };
         let mut pids: Vec<u32> = self
             .procs
             .iter()
             .filter_map(|(&pid, p)| {
                 let exit = p.exit.as_ref()?;
-                let due = self.overdue_exit(exit, now_ns).is_some()
+                let due = self.unreaped_for(exit, now_ns, first_look_ns).is_some()
                     && now_ns >= exit.next_zombie_check_ns;
                 due.then_some(pid)
             })
@@ -85,7 +107,7 @@ impl Analyzer {
         if let Some(exit) = self.procs.get_mut(&pid).and_then(|p| p.exit.as_mut())
             && exit.reap.is_none()
         {
-            exit.zombie_seen_ns = Some(now_ns);
+            exit.zombie_seen_ns = now_ns;
             let age = exit
                 .zombie_since_ns()
                 .map_or(0, |t| now_ns.saturating_sub(t));

@@ -1628,6 +1628,113 @@ mod without_syscall_hooks {
         );
     }
 
+    /// Parent 10 forks 11 (started at 5), which exits at 1 ms with a
+    /// SIGCHLD to 10, with no wait records; what else happens is up to
+    /// `rest`.
+    fn hookless(rest: impl FnOnce(&mut Analyzer)) -> Report {
+        let mut a = Analyzer::new(S).without_wait_records();
+        for e in [
+            b::fork(5, 10, 11, false),
+            b::exit(MS, 11, 11, 10, true, 5, Disposition::Default),
+            b::sigchld(
+                MS,
+                11,
+                10,
+                SignalResult::Ignored,
+                Disposition::Default,
+                false,
+            ),
+        ] {
+            a.on_event(&e);
+        }
+        rest(&mut a);
+        a.finish(10 * S)
+    }
+
+    /// The looks in /proc begin at half the threshold: a reap found done
+    /// then was in time, however late its free comes.
+    #[test]
+    fn a_reap_found_done_before_the_threshold_is_in_time() {
+        let r = hookless(|a| {
+            assert!(a.due_zombie_checks(400 * MS).is_empty());
+            assert_eq!(a.due_zombie_checks(600 * MS), [11]);
+            a.gone(11, 600 * MS);
+            a.on_event(&b::free_under(3 * S, 11, 5, 10));
+        });
+        assert!(r.findings.is_empty() && r.uncertain.is_empty(), "{r:#?}");
+        assert_eq!(r.summary.reaped_by_parent, 1);
+    }
+
+    /// With wait records, the looks wait for the threshold, as before.
+    #[test]
+    fn with_wait_records_the_looks_begin_at_the_threshold() {
+        let mut a = Analyzer::new(S);
+        for e in [
+            b::fork(5, 10, 11, false),
+            b::exit(MS, 11, 11, 10, true, 5, Disposition::Default),
+        ] {
+            a.on_event(&e);
+        }
+        assert!(a.due_zombie_checks(600 * MS).is_empty());
+        assert_eq!(a.due_zombie_checks(1_100 * MS), [11]);
+    }
+
+    /// Found gone after its parent died: the parent may have released it
+    /// before dying, or the adopter after. The free, naming the real
+    /// parent, decides when it names the parent, or an adopter the kernel's
+    /// SIGCHLD announced the child to; a free naming a stranger may have
+    /// read a dead parent's reused task, and is not believed.
+    #[test]
+    fn gone_after_the_parent_died_waits_for_the_free() {
+        let parent_dies = |a: &mut Analyzer| {
+            a.on_event(&b::exit(300 * MS, 10, 10, 1, true, 1, Disposition::Default));
+            a.gone(11, 600 * MS);
+            assert!(a.open_exits().iter().all(|&p| p != 11), "not a zombie now");
+            assert!(a.due_zombie_checks(2 * S).iter().all(|&p| p != 11));
+        };
+        let eleven = |r: &Report| r.findings.iter().chain(&r.uncertain).any(|f| f.pid == 11);
+        // The free names the dead parent: its reap, in time.
+        let r = hookless(|a| {
+            parent_dies(a);
+            a.on_event(&b::free_under(4 * S, 11, 5, 10));
+        });
+        assert!(!eleven(&r), "{r:#?}");
+        assert_eq!(r.summary.unknown_ends, 0);
+        // The free names 7, which nothing announced the child to.
+        let r = hookless(|a| {
+            parent_dies(a);
+            a.on_event(&b::free_under(4 * S, 11, 5, 7));
+        });
+        assert!(!eleven(&r), "{r:#?}");
+        assert_eq!(r.summary.unknown_ends, 1);
+        // No free before the end: released, by whom unknown.
+        let r = hookless(parent_dies);
+        assert!(!eleven(&r), "{r:#?}");
+        assert_eq!(r.summary.unknown_ends, 1);
+        // Reparented as a zombie, announced to 7 with a SIGCHLD: unreaped.
+        let r = hookless(|a| {
+            a.on_event(&b::exit(300 * MS, 10, 10, 1, true, 1, Disposition::Default));
+            a.on_event(&b::sigchld(
+                300 * MS,
+                11,
+                7,
+                SignalResult::Ignored,
+                Disposition::Default,
+                false,
+            ));
+            a.gone(11, 600 * MS);
+        });
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.pid == 11)
+            .expect("a finding for 11");
+        assert_eq!(
+            (f.kind, f.resolution, f.reaped_by_pid),
+            (FindingKind::Unreaped, Some(Resolution::Adopted), Some(7))
+        );
+    }
+
     /// With wait records, the kernel's report of the same waits changes
     /// nothing: the syscall items stay, and `waits_untraced` never shows.
     #[test]

@@ -140,10 +140,7 @@ impl Analyzer {
         // A reap no wait showed is dated by the free, which may trail the
         // reap by seconds: past the threshold, it may not have been late
         // at all, unless /proc showed the zombie still there past it.
-        let seen_past_threshold = exit
-            .zombie_seen_ns
-            .zip(exit.zombie_since_ns())
-            .is_some_and(|(seen, since)| seen.saturating_sub(since) > self.threshold_ns);
+        let seen_past_threshold = self.zombie_seen_past_threshold(exit);
         // A zombie older than the trace was seen in /proc as it began: its
         // latency is a lower bound anyway.
         let dated_by_free = exit.reap_unseen
@@ -171,7 +168,7 @@ impl Analyzer {
             diagnosis,
             predates_trace: exit.time_ns.is_none(),
             // Losses are settled when shown (`settle_certainty`).
-            certain: !dated_by_free,
+            certain: !dated_by_free && !exit.releaser_unknown,
             start_ns: proc.start_ns,
             parent_end: parent.and_then(|p| p.end().cloned()),
             adopted_by_pid: None,
@@ -198,6 +195,14 @@ impl Analyzer {
                 reap.map_or(now_ns, |r| r.time_ns),
             ),
         })
+    }
+
+    /// Whether /proc showed `exit` still a zombie past the threshold.
+    pub(super) fn zombie_seen_past_threshold(&self, exit: &super::facts::ExitFacts) -> bool {
+        (exit.zombie_seen_ns != 0)
+            .then_some(exit.zombie_seen_ns)
+            .zip(exit.zombie_since_ns())
+            .is_some_and(|(seen, since)| seen.saturating_sub(since) > self.threshold_ns)
     }
 
     /// Marks `finding` uncertain when events were lost in the time it was
@@ -308,10 +313,33 @@ impl Analyzer {
                 self.findings.push(finding);
             }
         }
+        // Seen gone from /proc, their frees not come: released, by whom
+        // unknown (only without wait records).
+        let mut undecided: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.finished)
+            .filter(|(_, p)| {
+                p.exit
+                    .as_ref()
+                    .is_some_and(|e| e.reap.is_none() && e.gone_ns != 0)
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        undecided.sort_unstable();
+        for pid in undecided {
+            self.close_unknown(pid);
+        }
         let mut zombies: Vec<u32> = self
             .procs
             .iter()
-            .filter(|(_, p)| p.exit.as_ref().is_some_and(|e| e.reap.is_none()))
+            // Closed without a verdict (`close_unknown`): not zombies.
+            .filter(|(_, p)| !p.finished)
+            .filter(|(_, p)| {
+                p.exit
+                    .as_ref()
+                    .is_some_and(|e| e.reap.is_none() && e.gone_ns == 0)
+            })
             .map(|(&pid, _)| pid)
             .collect();
         zombies.sort_unstable();

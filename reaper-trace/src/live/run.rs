@@ -141,6 +141,9 @@ impl Run {
         }
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
         let mut analyzer = Analyzer::new(trace.threshold_ns);
+        if !trace.syscall_hooks {
+            analyzer = analyzer.without_wait_records();
+        }
         if metrics.is_some() {
             // Every lifecycle's end: the reap latency histogram.
             analyzer = analyzer.with_verdicts();

@@ -125,13 +125,22 @@ pub fn replay_with(
     })
 }
 
+/// The hook that sees the wait calls' results: a recording made without it
+/// (`--no-syscall-hooks`) has no wait records. A recording that lists no
+/// hooks is taken to have had them all.
+const WAIT_EXIT_HOOK: &str = "raw_tp/sys_exit";
+
 /// The pipeline, seeded with the processes the recording starts with.
 fn seeded_pipeline(
     reader: &mut Reader<impl Read>,
     meta: &Meta,
     options: &ReplayOptions,
 ) -> Result<Pipeline, ReplayError> {
-    let mut pipeline = Pipeline::new(Analyzer::new(options.threshold_ns).with_verdicts());
+    let mut analyzer = Analyzer::new(options.threshold_ns).with_verdicts();
+    if !meta.hooks.is_empty() && !meta.hooks.iter().any(|h| h == WAIT_EXIT_HOOK) {
+        analyzer = analyzer.without_wait_records();
+    }
+    let mut pipeline = Pipeline::new(analyzer);
     let start_ns = meta.clock.monotonic_ns;
     if options.pids.is_empty() && options.comm.is_none() {
         // Each process becomes analysis state as it is read: no list of

@@ -311,16 +311,7 @@ impl Traced<'_> {
             .map(|f| judge::judge(f, self.sampler, self.kernel, window, &slack))
             .collect();
         let missed = judge::missed(expected, &self.output.findings);
-        let mut text = summary(
-            self.name,
-            &self.output,
-            self.sampler,
-            self.kernel,
-            &judged,
-            expected,
-            &missed,
-            root,
-        );
+        let mut text = self.summary(&judged, expected, &missed, root);
         let _ = writeln!(
             text,
             "\nthe harness (sampler, judge) used {:.1}s of CPU; traced for {:.0}s",
@@ -353,88 +344,99 @@ impl Traced<'_> {
     }
 }
 
-/// The report: figures, the per-workload table, and every finding that is
-/// not confirmed and every missed leak, with the evidence.
-fn summary(
-    name: &str,
-    output: &LiveOutput,
-    sampler: &sampler::SamplerView,
-    kernel: &kernel::KernelView,
-    judged: &[Judged],
-    expected: &[Expected],
-    missed: &[&Expected],
-    root: &str,
-) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\n== real-machine test: {} ==\ntool: {} events, {} lost; {} findings judged ({} certain, {} uncertain)",
-        name,
-        output.events,
-        output.lost,
-        judged.len(),
-        judged.iter().filter(|j| j.finding.certain).count(),
-        judged.iter().filter(|j| !j.finding.certain).count(),
-    );
-    let _ = writeln!(
-        s,
-        "sampler: {} scans, longest gap {:.1} ms, {} zombies seen; kernel view: {} records, {} lost",
-        sampler.scans,
-        sampler.max_gap_ns as f64 / 1e6,
-        sampler.zombies.len(),
-        kernel.lines,
-        kernel.lost
-    );
-    let prefix = format!("{root}/");
-    let rows = judge::tally(judged, |f| {
-        f.cgroup
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split('/').next())
-            .map(|name| workloads_name(name))
-            .unwrap_or("other (rest of the machine)")
-    });
-    let _ = writeln!(
-        s,
-        "\n{:<28} {:>8} {:>6} {:>6} {:>11} {:>9} {:>21}",
-        "workload", "findings", "true", "false", "unconfirmed", "uncertain", "uncertain, not true"
-    );
-    for (name, t) in &rows {
+impl Traced<'_> {
+    /// The report: figures, the per-workload table, and every finding that
+    /// is not confirmed and every missed leak, with the evidence.
+    fn summary(
+        &self,
+        judged: &[Judged],
+        expected: &[Expected],
+        missed: &[&Expected],
+        root: &str,
+    ) -> String {
+        let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<28} {:>8} {:>6} {:>6} {:>11} {:>9} {:>21}",
-            name, t.findings, t.true_, t.false_, t.unconfirmed, t.uncertain, t.uncertain_not_true
+            "\n== real-machine test: {} ==\ntool: {} events, {} lost; {} findings judged ({} certain, {} uncertain)",
+            self.name,
+            self.output.events,
+            self.output.lost,
+            judged.len(),
+            judged.iter().filter(|j| j.finding.certain).count(),
+            judged.iter().filter(|j| !j.finding.certain).count(),
         );
-    }
-    let _ = writeln!(
-        s,
-        "\ndeliberate leaks: {} expected, {} found",
-        expected.len(),
-        expected.len() - missed.len()
-    );
-    for m in missed {
         let _ = writeln!(
             s,
-            "  MISSED {} {:?} pid {} parent {}",
-            m.what, m.kind, m.pid, m.parent_pid
+            "sampler: {} scans, longest gap {:.1} ms, {} zombies seen; kernel view: {} records, {} lost",
+            self.sampler.scans,
+            self.sampler.max_gap_ns as f64 / 1e6,
+            self.sampler.zombies.len(),
+            self.kernel.lines,
+            self.kernel.lost
         );
-    }
-    for (title, certain) in [
-        ("certain findings not confirmed (FAIL)", true),
-        ("uncertain findings not confirmed", false),
-    ] {
-        let list: Vec<&Judged> = judged
-            .iter()
-            .filter(|j| j.finding.certain == certain && j.verdict != Verdict::True)
-            .collect();
-        if list.is_empty() {
-            continue;
+        let prefix = format!("{root}/");
+        let rows = judge::tally(judged, |f| {
+            f.cgroup
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('/').next())
+                .map(|name| workloads_name(name))
+                .unwrap_or("other (rest of the machine)")
+        });
+        let _ = writeln!(
+            s,
+            "\n{:<28} {:>8} {:>6} {:>6} {:>11} {:>9} {:>21}",
+            "workload",
+            "findings",
+            "true",
+            "false",
+            "unconfirmed",
+            "uncertain",
+            "uncertain, not true"
+        );
+        for (name, t) in &rows {
+            let _ = writeln!(
+                s,
+                "{:<28} {:>8} {:>6} {:>6} {:>11} {:>9} {:>21}",
+                name,
+                t.findings,
+                t.true_,
+                t.false_,
+                t.unconfirmed,
+                t.uncertain,
+                t.uncertain_not_true
+            );
         }
-        let _ = writeln!(s, "\n{title}: {}", list.len());
-        for j in list {
-            let _ = writeln!(s, "  {:?}: {}", j.verdict, j.evidence());
+        let _ = writeln!(
+            s,
+            "\ndeliberate leaks: {} expected, {} found",
+            expected.len(),
+            expected.len() - missed.len()
+        );
+        for m in missed {
+            let _ = writeln!(
+                s,
+                "  MISSED {} {:?} pid {} parent {}",
+                m.what, m.kind, m.pid, m.parent_pid
+            );
         }
+        for (title, certain) in [
+            ("certain findings not confirmed (FAIL)", true),
+            ("uncertain findings not confirmed", false),
+        ] {
+            let list: Vec<&Judged> = judged
+                .iter()
+                .filter(|j| j.finding.certain == certain && j.verdict != Verdict::True)
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "\n{title}: {}", list.len());
+            for j in list {
+                let _ = writeln!(s, "  {:?}: {}", j.verdict, j.evidence());
+            }
+        }
+        s
     }
-    s
 }
 
 /// A workload's bash, and how it ended (status, seconds after the start).
