@@ -284,6 +284,33 @@ pub fn assert_report_agrees(recording: &std::path::Path, live: &Trace) {
     }
 }
 
+/// The line (from 1) of the C source `source` carrying `MARK: <mark>`:
+/// how the stack tests know the line to expect without writing it down.
+pub fn marked_line(source: &str, mark: &str) -> u64 {
+    let text = std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{source}: {e}"));
+    let needle = format!("MARK: {mark} ");
+    text.lines()
+        .position(|l| l.contains(&needle))
+        .map(|i| i as u64 + 1)
+        .unwrap_or_else(|| panic!("no {needle:?} in {source}"))
+}
+
+/// The C source `source` built with `-g -pthread` and `flags` into
+/// `name` in the scratch directory.
+pub fn build_c(source: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let out = scratch_dir().join(name);
+    let status = Command::new("cc")
+        .args(["-g", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(source)
+        .status()
+        .expect("run cc (set-up installs gcc)");
+    assert!(status.success(), "cc {flags:?} {source} failed");
+    out
+}
+
 /// This test process's scratch directory, removed when the process exits
 /// (whatever its tests left there: recordings, metrics files, Prometheus'
 /// data).

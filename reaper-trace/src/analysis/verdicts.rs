@@ -9,7 +9,11 @@ use super::{
     lifecycle::Analyzer,
     losses,
 };
-use crate::trace::{comm::Comm, stack::Stack};
+use crate::trace::{
+    comm::Comm,
+    host_facts::{ParentProbe, ThreadNow},
+    stack::Stack,
+};
 
 /// How many zombies left at the end are listed as findings, the rest
 /// only counted (`zombies_not_listed`): each finding costs about a
@@ -181,6 +185,10 @@ impl Analyzer {
             sigaction_frames: parent.and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
+            threads: parent
+                .and_then(|p| p.facts.probe.as_ref())
+                .map(threads_shown)
+                .unwrap_or_default(),
             window_ns: (
                 exit.time_ns
                     .map_or(0, |t| t.saturating_sub(losses::BEFORE_EXIT_NS)),
@@ -280,6 +288,8 @@ impl Analyzer {
                 .and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
+            // Its parent died: where that parent's threads were is moot.
+            threads: Vec::new(),
             window_ns: (
                 orphaned_at.saturating_sub(losses::BEFORE_EXIT_NS),
                 exit.and_then(|e| e.time_ns).unwrap_or(orphaned_at),
@@ -402,6 +412,18 @@ impl Analyzer {
 }
 
 /// The finding with its remediation hint, derived from its diagnosis.
+/// The parent's threads a finding shows: as many as its diagnosis names
+/// (each costs a stack's frames per finding, and a parent may leave
+/// thousands of zombies).
+fn threads_shown(probe: &ParentProbe) -> Vec<ThreadNow> {
+    probe
+        .threads
+        .iter()
+        .take(diagnosis::now::MAX_THREADS_SHOWN)
+        .map(ThreadNow::of)
+        .collect()
+}
+
 fn with_hint(mut finding: Finding) -> Finding {
     finding.hint = hints::hint(&finding);
     finding

@@ -11,4 +11,6 @@ pub mod priority;
 pub mod procfs;
 pub mod signals;
 pub mod symbolize;
+pub mod thread_stacks;
 pub mod unwind;
+pub mod zombies;

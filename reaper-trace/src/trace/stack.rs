@@ -176,28 +176,92 @@ fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// The blamed frame's source line (`leak.c:41`) and the function it called
+/// (`_IO_new_popen`), when the module has line info: what a fix names.
+/// Unescaped: callers escape.
+pub fn blamed_line(symbols: &[Symbol]) -> Option<(String, Option<&str>)> {
+    let at = blame(symbols)?;
+    let frame = &symbols[at];
+    let line = format!("{}:{}", base_name(frame.file.as_deref()?), frame.line?);
+    let callee = at
+        .checked_sub(1)
+        .and_then(|inner| symbols[inner].function.as_deref());
+    Some((line, callee))
+}
+
 /// Where a stack points, in one line: `leak.c:12 in main ← popen` (the
 /// blamed frame's line and function, and the function it called), or
 /// `app+0x1139` when the module has no symbols. Unescaped: callers escape.
 pub fn site(symbols: &[Symbol]) -> Option<String> {
-    let at = blame(symbols)?;
-    let frame = &symbols[at];
-    let mut out = match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!("{}:{line}", base_name(file)),
-        _ => format!("{}+{:#x}", base_name(&frame.module), frame.address),
-    };
-    if let Some(function) = &frame.function {
-        out.push_str(" in ");
-        out.push_str(function);
-    }
-    if let Some(callee) = at
-        .checked_sub(1)
-        .and_then(|inner| symbols[inner].function.as_ref())
-    {
+    let (mut out, callee) = blamed_site(symbols)?;
+    if let Some(callee) = callee {
         out.push_str(" ← ");
         out.push_str(callee);
     }
     Some(out)
+}
+
+/// The blamed frame's place (`leak.c:12 in main`, or `app+0x1139` without
+/// symbols) and the function it called there, when named.
+fn blamed_site(symbols: &[Symbol]) -> Option<(String, Option<&str>)> {
+    let at = blame(symbols)?;
+    let frame = &symbols[at];
+    let mut place = match (&frame.file, frame.line) {
+        (Some(file), Some(line)) => format!("{}:{line}", base_name(file)),
+        _ => format!("{}+{:#x}", base_name(&frame.module), frame.address),
+    };
+    if let Some(function) = &frame.function {
+        place.push_str(" in ");
+        place.push_str(function);
+    }
+    let callee = at
+        .checked_sub(1)
+        .and_then(|inner| symbols[inner].function.as_deref());
+    Some((place, callee))
+}
+
+/// Where a blocked thread is in its own code: its user stack, unwound from
+/// the system call's stack pointer and program counter and named, with the
+/// frame [`blame`] picks (the same rule as a fork's) and the function it
+/// called there. Unescaped: callers escape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UserPlace {
+    /// Innermost first, inlined functions as frames of their own.
+    pub frames: Vec<Symbol>,
+    /// The unwind stopped early (see [`Stack::truncated`]).
+    pub truncated: bool,
+    /// The blamed frame: `main.c:40 in wait_for_jobs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_at: Option<String>,
+    /// The function it called there: `sleep`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub called: Option<String>,
+}
+
+impl UserPlace {
+    pub fn new(frames: Vec<Symbol>, truncated: bool) -> UserPlace {
+        let (waits_at, called) = match blamed_site(&frames) {
+            Some((place, callee)) => (Some(place), callee.map(str::to_owned)),
+            None => (None, None),
+        };
+        UserPlace {
+            frames,
+            truncated,
+            waits_at,
+            called,
+        }
+    }
+
+    /// ` ← sleep ← main.c:40 in wait_for_jobs`: what follows the system
+    /// call's name, outward. Empty when no frame is blamed (only libc).
+    pub fn outward(&self) -> String {
+        let mut out = String::new();
+        for part in [&self.called, &self.waits_at].into_iter().flatten() {
+            out.push_str(" ← ");
+            out.push_str(part);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +403,14 @@ mod tests {
         ];
         assert_eq!(blame(&stack), Some(2));
         assert_eq!(site(&stack).as_deref(), Some("leak.c:12 in main ← popen"));
+        assert_eq!(
+            blamed_line(&stack),
+            Some(("leak.c:12".to_owned(), Some("popen")))
+        );
+        // Without line info there is no line to name.
+        let mut no_lines = stack.clone();
+        no_lines[2].line = None;
+        assert_eq!(blamed_line(&no_lines), None);
     }
 
     #[test]
@@ -363,6 +435,47 @@ mod tests {
             site(&stack).as_deref(),
             Some("main.rs:7 in app::main ← std::process::Command::spawn")
         );
+    }
+
+    #[test]
+    fn a_blocked_threads_place_reads_outward_from_the_system_call() {
+        let stack = vec![
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("clock_nanosleep"),
+                None,
+                None,
+            ),
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("sleep"),
+                None,
+                None,
+            ),
+            sym(
+                "/src/app",
+                Some("wait_for_jobs"),
+                Some("/src/main.c"),
+                Some(40),
+            ),
+            sym("/src/app", Some("main"), Some("/src/main.c"), Some(60)),
+        ];
+        let place = UserPlace::new(stack.clone(), false);
+        assert_eq!(
+            place.waits_at.as_deref(),
+            Some("main.c:40 in wait_for_jobs")
+        );
+        assert_eq!(place.called.as_deref(), Some("sleep"));
+        assert_eq!(place.outward(), " ← sleep ← main.c:40 in wait_for_jobs");
+        // Only libc: nothing blamed, nothing said.
+        let libc_only = UserPlace::new(stack[..2].to_vec(), true);
+        assert_eq!(
+            (libc_only.outward(), libc_only.waits_at),
+            (String::new(), None)
+        );
+        // Blocked in the program's own code: no callee.
+        let own = UserPlace::new(stack[2..].to_vec(), false);
+        assert_eq!(own.outward(), " ← main.c:40 in wait_for_jobs");
     }
 
     #[test]

@@ -23,6 +23,8 @@ mod race;
 mod reaping;
 #[path = "scenario/shutdown.rs"]
 mod shutdown;
+#[path = "scenario/snapshot.rs"]
+mod snapshot;
 #[path = "scenario/threads.rs"]
 mod threads;
 #[path = "scenario/util.rs"]
@@ -92,6 +94,11 @@ const SCENARIOS: &[Scenario] = &[
     scenario("clone_sigusr1", &["SIGCHLD_IGN"], explain::clone_sigusr1),
     scenario("pidfd_hold", &["HOLD_MS", "WAIT"], explain::pidfd_hold),
     scenario("exec_after_fork", &[], explain::exec_after_fork),
+    scenario(
+        "blocked_pending",
+        &["N", "THREADS"],
+        snapshot::blocked_pending,
+    ),
 ];
 
 fn usage() -> String {
