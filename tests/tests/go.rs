@@ -6,7 +6,8 @@
 //! no `.eh_frame`: their frames are walked by frame pointers.
 //!
 //! The program (`tests/go/leak`) is built at test time with Debian's Go
-//! toolchain, which `cargo xtask setup` installs (`golang-go`).
+//! toolchain, which `cargo xtask setup` installs (`golang-go`); with
+//! `-tags leak_cgo` it calls into C and is linked by the C linker (cgo).
 
 use std::{path::PathBuf, process::Command};
 
@@ -36,7 +37,7 @@ fn build_leak(test: &str, name: &str, flags: &[&str]) -> Option<PathBuf> {
     };
     let dir = scratch_dir().join(format!("{name}-src"));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    for file in ["main.go", "go.mod"] {
+    for file in ["main.go", "cgo.go", "go.mod"] {
         std::fs::copy(format!("{LEAK_GO_DIR}/{file}"), dir.join(file)).expect("copy the source");
     }
     let out = scratch_dir().join(name);
@@ -52,6 +53,7 @@ fn build_leak(test: &str, name: &str, flags: &[&str]) -> Option<PathBuf> {
         .env("GOFLAGS", "-mod=mod")
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "1")
         .status()
         .expect("run go build");
     assert!(status.success(), "go build {flags:?} failed");
@@ -78,7 +80,11 @@ fn check_leak(name: &str, bin: &PathBuf) -> (Vec<(String, String, u64)>, String)
         &["--threshold", "200ms", "--junit", junit.to_str().unwrap()],
         &[bin.to_str().unwrap()],
     );
-    assert_eq!(code, Some(1), "{name}: the child leaks: {report:#} {stderr}");
+    assert_eq!(
+        code,
+        Some(1),
+        "{name}: the child leaks: {report:#} {stderr}"
+    );
     let finding = the_unreaped(&report);
     let frames = finding["fork_stack"]
         .as_array()
@@ -166,4 +172,27 @@ fn a_stripped_go_program_is_named_from_its_own_line_table() {
     }
     let (frames, xml) = check_leak("leak-go-stripped", &bin);
     assert_blamed_on_start_helper("leak-go-stripped", &frames, &xml);
+}
+
+#[test]
+fn a_go_program_linked_with_c_is_unwound_from_its_go_code() {
+    kernel_test!();
+    let test = "a_go_program_linked_with_c_is_unwound_from_its_go_code";
+    let Some(bin) = build_leak(test, "leak-go-cgo", &["-tags", "leak_cgo"]) else {
+        return;
+    };
+    // Unwind tables for its C code, none for its Go code: the fork, in
+    // Go's code, is walked by frame pointers from its first frame on.
+    let data = std::fs::read(&bin).expect("the binary");
+    let elf = object::File::parse(&*data).expect("an ELF file");
+    {
+        use object::Object;
+        assert!(
+            elf.section_by_name(".eh_frame").is_some()
+                && elf.section_by_name(".gopclntab").is_some(),
+            "a cgo build"
+        );
+    }
+    let (frames, xml) = check_leak("leak-go-cgo", &bin);
+    assert_blamed_on_start_helper("leak-go-cgo", &frames, &xml);
 }

@@ -401,6 +401,35 @@ impl Func {
     }
 }
 
+/// Where Go's functions are (addresses as the file states them), from the
+/// header of `.gopclntab` and the first and last entries of its function
+/// table, without reading the rest: what the unwinder needs to know that
+/// an address is Go code, which has frame pointers and no CFI.
+pub fn text_range<'data, R: object::ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+) -> Option<std::ops::Range<u64>> {
+    let section = elf.section_by_name(".gopclntab")?;
+    let read = |offset: u64, size: u64| {
+        section
+            .data_range(section.address().checked_add(offset)?, size)
+            .ok()
+            .flatten()
+    };
+    let header = read(0, 8 + 8 * 8)?;
+    if !matches!(u32_at(header, 0)?, GO118_MAGIC | GO120_MAGIC) || header.get(7) != Some(&8) {
+        return None;
+    }
+    let nfunc = u64_at(header, 8)?;
+    let text_start = match u64_at(header, 8 + 8 * 2)? {
+        0 => elf.section_by_name(".text")?.address(),
+        start => start,
+    };
+    let functab = u64_at(header, 8 + 8 * 7)?;
+    let first = u32_at(read(functab, 4)?, 0)?;
+    let end = u32_at(read(functab.checked_add(nfunc.checked_mul(8)?)?, 4)?, 0)?;
+    (first < end).then(|| text_start + u64::from(first)..text_start + u64::from(end))
+}
+
 /// `gofunc`, read from `runtime.moduledata`, which the linker puts in
 /// `.noptrdata` and which starts with the address of the table and a slice
 /// of its function names; the next slices (files, pc-values, functions)
@@ -816,6 +845,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_text_range_spans_the_go_functions() {
+        let Some(program) = go_program("text-range") else {
+            return;
+        };
+        let path = program.build("prog", &[]);
+        let data = std::fs::read(&path).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        let range = text_range(&elf).unwrap();
+        let functions = functions(&path);
+        let low = functions.iter().map(|(_, a, _)| *a).min().unwrap();
+        let high = functions.iter().map(|(_, a, s)| a + s).max().unwrap();
+        assert_eq!(range.start, low);
+        // The table's end is that of the last function, padding included.
+        assert!(
+            range.end >= high && range.end - high < 64,
+            "{range:x?} {high:#x}"
+        );
+        let c = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(text_range(&object::File::parse(&*c).unwrap()), None);
     }
 
     #[test]
