@@ -540,6 +540,34 @@ mod tests {
         assert_eq!(read_word(base, &bytes, u64::MAX), Err(()));
     }
 
+    #[test]
+    fn a_frame_pointer_step_goes_up_the_copy_only() {
+        let base = 0x7fff_0000;
+        // Words: [0] the caller's frame pointer, [1] the return address.
+        let words: [u64; 10] = [base + 0x40, 0x40_1234, 0, 0, 0, 0, 0, 0, 0, 0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut read = |address| read_word(base, &bytes, address);
+        let mut registers = UnwindRegsX86_64::new(0x40_1000, base - 8, base);
+        assert_eq!(
+            frame_pointer_step(&mut registers, &mut read),
+            Ok(Some(0x40_1234))
+        );
+        assert_eq!(
+            (registers.ip(), registers.sp(), registers.bp()),
+            (0x40_1234, base + 16, base + 0x40)
+        );
+        // The frame at base + 0x40 holds zeros: the end of the chain.
+        assert_eq!(frame_pointer_step(&mut registers, &mut read), Ok(None));
+        // A frame pointer below the stack pointer (going down), outside
+        // the copy, or zero.
+        for (sp, bp) in [(base + 0x20, base), (base - 8, base + 0x1000)] {
+            let mut registers = UnwindRegsX86_64::new(0x40_1000, sp, bp);
+            assert_eq!(frame_pointer_step(&mut registers, &mut read), Err(()));
+        }
+        let mut registers = UnwindRegsX86_64::new(0x40_1000, base, 0);
+        assert_eq!(frame_pointer_step(&mut registers, &mut read), Ok(None));
+    }
+
     fn map(line: &str) -> MemoryMap {
         let maps: procfs::process::MemoryMaps =
             procfs::FromBufRead::from_buf_read(line.as_bytes()).unwrap();
