@@ -196,3 +196,27 @@ fn a_go_program_linked_with_c_is_unwound_from_its_go_code() {
     let (frames, xml) = check_leak("leak-go-cgo", &bin);
     assert_blamed_on_start_helper("leak-go-cgo", &frames, &xml);
 }
+
+#[test]
+fn a_stripped_position_independent_cgo_build_is_named_too() {
+    kernel_test!();
+    let test = "a_stripped_position_independent_cgo_build_is_named_too";
+    let flags = ["-buildmode=pie", "-tags", "leak_cgo", "-ldflags=-s -w"];
+    let Some(bin) = build_leak(test, "leak-go-pie", &flags) else {
+        return;
+    };
+    // Linked by the C linker into a position-independent executable, the
+    // line table has no section of its own: it is found in .data.rel.ro,
+    // and the addresses it starts from are the loader's relocations.
+    let data = std::fs::read(&bin).expect("the binary");
+    let elf = object::File::parse(&*data).expect("an ELF file");
+    {
+        use object::Object;
+        assert_eq!(elf.kind(), object::ObjectKind::Dynamic, "a PIE");
+        assert!(
+            elf.section_by_name(".gopclntab").is_none() && elf.section_by_name(".symtab").is_none()
+        );
+    }
+    let (frames, xml) = check_leak("leak-go-pie", &bin);
+    assert_blamed_on_start_helper("leak-go-pie", &frames, &xml);
+}
