@@ -14,10 +14,13 @@
 //! Inlined code: a call the compiler inlined has the callee's file and line
 //! but the caller's `_func`. The inline tree (a `funcdata` table, found
 //! through the runtime's `moduledata`) tells the callee's name and where
-//! the call was, as `runtime.Frames` reads it. Without it (a position-
-//! independent binary, whose `moduledata` is filled in by relocations), an
-//! inlined address is given its line without a function, then the function
-//! it is compiled in without a line.
+//! the call was, as `runtime.Frames` reads it. Without it (`moduledata`
+//! not found), an inlined address is given its line without a function,
+//! then the function it is compiled in without a line.
+//!
+//! Where the table is: `.gopclntab`; `.data.rel.ro.gopclntab` in a
+//! position-independent binary; and, when the C linker made that binary
+//! (cgo), somewhere in `.data.rel.ro`, found by its header.
 
 use std::{fs::File, sync::Arc};
 
@@ -122,16 +125,13 @@ impl GoTable {
         let cache = ReadCache::new(file);
         let elf = object::File::parse(&cache).map_err(|_| GoTableError::NoTable)?;
         let (address, data) = find_table(&elf).ok_or(GoTableError::NoTable)?;
-        let words = Words::new(&elf);
-        let mut table = GoTable::parse(data.into(), text_start(&elf, &words, address))?;
-        table.gofunc = find_gofunc(&elf, &words, address, &table);
+        let mut table = GoTable::parse(data.into())?;
+        table.gofunc = find_gofunc(&elf, address, &table);
         Ok(table)
     }
 
-    /// Parses a table. `text` is `runtime.text` as loaded, taken when the
-    /// header's own is 0 (a position-independent binary has it filled in
-    /// by a relocation).
-    pub fn parse(data: Arc<[u8]>, text: Option<u64>) -> Result<GoTable, GoTableError> {
+    /// Parses a table.
+    pub fn parse(data: Arc<[u8]>) -> Result<GoTable, GoTableError> {
         let bytes = &data[..];
         let magic = u32_at(bytes, 0).ok_or(GoTableError::Malformed("short header"))?;
         let version = match magic {
@@ -156,12 +156,14 @@ impl GoTable {
                 .ok_or(GoTableError::Malformed("table offset past the section"))
         };
         let nfunc = usize::try_from(word(0)?).map_err(|_| GoTableError::Malformed("nfunc"))?;
-        let header_text = word(2)?;
-        let text_start = match (header_text, text) {
-            (0, Some(text)) => text,
-            (0, None) => return Err(GoTableError::Malformed("no text start")),
-            (start, _) => start,
-        };
+        // `runtime.text`. In a position-independent binary the loader
+        // writes it; Go's linker and GNU ld write it in the file too. A
+        // linker that leaves it to the relocation alone (lld) leaves 0
+        // here, and `.text` may start with C code, so nothing is named.
+        let text_start = word(2)?;
+        if text_start == 0 {
+            return Err(GoTableError::Malformed("no text start"));
+        }
         let table = GoTable {
             version,
             quantum: u32::from(quantum.unwrap_or(1)),
@@ -402,8 +404,8 @@ impl Func {
 pub fn text_range<'data, R: object::ReadRef<'data>>(
     elf: &object::File<'data, R>,
 ) -> Option<std::ops::Range<u64>> {
-    let (address, data) = find_table(elf)?;
-    let table = GoTable::parse(data.into(), text_start(elf, &Words::new(elf), address)).ok()?;
+    let (_, data) = find_table(elf)?;
+    let table = GoTable::parse(data.into()).ok()?;
     let entry = |i: usize| u32_at(&table.data, table.funcdata.checked_add(i.checked_mul(8)?)?);
     let (first, end) = (entry(0)?, entry(table.nfunc)?);
     (first < end).then(|| table.text_start + u64::from(first)..table.text_start + u64::from(end))
@@ -435,65 +437,19 @@ fn find_table<'data, R: object::ReadRef<'data>>(
         })
 }
 
-/// `runtime.text`, the base of the function entries: the header's, or in a
-/// position-independent binary, where the header's is filled in at load,
-/// the value its relocation writes; else the start of `.text`.
-fn text_start<'data, R: object::ReadRef<'data>>(
-    elf: &object::File<'data, R>,
-    words: &Words,
-    table: u64,
-) -> Option<u64> {
-    words
-        .relocated(table + 8 + 8 * 2)
-        .or_else(|| elf.section_by_name(".text").map(|s| s.address()))
-}
-
-/// The pointer-sized words a position-independent binary's loader writes:
-/// its `R_X86_64_RELATIVE` relocations, by address.
-struct Words(std::collections::HashMap<u64, u64>);
-
-impl Words {
-    fn new<'data, R: object::ReadRef<'data>>(elf: &object::File<'data, R>) -> Words {
-        let relocations = elf.dynamic_relocations().into_iter().flatten();
-        Words(
-            relocations
-                .filter(|(_, r)| {
-                    r.flags()
-                        == (object::RelocationFlags::Elf {
-                            r_type: object::elf::R_X86_64_RELATIVE,
-                        })
-                })
-                .filter_map(|(at, r)| Some((at, u64::try_from(r.addend()).ok()?)))
-                .collect(),
-        )
-    }
-
-    /// The word at `address` once loaded, if a relocation writes it.
-    fn relocated(&self, address: u64) -> Option<u64> {
-        self.0.get(&address).copied()
-    }
-
-    /// The word at `address` once loaded: the relocation's, else what the
-    /// file holds at `offset` of `data`.
-    fn at(&self, address: u64, data: &[u8], offset: usize) -> Option<u64> {
-        self.relocated(address).or_else(|| u64_at(data, offset))
-    }
-}
-
 /// `gofunc`, read from `runtime.moduledata`, which the linker puts in
 /// `.noptrdata` and which starts with the address of the table and a slice
 /// of its function names; the next slices (files, pc-values, functions)
-/// are checked too before it is believed. In a position-independent
-/// binary, these words are the loader's relocations.
+/// are checked too before it is believed. (In a position-independent
+/// binary the loader writes these words; Go's linker and GNU ld write them
+/// in the file too.)
 fn find_gofunc<'data, R: object::ReadRef<'data>>(
     elf: &object::File<'data, R>,
-    words: &Words,
     pclntab: u64,
     table: &GoTable,
 ) -> Option<Arc<[u8]>> {
-    let noptrdata = elf.section_by_name(".noptrdata")?;
-    let (base, data) = (noptrdata.address(), noptrdata.data().ok()?);
-    let word = |offset: usize| words.at(base + offset as u64, data, offset);
+    let data = elf.section_by_name(".noptrdata")?.data().ok()?;
+    let word = |offset: usize| u64_at(data, offset);
     let at = |offset: usize| pclntab + offset as u64;
     // pcHeader, then the slices funcnametab, cutab, filetab, pctab,
     // pclntable: pointer, length, capacity each.
@@ -812,8 +768,9 @@ mod tests {
 
     /// Position-independent and linked by the C linker (as with cgo): the
     /// table is in `.data.rel.ro`, with no section of its own, and the
-    /// addresses it and `runtime.moduledata` start from are written by the
-    /// loader's relocations. `go tool addr2line` (Go 1.19) reads nothing
+    /// addresses it and `runtime.moduledata` hold are the loader's to
+    /// relocate (GNU ld writes them in the file too). `go tool addr2line`
+    /// (Go 1.19) reads nothing
     /// there, so DWARF is the reference: the functions and inlined calls
     /// the same, and the lines but for a few in a thousand (the test above
     /// shows Go's own reader siding with the table where the two differ).
@@ -935,14 +892,13 @@ mod tests {
         let path = program.build("prog", &[]);
         let data = std::fs::read(&path).unwrap();
         let elf = object::File::parse(&*data).unwrap();
-        let text = elf.section_by_name(".text").unwrap().address();
         let section = elf
             .section_by_name(".gopclntab")
             .unwrap()
             .data()
             .unwrap()
             .to_vec();
-        let good = GoTable::parse(section.clone().into(), Some(text)).unwrap();
+        let good = GoTable::parse(section.clone().into()).unwrap();
         let (address, size) = functions(&path)
             .into_iter()
             .find(|(name, _, _)| name == "main.startHelper")
@@ -950,11 +906,15 @@ mod tests {
             .unwrap();
         assert!(good.lookup(address + size / 2).is_some());
 
+        // No runtime.text (a linker that left it to the relocation).
+        let mut no_text = section.clone();
+        no_text[8 + 16..8 + 24].fill(0);
+        assert!(GoTable::parse(no_text.into()).is_err());
         // Go 1.16's magic, and no Go table at all.
         let mut old = section.clone();
         old[..4].copy_from_slice(&0xffff_fffau32.to_le_bytes());
         assert_eq!(
-            GoTable::parse(old.into(), Some(text)).err(),
+            GoTable::parse(old.into()).err(),
             Some(GoTableError::Magic(0xffff_fffa))
         );
         let c_program = GoTable::read(File::open("/proc/self/exe").unwrap());
@@ -964,7 +924,7 @@ mod tests {
         // is refused or that names what it can, never a panic.
         let pcs: Vec<u64> = (address..address + size).step_by(3).collect();
         for len in (0..section.len()).step_by(section.len() / 97) {
-            if let Ok(table) = GoTable::parse(section[..len].to_vec().into(), Some(text)) {
+            if let Ok(table) = GoTable::parse(section[..len].to_vec().into()) {
                 for &pc in &pcs {
                     let _ = table.lookup(pc);
                 }
@@ -980,7 +940,7 @@ mod tests {
                 let at = (seed % broken.len() as u64) as usize;
                 broken[at] = (seed >> 32) as u8;
             }
-            if let Ok(table) = GoTable::parse(broken.into(), Some(text)) {
+            if let Ok(table) = GoTable::parse(broken.into()) {
                 for &pc in &pcs {
                     let _ = table.lookup(pc);
                 }
