@@ -9,7 +9,10 @@
 //! toolchain, which `cargo xtask setup` installs (`golang-go`); with
 //! `-tags leak_cgo` it calls into C and is linked by the C linker (cgo).
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use reaper_trace_tests::*;
 use serde_json::Value;
@@ -74,7 +77,7 @@ fn the_unreaped(report: &Value) -> &Value {
 
 /// `check --format json --junit FILE -- bin`: the unreaped finding, its
 /// fork stack's frames as (function, file name, line), and the JUnit.
-fn check_leak(name: &str, bin: &PathBuf) -> (Vec<(String, String, u64)>, String) {
+fn check_leak(name: &str, bin: &Path) -> (Vec<(String, String, u64)>, String) {
     let junit = scratch_dir().join(format!("{name}.xml"));
     let (code, report, stderr) = check_json(
         &["--threshold", "200ms", "--junit", junit.to_str().unwrap()],
