@@ -684,17 +684,46 @@ mod tests {
             .collect()
     }
 
+    /// What blazesym says of a Go program's addresses from its DWARF.
+    struct Dwarf {
+        symbolizer: crate::host::symbolize::Symbolizer,
+        module: std::sync::Arc<crate::trace::stack::Module>,
+        /// The executable segment, to turn addresses into file offsets.
+        text: crate::host::elf::Segment,
+    }
+
+    impl Dwarf {
+        fn of(path: &std::path::Path) -> Dwarf {
+            use crate::trace::stack::{Module, stamp_of};
+            let segments = crate::host::elf::read(File::open(path).unwrap(), false)
+                .unwrap()
+                .segments;
+            Dwarf {
+                symbolizer: crate::host::symbolize::Symbolizer::new(),
+                module: std::sync::Arc::new(Module {
+                    path: path.to_string_lossy().into_owned(),
+                    build_id: None,
+                    stamp: Some(stamp_of(&std::fs::metadata(path).unwrap())),
+                }),
+                text: *segments.iter().find(|s| s.executable).unwrap(),
+            }
+        }
+
+        /// The frames at `pc`, innermost inlined call first.
+        fn at(&mut self, pc: u64) -> Vec<crate::trace::stack::Symbol> {
+            let frame = crate::trace::stack::Frame {
+                module: self.module.clone(),
+                file_offset: pc - self.text.vaddr + self.text.file_offset,
+            };
+            self.symbolizer.symbolize_inlined(&frame).to_vec()
+        }
+    }
+
     /// Go's table read here says what Go's own reader of it says, at
     /// every 7th byte of every function (runtime and standard library
     /// included); and its inlined calls are DWARF's (through blazesym).
     #[test]
     fn agrees_with_go_addr2line_and_with_dwarf_on_inlined_calls() {
-        use std::sync::Arc;
-
-        use crate::{
-            host::{elf, symbolize::Symbolizer},
-            trace::stack::{Frame, Module, stamp_of},
-        };
         let Some(program) = go_program("addr2line") else {
             return;
         };
@@ -712,16 +741,7 @@ mod tests {
         let stripped = self::table(&stripped);
         assert!(stripped.gofunc.is_some(), "the inline trees are found");
 
-        let segments = elf::read(File::open(&path).unwrap(), false)
-            .unwrap()
-            .segments;
-        let text = segments.iter().find(|s| s.executable).unwrap();
-        let module = Arc::new(Module {
-            path: path.to_string_lossy().into_owned(),
-            build_id: None,
-            stamp: Some(stamp_of(&std::fs::metadata(&path).unwrap())),
-        });
-        let mut symbolizer = Symbolizer::new();
+        let mut dwarf = Dwarf::of(&path);
         let main_line = program.marked_line("start");
         let (mut inlined, mut seen_main) = (0, false);
         for (&pc, (function, file, line)) in pcs.iter().zip(&reference) {
@@ -746,15 +766,8 @@ mod tests {
                 continue;
             }
             inlined += 1;
-            let frame = Frame {
-                module: module.clone(),
-                file_offset: pc - text.vaddr + text.file_offset,
-            };
-            let dwarf: Vec<Option<String>> = symbolizer
-                .symbolize_inlined(&frame)
-                .iter()
-                .map(|s| s.function.clone())
-                .collect();
+            let dwarf: Vec<Option<String>> =
+                dwarf.at(pc).iter().map(|s| s.function.clone()).collect();
             let names: Vec<Option<String>> = frames.iter().map(|f| f.function.clone()).collect();
             assert_eq!(names, dwarf, "{pc:#x}: {frames:?}");
         }
@@ -770,18 +783,12 @@ mod tests {
     /// table is in `.data.rel.ro`, with no section of its own, and the
     /// addresses it and `runtime.moduledata` hold are the loader's to
     /// relocate (GNU ld writes them in the file too). `go tool addr2line`
-    /// (Go 1.19) reads nothing
-    /// there, so DWARF is the reference: the functions and inlined calls
-    /// the same, and the lines but for a few in a thousand (the test above
-    /// shows Go's own reader siding with the table where the two differ).
+    /// (Go 1.19) reads nothing there, so DWARF is the reference: the
+    /// functions and inlined calls the same, and the lines but for a few
+    /// in a thousand (the test above shows Go's own reader siding with the
+    /// table where the two differ).
     #[test]
     fn a_position_independent_cgo_build_agrees_with_its_dwarf() {
-        use std::sync::Arc;
-
-        use crate::{
-            host::{elf, symbolize::Symbolizer},
-            trace::stack::{Frame, Module, stamp_of},
-        };
         let Some(program) = go_program("pie") else {
             return;
         };
@@ -807,16 +814,7 @@ mod tests {
         assert_eq!(Some(table.text_start), runtime_text);
         let go_text = text_range(&elf).unwrap();
 
-        let segments = elf::read(File::open(&path).unwrap(), false)
-            .unwrap()
-            .segments;
-        let text = segments.iter().find(|s| s.executable).unwrap();
-        let module = Arc::new(Module {
-            path: path.to_string_lossy().into_owned(),
-            build_id: None,
-            stamp: Some(stamp_of(&std::fs::metadata(&path).unwrap())),
-        });
-        let mut symbolizer = Symbolizer::new();
+        let mut dwarf = Dwarf::of(&path);
         let (mut compared, mut lines_differ) = (0, 0);
         for (name, address, size) in &functions {
             for pc in (*address..address + size)
@@ -827,11 +825,7 @@ mod tests {
                 assert_eq!(stripped.lookup(pc), Some(frames.clone()), "{pc:#x}");
                 let outer = frames.last().unwrap().function.as_deref().unwrap();
                 assert!(same_name(outer, name), "{name} at {pc:#x}: {frames:?}");
-                let frame = Frame {
-                    module: module.clone(),
-                    file_offset: pc - text.vaddr + text.file_offset,
-                };
-                let dwarf = symbolizer.symbolize_inlined(&frame).to_vec();
+                let dwarf = dwarf.at(pc);
                 if dwarf[0].line.is_none()
                     || frames
                         .iter()
