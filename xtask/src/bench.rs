@@ -7,6 +7,10 @@
 //! The benchmark is a table of named parts ([`PARTS`]); `--only NAME` runs
 //! one of them.
 
+mod pgbench;
+mod syscalls;
+mod tracefs;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -16,7 +20,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::measure::{Background, Cost, events_and_lost, measured, median, rss_kb, which};
+use crate::measure::{
+    Background, Cost, events_and_lost, measured, median, no_zombie_children, rss_kb, which,
+};
 
 pub struct Options {
     pub rounds: usize,
@@ -60,8 +66,8 @@ const PARTS: &[Part] = &[
         name: "syscalls",
         key: "syscall_overhead",
         by_default: true,
-        run: syscall_overhead,
-        print: print_syscalls,
+        run: syscalls::run,
+        print: syscalls::print,
     },
     Part {
         name: "stacks",
@@ -117,6 +123,7 @@ struct Bench {
     rounds: usize,
     soak_minutes: f64,
     bpftrace: Option<PathBuf>,
+    exitsnoop: Option<PathBuf>,
 }
 
 impl Bench {
@@ -130,6 +137,7 @@ impl Bench {
             rounds: options.rounds,
             soak_minutes: options.soak_minutes,
             bpftrace: which("bpftrace"),
+            exitsnoop: which("exitsnoop"),
         }
     }
 
@@ -189,18 +197,49 @@ tracepoint:syscalls:sys_exit_wait4 { printf("wait4 %d %d\n", pid, args->ret); }
 tracepoint:sched:sched_process_free { printf("free %d\n", args->pid); }
 "#;
 
+/// The parts that run the peers (bpftrace, exitsnoop), which need tracefs.
+const PEER_PARTS: &[&str] = &["overhead", "syscalls"];
+
+/// bpftrace says on stderr, with this variable set, once every probe is
+/// attached ("Attaching N probes" comes before that).
+const BPFTRACE_ATTACHED: &str = "__BPFTRACE_NOTIFY_PROBES_ATTACHED";
+
+fn bpftrace_attached(cmd: &mut Command) -> &mut Command {
+    cmd.env(BPFTRACE_ATTACHED, "1")
+}
+
 pub fn run(options: Options) -> anyhow::Result<()> {
-    let bench = Bench::new(&options);
-    let mut results = serde_json::Map::new();
-    for part in PARTS {
-        let wanted = match options.only.as_deref() {
+    let mut bench = Bench::new(&options);
+    let wanted: Vec<&Part> = PARTS
+        .iter()
+        .filter(|part| match options.only.as_deref() {
             Some(only) => only == part.name,
             None => part.by_default,
-        };
-        if wanted {
-            results.insert(part.key.into(), (part.run)(&bench)?);
+        })
+        .collect();
+    // Held to the end: unmounts what it mounted.
+    let mut _tracefs = None;
+    if wanted.iter().any(|p| PEER_PARTS.contains(&p.name))
+        && (bench.bpftrace.is_some() || bench.exitsnoop.is_some())
+    {
+        match tracefs::Tracefs::for_peers() {
+            Ok(guard) => _tracefs = Some(guard),
+            Err(why) => {
+                eprintln!("xtask bench: skipping the bpftrace and exitsnoop peers: {why}");
+                (bench.bpftrace, bench.exitsnoop) = (None, None);
+            }
         }
     }
+    let mut results = serde_json::Map::new();
+    let outcome = wanted.iter().try_for_each(|part| {
+        results.insert(part.key.into(), (part.run)(&bench)?);
+        anyhow::Ok(())
+    });
+    // Every child the bench started must have been waited for, whether the
+    // parts succeeded or not.
+    let zombies = no_zombie_children();
+    outcome?;
+    zombies?;
     let results = Value::Object(results);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -300,11 +339,11 @@ fn bpftrace_storm(b: &Bench) -> anyhow::Result<(f64, Cost, u64)> {
     let out = Path::new(SHM).join("reaper-trace-bench-bpftrace.txt");
     let file = std::fs::File::create(&out)?;
     let bg = Background::start(
-        on_cpu1(b.bpftrace.as_ref().expect("checked"))
+        bpftrace_attached(&mut on_cpu1(b.bpftrace.as_ref().expect("checked")))
             .args(["-e", BPFTRACE_SCRIPT])
             .stdout(file),
-        "Attaching",
-        Some(&out),
+        BPFTRACE_ATTACHED,
+        None,
     )?;
     let (cost, _) = measured(&mut b.pinned_storm())?;
     let (tcpu, _, lines) = bg.stop()?;
@@ -500,73 +539,6 @@ fn stacks_cost(b: &Bench) -> anyhow::Result<Value> {
     Ok(Value::Object(table))
 }
 
-/// What the raw `sys_enter`/`sys_exit` hooks cost a system call the probes
-/// do not record (getppid), pinned on CPU 0, interleaved per round: untraced,
-/// under `live`, and under bpftrace holding one classic syscall tracepoint
-/// (the hooks reaper-trace used before, which also put every system call
-/// through the kernel's traced slow path).
-fn syscall_overhead(b: &Bench) -> anyhow::Result<Value> {
-    let (tool, scenario, bpftrace, rounds) =
-        (&b.tool, &b.scenario, b.bpftrace.as_deref(), b.rounds);
-    const CALLS: u64 = 5_000_000;
-    let loop_cmd = || {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"])
-            .arg(scenario)
-            .args(["syscalls", &CALLS.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
-    let mut ns: BTreeMap<&str, Vec<f64>> = Default::default();
-    for round in 0..rounds {
-        eprintln!("xtask bench: syscall overhead round {}/{rounds}", round + 1);
-        let (base, _) = measured(&mut loop_cmd())?;
-        ns.entry("untraced")
-            .or_default()
-            .push(base.wall * 1e9 / CALLS as f64);
-        let mut live = Command::new("taskset");
-        live.args(["-c", "1"])
-            .arg(tool)
-            .arg("live")
-            .stdout(Stdio::null());
-        let bg = Background::start(&mut live, "tracing", None)?;
-        let (cost, _) = measured(&mut loop_cmd())?;
-        bg.stop()?;
-        ns.entry("live")
-            .or_default()
-            .push(cost.wall * 1e9 / CALLS as f64);
-        if let Some(bpftrace) = bpftrace {
-            // bpftrace says it is attached on stdout.
-            let out = Path::new("/dev/shm").join("reaper-trace-bench-classic.txt");
-            let mut classic = Command::new("taskset");
-            classic
-                .args(["-c", "1"])
-                .arg(bpftrace)
-                .args(["-e", "tracepoint:syscalls:sys_enter_wait4 { @ = count(); }"])
-                .stdout(std::fs::File::create(&out)?);
-            let bg = Background::start(&mut classic, "Attaching", Some(&out))?;
-            let (cost, _) = measured(&mut loop_cmd())?;
-            bg.stop()?;
-            let _ = std::fs::remove_file(&out);
-            ns.entry("one classic syscall tracepoint (bpftrace)")
-                .or_default()
-                .push(cost.wall * 1e9 / CALLS as f64);
-        }
-    }
-    let base = median(ns["untraced"].clone());
-    let mut table = serde_json::Map::new();
-    for (mode, runs) in ns {
-        let per_call = median(runs);
-        table.insert(
-            mode.into(),
-            json!({"ns_per_call": per_call, "ratio": per_call / base, "calls": CALLS, "rounds": rounds}),
-        );
-    }
-    Ok(Value::Object(table))
-}
-
 /// `check -- /bin/true` wall time (median of `rounds`), and `live`'s RSS
 /// after 3 s of an idle system-wide trace and its peak.
 fn startup_of(binary: &Path, rounds: usize) -> anyhow::Result<Value> {
@@ -632,21 +604,6 @@ fn print_overhead(part: &Value) {
             m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
             m["cpu_ratio"].as_f64().unwrap_or(f64::NAN),
             m["lost"]
-        );
-    }
-}
-
-fn print_syscalls(part: &Value) {
-    let Some(modes) = part.as_object() else {
-        return;
-    };
-    println!("getppid loop, pinned, interleaved, median per call:");
-    for (mode, m) in modes {
-        println!(
-            "  {:<44} {:>7.1} ns {:>7.3}x",
-            mode,
-            m["ns_per_call"].as_f64().unwrap_or(f64::NAN),
-            m["ratio"].as_f64().unwrap_or(f64::NAN)
         );
     }
 }

@@ -70,7 +70,9 @@ pub struct Background {
 
 impl Background {
     /// Starts `cmd` and waits for a line containing `ready` on stderr (or in
-    /// `ready_file`, for bpftrace which prints it on stdout).
+    /// `ready_file`, for tools that say it on stdout). A tracer that exits
+    /// first, or is not ready within a minute, is reaped and its lines
+    /// returned in the error: the bench leaves no zombie behind.
     pub fn start(
         cmd: &mut Command,
         ready: &str,
@@ -102,8 +104,14 @@ impl Background {
                     break;
                 }
             }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Its last lines may still be on their way.
+                lines.extend(rx.recv_timeout(Duration::from_millis(200)));
+                lines.extend(rx.try_iter());
+                bail!("{cmd:?} exited ({status}) before it was ready: {lines:?}");
+            }
             if Instant::now() > deadline {
-                let _ = child.kill();
+                let _ = end(&mut child);
                 bail!("{cmd:?} never became ready: {lines:?}");
             }
         }
@@ -123,11 +131,63 @@ impl Background {
     pub fn stop(mut self) -> anyhow::Result<(f64, u64, Vec<String>)> {
         let cpu = cpu_of(self.pid()) - self.cpu_at_start;
         let (_, rss) = rss_kb(self.pid());
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.pid() as i32, libc::SIGINT) };
-        self.child.wait()?;
+        if !end(&mut self.child) {
+            bail!("{} did not stop on SIGINT and was killed", self.pid());
+        }
         Ok((cpu, rss, self.stderr.try_iter().collect()))
     }
+}
+
+/// A tracer left running when a part fails half-way (an `?` between
+/// `start` and `stop`) is stopped and reaped, not left behind.
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = end(&mut self.child);
+    }
+}
+
+/// Stops a child that may still run and reaps it: SIGINT, sent again each
+/// second (bpftrace 0.17 was seen to miss one and sleep on), then SIGKILL
+/// after 10 s. False when it had to be killed. Nothing to do for one
+/// already reaped.
+fn end(child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut next_signal = Instant::now();
+    while matches!(child.try_wait(), Ok(None)) {
+        let now = Instant::now();
+        if now > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        if now >= next_signal {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            next_signal = now + Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+    true
+}
+
+/// Fails, naming them, when this process has children that exited and were
+/// never reaped: every child the bench starts must be waited for.
+pub fn no_zombie_children() -> anyhow::Result<()> {
+    let me = std::process::id() as i32;
+    let zombies: Vec<String> = procfs::process::all_processes()?
+        .filter_map(Result::ok)
+        .filter_map(|p| p.stat().ok())
+        .filter(|s| s.ppid == me && s.state == 'Z')
+        .map(|s| format!("{} ({})", s.pid, s.comm))
+        .collect();
+    if !zombies.is_empty() {
+        bail!(
+            "the bench left zombie children behind (a child it started and never waited for): {}",
+            zombies.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `reaper-trace: N events, M lost` from the tool's stderr.
@@ -157,4 +217,65 @@ pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pid's state, while it is a child of this process.
+    fn state_of_child(pid: u32) -> Option<char> {
+        let stat = procfs::process::Process::new(pid as i32)
+            .ok()?
+            .stat()
+            .ok()?;
+        (stat.ppid == std::process::id() as i32).then_some(stat.state)
+    }
+
+    #[test]
+    fn a_zombie_child_is_named_and_a_reaped_one_is_not() {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state_of_child(pid) != Some('Z') {
+            assert!(Instant::now() < deadline, "true never exited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let error = no_zombie_children()
+            .expect_err("a zombie child")
+            .to_string();
+        assert!(error.contains(&format!("{pid} (true)")), "{error}");
+        child.wait().expect("reap");
+        assert_eq!(state_of_child(pid), None);
+    }
+
+    #[test]
+    fn a_tracer_that_exits_before_ready_fails_at_once_and_is_reaped() {
+        let start = Instant::now();
+        let error = Background::start(
+            Command::new("sh").args(["-c", "echo 'ERROR: tracepoint not found' >&2; exit 3"]),
+            "Attaching",
+            None,
+        )
+        .err()
+        .expect("not ready")
+        .to_string();
+        assert!(error.contains("exited"), "{error}");
+        assert!(error.contains("tracepoint not found"), "{error}");
+        // Not the minute's deadline.
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn dropping_a_running_tracer_stops_and_reaps_it() {
+        let bg = Background::start(
+            Command::new("sh").args(["-c", "echo ready >&2; exec sleep 600"]),
+            "ready",
+            None,
+        )
+        .expect("start");
+        let pid = bg.pid();
+        drop(bg);
+        assert_eq!(state_of_child(pid), None);
+    }
 }

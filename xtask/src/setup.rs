@@ -14,8 +14,8 @@ use anyhow::{Context as _, bail};
 /// bpf-linker release known to build against LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages: strace and tini for real-client scenarios, bpftrace as
-/// the peer the benchmark compares against, bpftool to inspect programs,
+/// Debian packages: strace and tini for real-client scenarios, bpftrace and
+/// libbpf-tools (exitsnoop) as the peers the benchmark compares against, bpftool to inspect programs,
 /// prometheus for the real scrape test (its promtool checks the fleet
 /// examples), qemu, busybox-static and cpio to boot other kernels with
 /// the static binary (`vm-test`), python3-venv for the Perfetto venv,
@@ -30,6 +30,7 @@ const PACKAGES: &[&str] = &[
     "strace",
     "tini",
     "bpftrace",
+    "libbpf-tools",
     "bpftool",
     "prometheus",
     "qemu-system-x86",

@@ -157,6 +157,19 @@ impl Evidence {
         }
     }
 
+    /// Its contradictions made unknowns, saying why.
+    fn unknown_where_false(mut self, why: &str) -> Evidence {
+        let unknown = |v: Option<bool>| v.filter(|&v| v);
+        if [self.parent, self.life, self.reaper].contains(&Some(false)) {
+            self.seen
+                .push_str(&format!(" ({why}: no evidence against)"));
+        }
+        self.parent = unknown(self.parent);
+        self.life = unknown(self.life);
+        self.reaper = unknown(self.reaper);
+        self
+    }
+
     fn get(&self, claim: Claim) -> Option<bool> {
         match claim {
             Claim::Parent => self.parent,
@@ -404,7 +417,7 @@ fn by_kernel(f: &Finding, kernel: &KernelView, slack: &Slack) -> Evidence {
         (None, Some(fr)) if !zombie_at_end && fr <= claimed_end + slack.above_ns => Some(true),
         (None, _) => None,
     };
-    Evidence {
+    let evidence = Evidence {
         parent: exit.notified_parent.map(|p| p == f.parent_pid),
         life,
         reaper: match (f.kind, wait) {
@@ -418,7 +431,19 @@ fn by_kernel(f: &Finding, kernel: &KernelView, slack: &Slack) -> Evidence {
             (Kind::LateReap, None) => None,
         },
         seen,
+    };
+    // The wait or free it matched may be another process's when bpftrace
+    // lost the real ones (a reused pid): a lossy view confirms, but does
+    // not contradict.
+    let end = [Some(claimed_end), wait.map(|w| w.ns), free]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(claimed_end);
+    if kernel.lost_between(exit.exit_ns, end) {
+        return evidence.unknown_where_false("bpftrace lost records meanwhile");
     }
+    evidence
 }
 
 /// A zombie left on purpose by a scenario: it must be found.
@@ -803,6 +828,44 @@ mod tests {
             11 * S + 500 * MS
         ));
         let j = judged(&f, &no_sampler(), &k);
+        assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
+    }
+
+    #[test]
+    fn a_lossy_kernel_view_confirms_but_does_not_contradict() {
+        // The parent's reap at 11.2 s was lost; a wait by 60 that collected
+        // the pid's next process at 40 s looks like another reaper.
+        let f = finding(Kind::LateReap, 100, 50, 10 * S, 1200 * MS);
+        let st = f.start_ns;
+        let records = format!(
+            "X {} 100 50 {st} sh\nN {} 100 50 {st} 50 0\n{{lost}}W {} 60 100\n",
+            10 * S,
+            10 * S + MS,
+            40 * S
+        );
+        let sampled = sampler(vec![zombie(
+            100,
+            10 * S + 2 * MS,
+            11 * S + 195 * MS,
+            &[(50, 10 * S, 11 * S)],
+        )]);
+        let clean = kernel(&records.replace("{lost}", ""));
+        let j = judged(&f, &sampled, &clean);
+        assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
+        let lossy = kernel(&records.replace("{lost}", "Lost 3 events\n"));
+        let j = judged(&f, &sampled, &lossy);
+        assert_eq!(j.verdict, Verdict::True, "{}", j.evidence());
+        assert!(j.evidence().contains("bpftrace lost records meanwhile"));
+        // Losses long before or after say nothing of it.
+        let elsewhere = kernel(&format!(
+            "X {} 7 1 1 a\nLost 3 events\nX {} 8 1 1 b\n{}X {} 9 1 1 c\nLost 1 events\nX {} 10 1 1 d\n",
+            S,
+            2 * S,
+            records.replace("{lost}", ""),
+            90 * S,
+            91 * S
+        ));
+        let j = judged(&f, &sampled, &elsewhere);
         assert_eq!(j.verdict, Verdict::False, "{}", j.evidence());
     }
 

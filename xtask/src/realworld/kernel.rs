@@ -89,15 +89,34 @@ pub struct KernelView {
     pub lines: u64,
     /// Events bpftrace itself reported lost.
     pub lost: u64,
+    /// When it lost them: from the record before each `Lost` line to the
+    /// record after it, widened by [`LOSS_MARGIN_NS`].
+    loss_windows: Vec<(u64, u64)>,
 }
 
+/// How far a loss may lie from the records printed around its `Lost` line:
+/// bpftrace prints each CPU's buffer in turn, so neighbouring lines may come
+/// from another CPU, at another time.
+const LOSS_MARGIN_NS: u64 = 2_000_000_000;
+
 impl KernelView {
+    /// Whether bpftrace lost records at some time between `from` and `to`:
+    /// what it did not see then is no evidence against anything.
+    pub fn lost_between(&self, from: u64, to: u64) -> bool {
+        self.loss_windows
+            .iter()
+            .any(|&(start, end)| start <= to && from <= end)
+    }
+
     pub fn parse(text: &str) -> KernelView {
         let mut view = KernelView::default();
         let mut exit_times: HashMap<u32, Vec<u64>> = HashMap::new();
         // The sender's real parent at the last SIGCHLD sent by each (pid,
         // start time).
         let mut notified: HashMap<(u32, u64), u32> = HashMap::new();
+        // The time of the last record, and whether a loss waits for the
+        // next record to close its window.
+        let (mut last_ns, mut loss_open) = (0u64, false);
         for line in text.lines() {
             if let Some(n) = line.strip_prefix("Lost ") {
                 view.lost += n
@@ -105,10 +124,22 @@ impl KernelView {
                     .next()
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
+                if !loss_open {
+                    view.loss_windows
+                        .push((last_ns.saturating_sub(LOSS_MARGIN_NS), u64::MAX));
+                    loss_open = true;
+                }
                 continue;
             }
             let f: Vec<&str> = line.splitn(6, ' ').collect();
             let num = |i: usize| f.get(i).and_then(|s| s.trim().parse::<u64>().ok());
+            if let Some(ns) = num(1) {
+                last_ns = ns;
+                if loss_open && let Some(window) = view.loss_windows.last_mut() {
+                    window.1 = ns.saturating_add(LOSS_MARGIN_NS);
+                    loss_open = false;
+                }
+            }
             match (f.first().copied(), num(1), num(2)) {
                 (Some("X"), Some(ns), Some(pid)) => {
                     if let (Some(_parent), Some(start)) = (num(3), num(4)) {

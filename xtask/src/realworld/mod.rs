@@ -15,6 +15,8 @@ mod kernel;
 mod sampler;
 mod workloads;
 
+pub(crate) use workloads::postgres_bin;
+
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
