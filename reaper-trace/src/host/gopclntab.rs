@@ -416,7 +416,8 @@ pub fn text_range<'data, R: object::ReadRef<'data>>(
 /// in a position-independent binary; linked by the C linker (cgo) into a
 /// position-independent binary, it is somewhere in `.data.rel.ro`, found
 /// by its header (magic, two zero bytes, x86's instruction quantum 1,
-/// 8-byte pointers) at an aligned place.
+/// 8-byte pointers) at an aligned place; searched only in a Go binary
+/// (one with Go's `.go.buildinfo`), not in every C library mapped.
 fn find_table<'data, R: object::ReadRef<'data>>(
     elf: &object::File<'data, R>,
 ) -> Option<(u64, &'data [u8])> {
@@ -425,6 +426,7 @@ fn find_table<'data, R: object::ReadRef<'data>>(
             return Some((section.address(), section.data().ok()?));
         }
     }
+    elf.section_by_name(".go.buildinfo")?;
     let section = elf.section_by_name(".data.rel.ro")?;
     let data = section.data().ok()?;
     (0..data.len().saturating_sub(64))
