@@ -362,6 +362,32 @@ pub fn check_json(options: &[&str], cmd: &[&str]) -> (Option<i32>, Value, String
     (out.status.code(), report, stderr)
 }
 
+/// The one unreaped finding of a report.
+pub fn the_unreaped(report: &Value) -> &Value {
+    let findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "unreaped")
+        .collect();
+    assert_eq!(findings.len(), 1, "one unreaped child: {report:#}");
+    findings[0]
+}
+
+/// The JUnit `xml` of `check` blames the leaked child's fork on `file`'s
+/// `line` in `function`: the failing case's message says so, and it
+/// carries the file and line for CI to annotate.
+pub fn assert_junit_blames(xml: &str, file: &str, line: u64, function: &str) {
+    assert!(
+        xml.contains(&format!("forked at {file}:{line} in {function}")),
+        "{file}:{line} in {function}: {xml}"
+    );
+    assert!(
+        xml.contains(&format!("{file}\" line=\"{line}\"")),
+        "{file}:{line}: {xml}"
+    );
+}
+
 /// `reaper-trace report FILE <args>`: stdout, with a successful exit.
 pub fn report_output(file: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(report_bytes(file, args)).expect("UTF-8 report")

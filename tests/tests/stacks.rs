@@ -32,18 +32,6 @@ fn check(extra: &[&str], cmd: &[&str]) -> (Option<i32>, Value, Vec<String>) {
     (code, report, stderr.lines().map(String::from).collect())
 }
 
-/// The one unreaped finding of a report.
-fn the_unreaped(report: &Value) -> &Value {
-    let findings: Vec<&Value> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["kind"] == "unreaped")
-        .collect();
-    assert_eq!(findings.len(), 1, "one unreaped child: {report:#}");
-    findings[0]
-}
-
 /// The frames of `stack` in `module` (by file name) with debug info.
 fn frames_in<'a>(stack: &'a Value, file_suffix: &str) -> Vec<&'a Value> {
     stack
@@ -98,14 +86,7 @@ fn a_leaked_popen_names_its_line_with_and_without_frame_pointers() {
         );
         // CI annotates the line: the failing case carries file and line.
         let xml = std::fs::read_to_string(&junit).expect("JUnit written");
-        assert!(
-            xml.contains(&format!("leak.c\" line=\"{line}\"")),
-            "{name}: {xml}"
-        );
-        assert!(
-            xml.contains(&format!("forked at leak.c:{line} in leak_popen")),
-            "{xml}"
-        );
+        assert_junit_blames(&xml, "leak.c", line, "leak_popen");
     }
 }
 

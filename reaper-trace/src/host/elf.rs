@@ -36,6 +36,9 @@ pub struct UnwindSections {
     pub got: Option<Range<u64>>,
     pub eh_frame: Option<(Range<u64>, Data)>,
     pub eh_frame_hdr: Option<(Range<u64>, Data)>,
+    /// Where Go's functions are, in a Go binary: code with frame pointers
+    /// and no CFI ([`super::gopclntab::text_range`]).
+    pub go_text: Option<Range<u64>>,
 }
 
 /// What one ELF file tells us.
@@ -109,6 +112,7 @@ fn unwind_sections<'data, R: object::ReadRef<'data>>(
         got: range(".got"),
         eh_frame: with_data(".eh_frame"),
         eh_frame_hdr: with_data(".eh_frame_hdr"),
+        go_text: super::gopclntab::text_range(elf),
     }
 }
 

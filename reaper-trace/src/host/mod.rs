@@ -5,6 +5,7 @@
 #[cfg(feature = "kernel")]
 pub mod command;
 mod elf;
+pub mod gopclntab;
 pub mod new_file;
 #[cfg(feature = "kernel")]
 pub mod priority;
