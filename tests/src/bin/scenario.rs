@@ -75,6 +75,11 @@ const SCENARIOS: &[Scenario] = &[
     scenario("exit_signal0", &[], clone::exit_signal0),
     scenario("storm", &["N"], workload::storm),
     scenario("syscalls", &["N"], workload::syscalls),
+    scenario(
+        "syscall_batches",
+        &["BATCHES", "CALLS"],
+        workload::syscall_batches,
+    ),
     scenario("double_fork", &[], reaping::double_fork),
     scenario("zombie_hold", &["HOLD_MS"], reaping::zombie_hold),
     scenario("demo", &[], workload::demo),
