@@ -222,7 +222,11 @@ fn getppid_ns_per_call(scenario: &Path) -> anyhow::Result<f64> {
     let out = Command::new("taskset")
         .args(["-c", "0"])
         .arg(scenario)
-        .args(["syscall_batches", &BATCHES.to_string(), &BATCH_CALLS.to_string()])
+        .args([
+            "syscall_batches",
+            &BATCHES.to_string(),
+            &BATCH_CALLS.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .output()?;

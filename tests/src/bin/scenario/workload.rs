@@ -32,7 +32,7 @@ pub fn storm(args: &Args) {
 pub fn syscall_batches(args: &Args) {
     let batches = args.count(0, "BATCHES", 200);
     let calls = args.count(1, "CALLS", 10_000).max(1);
-    let mut per_call = Vec::with_capacity(batches as usize);
+    let mut per_call = Vec::with_capacity(batches);
     let mut sum: i64 = 0;
     for _ in 0..batches {
         let start = thread_cpu_ns();
