@@ -547,6 +547,25 @@ pub fn assert_timeline_agrees(recording: &std::path::Path) -> Value {
 }
 
 /// A list of pids from a TRUTH field.
+/// `handler_once`'s zombies (one wait per SIGCHLD while SIGCHLDs
+/// coalesce): exactly the ones it left are unreaped findings, each with
+/// `sigchld_coalesced`.
+pub fn assert_coalesced_zombies_found(t: &Trace) {
+    let truth = t.truth("zombies_left");
+    let left = int(&truth["zombies_left"]);
+    assert!(left > 0, "the scenario must leave zombies: {truth}");
+    let findings = t.findings_for(&pids(&truth["children"]));
+    assert_eq!(findings.len() as i64, left, "{findings:#?}");
+    assert_eq!(t.summary("unreaped"), left);
+    for f in findings {
+        assert!(
+            codes(f).contains(&"sigchld_coalesced".into()),
+            "{:?}",
+            f["diagnosis"]
+        );
+    }
+}
+
 pub fn pids(v: &Value) -> Vec<i64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))

@@ -197,6 +197,25 @@ impl Analyzer {
         })
     }
 
+    /// The exits with no reap (closed ones aside), in pid order: those
+    /// /proc showed gone (waiting for their frees), or the others.
+    fn unreaped_exits(&self, seen_gone: bool) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .procs
+            .iter()
+            // Closed without a verdict (`close_unknown`): not zombies.
+            .filter(|(_, p)| !p.finished)
+            .filter(|(_, p)| {
+                p.exit
+                    .as_ref()
+                    .is_some_and(|e| e.reap.is_none() && (e.gone_ns != 0) == seen_gone)
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
     /// Whether /proc showed `exit` still a zombie past the threshold.
     pub(super) fn zombie_seen_past_threshold(&self, exit: &super::facts::ExitFacts) -> bool {
         (exit.zombie_seen_ns != 0)
@@ -315,36 +334,11 @@ impl Analyzer {
         }
         // Seen gone from /proc, their frees not come: released, by whom
         // unknown (only without wait records).
-        let mut undecided: Vec<u32> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| !p.finished)
-            .filter(|(_, p)| {
-                p.exit
-                    .as_ref()
-                    .is_some_and(|e| e.reap.is_none() && e.gone_ns != 0)
-            })
-            .map(|(&pid, _)| pid)
-            .collect();
-        undecided.sort_unstable();
-        for pid in undecided {
+        for pid in self.unreaped_exits(true) {
             self.close_unknown(pid);
         }
-        let mut zombies: Vec<u32> = self
-            .procs
-            .iter()
-            // Closed without a verdict (`close_unknown`): not zombies.
-            .filter(|(_, p)| !p.finished)
-            .filter(|(_, p)| {
-                p.exit
-                    .as_ref()
-                    .is_some_and(|e| e.reap.is_none() && e.gone_ns == 0)
-            })
-            .map(|(&pid, _)| pid)
-            .collect();
-        zombies.sort_unstable();
         let mut listed_zombies = 0;
-        for pid in zombies {
+        for pid in self.unreaped_exits(false) {
             let parent = self.procs[&pid]
                 .exit
                 .as_ref()
