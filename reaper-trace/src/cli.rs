@@ -244,6 +244,23 @@ pub enum Command {
         /// The directory to write into (made if missing).
         dir: PathBuf,
     },
+    /// List the zombies on this machine now, from /proc (no tracing):
+    /// grouped by cgroup and parent, with their ages, what explains each
+    /// parent's (its SIGCHLD action, masks and pending signal, signalfds,
+    /// stopped or traced threads, where each thread waits), the cgroup's
+    /// pids.max headroom and a fix. Exit 0 none older than the threshold,
+    /// 1 some, 2 usage or privilege error.
+    Zombies {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A zombie counts (exit status 1) once it exited longer ago than this.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ns)]
+        threshold: u64,
+        /// Only the zombies of this parent (repeatable).
+        #[arg(long = "parent", value_name = "PID")]
+        parents: Vec<u32>,
+    },
     /// Analyse a recording: the same findings as the live run that made it.
     Report {
         /// The recording.

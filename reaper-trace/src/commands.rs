@@ -3,6 +3,7 @@
 //! one line on stderr and exit status 2.
 
 use std::{
+    collections::BTreeMap,
     io::{IsTerminal as _, Write as _},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -10,15 +11,20 @@ use std::{
 };
 
 use reaper_trace::{
-    analysis::{FindingKind, Report},
+    analysis::{
+        FindingKind, Report,
+        snapshot::{self, CgroupNow},
+    },
+    cgroup::{Cgroup, fs::CgroupFs},
     host::{command, new_file, symbolize::Symbolizer},
     live::{self, Display, Emit, LiveOptions, TraceOptions},
     output::{
         check,
         metrics::MetricsVisitor,
         report,
-        stacks::symbolize_finding,
+        stacks::{name_live_threads, symbolize_finding},
         timeline::{self, TimelineFormat},
+        zombies,
     },
     pipeline::replay::{self, ReplayOptions},
     trace::stack::Stack,
@@ -346,6 +352,66 @@ pub fn run_report(
     };
     println!("{}", rendered.trim_end());
     ExitCode::SUCCESS
+}
+
+/// `zombies`: a snapshot of /proc (of `parents`' zombies only, unless
+/// empty), grouped, explained and printed; exit 1 when a zombie is older
+/// than `threshold_ns`.
+pub fn run_zombies(json: bool, threshold_ns: u64, parents: &[u32]) -> ExitCode {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return fail(&anyhow::anyhow!(
+            "zombies needs root: the signal masks, file descriptors and kernel stacks of other users' processes are not readable otherwise; run it with sudo"
+        ));
+    }
+    let mut scan = reaper_trace::host::zombies::scan(parents);
+    let mut symbolizer = Symbolizer::new();
+    for parent in &mut scan.parents {
+        if let Some(probe) = &mut parent.probe {
+            name_live_threads(&mut symbolizer, parent.pid, &mut probe.threads);
+        }
+    }
+    let fs = CgroupFs::discover();
+    let mut cgroups = BTreeMap::new();
+    for z in &scan.zombies {
+        let Some(path) = &z.cgroup else { continue };
+        if cgroups.contains_key(path) {
+            continue;
+        }
+        let id = fs
+            .locate(path)
+            .ok()
+            .and_then(|(dir, _)| std::fs::metadata(dir).ok())
+            .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
+        // A zombie's v1 paths read `/` (the kernel moves an exiting task
+        // out of its v1 cgroups, though the pids controller still counts
+        // it): then the v2 path, where runtimes and systemd put the same
+        // cgroup in the v1 pids hierarchy too.
+        let v1 = z
+            .pids_cgroup
+            .as_deref()
+            .filter(|p| *p != "/")
+            .unwrap_or(path);
+        let pids = fs.pids_now(Some(path), Some(v1));
+        cgroups.insert(
+            path.clone(),
+            CgroupNow {
+                cgroup: Cgroup::new(id, path),
+                pids,
+            },
+        );
+    }
+    let snapshot = snapshot::build(&scan, threshold_ns, &cgroups);
+    let rendered = if json {
+        zombies::json(&snapshot)
+    } else {
+        zombies::text(&snapshot)
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{}", rendered.trim_end()).and_then(|()| stdout.flush()) {
+        return fail(&anyhow::anyhow!("writing the snapshot: {e}"));
+    }
+    ExitCode::from(u8::from(snapshot.over_threshold > 0))
 }
 
 /// `check --format json`: the report, the command's end and the status

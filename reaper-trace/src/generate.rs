@@ -166,6 +166,7 @@ mod tests {
             "serve",
             "verify-kernel",
             "report",
+            "zombies",
         ] {
             assert!(listed.contains(&format!("reaper-trace-{sub}.1")), "{sub}");
         }

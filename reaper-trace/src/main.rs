@@ -58,6 +58,11 @@ fn main() -> ExitCode {
             commands::run_serve(serve_options(args), listen, web_config)
         }
         Command::VerifyKernel { format, junit } => commands::run_verify(format, junit),
+        Command::Zombies {
+            json,
+            threshold,
+            parents,
+        } => commands::run_zombies(json, threshold, &parents),
         Command::Workload { name } => {
             ExitCode::from(reaper_trace::verify::workloads::run(&name).clamp(0, 255) as u8)
         }

@@ -284,6 +284,33 @@ pub fn assert_report_agrees(recording: &std::path::Path, live: &Trace) {
     }
 }
 
+/// The line (from 1) of the C source `source` carrying `MARK: <mark>`:
+/// how the stack tests know the line to expect without writing it down.
+pub fn marked_line(source: &str, mark: &str) -> u64 {
+    let text = std::fs::read_to_string(source).unwrap_or_else(|e| panic!("{source}: {e}"));
+    let needle = format!("MARK: {mark} ");
+    text.lines()
+        .position(|l| l.contains(&needle))
+        .map(|i| i as u64 + 1)
+        .unwrap_or_else(|| panic!("no {needle:?} in {source}"))
+}
+
+/// The C source `source` built with `-g -pthread` and `flags` into
+/// `name` in the scratch directory.
+pub fn build_c(source: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let out = scratch_dir().join(name);
+    let status = Command::new("cc")
+        .args(["-g", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(source)
+        .status()
+        .expect("run cc (set-up installs gcc)");
+    assert!(status.success(), "cc {flags:?} {source} failed");
+    out
+}
+
 /// This test process's scratch directory, removed when the process exits
 /// (whatever its tests left there: recordings, metrics files, Prometheus'
 /// data).
@@ -333,6 +360,32 @@ pub fn check_json(options: &[&str], cmd: &[&str]) -> (Option<i32>, Value, String
         .next_back()
         .unwrap_or(Value::Null);
     (out.status.code(), report, stderr)
+}
+
+/// The one unreaped finding of a report.
+pub fn the_unreaped(report: &Value) -> &Value {
+    let findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "unreaped")
+        .collect();
+    assert_eq!(findings.len(), 1, "one unreaped child: {report:#}");
+    findings[0]
+}
+
+/// The JUnit `xml` of `check` blames the leaked child's fork on `file`'s
+/// `line` in `function`: the failing case's message says so, and it
+/// carries the file and line for CI to annotate.
+pub fn assert_junit_blames(xml: &str, file: &str, line: u64, function: &str) {
+    assert!(
+        xml.contains(&format!("forked at {file}:{line} in {function}")),
+        "{file}:{line} in {function}: {xml}"
+    );
+    assert!(
+        xml.contains(&format!("{file}\" line=\"{line}\"")),
+        "{file}:{line}: {xml}"
+    );
 }
 
 /// `reaper-trace report FILE <args>`: stdout, with a successful exit.
@@ -494,6 +547,25 @@ pub fn assert_timeline_agrees(recording: &std::path::Path) -> Value {
 }
 
 /// A list of pids from a TRUTH field.
+/// `handler_once`'s zombies (one wait per SIGCHLD while SIGCHLDs
+/// coalesce): exactly the ones it left are unreaped findings, each with
+/// `sigchld_coalesced`.
+pub fn assert_coalesced_zombies_found(t: &Trace) {
+    let truth = t.truth("zombies_left");
+    let left = int(&truth["zombies_left"]);
+    assert!(left > 0, "the scenario must leave zombies: {truth}");
+    let findings = t.findings_for(&pids(&truth["children"]));
+    assert_eq!(findings.len() as i64, left, "{findings:#?}");
+    assert_eq!(t.summary("unreaped"), left);
+    for f in findings {
+        assert!(
+            codes(f).contains(&"sigchld_coalesced".into()),
+            "{:?}",
+            f["diagnosis"]
+        );
+    }
+}
+
 pub fn pids(v: &Value) -> Vec<i64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))

@@ -26,6 +26,7 @@ const PACKAGED: &[&str] = &[
     "./usr/share/man/man1/reaper-trace-serve.1.gz",
     "./usr/share/man/man1/reaper-trace-verify-kernel.1.gz",
     "./usr/share/man/man1/reaper-trace-report.1.gz",
+    "./usr/share/man/man1/reaper-trace-zombies.1.gz",
     "./usr/share/bash-completion/completions/reaper-trace",
     "./usr/share/zsh/vendor-completions/_reaper-trace",
     "./usr/share/fish/vendor_completions.d/reaper-trace.fish",
@@ -39,6 +40,7 @@ const SUBCOMMANDS: &[&str] = &[
     "serve",
     "verify-kernel",
     "report",
+    "zombies",
 ];
 
 struct Dist {

@@ -81,19 +81,7 @@ fn one_wait_per_signal_handler_leaves_coalesced_zombies() {
     kernel_test!();
     let t = trace_scenario_with(&["--no-events"], &["handler_once", "5"]);
     assert_clean(&t);
-    let truth = t.truth("zombies_left");
-    let left = int(&truth["zombies_left"]);
-    assert!(left > 0, "the scenario must leave zombies: {truth}");
-    let findings = t.findings_for(&pids(&truth["children"]));
-    assert_eq!(findings.len() as i64, left, "{findings:#?}");
-    assert_eq!(t.summary("unreaped"), left);
-    for f in findings {
-        assert!(
-            codes(f).contains(&"sigchld_coalesced".into()),
-            "{:?}",
-            f["diagnosis"]
-        );
-    }
+    assert_coalesced_zombies_found(&t);
 }
 
 #[test]

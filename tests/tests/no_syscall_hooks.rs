@@ -103,18 +103,7 @@ fn coalesced_sigchlds_leave_the_same_findings() {
     kernel_test!();
     let t = trace_scenario_with(&[NO_HOOKS, "--no-events"], &["handler_once", "5"]);
     t.assert_clean();
-    let truth = t.truth("zombies_left");
-    let left = int(&truth["zombies_left"]);
-    assert!(left > 0, "the scenario must leave zombies: {truth}");
-    let findings = t.findings_for(&pids(&truth["children"]));
-    assert_eq!(findings.len() as i64, left, "{findings:#?}");
-    for f in findings {
-        assert!(
-            codes(f).contains(&"sigchld_coalesced".into()),
-            "{:?}",
-            f["diagnosis"]
-        );
-    }
+    assert_coalesced_zombies_found(&t);
 }
 
 /// SIG_IGN: no SIGCHLD, released at exit; the exit record's parent action

@@ -12,28 +12,12 @@ const LEAK_C: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/leak.c");
 
 /// The line of `leak.c` carrying `MARK: <mark>`.
 fn marked_line(mark: &str) -> u64 {
-    let source = std::fs::read_to_string(LEAK_C).expect("leak.c");
-    let needle = format!("MARK: {mark} ");
-    source
-        .lines()
-        .position(|l| l.contains(&needle))
-        .map(|i| i as u64 + 1)
-        .unwrap_or_else(|| panic!("no {needle:?} in leak.c"))
+    reaper_trace_tests::marked_line(LEAK_C, mark)
 }
 
 /// leak.c built with `flags` (and -g) into the scratch directory.
 fn build_leak(name: &str, flags: &[&str]) -> PathBuf {
-    let out = scratch_dir().join(name);
-    let status = Command::new("cc")
-        .args(["-g", "-pthread"])
-        .args(flags)
-        .arg("-o")
-        .arg(&out)
-        .arg(LEAK_C)
-        .status()
-        .expect("run cc (set-up installs gcc)");
-    assert!(status.success(), "cc {flags:?} failed");
-    out
+    build_c(LEAK_C, name, flags)
 }
 
 /// `check --format json --threshold 200ms <extra> -- cmd`: its exit code,
@@ -46,18 +30,6 @@ fn check(extra: &[&str], cmd: &[&str]) -> (Option<i32>, Value, Vec<String>) {
     let (code, report, stderr) = check_json(&options, cmd);
     assert!(!report.is_null(), "no report: {stderr}");
     (code, report, stderr.lines().map(String::from).collect())
-}
-
-/// The one unreaped finding of a report.
-fn the_unreaped(report: &Value) -> &Value {
-    let findings: Vec<&Value> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["kind"] == "unreaped")
-        .collect();
-    assert_eq!(findings.len(), 1, "one unreaped child: {report:#}");
-    findings[0]
 }
 
 /// The frames of `stack` in `module` (by file name) with debug info.
@@ -114,15 +86,39 @@ fn a_leaked_popen_names_its_line_with_and_without_frame_pointers() {
         );
         // CI annotates the line: the failing case carries file and line.
         let xml = std::fs::read_to_string(&junit).expect("JUnit written");
-        assert!(
-            xml.contains(&format!("leak.c\" line=\"{line}\"")),
-            "{name}: {xml}"
-        );
-        assert!(
-            xml.contains(&format!("forked at leak.c:{line} in leak_popen")),
-            "{xml}"
-        );
+        assert_junit_blames(&xml, "leak.c", line, "leak_popen");
     }
+}
+
+#[test]
+fn a_leaked_popens_fix_names_the_line_that_opened_it() {
+    kernel_test!();
+    let line = marked_line("popen");
+    let bin = build_leak("leak-hint", &["-O2"]);
+    let junit = scratch_dir().join("leak-hint.xml");
+    let recording = scratch_dir().join("leak-hint.rtrace");
+    let _ = std::fs::remove_file(&recording);
+    let (code, report, _) = check(
+        &[
+            "--junit",
+            junit.to_str().unwrap(),
+            "-o",
+            recording.to_str().unwrap(),
+        ],
+        &[bin.to_str().unwrap(), "popen"],
+    );
+    assert_eq!(code, Some(1), "the popen child leaks: {report:#}");
+    let hint = format!(
+        "pclose() the stream opened at leak.c:{line}: popen()'s child is reaped by pclose() alone"
+    );
+    assert_eq!(the_unreaped(&report)["hint"], Value::from(hint.as_str()));
+    let xml = std::fs::read_to_string(&junit).expect("JUnit written");
+    let in_xml = hint.replace('\'', "&apos;");
+    assert!(xml.contains(&format!("fix: {in_xml}")), "{xml}");
+    // `report` names the frames at its end, and the fix with them.
+    let text = report_output(&recording, &[]);
+    assert!(text.contains(&format!("\n    fix: {hint}")), "{text}");
+    let _ = std::fs::remove_file(&recording);
 }
 
 #[test]

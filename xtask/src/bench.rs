@@ -286,10 +286,13 @@ fn overhead(b: &Bench) -> anyhow::Result<Value> {
     let mut wall: BTreeMap<&str, Vec<f64>> = Default::default();
     let mut cpu: BTreeMap<&str, Vec<f64>> = Default::default();
     let mut lost: BTreeMap<&str, u64> = Default::default();
+    // Each traced storm is paired with an untraced storm just before it:
+    // one untraced storm per round, at its start, let the machine's drift
+    // within a round land on the tracers.
     for round in 0..b.rounds {
         eprintln!("xtask bench: overhead round {}/{}", round + 1, b.rounds);
-        let (base, _) = measured(&mut b.pinned_storm())?;
         for mode in &modes {
+            let (base, _) = measured(&mut b.pinned_storm())?;
             let (tracer_cpu, run_cost, run_lost) = traced_storm(b, mode)?;
             wall.entry(mode)
                 .or_default()
@@ -603,7 +606,7 @@ fn print_overhead(part: &Value) {
         return;
     };
     println!(
-        "fork storm ({} rounds, interleaved), median ratio to untraced:",
+        "fork storm ({} rounds, each traced storm paired with an untraced one just before it), median ratio to untraced:",
         modes
             .values()
             .next()
@@ -611,12 +614,12 @@ fn print_overhead(part: &Value) {
             .unwrap_or_default()
     );
     println!(
-        "  {:<16} {:>10} {:>10} {:>8}",
+        "  {:<22} {:>10} {:>10} {:>8}",
         "tracer", "wall", "cpu", "lost"
     );
     for (mode, m) in modes {
         println!(
-            "  {:<16} {:>9.3}x {:>9.3}x {:>8}",
+            "  {:<22} {:>9.3}x {:>9.3}x {:>8}",
             mode,
             m["wall_ratio"].as_f64().unwrap_or(f64::NAN),
             m["cpu_ratio"].as_f64().unwrap_or(f64::NAN),

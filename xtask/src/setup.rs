@@ -23,8 +23,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// the real programs the real-machine test runs (`realworld`): git, make
 /// and PostgreSQL (with pgbench), Debian's docker.io and podman for the
 /// real runtime tests, openssl (certificates) and curl (an HTTPS client
-/// with basic auth) for the TLS test of `serve`, and musl-tools for the
-/// static release binary.
+/// with basic auth) for the TLS test of `serve`, musl-tools for the
+/// static release binary, and golang-go for the Go programs of the stack
+/// tests (tests/tests/go.rs builds them at test time).
 const PACKAGES: &[&str] = &[
     "strace",
     "tini",
@@ -65,6 +66,10 @@ const PACKAGES: &[&str] = &[
     // The kernel's UAPI headers: the unit test that checks the syscall
     // tables of both architectures reads them.
     "linux-libc-dev",
+    // Debian's Go toolchain (1.19 on Debian 12): Go binaries have no
+    // .eh_frame, so their stacks are walked by frame pointers and named from
+    // .gopclntab (tests/tests/go.rs).
+    "golang-go",
 ];
 
 /// Debian's architecture whose kernels and busybox-static the matrix

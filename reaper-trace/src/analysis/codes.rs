@@ -92,6 +92,15 @@ diag_codes! {
     ParentThreadUninterruptible => "parent_thread_uninterruptible",
     /// The parent's threads when the finding was made.
     ParentThreads => "parent_threads",
+    /// (/proc now) SIGCHLD pending and blocked in every thread of the parent.
+    SigchldPendingBlocked => "sigchld_pending_blocked",
+    /// (/proc now) The parent is stopped (state T).
+    ParentStopped => "parent_stopped",
+    /// (/proc now) Threads of the parent are ptrace-attached.
+    ParentTraced => "parent_traced",
+    /// (/proc now) Where one thread of the parent waits: its state, system
+    /// call, wait channel and kernel stack.
+    ParentThreadAt => "parent_thread_at",
     /// No wait that reaped it was seen: dated by its free.
     ReapUnseen => "reap_unseen",
     /// Events were lost while this finding was built.

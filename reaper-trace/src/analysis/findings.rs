@@ -11,6 +11,7 @@ use crate::{
     trace::{
         comm::Comm,
         event::NsPid,
+        host_facts::ThreadNow,
         stack::{Stack, Symbol},
     },
 };
@@ -112,6 +113,11 @@ pub struct Finding {
     pub fork_stack: Option<Vec<Symbol>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sigaction_stack: Option<Vec<Symbol>>,
+    /// The parent's threads (the first few) as /proc showed them when the
+    /// exit went overdue: each one's system call and its user stack, named
+    /// where findings are shown: where it waits instead of reaping.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadNow>,
     /// The stretch of time the finding was built from: events lost in it
     /// make it uncertain (see `analysis::losses`).
     #[serde(skip)]

@@ -373,7 +373,10 @@ impl Analyzer {
                 // A namespace's init reaps what is left as it dies
                 // (`zap_pid_ns_processes`): the kernel's waits, not the
                 // program's.
-                let dying = self.procs.get(&event.tgid).is_some_and(|p| p.end().is_some());
+                let dying = self
+                    .procs
+                    .get(&event.tgid)
+                    .is_some_and(|p| p.end().is_some());
                 let facts = self.facts_mut(event.tgid);
                 facts.resolve_pidfd_wait(event.tid, w.pid);
                 if !dying {

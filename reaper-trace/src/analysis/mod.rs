@@ -13,6 +13,7 @@ mod overdue;
 pub mod parent;
 pub mod reap;
 mod rename;
+pub mod snapshot;
 mod verdicts;
 
 pub use codes::DiagCode;
@@ -67,6 +68,7 @@ pub mod tests_support {
             sigaction_frames: None,
             fork_stack: None,
             sigaction_stack: None,
+            threads: Vec::new(),
             window_ns: (1, 6),
         }
     }

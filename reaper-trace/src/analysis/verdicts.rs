@@ -9,7 +9,11 @@ use super::{
     lifecycle::Analyzer,
     losses,
 };
-use crate::trace::{comm::Comm, stack::Stack};
+use crate::trace::{
+    comm::Comm,
+    host_facts::{ParentProbe, ThreadNow},
+    stack::Stack,
+};
 
 /// How many zombies left at the end are listed as findings, the rest
 /// only counted (`zombies_not_listed`): each finding costs about a
@@ -181,12 +185,35 @@ impl Analyzer {
             sigaction_frames: parent.and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
+            threads: parent
+                .and_then(|p| p.facts.probe.as_ref())
+                .map(threads_shown)
+                .unwrap_or_default(),
             window_ns: (
                 exit.time_ns
                     .map_or(0, |t| t.saturating_sub(losses::BEFORE_EXIT_NS)),
                 reap.map_or(now_ns, |r| r.time_ns),
             ),
         })
+    }
+
+    /// The exits with no reap (closed ones aside), in pid order: those
+    /// /proc showed gone (waiting for their frees), or the others.
+    fn unreaped_exits(&self, seen_gone: bool) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .procs
+            .iter()
+            // Closed without a verdict (`close_unknown`): not zombies.
+            .filter(|(_, p)| !p.finished)
+            .filter(|(_, p)| {
+                p.exit
+                    .as_ref()
+                    .is_some_and(|e| e.reap.is_none() && (e.gone_ns != 0) == seen_gone)
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        pids.sort_unstable();
+        pids
     }
 
     /// Whether /proc showed `exit` still a zombie past the threshold.
@@ -280,6 +307,8 @@ impl Analyzer {
                 .and_then(|p| sigaction_stack(&p.facts)),
             fork_stack: None,
             sigaction_stack: None,
+            // Its parent died: where that parent's threads were is moot.
+            threads: Vec::new(),
             window_ns: (
                 orphaned_at.saturating_sub(losses::BEFORE_EXIT_NS),
                 exit.and_then(|e| e.time_ns).unwrap_or(orphaned_at),
@@ -305,36 +334,11 @@ impl Analyzer {
         }
         // Seen gone from /proc, their frees not come: released, by whom
         // unknown (only without wait records).
-        let mut undecided: Vec<u32> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| !p.finished)
-            .filter(|(_, p)| {
-                p.exit
-                    .as_ref()
-                    .is_some_and(|e| e.reap.is_none() && e.gone_ns != 0)
-            })
-            .map(|(&pid, _)| pid)
-            .collect();
-        undecided.sort_unstable();
-        for pid in undecided {
+        for pid in self.unreaped_exits(true) {
             self.close_unknown(pid);
         }
-        let mut zombies: Vec<u32> = self
-            .procs
-            .iter()
-            // Closed without a verdict (`close_unknown`): not zombies.
-            .filter(|(_, p)| !p.finished)
-            .filter(|(_, p)| {
-                p.exit
-                    .as_ref()
-                    .is_some_and(|e| e.reap.is_none() && e.gone_ns == 0)
-            })
-            .map(|(&pid, _)| pid)
-            .collect();
-        zombies.sort_unstable();
         let mut listed_zombies = 0;
-        for pid in zombies {
+        for pid in self.unreaped_exits(false) {
             let parent = self.procs[&pid]
                 .exit
                 .as_ref()
@@ -402,6 +406,18 @@ impl Analyzer {
 }
 
 /// The finding with its remediation hint, derived from its diagnosis.
+/// The parent's threads a finding shows: as many as its diagnosis names
+/// (each costs a stack's frames per finding, and a parent may leave
+/// thousands of zombies).
+fn threads_shown(probe: &ParentProbe) -> Vec<ThreadNow> {
+    probe
+        .threads
+        .iter()
+        .take(diagnosis::now::MAX_THREADS_SHOWN)
+        .map(ThreadNow::of)
+        .collect()
+}
+
 fn with_hint(mut finding: Finding) -> Finding {
     finding.hint = hints::hint(&finding);
     finding

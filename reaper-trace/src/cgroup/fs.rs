@@ -294,6 +294,92 @@ impl CgroupFs {
     }
 }
 
+/// A process's standing against the pids controller: its own cgroup's
+/// count, and the limit closest to being reached on the way up to the
+/// root (a limit on a parent cgroup counts every process below it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PidsNow {
+    /// `pids.current` of its own cgroup.
+    pub current: u64,
+    /// `None`: no `pids.max` on the way up.
+    pub limit: Option<PidsLimit>,
+}
+
+/// One `pids.max` and how far its cgroup is from it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PidsLimit {
+    /// The cgroup that has the limit.
+    pub cgroup: String,
+    pub current: u64,
+    pub max: u64,
+    /// `max - current`: how many more processes (zombies included) fit.
+    pub headroom: u64,
+}
+
+impl CgroupFs {
+    /// Where a process stands against `pids.max`, from its v2 path and,
+    /// on a hybrid host, its path in the v1 pids hierarchy (each level
+    /// read where the controller is: v2 first, then v1).
+    pub fn pids_now(&self, v2: Option<&str>, v1: Option<&str>) -> Option<PidsNow> {
+        let levels = |root: &Option<PathBuf>, path: Option<&str>| -> Vec<(String, PidsUsage)> {
+            let (Some(root), Some(path)) = (root, path) else {
+                return Vec::new();
+            };
+            ancestors(&normalise(path))
+                .into_iter()
+                .filter_map(|at| {
+                    let usage = read_pids(&root.join(at.trim_start_matches('/')))?;
+                    Some((at, usage))
+                })
+                .collect()
+        };
+        let from_v2 = levels(&self.v2, v2);
+        let chain = if from_v2.is_empty() {
+            levels(&self.pids_v1, v1)
+        } else {
+            from_v2
+        };
+        tightest(&chain)
+    }
+}
+
+/// `/a/b` → `/a/b`, `/a`, `/` (innermost first).
+fn ancestors(path: &str) -> Vec<String> {
+    let mut out = vec![path.to_owned()];
+    let mut at = path;
+    while let Some((up, _)) = at.rsplit_once('/') {
+        let up = if up.is_empty() { "/" } else { up };
+        if up == at {
+            break;
+        }
+        out.push(up.to_owned());
+        at = up;
+    }
+    out
+}
+
+/// The innermost level's count and the limit with the least headroom
+/// among `levels` (innermost first).
+fn tightest(levels: &[(String, PidsUsage)]) -> Option<PidsNow> {
+    let (_, own) = levels.first()?;
+    let limit = levels
+        .iter()
+        .filter_map(|(path, usage)| {
+            let max = usage.max?;
+            Some(PidsLimit {
+                cgroup: path.clone(),
+                current: usage.current,
+                max,
+                headroom: max.saturating_sub(usage.current),
+            })
+        })
+        .min_by_key(|l| l.headroom);
+    Some(PidsNow {
+        current: own.current,
+        limit,
+    })
+}
+
 fn read_pids(dir: &Path) -> Option<PidsUsage> {
     let current = std::fs::read_to_string(dir.join("pids.current")).ok()?;
     let max = std::fs::read_to_string(dir.join("pids.max")).ok()?;
@@ -435,6 +521,32 @@ impl CgroupResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tightest_pids_limit_on_the_way_up_wins() {
+        assert_eq!(ancestors("/a/b"), ["/a/b", "/a", "/"]);
+        assert_eq!(ancestors("/"), ["/"]);
+        let usage = |current, max| PidsUsage { current, max };
+        let levels = vec![
+            ("/a/b".to_owned(), usage(8, Some(100))),
+            ("/a".to_owned(), usage(20, Some(24))),
+            ("/".to_owned(), usage(300, None)),
+        ];
+        let now = tightest(&levels).unwrap();
+        assert_eq!(now.current, 8);
+        assert_eq!(
+            now.limit,
+            Some(PidsLimit {
+                cgroup: "/a".into(),
+                current: 20,
+                max: 24,
+                headroom: 4
+            })
+        );
+        let free = tightest(&[("/x".to_owned(), usage(3, None))]).unwrap();
+        assert_eq!((free.current, free.limit), (3, None));
+        assert_eq!(tightest(&[]), None);
+    }
 
     const A: &str = "3f2a9c1e0b7d5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a5e8a";
     const B: &str = "3f2a00000000000000000000000000000000000000000000000000000000beef";

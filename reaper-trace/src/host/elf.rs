@@ -16,10 +16,8 @@ pub type Data = Arc<[u8]>;
 pub enum ElfError {
     #[error("not an ELF file: {0}")]
     Parse(#[from] object::Error),
-    /// The stacks unwound are this machine's: another architecture's
-    /// file has no code they could run through.
-    #[error("not an ELF file of this machine's architecture ({expected:?})")]
-    OtherArchitecture { expected: object::Architecture },
+    #[error("not an x86_64 ELF file")]
+    NotX86_64,
 }
 
 /// A PT_LOAD segment: where its bytes are in the file and in memory.
@@ -38,6 +36,9 @@ pub struct UnwindSections {
     pub got: Option<Range<u64>>,
     pub eh_frame: Option<(Range<u64>, Data)>,
     pub eh_frame_hdr: Option<(Range<u64>, Data)>,
+    /// Where Go's functions are, in a Go binary: code with frame pointers
+    /// and no CFI ([`super::gopclntab::text_range`]).
+    pub go_text: Option<Range<u64>>,
 }
 
 /// What one ELF file tells us.
@@ -50,8 +51,7 @@ pub struct ElfFacts {
     pub unwind: UnwindSections,
 }
 
-/// Reads the facts of an ELF file of this machine's architecture (x86_64
-/// or aarch64); the unwind sections only when
+/// Reads the facts of an x86_64 ELF file; the unwind sections only when
 /// asked (the symbolizer needs none).
 pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
     let stamp = file
@@ -60,13 +60,8 @@ pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
         .map(|m| crate::trace::stack::stamp_of(&m));
     let cache = ReadCache::new(file);
     let elf = object::File::parse(&cache)?;
-    let expected = if cfg!(target_arch = "aarch64") {
-        object::Architecture::Aarch64
-    } else {
-        object::Architecture::X86_64
-    };
-    if elf.architecture() != expected {
-        return Err(ElfError::OtherArchitecture { expected });
+    if elf.architecture() != object::Architecture::X86_64 {
+        return Err(ElfError::NotX86_64);
     }
     Ok(ElfFacts {
         // A malformed note section is no reason to lose the unwind info.
@@ -117,6 +112,7 @@ fn unwind_sections<'data, R: object::ReadRef<'data>>(
         got: range(".got"),
         eh_frame: with_data(".eh_frame"),
         eh_frame_hdr: with_data(".eh_frame_hdr"),
+        go_text: super::gopclntab::text_range(elf),
     }
 }
 

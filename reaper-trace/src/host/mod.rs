@@ -5,10 +5,13 @@
 #[cfg(feature = "kernel")]
 pub mod command;
 mod elf;
+pub mod gopclntab;
 pub mod new_file;
 #[cfg(feature = "kernel")]
 pub mod priority;
 pub mod procfs;
 pub mod signals;
 pub mod symbolize;
+pub mod thread_stacks;
 pub mod unwind;
+pub mod zombies;

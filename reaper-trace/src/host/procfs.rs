@@ -3,18 +3,26 @@
 //! exist when tracing starts, and what a parent is doing when one of its
 //! exits becomes overdue. Everything read comes out as `trace::host_facts`.
 
-use procfs::process::{ProcState, Process};
+use procfs::process::{ProcState, Process, Status};
 
 use std::collections::HashMap;
 
 use crate::trace::{
     clock,
     event::NsPid,
-    host_facts::{ParentProbe, PidfdProbe, SeedProcess, ThreadProbe},
+    host_facts::{
+        MAX_KERNEL_FRAMES, ParentProbe, PidfdProbe, SeedProcess, SyscallProbe, ThreadProbe,
+    },
 };
 
 /// Threads of a parent kept in a probe.
 const MAX_PROBED_THREADS: usize = 64;
+/// Threads whose kernel stack a probe keeps: with `MAX_KERNEL_FRAMES`
+/// names of at most `MAX_KERNEL_NAME` bytes each, a probe stays well
+/// inside one record (64 KiB; `probe_fits_one_record`).
+const MAX_STACKED_THREADS: usize = 16;
+/// The longest kernel function name kept (the kernel allows 512).
+const MAX_KERNEL_NAME: usize = 64;
 
 const SIGCHLD_BIT: u64 = 1 << (reaper_trace_common::SIGCHLD - 1);
 
@@ -148,36 +156,38 @@ pub fn hex_field(text: &str, field: &str) -> Option<u64> {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
 }
 
-/// What /proc says of a parent now: its threads' states and wait channels,
-/// its SIGCHLD masks, and whether it reads SIGCHLD through a signalfd.
+/// What /proc says of a parent now: its threads' states, wait channels,
+/// SIGCHLD masks, system calls and kernel stacks, its SIGCHLD action and
+/// pending set, and whether it reads SIGCHLD through a signalfd.
 pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
     let process = Process::new(pid as i32).ok()?;
     let status = process.status().ok()?;
+    Some(probe_of(&process, &status))
+}
+
+/// The probe of `process`, whose status was just read: a caller that needs
+/// the status too reads it once (the main thread's is the process's).
+pub fn probe_of(process: &Process, status: &Status) -> ParentProbe {
+    let pid = process.pid as u32;
     let mut probe = ParentProbe {
         sigchld_blocked: status.sigblk & SIGCHLD_BIT != 0,
         sigchld_ignored: status.sigign & SIGCHLD_BIT != 0,
         sigchld_caught: status.sigcgt & SIGCHLD_BIT != 0,
+        sigchld_shared_pending: Some(status.shdpnd & SIGCHLD_BIT != 0),
+        thread_count: u32::try_from(status.threads).ok(),
         ..Default::default()
     };
     if let Ok(tasks) = process.tasks() {
         let mut threads: Vec<ThreadProbe> = tasks
             .filter_map(Result::ok)
-            .filter_map(|task| {
-                let stat = task.stat().ok()?;
-                let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{}/wchan", task.tid))
-                    .unwrap_or_default();
-                Some(ThreadProbe {
-                    tid: u32::try_from(task.tid).ok()?,
-                    comm: stat.comm,
-                    state: stat.state,
-                    wchan: if wchan == "0" { String::new() } else { wchan },
-                })
+            .take(MAX_PROBED_THREADS)
+            .enumerate()
+            .filter_map(|(i, task)| {
+                let main_status = (task.tid == process.pid).then_some(status);
+                probe_thread(pid, &task, main_status, i < MAX_STACKED_THREADS)
             })
             .collect();
         threads.sort_by_key(|t| t.tid);
-        // The diagnosis names a few; keep the recorded probe small (a record
-        // is at most 64 KiB) however many threads the parent has.
-        threads.truncate(MAX_PROBED_THREADS);
         probe.threads = threads;
     }
     if let Ok(fds) = process.fd() {
@@ -186,10 +196,14 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
             let procfs::process::FDTarget::AnonInode(name) = &fd.target else {
                 continue;
             };
-            if name.contains("signalfd") && !probe.signalfd_sigchld {
-                probe.signalfd_sigchld = fdinfo(fd.fd)
+            if name.contains("signalfd") {
+                let reads_sigchld = fdinfo(fd.fd)
                     .and_then(|info| hex_field(&info, "sigmask:"))
                     .is_some_and(|mask| mask & SIGCHLD_BIT != 0);
+                if reads_sigchld && probe.signalfds.len() < MAX_PROBED_PIDFDS {
+                    probe.signalfd_sigchld = true;
+                    probe.signalfds.push(fd.fd);
+                }
             } else if name.contains("pidfd")
                 && probe.pidfds.len() < MAX_PROBED_PIDFDS
                 && let Some(pid) = fdinfo(fd.fd).and_then(|info| pidfd_pid(&info))
@@ -198,8 +212,85 @@ pub fn probe_parent(pid: u32) -> Option<ParentProbe> {
             }
         }
         probe.pidfds.sort_by_key(|p| p.fd);
+        probe.signalfds.sort_unstable();
     }
-    Some(probe)
+    probe
+}
+
+/// One thread of process `pid`: its state and where it sleeps (wait
+/// channel, system call, kernel stack), its SIGCHLD mask and pending bit,
+/// and its tracer. What cannot be read (the stack without root) stays
+/// empty. The diagnosis names a few threads; a probe keeps at most
+/// `MAX_PROBED_THREADS`, so that it fits one record (64 KiB).
+fn probe_thread(
+    pid: u32,
+    task: &procfs::process::Task,
+    main_status: Option<&Status>,
+    with_stack: bool,
+) -> Option<ThreadProbe> {
+    let stat = task.stat().ok()?;
+    let dir = format!("/proc/{pid}/task/{}", task.tid);
+    let wchan = std::fs::read_to_string(format!("{dir}/wchan")).unwrap_or_default();
+    let status = main_status.cloned().or_else(|| task.status().ok());
+    let has_sigchld = |set: u64| set & SIGCHLD_BIT != 0;
+    Some(ThreadProbe {
+        tid: u32::try_from(task.tid).ok()?,
+        comm: stat.comm,
+        state: stat.state,
+        wchan: if wchan == "0" { String::new() } else { wchan },
+        sigchld_blocked: status.as_ref().map(|s| has_sigchld(s.sigblk)),
+        sigchld_pending: status.as_ref().map(|s| has_sigchld(s.sigpnd)),
+        tracer_pid: status
+            .as_ref()
+            .and_then(|s| u32::try_from(s.tracerpid).ok())
+            .filter(|&t| t != 0),
+        syscall: std::fs::read_to_string(format!("{dir}/syscall"))
+            .ok()
+            .and_then(|text| parse_syscall(&text)),
+        kernel_stack: if with_stack {
+            std::fs::read_to_string(format!("{dir}/stack"))
+                .map(|text| parse_kernel_stack(&text))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+        user_stack: None,
+        user_place: None,
+    })
+}
+
+/// `/proc/PID/task/TID/syscall`: `NR ARG1 … ARG6 SP PC` (hexadecimal with
+/// `0x`, NR decimal), `-1 SP PC` outside a system call, `running` while it
+/// runs (nothing to say then).
+pub fn parse_syscall(text: &str) -> Option<SyscallProbe> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let nr: i64 = fields.first()?.parse().ok()?;
+    let hex = |s: &&str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let (sp, pc) = match fields.len() {
+        3 | 9 => (
+            hex(&fields[fields.len() - 2])?,
+            hex(&fields[fields.len() - 1])?,
+        ),
+        _ => return None,
+    };
+    Some(SyscallProbe { nr, sp, pc })
+}
+
+/// `/proc/PID/task/TID/stack` (`[<0>] do_wait+0x5d/0x110` a line) as
+/// function names, innermost first, at most `MAX_KERNEL_FRAMES`.
+pub fn parse_kernel_stack(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let name = line.split_once("] ").map_or(line, |(_, rest)| rest);
+            let name = name.split('+').next()?.trim();
+            let cut = (0..=name.len().min(MAX_KERNEL_NAME))
+                .rev()
+                .find(|&i| name.is_char_boundary(i))
+                .unwrap_or(0);
+            (!name.is_empty()).then(|| name[..cut].to_owned())
+        })
+        .take(MAX_KERNEL_FRAMES)
+        .collect()
 }
 
 /// How many pidfds a probe keeps: enough for any parent that holds one per
@@ -225,6 +316,77 @@ mod tests {
         assert_eq!(pidfd_pid(fdinfo), Some(20517));
         assert_eq!(pidfd_pid("Pid:\t-1\n"), Some(-1));
         assert_eq!(pidfd_pid("pos:\t0\n"), None);
+    }
+
+    #[test]
+    fn reads_a_blocked_threads_syscall_and_kernel_stack() {
+        let blocked = "61 0xffffffff 0x7ffc8a1c 0x0 0x0 0x0 0x0 0x7ffc8a00 0x7f12ab34\n";
+        assert_eq!(
+            parse_syscall(blocked),
+            Some(SyscallProbe {
+                nr: 61,
+                sp: 0x7ffc8a00,
+                pc: 0x7f12ab34
+            })
+        );
+        assert_eq!(
+            parse_syscall("-1 0x7ffc8a00 0x55aa\n"),
+            Some(SyscallProbe {
+                nr: -1,
+                sp: 0x7ffc8a00,
+                pc: 0x55aa
+            })
+        );
+        assert_eq!(parse_syscall("running\n"), None);
+        let stack = "[<0>] do_signal_stop+0x10b/0x230\n[<0>] get_signal+0x2f1/0x8c0\n[<0>] arch_do_signal_or_restart+0x3d/0x250\n";
+        assert_eq!(
+            parse_kernel_stack(stack),
+            ["do_signal_stop", "get_signal", "arch_do_signal_or_restart"]
+        );
+        let deep: String = (0..40).map(|i| format!("[<0>] f{i}+0x1/0x2\n")).collect();
+        assert_eq!(parse_kernel_stack(&deep).len(), MAX_KERNEL_FRAMES);
+    }
+
+    #[test]
+    fn probe_fits_one_record() {
+        let long = "k".repeat(600);
+        let stack: String = (0..40).map(|_| format!("[<0>] {long}+0x1/0x2\n")).collect();
+        let thread = |tid: u32, stacked: bool| ThreadProbe {
+            sigchld_blocked: Some(true),
+            sigchld_pending: Some(true),
+            tracer_pid: Some(u32::MAX),
+            syscall: Some(SyscallProbe {
+                nr: i64::MAX,
+                sp: u64::MAX,
+                pc: u64::MAX,
+            }),
+            kernel_stack: if stacked {
+                parse_kernel_stack(&stack)
+            } else {
+                Vec::new()
+            },
+            ..ThreadProbe::basic(tid, &"\u{1}".repeat(16), 'D', &"w".repeat(64))
+        };
+        let probe = ParentProbe {
+            threads: (0..MAX_PROBED_THREADS as u32)
+                .map(|i| thread(u32::MAX - i, (i as usize) < MAX_STACKED_THREADS))
+                .collect(),
+            pidfds: (0..MAX_PROBED_PIDFDS as i32)
+                .map(|fd| PidfdProbe {
+                    fd: i32::MAX - fd,
+                    pid: i32::MAX,
+                })
+                .collect(),
+            signalfds: (0..MAX_PROBED_PIDFDS as i32)
+                .map(|fd| i32::MAX - fd)
+                .collect(),
+            sigchld_shared_pending: Some(true),
+            thread_count: Some(u32::MAX),
+            ..Default::default()
+        };
+        assert_eq!(probe.threads[0].kernel_stack[0].len(), MAX_KERNEL_NAME);
+        let len = serde_json::to_vec(&probe).unwrap().len();
+        assert!(len < 60_000, "{len} bytes");
     }
 
     #[test]
@@ -279,7 +441,12 @@ mod tests {
     fn probes_this_process() {
         let me = std::process::id();
         let probe = probe_parent(me).expect("this process is in /proc");
-        assert!(probe.threads.iter().any(|t| t.tid == me));
+        // Other tests may block signals in their threads: only that the
+        // masks were read is certain.
+        let main = probe.threads.iter().find(|t| t.tid == me).expect("main");
+        assert!(main.sigchld_blocked.is_some() && main.sigchld_pending.is_some());
+        assert_eq!(main.tracer_pid, None);
+        assert!(probe.thread_count.is_some_and(|n| n >= 1));
         let seeded = snapshot();
         let mine = seeded.iter().find(|p| p.pid == me).expect("this process");
         assert!(!mine.zombie);

@@ -4,6 +4,10 @@
 //! both have only the module's path, build id and the offset, so a
 //! recording symbolizes as the live run did, on any machine with the files.
 //!
+//! Go code that blazesym cannot give lines for (a binary built with
+//! `-ldflags=-s -w` has neither DWARF nor symbols) is named from Go's own
+//! line table ([`super::gopclntab`]).
+//!
 //! A name is only given when it is certain: a module whose file is missing,
 //! or whose build id differs from the one that ran, gets none, and blazesym
 //! matches a symbol only inside its size, so a stripped binary yields no
@@ -21,7 +25,10 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use super::elf::{self, Segment};
+use super::{
+    elf::{self, Segment},
+    gopclntab::GoTable,
+};
 use crate::trace::stack::{Frame, Module, Stack, Symbol};
 
 /// Symbolizes frames, caching per module and offset. Not `Send` (blazesym
@@ -37,6 +44,9 @@ pub struct Symbolizer {
     opened: Vec<File>,
     /// The symbols of a frame, innermost inlined function first.
     symbols: HashMap<(Module, u64), Vec<Symbol>>,
+    /// Go's line table of each module's file, read when first needed;
+    /// `None` for a file without one (not Go, or too old a Go).
+    go_tables: HashMap<Module, Option<GoTable>>,
 }
 
 impl Default for Symbolizer {
@@ -54,6 +64,7 @@ impl Symbolizer {
             files: HashMap::new(),
             opened: Vec::new(),
             symbols: HashMap::new(),
+            go_tables: HashMap::new(),
         }
     }
 
@@ -105,18 +116,54 @@ impl Symbolizer {
         let (Some(address), Some((_, path))) = (address, found) else {
             return vec![unknown(module, file_offset)];
         };
-        let source = Source::Elf(Elf::new(path));
-        match self
+        let path = path.clone();
+        let source = Source::Elf(Elf::new(&path));
+        let found = match self
             .blazesym
             .symbolize_single(&source, Input::FileOffset(file_offset))
         {
-            Ok(Symbolized::Sym(sym)) => expand(&module.path, address, &sym),
-            Ok(Symbolized::Unknown(_)) | Err(_) => vec![Symbol {
+            Ok(Symbolized::Sym(sym)) => Some(expand(&module.path, address, &sym)),
+            Ok(Symbolized::Unknown(_)) | Err(_) => None,
+        };
+        // DWARF where there is some; Go's own table where blazesym had no
+        // line (no DWARF, maybe no symbol table either).
+        if let Some(symbols) = found
+            .as_ref()
+            .filter(|s| s.iter().any(|s| s.line.is_some()))
+        {
+            return symbols.clone();
+        }
+        self.go_lookup(module, &path, address)
+            .or(found)
+            .unwrap_or_else(|| {
+                vec![Symbol {
+                    module: module.path.clone(),
+                    address,
+                    ..Symbol::default()
+                }]
+            })
+    }
+
+    /// The frames Go's line table gives for `address` of `module`, whose
+    /// checked file is at `path`.
+    fn go_lookup(&mut self, module: &Module, path: &str, address: u64) -> Option<Vec<Symbol>> {
+        let table = self
+            .go_tables
+            .entry(module.clone())
+            .or_insert_with(|| open_regular(path).and_then(|file| GoTable::read(file).ok()))
+            .as_ref()?;
+        let frames = table.lookup(address)?;
+        let symbols = frames
+            .into_iter()
+            .map(|frame| Symbol {
                 module: module.path.clone(),
                 address,
-                ..Symbol::default()
-            }],
-        }
+                function: frame.function,
+                file: frame.file,
+                line: frame.line,
+            })
+            .collect();
+        Some(symbols)
     }
 
     /// The segments of a module's file, once it is known to be the one that
@@ -394,6 +441,57 @@ mod tests {
             (symbol.function, symbol.file, symbol.line),
             (None, None, None)
         );
+    }
+
+    /// A Go program built with `-ldflags=-s -w` has neither DWARF nor a
+    /// symbol table: its frames are named from Go's own line table, as
+    /// the same program's DWARF names them.
+    #[test]
+    fn a_stripped_go_program_is_named_from_its_line_table() {
+        use crate::host::gopclntab::testprog::go_program;
+        let Some(program) = go_program("symbolize") else {
+            return;
+        };
+        let full = program.build("prog", &[]);
+        let stripped = program.build("prog-stripped", &["-ldflags=-s -w"]);
+        let (address, offset) = symbol_of(&full, "main.startHelper");
+        let stamped = |path: &Path, file_offset| Frame {
+            module: Arc::new(Module {
+                path: path.to_string_lossy().into_owned(),
+                build_id: None,
+                stamp: Some(crate::trace::stack::stamp_of(
+                    &std::fs::metadata(path).unwrap(),
+                )),
+            }),
+            file_offset,
+        };
+        let mut symbolizer = Symbolizer::new();
+        // Both builds put the code at the same addresses; blazesym names
+        // nothing in the stripped one.
+        for at in 0..16 {
+            let named = symbolizer
+                .symbolize_inlined(&stamped(&full, offset + at))
+                .to_vec();
+            let from_table = symbolizer
+                .symbolize_inlined(&stamped(&stripped, offset + at))
+                .to_vec();
+            let strip_module = |symbols: Vec<Symbol>| -> Vec<_> {
+                symbols
+                    .into_iter()
+                    .map(|s| (s.address, s.function, s.file, s.line))
+                    .collect()
+            };
+            assert_eq!(strip_module(from_table), strip_module(named), "at {at}");
+        }
+        let symbol = symbolizer.symbolize(&stamped(&stripped, offset));
+        assert_eq!(symbol.address, address);
+        assert_eq!(symbol.function.as_deref(), Some("main.startHelper"));
+        assert_eq!(symbol.file.as_deref(), program.source.to_str());
+        // A C program has no Go table: still nothing made up.
+        let c = super::tests::program("go-fallback");
+        let (_, c_offset) = symbol_of(&c.path, "helper");
+        let c_frame = frame(&c.stripped, build_id(&c.stripped), c_offset);
+        assert_eq!(symbolizer.symbolize(&c_frame).function, None);
     }
 
     #[test]

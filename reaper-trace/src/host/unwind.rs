@@ -9,6 +9,17 @@
 //! each ELF file gives per device and inode (shared by every process that
 //! maps it).
 //!
+//! Go code has no CFI (Go's linker writes no `.eh_frame`) but keeps frame
+//! pointers, so where a module has no unwind tables, or none for an
+//! address, the caller is found through the frame pointer (framehop's
+//! fallback rule, `bp + 16` above the frame, checked to move up the
+//! stack, read only from the copy). For the first frame, framehop's rule
+//! at an address without CFI in a module with some (a Go program linked
+//! with C code, cgo) takes the word at the stack pointer as the return
+//! address, as for a C leaf function; Go's system call stubs do not leave
+//! it there (`syscall.rawVforkSyscall` pops it before `vfork`), so a first
+//! frame in Go's code takes the frame pointer too.
+//!
 //! A frame must lie in an executable mapping of a file. The unwind stops,
 //! truncated, at the first that does not: code in `[vdso]` or in anonymous
 //! memory (JIT) has no file to name it by, so it could be neither recorded
@@ -24,51 +35,14 @@ use std::{
     sync::Arc,
 };
 
-use framehop::{ExplicitModuleSectionInfo, Unwinder as _};
+use framehop::{
+    ExplicitModuleSectionInfo, FrameAddress, Unwinder as _,
+    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
+};
 use procfs::process::{MMPermissions, MMapPath, MemoryMap};
 
-use self::native::{ArchUnwinder, Cache};
 use super::elf::{self, Data, ElfFacts, UnwindSections};
 use crate::trace::stack::{Frame, Module, Stack};
-
-/// framehop's unwinder for this machine's architecture: the stacks copied
-/// are this machine's processes'.
-#[cfg(target_arch = "x86_64")]
-mod native {
-    use framehop::x86_64::UnwindRegsX86_64;
-    pub use framehop::x86_64::{CacheX86_64 as Cache, UnwinderX86_64 as ArchUnwinder};
-
-    use super::UserRegs;
-
-    /// Kernel addresses start at 0xffff8000_00000000 on x86_64.
-    pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
-
-    pub fn start(regs: UserRegs) -> UnwindRegsX86_64 {
-        UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp)
-    }
-}
-
-/// aarch64: the frame pointer is x29. The link register (x30) holds a leaf
-/// function's return address; the programs copy it (`UserStackRecord::lr`),
-/// but `UserRegs` does not carry it yet, so framehop gets 0 there: a fork
-/// entered from a leaf function (one that keeps its return address in x30,
-/// as the C libraries' clone wrappers in assembly do) ends the walk at its
-/// first frame. Functions that saved x30 on their stack unwind fully.
-#[cfg(target_arch = "aarch64")]
-mod native {
-    use framehop::aarch64::UnwindRegsAarch64;
-    pub use framehop::aarch64::{CacheAarch64 as Cache, UnwinderAarch64 as ArchUnwinder};
-
-    use super::UserRegs;
-
-    /// User addresses on arm64 stay below 2^52 (the largest VA size);
-    /// kernel addresses start at 0xfff0000000000000 or above.
-    pub const KERNEL_START: u64 = 1 << 52;
-
-    pub fn start(regs: UserRegs) -> UnwindRegsAarch64 {
-        UnwindRegsAarch64::new(0, regs.sp, regs.bp)
-    }
-}
 
 /// Frames kept at most; a deeper stack is marked truncated. The line users
 /// need is near the top: the fork is a few frames under it.
@@ -136,7 +110,8 @@ impl Unwinder {
         stack_base: u64,
         stack: &[u8],
     ) -> Result<Stack, UnwindError> {
-        if regs.ip == 0 || regs.ip >= native::KERNEL_START {
+        // Kernel addresses start at 0xffff8000_00000000 on x86_64.
+        if regs.ip == 0 || regs.ip >= 0xffff_8000_0000_0000 {
             return Err(UnwindError::NoUserContext { ip: regs.ip });
         }
         let fresh = !self.processes.contains_key(&tgid);
@@ -174,13 +149,15 @@ impl Unwinder {
     }
 
     fn process_modules(&mut self, tgid: u32, maps: &[MemoryMap]) -> ProcessModules {
-        let mut unwinder = ArchUnwinder::new();
+        let mut unwinder = UnwinderX86_64::new();
         let mut modules: Vec<Option<Arc<Module>>> = vec![None; maps.len()];
+        let mut go_text = Vec::new();
         for load in loads(maps) {
-            let (module, unwind) = self.load_module(tgid, maps, &load);
+            let (module, unwind, go) = self.load_module(tgid, maps, &load);
             if let Some(unwind) = unwind {
                 unwinder.add_module(unwind);
             }
+            go_text.extend(go);
             for &i in &load {
                 modules[i] = Some(module.clone());
             }
@@ -198,18 +175,24 @@ impl Unwinder {
         ProcessModules {
             mappings,
             unwinder,
-            cache: Cache::new(),
+            cache: CacheX86_64::new(),
+            go_text,
         }
     }
 
-    /// The module of one load of a file (the mappings `load` of `maps`), and
-    /// what framehop needs to unwind through it, when its file was read.
+    /// The module of one load of a file (the mappings `load` of `maps`),
+    /// what framehop needs to unwind through it, when its file was read,
+    /// and where Go's functions are in memory, in a Go program.
     fn load_module(
         &mut self,
         tgid: u32,
         maps: &[MemoryMap],
         load: &[usize],
-    ) -> (Arc<Module>, Option<framehop::Module<Data>>) {
+    ) -> (
+        Arc<Module>,
+        Option<framehop::Module<Data>>,
+        Option<Range<u64>>,
+    ) {
         let first = &maps[load[0]];
         let path = module_path(&first.pathname);
         let executable = load
@@ -230,6 +213,7 @@ impl Unwinder {
                     stamp: None,
                 }),
                 None,
+                None,
             );
         };
         let bias = executable
@@ -239,13 +223,16 @@ impl Unwinder {
         let unwind = bias.map(|bias| {
             framehop_module(&path, first.address.0..last.address.1, bias, &facts.unwind)
         });
+        let go_text = bias
+            .zip(facts.unwind.go_text.clone())
+            .map(|(bias, text)| text.start.wrapping_add(bias)..text.end.wrapping_add(bias));
         let module = Module {
             path,
             build_id: facts.build_id.clone(),
             // Only where there is no build id to check against.
             stamp: facts.stamp.filter(|_| facts.build_id.is_none()),
         };
-        (Arc::new(module), unwind)
+        (Arc::new(module), unwind, go_text)
     }
 
     /// What the file behind `map` gives, read once per file. The file is
@@ -287,7 +274,7 @@ struct FileKey {
 struct CachedFile {
     /// The file's change time (seconds, nanoseconds) when it was read.
     changed: Option<(i64, i64)>,
-    /// `None` for a file that is no ELF of this machine's architecture.
+    /// `None` for a file that is no x86_64 ELF.
     facts: Option<Arc<ElfFacts>>,
 }
 
@@ -301,12 +288,14 @@ fn changed(file: &File) -> Option<(i64, i64)> {
 struct ProcessModules {
     /// Every mapping, in address order.
     mappings: Vec<Mapping>,
-    unwinder: ArchUnwinder<Data>,
+    unwinder: UnwinderX86_64<Data>,
     /// framehop's rule cache, one per process: its entries are tagged with
     /// a 16-bit module generation that wraps after some thousands of
     /// processes, so a cache shared by all could hand one process
     /// another's rules.
-    cache: Cache,
+    cache: CacheX86_64,
+    /// Where Go's functions are mapped (of each Go program or library).
+    go_text: Vec<Range<u64>>,
 }
 
 struct Mapping {
@@ -356,23 +345,17 @@ fn walk(process: &mut ProcessModules, regs: UserRegs, base: u64, bytes: &[u8]) -
         mappings,
         unwinder,
         cache,
+        go_text,
     } = process;
     let mut read_stack = |address| read_word(base, bytes, address);
-    let start = native::start(regs);
-    let mut addresses = unwinder.iter_frames(regs.ip, start, cache, &mut read_stack);
+    let mut registers = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    let mut address = FrameAddress::from_instruction_pointer(regs.ip);
     let mut stack = Stack::default();
     let stop = |mut stack: Stack, truncated, unmapped| {
         stack.truncated = truncated;
         Walk { stack, unmapped }
     };
     loop {
-        // framehop often ends in Err where the copied bytes end; the frames
-        // found until then are good, so it is not driven as an iterator.
-        let address = match addresses.next() {
-            Ok(Some(address)) => address,
-            Ok(None) => return stop(stack, false, false),
-            Err(_) => return stop(stack, true, false),
-        };
         if stack.frames.len() == MAX_FRAMES {
             return stop(stack, true, false);
         }
@@ -382,7 +365,54 @@ fn walk(process: &mut ProcessModules, regs: UserRegs, base: u64, bytes: &[u8]) -
             Place::NotCode => return stop(stack, true, false),
             Place::Unmapped => return stop(stack, true, true),
         }
+        let first_in_go =
+            !address.is_return_address() && go_text.iter().any(|text| text.contains(&regs.ip));
+        let caller = if first_in_go {
+            frame_pointer_step(&mut registers, &mut read_stack)
+        } else {
+            unwinder
+                .unwind_frame(address, &mut registers, cache, &mut read_stack)
+                .map_err(|_| ())
+        };
+        // framehop often ends in Err where the copied bytes end; the frames
+        // found until then are good.
+        address = match caller {
+            Ok(Some(return_address)) => match FrameAddress::from_return_address(return_address) {
+                Some(address) => address,
+                None => return stop(stack, true, false),
+            },
+            Ok(None) => return stop(stack, false, false),
+            Err(()) => return stop(stack, true, false),
+        };
     }
+}
+
+/// One step up a frame-pointer chain: the caller's frame pointer at `bp`,
+/// its return address above it, its stack pointer above that. The new
+/// stack pointer must lie above the old one (a chain that goes down or
+/// stays is garbage), and the words are read from the copy only. `None`
+/// at the end of the chain (a zero frame pointer or return address).
+fn frame_pointer_step(
+    registers: &mut UnwindRegsX86_64,
+    read_stack: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Result<Option<u64>, ()> {
+    let (sp, bp) = (registers.sp(), registers.bp());
+    if bp == 0 {
+        return Ok(None);
+    }
+    let new_sp = bp.checked_add(16).ok_or(())?;
+    if new_sp <= sp {
+        return Err(());
+    }
+    let caller_bp = read_stack(bp)?;
+    let return_address = read_stack(bp + 8)?;
+    if return_address == 0 {
+        return Ok(None);
+    }
+    registers.set_ip(return_address);
+    registers.set_sp(new_sp);
+    registers.set_bp(caller_bp);
+    Ok(Some(return_address))
 }
 
 /// A stack word from the copy; an error past its ends.
@@ -510,6 +540,34 @@ mod tests {
         assert_eq!(read_word(base, &bytes, u64::MAX), Err(()));
     }
 
+    #[test]
+    fn a_frame_pointer_step_goes_up_the_copy_only() {
+        let base = 0x7fff_0000;
+        // Words: [0] the caller's frame pointer, [1] the return address.
+        let words: [u64; 10] = [base + 0x40, 0x40_1234, 0, 0, 0, 0, 0, 0, 0, 0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut read = |address| read_word(base, &bytes, address);
+        let mut registers = UnwindRegsX86_64::new(0x40_1000, base - 8, base);
+        assert_eq!(
+            frame_pointer_step(&mut registers, &mut read),
+            Ok(Some(0x40_1234))
+        );
+        assert_eq!(
+            (registers.ip(), registers.sp(), registers.bp()),
+            (0x40_1234, base + 16, base + 0x40)
+        );
+        // The frame at base + 0x40 holds zeros: the end of the chain.
+        assert_eq!(frame_pointer_step(&mut registers, &mut read), Ok(None));
+        // A frame pointer below the stack pointer (going down), outside
+        // the copy, or zero.
+        for (sp, bp) in [(base + 0x20, base), (base - 8, base + 0x1000)] {
+            let mut registers = UnwindRegsX86_64::new(0x40_1000, sp, bp);
+            assert_eq!(frame_pointer_step(&mut registers, &mut read), Err(()));
+        }
+        let mut registers = UnwindRegsX86_64::new(0x40_1000, base, 0);
+        assert_eq!(frame_pointer_step(&mut registers, &mut read), Ok(None));
+    }
+
     fn map(line: &str) -> MemoryMap {
         let maps: procfs::process::MemoryMaps =
             procfs::FromBufRead::from_buf_read(line.as_bytes()).unwrap();
@@ -560,8 +618,9 @@ mod tests {
                 mapping(0x2000..0x4000, 0x1000, true, Some(&module)),
                 mapping(0x8000..0x9000, 0, true, None),
             ],
-            unwinder: ArchUnwinder::new(),
-            cache: Cache::new(),
+            unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
+            go_text: Vec::new(),
         };
         assert!(matches!(
             place(&process.mappings, 0x3456),
@@ -729,8 +788,9 @@ mod tests {
         // Maps read before anything was loaded: the ip is in none of them.
         let stale = ProcessModules {
             mappings: Vec::new(),
-            unwinder: ArchUnwinder::new(),
-            cache: Cache::new(),
+            unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
+            go_text: Vec::new(),
         };
         unwinder.processes.insert(pid, stale);
         assert_eq!(unwind(&mut unwinder), full);

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use super::{outputs::LiveOutputs, stacks::LiveStacks};
 use crate::{
     cgroup::fs::CgroupResolver,
-    host::procfs,
+    host::{procfs, thread_stacks},
     kernel::{SenderNames, Tracer},
     pipeline::{Pipeline, Visitor},
     recording::user_record,
@@ -215,13 +215,18 @@ impl RingSource {
             tracer.unfollow(tgid);
             self.to_unfollow.pop_front();
         }
-        for parent in self.pipeline.analyzer_mut().due_probes(now) {
-            let Some(probe) = procfs::probe_parent(parent) else {
+        // The first parents' threads are unwound (a tick on a machine with
+        // many zombies already there probes every parent at once).
+        let due = self.pipeline.analyzer_mut().due_probes(now);
+        for (i, parent) in due.into_iter().enumerate() {
+            let Some(mut probe) = procfs::probe_parent(parent) else {
                 continue;
             };
-            self.outputs
-                .all()
-                .record(&user_record::probe(now, parent, &probe));
+            let outputs = &mut self.outputs.all();
+            if i < thread_stacks::MAX_UNWOUND_PARENTS {
+                self.stacks.unwind_threads(parent, now, &mut probe, outputs);
+            }
+            outputs.record(&user_record::probe(now, parent, &probe));
             self.pipeline.analyzer_mut().attach_probe(parent, probe);
         }
         for pid in self.pipeline.analyzer_mut().due_zombie_checks(now) {

@@ -9,12 +9,13 @@ use crate::{
     analysis::Finding,
     host::{
         symbolize::Symbolizer,
+        thread_stacks,
         unwind::{Unwinder, UserRegs},
     },
     output::stacks::symbolize_finding,
     pipeline::Visitor,
     recording::stacks::ModuleIds,
-    trace::stack::Stack,
+    trace::{host_facts::ParentProbe, stack::Stack},
 };
 
 #[derive(Default)]
@@ -58,6 +59,36 @@ impl LiveStacks {
             }
         }
         Some((header.tid, raw.owner, stack))
+    }
+
+    /// Where the threads of parent `tgid`, probed at `time_ns`, are in
+    /// their code: each one's user stack, unwound while it is blocked, and
+    /// its records (modules new to the trace, `THREAD_STACK`) handed to
+    /// the outputs that keep records, before the probe's own.
+    pub fn unwind_threads(
+        &mut self,
+        tgid: u32,
+        time_ns: u64,
+        probe: &mut ParentProbe,
+        outputs: &mut dyn Visitor,
+    ) {
+        thread_stacks::unwind_threads(&mut self.unwinder, tgid, &mut probe.threads);
+        for thread in &probe.threads {
+            let Some(stack) = &thread.user_stack else {
+                continue;
+            };
+            for frame in &stack.frames {
+                self.symbolizer.prepare(&frame.module, tgid);
+            }
+            if outputs.keeps_records() {
+                for record in self
+                    .modules
+                    .thread_records(time_ns, (tgid, thread.tid), stack)
+                {
+                    outputs.record(&record);
+                }
+            }
+        }
     }
 
     /// A process execed or exited: its address space is not the one cached.

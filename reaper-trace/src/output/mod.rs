@@ -11,3 +11,4 @@ pub mod protobuf;
 pub mod report;
 pub mod stacks;
 pub mod timeline;
+pub mod zombies;

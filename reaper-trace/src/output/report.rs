@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    analysis::{Finding, FindingKind, Notice, Report, Resolution},
+    analysis::{Finding, FindingKind, Notice, Report, Resolution, diagnosis::now},
     trace::{
         escape::escape,
         event::NsPid,
@@ -59,6 +59,18 @@ pub fn stack_notes(f: &Finding) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// Where each of the parent's threads was when the exit went overdue,
+/// escaped (`thread 4426 (main) blocked in clock_nanosleep ← sleep ←
+/// main.c:40 in wait_for_jobs`): once their user stacks are named, so a
+/// probe without them (an older recording's) reads as before.
+pub fn thread_notes(f: &Finding) -> impl Iterator<Item = String> + '_ {
+    let named = f.threads.iter().any(|t| t.probe.user_place.is_some());
+    f.threads
+        .iter()
+        .filter(move |_| named)
+        .map(|t| now::thread_line(&t.probe))
+}
+
 pub fn finding_line(f: &Finding) -> String {
     let mut line = String::new();
     let kind = f.kind.name();
@@ -108,6 +120,9 @@ pub fn finding_line(f: &Finding) -> String {
     }
     for note in stack_notes(f) {
         let _ = write!(line, "\n    {note}");
+    }
+    for thread in thread_notes(f) {
+        let _ = write!(line, "\n    {thread}");
     }
     for d in &f.diagnosis {
         let _ = write!(line, "\n    [{}] {}", d.code, d.text);
@@ -248,6 +263,60 @@ mod tests {
         let line = finding_line(&finding());
         assert!(line.starts_with("unreaped 11 (child\\x1b) exited 0; parent 10 (parent): its parent never reaped it; adopted and reaped by 1 after 3.000s"), "{line}");
         assert!(line.contains("[never_waited] parent 10 made no wait call"));
+    }
+
+    #[test]
+    fn the_parents_threads_are_shown_once_named() {
+        use crate::trace::{
+            host_facts::{SyscallProbe, ThreadNow, ThreadProbe},
+            stack::{Symbol, UserPlace},
+        };
+        let mut blocked = ThreadProbe::basic(10, "par\nent", 'S', "futex_do_wait");
+        blocked.syscall = Some(SyscallProbe {
+            nr: libc::SYS_futex,
+            sp: 1,
+            pc: 2,
+        });
+        let mut f = finding();
+        f.threads = vec![
+            ThreadNow::of(&blocked),
+            ThreadNow::of(&ThreadProbe::basic(12, "worker", 'R', "")),
+        ];
+        // Not named yet (or an older recording's probe): as before.
+        assert!(!finding_line(&f).contains("thread 10"));
+        f.threads[0].probe.user_place = Some(UserPlace::new(
+            vec![
+                Symbol {
+                    module: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                    function: Some("pthread_mutex_lock".into()),
+                    ..Symbol::default()
+                },
+                Symbol {
+                    module: "/src/app".into(),
+                    function: Some("reap_under_lock".into()),
+                    file: Some("/src/app.c".into()),
+                    line: Some(67),
+                    ..Symbol::default()
+                },
+            ],
+            false,
+        ));
+        let line = finding_line(&f);
+        assert!(
+            line.contains(
+                "\n    thread 10 (par\\x0aent) blocked in futex ← pthread_mutex_lock ← app.c:67 in reap_under_lock\n    thread 12 (worker) running\n    [never_waited]"
+            ),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&Report {
+            findings: vec![f],
+            ..Default::default()
+        }))
+        .unwrap();
+        let t = &v["findings"][0]["threads"][0];
+        assert_eq!(t["syscall_name"], "futex");
+        assert_eq!(t["user_place"]["waits_at"], "app.c:67 in reap_under_lock");
+        assert_eq!(t["user_place"]["frames"][1]["line"], 67);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
     trace::{
         decode::decode_abi,
         follow::{Follow, initial_pids},
+        stack::Stack,
     },
 };
 
@@ -81,6 +82,7 @@ pub fn replay_with(
         pipeline: seeded_pipeline(&mut reader, &meta, options)?,
         abi_version: meta.abi_version,
         modules: ModuleTable::default(),
+        thread_stacks: Vec::new(),
         records: 0,
         skipped: 0,
         last_ns: 0,
@@ -157,12 +159,21 @@ fn seeded_pipeline(
     Ok(pipeline)
 }
 
+/// The most thread stacks held for the next `PROBE` record: a probe
+/// unwinds 16 threads (`host::thread_stacks`), and a file with more comes
+/// from no reaper-trace.
+const MAX_PENDING_THREAD_STACKS: usize = 64;
+
 /// A replay under way: the pipeline, and what the records said besides
 /// events.
 struct Replayer {
     pipeline: Pipeline,
     abi_version: u32,
     modules: ModuleTable,
+    /// The user stacks of a probed parent's threads (tid, stack), which
+    /// come just before its `PROBE` record; at most
+    /// [`MAX_PENDING_THREAD_STACKS`].
+    thread_stacks: Vec<(u32, Stack)>,
     records: u64,
     /// Records this build could not decode.
     skipped: u64,
@@ -181,8 +192,21 @@ impl Replayer {
         visitor.record(record);
         let pipeline = &mut self.pipeline;
         match user_record::parse(record) {
-            Some(UserRecord::Probe { tgid, probe }) => {
+            Some(UserRecord::Probe { tgid, mut probe }) => {
+                let mut stacks = std::mem::take(&mut self.thread_stacks);
+                for thread in &mut probe.threads {
+                    if let Some(at) = stacks.iter().position(|(tid, _)| *tid == thread.tid) {
+                        thread.user_stack = Some(stacks.swap_remove(at).1);
+                    }
+                }
                 pipeline.analyzer_mut().attach_probe(tgid, probe)
+            }
+            Some(UserRecord::ThreadStack(recorded)) => {
+                // More than a probe ever has: from no reaper-trace.
+                if self.thread_stacks.len() < MAX_PENDING_THREAD_STACKS {
+                    let stack = self.modules.stack(&recorded);
+                    self.thread_stacks.push((recorded.tid, stack));
+                }
             }
             Some(UserRecord::Lost {
                 time_ns,

@@ -24,6 +24,33 @@ impl ModuleIds {
         (tgid, tid, owner): (u32, u32, u32),
         stack: &Stack,
     ) -> Vec<Bytes> {
+        let (mut out, recorded) = self.recorded(time_ns, (tgid, tid, owner), stack);
+        out.push(user_record::stack(&recorded));
+        out
+    }
+
+    /// The records for the user stack of thread `tid` of probed parent
+    /// `tgid`: `MODULE` records as for [`ModuleIds::records`], then the
+    /// `THREAD_STACK`, to precede the `PROBE` record.
+    pub fn thread_records(
+        &mut self,
+        time_ns: u64,
+        (tgid, tid): (u32, u32),
+        stack: &Stack,
+    ) -> Vec<Bytes> {
+        let (mut out, recorded) = self.recorded(time_ns, (tgid, tid, 0), stack);
+        out.push(user_record::thread_stack(&recorded));
+        out
+    }
+
+    /// The `MODULE` records of the modules of `stack` not written before,
+    /// and the stack with modules named by id.
+    fn recorded(
+        &mut self,
+        time_ns: u64,
+        (tgid, tid, owner): (u32, u32, u32),
+        stack: &Stack,
+    ) -> (Vec<Bytes>, RecordedStack) {
         let mut out = Vec::new();
         let mut frames = Vec::with_capacity(stack.frames.len());
         for frame in &stack.frames {
@@ -34,15 +61,15 @@ impl ModuleIds {
             });
             frames.push((id, frame.file_offset));
         }
-        out.push(user_record::stack(&RecordedStack {
+        let recorded = RecordedStack {
             time_ns,
             tgid,
             tid,
             owner,
             truncated: stack.truncated,
             frames,
-        }));
-        out
+        };
+        (out, recorded)
     }
 }
 
@@ -107,10 +134,9 @@ mod tests {
         })
     }
 
-    #[test]
-    fn modules_are_written_once_and_stacks_read_back_the_same() {
-        let (app, libc) = (module("/app"), module("/libc.so.6"));
-        let stack = |frames: &[(&Arc<Module>, u64)]| Stack {
+    /// A stack of (module, file offset) frames.
+    fn stack_of(frames: &[(&Arc<Module>, u64)], truncated: bool) -> Stack {
+        Stack {
             frames: frames
                 .iter()
                 .map(|(m, o)| Frame {
@@ -118,8 +144,14 @@ mod tests {
                     file_offset: *o,
                 })
                 .collect(),
-            truncated: false,
-        };
+            truncated,
+        }
+    }
+
+    #[test]
+    fn modules_are_written_once_and_stacks_read_back_the_same() {
+        let (app, libc) = (module("/app"), module("/libc.so.6"));
+        let stack = |frames: &[(&Arc<Module>, u64)]| stack_of(frames, false);
         let first = stack(&[(&libc, 0x10), (&app, 0x20)]);
         let second = stack(&[(&libc, 0x30), (&app, 0x40), (&app, 0x50)]);
         let mut ids = ModuleIds::default();
@@ -139,6 +171,29 @@ mod tests {
             }
         }
         assert_eq!(read, vec![(11, 1, first), (12, 2, second)]);
+    }
+
+    #[test]
+    fn a_probed_threads_stack_reads_back_as_its_own_kind() {
+        let (app, libc) = (module("/app"), module("/libc.so.6"));
+        let forked = stack_of(&[(&libc, 0x10)], false);
+        let blocked = stack_of(&[(&libc, 0x30), (&app, 0x40)], true);
+        let mut ids = ModuleIds::default();
+        let mut written = ids.records(1, (10, 11, 1), &forked);
+        let thread = ids.thread_records(2, (10, 12), &blocked);
+        assert_eq!(thread.len(), 2, "only /app is new, then the stack");
+        written.extend(thread);
+        let mut table = ModuleTable::default();
+        let mut read = Vec::new();
+        for record in &written {
+            match parse(record) {
+                Some(UserRecord::Module { id, module }) => table.insert(id, module),
+                Some(UserRecord::Stack(_)) => {}
+                Some(UserRecord::ThreadStack(s)) => read.push((s.tgid, s.tid, table.stack(&s))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(read, vec![(10, 12, blocked)]);
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub mod kind {
     /// /proc showed the exited process `tgid` still a zombie at the
     /// header's time, as it became overdue. No payload.
     pub const ZOMBIE: u32 = 0x1007;
+    /// The user stack of a thread of a probed parent, just before its
+    /// `PROBE` record: the `STACK` payload, owner 0 (the header's tgid is
+    /// the parent). Older readers skip it: their report then shows the
+    /// threads' system calls without the lines.
+    pub const THREAD_STACK: u32 = 0x1008;
 }
 
 /// The most frames a STACK record keeps: the unwinder's own limit
@@ -92,6 +97,8 @@ pub enum UserRecord {
         module: Module,
     },
     Stack(RecordedStack),
+    /// A probed thread's user stack (`owner` 0).
+    ThreadStack(RecordedStack),
     Sender {
         time_ns: u64,
         tgid: u32,
@@ -177,6 +184,15 @@ pub fn module(time_ns: u64, id: u32, module: &Module) -> Bytes {
 
 /// The `STACK` record of `stack`.
 pub fn stack(stack: &RecordedStack) -> Bytes {
+    stack_of_kind(kind::STACK, stack)
+}
+
+/// The `THREAD_STACK` record of a probed thread's `stack`.
+pub fn thread_stack(stack: &RecordedStack) -> Bytes {
+    stack_of_kind(kind::THREAD_STACK, stack)
+}
+
+fn stack_of_kind(kind: u32, stack: &RecordedStack) -> Bytes {
     let mut payload = Vec::with_capacity(16 + 12 * stack.frames.len());
     for word in [
         stack.tid,
@@ -190,7 +206,7 @@ pub fn stack(stack: &RecordedStack) -> Bytes {
         payload.extend_from_slice(&module.to_le_bytes());
         payload.extend_from_slice(&offset.to_le_bytes());
     }
-    encode(kind::STACK, stack.time_ns, stack.tgid, &payload)
+    encode(kind, stack.time_ns, stack.tgid, &payload)
 }
 
 fn parse_module(mut payload: &[u8]) -> Option<UserRecord> {
@@ -220,7 +236,7 @@ fn parse_module(mut payload: &[u8]) -> Option<UserRecord> {
     })
 }
 
-fn parse_stack(time_ns: u64, tgid: u32, mut payload: &[u8]) -> Option<UserRecord> {
+fn parse_stack(time_ns: u64, tgid: u32, mut payload: &[u8]) -> Option<RecordedStack> {
     if payload.remaining() < 16 {
         return None;
     }
@@ -233,14 +249,14 @@ fn parse_stack(time_ns: u64, tgid: u32, mut payload: &[u8]) -> Option<UserRecord
     let frames = (0..count.min(MAX_FRAMES))
         .map(|_| (payload.get_u32_le(), payload.get_u64_le()))
         .collect();
-    Some(UserRecord::Stack(RecordedStack {
+    Some(RecordedStack {
         time_ns,
         tgid,
         tid,
         owner,
         truncated: truncated || count > MAX_FRAMES,
         frames,
-    }))
+    })
 }
 
 /// Decodes `record` if it is a userspace record (`None` for the kernel's).
@@ -279,7 +295,12 @@ pub fn parse(record: &[u8]) -> Option<UserRecord> {
             }
         }
         kind::MODULE => parse_module(payload).unwrap_or(UserRecord::Unknown(kind)),
-        kind::STACK => parse_stack(time_ns, tgid, payload).unwrap_or(UserRecord::Unknown(kind)),
+        kind::STACK => parse_stack(time_ns, tgid, payload)
+            .map(UserRecord::Stack)
+            .unwrap_or(UserRecord::Unknown(kind)),
+        kind::THREAD_STACK => parse_stack(time_ns, tgid, payload)
+            .map(UserRecord::ThreadStack)
+            .unwrap_or(UserRecord::Unknown(kind)),
         kind::GONE => UserRecord::Gone { time_ns, tgid },
         kind::ZOMBIE => UserRecord::Zombie { time_ns, tgid },
         kind::SENDER if payload.len() <= 16 => {
@@ -303,12 +324,7 @@ mod tests {
     #[test]
     fn round_trips_and_leaves_kernel_records_alone() {
         let p = ParentProbe {
-            threads: vec![ThreadProbe {
-                tid: 7,
-                comm: "x".into(),
-                state: 'D',
-                wchan: "pipe_read".into(),
-            }],
+            threads: vec![ThreadProbe::basic(7, "x", 'D', "pipe_read")],
             signalfd_sigchld: true,
             ..Default::default()
         };

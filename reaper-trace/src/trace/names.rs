@@ -86,6 +86,58 @@ pub fn sa_flags(flags: u64) -> String {
     }
 }
 
+/// The system call numbered `nr` on this architecture, for the calls a
+/// thread is found blocked in (`/proc/PID/task/TID/syscall`);
+/// `syscall 512` for others.
+pub fn syscall_name(nr: i64) -> String {
+    // `c_long` is i64 on the 64-bit targets the tool is built for.
+    let known: &[(i64, &str)] = &[
+        (libc::SYS_read, "read"),
+        (libc::SYS_write, "write"),
+        (libc::SYS_ppoll, "ppoll"),
+        (libc::SYS_pselect6, "pselect6"),
+        (libc::SYS_epoll_pwait, "epoll_pwait"),
+        (libc::SYS_epoll_pwait2, "epoll_pwait2"),
+        (libc::SYS_futex, "futex"),
+        (libc::SYS_wait4, "wait4"),
+        (libc::SYS_waitid, "waitid"),
+        (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+        (libc::SYS_nanosleep, "nanosleep"),
+        (libc::SYS_rt_sigsuspend, "rt_sigsuspend"),
+        (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
+        (libc::SYS_accept4, "accept4"),
+        (libc::SYS_recvfrom, "recvfrom"),
+        (libc::SYS_recvmsg, "recvmsg"),
+        (libc::SYS_connect, "connect"),
+        (libc::SYS_openat, "openat"),
+        (libc::SYS_flock, "flock"),
+        (libc::SYS_fsync, "fsync"),
+        (libc::SYS_io_uring_enter, "io_uring_enter"),
+        (libc::SYS_clone, "clone"),
+        (libc::SYS_clone3, "clone3"),
+        (libc::SYS_execve, "execve"),
+        (libc::SYS_exit_group, "exit_group"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_poll, "poll"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_select, "select"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_epoll_wait, "epoll_wait"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_pause, "pause"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_accept, "accept"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_fork, "fork"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_vfork, "vfork"),
+    ];
+    known
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map_or_else(|| format!("syscall {nr}"), |(_, name)| (*name).to_owned())
+}
+
 /// A duration as `1.234s`.
 pub fn seconds(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)
@@ -98,6 +150,8 @@ mod tests {
     #[test]
     fn names_signals_errnos_and_flags() {
         assert_eq!(signal_name(17), "SIGCHLD");
+        assert_eq!(syscall_name(libc::SYS_wait4), "wait4");
+        assert_eq!(syscall_name(100_000), "syscall 100000");
         assert_eq!(signal_name(9), "SIGKILL");
         assert_eq!(signal_name(40), "SIG40");
         assert_eq!(errno_name(11), "EAGAIN");

@@ -111,7 +111,8 @@ pub struct Symbol {
 
 /// The frame to blame, in symbols innermost first: the innermost of the
 /// user's own code, that is neither in a system library nor from Rust's
-/// standard library or a crate dependency; else the innermost that is not
+/// standard library or a crate dependency, nor Go's runtime and the
+/// packages a Go program forks through; else the innermost that is not
 /// in a system library (the main executable, as far as can be told).
 ///
 /// A program installed under `/usr/lib` (postgres, systemd) is all
@@ -119,7 +120,7 @@ pub struct Symbol {
 pub fn blame(symbols: &[Symbol]) -> Option<usize> {
     symbols
         .iter()
-        .position(|s| !in_system_library(s) && !from_dependency(s))
+        .position(|s| !in_system_library(s) && !from_dependency(s) && !from_go_runtime(s))
         .or_else(|| symbols.iter().position(|s| !in_system_library(s)))
         .or_else(|| symbols.iter().position(|s| !in_c_runtime(s)))
 }
@@ -171,33 +172,124 @@ fn from_dependency(symbol: &Symbol) -> bool {
     FILES.iter().any(|dir| file.contains(dir)) || FUNCTIONS.iter().any(|f| function.starts_with(f))
 }
 
+/// Go code of the runtime and of the standard packages between a Go
+/// program's own call and the fork or sigaction (`os/exec.(*Cmd).Start`,
+/// `os.StartProcess`, `syscall.forkExec`, `internal/poll`...), by the
+/// package path that starts the function's name. Go's standard packages
+/// are linked into every binary, so unlike C's libc they are no system
+/// library. Only for frames of Go source (`.go`, or the runtime's `.s`),
+/// so that a C clone such as `os.part.0` is not taken for Go's `os`.
+fn from_go_runtime(symbol: &Symbol) -> bool {
+    const PACKAGES: [&str; 5] = ["runtime", "syscall", "os", "os/exec", "internal/"];
+    let file = symbol.file.as_deref().unwrap_or_default();
+    let function = symbol.function.as_deref().unwrap_or_default();
+    if !(file.ends_with(".go") || file.ends_with(".s")) {
+        return false;
+    }
+    PACKAGES.iter().any(|package| {
+        // `internal/...` is a prefix of package paths; the others are whole
+        // packages, their functions named `package.Name` or
+        // `package.(*Type).Method`.
+        match package.strip_suffix('/') {
+            Some(_) => function.starts_with(package),
+            None => function
+                .strip_prefix(package)
+                .is_some_and(|rest| rest.starts_with('.')),
+        }
+    })
+}
+
 /// The last path component: what people recognise in a one-line summary.
 fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The blamed frame's source line (`leak.c:41`) and the function it called
+/// (`_IO_new_popen`), when the module has line info: what a fix names.
+/// Unescaped: callers escape.
+pub fn blamed_line(symbols: &[Symbol]) -> Option<(String, Option<&str>)> {
+    let at = blame(symbols)?;
+    let frame = &symbols[at];
+    let line = format!("{}:{}", base_name(frame.file.as_deref()?), frame.line?);
+    let callee = at
+        .checked_sub(1)
+        .and_then(|inner| symbols[inner].function.as_deref());
+    Some((line, callee))
 }
 
 /// Where a stack points, in one line: `leak.c:12 in main ← popen` (the
 /// blamed frame's line and function, and the function it called), or
 /// `app+0x1139` when the module has no symbols. Unescaped: callers escape.
 pub fn site(symbols: &[Symbol]) -> Option<String> {
-    let at = blame(symbols)?;
-    let frame = &symbols[at];
-    let mut out = match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!("{}:{line}", base_name(file)),
-        _ => format!("{}+{:#x}", base_name(&frame.module), frame.address),
-    };
-    if let Some(function) = &frame.function {
-        out.push_str(" in ");
-        out.push_str(function);
-    }
-    if let Some(callee) = at
-        .checked_sub(1)
-        .and_then(|inner| symbols[inner].function.as_ref())
-    {
+    let (mut out, callee) = blamed_site(symbols)?;
+    if let Some(callee) = callee {
         out.push_str(" ← ");
         out.push_str(callee);
     }
     Some(out)
+}
+
+/// The blamed frame's place (`leak.c:12 in main`, or `app+0x1139` without
+/// symbols) and the function it called there, when named.
+fn blamed_site(symbols: &[Symbol]) -> Option<(String, Option<&str>)> {
+    let at = blame(symbols)?;
+    let frame = &symbols[at];
+    let mut place = match (&frame.file, frame.line) {
+        (Some(file), Some(line)) => format!("{}:{line}", base_name(file)),
+        _ => format!("{}+{:#x}", base_name(&frame.module), frame.address),
+    };
+    if let Some(function) = &frame.function {
+        place.push_str(" in ");
+        place.push_str(function);
+    }
+    let callee = at
+        .checked_sub(1)
+        .and_then(|inner| symbols[inner].function.as_deref());
+    Some((place, callee))
+}
+
+/// Where a blocked thread is in its own code: its user stack, unwound from
+/// the system call's stack pointer and program counter and named, with the
+/// frame [`blame`] picks (the same rule as a fork's) and the function it
+/// called there. Unescaped: callers escape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UserPlace {
+    /// Innermost first, inlined functions as frames of their own.
+    pub frames: Vec<Symbol>,
+    /// The unwind stopped early (see [`Stack::truncated`]).
+    pub truncated: bool,
+    /// The blamed frame: `main.c:40 in wait_for_jobs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_at: Option<String>,
+    /// The function it called there: `sleep`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub called: Option<String>,
+}
+
+impl UserPlace {
+    pub fn new(frames: Vec<Symbol>, truncated: bool) -> UserPlace {
+        let (waits_at, called) = match blamed_site(&frames) {
+            Some((place, callee)) => (Some(place), callee.map(str::to_owned)),
+            None => (None, None),
+        };
+        UserPlace {
+            frames,
+            truncated,
+            waits_at,
+            called,
+        }
+    }
+
+    /// ` ← sleep ← main.c:40 in wait_for_jobs`: what follows the system
+    /// call's name, outward. Empty when no frame is blamed (only libc).
+    pub fn outward(&self) -> String {
+        let mut out = String::new();
+        for part in [&self.called, &self.waits_at].into_iter().flatten() {
+            out.push_str(" ← ");
+            out.push_str(part);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +431,14 @@ mod tests {
         ];
         assert_eq!(blame(&stack), Some(2));
         assert_eq!(site(&stack).as_deref(), Some("leak.c:12 in main ← popen"));
+        assert_eq!(
+            blamed_line(&stack),
+            Some(("leak.c:12".to_owned(), Some("popen")))
+        );
+        // Without line info there is no line to name.
+        let mut no_lines = stack.clone();
+        no_lines[2].line = None;
+        assert_eq!(blamed_line(&no_lines), None);
     }
 
     #[test]
@@ -363,6 +463,156 @@ mod tests {
             site(&stack).as_deref(),
             Some("main.rs:7 in app::main ← std::process::Command::spawn")
         );
+    }
+
+    /// A Go program's `exec.Command("true").Start()` in `main.startHelper`,
+    /// as Go 1.19 names the frames (DWARF or its own line table).
+    #[test]
+    fn go_runtime_and_exec_frames_are_not_the_users() {
+        let prog = "/tmp/prog/prog";
+        let goroot = "/usr/lib/go-1.19/src";
+        let go = |function: &str, file: &str, line| {
+            sym(
+                prog,
+                Some(function),
+                Some(&format!("{goroot}/{file}")),
+                Some(line),
+            )
+        };
+        let stack = [
+            go("syscall.rawVforkSyscall", "syscall/asm_linux_amd64.s", 25),
+            go("syscall.forkAndExecInChild", "syscall/exec_linux.go", 89),
+            go("syscall.forkExec", "syscall/exec_unix.go", 209),
+            go("syscall.StartProcess", "syscall/exec_unix.go", 255),
+            go("os.startProcess", "os/exec_posix.go", 54),
+            go("os.StartProcess", "os/exec.go", 109),
+            go("os/exec.(*Cmd).Start", "os/exec/exec.go", 524),
+            sym(
+                prog,
+                Some("main.startHelper"),
+                Some("/src/helper/main.go"),
+                Some(12),
+            ),
+            sym(
+                prog,
+                Some("main.main"),
+                Some("/src/helper/main.go"),
+                Some(20),
+            ),
+            go("runtime.main", "runtime/proc.go", 250),
+            go("runtime.goexit", "runtime/asm_amd64.s", 1594),
+        ];
+        assert_eq!(
+            site(&stack).as_deref(),
+            Some("main.go:12 in main.startHelper ← os/exec.(*Cmd).Start")
+        );
+        // The internal packages os/exec goes through, and a method of a
+        // runtime type.
+        let poll = go("internal/poll.(*FD).Read", "internal/poll/fd_unix.go", 163);
+        let method = go("runtime.(*mheap).alloc", "runtime/mheap.go", 900);
+        assert!(from_go_runtime(&poll) && from_go_runtime(&method));
+    }
+
+    #[test]
+    fn go_rule_spares_lookalike_packages_and_c() {
+        let prog = "/tmp/prog/prog";
+        let mine = [
+            // A package of the user's own named like a standard one.
+            sym(
+                prog,
+                Some("osutil.Run"),
+                Some("/src/osutil/run.go"),
+                Some(3),
+            ),
+            sym(
+                prog,
+                Some("example.com/app/os.Start"),
+                Some("/src/os/start.go"),
+                Some(3),
+            ),
+            sym(
+                prog,
+                Some("runtimeinfo.Get"),
+                Some("/src/r/get.go"),
+                Some(3),
+            ),
+            // A C function GCC cloned, with the name of a Go package.
+            sym(prog, Some("os.part.0"), Some("/src/os.c"), Some(3)),
+            sym(prog, Some("runtime.cold"), None, None),
+        ];
+        for symbol in &mine {
+            assert!(!from_go_runtime(symbol), "{symbol:?}");
+            assert_eq!(blame(std::slice::from_ref(symbol)), Some(0));
+        }
+    }
+
+    #[test]
+    fn a_go_stack_of_the_runtime_alone_blames_its_innermost_frame() {
+        // The runtime installing its own SIGCHLD handler at start-up: no
+        // frame of the program's own, so the innermost, as before.
+        let prog = "/tmp/prog/prog";
+        let stack = [
+            sym(
+                prog,
+                Some("runtime.rt_sigaction"),
+                Some("/g/runtime/sys_linux_amd64.s"),
+                Some(312),
+            ),
+            sym(
+                prog,
+                Some("runtime.sysSigaction"),
+                Some("/g/runtime/os_linux.go"),
+                Some(500),
+            ),
+            sym(
+                prog,
+                Some("runtime.mstart"),
+                Some("/g/runtime/asm_amd64.s"),
+                Some(394),
+            ),
+        ];
+        assert_eq!(blame(&stack), Some(0));
+    }
+
+    #[test]
+    fn a_blocked_threads_place_reads_outward_from_the_system_call() {
+        let stack = vec![
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("clock_nanosleep"),
+                None,
+                None,
+            ),
+            sym(
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                Some("sleep"),
+                None,
+                None,
+            ),
+            sym(
+                "/src/app",
+                Some("wait_for_jobs"),
+                Some("/src/main.c"),
+                Some(40),
+            ),
+            sym("/src/app", Some("main"), Some("/src/main.c"), Some(60)),
+        ];
+        let place = UserPlace::new(stack.clone(), false);
+        assert_eq!(
+            place.waits_at.as_deref(),
+            Some("main.c:40 in wait_for_jobs")
+        );
+        assert_eq!(place.called.as_deref(), Some("sleep"));
+        assert_eq!(place.outward(), " ← sleep ← main.c:40 in wait_for_jobs");
+        // Only libc: nothing blamed, nothing said.
+        let libc_only = UserPlace::new(stack[..2].to_vec(), true);
+        assert_eq!(
+            (libc_only.outward(), libc_only.waits_at),
+            (String::new(), None)
+        );
+        // Blocked in the program's own code: no callee.
+        let own = UserPlace::new(stack[2..].to_vec(), false);
+        assert_eq!(own.outward(), " ← main.c:40 in wait_for_jobs");
     }
 
     #[test]

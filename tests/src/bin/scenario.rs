@@ -23,6 +23,8 @@ mod race;
 mod reaping;
 #[path = "scenario/shutdown.rs"]
 mod shutdown;
+#[path = "scenario/snapshot.rs"]
+mod snapshot;
 #[path = "scenario/threads.rs"]
 mod threads;
 #[path = "scenario/util.rs"]
@@ -73,6 +75,11 @@ const SCENARIOS: &[Scenario] = &[
     scenario("exit_signal0", &[], clone::exit_signal0),
     scenario("storm", &["N"], workload::storm),
     scenario("syscalls", &["N"], workload::syscalls),
+    scenario(
+        "syscall_batches",
+        &["BATCHES", "CALLS"],
+        workload::syscall_batches,
+    ),
     scenario("double_fork", &[], reaping::double_fork),
     scenario("zombie_hold", &["HOLD_MS"], reaping::zombie_hold),
     scenario("demo", &[], workload::demo),
@@ -92,6 +99,11 @@ const SCENARIOS: &[Scenario] = &[
     scenario("clone_sigusr1", &["SIGCHLD_IGN"], explain::clone_sigusr1),
     scenario("pidfd_hold", &["HOLD_MS", "WAIT"], explain::pidfd_hold),
     scenario("exec_after_fork", &[], explain::exec_after_fork),
+    scenario(
+        "blocked_pending",
+        &["N", "THREADS"],
+        snapshot::blocked_pending,
+    ),
 ];
 
 fn usage() -> String {

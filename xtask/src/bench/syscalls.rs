@@ -18,10 +18,12 @@ use std::{
 use serde_json::{Value, json};
 
 use super::{Bench, SHM, on_cpu1, pgbench::Cluster};
-use crate::measure::{Background, measured, median};
+use crate::measure::{Background, median};
 
-/// getppid calls per loop: about 0.5 s untraced here.
-const CALLS: u64 = 3_000_000;
+/// The getppid loop: this many batches of [`BATCH_CALLS`] calls (about 0.4 s
+/// untraced here), of which the tenth percentile of ns per call counts.
+const BATCHES: u32 = 200;
+const BATCH_CALLS: u32 = 10_000;
 /// Seconds of each `pgbench -S` run.
 const PGBENCH_SECONDS: u32 = 5;
 
@@ -166,26 +168,21 @@ pub fn run(b: &Bench) -> anyhow::Result<Value> {
     let mut loop_ratio = Medians::new();
     let mut tps = Medians::new();
     let mut tps_ratio = Medians::new();
+    // Each traced run is paired with an untraced run just before it: the
+    // machine drifts within a round (pgbench by several percent), and one
+    // untraced run at the start of a round made every later tracer look
+    // slower, a peer that hooks no system call included.
     for round in 0..b.rounds {
         eprintln!("xtask bench: syscalls round {}/{}", round + 1, b.rounds);
-        let mut base = None;
-        for tracer in &tracers {
-            let held = tracer.start(b)?;
-            let (cost, _) = measured(&mut getppid_loop(&b.scenario))?;
-            let rate = cluster.select_tps(PGBENCH_SECONDS)?;
-            if let Some(bg) = held {
-                bg.stop()?;
+        for tracer in tracers.iter().skip(1) {
+            let (base_s, base_tps) = sample(b, &cluster, &Tracer::Untraced)?;
+            let (cpu, rate) = sample(b, &cluster, tracer)?;
+            for (name, cpu, rate) in [("untraced", base_s, base_tps), (tracer.name(), cpu, rate)] {
+                loop_s.entry(name).or_default().push(cpu);
+                loop_ratio.entry(name).or_default().push(cpu / base_s);
+                tps.entry(name).or_default().push(rate);
+                tps_ratio.entry(name).or_default().push(rate / base_tps);
             }
-            // CPU time, not wall: the same on a quiet machine, and blind to
-            // the time other work takes CPU 0 away from the loop on a busy
-            // one. The probes run in the loop's own system calls, so their
-            // cost is in it.
-            let (base_s, base_tps) = *base.get_or_insert((cost.cpu, rate));
-            let name = tracer.name();
-            loop_s.entry(name).or_default().push(cost.cpu);
-            loop_ratio.entry(name).or_default().push(cost.cpu / base_s);
-            tps.entry(name).or_default().push(rate);
-            tps_ratio.entry(name).or_default().push(rate / base_tps);
         }
     }
     drop(cluster);
@@ -201,34 +198,61 @@ pub fn run(b: &Bench) -> anyhow::Result<Value> {
     };
     Ok(json!({
         "rounds": b.rounds,
-        "getppid": {"calls": CALLS, "pinned_cpu": 0, "tracers": table(&loop_s, &loop_ratio, "seconds")},
+        "getppid": {"batches": BATCHES, "calls_per_batch": BATCH_CALLS, "pinned_cpu": 0, "tracers": table(&loop_s, &loop_ratio, "ns_per_call")},
         "pgbench_select": {"seconds": PGBENCH_SECONDS, "clients": 2, "tracers": table(&tps, &tps_ratio, "tps")},
     }))
 }
 
-/// The loop of [`CALLS`] getppid calls, on CPU 0.
-fn getppid_loop(scenario: &Path) -> Command {
-    let mut c = Command::new("taskset");
-    c.args(["-c", "0"])
+/// Under `tracer`: the getppid loop's ns per call, then `pgbench -S`'s TPS.
+fn sample(b: &Bench, cluster: &Cluster, tracer: &Tracer) -> anyhow::Result<(f64, f64)> {
+    let held = tracer.start(b)?;
+    let per_call = getppid_ns_per_call(&b.scenario)?;
+    let rate = cluster.select_tps(PGBENCH_SECONDS)?;
+    if let Some(bg) = held {
+        bg.stop()?;
+    }
+    Ok((per_call, rate))
+}
+
+/// The getppid loop on CPU 0: the tenth percentile of its batches' ns per
+/// call, on the thread's CPU clock (blind to the time other work takes CPU
+/// 0 away from it; the probes run in its own system calls, so their cost
+/// is in it).
+fn getppid_ns_per_call(scenario: &Path) -> anyhow::Result<f64> {
+    let out = Command::new("taskset")
+        .args(["-c", "0"])
         .arg(scenario)
-        .args(["syscalls", &CALLS.to_string()])
+        .args([
+            "syscall_batches",
+            &BATCHES.to_string(),
+            &BATCH_CALLS.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        anyhow::bail!("the getppid loop failed ({}): {stderr}", out.status);
+    }
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("TRUTH "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["ns_per_call_p10"].as_f64())
+        .ok_or_else(|| anyhow::anyhow!("the getppid loop printed no ns_per_call_p10: {stderr}"))
 }
 
 pub fn print(part: &Value) {
     println!(
-        "getppid loop, {} calls pinned to CPU 0 (tracers on CPU 1), {} rounds interleaved, medians:",
-        part["getppid"]["calls"], part["rounds"]
+        "getppid loop, {} batches of {} calls pinned to CPU 0 (tracers on CPU 1), the 10th percentile of ns per call; {} rounds, each traced run paired with an untraced one just before it, medians:",
+        part["getppid"]["batches"], part["getppid"]["calls_per_batch"], part["rounds"]
     );
-    println!("  {:<50} {:>9} {:>8}", "tracer", "CPU time", "ratio");
+    println!("  {:<50} {:>9} {:>8}", "tracer", "ns/call", "ratio");
     for row in part["getppid"]["tracers"].as_array().into_iter().flatten() {
         println!(
-            "  {:<50} {:>8.3}s {:>7.3}x",
+            "  {:<50} {:>9.1} {:>7.3}x",
             row["tracer"].as_str().unwrap_or("?"),
-            row["seconds"].as_f64().unwrap_or(f64::NAN),
+            row["ns_per_call"].as_f64().unwrap_or(f64::NAN),
             row["ratio"].as_f64().unwrap_or(f64::NAN)
         );
     }

@@ -58,6 +58,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "record",
     "report",
     "live",
+    "no-syscall-hooks",
 ];
 
 /// Fork-storm size of the `live` check: big enough that a system-wide
@@ -107,6 +108,8 @@ done
 kill -INT $live 2>/dev/null
 wait $live
 emit live $? "$TMP/live.out" "$TMP/live.err" "$TMP/storm.err"
+# As serve runs by default: no syscall hook, reaps from the frees and /proc.
+step no-syscall-hooks "$RT" live --json --no-events --no-syscall-hooks -- "$SC" noreap 2
 echo RT-DONE
 "#;
 

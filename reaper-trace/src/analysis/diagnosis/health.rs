@@ -5,7 +5,7 @@
 use super::{Diag, Scene, diag};
 use crate::{
     analysis::codes::DiagCode,
-    trace::{escape::escape, names::errno_name},
+    trace::{escape::escape, host_facts::ParentProbe, names::errno_name},
 };
 
 pub(super) fn fork_failures(s: &Scene) -> Option<Diag> {
@@ -29,10 +29,12 @@ pub(super) fn fork_failures(s: &Scene) -> Option<Diag> {
 }
 
 pub(super) fn parent_thread_uninterruptible(s: &Scene) -> Option<Diag> {
-    let stuck: Vec<String> = s
-        .facts
-        .probe
-        .as_ref()?
+    uninterruptible(s.p, s.facts.probe.as_ref()?)
+}
+
+/// Threads of parent `p` in D state, with their wait channels.
+pub(super) fn uninterruptible(p: u32, probe: &ParentProbe) -> Option<Diag> {
+    let stuck: Vec<String> = probe
         .threads
         .iter()
         .filter(|t| t.state == 'D')
@@ -42,8 +44,7 @@ pub(super) fn parent_thread_uninterruptible(s: &Scene) -> Option<Diag> {
         diag(
             DiagCode::ParentThreadUninterruptible,
             format!(
-                "parent {} has threads in D state (uninterruptible sleep): {}",
-                s.p,
+                "parent {p} has threads in D state (uninterruptible sleep): {}",
                 stuck.join(", ")
             ),
         )

@@ -7,6 +7,7 @@
 
 mod ends;
 mod health;
+pub mod now;
 mod signals;
 mod waits;
 
@@ -70,6 +71,7 @@ use Rule::{Each, One};
 /// Every rule, in the order its items appear in a finding.
 const RULES: &[Rule] = &[
     One(ends::predates_trace),
+    Each(now::predates),
     One(ends::parent_was_exiting),
     One(signals::no_sigchld),
     One(signals::exit_signal_not_sigchld),

@@ -36,7 +36,7 @@ extern "C" fn reap_all(_: libc::c_int) {
     });
 }
 
-fn handler_addr(f: extern "C" fn(libc::c_int)) -> libc::sighandler_t {
+pub fn handler_addr(f: extern "C" fn(libc::c_int)) -> libc::sighandler_t {
     f as *const () as libc::sighandler_t
 }
 

@@ -1,0 +1,3 @@
+module reaper-trace/leak
+
+go 1.18
