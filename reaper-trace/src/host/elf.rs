@@ -16,8 +16,10 @@ pub type Data = Arc<[u8]>;
 pub enum ElfError {
     #[error("not an ELF file: {0}")]
     Parse(#[from] object::Error),
-    #[error("not an x86_64 ELF file")]
-    NotX86_64,
+    /// The stacks unwound are this machine's processes': another
+    /// architecture's file holds no code they run.
+    #[error("not an ELF file of this machine's architecture ({expected:?})")]
+    OtherArchitecture { expected: object::Architecture },
 }
 
 /// A PT_LOAD segment: where its bytes are in the file and in memory.
@@ -60,8 +62,13 @@ pub fn read(file: File, unwind: bool) -> Result<ElfFacts, ElfError> {
         .map(|m| crate::trace::stack::stamp_of(&m));
     let cache = ReadCache::new(file);
     let elf = object::File::parse(&cache)?;
-    if elf.architecture() != object::Architecture::X86_64 {
-        return Err(ElfError::NotX86_64);
+    let expected = if cfg!(target_arch = "aarch64") {
+        object::Architecture::Aarch64
+    } else {
+        object::Architecture::X86_64
+    };
+    if elf.architecture() != expected {
+        return Err(ElfError::OtherArchitecture { expected });
     }
     Ok(ElfFacts {
         // A malformed note section is no reason to lose the unwind info.

@@ -70,10 +70,14 @@ pub fn unwind_threads(unwinder: &mut Unwinder, tgid: u32, threads: &mut [ThreadP
         }
         let mut best = None;
         for bp in std::iter::once(0).chain(frame_records(call.sp, &bytes)) {
+            // /proc gives no link register: on aarch64 a thread blocked
+            // in a wrapper that keeps its return address in x30 ends
+            // at its first frame.
             let regs = UserRegs {
                 ip: call.pc,
                 sp: call.sp,
                 bp,
+                lr: 0,
             };
             let Ok(stack) = unwinder.unwind(tgid, regs, call.sp, &bytes) else {
                 break;

@@ -35,14 +35,92 @@ use std::{
     sync::Arc,
 };
 
-use framehop::{
-    ExplicitModuleSectionInfo, FrameAddress, Unwinder as _,
-    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
-};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Unwinder as _};
 use procfs::process::{MMPermissions, MMapPath, MemoryMap};
 
+use self::native::{ArchUnwinder, Cache, Regs};
 use super::elf::{self, Data, ElfFacts, UnwindSections};
 use crate::trace::stack::{Frame, Module, Stack};
+
+/// framehop's unwinder and registers for this machine's architecture: the
+/// stacks copied are this machine's processes'.
+#[cfg(not(target_arch = "aarch64"))]
+mod native {
+    pub use framehop::x86_64::{
+        CacheX86_64 as Cache, UnwindRegsX86_64 as Regs, UnwinderX86_64 as ArchUnwinder,
+    };
+
+    use super::UserRegs;
+
+    /// Kernel addresses start at 0xffff8000_00000000 on x86_64.
+    pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+
+    pub fn start(regs: UserRegs) -> Regs {
+        Regs::new(regs.ip, regs.sp, regs.bp)
+    }
+
+    pub fn frame_pointer(regs: &Regs) -> u64 {
+        regs.bp()
+    }
+
+    /// The caller's registers after a frame-pointer step.
+    pub fn set_caller(regs: &mut Regs, return_address: u64, sp: u64, fp: u64) {
+        regs.set_ip(return_address);
+        regs.set_sp(sp);
+        regs.set_bp(fp);
+    }
+
+    pub fn strip_ptr_auth(address: u64) -> u64 {
+        address
+    }
+}
+
+/// aarch64: the frame pointer is x29, and a function that calls no other
+/// (the C libraries' system call wrappers, often) keeps its return address
+/// in the link register, x30, which the programs copy with the stack
+/// (`UserStackRecord::lr`). Return addresses saved on the stack may carry
+/// a pointer authentication code in their top bits (Debian builds with
+/// `-mbranch-protection=standard`): user addresses fit 48 bits, the rest
+/// is stripped.
+#[cfg(target_arch = "aarch64")]
+mod native {
+    use framehop::aarch64::PtrAuthMask;
+    pub use framehop::aarch64::{
+        CacheAarch64 as Cache, UnwindRegsAarch64 as Regs, UnwinderAarch64 as ArchUnwinder,
+    };
+
+    use super::UserRegs;
+
+    /// User addresses on arm64 stay below 2^52 (the largest VA size);
+    /// kernel addresses start at 0xfff0000000000000 or above.
+    pub const KERNEL_START: u64 = 1 << 52;
+
+    const USER_ADDRESS_BITS: u64 = (1 << 48) - 1;
+
+    fn mask() -> PtrAuthMask {
+        PtrAuthMask::from_max_known_address(USER_ADDRESS_BITS)
+    }
+
+    pub fn start(regs: UserRegs) -> Regs {
+        Regs::new_with_ptr_auth_mask(mask(), regs.lr, regs.sp, regs.bp)
+    }
+
+    pub fn frame_pointer(regs: &Regs) -> u64 {
+        regs.fp()
+    }
+
+    /// The caller's registers after a frame-pointer step (its link
+    /// register is the return address just read).
+    pub fn set_caller(regs: &mut Regs, return_address: u64, sp: u64, fp: u64) {
+        regs.set_lr(return_address);
+        regs.set_sp(sp);
+        regs.set_fp(fp);
+    }
+
+    pub fn strip_ptr_auth(address: u64) -> u64 {
+        mask().strip_ptr_auth(address)
+    }
+}
 
 /// Frames kept at most; a deeper stack is marked truncated. The line users
 /// need is near the top: the fork is a few frames under it.
@@ -51,9 +129,13 @@ pub const MAX_FRAMES: usize = 64;
 /// The user registers the unwind starts from (saved at syscall entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UserRegs {
+    /// The program counter.
     pub ip: u64,
     pub sp: u64,
+    /// The frame pointer (rbp, x29).
     pub bp: u64,
+    /// aarch64's link register (x30), 0 where unknown; x86_64 has none.
+    pub lr: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +192,7 @@ impl Unwinder {
         stack_base: u64,
         stack: &[u8],
     ) -> Result<Stack, UnwindError> {
-        // Kernel addresses start at 0xffff8000_00000000 on x86_64.
-        if regs.ip == 0 || regs.ip >= 0xffff_8000_0000_0000 {
+        if regs.ip == 0 || regs.ip >= native::KERNEL_START {
             return Err(UnwindError::NoUserContext { ip: regs.ip });
         }
         let fresh = !self.processes.contains_key(&tgid);
@@ -149,7 +230,7 @@ impl Unwinder {
     }
 
     fn process_modules(&mut self, tgid: u32, maps: &[MemoryMap]) -> ProcessModules {
-        let mut unwinder = UnwinderX86_64::new();
+        let mut unwinder = ArchUnwinder::new();
         let mut modules: Vec<Option<Arc<Module>>> = vec![None; maps.len()];
         let mut go_text = Vec::new();
         for load in loads(maps) {
@@ -175,7 +256,7 @@ impl Unwinder {
         ProcessModules {
             mappings,
             unwinder,
-            cache: CacheX86_64::new(),
+            cache: Cache::new(),
             go_text,
         }
     }
@@ -274,7 +355,7 @@ struct FileKey {
 struct CachedFile {
     /// The file's change time (seconds, nanoseconds) when it was read.
     changed: Option<(i64, i64)>,
-    /// `None` for a file that is no x86_64 ELF.
+    /// `None` for a file that is no ELF of this machine's architecture.
     facts: Option<Arc<ElfFacts>>,
 }
 
@@ -288,12 +369,12 @@ fn changed(file: &File) -> Option<(i64, i64)> {
 struct ProcessModules {
     /// Every mapping, in address order.
     mappings: Vec<Mapping>,
-    unwinder: UnwinderX86_64<Data>,
+    unwinder: ArchUnwinder<Data>,
     /// framehop's rule cache, one per process: its entries are tagged with
     /// a 16-bit module generation that wraps after some thousands of
     /// processes, so a cache shared by all could hand one process
     /// another's rules.
-    cache: CacheX86_64,
+    cache: Cache,
     /// Where Go's functions are mapped (of each Go program or library).
     go_text: Vec<Range<u64>>,
 }
@@ -348,7 +429,7 @@ fn walk(process: &mut ProcessModules, regs: UserRegs, base: u64, bytes: &[u8]) -
         go_text,
     } = process;
     let mut read_stack = |address| read_word(base, bytes, address);
-    let mut registers = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    let mut registers = native::start(regs);
     let mut address = FrameAddress::from_instruction_pointer(regs.ip);
     let mut stack = Stack::default();
     let stop = |mut stack: Stack, truncated, unmapped| {
@@ -393,10 +474,10 @@ fn walk(process: &mut ProcessModules, regs: UserRegs, base: u64, bytes: &[u8]) -
 /// stays is garbage), and the words are read from the copy only. `None`
 /// at the end of the chain (a zero frame pointer or return address).
 fn frame_pointer_step(
-    registers: &mut UnwindRegsX86_64,
+    registers: &mut Regs,
     read_stack: &mut impl FnMut(u64) -> Result<u64, ()>,
 ) -> Result<Option<u64>, ()> {
-    let (sp, bp) = (registers.sp(), registers.bp());
+    let (sp, bp) = (registers.sp(), native::frame_pointer(registers));
     if bp == 0 {
         return Ok(None);
     }
@@ -405,13 +486,11 @@ fn frame_pointer_step(
         return Err(());
     }
     let caller_bp = read_stack(bp)?;
-    let return_address = read_stack(bp + 8)?;
+    let return_address = native::strip_ptr_auth(read_stack(bp + 8)?);
     if return_address == 0 {
         return Ok(None);
     }
-    registers.set_ip(return_address);
-    registers.set_sp(new_sp);
-    registers.set_bp(caller_bp);
+    native::set_caller(registers, return_address, new_sp, caller_bp);
     Ok(Some(return_address))
 }
 
@@ -519,8 +598,11 @@ fn framehop_module(
     framehop::Module::new(path.to_owned(), avma, bias, info)
 }
 
-#[cfg(test)]
+/// The tests unwind this machine's own x86_64 programs and libraries.
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
+    use framehop::x86_64::UnwindRegsX86_64;
+
     use super::*;
 
     use crate::host::symbolize::Symbolizer;
@@ -618,8 +700,8 @@ mod tests {
                 mapping(0x2000..0x4000, 0x1000, true, Some(&module)),
                 mapping(0x8000..0x9000, 0, true, None),
             ],
-            unwinder: UnwinderX86_64::new(),
-            cache: CacheX86_64::new(),
+            unwinder: ArchUnwinder::new(),
+            cache: Cache::new(),
             go_text: Vec::new(),
         };
         assert!(matches!(
@@ -641,6 +723,7 @@ mod tests {
             ip: 0,
             sp: 0x7fff_0000,
             bp: 0,
+            lr: 0,
         };
         let result = Unwinder::new().unwind(std::process::id(), regs, 0x7fff_0000, &[]);
         assert!(matches!(result, Err(UnwindError::NoUserContext { ip: 0 })));
@@ -654,6 +737,7 @@ mod tests {
             ip: 0x40_1000,
             sp: 0x7fff_0000,
             bp: 0,
+            lr: 0,
         };
         let result = Unwinder::new().unwind(tgid, regs, 0x7fff_0000, &[0; 64]);
         assert!(matches!(result, Err(UnwindError::Maps { tgid: t, .. }) if t == tgid));
@@ -690,7 +774,7 @@ mod tests {
         }
         let (base, bytes) = copy_stack(sp);
         Captured {
-            regs: UserRegs { ip, sp, bp },
+            regs: UserRegs { ip, sp, bp, lr: 0 },
             base,
             bytes,
             lines: first..line!(),
@@ -788,8 +872,8 @@ mod tests {
         // Maps read before anything was loaded: the ip is in none of them.
         let stale = ProcessModules {
             mappings: Vec::new(),
-            unwinder: UnwinderX86_64::new(),
-            cache: CacheX86_64::new(),
+            unwinder: ArchUnwinder::new(),
+            cache: Cache::new(),
             go_text: Vec::new(),
         };
         unwinder.processes.insert(pid, stale);
@@ -848,6 +932,7 @@ mod tests {
             ip: data.as_ptr() as u64,
             sp: 0x7fff_0000,
             bp: 0,
+            lr: 0,
         };
         let stack = unwinder
             .unwind(std::process::id(), regs, 0x7fff_0000, &[])

@@ -39,6 +39,7 @@ impl LiveStacks {
             ip: raw.ip,
             sp: raw.sp,
             bp: raw.bp,
+            lr: raw.lr,
         };
         let stack = match self
             .unwinder
