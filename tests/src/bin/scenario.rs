@@ -56,6 +56,7 @@ const SCENARIOS: &[Scenario] = &[
     scenario("tree", &[], basic::tree),
     scenario("noreap", &["N"], reaping::noreap),
     scenario("noreap_hold", &["N", "HOLD_MS"], reaping::noreap_hold),
+    scenario("noreap_raw", &["N"], clone::noreap_raw),
     scenario("sigign_many", &["N"], reaping::sigign_many),
     scenario("nocldwait", &["N"], reaping::nocldwait),
     scenario("handler_once", &["N"], handlers::handler_once),

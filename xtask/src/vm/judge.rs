@@ -177,6 +177,50 @@ fn never_waiting_parent(c: &Console, name: &str, code: i32) -> Judged {
     ))
 }
 
+/// `check` on `noreap_raw 2` (a fork from the scenario's own leaf function,
+/// by the syscall instruction) found the two children, and each one's fork
+/// stack, unwound and named on the kernel's own machine, has a frame at
+/// the line of the scenario's source where it forked (its `fork_site`
+/// TRUTH): the registers the programs copy (on aarch64 the link register
+/// too), the unwinder and the symbolizer all hold on that architecture.
+fn fork_stack(c: &Console) -> Judged {
+    let run = get(c, "fork-stack")?;
+    run.expect_code(1)?;
+    let children = pids(&run.truth("children")?["children"]);
+    let site = run.truth("fork_site")?["fork_site"].clone();
+    let (Some(file), Some(line)) = (site["file"].as_str(), site["line"].as_u64()) else {
+        return Err(format!(
+            "the scenario's fork_site is not a file and line: {site}"
+        ));
+    };
+    let name = file.rsplit('/').next().unwrap_or(file);
+    let report = run.typed("report")?;
+    unreaped_children(&report, &children, "never_waited")?;
+    let findings = findings(&report)?;
+    for f in findings {
+        let frames = f["fork_stack"]
+            .as_array()
+            .ok_or_else(|| format!("pid {}: no fork_stack (stacks unwound: none)", f["pid"]))?;
+        let at_site = frames.iter().any(|s| {
+            s["file"].as_str().is_some_and(|f| f.ends_with(name))
+                && s["line"].as_u64() == Some(line)
+        });
+        if !at_site {
+            let named: Vec<String> = frames
+                .iter()
+                .map(|s| format!("{}:{}", s["file"].as_str().unwrap_or("?"), s["line"]))
+                .collect();
+            return Err(format!(
+                "pid {}: no frame at {name}:{line} among {} frames ({})",
+                f["pid"],
+                frames.len(),
+                named.join(" ← ")
+            ));
+        }
+    }
+    Ok(format!("{} fork stacks name {name}:{line}", findings.len()))
+}
+
 fn check_sigign(c: &Console) -> Judged {
     let run = get(c, "check-sigign")?;
     run.expect_code(0)?;
@@ -292,9 +336,10 @@ fn no_syscall_hooks(c: &Console) -> Judged {
 
 /// Every check's verdict, in [`CHECK_NAMES`] order.
 pub fn judge(c: &Console) -> Vec<Verdict> {
-    let judges: [fn(&Console) -> Judged; 8] = [
+    let judges: [fn(&Console) -> Judged; 9] = [
         verify_kernel,
         check_noreap,
+        fork_stack,
         check_sigign,
         check_handler_once,
         record,
@@ -351,8 +396,10 @@ mod tests {
     use super::*;
     use crate::vm::console::parse_console;
 
-    /// An excerpt of a real console: target/vm/6.1.0-57-cloud-amd64.log.
+    /// A real console: target/vm/6.1.0-57-cloud-amd64.log.
     const LOG_6_1: &str = include_str!("../../fixtures/vm-6.1.0-57-cloud-amd64.log");
+    /// The arm64 kernel's, from RT-START on: target/vm/6.1.0-57-cloud-arm64.log.
+    const LOG_6_1_ARM64: &str = include_str!("../../fixtures/vm-6.1.0-57-cloud-arm64.log");
 
     fn console(text: &str) -> Console {
         parse_console(text.lines())
@@ -368,6 +415,31 @@ mod tests {
         for v in &verdicts {
             assert!(v.ok, "{v:?}");
         }
+    }
+
+    #[test]
+    fn a_real_arm64_console_passes_every_check() {
+        let c = console(LOG_6_1_ARM64);
+        assert!(judge_boot(&c, "6.1.0-57-cloud-arm64", false).ok);
+        for v in judge(&c) {
+            assert!(v.ok, "{v:?}");
+        }
+        let stacks = verdict(&c, "fork-stack");
+        assert_eq!(stacks.detail, "2 fork stacks name clone.rs:145");
+    }
+
+    /// What an unwinder that stops at the forking function (as one blind
+    /// to aarch64's link register does) shows: no frame at the line.
+    #[test]
+    fn a_fork_stack_without_the_forking_line_fails() {
+        let c = edited("fork-stack", |l| {
+            l.replace("\"line\":145}", "\"line\":9145}")
+        });
+        let v = verdict(&c, "fork-stack");
+        assert!(
+            !v.ok && v.detail.contains("no frame at clone.rs:9145 among"),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 pub const CHECK_NAMES: &[&str] = &[
     "verify-kernel",
     "check-noreap",
+    "fork-stack",
     "check-sigign",
     "check-handler-once",
     "record",
@@ -92,6 +93,7 @@ step() { # NAME COMMAND...
 echo "RT-START $(uname -r)"
 step verify-kernel "$RT" verify-kernel --format json
 step check-noreap "$RT" check --format json -- "$SC" noreap 2
+step fork-stack "$RT" check --format json -- "$SC" noreap_raw 2
 step check-sigign "$RT" check --format json -- "$SC" sigign_many 3
 step check-handler-once "$RT" check --format json -- "$SC" handler_once 3
 step record "$RT" record -o "$TMP/recording" -- "$SC" noreap 2

@@ -5,7 +5,7 @@ use libc::pid_t;
 use serde_json::json;
 
 use crate::util::{
-    Args, errno, fork_exit, getpid, os_fail, sleep_ms, truth, wait_zombie, waitpid_raw,
+    Args, errno, fail, fork_exit, getpid, os_fail, sleep_ms, truth, wait_zombie, waitpid_raw,
 };
 
 /// Tries in a row before giving up on getting the freed pid back.
@@ -94,4 +94,68 @@ pub fn exit_signal0(_: &Args) {
         os_fail(&format!("waitpid({child}, __WALL)"));
     }
     truth(json!({ "parent": getpid(), "child": child, "wait_ret": wait_ret }));
+}
+
+/// A fork made by the `syscall` or `svc` instruction in this program's own
+/// code, a leaf function with unwind tables: nothing of the C library is on
+/// the stack the kernel copies (a static musl build's fork has no unwind
+/// tables to leave it by). On aarch64 its return address is in the link
+/// register only, which the programs copy. Returns as fork does.
+#[inline(never)]
+fn raw_fork() -> i64 {
+    let ret: i64;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: fork takes no argument; the child returns here on a copy of
+    // the parent's memory and only `_exit`s.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_fork => ret,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: clone(SIGCHLD, no new stack, no tids, no tls) is fork; the
+    // child returns here on a copy of the parent's memory and only `_exit`s.
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            in("x8") libc::SYS_clone,
+            inlateout("x0") i64::from(libc::SIGCHLD) => ret,
+            in("x1") 0u64,
+            in("x2") 0u64,
+            in("x3") 0u64,
+            in("x4") 0u64,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// `noreap` with its N children forked by [`raw_fork`]: the kernel matrix
+/// checks that each fork stack names the line of this file where it
+/// forked (`fork_site` in the TRUTH), on every architecture.
+pub fn noreap_raw(args: &Args) {
+    let n = args.count(0, "N", 2);
+    let mut children = Vec::new();
+    let mut site = 0;
+    for _ in 0..n {
+        let (pid, line) = (raw_fork(), line!());
+        site = line;
+        match pid {
+            0 => {
+                // SAFETY: the child only exits.
+                unsafe { libc::_exit(0) }
+            }
+            err @ -4095..0 => fail(1, &format!("fork: errno {}", -err)),
+            pid => children.push(pid as pid_t),
+        }
+    }
+    for &child in &children {
+        wait_zombie(child);
+    }
+    let fork_site = json!({ "file": file!(), "line": site });
+    truth(json!({ "parent": getpid(), "children": children, "fork_site": fork_site }));
 }
