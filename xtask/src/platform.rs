@@ -21,6 +21,16 @@ pub struct Platform {
     /// How a cross build links and compiles C (ring's) for the target:
     /// environment for cargo, empty for the host's own platform.
     pub cross_env: &'static [(&'static str, &'static str)],
+    /// The 32-bit program of the `compat-caller` check (`xtask/vm/`), and
+    /// the assembler and linker commands that build it (binutils; no C
+    /// library): i386 code on x86_64, AArch32 on aarch64.
+    pub compat: Compat,
+}
+
+pub struct Compat {
+    pub source: &'static str,
+    pub assemble: &'static [&'static str],
+    pub link: &'static [&'static str],
 }
 
 pub const X86_64: Platform = Platform {
@@ -31,6 +41,11 @@ pub const X86_64: Platform = Platform {
     machine: &[],
     console: "ttyS0",
     cross_env: &[],
+    compat: Compat {
+        source: "compat-i386.S",
+        assemble: &["as", "--32"],
+        link: &["ld", "-m", "elf_i386", "-static"],
+    },
 };
 
 /// Linked by Debian's aarch64 cross gcc (gcc-aarch64-linux-gnu, installed
@@ -54,6 +69,11 @@ pub const AARCH64: Platform = Platform {
         ("CC_aarch64_unknown_linux_musl", "aarch64-linux-gnu-gcc"),
         ("AR_aarch64_unknown_linux_musl", "aarch64-linux-gnu-ar"),
     ],
+    compat: Compat {
+        source: "compat-aarch32.S",
+        assemble: &["arm-linux-gnueabihf-as"],
+        link: &["arm-linux-gnueabihf-ld", "-static"],
+    },
 };
 
 /// Every platform, the host's first.

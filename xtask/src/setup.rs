@@ -63,6 +63,9 @@ const PACKAGES: &[&str] = &[
     // Its C headers (ring includes a few, which musl and glibc agree on).
     "libc6-dev-arm64-cross",
     "qemu-system-arm",
+    // The AArch32 assembler and linker: the matrix's compat-caller check
+    // runs a 32-bit program in the arm64 VMs (xtask/vm/compat-aarch32.S).
+    "binutils-arm-linux-gnueabihf",
     // The kernel's UAPI headers: the unit test that checks the syscall
     // tables of both architectures reads them.
     "linux-libc-dev",

@@ -71,7 +71,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-RT=/bin/reaper-trace SC=/bin/scenario TMP=/tmp
+RT=/bin/reaper-trace SC=/bin/scenario C32=/bin/compat32 TMP=/tmp
 . /checks.sh
 # Closing the console's last descriptor waits until the serial port has
 # sent everything: powering off at once could cut the tail, RT-DONE.
@@ -80,11 +80,12 @@ poweroff -f
 "#;
 
 /// busybox-static's binary: it needs no loader or library in the archive.
-/// target/vm/initrd.gz: busybox, the static tool and scenario programs,
-/// /init and the checks. Rebuilt every run (about a second): the binaries
+/// target/vm/initrd.gz: busybox, the static tool and scenario programs, the
+/// 32-bit compat program, /init and the checks. Rebuilt every run (about a second): the binaries
 /// may have changed.
 pub(super) fn write_initramfs(
     bins: &StaticBins,
+    compat: &Path,
     busybox: &Path,
     dir: &Path,
     name: &str,
@@ -105,6 +106,7 @@ pub(super) fn write_initramfs(
     );
     cpio.file("bin/reaper-trace", 0o755, &read(&bins.tool)?);
     cpio.file("bin/scenario", 0o755, &read(&bins.scenario)?);
+    cpio.file("bin/compat32", 0o755, &read(compat)?);
     cpio.file("init", 0o755, INIT.as_bytes());
     cpio.file("checks.sh", 0o644, checks_script().as_bytes());
     let archive = dir.join(format!("{name}.cpio"));

@@ -334,9 +334,37 @@ fn no_syscall_hooks(c: &Console) -> Judged {
     never_waiting_parent(c, "no-syscall-hooks", 0)
 }
 
+/// `check` on the 32-bit compat program (i386 on x86_64, AArch32 on
+/// arm64): its child is found unreaped, and the parent's waits are known
+/// only from the kernel (`waits_untraced`), because the hooks skip 32-bit
+/// calls. Read by the 64-bit table, its last call (chroot, or
+/// timer_getoverrun, numbered as the 64-bit wait4) would be a failed wait4
+/// and the diagnosis `first_wait_after` instead.
+fn compat_caller(c: &Console) -> Judged {
+    let run = get(c, "compat-caller")?;
+    run.expect_code(1)?;
+    let report = run.typed("report")?;
+    let findings = findings(&report)?;
+    let [f] = findings.as_slice() else {
+        return Err(format!(
+            "{} findings, expected the one child",
+            findings.len()
+        ));
+    };
+    let codes = codes(f);
+    if f["kind"] != "unreaped" || !codes.contains(&"waits_untraced") {
+        return Err(format!(
+            "pid {}: kind {}, diagnosis {codes:?}; expected unreaped with waits_untraced (the 32-bit waits are the kernel's only)",
+            f["pid"], f["kind"]
+        ));
+    }
+    no_loss(&report)?;
+    Ok("32-bit waits told apart: waits_untraced".into())
+}
+
 /// Every check's verdict, in [`CHECK_NAMES`] order.
 pub fn judge(c: &Console) -> Vec<Verdict> {
-    let judges: [fn(&Console) -> Judged; 9] = [
+    let judges: [fn(&Console) -> Judged; 10] = [
         verify_kernel,
         check_noreap,
         fork_stack,
@@ -346,6 +374,7 @@ pub fn judge(c: &Console) -> Vec<Verdict> {
         report,
         live,
         no_syscall_hooks,
+        compat_caller,
     ];
     CHECK_NAMES
         .iter()
@@ -457,7 +486,16 @@ mod tests {
             .filter(|v| !v.ok)
             .map(|v| v.check)
             .collect();
-        assert_eq!(failed, ["record", "report", "live", "no-syscall-hooks"]);
+        assert_eq!(
+            failed,
+            [
+                "record",
+                "report",
+                "live",
+                "no-syscall-hooks",
+                "compat-caller"
+            ]
+        );
         assert!(!judge_boot(&c, "6.12.117+deb12-cloud-amd64", true).ok);
         assert!(!judge_boot(&c, "6.1.0-41-cloud-amd64", false).ok);
     }
@@ -490,6 +528,33 @@ mod tests {
         });
         let v = verdict(&c, "check-noreap");
         assert!(!v.ok && v.detail.contains("children are [1,"), "{v:?}");
+    }
+
+    /// What a tracer that read a 32-bit caller's calls by the 64-bit table
+    /// shows: a wait4 of its own where the 32-bit program called chroot
+    /// (timer_getoverrun on arm64).
+    #[test]
+    fn a_32_bit_call_read_as_wait4_fails_compat_caller() {
+        for log in [LOG_6_1, LOG_6_1_ARM64] {
+            let c = console(log);
+            assert!(verdict(&c, "compat-caller").ok);
+            let text: String = log
+                .lines()
+                .map(|l| {
+                    if l.contains(" compat-caller ") {
+                        l.replace("waits_untraced", "first_wait_after")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let v = verdict(&console(&text), "compat-caller");
+            assert!(
+                !v.ok && v.detail.contains("expected unreaped with waits_untraced"),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! verdicts) and [`table`] (the results).
 
 mod busybox;
+mod compat;
 mod console;
 mod initramfs;
 mod judge;
@@ -37,6 +38,7 @@ use serde_json::json;
 
 use self::{
     busybox::busybox,
+    compat::compat_program,
     initramfs::write_initramfs,
     kernels::fetch_kernels,
     qemu::{boot, host},
@@ -60,6 +62,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "report",
     "live",
     "no-syscall-hooks",
+    "compat-caller",
 ];
 
 /// Fork-storm size of the `live` check: big enough that a system-wide
@@ -67,7 +70,8 @@ pub const CHECK_NAMES: &[&str] = &[
 const STORM: u32 = 200;
 
 /// The commands each kernel runs, with RT (the tool), SC (the scenario
-/// programs) and TMP (a scratch directory) set. POSIX sh: busybox's in a
+/// programs), C32 (the 32-bit compat program) and TMP (a scratch
+/// directory) set. POSIX sh: busybox's in a
 /// VM, dash on the host.
 const CHECKS: &str = r#"
 # Prints a file's lines behind a tag; `read` also takes a last line that
@@ -112,6 +116,8 @@ wait $live
 emit live $? "$TMP/live.out" "$TMP/live.err" "$TMP/storm.err"
 # As serve runs by default: no syscall hook, reaps from the frees and /proc.
 step no-syscall-hooks "$RT" live --json --no-events --no-syscall-hooks -- "$SC" noreap 2
+# A 32-bit parent: its calls are told apart, not read by the 64-bit table.
+step compat-caller "$RT" check --format json -- "$C32"
 echo RT-DONE
 "#;
 
@@ -146,19 +152,20 @@ pub fn run() -> anyhow::Result<()> {
     let mut host_bins = None;
     for platform in platform::ALL {
         let bins = dist::build_static_for(platform)?;
+        let compat = compat_program(platform, &dir)?;
         let kernels = fetch_kernels(&cache, platform.deb_arch)?;
         let busybox = busybox(platform, &cache)?;
         let name = format!("initrd-{}", platform.deb_arch);
-        let initrd = write_initramfs(&bins, &busybox, &dir, &name)?;
+        let initrd = write_initramfs(&bins, &compat, &busybox, &dir, &name)?;
         for kernel in &kernels {
             rows.push(boot(platform, kernel, &initrd, &dir)?);
         }
         if platform.is_host() {
-            host_bins = Some(bins);
+            host_bins = Some((bins, compat));
         }
     }
-    let host_bins = host_bins.context("no platform is the host's")?;
-    rows.push(host(&host_bins, &dir)?);
+    let (host_bins, host_compat) = host_bins.context("no platform is the host's")?;
+    rows.push(host(&host_bins, &host_compat, &dir)?);
 
     print_table(&rows);
     let results = dir.join("results.json");

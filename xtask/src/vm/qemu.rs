@@ -131,7 +131,7 @@ pub(super) fn boot(
 }
 
 /// The host row: the same script under sh, judged the same way.
-pub(super) fn host(bins: &StaticBins, dir: &Path) -> anyhow::Result<Row> {
+pub(super) fn host(bins: &StaticBins, compat: &Path, dir: &Path) -> anyhow::Result<Row> {
     let release = fs::read_to_string("/proc/sys/kernel/osrelease")
         .context("reading /proc/sys/kernel/osrelease")?
         .trim()
@@ -145,6 +145,7 @@ pub(super) fn host(bins: &StaticBins, dir: &Path) -> anyhow::Result<Row> {
         .arg(checks_script())
         .env("RT", abs(&bins.tool)?)
         .env("SC", abs(&bins.scenario)?)
+        .env("C32", abs(compat)?)
         .env("TMP", &tmp);
     let log = dir.join("host.log");
     eprintln!("xtask: running the checks on the host ({release})");
