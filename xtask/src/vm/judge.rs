@@ -502,8 +502,13 @@ mod tests {
 
     /// The lines of the real log, with `edit` applied to one check's.
     fn edited(name: &str, edit: impl Fn(&str) -> String) -> Console {
+        edited_log(LOG_6_1, name, edit)
+    }
+
+    /// The lines of `log`, with `edit` applied to check `name`'s.
+    fn edited_log(log: &str, name: &str, edit: impl Fn(&str) -> String) -> Console {
         let prefix = format!(" {name} ");
-        let text: String = LOG_6_1
+        let text: String = log
             .lines()
             .map(|l| {
                 if l.contains(&prefix) {
@@ -538,18 +543,10 @@ mod tests {
         for log in [LOG_6_1, LOG_6_1_ARM64] {
             let c = console(log);
             assert!(verdict(&c, "compat-caller").ok);
-            let text: String = log
-                .lines()
-                .map(|l| {
-                    if l.contains(" compat-caller ") {
-                        l.replace("waits_untraced", "first_wait_after")
-                    } else {
-                        l.to_owned()
-                    }
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            let v = verdict(&console(&text), "compat-caller");
+            let c = edited_log(log, "compat-caller", |l| {
+                l.replace("waits_untraced", "first_wait_after")
+            });
+            let v = verdict(&c, "compat-caller");
             assert!(
                 !v.ok && v.detail.contains("expected unreaped with waits_untraced"),
                 "{v:?}"
