@@ -16,6 +16,8 @@ pub struct Platform {
     /// architectures anyway).
     pub qemu: &'static str,
     pub machine: &'static [&'static str],
+    /// qemu's `-accel` value.
+    pub accel: &'static str,
     /// The kernel's serial console device.
     pub console: &'static str,
     /// How a cross build links and compiles C (ring's) for the target:
@@ -39,6 +41,13 @@ pub const X86_64: Platform = Platform {
     deb_arch: "amd64",
     qemu: "qemu-system-x86_64",
     machine: &[],
+    // One host thread runs both vCPUs. With one thread per vCPU (MTTCG), a
+    // vCPU can still run an int3 that x86's text_poke_bp has already taken
+    // out again while the kernel enables a tracepoint, and the guest
+    // oopses (`Oops: int3` in kernel_clone or do_wait, as a probe attaches
+    // while the guest forks; seen on 6.12 in two CI runs). arm64 patches
+    // text under stop_machine and does not need this.
+    accel: "tcg,thread=single",
     console: "ttyS0",
     cross_env: &[],
     compat: Compat {
@@ -60,6 +69,7 @@ pub const AARCH64: Platform = Platform {
     deb_arch: "arm64",
     qemu: "qemu-system-aarch64",
     machine: &["-M", "virt", "-cpu", "cortex-a57"],
+    accel: "tcg",
     console: "ttyAMA0",
     cross_env: &[
         (

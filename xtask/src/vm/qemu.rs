@@ -107,7 +107,8 @@ pub(super) fn boot(
     let mut qemu = Command::new(platform.qemu);
     // KVM is not usable on these machines (qemu picks it and hangs): TCG.
     qemu.args(platform.machine)
-        .args(["-accel", "tcg", "-m", "2G", "-smp", "2", "-kernel"])
+        .args(["-accel", platform.accel])
+        .args(["-m", "2G", "-smp", "2", "-kernel"])
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
