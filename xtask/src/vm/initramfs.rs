@@ -81,8 +81,8 @@ poweroff -f
 
 /// busybox-static's binary: it needs no loader or library in the archive.
 /// target/vm/initrd.gz: busybox, the static tool and scenario programs, the
-/// 32-bit compat program, /init and the checks. Rebuilt every run (about a second): the binaries
-/// may have changed.
+/// 32-bit compat program, /init and the checks. Rebuilt every run (about a
+/// second): the binaries may have changed.
 pub(super) fn write_initramfs(
     bins: &StaticBins,
     compat: &Path,

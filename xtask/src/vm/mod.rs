@@ -71,8 +71,7 @@ const STORM: u32 = 200;
 
 /// The commands each kernel runs, with RT (the tool), SC (the scenario
 /// programs), C32 (the 32-bit compat program) and TMP (a scratch
-/// directory) set. POSIX sh: busybox's in a
-/// VM, dash on the host.
+/// directory) set. POSIX sh: busybox's in a VM, dash on the host.
 const CHECKS: &str = r#"
 # Prints a file's lines behind a tag; `read` also takes a last line that
 # lacks its newline, which sed would glue to the next marker.
