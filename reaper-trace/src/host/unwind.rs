@@ -150,6 +150,11 @@ pub enum UnwindError {
         #[source]
         source: procfs::ProcError,
     },
+    /// Not even the program counter is in code the maps name: the maps are
+    /// empty when a process has let go of its memory on its way out, and
+    /// an empty stack would pass for a frame-less one.
+    #[error("the program counter {ip:#x} of process {tgid} is in no mapped code")]
+    NoFrames { tgid: u32, ip: u64 },
 }
 
 /// Unwinds the stacks of many processes, caching what it read about each.
@@ -199,11 +204,14 @@ impl Unwinder {
         if fresh {
             self.load(tgid)?;
         }
-        let walk = self.walk(tgid, regs, stack_base, stack);
+        let mut walk = self.walk(tgid, regs, stack_base, stack);
         // An address in no mapping at all: maybe a library loaded since the
         // maps were read. Read them once more, if the process is still there.
         if walk.unmapped && !fresh && self.load(tgid).is_ok() {
-            return Ok(self.walk(tgid, regs, stack_base, stack).stack);
+            walk = self.walk(tgid, regs, stack_base, stack);
+        }
+        if walk.stack.frames.is_empty() {
+            return Err(UnwindError::NoFrames { tgid, ip: regs.ip });
         }
         Ok(walk.stack)
     }
@@ -925,20 +933,23 @@ mod tests {
     }
 
     #[test]
-    fn an_ip_in_no_code_gives_an_empty_truncated_stack() {
+    fn an_ip_in_no_code_is_an_error_not_an_empty_stack() {
         let mut unwinder = Unwinder::new();
         let data = [0u64; 4];
-        let regs = UserRegs {
-            ip: data.as_ptr() as u64,
-            sp: 0x7fff_0000,
-            bp: 0,
-            lr: 0,
-        };
-        let stack = unwinder
-            .unwind(std::process::id(), regs, 0x7fff_0000, &[])
-            .unwrap();
-        assert_eq!(stack.frames, vec![]);
-        assert!(stack.truncated);
+        let pid = std::process::id();
+        for ip in [data.as_ptr() as u64, 0x10] {
+            let regs = UserRegs {
+                ip,
+                sp: 0x7fff_0000,
+                bp: 0,
+                lr: 0,
+            };
+            let result = unwinder.unwind(pid, regs, 0x7fff_0000, &[]);
+            assert!(
+                matches!(result, Err(UnwindError::NoFrames { tgid, ip: i }) if tgid == pid && i == ip),
+                "{result:?}"
+            );
+        }
         unwinder.forget(std::process::id());
         assert!(unwinder.processes.is_empty());
     }

@@ -5,7 +5,10 @@
 use crate::{
     analysis::{Finding, hints},
     host::symbolize::Symbolizer,
-    trace::{host_facts::ThreadProbe, stack::UserPlace},
+    trace::{
+        host_facts::ThreadProbe,
+        stack::{Stack, UserPlace},
+    },
 };
 
 /// Fills a finding's `fork_stack` and `sigaction_stack` from its frames,
@@ -17,14 +20,16 @@ use crate::{
 /// keeps one `hint` string that the text, JSON and JUnit outputs all show
 /// alike.
 pub fn symbolize_finding(symbolizer: &mut Symbolizer, finding: &mut Finding) {
-    finding.fork_stack = finding
-        .fork_frames
-        .as_ref()
-        .map(|s| symbolizer.symbolize_stack(s));
-    finding.sigaction_stack = finding
-        .sigaction_frames
-        .as_ref()
-        .map(|s| symbolizer.symbolize_stack(s));
+    // A stack of no frames says nothing; recordings made before the
+    // unwinder refused them may hold some.
+    let named = |symbolizer: &mut Symbolizer, frames: &Option<Stack>| {
+        frames
+            .as_ref()
+            .filter(|s| !s.frames.is_empty())
+            .map(|s| symbolizer.symbolize_stack(s))
+    };
+    finding.fork_stack = named(symbolizer, &finding.fork_frames);
+    finding.sigaction_stack = named(symbolizer, &finding.sigaction_frames);
     if finding.fork_stack.is_some() {
         finding.hint = hints::hint(finding);
     }
@@ -49,5 +54,25 @@ pub fn name_live_threads(symbolizer: &mut Symbolizer, tgid: u32, threads: &mut [
             symbolizer.prepare(&frame.module, tgid);
         }
         name_thread(symbolizer, thread);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_of_no_frames_names_nothing_and_keeps_the_hint() {
+        let mut finding = crate::analysis::tests_support::finding();
+        finding.fork_frames = Some(Stack {
+            frames: Vec::new(),
+            truncated: true,
+        });
+        finding.sigaction_frames = finding.fork_frames.clone();
+        let hint = finding.hint.clone();
+        symbolize_finding(&mut Symbolizer::new(), &mut finding);
+        assert_eq!(finding.fork_stack, None);
+        assert_eq!(finding.sigaction_stack, None);
+        assert_eq!(finding.hint, hint);
     }
 }
